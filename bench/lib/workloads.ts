@@ -1,0 +1,194 @@
+/**
+ * The workloads, each run in fresh child processes on a fresh namespace:
+ * drains (W1, W2, and the 100k scale drains), enqueue-to-start latency (W3),
+ * the raw PostgreSQL ceiling (W4), backlog growth (W5) and the baselines.
+ */
+import { type Child, start, startAll } from "./proc.js"
+import type { ChildSpec, DriverName, WorkerReport } from "./protocol.js"
+import { now } from "./protocol.js"
+import { percentile } from "./stats.js"
+
+/** Where children run and which namespace each run gets. */
+export interface Context {
+  readonly entry: string
+  readonly spec: (driver: DriverName) => ChildSpec
+}
+
+/** Duplicates (extra handler starts) and lost jobs (never started) over every worker's report. */
+export interface Integrity {
+  readonly duplicates: number
+  readonly lost: number
+}
+
+export interface DrainResult extends Integrity {
+  readonly enqueueMs: number
+  readonly drainMs: number
+  readonly n: number
+}
+
+export interface LatencyResult extends Integrity {
+  readonly p50: number
+  readonly p95: number
+  readonly p99: number
+  readonly max: number
+  readonly samples: number
+}
+
+export interface RateResult {
+  readonly ms: number
+  readonly rows: number
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Poll `test` every `everyMs` until it holds; false on timeout. */
+const until = async (test: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 5) => {
+  const deadline = now() + timeoutMs
+  while (!(await test())) {
+    if (now() > deadline) return false
+    await sleep(everyMs)
+  }
+  return true
+}
+
+const integrity = (reports: ReadonlyArray<WorkerReport>, n: number, first = 0): Integrity => {
+  let duplicates = 0
+  let lost = 0
+  for (let i = first; i < n; i++) {
+    let c = 0
+    for (const r of reports) c += r.counts[i] ?? 0
+    if (c === 0) lost++
+    else duplicates += c - 1
+  }
+  return { duplicates, lost }
+}
+
+/** Run `body` with an owner child that set up the namespace; tear down and close everything after. */
+const withOwner = async <A>(
+  ctx: Context,
+  driver: DriverName,
+  body: (owner: Child, spawn: (k: number) => Promise<Array<Child>>) => Promise<A>
+): Promise<A> => {
+  const spec = ctx.spec(driver)
+  const owner = await start(ctx.entry, spec)
+  const others: Array<Child> = []
+  try {
+    await owner.call({ cmd: "setup" })
+    return await body(owner, async (k) => {
+      const children = await startAll(
+        ctx.entry,
+        Array.from({ length: k }, () => spec)
+      )
+      others.push(...children)
+      return children
+    })
+  } finally {
+    await Promise.allSettled(others.map((c) => c.close()))
+    await owner.call({ cmd: "teardown" }, 60_000).catch((e) => console.error(`teardown failed: ${e}`))
+    await owner.close()
+  }
+}
+
+/** Wait until the workers handled `n` jobs and the owner sees `n` completions committed. */
+const awaitDrained = async (owner: Child, workers: ReadonlyArray<Child>, n: number, timeoutMs: number) => {
+  const handled = () => workers.reduce((sum, w) => sum + w.progress(), 0)
+  if (!(await until(() => handled() >= n, timeoutMs))) return false
+  return until(async () => (await owner.call<number>({ cmd: "committed", total: n })) >= n, 30_000)
+}
+
+/**
+ * Enqueue `n` jobs in bulk (timed), then start `processes` worker processes
+ * (0: the owner process works itself) and time until every completion is
+ * committed.
+ */
+export const drain = (
+  ctx: Context,
+  driver: DriverName,
+  options: {
+    readonly n: number
+    readonly processes: number
+    readonly concurrency: number
+    readonly timeoutMs: number
+  }
+): Promise<DrainResult> =>
+  withOwner(ctx, driver, async (owner, spawn) => {
+    const { n, concurrency } = options
+    const enqueueMs = await owner.call<number>({ cmd: "enqueueBulk", n })
+    const workers = options.processes === 0 ? [owner] : await spawn(options.processes)
+    const t0 = now()
+    await Promise.all(workers.map((w) => w.call({ cmd: "startWorker", n, concurrency })))
+    const done = await awaitDrained(owner, workers, n, options.timeoutMs)
+    const drainMs = done ? now() - t0 : Number.NaN
+    const reports = await Promise.all(workers.map((w) => w.call<WorkerReport>({ cmd: "stopWorker" })))
+    return { enqueueMs, drainMs, n, ...integrity(reports, n) }
+  })
+
+/**
+ * With an idle worker running, enqueue `warmup + n` jobs one at a time at
+ * `perSecond`; latency is enqueue call to handler start, over the last `n`.
+ */
+export const latency = (
+  ctx: Context,
+  driver: DriverName,
+  options: {
+    readonly n: number
+    readonly warmup: number
+    readonly perSecond: number
+    readonly concurrency: number
+    readonly sameProcess: boolean
+  }
+): Promise<LatencyResult> =>
+  withOwner(ctx, driver, async (owner, spawn) => {
+    const total = options.warmup + options.n
+    const [worker] = options.sameProcess ? [owner] : await spawn(1)
+    await worker!.call({ cmd: "startWorker", n: total, concurrency: options.concurrency })
+    await sleep(1_000)
+    await owner.call({ cmd: "produce", n: total, perSecond: options.perSecond })
+    await until(() => worker!.progress() >= total, 10_000)
+    const report = await worker!.call<WorkerReport>({ cmd: "stopWorker" })
+    const measured = report.latencies.slice(options.warmup).filter(Number.isFinite)
+    return {
+      p50: percentile(measured, 50),
+      p95: percentile(measured, 95),
+      p99: percentile(measured, 99),
+      max: percentile(measured, 100),
+      samples: measured.length,
+      ...integrity([report], total, options.warmup)
+    }
+  })
+
+/** Run a baseline once in a fresh child. */
+export const baseline = async (
+  ctx: Context,
+  driver: DriverName,
+  args: Record<string, number>
+): Promise<RateResult> => {
+  const child = await start(ctx.entry, ctx.spec(driver))
+  try {
+    return await child.call<RateResult>({ cmd: "run", args })
+  } finally {
+    await child.close()
+  }
+}
+
+/**
+ * With `waiting` jobs in the queue, time a fresh worker until `measure` of
+ * them are handled and committed.
+ */
+export const backlog = (
+  ctx: Context,
+  driver: DriverName,
+  options: { readonly waiting: number; readonly measure: number; readonly concurrency: number }
+): Promise<RateResult & Integrity> =>
+  withOwner(ctx, driver, async (owner, spawn) => {
+    await owner.call({ cmd: "fill", n: options.waiting }, 600_000)
+    const [worker] = await spawn(1)
+    const t0 = now()
+    await worker!.call({ cmd: "startWorker", n: options.waiting, concurrency: options.concurrency })
+    const done = await awaitDrained(owner, [worker!], options.measure, 120_000)
+    const ms = done ? now() - t0 : Number.NaN
+    const report = await worker!.call<WorkerReport>({ cmd: "stopWorker" })
+    let duplicates = 0
+    for (const c of report.counts) if (c > 1) duplicates += c - 1
+    return { ms, rows: options.measure, duplicates, lost: 0 }
+  })

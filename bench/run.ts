@@ -1,0 +1,414 @@
+/**
+ * `npm run bench`: Nightshift side by side with graphile-worker, pg-boss and
+ * BullMQ, plus raw baselines, on this machine, in one run.
+ *
+ *   npm run bench [-- --rounds 3] [--only W1,W3] [--quick] [--no-write] [--skip-workers]
+ *
+ * Every measurement runs in fresh child processes on a fresh PostgreSQL
+ * schema, Redis key prefix or SQLite file, dropped afterwards. Rounds
+ * alternate the contestants' order; figures are medians with min–max, and
+ * targets are ratios paired round by round. Prints the Markdown report, then
+ * one JSON summary as the last line, and writes BENCHMARKS.md. The method is
+ * described in docs/benchmarks.md.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { bundleChild, ensurePeers } from "./lib/build.js"
+import { databaseUrl, machine, redisUrl, versions } from "./lib/env.js"
+import type { DriverName } from "./lib/protocol.js"
+import { now } from "./lib/protocol.js"
+import {
+  evaluate,
+  labels,
+  summaryJson,
+  type Target,
+  targetJson,
+  targetsTable,
+  workloadTable
+} from "./lib/report.js"
+import { Results } from "./lib/results.js"
+import { runWorkers, type WorkersOutcome } from "./lib/workers.js"
+import { backlog, baseline, type Context, drain, type Integrity, latency } from "./lib/workloads.js"
+
+const benchDir = dirname(fileURLToPath(import.meta.url))
+const rootDir = dirname(benchDir)
+
+const flag = (name: string) => process.argv.includes(`--${name}`)
+const option = (name: string) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+
+const quick = flag("quick")
+const settings = {
+  rounds: Number(option("rounds") ?? (quick ? 1 : 3)),
+  only: option("only")?.split(","),
+  /** W1/W2 jobs. */
+  jobs: quick ? 2_000 : 20_000,
+  concurrency: 10,
+  latencyJobs: quick ? 100 : 500,
+  latencyWarmup: 20,
+  latencyPerSecond: 100,
+  ceilingRows: { 1: quick ? 1_000 : 5_000, 50: quick ? 5_000 : 20_000 } as Record<number, number>,
+  backlog: { small: 10_000, large: quick ? 100_000 : 1_000_000, measure: 5_000 },
+  scaleJobs: quick ? 10_000 : 100_000,
+  workersSeconds: quick ? 3 : 10,
+  drainTimeoutMs: 180_000
+}
+
+const enabled = (workload: string) => settings.only === undefined || settings.only.includes(workload)
+
+const drainers: ReadonlyArray<DriverName> = [
+  "nightshift-pg",
+  "nightshift-sqlite",
+  "nightshift-memory",
+  "graphile",
+  "graphile-batched",
+  "pg-boss",
+  "bullmq"
+]
+/** Producer and worker share one process here: the memory store cannot be shared, and SQLite hints stay in-process. */
+const sameProcess = new Set<DriverName>(["nightshift-memory", "nightshift-sqlite"])
+
+const results = new Results()
+const tmpDir = mkdtempSync(join(tmpdir(), "nightshift-bench-"))
+const runId = Date.now().toString(36)
+let sequence = 0
+/** The child entry is filled in once the bundle is built. */
+const ctx: { entry: string; readonly spec: Context["spec"] } = {
+  entry: "",
+  spec: (driver) => ({
+    driver,
+    namespace: `nsbench_${runId}_${sequence++}`,
+    databaseUrl: databaseUrl(),
+    redisUrl: redisUrl(),
+    tmpDir
+  })
+}
+
+const firstLine = (e: unknown) =>
+  String(e instanceof Error ? e.message : e)
+    .split("\n")[0]!
+    .slice(0, 300)
+
+const describe = (values: Record<string, number>, integrity: Integrity | undefined) =>
+  [
+    ...Object.entries(values).map(
+      ([k, v]) => `${k} ${v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(2)}`
+    ),
+    ...(integrity ? [`dup ${integrity.duplicates}`, `lost ${integrity.lost}`] : [])
+  ].join(", ")
+
+/** Run one measurement and record it (a failure is recorded as such, never thrown). */
+const measure = async (
+  workload: string,
+  contestant: string,
+  round: number,
+  body: () => Promise<{ values: Record<string, number>; integrity?: Integrity }>
+) => {
+  const t0 = now()
+  try {
+    const { values, integrity } = await body()
+    results.add({ workload, contestant, round, values, integrity })
+    console.error(`[round ${round}] ${workload} ${contestant}: ${describe(values, integrity)}`)
+  } catch (error) {
+    results.add({ workload, contestant, round, values: {}, error: firstLine(error) })
+    console.error(`[round ${round}] ${workload} ${contestant}: FAILED ${firstLine(error)}`)
+  }
+  console.error(`    (${((now() - t0) / 1000).toFixed(1)} s)`)
+}
+
+const perSecond = (n: number, ms: number) => (n / ms) * 1000
+
+const w1w2 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
+  for (const [workload, processes] of [
+    ["W1", 1],
+    ["W2", 2]
+  ] as const) {
+    if (!enabled(workload)) continue
+    for (const driver of order(drainers)) {
+      if (driver === "nightshift-memory" && processes > 1) continue
+      await measure(workload, driver, round, async () => {
+        const r = await drain(ctx, driver, {
+          n: settings.jobs,
+          processes: driver === "nightshift-memory" ? 0 : processes,
+          concurrency: settings.concurrency,
+          timeoutMs: settings.drainTimeoutMs
+        })
+        return {
+          values: { enqueue: perSecond(r.n, r.enqueueMs), drain: perSecond(r.n, r.drainMs) },
+          integrity: r
+        }
+      })
+    }
+  }
+}
+
+const w3 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
+  if (!enabled("W3")) return
+  for (const driver of order(drainers)) {
+    await measure("W3", driver, round, async () => {
+      const r = await latency(ctx, driver, {
+        n: settings.latencyJobs,
+        warmup: settings.latencyWarmup,
+        perSecond: settings.latencyPerSecond,
+        concurrency: settings.concurrency,
+        sameProcess: sameProcess.has(driver)
+      })
+      return { values: { p50: r.p50, p95: r.p95, p99: r.p99, max: r.max }, integrity: r }
+    })
+  }
+}
+
+const w4 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
+  if (!enabled("W4")) return
+  for (const batch of order([1, 50])) {
+    await measure("W4", `ceiling-b${batch}`, round, async () => {
+      const r = await baseline(ctx, "ceiling-pg", { rows: settings.ceilingRows[batch]!, batch, loops: 10 })
+      return { values: { rate: perSecond(r.rows, r.ms) } }
+    })
+  }
+}
+
+const w5 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
+  if (!enabled("W5")) return
+  const sizes = [
+    ["backlog-10k", settings.backlog.small],
+    ["backlog-1m", settings.backlog.large]
+  ] as const
+  for (const [name, waiting] of order(sizes)) {
+    await measure("W5", name, round, async () => {
+      const r = await backlog(ctx, "nightshift-pg", {
+        waiting,
+        measure: settings.backlog.measure,
+        concurrency: settings.concurrency
+      })
+      return { values: { rate: perSecond(r.rows, r.ms) }, integrity: r }
+    })
+  }
+}
+
+const scale = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
+  if (!enabled("W6")) return
+  const n = settings.scaleJobs
+  const runs: ReadonlyArray<
+    readonly [string, () => Promise<{ values: Record<string, number>; integrity?: Integrity }>]
+  > = [
+    ["scale-nightshift-memory", () => scaleDrain("nightshift-memory")],
+    ["scale-raw-memory", () => scaleBaseline("raw-memory", { rows: n, concurrency: settings.concurrency })],
+    ["scale-nightshift-sqlite", () => scaleDrain("nightshift-sqlite")],
+    ["scale-raw-sqlite", () => scaleBaseline("raw-sqlite", { rows: n, batch: 50 })]
+  ]
+  for (const [name, body] of order(runs)) await measure("W6", name, round, body)
+}
+
+const scaleDrain = async (driver: DriverName) => {
+  const r = await drain(ctx, driver, {
+    n: settings.scaleJobs,
+    processes: 0,
+    concurrency: settings.concurrency,
+    timeoutMs: settings.drainTimeoutMs
+  })
+  return { values: { rate: perSecond(r.n, r.drainMs) }, integrity: r }
+}
+
+const scaleBaseline = async (driver: DriverName, args: Record<string, number>) => {
+  const r = await baseline(ctx, driver, args)
+  return { values: { rate: perSecond(r.rows, r.ms) } }
+}
+
+const targets: ReadonlyArray<Target> = [
+  {
+    name: "W1 drain: Nightshift · PostgreSQL ÷ graphile-worker · perfTest batching",
+    a: { workload: "W1", contestant: "nightshift-pg", key: "drain" },
+    b: { workload: "W1", contestant: "graphile-batched", key: "drain" },
+    goal: 2
+  },
+  {
+    name: "W1 drain: Nightshift · PostgreSQL ÷ W4 raw ceiling, batch 50",
+    a: { workload: "W1", contestant: "nightshift-pg", key: "drain" },
+    b: { workload: "W4", contestant: "ceiling-b50", key: "rate" },
+    goal: 0.6
+  },
+  {
+    name: "W2 ÷ W1 drain, Nightshift · PostgreSQL",
+    a: { workload: "W2", contestant: "nightshift-pg", key: "drain" },
+    b: { workload: "W1", contestant: "nightshift-pg", key: "drain" },
+    goal: 1
+  },
+  {
+    name: "W3 p50: Nightshift · PostgreSQL ÷ BullMQ · Redis",
+    a: { workload: "W3", contestant: "nightshift-pg", key: "p50" },
+    b: { workload: "W3", contestant: "bullmq", key: "p50" },
+    goal: 1,
+    atMost: true
+  },
+  {
+    name: "W3 p99: Nightshift · PostgreSQL ÷ graphile-worker · defaults",
+    a: { workload: "W3", contestant: "nightshift-pg", key: "p99" },
+    b: { workload: "W3", contestant: "graphile", key: "p99" },
+    goal: 0.5,
+    atMost: true
+  },
+  {
+    name: "W1 bulk enqueue: Nightshift · PostgreSQL ÷ graphile-worker `addJobs`",
+    a: { workload: "W1", contestant: "nightshift-pg", key: "enqueue" },
+    b: { workload: "W1", contestant: "graphile", key: "enqueue" },
+    goal: 1.5
+  },
+  {
+    name: "W5 claim rate: 1,000,000 waiting ÷ 10,000 waiting",
+    a: { workload: "W5", contestant: "backlog-1m", key: "rate" },
+    b: { workload: "W5", contestant: "backlog-10k", key: "rate" },
+    goal: 0.8
+  },
+  {
+    name: "W6 100k drain: Nightshift · SQLite ÷ better-sqlite3 baseline",
+    a: { workload: "W6", contestant: "scale-nightshift-sqlite", key: "rate" },
+    b: { workload: "W6", contestant: "scale-raw-sqlite", key: "rate" },
+    goal: 0.6
+  },
+  {
+    name: "W6 100k drain: Nightshift · memory ÷ Effect Queue baseline",
+    a: { workload: "W6", contestant: "scale-nightshift-memory", key: "rate" },
+    b: { workload: "W6", contestant: "scale-raw-memory", key: "rate" },
+    goal: 0.5
+  }
+]
+
+const k = (n: number) => n.toLocaleString("en-US")
+
+const sections = (workers: WorkersOutcome | undefined) => {
+  const rate = (key: string, title: string) => ({ key, title, format: "int" as const })
+  const latencyCols = ["p50", "p95", "p99", "max"].map((key) => ({
+    key,
+    title: `${key} ms`,
+    format: "ms" as const
+  }))
+  const out: Array<string> = []
+  const add = (workload: string, title: string, body: () => string, note = "") => {
+    if (results.contestants(workload).length === 0) return
+    out.push(`## ${title}\n\n${note}${note ? "\n\n" : ""}${body()}`)
+  }
+  add(
+    "W1",
+    `W1 · bulk enqueue and drain, ${k(settings.jobs)} no-op jobs, one worker process, concurrency ${settings.concurrency}`,
+    () => workloadTable(results, "W1", [rate("enqueue", "enqueue jobs/s"), rate("drain", "drain jobs/s")]),
+    "Enqueue: one bulk call, timed. Drain: from starting the worker (its start-up included) until every completion is committed. Nightshift · memory enqueues and works in one process."
+  )
+  add("W2", `W2 · the same drain with two worker processes`, () =>
+    workloadTable(results, "W2", [rate("drain", "drain jobs/s")])
+  )
+  add(
+    "W3",
+    `W3 · latency, enqueue call to handler start, ${settings.latencyJobs} jobs one at a time at ${settings.latencyPerSecond}/s`,
+    () => workloadTable(results, "W3", latencyCols),
+    `An idle worker process runs while another process enqueues (the first ${settings.latencyWarmup} jobs are a warm-up, not counted). Nightshift · SQLite and · memory enqueue and work in one process.`
+  )
+  add(
+    "W4",
+    "W4 · the PostgreSQL ceiling: a bare SKIP LOCKED claim + delete loop on 10 connections",
+    () => workloadTable(results, "W4", [rate("rate", "rows/s")], false),
+    `${k(settings.ceilingRows[1]!)} rows at batch 1, ${k(settings.ceilingRows[50]!)} at batch 50; raw \`pg\`, no library.`
+  )
+  add(
+    "W5",
+    "W5 · backlog growth: claim throughput with jobs waiting",
+    () => workloadTable(results, "W5", [rate("rate", "jobs/s")]),
+    `A fresh worker (concurrency ${settings.concurrency}) works the first ${k(settings.backlog.measure)} jobs of the backlog; timed from its start until those completions are committed. The backlog is written in one \`INSERT … SELECT\` cloning a job the library enqueued, then analysed.`
+  )
+  add(
+    "W6",
+    `W6 · ${k(settings.scaleJobs)} no-op jobs drained at concurrency ${settings.concurrency} in one process, beside raw baselines`,
+    () => workloadTable(results, "W6", [rate("rate", "jobs/s")])
+  )
+  if (workers !== undefined) {
+    out.push(
+      `## W6 · 10,000 periodic workers (bench/workers.ts)\n\n${
+        workers.table ?? `Not measured: ${workers.note}.`
+      }\n\nRun by this harness with \`--seconds ${settings.workersSeconds}\`; see the "Workers" section for that benchmark's own notes.`
+    )
+  }
+  return out
+}
+
+/** The "## Workers" section of the existing BENCHMARKS.md (owned by bench/workers.ts's author), kept verbatim. */
+const keptWorkersSection = (file: string) => {
+  if (!existsSync(file)) return undefined
+  const text = readFileSync(file, "utf8")
+  const start = text.search(/^## Workers\s*$/m)
+  if (start < 0) return undefined
+  const rest = text.slice(start + 1)
+  const end = rest.search(/^## /m)
+  return (end < 0 ? text.slice(start) : text.slice(start, start + 1 + end)).trimEnd()
+}
+
+const main = async () => {
+  const started = now()
+  const startedAt = new Date()
+  const machineAtStart = machine()
+  ensurePeers(benchDir)
+  ctx.entry = bundleChild(rootDir, benchDir)
+  console.error(
+    `bench: ${settings.rounds} round(s); PostgreSQL ${databaseUrl()}, Redis ${redisUrl()}; load average ${machineAtStart.loadAverage.join(" ")}`
+  )
+  for (let round = 1; round <= settings.rounds; round++) {
+    const order = <A>(xs: ReadonlyArray<A>): ReadonlyArray<A> => (round % 2 === 1 ? xs : [...xs].reverse())
+    await w4(round, order)
+    await w1w2(round, order)
+    await w3(round, order)
+    await w5(round, order)
+    await scale(round, order)
+  }
+  const workers =
+    enabled("W6") && !flag("skip-workers")
+      ? await runWorkers(rootDir, settings.rounds, settings.workersSeconds)
+      : undefined
+  rmSync(tmpDir, { recursive: true, force: true })
+
+  const outcomes = targets.map((t) => evaluate(results, t))
+  const minutes = (now() - started) / 60_000
+  const machineAtEnd = machine()
+  const v = versions(rootDir, benchDir)
+  const header = [
+    "# Benchmarks",
+    "",
+    `Latest \`npm run bench\`: ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, ${settings.rounds} round(s), ${minutes.toFixed(1)} minutes. Written by \`bench/run.ts\`; only the "Workers" section is written by hand. Method and analysis: [docs/benchmarks.md](docs/benchmarks.md).`,
+    "",
+    `**Machine:** ${machineAtStart.cpu}, ${machineAtStart.cores} shared cores, ${machineAtStart.memoryGb} GB, ${machineAtStart.os}, Node ${machineAtStart.node}. Load average ${machineAtStart.loadAverage.join(" / ")} at the start, ${machineAtEnd.loadAverage.join(" / ")} at the end: absolute figures drift between runs; compare within a run.`,
+    "",
+    `**Versions:** ${Object.entries(v)
+      .map(([name, version]) => `${name} ${version}`)
+      .join(", ")}.`,
+    "",
+    "Each cell is the median over rounds with the min–max range. Every run is a fresh process on a fresh schema, key prefix or file; rounds alternate the contestants' order. Targets are ratios paired round by round. A contestant that duplicated or lost a job, or failed a run, is marked and not ranked."
+  ].join("\n")
+  const body = [`## Targets\n\n${targetsTable(outcomes)}`, ...sections(workers)].join("\n\n")
+  const report = `${header}\n\n${body}\n`
+
+  if (!flag("no-write")) {
+    const file = join(rootDir, "BENCHMARKS.md")
+    const kept = keptWorkersSection(file)
+    writeFileSync(file, kept === undefined ? report : `${report}\n${kept}\n`)
+  }
+  process.stdout.write(`${report}\n`)
+  const summary = {
+    date: startedAt.toISOString(),
+    minutes: Math.round(minutes * 10) / 10,
+    rounds: settings.rounds,
+    machine: { ...machineAtStart, loadAverageAtEnd: machineAtEnd.loadAverage },
+    versions: v,
+    labels,
+    targets: outcomes.map(targetJson),
+    workloads: summaryJson(results),
+    workers: workers?.rows ?? workers?.note ?? null
+  }
+  process.stdout.write(`${JSON.stringify(summary)}\n`)
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})

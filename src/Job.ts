@@ -1,0 +1,200 @@
+/**
+ * Job kinds and their handlers.
+ *
+ * A kind is declared once and shared by producers (`JobQueue.enqueue`) and
+ * consumers (`JobRunner`): its name, payload `Schema`, retry policy, timeout,
+ * default queue and priority.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import type * as Schema from "effect/Schema"
+
+/**
+ * Retry policy of a kind: at most `maxAttempts` attempts in all, with the
+ * delay before attempt n+1 taken from the n-th step of `backoff`. When the
+ * backoff schedule ends, the job is discarded even if attempts remain.
+ *
+ * @since 0.1.0
+ */
+export interface RetryPolicy {
+  readonly maxAttempts: number
+  readonly backoff: Schedule.Schedule<unknown, unknown>
+}
+
+/**
+ * The default retry policy: 20 attempts, exponential backoff from 1 second
+ * (factor 2), jittered, capped at 1 hour.
+ *
+ * @since 0.1.0
+ */
+export const defaultRetry: RetryPolicy = {
+  maxAttempts: 20,
+  backoff: Schedule.exponential("1 second").pipe(
+    Schedule.jittered,
+    Schedule.modifyDelay((d) => Duration.min(d, Duration.hours(1)))
+  )
+}
+
+/**
+ * A job kind.
+ *
+ * @since 0.1.0
+ */
+export interface Kind<out Name extends string, in out A, in out I = A, out R = never> {
+  readonly _tag: "JobKind"
+  readonly name: Name
+  readonly payload: Schema.Schema<A, I, R>
+  readonly retry: RetryPolicy
+  /** Per-attempt timeout; none when undefined. */
+  readonly timeout: Duration.Duration | undefined
+  readonly queue: string
+  readonly priority: number
+}
+
+/** Any job kind. @since 0.1.0 */
+export type Any = Kind<string, any, any, any>
+
+/** The decoded payload type of a kind. @since 0.1.0 */
+export type Payload<K> = K extends Kind<any, infer A, any, any> ? A : never
+
+/** @since 0.1.0 */
+export interface KindOptions<A, I, R> {
+  readonly payload: Schema.Schema<A, I, R>
+  /** Partial retry policy; missing fields come from `defaultRetry`. */
+  readonly retry?: Partial<RetryPolicy> | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Default queue. Default `"default"`. */
+  readonly queue?: string | undefined
+  /** Default priority (lower runs first). Default 0. */
+  readonly priority?: number | undefined
+}
+
+/**
+ * Declare a job kind.
+ *
+ * @example
+ * ```ts
+ * const SendEmail = Job.make("send_email", {
+ *   payload: Schema.Struct({ to: Schema.String }),
+ *   retry: { maxAttempts: 5, backoff: Schedule.exponential("2 seconds") }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const make = <const Name extends string, A, I, R = never>(
+  name: Name,
+  options: KindOptions<A, I, R>
+): Kind<Name, A, I, R> => ({
+  _tag: "JobKind",
+  name,
+  payload: options.payload,
+  retry: { ...defaultRetry, ...options.retry },
+  timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
+  queue: options.queue ?? "default",
+  priority: options.priority ?? 0
+})
+
+/**
+ * Fail a handler with this to discard the job now: no retry can help.
+ *
+ * @since 0.1.0
+ */
+export class Discard extends Data.TaggedError("JobDiscard")<{ readonly reason: string }> {
+  override get message(): string {
+    return `job discarded: ${this.reason}`
+  }
+}
+
+/**
+ * Fail a handler with this to run the job again after `duration` without
+ * counting the attempt.
+ *
+ * @since 0.1.0
+ */
+export class Snooze extends Data.TaggedError("JobSnooze")<{ readonly duration: Duration.DurationInput }> {}
+
+/**
+ * Fail a handler with this to retry, optionally after an explicit delay
+ * instead of the kind's backoff. Any other typed failure retries with the
+ * backoff too.
+ *
+ * @since 0.1.0
+ */
+export class Retry extends Data.TaggedError("JobRetry")<{
+  readonly reason: string
+  readonly delay?: Duration.DurationInput | undefined
+}> {}
+
+/**
+ * What a handler sees besides its payload.
+ *
+ * @since 0.1.0
+ */
+export interface Context {
+  readonly id: string
+  readonly kind: string
+  readonly queue: string
+  /** 1 for the first attempt. */
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly priority: number
+  readonly createdAt: number
+  readonly errors: ReadonlyArray<{
+    readonly attempt: number
+    readonly kind: string
+    readonly message: string
+  }>
+}
+
+/**
+ * A handler for one kind.
+ *
+ * @since 0.1.0
+ */
+export interface Handler<out R = never> {
+  readonly _tag: "JobHandler"
+  readonly kind: Any
+  readonly run: (payload: any, context: Context) => Effect.Effect<unknown, unknown, R>
+}
+
+/**
+ * Attach a handler to a kind. The handler gets the decoded payload and the
+ * job context. Its typed failure decides what happens next: `Discard`,
+ * `Snooze`, `Retry`, or any other error (retried with the kind's backoff).
+ *
+ * @since 0.1.0
+ */
+export const handle = <Name extends string, A, I, RS, E, R>(
+  kind: Kind<Name, A, I, RS>,
+  run: (payload: A, context: Context) => Effect.Effect<unknown, E, R>
+): Handler<R | RS> => ({ _tag: "JobHandler", kind, run })
+
+/**
+ * A set of handlers, keyed by kind name.
+ *
+ * @since 0.1.0
+ */
+export interface Handlers<out R = never> {
+  readonly _tag: "JobHandlers"
+  readonly byKind: ReadonlyMap<string, Handler<R>>
+}
+
+/**
+ * Collect handlers. A kind handled twice is a programming error and throws
+ * at definition time.
+ *
+ * @since 0.1.0
+ */
+export const handlers = <R>(...hs: ReadonlyArray<Handler<R>>): Handlers<R> => {
+  const byKind = new Map<string, Handler<R>>()
+  for (const h of hs) {
+    if (byKind.has(h.kind.name)) throw new Error(`Job.handlers: kind "${h.kind.name}" is handled twice`)
+    byKind.set(h.kind.name, h)
+  }
+  return { _tag: "JobHandlers", byKind }
+}

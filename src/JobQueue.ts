@@ -1,0 +1,349 @@
+/**
+ * The producer service: enqueue typed jobs, inspect and control them.
+ *
+ * A payload is encoded with its kind's `Schema` before anything is written;
+ * a bad payload is a typed `InvalidPayload` error and nothing is stored. On
+ * the SQL engines an enqueue inside the application's own
+ * `sql.withTransaction` commits or rolls back with it.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Events from "./Events.js"
+import type * as Job from "./Job.js"
+import * as JobStore from "./JobStore.js"
+import * as Metrics from "./Metrics.js"
+
+/**
+ * Per-enqueue options; each overrides the kind's default.
+ *
+ * @since 0.1.0
+ */
+export interface EnqueueOptions {
+  /** Run at this time (a `Date` or epoch ms). Wins over `delay`. */
+  readonly runAt?: Date | number | undefined
+  /** Run after this long. */
+  readonly delay?: Duration.DurationInput | undefined
+  /** Lower runs first. */
+  readonly priority?: number | undefined
+  readonly queue?: string | undefined
+  readonly maxAttempts?: number | undefined
+  /**
+   * While a job of the same kind with this key is scheduled, available,
+   * running or retryable, a new enqueue is folded into it.
+   */
+  readonly dedupeKey?: string | undefined
+}
+
+/**
+ * The result of an enqueue: the job's id, and whether it was folded into an
+ * existing job with the same dedupe key.
+ *
+ * @since 0.1.0
+ */
+export interface Enqueued {
+  readonly id: string
+  readonly deduped: boolean
+}
+
+/**
+ * The payload did not match the kind's schema. Nothing was written.
+ *
+ * @since 0.1.0
+ */
+export class InvalidPayload extends Schema.TaggedError<InvalidPayload>()("InvalidPayload", {
+  kind: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * An enqueue option (queue name, priority, attempts, run-at…) is out of
+ * range. Nothing was written.
+ *
+ * @since 0.1.0
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  kind: Schema.String,
+  message: Schema.String
+}) {}
+
+/** One item of `enqueueMany`. @since 0.1.0 */
+export interface Item<R = never> {
+  readonly kind: Job.Kind<string, any, any, R>
+  readonly payload: unknown
+  readonly options?: EnqueueOptions | undefined
+}
+
+/** Builds a typed `enqueueMany` item. @since 0.1.0 */
+export const item = <Name extends string, A, I, R>(
+  kind: Job.Kind<Name, A, I, R>,
+  payload: A,
+  options?: EnqueueOptions
+): Item<R> => ({ kind, payload, options })
+
+/**
+ * The producer service.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  readonly enqueue: <Name extends string, A, I, R>(
+    kind: Job.Kind<Name, A, I, R>,
+    payload: A,
+    options?: EnqueueOptions
+  ) => Effect.Effect<Enqueued, InvalidPayload | InvalidOptions | JobStore.JobStoreError, R>
+  /** Enqueue many jobs atomically (all or nothing); results in input order. */
+  readonly enqueueMany: <R>(
+    items: Iterable<Item<R>>
+  ) => Effect.Effect<ReadonlyArray<Enqueued>, InvalidPayload | InvalidOptions | JobStore.JobStoreError, R>
+  readonly get: (id: string) => Effect.Effect<Option.Option<JobStore.JobRecord>, JobStore.JobStoreError>
+  readonly list: (filter?: JobStore.ListFilter) => Effect.Effect<JobStore.ListPage, JobStore.JobStoreError>
+  readonly counts: Effect.Effect<ReadonlyArray<JobStore.QueueCount>, JobStore.JobStoreError>
+  /** Cancel a queued job, or interrupt a running one wherever it runs. */
+  readonly cancel: (id: string) => Effect.Effect<JobStore.CancelResult, JobStore.JobStoreError>
+  /** Make a discarded, cancelled or completed job available again. */
+  readonly retry: (id: string) => Effect.Effect<JobStore.RetryResult, JobStore.JobStoreError>
+  readonly pause: (queue: string) => Effect.Effect<void, JobStore.JobStoreError | InvalidOptions>
+  readonly resume: (queue: string) => Effect.Effect<void, JobStore.JobStoreError | InvalidOptions>
+  readonly paused: Effect.Effect<ReadonlyArray<string>, JobStore.JobStoreError>
+}
+
+/**
+ * The `JobQueue` service tag.
+ *
+ * @since 0.1.0
+ */
+export class JobQueue extends Context.Tag("nightshift/JobQueue")<JobQueue, Service>() {}
+
+const namePattern = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/
+
+/**
+ * Is this a valid queue or kind name: 1–128 characters of letters, digits,
+ * `_`, `.`, `:` and `-`, not starting with punctuation other than `_`.
+ *
+ * @since 0.1.0
+ */
+export const isValidName = (name: string): boolean => namePattern.test(name)
+
+const invalid = (kind: string, message: string) => Effect.fail(new InvalidOptions({ kind, message }))
+
+const checkInt = (kind: string, what: string, n: number, min: number, max: number) =>
+  Number.isSafeInteger(n) && n >= min && n <= max
+    ? Effect.void
+    : invalid(kind, `${what} must be an integer from ${min} to ${max}, got ${n}`)
+
+/**
+ * Validate options and encode the payload into what the store inserts.
+ *
+ * @internal
+ */
+export const toInput = <A, I, R>(
+  kind: Job.Kind<string, A, I, R>,
+  payload: A,
+  options: EnqueueOptions,
+  trace: Option.Option<{ traceId: string; spanId: string }>
+): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> =>
+  Effect.gen(function* () {
+    const queue = options.queue ?? kind.queue
+    const priority = options.priority ?? kind.priority
+    const maxAttempts = options.maxAttempts ?? kind.retry.maxAttempts
+    if (!isValidName(kind.name)) {
+      return yield* invalid(
+        kind.name,
+        `invalid kind name ${JSON.stringify(kind.name)}: use 1-128 of [A-Za-z0-9_.:-]`
+      )
+    }
+    if (!isValidName(queue)) {
+      return yield* invalid(
+        kind.name,
+        `invalid queue name ${JSON.stringify(queue)}: use 1-128 of [A-Za-z0-9_.:-]`
+      )
+    }
+    yield* checkInt(kind.name, "priority", priority, -32768, 32767)
+    yield* checkInt(kind.name, "maxAttempts", maxAttempts, 1, 1_000_000)
+    const runAt = options.runAt instanceof Date ? options.runAt.getTime() : options.runAt
+    if (runAt !== undefined && !Number.isFinite(runAt)) yield* invalid(kind.name, "runAt is not a valid time")
+    const rawDelay = options.delay
+    const delayMs = rawDelay === undefined ? undefined : Duration.toMillis(Duration.decode(rawDelay))
+    if (
+      (typeof rawDelay === "number" && !(rawDelay >= 0)) ||
+      (delayMs !== undefined && !Number.isFinite(delayMs))
+    ) {
+      yield* invalid(kind.name, "delay must be a finite, non-negative duration")
+    }
+    if (
+      options.dedupeKey !== undefined &&
+      (options.dedupeKey.length === 0 || options.dedupeKey.length > 1000)
+    ) {
+      yield* invalid(kind.name, "dedupeKey must be 1 to 1000 characters")
+    }
+    if (options.dedupeKey !== undefined && !isSafeString(options.dedupeKey)) {
+      yield* invalid(kind.name, "dedupeKey must be well-formed text without NUL characters")
+    }
+    const encoded = yield* Schema.encode(kind.payload)(payload).pipe(
+      Effect.mapError(
+        (e) =>
+          new InvalidPayload({
+            kind: kind.name,
+            message: `payload for ${kind.name} does not match its schema:\n${ParseResult.TreeFormatter.formatErrorSync(e)}`
+          })
+      )
+    )
+    const unsafe = jsonProblem(encoded, "payload", 0)
+    if (unsafe !== undefined) {
+      return yield* Effect.fail(
+        new InvalidPayload({
+          kind: kind.name,
+          message: `payload for ${kind.name} cannot be stored as JSON: ${unsafe}`
+        })
+      )
+    }
+    return {
+      kind: kind.name,
+      queue,
+      payload: encoded,
+      priority,
+      maxAttempts,
+      runAt,
+      delayMs,
+      dedupeKey: options.dedupeKey,
+      traceId: Option.getOrUndefined(Option.map(trace, (t) => t.traceId)),
+      spanId: Option.getOrUndefined(Option.map(trace, (t) => t.spanId))
+    }
+  })
+
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+const isSafeString = (s: string): boolean => !s.includes("\u0000") && !loneSurrogate.test(s)
+
+/** Why an encoded payload would not survive JSON and the database unchanged, if it would not. */
+const jsonProblem = (value: unknown, path: string, depth: number): string | undefined => {
+  if (depth > 64) return `${path} is nested more than 64 levels deep`
+  switch (typeof value) {
+    case "string":
+      return isSafeString(value) ? undefined : `${path} holds a NUL character or a lone surrogate`
+    case "number":
+      return Number.isFinite(value) ? undefined : `${path} is ${value}, which JSON cannot hold`
+    case "boolean":
+      return undefined
+    case "object": {
+      if (value === null || value instanceof Date) return undefined
+      const isArray = Array.isArray(value)
+      for (const [key, v] of Object.entries(value)) {
+        if (!isArray && v === undefined) continue
+        if (!isSafeString(key)) return `${path} has a key with a NUL character or a lone surrogate`
+        const problem = jsonProblem(v, `${path}.${key}`, depth + 1)
+        if (problem !== undefined) return problem
+      }
+      return undefined
+    }
+    default:
+      return `${path} is a ${typeof value}, which JSON cannot hold`
+  }
+}
+
+const currentTrace = Effect.map(Effect.option(Effect.currentSpan), (span) =>
+  Option.map(span, (s) => ({ traceId: s.traceId, spanId: s.spanId }))
+)
+
+/**
+ * Build the producer service over a store.
+ *
+ * @since 0.1.0
+ */
+export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen(function* () {
+  const store = yield* JobStore.JobStore
+
+  const insert = (inputs: ReadonlyArray<JobStore.EnqueueInput>) =>
+    Effect.gen(function* () {
+      const results = yield* store.enqueue(inputs)
+      const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+      for (let i = 0; i < inputs.length; i++) {
+        const input = inputs[i]!
+        const result = results[i]!
+        yield* Metrics.enqueued(input.kind, result.deduped)
+        yield* Events.publish({
+          _tag: "enqueued",
+          id: result.id,
+          kind: input.kind,
+          queue: input.queue,
+          at: now,
+          deduped: result.deduped
+        })
+      }
+      return results
+    })
+
+  const enqueueMany: Service["enqueueMany"] = (items) =>
+    Effect.gen(function* () {
+      const trace = yield* currentTrace
+      const inputs: Array<JobStore.EnqueueInput> = []
+      for (const it of items) inputs.push(yield* toInput(it.kind, it.payload, it.options ?? {}, trace))
+      if (inputs.length === 0) return []
+      return yield* insert(inputs)
+    }).pipe(Effect.withSpan("nightshift.enqueueMany"))
+
+  const checkQueue = (queue: string) =>
+    isValidName(queue) ? Effect.void : invalid("", `invalid queue name ${JSON.stringify(queue)}`)
+
+  return {
+    enqueue: (kind, payload, options) =>
+      Effect.gen(function* () {
+        const input = yield* toInput(kind, payload, options ?? {}, yield* currentTrace)
+        const [result] = yield* insert([input])
+        return result!
+      }).pipe(Effect.withSpan("nightshift.enqueue", { attributes: { "job.kind": kind.name } })),
+    enqueueMany,
+    get: (id) => Effect.map(store.get(id), Option.fromNullable),
+    list: (filter) => store.list(filter ?? {}),
+    counts: store.counts,
+    cancel: store.cancel,
+    retry: store.retry,
+    pause: (queue) => Effect.zipRight(checkQueue(queue), store.pause(queue)),
+    resume: (queue) => Effect.zipRight(checkQueue(queue), store.resume(queue)),
+    paused: store.paused
+  }
+})
+
+/**
+ * The producer layer over whatever `JobStore` is provided.
+ *
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<JobQueue, never, JobStore.JobStore> = Layer.effect(JobQueue, make)
+
+/**
+ * Enqueue one job.
+ *
+ * @example
+ * ```ts
+ * yield* JobQueue.enqueue(SendEmail, { to: "a@b.c" }, { dedupeKey: "welcome:a@b.c" })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const enqueue = <Name extends string, A, I, R>(
+  kind: Job.Kind<Name, A, I, R>,
+  payload: A,
+  options?: EnqueueOptions
+): Effect.Effect<Enqueued, InvalidPayload | InvalidOptions | JobStore.JobStoreError, JobQueue | R> =>
+  Effect.flatMap(JobQueue, (q) => q.enqueue(kind, payload, options))
+
+/**
+ * Enqueue many jobs atomically.
+ *
+ * @since 0.1.0
+ */
+export const enqueueMany = <R>(
+  items: Iterable<Item<R>>
+): Effect.Effect<
+  ReadonlyArray<Enqueued>,
+  InvalidPayload | InvalidOptions | JobStore.JobStoreError,
+  JobQueue | R
+> => Effect.flatMap(JobQueue, (q) => q.enqueueMany(items))

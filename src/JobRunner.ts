@@ -1,0 +1,303 @@
+/**
+ * The consumer: claims due jobs, runs each in its own fiber, and settles
+ * their outcomes in batches.
+ *
+ * Its loops run as workers under a crew named `jobs`: `fetcher` (claims up
+ * to the free slots, woken by store hints or the poll interval), `heartbeat`
+ * (extends leases, stops cancelled attempts), `settler` (writes outcomes in
+ * batches), `listener` (store hints), `sampler` (queue depth, autoscaling),
+ * and on the leader `rescuer`, `pruner` and `cron`.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Crew from "./Crew.js"
+import type * as CronJob from "./CronJob.js"
+import { type Config, makeEngine } from "./internal/runner/engine.js"
+import { cronLoop, prunePass, type Retention, rescuePass, samplePass } from "./internal/runner/maintenance.js"
+import { makeSettler } from "./internal/runner/settler.js"
+import type * as Job from "./Job.js"
+import * as JobStore from "./JobStore.js"
+import * as Leader from "./Leader.js"
+import * as Worker from "./Worker.js"
+
+/**
+ * Runner options. Durations accept anything `Duration.decode` does.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Queues to claim from. Default: `"default"` plus the default queue of every handled kind. */
+  readonly queues?: ReadonlyArray<string> | undefined
+  /** Jobs run at once. Default 10. */
+  readonly concurrency?: number | undefined
+  /** Scale concurrency between `min` and `max` with the number of available jobs. */
+  readonly autoscale?: { readonly min: number; readonly max: number } | undefined
+  /** How often to look for work when no hint arrives. Default 1 second. */
+  readonly pollInterval?: Duration.DurationInput | undefined
+  /** Most jobs claimed in one call. Default: the concurrency. */
+  readonly claimBatchSize?: number | undefined
+  /** How long a claim holds a job before the rescuer may take it back. Default 30 seconds. */
+  readonly leaseDuration?: Duration.DurationInput | undefined
+  /** How often running jobs' leases are extended. Default: a third of the lease. */
+  readonly heartbeatInterval?: Duration.DurationInput | undefined
+  /** How long shutdown waits for running jobs before releasing them. Default 10 seconds. */
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+  /** Most outcomes written in one settle call. Default 500. */
+  readonly settleBatchSize?: number | undefined
+  /** How often the rescuer looks for expired leases. Default 5 seconds. */
+  readonly rescueInterval?: Duration.DurationInput | undefined
+  /** Retention of finished jobs: defaults completed 1 day, discarded and cancelled 7 days, every minute, 10,000 per delete. */
+  readonly retention?:
+    | {
+        readonly completed?: Duration.DurationInput | undefined
+        readonly discarded?: Duration.DurationInput | undefined
+        readonly cancelled?: Duration.DurationInput | undefined
+        readonly interval?: Duration.DurationInput | undefined
+        readonly batchSize?: number | undefined
+      }
+    | undefined
+  /** Cron jobs to enqueue. */
+  readonly cron?: ReadonlyArray<CronJob.CronJob> | undefined
+  /** Claim only while this process is the leader. Default false. */
+  readonly leaderOnly?: boolean | undefined
+  /** This runner's identity in leases. Default: host, pid and a random suffix. */
+  readonly id?: string | undefined
+}
+
+/**
+ * Runner options that cannot work (a heartbeat slower than the lease, a
+ * concurrency below 1, …).
+ *
+ * @since 0.1.0
+ */
+export class InvalidRunnerOptions extends Schema.TaggedError<InvalidRunnerOptions>()("InvalidRunnerOptions", {
+  message: Schema.String
+}) {}
+
+/**
+ * What the runner reports about itself.
+ *
+ * @since 0.1.0
+ */
+export interface Status {
+  readonly id: string
+  readonly queues: ReadonlyArray<string>
+  readonly concurrency: number
+  readonly running: number
+  readonly runningJobs: ReadonlyArray<{
+    readonly id: string
+    readonly kind: string
+    readonly attempt: number
+  }>
+  /** False while the store is unreachable. */
+  readonly healthy: boolean
+  readonly lastError: string | null
+  readonly lastErrorAt: number | null
+  readonly lastClaimAt: number | null
+}
+
+/**
+ * The runner service.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  readonly id: string
+  readonly status: Effect.Effect<Status>
+  /** Look for work now (as if a hint had arrived). */
+  readonly wake: Effect.Effect<void>
+  /** Run one rescuer pass now; returns the number of jobs rescued. */
+  readonly rescue: Effect.Effect<number, JobStore.JobStoreError>
+  /** Run one pruner pass now; returns the number of jobs deleted. */
+  readonly prune: Effect.Effect<number, JobStore.JobStoreError>
+}
+
+/**
+ * The `JobRunner` service tag.
+ *
+ * @since 0.1.0
+ */
+export class JobRunner extends Context.Tag("nightshift/JobRunner")<JobRunner, Service>() {}
+
+const ms = (d: Duration.DurationInput | undefined, fallback: number) =>
+  d === undefined ? fallback : Duration.toMillis(Duration.decode(d))
+
+const defaultId = () => {
+  const host = typeof process !== "undefined" ? (process.env.HOSTNAME ?? "node") : "node"
+  const pid = typeof process !== "undefined" ? process.pid : 0
+  return `${host}-${pid}-${Math.random().toString(36).slice(2, 8)}`
+}
+
+const resolve = (handlers: Job.Handlers<any>, options: Options) =>
+  Effect.gen(function* () {
+    const concurrency = options.autoscale?.max ?? options.concurrency ?? 10
+    const leaseMs = ms(options.leaseDuration, 30_000)
+    const config: Config = {
+      owner: options.id ?? defaultId(),
+      queues:
+        options.queues ??
+        Array.from(new Set(["default", ...Array.from(handlers.byKind.values(), (h) => h.kind.queue)])),
+      concurrency: options.autoscale?.min ?? concurrency,
+      claimBatchSize: options.claimBatchSize ?? concurrency,
+      pollIntervalMs: ms(options.pollInterval, 1_000),
+      leaseMs,
+      heartbeatIntervalMs: ms(options.heartbeatInterval, Math.floor(leaseMs / 3)),
+      shutdownTimeoutMs: ms(options.shutdownTimeout, 10_000)
+    }
+    const fail = (message: string) => Effect.fail(new InvalidRunnerOptions({ message }))
+    if (!(concurrency >= 1 && Number.isInteger(concurrency)))
+      yield* fail("concurrency must be an integer >= 1")
+    if (
+      options.autoscale &&
+      !(options.autoscale.min >= 1 && options.autoscale.min <= options.autoscale.max)
+    ) {
+      yield* fail("autoscale needs 1 <= min <= max")
+    }
+    if (!(config.claimBatchSize >= 1)) yield* fail("claimBatchSize must be >= 1")
+    if (!(config.heartbeatIntervalMs > 0 && config.heartbeatIntervalMs < leaseMs)) {
+      yield* fail(
+        `heartbeatInterval (${config.heartbeatIntervalMs} ms) must be shorter than leaseDuration (${leaseMs} ms)`
+      )
+    }
+    if (!(config.pollIntervalMs > 0)) yield* fail("pollInterval must be positive")
+    if (config.queues.length === 0) yield* fail("queues must name at least one queue")
+    const retention: Retention = {
+      completedMs: ms(options.retention?.completed, 86_400_000),
+      discardedMs: ms(options.retention?.discarded, 7 * 86_400_000),
+      cancelledMs: ms(options.retention?.cancelled, 7 * 86_400_000),
+      batchSize: options.retention?.batchSize ?? 10_000
+    }
+    return { config, retention, maxConcurrency: concurrency }
+  })
+
+const leaderOf = Effect.map(Effect.serviceOption(Leader.Leader), (leader) =>
+  Option.getOrElse(leader, () => Leader.fromConstant(true))
+)
+
+/**
+ * Build a runner: its service, and the crew worker that runs its loops.
+ * Include the worker in the application's crew (as `Nightshift.layer`
+ * does), or start it with `Crew.start`. The runner's jobs live in the
+ * current scope; closing it drains them.
+ *
+ * @since 0.1.0
+ */
+export const make = <R>(
+  handlers: Job.Handlers<R>,
+  options: Options = {}
+): Effect.Effect<
+  { readonly service: Service; readonly worker: Worker.Worker<unknown, never> },
+  InvalidRunnerOptions,
+  JobStore.JobStore | R | Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const { config, maxConcurrency, retention } = yield* resolve(handlers, options)
+    const store = yield* JobStore.JobStore
+    const leader = yield* leaderOf
+    const settler = yield* makeSettler(store, 500)
+    const engine = yield* makeEngine(store, handlers, config, settler)
+    const context = yield* Effect.context<R>()
+    // Exclude<R, R> is never, but TypeScript does not reduce it for a generic R.
+    const provide = <A, E>(effect: Effect.Effect<A, E, R>) =>
+      Effect.provide(effect, context) as Effect.Effect<A, E>
+    const onLeader = { shouldRun: leader.isLeader }
+    const logged = <A>(what: string, effect: Effect.Effect<A, JobStore.JobStoreError>) =>
+      Effect.tapError(effect, (e) => Effect.logWarning(`nightshift: ${what} failed`, e))
+
+    const fetch = options.leaderOnly
+      ? Leader.whileLeader(engine.fetchLoop).pipe(Effect.provideService(Leader.Leader, leader))
+      : engine.fetchLoop
+    const fetcher: Effect.Effect<unknown> = Effect.ensuring(provide(fetch), engine.drain)
+
+    const sampler = Effect.gen(function* () {
+      const waiting = yield* samplePass(store, config.queues)
+      if (options.autoscale !== undefined) {
+        const target = Math.max(
+          options.autoscale.min,
+          Math.min(maxConcurrency, engine.running().length + waiting)
+        )
+        if (target !== engine.capacity()) {
+          engine.setCapacity(target)
+          yield* engine.wake
+        }
+      }
+    })
+
+    const workers: Array<Worker.Worker<any, never>> = [
+      Worker.make("settler", settler.run),
+      Worker.make("listener", engine.listen, { restart: "permanent" }),
+      Worker.periodic(
+        "heartbeat",
+        { schedule: Schedule.spaced(config.heartbeatIntervalMs) },
+        engine.heartbeat
+      ),
+      Worker.periodic(
+        "sampler",
+        { schedule: Schedule.spaced(options.autoscale ? 1_000 : 5_000) },
+        logged("sampling queue depth", sampler)
+      ),
+      Worker.periodic(
+        "rescuer",
+        { ...onLeader, schedule: Schedule.spaced(ms(options.rescueInterval, 5_000)) },
+        logged("rescue", rescuePass(store, 1_000))
+      ),
+      Worker.periodic(
+        "pruner",
+        { ...onLeader, schedule: Schedule.spaced(ms(options.retention?.interval, 60_000)) },
+        logged("prune", prunePass(store, retention))
+      ),
+      Worker.make(
+        "cron",
+        Leader.whileLeader(cronLoop(store, options.cron ?? [])).pipe(
+          Effect.provideService(Leader.Leader, leader)
+        )
+      ),
+      Worker.make("fetcher", fetcher, { shutdownTimeout: config.shutdownTimeoutMs + 5_000 })
+    ]
+
+    const service: Service = {
+      id: config.owner,
+      wake: engine.wake,
+      rescue: rescuePass(store, 1_000),
+      prune: prunePass(store, retention),
+      status: Effect.sync(() => {
+        const health = engine.health()
+        const running = engine.running()
+        return {
+          id: config.owner,
+          queues: config.queues,
+          concurrency: engine.capacity(),
+          running: running.length,
+          runningJobs: running.map((j) => ({ id: j.id, kind: j.kind, attempt: j.attempt })),
+          ...health
+        }
+      })
+    }
+    return { service, worker: Crew.make("jobs", workers) }
+  })
+
+/**
+ * A runner started in its own crew, as a layer.
+ *
+ * @since 0.1.0
+ */
+export const layer = <R>(
+  handlers: Job.Handlers<R>,
+  options: Options = {}
+): Layer.Layer<JobRunner, InvalidRunnerOptions, JobStore.JobStore | R> =>
+  Layer.scoped(
+    JobRunner,
+    Effect.gen(function* () {
+      const { service, worker } = yield* make(handlers, options)
+      yield* Crew.start(worker)
+      return service
+    })
+  )

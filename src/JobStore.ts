@@ -1,0 +1,415 @@
+/**
+ * The storage engine contract for durable jobs.
+ *
+ * Every engine (`MemoryStore`, `SqliteStore`, `PgStore`) implements this one
+ * service and passes the one conformance suite in `test/store/conformance.ts`.
+ * The runner and the producer never know which engine they talk to.
+ *
+ * Time: every duration given to the store is relative (`delayMs`, `leaseMs`,
+ * retention ages) and the store reads "now" from its own clock. The memory and
+ * SQLite engines read Effect's `Clock` (so `TestClock` drives them); the
+ * PostgreSQL engine reads the database clock, so nodes whose clocks disagree
+ * still agree on leases and run-at times.
+ *
+ * @since 0.1.0
+ */
+
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
+
+/**
+ * The states a job moves through.
+ *
+ * `scheduled` (run-at in the future) → `available` → `running` → one of
+ * `completed`, `retryable` (available again at its next run-at), `discarded`
+ * (permanent failure or attempts exhausted), `cancelled`.
+ *
+ * @since 0.1.0
+ */
+export const JobState = Schema.Literal(
+  "scheduled",
+  "available",
+  "running",
+  "retryable",
+  "completed",
+  "discarded",
+  "cancelled"
+)
+/** @since 0.1.0 */
+export type JobState = typeof JobState.Type
+
+/** States in which a job still holds its dedupe key. @since 0.1.0 */
+export const activeStates: ReadonlyArray<JobState> = ["scheduled", "available", "running", "retryable"]
+
+/** States a job never leaves on its own (it may be retried by hand). @since 0.1.0 */
+export const finalStates: ReadonlyArray<JobState> = ["completed", "discarded", "cancelled"]
+
+/**
+ * One failed (or lost) attempt, kept on the job.
+ *
+ * @since 0.1.0
+ */
+export interface AttemptError {
+  readonly attempt: number
+  /** Epoch milliseconds, store clock. */
+  readonly at: number
+  /** `failure` (typed error), `defect`, `timeout`, `rescued` (lease expired), `cancelled`, `decode` (payload no longer decodes), `unknown-kind`. */
+  readonly kind: string
+  /** A pretty-printed `Cause` or message. */
+  readonly message: string
+}
+
+/**
+ * A job as stored. `payload` is the *encoded* form (JSON-compatible), as
+ * produced by the kind's payload `Schema`.
+ *
+ * @since 0.1.0
+ */
+export interface JobRecord {
+  readonly id: string
+  readonly kind: string
+  readonly queue: string
+  readonly payload: unknown
+  readonly state: JobState
+  /** Lower runs first. Default 0. */
+  readonly priority: number
+  /** Attempts started and counted (a snoozed or released attempt is not counted). */
+  readonly attempt: number
+  readonly maxAttempts: number
+  /** Epoch ms. */
+  readonly runAt: number
+  readonly createdAt: number
+  /** When the latest attempt started. */
+  readonly attemptedAt: number | null
+  /** When the job reached a final state. */
+  readonly finalizedAt: number | null
+  /** Runner that holds the current lease (state `running`). */
+  readonly leaseOwner: string | null
+  readonly leaseExpiresAt: number | null
+  /**
+   * Fencing token: incremented on every claim. A settle or heartbeat carries
+   * the fence it was claimed with and is ignored when it no longer matches.
+   */
+  readonly fence: number
+  readonly dedupeKey: string | null
+  /** Set by `cancel` on a running job; the runner interrupts it. */
+  readonly cancelRequested: boolean
+  readonly errors: ReadonlyArray<AttemptError>
+  /** Trace context of the enqueuing span. */
+  readonly traceId: string | null
+  readonly spanId: string | null
+}
+
+/**
+ * What a producer asks the store to insert.
+ *
+ * @since 0.1.0
+ */
+export interface EnqueueInput {
+  readonly kind: string
+  readonly queue: string
+  /** Already encoded by the kind's Schema. */
+  readonly payload: unknown
+  readonly priority: number
+  readonly maxAttempts: number
+  /** Absolute run-at (epoch ms). Wins over `delayMs`. */
+  readonly runAt?: number | undefined
+  /** Run after this many ms from the store's now. Default 0. */
+  readonly delayMs?: number | undefined
+  readonly dedupeKey?: string | undefined
+  readonly traceId?: string | undefined
+  readonly spanId?: string | undefined
+}
+
+/**
+ * The result of one enqueue: a new job, or the id of the live job with the
+ * same kind and dedupe key that the new one was folded into.
+ *
+ * @since 0.1.0
+ */
+export interface EnqueueResult {
+  readonly id: string
+  readonly deduped: boolean
+}
+
+/**
+ * A request to claim due jobs.
+ *
+ * @since 0.1.0
+ */
+export interface ClaimRequest {
+  /** Only these queues. */
+  readonly queues: ReadonlyArray<string>
+  /** Only these kinds: a runner claims only kinds it has handlers for. */
+  readonly kinds: ReadonlyArray<string>
+  /** At most this many jobs. */
+  readonly limit: number
+  /** Lease length from the store's now. */
+  readonly leaseMs: number
+  /** Identity of the claiming runner (used by heartbeats and diagnostics). */
+  readonly owner: string
+}
+
+/**
+ * How an attempt ended, as the runner reports it.
+ *
+ * - `completed`: done.
+ * - `retry`: failed; becomes `retryable` at now + `delayMs`.
+ * - `discard`: failed for good (permanent error or attempts exhausted).
+ * - `snooze`: run again at now + `delayMs` without counting the attempt.
+ * - `cancelled`: interrupted by a cancel request.
+ * - `release`: handed back (graceful shutdown) without counting the attempt.
+ *
+ * @since 0.1.0
+ */
+export type Outcome =
+  | { readonly _tag: "completed" }
+  | { readonly _tag: "retry"; readonly delayMs: number; readonly error: AttemptErrorInput }
+  | { readonly _tag: "discard"; readonly error: AttemptErrorInput }
+  | { readonly _tag: "snooze"; readonly delayMs: number }
+  | { readonly _tag: "cancelled"; readonly error?: AttemptErrorInput | undefined }
+  | { readonly _tag: "release" }
+
+/** An attempt error before the store stamps it with attempt and time. @since 0.1.0 */
+export interface AttemptErrorInput {
+  readonly kind: string
+  readonly message: string
+}
+
+/**
+ * One settle: the job, the fence it was claimed with, and its outcome.
+ *
+ * @since 0.1.0
+ */
+export interface Settlement {
+  readonly id: string
+  readonly fence: number
+  readonly outcome: Outcome
+}
+
+/**
+ * What happened to a settle: `applied` is false when the fence no longer
+ * matched (the job was rescued, re-claimed or cancelled meanwhile) and
+ * nothing changed.
+ *
+ * @since 0.1.0
+ */
+export interface SettleResult {
+  readonly id: string
+  readonly applied: boolean
+  /** The state the job is in after this settle (when applied). */
+  readonly state: JobState | null
+}
+
+/**
+ * A lease held by a runner, to extend.
+ *
+ * @since 0.1.0
+ */
+export interface Lease {
+  readonly id: string
+  readonly fence: number
+}
+
+/**
+ * The answer to a heartbeat for one lease: `held` false means the lease is
+ * lost (rescued, cancelled and finalised, or re-claimed) and the attempt
+ * should stop; `cancelRequested` asks the runner to interrupt the attempt.
+ *
+ * @since 0.1.0
+ */
+export interface LeaseStatus {
+  readonly id: string
+  readonly held: boolean
+  readonly cancelRequested: boolean
+}
+
+/**
+ * What `rescue` did to one job whose lease expired.
+ *
+ * @since 0.1.0
+ */
+export interface Rescued {
+  readonly id: string
+  readonly kind: string
+  readonly queue: string
+  /** `retryable`, `discarded` (attempts exhausted) or `cancelled` (a cancel was pending). */
+  readonly state: JobState
+}
+
+/**
+ * Filters and keyset pagination for `list`. Results are ordered by id,
+ * newest first; pass the previous page's `nextCursor` as `cursor`.
+ *
+ * @since 0.1.0
+ */
+export interface ListFilter {
+  readonly states?: ReadonlyArray<JobState> | undefined
+  readonly kinds?: ReadonlyArray<string> | undefined
+  readonly queues?: ReadonlyArray<string> | undefined
+  readonly limit?: number | undefined
+  readonly cursor?: string | undefined
+}
+
+/** @since 0.1.0 */
+export interface ListPage {
+  readonly jobs: ReadonlyArray<JobRecord>
+  readonly nextCursor: string | null
+}
+
+/** Number of jobs per queue and state. @since 0.1.0 */
+export interface QueueCount {
+  readonly queue: string
+  readonly state: JobState
+  readonly count: number
+}
+
+/**
+ * The result of `cancel`.
+ *
+ * - `cancelled`: it was queued and is now `cancelled`.
+ * - `requested`: it is running; `cancelRequested` is set and the runner that
+ *   holds it will interrupt it (if that runner is gone, the rescuer ends it
+ *   `cancelled` when the lease expires).
+ * - `final`: it had already finished (`state` says how).
+ * - `not-found`.
+ *
+ * @since 0.1.0
+ */
+export type CancelResult =
+  | { readonly _tag: "cancelled" }
+  | { readonly _tag: "requested"; readonly owner: string | null }
+  | { readonly _tag: "final"; readonly state: JobState }
+  | { readonly _tag: "not-found" }
+
+/**
+ * The result of `retry`: a discarded, cancelled or completed job becomes
+ * `available` now (with room for one more attempt if it had used them all).
+ *
+ * @since 0.1.0
+ */
+export type RetryResult =
+  | { readonly _tag: "retried" }
+  | { readonly _tag: "not-retryable"; readonly state: JobState }
+  | { readonly _tag: "not-found" }
+
+/**
+ * Retention per final state, in ms. A job is pruned when it has been final
+ * for longer than its state's age. `limit` bounds one call.
+ *
+ * @since 0.1.0
+ */
+export interface PruneRequest {
+  readonly completedMs: number
+  readonly discardedMs: number
+  readonly cancelledMs: number
+  readonly limit: number
+}
+
+/**
+ * A cron slot to enqueue exactly once: the store records `(name, slot)` and
+ * inserts the job in one atomic step; a slot already recorded inserts
+ * nothing.
+ *
+ * @since 0.1.0
+ */
+export interface CronSlotInput {
+  readonly name: string
+  /** Slot start, epoch ms. */
+  readonly slot: number
+  readonly job: EnqueueInput
+}
+
+/**
+ * A hint from the store: new work on a queue, or a cancel request for a job.
+ * Hints may be lost; the runner's polling is the backstop.
+ *
+ * @since 0.1.0
+ */
+export type Wakeup =
+  | { readonly _tag: "enqueued"; readonly queue: string }
+  | { readonly _tag: "cancel"; readonly id: string }
+
+/**
+ * A store operation failed (database unreachable, constraint error, …).
+ *
+ * @since 0.1.0
+ */
+export class JobStoreError extends Schema.TaggedError<JobStoreError>()("JobStoreError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/**
+ * The store service.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  /** Engine name for diagnostics: `memory`, `sqlite`, `postgres`. */
+  readonly engine: string
+  /**
+   * Insert jobs atomically (all or nothing). A job whose kind and dedupe key
+   * match a job in an active state — stored, or earlier in the same call —
+   * is folded into it. Results are in input order.
+   */
+  readonly enqueue: (
+    jobs: ReadonlyArray<EnqueueInput>
+  ) => Effect.Effect<ReadonlyArray<EnqueueResult>, JobStoreError>
+  /**
+   * Claim up to `limit` due jobs (`available`, or `scheduled`/`retryable`
+   * whose run-at has passed) of the given queues and kinds, skipping paused
+   * queues, in order of priority, run-at, id. Each claimed job becomes
+   * `running` with a lease, its `attempt` and `fence` incremented. No job is
+   * ever returned to two concurrent claimers.
+   */
+  readonly claim: (request: ClaimRequest) => Effect.Effect<ReadonlyArray<JobRecord>, JobStoreError>
+  /** Extend leases held by `owner`, and report lost leases and cancel requests. */
+  readonly heartbeat: (
+    owner: string,
+    leases: ReadonlyArray<Lease>,
+    leaseMs: number
+  ) => Effect.Effect<ReadonlyArray<LeaseStatus>, JobStoreError>
+  /**
+   * Apply outcomes. Each is fenced: it applies only while the job is still
+   * `running` under the same fence, and otherwise changes nothing.
+   */
+  readonly settle: (
+    settlements: ReadonlyArray<Settlement>
+  ) => Effect.Effect<ReadonlyArray<SettleResult>, JobStoreError>
+  /**
+   * End the leases that have expired: such jobs count the lost attempt and
+   * become `retryable` (available now), `discarded` when no attempts remain,
+   * or `cancelled` when a cancel was pending.
+   */
+  readonly rescue: (limit: number) => Effect.Effect<ReadonlyArray<Rescued>, JobStoreError>
+  /** Delete final jobs older than their retention; returns how many. */
+  readonly prune: (request: PruneRequest) => Effect.Effect<number, JobStoreError>
+  readonly get: (id: string) => Effect.Effect<JobRecord | undefined, JobStoreError>
+  readonly list: (filter: ListFilter) => Effect.Effect<ListPage, JobStoreError>
+  readonly counts: Effect.Effect<ReadonlyArray<QueueCount>, JobStoreError>
+  readonly cancel: (id: string) => Effect.Effect<CancelResult, JobStoreError>
+  readonly retry: (id: string) => Effect.Effect<RetryResult, JobStoreError>
+  readonly pause: (queue: string) => Effect.Effect<void, JobStoreError>
+  readonly resume: (queue: string) => Effect.Effect<void, JobStoreError>
+  readonly paused: Effect.Effect<ReadonlyArray<string>, JobStoreError>
+  /** Enqueue the job of a cron slot unless that slot was already taken. */
+  readonly enqueueCronSlot: (input: CronSlotInput) => Effect.Effect<EnqueueResult | undefined, JobStoreError>
+  /** The latest slot recorded for a cron name (epoch ms). */
+  readonly lastCronSlot: (name: string) => Effect.Effect<number | undefined, JobStoreError>
+  /** Current time on the store's clock (epoch ms). */
+  readonly now: Effect.Effect<number, JobStoreError>
+  /** Succeeds when the store is reachable. */
+  readonly ping: Effect.Effect<void, JobStoreError>
+  /** Hints of new work and cancel requests; may be empty for polling-only engines. */
+  readonly wakeups: Stream.Stream<Wakeup, JobStoreError>
+}
+
+/**
+ * The `JobStore` service tag.
+ *
+ * @since 0.1.0
+ */
+export class JobStore extends Context.Tag("nightshift/JobStore")<JobStore, Service>() {}

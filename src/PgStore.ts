@@ -1,0 +1,178 @@
+/**
+ * The PostgreSQL job store: many runner processes on many hosts sharing one
+ * database.
+ *
+ * - Its own schema (default `nightshift`), created and upgraded by migrations
+ *   that are safe to run from several processes at once.
+ * - Batch claims with `FOR UPDATE SKIP LOCKED` in priority, run-at, id order
+ *   on a partial index; batched, fenced settles and heartbeats; bulk enqueue
+ *   in one statement; dedupe enforced by a unique partial index.
+ * - Wake-ups over LISTEN/NOTIFY: an enqueue notifies on commit (one
+ *   notification per batch), and one resilient listener per store turns them
+ *   into `wakeups`, along with cross-node cancel requests.
+ * - Transactional enqueue: called inside the application's own
+ *   `sql.withTransaction` on the same `PgClient`, an enqueue commits or rolls
+ *   back with the application's writes, and its notification fires on commit.
+ *
+ * Time comes from the database clock by default, so nodes whose clocks
+ * disagree still agree on leases and run-at times (see `Options.clock`).
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Admin from "./internal/pg/admin.js"
+import * as Ctx from "./internal/pg/context.js"
+import * as Jobs from "./internal/pg/jobs.js"
+import * as Schema from "./internal/pg/schema.js"
+import * as Wakeups from "./internal/pg/wakeups.js"
+import * as JobStore from "./JobStore.js"
+
+/**
+ * Where the store reads "now": `database` (the default) uses the server's
+ * `now()`, so every node agrees; `application` uses Effect's `Clock`, so
+ * `TestClock` drives it (tests and single-node setups only).
+ *
+ * @since 0.1.0
+ */
+export type ClockSource = Ctx.ClockSource
+
+/**
+ * Store options.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Schema holding the store's tables. Default `nightshift`. */
+  readonly schema?: string | undefined
+  /** Default `database`. */
+  readonly clock?: ClockSource | undefined
+  /** Run migrations when the layer is built. Default true. */
+  readonly migrate?: boolean | undefined
+  /** Listen for wake-up and cancel hints. Default true; without it `wakeups` is empty. */
+  readonly listen?: boolean | undefined
+  /**
+   * How often the listener checks its own connection; it reconnects after two
+   * silent heartbeats. Default 1 second (a dead listener is replaced within
+   * about 2.5 s).
+   */
+  readonly listenerHeartbeat?: Duration.DurationInput | undefined
+}
+
+/** The default schema name. @since 0.1.0 */
+export const defaultSchema = "nightshift"
+
+/**
+ * Create or upgrade the store's schema. Safe to run from several processes at
+ * once; the layer runs it unless `migrate: false`.
+ *
+ * @since 0.1.0
+ */
+export const migrate = (
+  options: { readonly schema?: string | undefined } = {}
+): Effect.Effect<
+  ReadonlyArray<readonly [id: number, name: string]>,
+  JobStore.JobStoreError,
+  SqlClient.SqlClient
+> => Effect.flatMap(Schema.validateSchema(options.schema ?? defaultSchema), Schema.migrate)
+
+const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStore.Service => ({
+  engine: "postgres",
+  enqueue: (jobs) => Jobs.enqueue(ctx, jobs).pipe(Ctx.operation("enqueue")),
+  claim: (request) => Jobs.claim(ctx, request).pipe(Ctx.operation("claim")),
+  heartbeat: (owner, leases, leaseMs) =>
+    Jobs.heartbeat(ctx, owner, leases, leaseMs).pipe(Ctx.operation("heartbeat")),
+  settle: (settlements) => Jobs.settle(ctx, settlements).pipe(Ctx.operation("settle")),
+  rescue: (limit) => Jobs.rescue(ctx, limit).pipe(Ctx.operation("rescue")),
+  prune: (request) => Jobs.prune(ctx, request).pipe(Ctx.operation("prune")),
+  get: (id) => Admin.get(ctx, id).pipe(Ctx.operation("get")),
+  list: (filter) => Admin.list(ctx, filter).pipe(Ctx.operation("list")),
+  counts: Admin.counts(ctx).pipe(Ctx.operation("counts")),
+  cancel: (id) => Admin.cancel(ctx, id).pipe(Ctx.operation("cancel")),
+  retry: (id) => Admin.retry(ctx, id).pipe(Ctx.operation("retry")),
+  pause: (queue) => Admin.pause(ctx, queue).pipe(Ctx.operation("pause")),
+  resume: (queue) => Admin.resume(ctx, queue).pipe(Ctx.operation("resume")),
+  paused: Admin.paused(ctx).pipe(Ctx.operation("paused")),
+  enqueueCronSlot: (input) => Admin.enqueueCronSlot(ctx, input).pipe(Ctx.operation("enqueueCronSlot")),
+  lastCronSlot: (name) => Admin.lastCronSlot(ctx, name).pipe(Ctx.operation("lastCronSlot")),
+  now: Admin.now(ctx).pipe(Ctx.operation("now")),
+  ping: Admin.ping(ctx).pipe(Ctx.operation("ping")),
+  wakeups
+})
+
+/**
+ * Build the store on the `PgClient` in context: migrate (unless disabled),
+ * then start the listener in the current scope.
+ *
+ * @since 0.1.0
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<JobStore.Service, JobStore.JobStoreError, PgClient.PgClient | Scope.Scope> =>
+  Effect.gen(function* () {
+    const schema = yield* Schema.validateSchema(options.schema ?? defaultSchema)
+    const client = yield* PgClient.PgClient
+    const sql = client.withoutTransforms()
+    if (options.migrate !== false) {
+      yield* Schema.migrate(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    }
+    const ctx = Ctx.make(sql, schema, options.clock ?? "database")
+    const wakeups =
+      options.listen === false
+        ? Stream.empty
+        : yield* Wakeups.start(client, ctx, {
+            heartbeat: Duration.decode(options.listenerHeartbeat ?? "1 second"),
+            retryDelay: Duration.millis(250)
+          })
+    return service(ctx, wakeups)
+  })
+
+/**
+ * The store as a layer, on the application's `PgClient` (share it, so that
+ * enqueues can join the application's transactions).
+ *
+ * @example
+ * ```ts
+ * const Database = PgClient.layer({ url: Redacted.make(process.env.DATABASE_URL!) })
+ * const Store = PgStore.layer().pipe(Layer.provide(Database))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<JobStore.JobStore, JobStore.JobStoreError, PgClient.PgClient> =>
+  Layer.scoped(JobStore.JobStore, make(options))
+
+/**
+ * The store with its own `PgClient` for `url`; the client is provided too, for
+ * the application to share.
+ *
+ * @since 0.1.0
+ */
+export const layerUrl = (
+  url: string | Redacted.Redacted,
+  options: Options & { readonly maxConnections?: number | undefined } = {}
+): Layer.Layer<JobStore.JobStore | PgClient.PgClient | SqlClient.SqlClient, JobStore.JobStoreError> =>
+  layer(options).pipe(
+    Layer.provideMerge(
+      PgClient.layer({
+        url: typeof url === "string" ? Redacted.make(url) : url,
+        maxConnections: options.maxConnections
+      })
+    ),
+    Layer.mapError((cause) =>
+      cause._tag === "JobStoreError"
+        ? cause
+        : new JobStore.JobStoreError({
+            message: `Could not connect to PostgreSQL: ${Schema.messageOf(cause)}. Check the URL and that the server is up.`,
+            cause
+          })
+    )
+  )

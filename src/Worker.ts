@@ -1,0 +1,322 @@
+/**
+ * Workers: named Effect programs plus how they run.
+ *
+ * - `make`: a long-running program (a consumer loop, a listener);
+ * - `periodic` / `cron`: a tick on a `Schedule`, with jitter, a gate, a
+ *   timeout, an error hook and an optional singleton lock;
+ * - `consumer` / `batchConsumer`: items from a `Queue` or `Stream`, one at a
+ *   time with bounded concurrency, or in batches flushed on size or time.
+ *
+ * A worker is a description; run it under a `Crew` (`Crew.start`,
+ * `Crew.layer`), which supervises it with the restart policy in its options.
+ *
+ * @since 0.1.0
+ */
+import type * as Cause from "effect/Cause"
+import type * as Chunk from "effect/Chunk"
+import * as Cron from "effect/Cron"
+import type * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
+import * as Consumer from "./internal/worker/consumer.js"
+import * as core from "./internal/worker/core.js"
+import * as Metrics from "./internal/worker/metrics.js"
+import * as Periodic from "./internal/worker/periodic.js"
+import type * as Lock from "./Lock.js"
+
+/**
+ * A worker: a named program plus how it runs and is supervised. `E` is the
+ * program's failure type, `R` the services it needs.
+ *
+ * @since 0.1.0
+ */
+export interface Worker<out E = unknown, out R = never> extends core.Worker<E, R> {}
+
+/**
+ * Restart policy: `permanent` restarts after any exit, `transient` only after
+ * a failure, `temporary` never.
+ *
+ * @since 0.1.0
+ */
+export type Restart = core.Restart
+
+/**
+ * Supervision options common to every worker constructor.
+ *
+ * - `restart` (default `"permanent"`);
+ * - `backoff`: delay schedule between restarts (default exponential from
+ *   100 ms, factor 2, jittered, capped at 30 s). It starts over after a run
+ *   that lasted at least `restartWindow`. When it ends, the worker gives up
+ *   as if `maxRestarts` were exceeded;
+ * - `maxRestarts` / `restartWindow` (default 5 within 1 minute): needing more
+ *   restarts than that marks the worker failed;
+ * - `onMaxRestarts` (default `"escalate"`): `"escalate"` fails the parent crew
+ *   (its own supervisor then decides), `"stop"` only stops this worker;
+ * - `shutdownTimeout` (default 10 s): how long a stop may take before the
+ *   worker is reported and left behind.
+ *
+ * @since 0.1.0
+ */
+export interface Options extends core.Options {}
+
+/**
+ * Options of a periodic worker.
+ *
+ * @since 0.1.0
+ */
+export interface PeriodicOptions<R2 = never, E = unknown> extends Options {
+  /** When to tick: any `Schedule`, or a duration for `Schedule.spaced`. */
+  readonly schedule: Schedule.Schedule<unknown, unknown> | Duration.DurationInput
+  /** Shown in the status table; derived for durations and cron expressions. */
+  readonly description?: string | undefined
+  /** Delay the first tick (and the schedule's start) by a random amount in `[0, initialJitter)`. */
+  readonly initialJitter?: Duration.DurationInput | undefined
+  /** Tick once at start (after the jitter) before following the schedule. */
+  readonly runOnStart?: boolean | undefined
+  /** Asked before every tick; `false` skips the tick (recorded as skipped, not failed). */
+  readonly shouldRun?: Effect.Effect<boolean, never, R2> | undefined
+  /** Interrupt a tick that runs longer; recorded as a `timeout` outcome. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Called with the cause of every failed or timed-out tick. */
+  readonly onError?: ((cause: Cause.Cause<E>) => Effect.Effect<unknown, never, R2>) | undefined
+  /**
+   * Run each tick under `Lock.tryWith("worker:<full name>", tick)`, so that
+   * one replica ticks at a time; a tick skipped because another replica holds
+   * the lock is recorded as skipped. Requires the `Lock` service.
+   */
+  readonly singleton?: boolean | undefined
+}
+
+/**
+ * Options of a cron worker: a periodic worker whose schedule is a cron
+ * expression read in `tz` (an IANA zone; default `"UTC"`).
+ *
+ * @since 0.1.0
+ */
+export interface CronOptions<R2 = never, E = unknown> extends Omit<PeriodicOptions<R2, E>, "schedule"> {
+  readonly tz?: string | DateTime.TimeZone | undefined
+}
+
+/**
+ * The outcome of one tick: `success`, `failure` (with the pretty cause),
+ * `skipped` (with the reason), `timeout`, or `interrupted` (the worker stopped
+ * during the tick).
+ *
+ * @since 0.1.0
+ */
+export const TickOutcome = core.TickOutcome
+
+/** @since 0.1.0 */
+export type TickOutcome = core.TickOutcome
+
+/**
+ * A cron expression (or its time zone) could not be parsed.
+ *
+ * @since 0.1.0
+ */
+export class InvalidCron extends Schema.TaggedError<InvalidCron>()("InvalidCron", {
+  worker: Schema.String,
+  expression: Schema.String,
+  tz: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `worker "${this.worker}": invalid cron expression ${JSON.stringify(this.expression)} in time zone ${JSON.stringify(this.tz)}: ${this.reason}. Use 5 fields (minute hour day month weekday) or 6 with seconds first, and an IANA zone such as "Europe/Paris".`
+  }
+}
+
+/**
+ * A long-running worker: `effect` runs until it ends or is interrupted. How
+ * an exit is handled follows the `restart` policy.
+ *
+ * @since 0.1.0
+ */
+export const make = <E, R>(
+  name: string,
+  effect: Effect.Effect<unknown, E, R>,
+  options?: Options
+): Worker<E, Exclude<R, core.Children>> =>
+  core.make<E, any>({
+    name,
+    kind: "long-running",
+    policy: core.policy(options),
+    body: { _tag: "Fiber", run: () => effect as Effect.Effect<void, E, R> }
+  })
+
+const describe = (schedule: PeriodicOptions<any, any>["schedule"]): string | undefined =>
+  Schedule.isSchedule(schedule) ? undefined : `every ${Duration.format(schedule)}`
+
+const periodicWorker = <E, R, R2>(
+  name: string,
+  options: PeriodicOptions<R2, E>,
+  tick: Effect.Effect<unknown, E, R>,
+  description: string | undefined
+): Worker<any, any> => {
+  const schedule = Schedule.isSchedule(options.schedule)
+    ? (options.schedule as Schedule.Schedule<unknown, unknown>)
+    : undefined
+  const interval =
+    schedule === undefined ? Duration.toMillis(options.schedule as Duration.DurationInput) : undefined
+  return core.make({
+    name,
+    kind: "periodic",
+    policy: core.policy(options),
+    schedule: options.description ?? description ?? "custom schedule",
+    body: {
+      _tag: "Timer",
+      launch: Periodic.launch<E, R | R2>({
+        schedule,
+        interval,
+        initialJitter: options.initialJitter === undefined ? 0 : Duration.toMillis(options.initialJitter),
+        runOnStart: options.runOnStart ?? false,
+        shouldRun: options.shouldRun,
+        timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
+        onError: options.onError,
+        singleton: options.singleton ?? false,
+        tick
+      })
+    }
+  })
+}
+
+/**
+ * A periodic worker: `tick` runs on `options.schedule`. The schedule is
+ * stepped when a tick ends, so a tick never overlaps itself; an overrun tick
+ * makes the next one follow the schedule from the moment it ended (for
+ * `Schedule.fixed`, the missed ticks collapse into one immediate tick). A
+ * failed tick is recorded and logged, and the schedule continues.
+ *
+ * With `singleton: true` the worker requires the `Lock` service.
+ *
+ * @since 0.1.0
+ */
+export const periodic: {
+  <E, R, R2 = never>(
+    name: string,
+    options: PeriodicOptions<R2, NoInfer<E>> & { readonly singleton?: false | undefined },
+    tick: Effect.Effect<unknown, E, R>
+  ): Worker<E, Exclude<R | R2, core.Children>>
+  <E, R, R2 = never>(
+    name: string,
+    options: PeriodicOptions<R2, NoInfer<E>>,
+    tick: Effect.Effect<unknown, E, R>
+  ): Worker<E, Exclude<R | R2, core.Children> | Lock.Lock>
+} = <E, R, R2>(name: string, options: PeriodicOptions<R2, E>, tick: Effect.Effect<unknown, E, R>) =>
+  periodicWorker(name, options, tick, describe(options.schedule))
+
+/**
+ * A periodic worker on a cron expression (5 fields, or 6 with seconds
+ * first) read in `options.tz` (default `"UTC"`; an IANA zone follows its
+ * daylight-saving rules). An invalid expression or zone is returned as
+ * `InvalidCron` here, never raised at the first tick.
+ *
+ * @since 0.1.0
+ */
+export const cron: {
+  <E, R, R2 = never>(
+    name: string,
+    expression: string,
+    options: CronOptions<R2, NoInfer<E>> & { readonly singleton?: false | undefined },
+    tick: Effect.Effect<unknown, E, R>
+  ): Either.Either<Worker<E, Exclude<R | R2, core.Children>>, InvalidCron>
+  <E, R, R2 = never>(
+    name: string,
+    expression: string,
+    options: CronOptions<R2, NoInfer<E>>,
+    tick: Effect.Effect<unknown, E, R>
+  ): Either.Either<Worker<E, Exclude<R | R2, core.Children> | Lock.Lock>, InvalidCron>
+} = <E, R, R2>(
+  name: string,
+  expression: string,
+  options: CronOptions<R2, E>,
+  tick: Effect.Effect<unknown, E, R>
+) => {
+  const tz = options.tz ?? "UTC"
+  const tzName = typeof tz === "string" ? tz : String(tz)
+  return Cron.parse(expression, tz).pipe(
+    Either.mapLeft(
+      (error) => new InvalidCron({ worker: name, expression, tz: tzName, reason: error.message })
+    ),
+    Either.map((parsed) =>
+      periodicWorker(
+        name,
+        { ...options, schedule: Schedule.cron(parsed) },
+        tick,
+        `cron ${expression} (${tzName})`
+      )
+    )
+  )
+}
+
+/**
+ * A consumer: takes items from a `Queue` or a `Stream` one at a time and
+ * handles up to `concurrency` (default 1) at once. A handler failure fails
+ * the run, so the restart policy applies (a `Stream` source is then
+ * subscribed again; a `Queue` keeps its items). Catch errors in `handle` to
+ * skip bad items instead.
+ *
+ * @since 0.1.0
+ */
+export const consumer = <A, E2, R2, E, R>(
+  name: string,
+  source: Queue.Dequeue<A> | Stream.Stream<A, E2, R2>,
+  handle: (a: A) => Effect.Effect<unknown, E, R>,
+  options?: Options & { readonly concurrency?: number | undefined }
+): Worker<E | E2, Exclude<R | R2, core.Children>> =>
+  core.make<E | E2, any>({
+    name,
+    kind: "consumer",
+    policy: core.policy(options),
+    body: { _tag: "Fiber", run: Consumer.one(source, handle, Math.max(1, options?.concurrency ?? 1)) }
+  })
+
+/**
+ * A batch consumer: collects items from a `Queue` or `Stream` and calls
+ * `handle` with a batch when it holds `maxSize` items or `maxWait` has passed
+ * since its first item, whichever comes first. Batches are handled one at a
+ * time.
+ *
+ * @since 0.1.0
+ */
+export const batchConsumer = <A, E2, R2, E, R>(
+  name: string,
+  source: Queue.Dequeue<A> | Stream.Stream<A, E2, R2>,
+  handle: (batch: Chunk.Chunk<A>) => Effect.Effect<unknown, E, R>,
+  options: Options & { readonly maxSize: number; readonly maxWait: Duration.DurationInput }
+): Worker<E | E2, Exclude<R | R2, core.Children>> =>
+  core.make<E | E2, any>({
+    name,
+    kind: "batch",
+    policy: core.policy(options),
+    body: {
+      _tag: "Fiber",
+      run: Consumer.batch(source, handle, Math.max(1, options.maxSize), Duration.toMillis(options.maxWait))
+    }
+  })
+
+/**
+ * The metrics workers record (Effect `Metric`s, exported by whatever metrics
+ * layer the app installs):
+ *
+ * - `ticks`: counter `nightshift_worker_ticks_total`, tagged `outcome`
+ *   (`success`, `failure`, `timeout`, `skipped`, `interrupted`);
+ * - `tickDuration`: histogram `nightshift_worker_tick_duration_seconds`;
+ * - `restarts`: counter `nightshift_worker_restarts_total`, tagged `worker`;
+ * - `running`: gauge `nightshift_workers_running`.
+ *
+ * Per-worker tick counts are in the status table rather than in metric
+ * labels, so 10,000 workers do not make 50,000 series.
+ *
+ * @since 0.1.0
+ */
+export const metrics = {
+  ticks: Metrics.ticks,
+  tickDuration: Metrics.tickDuration,
+  restarts: Metrics.restarts,
+  running: Metrics.running
+} as const

@@ -1,0 +1,173 @@
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import * as OpenApi from "@effect/platform/OpenApi"
+import * as Schema from "effect/Schema"
+import * as S from "./schema.js"
+
+/** Bearer-token authorization (and cross-site / DNS-rebinding protection) of every route but liveness. */
+export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("nightshift/Admin/Authorization", {
+  failure: Schema.Union(
+    S.Unauthorized.annotations(HttpApiSchema.annotations({ status: 401 })),
+    S.Forbidden.annotations(HttpApiSchema.annotations({ status: 403 }))
+  ),
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+const text = (contentType: string, description: string) =>
+  Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType })).annotations({ description })
+
+const hidden = OpenApi.annotations({ exclude: true })
+
+const IdPath = Schema.Struct({ id: Schema.String })
+const WorkerPath = Schema.Struct({ name: Schema.String })
+const QueuePath = Schema.Struct({ name: Schema.String })
+
+/** Liveness and readiness. */
+export const health = HttpApiGroup.make("health")
+  .add(
+    HttpApiEndpoint.get("live", "/health/live")
+      .addSuccess(S.Live)
+      .annotate(OpenApi.Description, "The process is up. Needs no token.")
+  )
+  .add(
+    HttpApiEndpoint.get("ready", "/health/ready")
+      .addSuccess(S.Ready)
+      .addError(S.NotReady, { status: 503 })
+      .middleware(Authorization)
+      .annotate(
+        OpenApi.Description,
+        "503 when the store is unreachable, the runner reports it unhealthy, or a periodic worker is late by more than the threshold."
+      )
+  )
+
+/** The crew's workers. */
+export const workers = HttpApiGroup.make("workers")
+  .add(HttpApiEndpoint.get("list", "/workers").addSuccess(S.WorkersResponse))
+  .add(
+    HttpApiEndpoint.post("tick", "/workers/:name/tick")
+      .setPath(WorkerPath)
+      .addSuccess(S.TickResponse)
+      .addError(S.WorkerNotFound, { status: 404 })
+      .addError(S.NotPeriodic, { status: 409 })
+      .annotate(OpenApi.Description, "Run one tick of a periodic worker now and return its outcome.")
+  )
+  .add(
+    HttpApiEndpoint.post("restart", "/workers/:name/restart")
+      .setPath(WorkerPath)
+      .addSuccess(S.RestartResponse)
+      .addError(S.WorkerNotFound, { status: 404 })
+  )
+  .middleware(Authorization)
+
+/** Durable jobs. */
+export const jobs = HttpApiGroup.make("jobs")
+  .add(
+    HttpApiEndpoint.get("list", "/jobs")
+      .setUrlParams(S.JobListParams)
+      .addSuccess(S.JobPage)
+      .annotate(
+        OpenApi.Description,
+        "Jobs newest first. Filters take comma-separated values; pass nextCursor as cursor for the next page."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/jobs/:id")
+      .setPath(IdPath)
+      .addSuccess(S.JobDetail)
+      .addError(S.JobNotFound, { status: 404 })
+  )
+  .add(
+    HttpApiEndpoint.get("kinds", "/kinds")
+      .addSuccess(S.KindsResponse)
+      .annotate(OpenApi.Description, "The job kinds this app can enqueue by name, with their defaults.")
+  )
+  .add(
+    HttpApiEndpoint.post("enqueue", "/jobs")
+      .setPayload(S.EnqueueRequest)
+      .addSuccess(S.Enqueued, { status: 201 })
+      .addError(S.InvalidRequest, { status: 400 })
+      .annotate(
+        OpenApi.Description,
+        "Enqueue a job of a kind the app knows; the payload is checked by its schema."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("retry", "/jobs/:id/retry")
+      .setPath(IdPath)
+      .addSuccess(S.Retried)
+      .addError(S.JobNotFound, { status: 404 })
+      .addError(S.JobStateConflict, { status: 409 })
+  )
+  .add(
+    HttpApiEndpoint.post("cancel", "/jobs/:id/cancel")
+      .setPath(IdPath)
+      .addSuccess(S.Cancelled)
+      .addError(S.JobNotFound, { status: 404 })
+      .addError(S.JobStateConflict, { status: 409 })
+  )
+  .addError(S.StoreUnavailable, { status: 503 })
+  .middleware(Authorization)
+
+/** Queues: depths and pausing. */
+export const queues = HttpApiGroup.make("queues")
+  .add(HttpApiEndpoint.get("list", "/queues").addSuccess(S.QueuesResponse))
+  .add(
+    HttpApiEndpoint.post("pause", "/queues/:name/pause")
+      .setPath(QueuePath)
+      .addSuccess(S.QueueState)
+      .addError(S.InvalidRequest, { status: 400 })
+  )
+  .add(
+    HttpApiEndpoint.post("resume", "/queues/:name/resume")
+      .setPath(QueuePath)
+      .addSuccess(S.QueueState)
+      .addError(S.InvalidRequest, { status: 400 })
+  )
+  .addError(S.StoreUnavailable, { status: 503 })
+  .middleware(Authorization)
+
+/** Live events, metrics and this document. */
+export const observe = HttpApiGroup.make("observe")
+  .add(
+    HttpApiEndpoint.get("events", "/events")
+      .addSuccess(
+        text("text/event-stream", "Server-Sent Events: `job` (lifecycle) and `worker` (status) events")
+      )
+      .annotate(
+        OpenApi.Description,
+        "A text/event-stream of job lifecycle events (event `job`) and worker status changes (event `worker`)."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
+      text("text/plain; version=0.0.4; charset=utf-8", "Prometheus text exposition format")
+    )
+  )
+  .add(HttpApiEndpoint.get("openapi", "/openapi.json").addSuccess(Schema.Unknown).annotateContext(hidden))
+  .middleware(Authorization)
+
+/** The dashboard page: a static shell with no data, so it needs no token. */
+export const dashboard = HttpApiGroup.make("dashboard")
+  .add(HttpApiEndpoint.get("page", "/").addSuccess(text("text/html; charset=utf-8", "The dashboard")))
+  .annotateContext(hidden)
+
+/** The admin API. */
+export const Api = HttpApi.make("nightshift-admin")
+  .add(health)
+  .add(workers)
+  .add(jobs)
+  .add(queues)
+  .add(observe)
+  .add(dashboard)
+  .annotateContext(
+    OpenApi.annotations({
+      title: "Nightshift admin API",
+      version: "0.1.0",
+      description:
+        "Operate a Nightshift process: health, workers, jobs, queues, live events and metrics. Send `Authorization: Bearer <token>` on every route but /health/live."
+    })
+  )

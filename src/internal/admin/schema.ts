@@ -1,0 +1,245 @@
+import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
+import * as JobStore from "../../JobStore.js"
+import * as Worker from "../../Worker.js"
+import * as WorkerStatus from "../../WorkerStatus.js"
+
+const Millis = Schema.NullOr(Schema.Number)
+
+/** One attempt's error as the API shows it. */
+export const AttemptError = Schema.Struct({
+  attempt: Schema.Number,
+  at: Schema.Number,
+  kind: Schema.String,
+  message: Schema.String
+})
+
+const jobFields = {
+  id: Schema.String,
+  kind: Schema.String,
+  queue: Schema.String,
+  state: JobStore.JobState,
+  priority: Schema.Number,
+  attempt: Schema.Number,
+  maxAttempts: Schema.Number,
+  runAt: Schema.Number,
+  createdAt: Schema.Number,
+  attemptedAt: Millis,
+  finalizedAt: Millis,
+  leaseOwner: Schema.NullOr(Schema.String),
+  leaseExpiresAt: Millis,
+  dedupeKey: Schema.NullOr(Schema.String),
+  cancelRequested: Schema.Boolean
+}
+
+/** A job in a list: no payload, the first line of its latest error. */
+export const JobSummary = Schema.Struct({
+  ...jobFields,
+  errorCount: Schema.Number,
+  lastError: Schema.NullOr(Schema.String)
+})
+
+/** A job with its payload and every attempt's error. */
+export const JobDetail = Schema.Struct({
+  ...jobFields,
+  payload: Schema.Unknown,
+  fence: Schema.Number,
+  errors: Schema.Array(AttemptError),
+  traceId: Schema.NullOr(Schema.String),
+  spanId: Schema.NullOr(Schema.String)
+})
+
+/** A page of jobs, newest first. */
+export const JobPage = Schema.Struct({
+  jobs: Schema.Array(JobSummary),
+  nextCursor: Schema.NullOr(Schema.String)
+})
+
+const says = (message: string) => ({ message: () => ({ message, override: true }) })
+
+const csv = <A, I extends string>(item: Schema.Schema<A, I>, message: string) =>
+  Schema.compose(
+    Schema.transform(Schema.String, Schema.Array(Schema.String), {
+      strict: true,
+      decode: (s) =>
+        s
+          .split(",")
+          .map((x) => x.trim())
+          .filter((x) => x.length > 0),
+      encode: (xs) => xs.join(",")
+    }),
+    Schema.Array(item)
+  ).annotations(says(message))
+
+/** Filters of the job list, from the query string. */
+export const JobListParams = Schema.Struct({
+  state: Schema.optional(
+    csv(JobStore.JobState, `state must be a comma-separated list of ${JobStore.JobState.literals.join(", ")}`)
+  ),
+  kind: Schema.optional(csv(Schema.String, "kind must be a comma-separated list of kind names")),
+  queue: Schema.optional(csv(Schema.String, "queue must be a comma-separated list of queue names")),
+  limit: Schema.optional(
+    Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500)).annotations(
+      says("limit must be an integer from 1 to 500")
+    )
+  ),
+  cursor: Schema.optional(Schema.String)
+})
+
+const DelayInput = Schema.Union(
+  Schema.NonNegative,
+  Schema.String.pipe(Schema.filter((s) => Duration.decodeUnknown(s)._tag === "Some"))
+).annotations({
+  description: 'Milliseconds, or a duration such as "30 seconds"',
+  ...says('delay must be milliseconds or a duration such as "30 seconds"')
+})
+
+/** Enqueue a job of a kind the app knows, by name. */
+export const EnqueueRequest = Schema.Struct({
+  kind: Schema.String,
+  payload: Schema.optional(Schema.Unknown),
+  queue: Schema.optional(Schema.String),
+  priority: Schema.optional(Schema.Int),
+  maxAttempts: Schema.optional(Schema.Int),
+  dedupeKey: Schema.optional(Schema.String),
+  /** Epoch milliseconds or an ISO 8601 date. */
+  runAt: Schema.optional(
+    Schema.Union(Schema.Number, Schema.Date).annotations(
+      says("runAt must be epoch milliseconds or an ISO 8601 date such as 2030-01-01T00:00:00Z")
+    )
+  ),
+  delay: Schema.optional(DelayInput)
+})
+
+/** A job kind the app can enqueue by name, with its defaults. */
+export const KindInfo = Schema.Struct({
+  name: Schema.String,
+  queue: Schema.String,
+  priority: Schema.Number,
+  maxAttempts: Schema.Number,
+  handled: Schema.Boolean
+})
+
+/** Every kind known by name. */
+export const KindsResponse = Schema.Struct({ kinds: Schema.Array(KindInfo) })
+
+/** The result of an enqueue. */
+export const Enqueued = Schema.Struct({ id: Schema.String, deduped: Schema.Boolean })
+
+/** The result of a cancel that took effect. */
+export const Cancelled = Schema.Struct({
+  id: Schema.String,
+  result: Schema.Literal("cancelled", "requested")
+})
+
+/** The result of a retry that took effect. */
+export const Retried = Schema.Struct({ id: Schema.String, result: Schema.Literal("retried") })
+
+/** The status of the job runner. */
+export const RunnerStatus = Schema.Struct({
+  id: Schema.String,
+  queues: Schema.Array(Schema.String),
+  concurrency: Schema.Number,
+  running: Schema.Number,
+  runningJobs: Schema.Array(
+    Schema.Struct({ id: Schema.String, kind: Schema.String, attempt: Schema.Number })
+  ),
+  healthy: Schema.Boolean,
+  lastError: Schema.NullOr(Schema.String),
+  lastErrorAt: Millis,
+  lastClaimAt: Millis
+})
+
+/** Every worker's status and the runner's. */
+export const WorkersResponse = Schema.Struct({
+  workers: Schema.Array(WorkerStatus.WorkerStatus),
+  runner: Schema.NullOr(RunnerStatus)
+})
+
+/** The outcome of a forced tick. */
+export const TickResponse = Schema.Struct({ worker: Schema.String, outcome: Worker.TickOutcome })
+
+/** A restart that was done. */
+export const RestartResponse = Schema.Struct({ worker: Schema.String, restarted: Schema.Literal(true) })
+
+const stateCounts = Object.fromEntries(JobStore.JobState.literals.map((s) => [s, Schema.Number])) as {
+  readonly [K in JobStore.JobState]: typeof Schema.Number
+}
+
+/** One queue: whether it is paused and how many jobs it holds per state. */
+export const QueueInfo = Schema.Struct({
+  name: Schema.String,
+  paused: Schema.Boolean,
+  counts: Schema.Struct(stateCounts)
+})
+
+/** Every known queue. */
+export const QueuesResponse = Schema.Struct({ queues: Schema.Array(QueueInfo) })
+
+/** A queue after pause or resume. */
+export const QueueState = Schema.Struct({ queue: Schema.String, paused: Schema.Boolean })
+
+/** One readiness check. */
+export const Check = Schema.Struct({
+  name: Schema.String,
+  ok: Schema.Boolean,
+  detail: Schema.NullOr(Schema.String)
+})
+
+/** Readiness when every check passes. */
+export const Ready = Schema.Struct({ ready: Schema.Literal(true), checks: Schema.Array(Check) })
+
+/** Liveness. */
+export const Live = Schema.Struct({ status: Schema.Literal("ok") })
+
+// ---- errors ---------------------------------------------------------------
+
+/** The bearer token is missing or wrong. */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  message: Schema.String
+}) {}
+
+/** A cross-site request, or a host name that is not this server's (DNS rebinding). */
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { message: Schema.String }) {}
+
+/** No job with that id. */
+export class JobNotFound extends Schema.TaggedError<JobNotFound>()("JobNotFound", {
+  id: Schema.String,
+  message: Schema.String
+}) {}
+
+/** No worker with that name. */
+export class WorkerNotFound extends Schema.TaggedError<WorkerNotFound>()("WorkerNotFound", {
+  worker: Schema.String,
+  message: Schema.String
+}) {}
+
+/** A forced tick of a worker that is not periodic. */
+export class NotPeriodic extends Schema.TaggedError<NotPeriodic>()("NotPeriodic", {
+  worker: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The job is in a state the operation cannot apply to. */
+export class JobStateConflict extends Schema.TaggedError<JobStateConflict>()("JobStateConflict", {
+  id: Schema.String,
+  state: JobStore.JobState,
+  message: Schema.String
+}) {}
+
+/** The request names a kind the app does not know, or its payload or options are invalid. */
+export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
+  message: Schema.String
+}) {}
+
+/** The job store failed or is unreachable. */
+export class StoreUnavailable extends Schema.TaggedError<StoreUnavailable>()("StoreUnavailable", {
+  message: Schema.String
+}) {}
+
+/** A readiness check failed. */
+export class NotReady extends Schema.TaggedError<NotReady>()("NotReady", {
+  ready: Schema.Literal(false),
+  checks: Schema.Array(Check),
+  message: Schema.String
+}) {}

@@ -1,0 +1,342 @@
+/**
+ * The memory engine: every `JobStore` operation as a synchronous method that
+ * takes the current time. One call is one atomic step; the public module
+ * reads the `Clock` and publishes the wake-up hints an operation leaves.
+ *
+ * @internal
+ */
+import type * as JobStore from "../../JobStore.js"
+import type { Heap } from "./heap.js"
+import { Indexes } from "./indexes.js"
+import { dedupeKeyOf, isFinal, makeRow, type Row, snapshot } from "./row.js"
+
+const defaultListLimit = 100
+
+const noHints: Array<JobStore.Wakeup> = []
+
+/** @internal */
+export class Engine {
+  private readonly rows = new Map<string, Row>()
+  /** Every row in id order, including deleted ones until the next compaction. */
+  private order: Array<Row> = []
+  private deletedInOrder = 0
+  private nextNum = 1
+  private readonly index = new Indexes()
+  private readonly dedupe = new Map<string, Row>()
+  private readonly pausedQueues = new Set<string>()
+  private readonly cronSlots = new Map<string, number>()
+  private readonly hintQueues = new Set<string>()
+  private hintCancels: Array<string> = []
+  /** Reused by every claim for the heaps it draws from. */
+  private readonly claimHeaps: Array<Heap<Row>> = []
+  /** Hints are collected only while someone listens. */
+  subscribers = 0
+
+  /** Take the hints the last operations left. */
+  takeHints(): Array<JobStore.Wakeup> {
+    if (this.hintQueues.size === 0 && this.hintCancels.length === 0) return noHints
+    const hints: Array<JobStore.Wakeup> = []
+    for (const queue of this.hintQueues) hints.push({ _tag: "enqueued", queue })
+    for (const id of this.hintCancels) hints.push({ _tag: "cancel", id })
+    this.hintQueues.clear()
+    this.hintCancels = []
+    return hints
+  }
+
+  enqueue(now: number, inputs: ReadonlyArray<JobStore.EnqueueInput>): Array<JobStore.EnqueueResult> {
+    const results: Array<JobStore.EnqueueResult> = []
+    for (const input of inputs) results.push(this.insert(now, input))
+    return results
+  }
+
+  claim(now: number, request: JobStore.ClaimRequest): Array<JobStore.JobRecord> {
+    if (request.limit <= 0) return []
+    this.index.promote(now)
+    const heaps = this.claimHeaps
+    heaps.length = 0
+    for (const queue of request.queues) {
+      if (!this.pausedQueues.has(queue)) this.index.readyHeaps(queue, request.kinds, heaps)
+    }
+    const claimed: Array<JobStore.JobRecord> = []
+    while (claimed.length < request.limit) {
+      const heap = bestHeap(heaps)
+      if (heap === undefined) break
+      const row = heap.pop()!
+      this.index.move(row, "running")
+      row.attempt++
+      row.fence++
+      row.attemptedAt = now
+      row.leaseOwner = request.owner
+      row.leaseExpiresAt = now + request.leaseMs
+      this.index.place(row, now)
+      claimed.push(snapshot(row))
+    }
+    return claimed
+  }
+
+  heartbeat(
+    now: number,
+    owner: string,
+    leases: ReadonlyArray<JobStore.Lease>,
+    leaseMs: number
+  ): Array<JobStore.LeaseStatus> {
+    return leases.map(({ fence, id }) => {
+      const row = this.rows.get(id)
+      if (row === undefined || row.fence !== fence) return { id, held: false, cancelRequested: false }
+      const held = row.state === "running" && row.leaseOwner === owner
+      if (held) {
+        row.leaseExpiresAt = now + leaseMs
+        row.seq++
+        this.index.place(row, now)
+      }
+      return { id, held, cancelRequested: row.cancelRequested }
+    })
+  }
+
+  settle(now: number, settlements: ReadonlyArray<JobStore.Settlement>): Array<JobStore.SettleResult> {
+    return settlements.map(({ fence, id, outcome }) => {
+      const row = this.rows.get(id)
+      if (row === undefined || row.state !== "running" || row.fence !== fence) {
+        return { id, applied: false, state: null }
+      }
+      this.applyOutcome(row, now, outcome)
+      return { id, applied: true, state: row.state }
+    })
+  }
+
+  rescue(now: number, limit: number): Array<JobStore.Rescued> {
+    const rescued: Array<JobStore.Rescued> = []
+    const leases = this.index.leases
+    while (rescued.length < limit && leases.clean() && leases.topKey() <= now) {
+      const row = leases.pop()!
+      this.recordError(row, now, {
+        kind: "rescued",
+        message: `the lease held by ${row.leaseOwner} expired (at ${row.leaseExpiresAt} ms) before the attempt was settled; the runner died or stopped sending heartbeats`
+      })
+      if (row.cancelRequested) this.finish(row, now, "cancelled")
+      else if (row.attempt >= row.maxAttempts) this.finish(row, now, "discarded")
+      else this.wait(row, now, "retryable", now)
+      rescued.push({ id: row.id, kind: row.kind, queue: row.queue, state: row.state })
+    }
+    return rescued
+  }
+
+  prune(now: number, request: JobStore.PruneRequest): number {
+    let pruned = 0
+    pruned += this.pruneState(now, "completed", request.completedMs, request.limit - pruned)
+    pruned += this.pruneState(now, "discarded", request.discardedMs, request.limit - pruned)
+    pruned += this.pruneState(now, "cancelled", request.cancelledMs, request.limit - pruned)
+    this.compactOrder()
+    return pruned
+  }
+
+  get(id: string): JobStore.JobRecord | undefined {
+    const row = this.rows.get(id)
+    return row === undefined ? undefined : snapshot(row)
+  }
+
+  list(filter: JobStore.ListFilter): JobStore.ListPage {
+    const limit = Math.max(1, filter.limit ?? defaultListLimit)
+    const states = filter.states === undefined ? undefined : new Set(filter.states)
+    const kinds = filter.kinds === undefined ? undefined : new Set(filter.kinds)
+    const queues = filter.queues === undefined ? undefined : new Set(filter.queues)
+    const jobs: Array<JobStore.JobRecord> = []
+    for (let i = this.startBelow(filter.cursor); i >= 0; i--) {
+      const row = this.order[i]!
+      if (row.deleted) continue
+      if (states !== undefined && !states.has(row.state)) continue
+      if (kinds !== undefined && !kinds.has(row.kind)) continue
+      if (queues !== undefined && !queues.has(row.queue)) continue
+      if (jobs.length === limit) return { jobs, nextCursor: jobs[limit - 1]!.id }
+      jobs.push(snapshot(row))
+    }
+    return { jobs, nextCursor: null }
+  }
+
+  counts(): Array<JobStore.QueueCount> {
+    return this.index.countRows()
+  }
+
+  cancel(now: number, id: string): JobStore.CancelResult {
+    const row = this.rows.get(id)
+    if (row === undefined) return { _tag: "not-found" }
+    if (isFinal(row.state)) return { _tag: "final", state: row.state }
+    if (row.state === "running") {
+      row.cancelRequested = true
+      if (this.subscribers > 0) this.hintCancels.push(id)
+      return { _tag: "requested", owner: row.leaseOwner }
+    }
+    this.finish(row, now, "cancelled")
+    return { _tag: "cancelled" }
+  }
+
+  retry(now: number, id: string): JobStore.RetryResult {
+    const row = this.rows.get(id)
+    if (row === undefined) return { _tag: "not-found" }
+    if (!isFinal(row.state)) return { _tag: "not-retryable", state: row.state }
+    if (row.dedupeKey !== null && this.dedupe.has(dedupeKeyOf(row.kind, row.dedupeKey))) {
+      return { _tag: "not-retryable", state: row.state }
+    }
+    if (row.attempt >= row.maxAttempts) row.maxAttempts = row.attempt + 1
+    row.finalizedAt = null
+    row.cancelRequested = false
+    if (row.dedupeKey !== null) this.dedupe.set(dedupeKeyOf(row.kind, row.dedupeKey), row)
+    this.wait(row, now, "available", now)
+    return { _tag: "retried" }
+  }
+
+  pause(queue: string): void {
+    this.pausedQueues.add(queue)
+  }
+
+  resume(queue: string): void {
+    if (this.pausedQueues.delete(queue)) this.hint(queue)
+  }
+
+  paused(): Array<string> {
+    return [...this.pausedQueues]
+  }
+
+  enqueueCronSlot(now: number, input: JobStore.CronSlotInput): JobStore.EnqueueResult | undefined {
+    const last = this.cronSlots.get(input.name)
+    if (last !== undefined && input.slot <= last) return undefined
+    this.cronSlots.set(input.name, input.slot)
+    return this.insert(now, input.job)
+  }
+
+  lastCronSlot(name: string): number | undefined {
+    return this.cronSlots.get(name)
+  }
+
+  private insert(now: number, input: JobStore.EnqueueInput): JobStore.EnqueueResult {
+    const key = input.dedupeKey === undefined ? undefined : dedupeKeyOf(input.kind, input.dedupeKey)
+    const holder = key === undefined ? undefined : this.dedupe.get(key)
+    if (holder !== undefined) return { id: holder.id, deduped: true }
+    const row = makeRow(this.nextNum++, input, now)
+    this.rows.set(row.id, row)
+    this.order.push(row)
+    if (key !== undefined) this.dedupe.set(key, row)
+    this.index.add(row)
+    this.index.place(row, now)
+    if (row.state === "available") this.hint(row.queue)
+    return { id: row.id, deduped: false }
+  }
+
+  private applyOutcome(row: Row, now: number, outcome: JobStore.Outcome): void {
+    switch (outcome._tag) {
+      case "completed":
+        this.finish(row, now, "completed")
+        break
+      case "discard":
+        this.recordError(row, now, outcome.error)
+        this.finish(row, now, "discarded")
+        break
+      case "cancelled":
+        if (outcome.error !== undefined) this.recordError(row, now, outcome.error)
+        this.finish(row, now, "cancelled")
+        break
+      case "retry":
+        this.recordError(row, now, outcome.error)
+        this.unlessCancelled(row, now, () => this.wait(row, now, "retryable", now + outcome.delayMs))
+        break
+      case "snooze":
+        row.attempt--
+        this.unlessCancelled(row, now, () =>
+          this.wait(row, now, outcome.delayMs > 0 ? "scheduled" : "available", now + outcome.delayMs)
+        )
+        break
+      case "release":
+        row.attempt--
+        this.unlessCancelled(row, now, () => this.wait(row, now, "available", row.runAt))
+        break
+    }
+  }
+
+  /** A pending cancel wins over any outcome that would run the job again. */
+  private unlessCancelled(row: Row, now: number, otherwise: () => void): void {
+    if (row.cancelRequested) this.finish(row, now, "cancelled")
+    else otherwise()
+  }
+
+  private wait(row: Row, now: number, state: JobStore.JobState, runAt: number): void {
+    this.index.move(row, state)
+    row.runAt = runAt
+    row.leaseOwner = null
+    row.leaseExpiresAt = null
+    this.index.place(row, now)
+    if (runAt <= now) this.hint(row.queue)
+  }
+
+  private finish(row: Row, now: number, state: JobStore.JobState): void {
+    this.index.move(row, state)
+    row.finalizedAt = now
+    row.leaseOwner = null
+    row.leaseExpiresAt = null
+    if (row.dedupeKey !== null) {
+      const key = dedupeKeyOf(row.kind, row.dedupeKey)
+      if (this.dedupe.get(key) === row) this.dedupe.delete(key)
+    }
+    this.index.place(row, now)
+  }
+
+  private recordError(row: Row, now: number, error: JobStore.AttemptErrorInput): void {
+    row.errors = [...row.errors, { attempt: row.attempt, at: now, kind: error.kind, message: error.message }]
+  }
+
+  private hint(queue: string): void {
+    if (this.subscribers > 0 && !this.pausedQueues.has(queue)) this.hintQueues.add(queue)
+  }
+
+  private pruneState(
+    now: number,
+    state: "completed" | "discarded" | "cancelled",
+    ageMs: number,
+    limit: number
+  ): number {
+    const finals = this.index.finals[state]
+    let pruned = 0
+    while (pruned < limit && finals.clean() && now - finals.first().finalizedAt! > ageMs) {
+      this.delete(finals.first())
+      finals.shift()
+      pruned++
+    }
+    return pruned
+  }
+
+  private delete(row: Row): void {
+    this.rows.delete(row.id)
+    this.index.remove(row)
+    row.deleted = true
+    this.deletedInOrder++
+  }
+
+  private compactOrder(): void {
+    if (this.deletedInOrder > 1024 && this.deletedInOrder * 2 > this.order.length) {
+      this.order = this.order.filter((row) => !row.deleted)
+      this.deletedInOrder = 0
+    }
+  }
+
+  /** The index of the newest row whose id is below `cursor` (all rows without one). */
+  private startBelow(cursor: string | undefined): number {
+    if (cursor === undefined) return this.order.length - 1
+    const bound = Number(cursor)
+    let lo = 0
+    let hi = this.order.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (this.order[mid]!.num < bound) lo = mid + 1
+      else hi = mid
+    }
+    return lo - 1
+  }
+}
+
+/** The heap whose current top comes first in claim order. */
+const bestHeap = (heaps: ReadonlyArray<Heap<Row>>): Heap<Row> | undefined => {
+  let best: Heap<Row> | undefined
+  for (const heap of heaps) {
+    if (heap.clean() && (best === undefined || heap.topBefore(best))) best = heap
+  }
+  return best
+}

@@ -1,0 +1,82 @@
+/**
+ * The mutable job row the memory engine keeps, and its immutable snapshot.
+ *
+ * @internal
+ */
+import type * as JobStore from "../../JobStore.js"
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+/** A stored job. `seq` changes on every move, so older index entries go stale. @internal */
+export interface Row extends Mutable<JobStore.JobRecord> {
+  readonly num: number
+  seq: number
+  deleted: boolean
+}
+
+const noErrors: ReadonlyArray<JobStore.AttemptError> = []
+
+/** States in which a row waits to be claimed. @internal */
+export const isWaiting = (state: JobStore.JobState): boolean =>
+  state === "available" || state === "scheduled" || state === "retryable"
+
+/** States a row only leaves by hand. @internal */
+export const isFinal = (state: JobStore.JobState): boolean =>
+  state === "completed" || state === "discarded" || state === "cancelled"
+
+/** The key of the dedupe index. @internal */
+export const dedupeKeyOf = (kind: string, key: string): string => `${kind}\u0000${key}`
+
+/** A new row for an enqueue at `now`. @internal */
+export const makeRow = (num: number, input: JobStore.EnqueueInput, now: number): Row => {
+  const runAt = input.runAt ?? now + (input.delayMs ?? 0)
+  return {
+    num,
+    seq: 0,
+    deleted: false,
+    id: String(num),
+    kind: input.kind,
+    queue: input.queue,
+    payload: input.payload,
+    state: runAt > now ? "scheduled" : "available",
+    priority: input.priority,
+    attempt: 0,
+    maxAttempts: input.maxAttempts,
+    runAt,
+    createdAt: now,
+    attemptedAt: null,
+    finalizedAt: null,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    fence: 0,
+    dedupeKey: input.dedupeKey ?? null,
+    cancelRequested: false,
+    errors: noErrors,
+    traceId: input.traceId ?? null,
+    spanId: input.spanId ?? null
+  }
+}
+
+/** An immutable copy handed to callers. @internal */
+export const snapshot = (row: Row): JobStore.JobRecord => ({
+  id: row.id,
+  kind: row.kind,
+  queue: row.queue,
+  payload: row.payload,
+  state: row.state,
+  priority: row.priority,
+  attempt: row.attempt,
+  maxAttempts: row.maxAttempts,
+  runAt: row.runAt,
+  createdAt: row.createdAt,
+  attemptedAt: row.attemptedAt,
+  finalizedAt: row.finalizedAt,
+  leaseOwner: row.leaseOwner,
+  leaseExpiresAt: row.leaseExpiresAt,
+  fence: row.fence,
+  dedupeKey: row.dedupeKey,
+  cancelRequested: row.cancelRequested,
+  errors: row.errors,
+  traceId: row.traceId,
+  spanId: row.spanId
+})

@@ -1,0 +1,388 @@
+/**
+ * The hot path of the PostgreSQL store: enqueue, claim, heartbeat, settle,
+ * rescue and prune, each one statement for a whole batch.
+ *
+ * @internal
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
+import * as Effect from "effect/Effect"
+import * as JobStore from "../../JobStore.js"
+import { type Ctx, isJobId, millis, type Now } from "./context.js"
+import { claimOrder, columns, type JobRow, toRecord } from "./rows.js"
+import { enqueuedPayloads, notify } from "./wakeups.js"
+
+const active = "('scheduled', 'available', 'running', 'retryable')"
+
+const dedupeIdentity = (job: JobStore.EnqueueInput): string | undefined =>
+  job.dedupeKey === undefined ? undefined : JSON.stringify([job.kind, job.dedupeKey])
+
+/** Inputs with a dedupe key seen earlier in the same call, folded into that earlier one. */
+const foldDuplicates = (jobs: ReadonlyArray<JobStore.EnqueueInput>) => {
+  const firstIndex = new Map<string, number>()
+  const target: Array<number> = []
+  const unique: Array<number> = []
+  jobs.forEach((job, i) => {
+    const key = dedupeIdentity(job)
+    const seen = key === undefined ? undefined : firstIndex.get(key)
+    if (seen !== undefined) {
+      target.push(seen)
+      return
+    }
+    if (key !== undefined) firstIndex.set(key, i)
+    target.push(i)
+    unique.push(i)
+  })
+  return { target, unique }
+}
+
+interface InsertedRow {
+  readonly ord: number
+  readonly id: string
+  readonly inserted: boolean
+  readonly queue: string | null
+  readonly state: string | null
+}
+
+/** Insert jobs in one statement; a dedupe conflict leaves the row out. */
+const insertBatch = (ctx: Ctx, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
+  Effect.flatMap(ctx.now, (now) => {
+    const { sql } = ctx
+    const col = <A>(f: (job: JobStore.EnqueueInput) => A) => jobs.map(f)
+    return sql<InsertedRow>`
+      WITH input AS MATERIALIZED (
+        SELECT nextval(${`${ctx.schema}.jobs_id_seq`}::regclass) AS id, t.*
+        FROM unnest(
+          ${col((j) => j.kind)}::text[], ${col((j) => j.queue)}::text[],
+          ${col((j) => (j.payload === undefined ? null : JSON.stringify(j.payload)))}::jsonb[],
+          ${col((j) => j.priority)}::int[], ${col((j) => j.maxAttempts)}::int[],
+          ${col((j) => j.runAt ?? null)}::float8[], ${col((j) => j.delayMs ?? 0)}::float8[],
+          ${col((j) => j.dedupeKey ?? null)}::text[], ${col((j) => j.traceId ?? null)}::text[],
+          ${col((j) => j.spanId ?? null)}::text[]
+        ) WITH ORDINALITY AS t(kind, queue, payload, priority, max_attempts, run_at_ms, delay_ms,
+                               dedupe_key, trace_id, span_id, ord)
+      ),
+      timed AS (
+        SELECT input.*, coalesce(to_timestamp(run_at_ms / 1000), ${now.ts} + delay_ms * interval '1 millisecond') AS run_at
+        FROM input
+      ),
+      ins AS (
+        INSERT INTO ${ctx.table("jobs")} AS j (id, kind, queue, payload, state, priority, max_attempts, run_at,
+          created_at, dedupe_key, trace_id, span_id)
+        SELECT id, kind, queue, payload, CASE WHEN run_at <= ${now.ts} THEN 'available' ELSE 'scheduled' END,
+          priority, max_attempts, run_at, ${now.ts}, dedupe_key, trace_id, span_id
+        FROM timed ORDER BY ord
+        ON CONFLICT DO NOTHING
+        RETURNING j.id, j.queue, j.state
+      )
+      SELECT input.ord::int AS ord, input.id::text AS id, ins.id IS NOT NULL AS inserted, ins.queue, ins.state
+      FROM input LEFT JOIN ins ON ins.id = input.id
+      ORDER BY input.ord`
+  })
+
+/** The live jobs holding the dedupe keys of `jobs`, keyed like `dedupeIdentity`. */
+const liveHolders = (ctx: Ctx, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
+  ctx.sql<{ kind: string; dedupe_key: string; id: string }>`
+    SELECT j.kind, j.dedupe_key, j.id::text AS id FROM ${ctx.table("jobs")} j
+    JOIN unnest(${jobs.map((j) => j.kind)}::text[], ${jobs.map((j) => j.dedupeKey ?? null)}::text[]) AS k(kind, key)
+      ON j.kind = k.kind AND j.dedupe_key = k.key
+    WHERE j.state IN ${ctx.sql.literal(active)}`.pipe(
+    Effect.map((rows) => new Map(rows.map((r) => [JSON.stringify([r.kind, r.dedupe_key]), r.id])))
+  )
+
+/**
+ * Insert `jobs` (already free of in-call duplicates); rows that hit a live
+ * dedupe key resolve to that job. A key whose holder finished meanwhile is
+ * inserted again, a bounded number of times.
+ */
+const insertResolving = (
+  ctx: Ctx,
+  jobs: ReadonlyArray<JobStore.EnqueueInput>,
+  woken: Array<string>,
+  round = 0
+): Effect.Effect<Array<JobStore.EnqueueResult>, JobStore.JobStoreError | SqlError> =>
+  Effect.gen(function* () {
+    const rows = yield* insertBatch(ctx, jobs)
+    const results: Array<JobStore.EnqueueResult | undefined> = rows.map((row) => {
+      if (!row.inserted) return undefined
+      if (row.state === "available" && row.queue !== null) woken.push(row.queue)
+      return { id: row.id, deduped: false }
+    })
+    const pending = results.flatMap((r, i) => (r === undefined ? [i] : []))
+    if (pending.length === 0) return results as Array<JobStore.EnqueueResult>
+    const holders = yield* liveHolders(
+      ctx,
+      pending.map((i) => jobs[i]!)
+    )
+    const orphans: Array<number> = []
+    for (const i of pending) {
+      const holder = holders.get(dedupeIdentity(jobs[i]!)!)
+      if (holder === undefined) orphans.push(i)
+      else results[i] = { id: holder, deduped: true }
+    }
+    if (orphans.length > 0) {
+      if (round >= 5) {
+        return yield* new JobStore.JobStoreError({
+          message:
+            "PostgreSQL job store: enqueue kept racing with jobs finishing under the same dedupe key; try again"
+        })
+      }
+      const retried = yield* insertResolving(
+        ctx,
+        orphans.map((i) => jobs[i]!),
+        woken,
+        round + 1
+      )
+      orphans.forEach((i, n) => {
+        results[i] = retried[n]!
+      })
+    }
+    return results as Array<JobStore.EnqueueResult>
+  })
+
+/** `JobStore.enqueue`: one transaction (or savepoint in the caller's), one notification per batch. */
+export const enqueue = (ctx: Ctx, jobs: ReadonlyArray<JobStore.EnqueueInput>) => {
+  if (jobs.length === 0) return Effect.succeed([])
+  const { target, unique } = foldDuplicates(jobs)
+  return Effect.gen(function* () {
+    const woken: Array<string> = []
+    const inserted = yield* insertResolving(
+      ctx,
+      unique.map((i) => jobs[i]!),
+      woken
+    )
+    yield* notify(ctx, enqueuedPayloads(woken))
+    const byIndex = new Map(unique.map((i, n) => [i, inserted[n]!]))
+    return target.map((first, i): JobStore.EnqueueResult => {
+      const result = byIndex.get(first)!
+      return first === i ? result : { id: result.id, deduped: true }
+    })
+  }).pipe(ctx.sql.withTransaction)
+}
+
+/** The claim statement: one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`. */
+export const claimStatement = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now) => {
+  const { sql } = ctx
+  return sql<JobRow>`
+    WITH due AS (
+      SELECT id FROM ${ctx.table("jobs")}
+      WHERE state IN ('available', 'scheduled', 'retryable') AND run_at <= ${now.ts}
+        AND kind = ANY(${request.kinds}::text[])
+        -- Paused queues are taken out of the requested list, not filtered row by row:
+        -- the planner then keeps its row estimate and reads the claim index in order.
+        AND queue = ANY(ARRAY(
+          SELECT q FROM unnest(${request.queues}::text[]) AS q
+          WHERE NOT EXISTS (SELECT 1 FROM ${ctx.table("paused_queues")} p WHERE p.queue = q)))
+      ORDER BY priority, run_at, id
+      LIMIT ${request.limit}
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${ctx.table("jobs")} AS j SET
+      state = 'running', attempt = j.attempt + 1, fence = j.fence + 1, attempted_at = ${now.ts},
+      lease_owner = ${request.owner}, lease_expires_at = ${now.ts} + ${millis(ctx, request.leaseMs)}
+    FROM due WHERE j.id = due.id
+    RETURNING ${sql.literal(columns)}`
+}
+
+/** `JobStore.claim`. */
+export const claim = (ctx: Ctx, request: JobStore.ClaimRequest) => {
+  if (request.limit <= 0 || request.queues.length === 0 || request.kinds.length === 0)
+    return Effect.succeed([])
+  return Effect.flatMap(ctx.now, (now) =>
+    claimStatement(ctx, request, now).pipe(Effect.map((rows) => rows.map(toRecord).sort(claimOrder)))
+  )
+}
+
+/**
+ * A `locked` CTE: the running rows matching `input` (a CTE with `id` and
+ * `fence`), locked in id order. Heartbeats and settles over the same jobs
+ * then wait for each other instead of deadlocking.
+ */
+const lockedInIdOrder = (ctx: Ctx, input: string, extra: Statement.Fragment) =>
+  ctx.sql`locked AS (
+    SELECT j.id FROM ${ctx.table("jobs")} j JOIN ${ctx.sql.literal(input)} ON j.id = ${ctx.sql.literal(input)}.id
+    WHERE j.fence = ${ctx.sql.literal(input)}.fence AND j.state = 'running' ${extra}
+    ORDER BY j.id
+    FOR UPDATE OF j
+  )`
+
+/** `JobStore.heartbeat`: extend every lease still held under its fence. */
+export const heartbeat = (
+  ctx: Ctx,
+  owner: string,
+  leases: ReadonlyArray<JobStore.Lease>,
+  leaseMs: number
+) => {
+  const valid = leases.filter((l) => isJobId(l.id))
+  if (valid.length === 0)
+    return Effect.succeed(leases.map((l) => ({ id: l.id, held: false, cancelRequested: false })))
+  const { sql } = ctx
+  return Effect.flatMap(ctx.now, (now) =>
+    sql<{ id: string; cancel_requested: boolean }>`
+      WITH l AS (
+        SELECT * FROM unnest(${valid.map((l) => l.id)}::bigint[], ${valid.map((l) => l.fence)}::int[]) AS l(id, fence)
+      ),
+      ${lockedInIdOrder(ctx, "l", sql`AND j.lease_owner = ${owner}`)}
+      UPDATE ${ctx.table("jobs")} AS j SET lease_expires_at = ${now.ts} + ${millis(ctx, leaseMs)}
+      FROM locked
+      WHERE j.id = locked.id AND j.state = 'running'
+      RETURNING j.id::text AS id, j.cancel_requested`.pipe(
+      Effect.map((rows) => {
+        const held = new Map(rows.map((r) => [r.id, r.cancel_requested]))
+        return leases.map(
+          (lease): JobStore.LeaseStatus => ({
+            id: lease.id,
+            held: held.has(lease.id),
+            cancelRequested: held.get(lease.id) ?? false
+          })
+        )
+      })
+    )
+  )
+}
+
+/** How one outcome changes the row. */
+interface Change {
+  readonly state: JobStore.JobState
+  /** New run-at from now, or null to keep it. */
+  readonly delayMs: number | null
+  /** 1 when the attempt is handed back uncounted. */
+  readonly uncount: number
+  readonly final: boolean
+  readonly error: JobStore.AttemptErrorInput | null
+}
+
+const change = (outcome: JobStore.Outcome): Change => {
+  switch (outcome._tag) {
+    case "completed":
+      return { state: "completed", delayMs: null, uncount: 0, final: true, error: null }
+    case "retry":
+      return { state: "retryable", delayMs: outcome.delayMs, uncount: 0, final: false, error: outcome.error }
+    case "discard":
+      return { state: "discarded", delayMs: null, uncount: 0, final: true, error: outcome.error }
+    case "snooze":
+      return {
+        state: outcome.delayMs > 0 ? "scheduled" : "available",
+        delayMs: outcome.delayMs,
+        uncount: 1,
+        final: false,
+        error: null
+      }
+    case "cancelled":
+      return { state: "cancelled", delayMs: null, uncount: 0, final: true, error: outcome.error ?? null }
+    case "release":
+      return { state: "available", delayMs: null, uncount: 1, final: false, error: null }
+  }
+}
+
+/** A pending cancel turns an outcome that would run the job again into `cancelled`. */
+const cancelWins = "(j.cancel_requested AND s.state IN ('retryable', 'scheduled', 'available'))"
+
+/** `JobStore.settle`: all outcomes in one fenced `UPDATE … FROM unnest(…)`. */
+export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>) => {
+  const valid = settlements.filter((s) => isJobId(s.id))
+  if (valid.length === 0) return Effect.succeed(settlements.map(notApplied))
+  const changes = valid.map((s) => change(s.outcome))
+  const col = <A>(f: (c: Change) => A) => changes.map(f)
+  const { sql } = ctx
+  return Effect.flatMap(ctx.now, (now) =>
+    sql<{ id: string; state: JobStore.JobState }>`
+      WITH s AS (
+        SELECT * FROM unnest(
+          ${valid.map((s) => s.id)}::bigint[], ${valid.map((s) => s.fence)}::int[],
+          ${col((c) => c.state)}::text[], ${col((c) => c.delayMs)}::float8[], ${col((c) => c.uncount)}::int[],
+          ${col((c) => c.final)}::bool[], ${col((c) => c.error?.kind ?? null)}::text[],
+          ${col((c) => c.error?.message ?? null)}::text[]
+        ) AS s(id, fence, state, delay_ms, uncount, final, err_kind, err_message)
+      ),
+      ${lockedInIdOrder(ctx, "s", sql``)}
+      UPDATE ${ctx.table("jobs")} AS j SET
+        state = CASE WHEN ${sql.literal(cancelWins)} THEN 'cancelled' ELSE s.state END,
+        attempt = j.attempt - s.uncount,
+        run_at = CASE WHEN s.delay_ms IS NULL OR ${sql.literal(cancelWins)} THEN j.run_at
+                      ELSE ${now.ts} + s.delay_ms * interval '1 millisecond' END,
+        finalized_at = CASE WHEN s.final OR ${sql.literal(cancelWins)} THEN ${now.ts} END,
+        lease_owner = NULL, lease_expires_at = NULL,
+        errors = CASE WHEN s.err_kind IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
+          'attempt', j.attempt, 'at', ${now.ms}, 'kind', s.err_kind, 'message', s.err_message)) END
+      FROM s JOIN locked USING (id)
+      WHERE j.id = s.id AND j.fence = s.fence AND j.state = 'running'
+      RETURNING j.id::text AS id, j.state`.pipe(
+      Effect.map((rows) => {
+        const applied = new Map(rows.map((r) => [r.id, r.state]))
+        return settlements.map((s): JobStore.SettleResult => {
+          const state = applied.get(s.id)
+          return state === undefined ? notApplied(s) : { id: s.id, applied: true, state }
+        })
+      })
+    )
+  )
+}
+
+const notApplied = (s: JobStore.Settlement): JobStore.SettleResult => ({
+  id: s.id,
+  applied: false,
+  state: null
+})
+
+/** `JobStore.rescue`: end expired leases (a running job without a lease counts as expired), oldest first, skipping rows being settled right now; wake runners for the jobs made due. */
+export const rescue = (ctx: Ctx, limit: number) => {
+  if (limit <= 0) return Effect.succeed([])
+  return Effect.flatMap(ctx.now, (now) =>
+    ctx.sql<JobStore.Rescued>`
+      WITH expired AS (
+        SELECT id FROM ${ctx.table("jobs")}
+        WHERE state = 'running' AND (lease_expires_at <= ${now.ts} OR lease_expires_at IS NULL)
+        ORDER BY lease_expires_at NULLS FIRST
+        LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED
+      ),
+      decided AS (
+        SELECT j.id, CASE WHEN j.cancel_requested THEN 'cancelled'
+                          WHEN j.attempt >= j.max_attempts THEN 'discarded'
+                          ELSE 'retryable' END AS next
+        FROM ${ctx.table("jobs")} j JOIN expired USING (id)
+      )
+      UPDATE ${ctx.table("jobs")} AS j SET
+        state = d.next,
+        run_at = CASE WHEN d.next = 'retryable' THEN ${now.ts} ELSE j.run_at END,
+        finalized_at = CASE WHEN d.next = 'retryable' THEN NULL ELSE ${now.ts} END,
+        lease_owner = NULL, lease_expires_at = NULL,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+          'attempt', j.attempt, 'at', ${now.ms}, 'kind', 'rescued',
+          'message', 'lease expired: runner ' || coalesce(j.lease_owner, '?') || ' stopped heartbeating'))
+      FROM decided d WHERE j.id = d.id
+      RETURNING j.id::text AS id, j.kind, j.queue, j.state`.pipe(
+      Effect.tap((rescued) =>
+        notify(ctx, enqueuedPayloads(rescued.filter((r) => r.state === "retryable").map((r) => r.queue)))
+      )
+    )
+  )
+}
+
+/** `JobStore.prune`: delete at most `limit` final jobs past their retention (and old cron slot rows). */
+export const prune = (ctx: Ctx, request: JobStore.PruneRequest) => {
+  if (request.limit <= 0) return Effect.succeed(0)
+  return Effect.flatMap(ctx.now, (now) =>
+    ctx.sql<{ count: number }>`
+      WITH doomed AS (
+        SELECT id FROM ${ctx.table("jobs")}
+        WHERE (state = 'completed' AND finalized_at < ${now.ts} - ${millis(ctx, request.completedMs)})
+           OR (state = 'discarded' AND finalized_at < ${now.ts} - ${millis(ctx, request.discardedMs)})
+           OR (state = 'cancelled' AND finalized_at < ${now.ts} - ${millis(ctx, request.cancelledMs)})
+        LIMIT ${request.limit}
+        FOR UPDATE SKIP LOCKED
+      ),
+      gone AS (DELETE FROM ${ctx.table("jobs")} WHERE id IN (SELECT id FROM doomed) RETURNING 1),
+      -- Old cron slot rows go too, except the latest of each name.
+      old_slots AS (
+        DELETE FROM ${ctx.table("cron_slots")} c
+        WHERE c.ctid IN (
+          SELECT o.ctid FROM ${ctx.table("cron_slots")} o
+          WHERE o.enqueued_at < ${now.ts} - ${millis(ctx, request.completedMs)}
+            AND o.slot < (SELECT max(m.slot) FROM ${ctx.table("cron_slots")} m WHERE m.name = o.name)
+          LIMIT ${request.limit})
+      )
+      SELECT count(*)::int AS count FROM gone`.pipe(Effect.map((rows) => rows[0]?.count ?? 0))
+  )
+}

@@ -1,0 +1,88 @@
+/**
+ * Reading job rows: the select list and the row → `JobRecord` mapping.
+ *
+ * @internal
+ */
+import type * as JobStore from "../../JobStore.js"
+
+const ms = (column: string) => `floor(extract(epoch from j.${column}) * 1000)::float8 AS ${column}`
+
+/** Every column of `jobs` aliased `j`, with times as epoch milliseconds. */
+export const columns = [
+  "j.id::text AS id",
+  "j.kind",
+  "j.queue",
+  "j.payload",
+  "j.state",
+  "j.priority",
+  "j.attempt",
+  "j.max_attempts",
+  ms("run_at"),
+  ms("created_at"),
+  ms("attempted_at"),
+  ms("finalized_at"),
+  "j.lease_owner",
+  ms("lease_expires_at"),
+  "j.fence",
+  "j.dedupe_key",
+  "j.cancel_requested",
+  "j.errors",
+  "j.trace_id",
+  "j.span_id"
+].join(", ")
+
+/** A row as selected with `columns`. */
+export interface JobRow {
+  readonly id: string
+  readonly kind: string
+  readonly queue: string
+  readonly payload: unknown
+  readonly state: JobStore.JobState
+  readonly priority: number
+  readonly attempt: number
+  readonly max_attempts: number
+  readonly run_at: number
+  readonly created_at: number
+  readonly attempted_at: number | null
+  readonly finalized_at: number | null
+  readonly lease_owner: string | null
+  readonly lease_expires_at: number | null
+  readonly fence: number
+  readonly dedupe_key: string | null
+  readonly cancel_requested: boolean
+  readonly errors: ReadonlyArray<JobStore.AttemptError>
+  readonly trace_id: string | null
+  readonly span_id: string | null
+}
+
+/** @internal */
+export const toRecord = (row: JobRow): JobStore.JobRecord => ({
+  id: row.id,
+  kind: row.kind,
+  queue: row.queue,
+  payload: row.payload,
+  state: row.state,
+  priority: row.priority,
+  attempt: row.attempt,
+  maxAttempts: row.max_attempts,
+  runAt: row.run_at,
+  createdAt: row.created_at,
+  attemptedAt: row.attempted_at,
+  finalizedAt: row.finalized_at,
+  leaseOwner: row.lease_owner,
+  leaseExpiresAt: row.lease_expires_at,
+  fence: row.fence,
+  dedupeKey: row.dedupe_key,
+  cancelRequested: row.cancel_requested,
+  errors: row.errors,
+  traceId: row.trace_id,
+  spanId: row.span_id
+})
+
+/** Claim order: priority, run-at, id (ids compare as numbers). */
+export const claimOrder = (a: JobStore.JobRecord, b: JobStore.JobRecord): number =>
+  a.priority - b.priority || a.runAt - b.runAt || compareIds(a.id, b.id)
+
+/** Compare two numeric ids without losing precision. */
+export const compareIds = (a: string, b: string): number =>
+  a.length - b.length || (a < b ? -1 : a > b ? 1 : 0)

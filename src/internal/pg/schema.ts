@@ -1,0 +1,135 @@
+/**
+ * The PostgreSQL schema of the job store: name validation and migrations.
+ *
+ * @internal
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as JobStore from "../../JobStore.js"
+
+/** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 48 characters. */
+const identifier = /^[a-z_][a-z0-9_]{0,47}$/
+
+/** Check a schema name before it is ever spliced into SQL. */
+export const validateSchema = (schema: string): Effect.Effect<string, JobStore.JobStoreError> =>
+  identifier.test(schema)
+    ? Effect.succeed(schema)
+    : Effect.fail(
+        new JobStore.JobStoreError({
+          message: `Invalid PostgreSQL schema name ${JSON.stringify(schema)}: use lower-case letters, digits and "_", starting with a letter or "_", at most 48 characters (for example "nightshift").`
+        })
+      )
+
+const activeStates = "('scheduled', 'available', 'running', 'retryable')"
+const dueStates = "('available', 'scheduled', 'retryable')"
+const finalStates = "('completed', 'discarded', 'cancelled')"
+
+/** Version 1: jobs, paused queues, cron slots, leader leases. One round trip. */
+const v1 = (schema: string) => `
+  CREATE SEQUENCE ${schema}.jobs_id_seq;
+  CREATE TABLE ${schema}.jobs (
+    id bigint PRIMARY KEY DEFAULT nextval('${schema}.jobs_id_seq'),
+    kind text NOT NULL,
+    queue text NOT NULL,
+    payload jsonb,
+    state text NOT NULL CHECK (state IN ${activeStates} OR state IN ${finalStates}),
+    priority integer NOT NULL DEFAULT 0,
+    attempt integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL,
+    run_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL,
+    attempted_at timestamptz,
+    finalized_at timestamptz,
+    lease_owner text,
+    lease_expires_at timestamptz,
+    fence integer NOT NULL DEFAULT 0,
+    dedupe_key text,
+    cancel_requested boolean NOT NULL DEFAULT false,
+    errors jsonb NOT NULL DEFAULT '[]'::jsonb,
+    trace_id text,
+    span_id text
+  ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
+  -- A queue table churns: vacuum and re-plan it early (the claim plan depends on fresh statistics).
+  ALTER SEQUENCE ${schema}.jobs_id_seq OWNED BY ${schema}.jobs.id;
+  -- The claim path: due states in claim order; running and final jobs stay out of it.
+  CREATE INDEX jobs_claim_idx ON ${schema}.jobs (priority, run_at, id) WHERE state IN ${dueStates};
+  CREATE INDEX jobs_lease_idx ON ${schema}.jobs (lease_expires_at) WHERE state = 'running';
+  CREATE INDEX jobs_finalized_idx ON ${schema}.jobs (finalized_at) WHERE state IN ${finalStates};
+  -- Dedupe is a constraint, so concurrent and bulk enqueues cannot race.
+  CREATE UNIQUE INDEX jobs_dedupe_idx ON ${schema}.jobs (kind, dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND state IN ${activeStates};
+  CREATE TABLE ${schema}.paused_queues (
+    queue text PRIMARY KEY,
+    paused_at timestamptz NOT NULL DEFAULT now()
+  );
+  -- One row per cron slot taken: the key makes each slot exactly once, in any order.
+  CREATE TABLE ${schema}.cron_slots (
+    name text NOT NULL,
+    slot bigint NOT NULL,
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, slot)
+  );
+  CREATE UNLOGGED TABLE ${schema}.leaders (
+    name text PRIMARY KEY,
+    leader_id text NOT NULL,
+    elected_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+  );`
+
+/** Run a migration's DDL (several statements, no parameters) in one round trip. */
+const ddl = (text: string) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text))
+
+/** The migrations, by id. Never edit a released one: add a new id. */
+const migrations = (schema: string) => Migrator.fromRecord({ "1_create_jobs": ddl(v1(schema)) })
+
+/**
+ * Create or upgrade the schema. Safe when several processes migrate at once:
+ * a transaction-scoped advisory lock serialises them, and the second finds
+ * nothing left to do.
+ */
+export const migrate = (
+  schema: string
+): Effect.Effect<
+  ReadonlyArray<readonly [id: number, name: string]>,
+  JobStore.JobStoreError,
+  SqlClient.SqlClient
+> =>
+  Effect.gen(function* () {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const table = `${schema}.migrations`
+    const run = Effect.gen(function* () {
+      yield* sql`SELECT pg_advisory_xact_lock(hashtextextended(${`nightshift.migrate:${schema}`}, 0))`
+      yield* sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`
+      yield* sql`CREATE TABLE IF NOT EXISTS ${sql(table)} (
+        migration_id integer PRIMARY KEY,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        name text NOT NULL
+      )`
+      return yield* Migrator.make({})({ loader: migrations(schema), table })
+    })
+    return yield* sql.withTransaction(run).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+  }).pipe(
+    // A failing migration is a defect inside `Migrator`; report it as a store error.
+    Effect.catchAllCause((cause) =>
+      Effect.fail(
+        new JobStore.JobStoreError({
+          message: `Migrating the PostgreSQL schema "${schema}" failed: ${messageOf(Cause.squash(cause))}. Check that the database is reachable and that its user may create schemas and tables.`,
+          cause: Cause.squash(cause)
+        })
+      )
+    ),
+    Effect.withSpan("PgStore.migrate", { attributes: { schema } })
+  )
+
+/** The message of an error, or its string form. */
+export const messageOf = (cause: unknown): string => {
+  if (typeof cause === "object" && cause !== null) {
+    const inner = (cause as { cause?: unknown }).cause
+    const own = (cause as { message?: unknown }).message
+    if (inner instanceof Error && inner.message !== "") return inner.message
+    if (typeof own === "string" && own !== "") return own
+  }
+  return String(cause)
+}

@@ -1,0 +1,264 @@
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Events from "../../Events.js"
+import type * as Job from "../../Job.js"
+import type * as JobStore from "../../JobStore.js"
+import * as Metrics from "../../Metrics.js"
+import { execute, type InterruptReason, interruptedOutcome } from "./execute.js"
+import type { Settler } from "./settler.js"
+
+/** Runner settings with every default filled in. */
+export interface Config {
+  readonly owner: string
+  readonly queues: ReadonlyArray<string>
+  readonly concurrency: number
+  readonly claimBatchSize: number
+  readonly pollIntervalMs: number
+  readonly leaseMs: number
+  readonly heartbeatIntervalMs: number
+  readonly shutdownTimeoutMs: number
+}
+
+interface Running {
+  readonly job: JobStore.JobRecord
+  readonly startedAt: number
+  fiber: Fiber.RuntimeFiber<void> | undefined
+  reason: InterruptReason | undefined
+  finished: boolean
+}
+
+/** Health of the runner's conversation with its store. */
+export interface Health {
+  readonly healthy: boolean
+  readonly lastError: string | null
+  readonly lastErrorAt: number | null
+  readonly lastClaimAt: number | null
+}
+
+/**
+ * The runner's moving parts: what runs, how many may, and the loops that
+ * claim, run, extend and stop jobs. Each loop is exposed as an effect so the
+ * runner can put it under a crew as a worker.
+ */
+export interface Engine<R> {
+  readonly config: Config
+  readonly running: () => ReadonlyArray<JobStore.JobRecord>
+  readonly capacity: () => number
+  readonly setCapacity: (n: number) => void
+  readonly health: () => Health
+  /** Ask the fetcher to look for work now. */
+  readonly wake: Effect.Effect<void>
+  /** Claim and start jobs while there are free slots (a long-running worker). */
+  readonly fetchLoop: Effect.Effect<never, never, R>
+  /** Extend leases, and stop attempts whose lease was lost or that were cancelled. */
+  readonly heartbeat: Effect.Effect<void>
+  /** Follow the store's hints (new work, cancel requests). */
+  readonly listen: Effect.Effect<void, JobStore.JobStoreError>
+  /** Interrupt a job running here; returns false when it is not here. */
+  readonly interrupt: (id: string, reason: InterruptReason) => Effect.Effect<boolean>
+  /** Stop claiming, wait for running jobs up to the shutdown timeout, then release the rest. */
+  readonly drain: Effect.Effect<void>
+}
+
+export const makeEngine = <R>(
+  store: JobStore.Service,
+  handlers: Job.Handlers<R>,
+  config: Config,
+  settler: Settler
+): Effect.Effect<Engine<R>, never, R | Scope.Scope> =>
+  Effect.gen(function* () {
+    const jobScope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(jobScope, Exit.void))
+    const running = new Map<string, Running>()
+    const signal = yield* Queue.sliding<true>(1)
+    const kinds = Array.from(handlers.byKind.keys())
+    let capacity = config.concurrency
+    let draining = false
+    let health: Health = { healthy: true, lastError: null, lastErrorAt: null, lastClaimAt: null }
+    const clock = Effect.clockWith((c) => c.currentTimeMillis)
+
+    const wake = Effect.asVoid(Queue.offer(signal, true))
+
+    const finish = (entry: Running, outcome: JobStore.Outcome | undefined) =>
+      Effect.gen(function* () {
+        if (entry.finished) return
+        entry.finished = true
+        running.delete(entry.job.id)
+        yield* Metrics.running(config.owner, running.size)
+        const now = yield* clock
+        if (outcome !== undefined)
+          yield* settler.offer({ job: entry.job, outcome, durationMs: now - entry.startedAt })
+        yield* wake
+      })
+
+    const start = (job: JobStore.JobRecord, now: number) => {
+      const entry: Running = { job, startedAt: now, fiber: undefined, reason: undefined, finished: false }
+      running.set(job.id, entry)
+      const attempt = execute(
+        handlers.byKind.get(job.kind),
+        job,
+        () => entry.reason,
+        (outcome) => finish(entry, outcome)
+      ).pipe(
+        // A safety net: `execute` hands every outcome to `finish`; should its fiber end
+        // any other way, the slot is still freed and the job settled.
+        Effect.onExit((exit) =>
+          entry.finished
+            ? Effect.void
+            : finish(
+                entry,
+                Exit.isInterrupted(exit)
+                  ? interruptedOutcome(entry.reason)
+                  : {
+                      _tag: "retry",
+                      delayMs: 1_000,
+                      error: {
+                        kind: "defect",
+                        message: Exit.isFailure(exit)
+                          ? Cause.pretty(exit.cause)
+                          : "the attempt ended without an outcome"
+                      }
+                    }
+              )
+        )
+      )
+      // interruptible: the claim that starts jobs runs uninterruptibly, and a fork inherits that
+      return Effect.forkIn(Effect.interruptible(attempt), jobScope).pipe(
+        Effect.tap((fiber) => {
+          entry.fiber = fiber
+        }),
+        Effect.zipRight(
+          Events.publish({
+            _tag: "started",
+            id: job.id,
+            kind: job.kind,
+            queue: job.queue,
+            at: now,
+            attempt: job.attempt
+          })
+        )
+      )
+    }
+
+    const recordError = (e: JobStore.JobStoreError) =>
+      Effect.gen(function* () {
+        const now = yield* clock
+        if (health.healthy) yield* Effect.logError("nightshift: the job store is unreachable; backing off", e)
+        health = { ...health, healthy: false, lastError: e.message, lastErrorAt: now }
+      })
+
+    const claimOnce: Effect.Effect<number, JobStore.JobStoreError, R> = Effect.gen(function* () {
+      const free = Math.min(capacity - running.size, config.claimBatchSize)
+      if (free <= 0 || draining || kinds.length === 0) return -1
+      // Uninterruptible from claim to start: jobs a claim committed are always started
+      // (and so drained or released at shutdown), never stranded under a stopped runner.
+      const jobs = yield* Effect.uninterruptible(
+        Effect.tap(
+          store.claim({
+            queues: config.queues,
+            kinds,
+            limit: free,
+            leaseMs: config.leaseMs,
+            owner: config.owner
+          }),
+          (claimed) =>
+            Effect.flatMap(clock, (now) =>
+              Effect.forEach(claimed, (job) => start(job, now), { discard: true })
+            )
+        )
+      )
+      const now = yield* clock
+      if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
+      health = { ...health, healthy: true, lastClaimAt: now }
+      if (jobs.length > 0) yield* Metrics.running(config.owner, running.size)
+      return jobs.length === free ? jobs.length : 0
+    })
+
+    const idle = Effect.raceFirst(Queue.take(signal), Effect.sleep(config.pollIntervalMs))
+    const waitForSlot = Queue.take(signal)
+
+    // Back off on store errors: 100 ms doubling up to 5 s, reset on success.
+    let failures = 0
+    const fetchLoop: Effect.Effect<never, never, R> = Effect.forever(
+      Effect.matchEffect(claimOnce, {
+        onFailure: (e) =>
+          Effect.zipRight(
+            recordError(e),
+            Effect.suspend(() => Effect.sleep(Math.min(5_000, 100 * 2 ** Math.min(failures++, 6))))
+          ),
+        onSuccess: (n) => {
+          failures = 0
+          if (n > 0) return Effect.yieldNow() // a full batch: more may be waiting
+          if (n < 0 && !draining) return waitForSlot
+          return idle
+        }
+      })
+    )
+
+    const interrupt = (id: string, reason: InterruptReason) =>
+      Effect.suspend(() => {
+        const entry = running.get(id)
+        if (entry === undefined || entry.fiber === undefined) return Effect.succeed(false)
+        if (entry.reason === undefined) entry.reason = reason
+        return Effect.as(Fiber.interruptFork(entry.fiber), true)
+      })
+
+    const heartbeat = Effect.gen(function* () {
+      if (running.size === 0) return
+      const leases = Array.from(running.values(), (r) => ({ id: r.job.id, fence: r.job.fence }))
+      const statuses = yield* store.heartbeat(config.owner, leases, config.leaseMs)
+      for (const s of statuses) {
+        if (!s.held) yield* interrupt(s.id, "lost")
+        else if (s.cancelRequested) yield* interrupt(s.id, "cancel")
+      }
+    }).pipe(Effect.catchAll(recordError))
+
+    const ours = new Set(config.queues)
+    const listen = store.wakeups.pipe(
+      Stream.runForEach((hint) =>
+        hint._tag === "cancel" ? interrupt(hint.id, "cancel") : ours.has(hint.queue) ? wake : Effect.void
+      )
+    )
+
+    const drain = Effect.gen(function* () {
+      draining = true
+      const fibers = () => Array.from(running.values(), (r) => r.fiber).filter((f) => f !== undefined)
+      // interruptible: drain runs as a finalizer, and the timeout must be able to stop the wait
+      const done = yield* Effect.interruptible(Fiber.awaitAll(fibers())).pipe(
+        Effect.timeoutOption(Duration.millis(config.shutdownTimeoutMs)),
+        Effect.map(Option.isSome)
+      )
+      if (!done) {
+        yield* Effect.logWarning(
+          `nightshift: ${running.size} job(s) still running after the shutdown timeout; releasing them to the queue`
+        )
+        for (const id of Array.from(running.keys())) yield* interrupt(id, "shutdown")
+        yield* Fiber.awaitAll(fibers())
+      }
+      yield* settler.flush
+      draining = false
+    })
+
+    return {
+      config,
+      running: () => Array.from(running.values(), (r) => r.job),
+      capacity: () => capacity,
+      setCapacity: (n) => {
+        capacity = n
+      },
+      health: () => health,
+      wake,
+      fetchLoop,
+      heartbeat,
+      listen,
+      interrupt,
+      drain
+    }
+  })

@@ -1,0 +1,108 @@
+import * as Cron from "effect/Cron"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as CronJob from "../../CronJob.js"
+import * as Events from "../../Events.js"
+import * as JobQueue from "../../JobQueue.js"
+import type * as JobStore from "../../JobStore.js"
+import * as Metrics from "../../Metrics.js"
+
+/** Retention per final state and the batch bound of one delete. */
+export interface Retention {
+  readonly completedMs: number
+  readonly discardedMs: number
+  readonly cancelledMs: number
+  readonly batchSize: number
+}
+
+/** One rescuer pass: end every expired lease, in bounded batches. */
+export const rescuePass = (store: JobStore.Service, batchSize: number) =>
+  Effect.gen(function* () {
+    let total = 0
+    while (true) {
+      const rescued = yield* store.rescue(batchSize)
+      const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+      for (const r of rescued) {
+        yield* Metrics.rescued(r.kind, 1)
+        yield* Events.publish({ _tag: "rescued", id: r.id, kind: r.kind, queue: r.queue, at: now })
+      }
+      total += rescued.length
+      if (rescued.length < batchSize) break
+    }
+    if (total > 0) yield* Effect.logWarning(`nightshift: rescued ${total} job(s) whose lease expired`)
+    return total
+  })
+
+/** One pruner pass: delete finished jobs past their retention, in bounded batches. */
+export const prunePass = (store: JobStore.Service, retention: Retention) =>
+  Effect.gen(function* () {
+    let total = 0
+    while (true) {
+      const n = yield* store.prune({
+        completedMs: retention.completedMs,
+        discardedMs: retention.discardedMs,
+        cancelledMs: retention.cancelledMs,
+        limit: retention.batchSize
+      })
+      total += n
+      if (n < retention.batchSize) break
+      yield* Effect.yieldNow()
+    }
+    if (total > 0) yield* Effect.logDebug(`nightshift: pruned ${total} finished job(s)`)
+    return total
+  })
+
+/** Sample queue depths into the gauge; returns the due depth of `queues`. */
+export const samplePass = (store: JobStore.Service, queues: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const counts = yield* store.counts
+    const ours = new Set(queues)
+    let waiting = 0
+    for (const c of counts) {
+      yield* Metrics.depth(c.queue, c.state, c.count)
+      if (ours.has(c.queue) && c.state === "available") waiting += c.count
+    }
+    return waiting
+  })
+
+const enqueueSlot = (store: JobStore.Service, job: CronJob.CronJob, slot: number) =>
+  Effect.gen(function* () {
+    const input = yield* JobQueue.toInput(job.kind, job.payload, job.options, Option.none())
+    const result = yield* store.enqueueCronSlot({ name: job.name, slot, job: input })
+    if (result !== undefined) {
+      yield* Effect.logDebug(
+        `nightshift: cron ${job.name} enqueued job ${result.id} for slot ${new Date(slot).toISOString()}`
+      )
+    }
+  }).pipe(
+    Effect.catchAll((e) => Effect.logError(`nightshift: cron ${job.name} could not enqueue its slot`, e)),
+    Effect.annotateLogs("cron", job.name)
+  )
+
+/**
+ * The cron enqueuer: sleeps until the earliest next slot of the declared
+ * jobs and records that slot for each job due. Missed slots are skipped,
+ * except the latest one at start-up for jobs declared with `backfill`.
+ */
+export const cronLoop = (store: JobStore.Service, jobs: ReadonlyArray<CronJob.CronJob>) =>
+  Effect.gen(function* () {
+    if (jobs.length === 0) return yield* Effect.never
+    const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+    for (const job of jobs.filter((j) => j.backfill)) {
+      const last = yield* Effect.orElseSucceed(store.lastCronSlot(job.name), () => undefined)
+      const missed = Cron.prev(job.cron, now).getTime()
+      if (last !== undefined && last < missed) yield* enqueueSlot(store, job, missed)
+    }
+    const next = jobs.map((j) => Cron.next(j.cron, now).getTime())
+    while (true) {
+      const due = Math.min(...next)
+      const current = yield* Effect.clockWith((c) => c.currentTimeMillis)
+      if (due > current) yield* Effect.sleep(due - current)
+      const at = yield* Effect.clockWith((c) => c.currentTimeMillis)
+      for (let i = 0; i < jobs.length; i++) {
+        if (next[i]! > at) continue
+        yield* enqueueSlot(store, jobs[i]!, next[i]!)
+        next[i] = Cron.next(jobs[i]!.cron, Math.max(next[i]!, at - 1)).getTime()
+      }
+    }
+  })

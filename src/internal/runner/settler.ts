@@ -1,0 +1,107 @@
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Events from "../../Events.js"
+import type * as JobStore from "../../JobStore.js"
+import * as Metrics from "../../Metrics.js"
+
+/** An attempt's outcome waiting to be written. */
+export interface Pending {
+  readonly job: JobStore.JobRecord
+  readonly outcome: JobStore.Outcome
+  readonly durationMs: number
+}
+
+const eventTag = (outcome: JobStore.Outcome, state: JobStore.JobState | null): Events.JobEvent["_tag"] => {
+  switch (outcome._tag) {
+    case "completed":
+      return "completed"
+    case "retry":
+      return state === "discarded" ? "discarded" : "retried"
+    case "discard":
+      return "discarded"
+    case "snooze":
+      return "snoozed"
+    case "cancelled":
+      return "cancelled"
+    case "release":
+      return "released"
+  }
+}
+
+const errorOf = (outcome: JobStore.Outcome): string | undefined =>
+  "error" in outcome && outcome.error !== undefined ? outcome.error.message.split("\n", 1)[0] : undefined
+
+/**
+ * Writes outcomes to the store in batches: whatever has piled up while the
+ * previous batch was being written goes in the next one. A failed write is
+ * retried with backoff; outcomes are never dropped (every settle is fenced,
+ * so writing one late is harmless).
+ */
+export interface Settler {
+  readonly offer: (pending: Pending) => Effect.Effect<void>
+  /** Write batches until nothing is pending. */
+  readonly flush: Effect.Effect<void>
+  /** Write batches forever (a long-running worker). */
+  readonly run: Effect.Effect<never>
+  readonly size: Effect.Effect<number>
+}
+
+export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.Effect<Settler> =>
+  Effect.gen(function* () {
+    const queue = yield* Queue.unbounded<Pending>()
+    const lock = yield* Effect.makeSemaphore(1)
+
+    const write = (batch: ReadonlyArray<Pending>) =>
+      store.settle(batch.map((p) => ({ id: p.job.id, fence: p.job.fence, outcome: p.outcome }))).pipe(
+        Effect.tapError((e) => Effect.logWarning("nightshift: settling job outcomes failed; retrying", e)),
+        Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+        Effect.orDie, // the schedule above never ends
+        Effect.flatMap((results) => report(batch, results))
+      )
+
+    const report = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<JobStore.SettleResult>) =>
+      Effect.gen(function* () {
+        const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+        for (let i = 0; i < batch.length; i++) {
+          const p = batch[i]!
+          const r = results[i]
+          if (r === undefined || !r.applied) continue
+          yield* Metrics.attempt(p.job.kind, p.outcome._tag, p.durationMs)
+          yield* Events.publish({
+            _tag: eventTag(p.outcome, r.state),
+            id: p.job.id,
+            kind: p.job.kind,
+            queue: p.job.queue,
+            at: now,
+            attempt: p.job.attempt,
+            error: errorOf(p.outcome),
+            durationMs: p.durationMs
+          })
+        }
+      })
+
+    // Once a batch is taken it is written even if the loop is interrupted meanwhile.
+    const step = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(Queue.takeBetween(queue, 1, maxBatch)), (chunk) =>
+        lock.withPermits(1)(write(Array.from(chunk)))
+      )
+    )
+
+    const flush: Effect.Effect<void> = lock.withPermits(1)(
+      Effect.gen(function* () {
+        while (true) {
+          const chunk = yield* Queue.takeUpTo(queue, maxBatch)
+          if (chunk.length === 0) return
+          yield* write(Array.from(chunk))
+        }
+      })
+    )
+
+    return {
+      offer: (pending) => Effect.asVoid(Queue.offer(queue, pending)),
+      flush,
+      run: Effect.forever(step),
+      size: Queue.size(queue)
+    }
+  })

@@ -1,0 +1,183 @@
+/**
+ * The runner's hot path: claim, heartbeat, settle, and the rescue of
+ * expired leases. Each is one statement whatever the batch size.
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import type * as JobStore from "../../JobStore.js"
+import * as Plans from "./plans.js"
+import { byClaimOrder, decode, jobColumns, parseId, waitingStates } from "./rows.js"
+
+/**
+ * The claim statement for a request shape (queue count, kind count), built
+ * once: the hot path binds parameters to a cached text instead of compiling
+ * a template. One arm per queue walks that queue's claim index in order and
+ * stops at the limit; several arms are merged and cut to the limit again.
+ */
+const claimStatements = () => {
+  const cache = new Map<string, string>()
+  const arm = (kinds: number, columns: string) =>
+    `SELECT ${columns} FROM nightshift_jobs
+      WHERE queue = ? AND state IN ${waitingStates} AND (run_at <= ? OR state = 'available')
+        AND kind IN (${Array.from({ length: kinds }, () => "?").join(", ")})
+        AND NOT EXISTS (SELECT 1 FROM nightshift_paused_queues WHERE queue = ?)
+      ORDER BY priority, run_at, id LIMIT ?`
+  const build = (queues: number, kinds: number) => {
+    const candidates =
+      queues === 1
+        ? arm(kinds, "id")
+        : `SELECT id FROM (${Array.from(
+            { length: queues },
+            () => `SELECT * FROM (${arm(kinds, "id, priority, run_at")})`
+          ).join(" UNION ALL ")}) ORDER BY priority, run_at, id LIMIT ?`
+    return `UPDATE nightshift_jobs
+      SET state = 'running', attempt = attempt + 1, fence = fence + 1, attempted_at = ?,
+        lease_owner = ?, lease_expires_at = ?
+      WHERE id IN (${candidates})
+      RETURNING ${jobColumns}`
+  }
+  return (queues: number, kinds: number): string => {
+    const key = `${queues}:${kinds}`
+    let text = cache.get(key)
+    if (text === undefined) cache.set(key, (text = build(queues, kinds)))
+    return text
+  }
+}
+
+/** The claim operation, with its statements cached per request shape. */
+export const makeClaim = (sql: SqlClient.SqlClient) => {
+  const claimSql = claimStatements()
+  return (request: JobStore.ClaimRequest) =>
+    Effect.gen(function* () {
+      const limit = Math.floor(request.limit)
+      if (limit <= 0 || request.queues.length === 0 || request.kinds.length === 0) return []
+      const now = yield* Clock.currentTimeMillis
+      const queues = request.queues.length === 1 ? request.queues : Array.from(new Set(request.queues))
+      const params: Array<unknown> = [now, request.owner, Plans.after(now, request.leaseMs)]
+      for (const queue of queues) params.push(queue, now, ...request.kinds, queue, limit)
+      if (queues.length > 1) params.push(limit)
+      const rows = yield* sql.unsafe(claimSql(queues.length, request.kinds.length), params).values
+      const jobs = yield* decode(rows)
+      return jobs.length > 1 ? jobs.sort(byClaimOrder) : jobs
+    })
+}
+
+const waiting = new Set<JobStore.JobState>(["available", "scheduled", "retryable"])
+
+/** Extend held leases; report lost ones with their cancel flag. */
+export const heartbeat = (
+  sql: SqlClient.SqlClient,
+  owner: string,
+  leases: ReadonlyArray<JobStore.Lease>,
+  leaseMs: number
+) =>
+  Effect.gen(function* () {
+    if (leases.length === 0) return []
+    const now = yield* Clock.currentTimeMillis
+    const batch = JSON.stringify(leases.map((lease) => [parseId(lease.id) ?? 0, lease.fence]))
+    const held = yield* sql<{ id: number; cancel_requested: number }>`UPDATE nightshift_jobs AS j
+      SET lease_expires_at = ${Plans.after(now, leaseMs)}
+      FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence FROM json_each(${batch})) AS s
+      WHERE j.id = s.id AND j.fence = s.fence AND j.state = 'running' AND j.lease_owner = ${owner}
+      RETURNING id, cancel_requested`
+    const cancel = new Map(held.map((row) => [String(row.id), row.cancel_requested !== 0]))
+    const lost =
+      held.length < leases.length ? yield* lostLeases(sql, leases, cancel) : new Map<string, boolean>()
+    return leases.map(
+      (lease): JobStore.LeaseStatus =>
+        cancel.has(lease.id)
+          ? { id: lease.id, held: true, cancelRequested: cancel.get(lease.id)! }
+          : { id: lease.id, held: false, cancelRequested: lost.get(lease.id) ?? false }
+    )
+  })
+
+/** Cancel flags of leases not held any more but still under the same fence. */
+const lostLeases = (
+  sql: SqlClient.SqlClient,
+  leases: ReadonlyArray<JobStore.Lease>,
+  held: ReadonlyMap<string, boolean>
+) =>
+  Effect.gen(function* () {
+    const lost = leases.filter((lease) => !held.has(lease.id))
+    const batch = JSON.stringify(lost.map((lease) => [parseId(lease.id) ?? 0, lease.fence]))
+    const rows = yield* sql<{ id: number; cancel_requested: number }>`SELECT j.id, j.cancel_requested
+      FROM json_each(${batch}) AS s JOIN nightshift_jobs AS j ON j.id = s.value ->> 0 AND j.fence = s.value ->> 1`
+    return new Map(rows.map((row) => [String(row.id), row.cancel_requested !== 0]))
+  })
+
+/**
+ * Apply outcomes in one statement, each fenced by state and fence. A later
+ * settlement of an id already in the batch is not applied.
+ */
+export const settle = (sql: SqlClient.SqlClient, settlements: ReadonlyArray<JobStore.Settlement>) =>
+  Effect.gen(function* () {
+    if (settlements.length === 0) return { results: [], queues: [] }
+    const now = yield* Clock.currentTimeMillis
+    const seen = new Set<number>()
+    const rows: Array<ReadonlyArray<unknown>> = []
+    for (const settlement of settlements) {
+      const id = parseId(settlement.id)
+      if (id === undefined || seen.has(id)) continue
+      seen.add(id)
+      rows.push(Plans.settleRow(id, now, settlement))
+    }
+    // A pending cancel wins over an outcome that would run the job again.
+    const applied = yield* sql`UPDATE nightshift_jobs AS j
+      SET state = CASE WHEN j.cancel_requested <> 0 AND s.final = 0 THEN 'cancelled' ELSE s.state END,
+        attempt = j.attempt - s.uncount,
+        run_at = CASE WHEN j.cancel_requested <> 0 AND s.final = 0 THEN j.run_at ELSE coalesce(s.run_at, j.run_at) END,
+        finalized_at = CASE WHEN s.final <> 0 OR j.cancel_requested <> 0 THEN ${now} ELSE NULL END,
+        lease_owner = NULL, lease_expires_at = NULL,
+        errors = CASE WHEN s.error_kind IS NULL THEN j.errors ELSE json_insert(CASE WHEN json_valid(j.errors) THEN j.errors
+          ELSE json_array(json_object('attempt', j.attempt, 'at', 0, 'kind', 'unreadable',
+            'message', 'the errors column held text that is not JSON: ' || j.errors)) END, '$[#]',
+          json_object('attempt', j.attempt, 'at', ${now}, 'kind', s.error_kind, 'message', s.error_message)) END
+      FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence, value ->> 2 AS state, value ->> 3 AS run_at,
+          value ->> 4 AS uncount, value ->> 5 AS final, value ->> 6 AS error_kind, value ->> 7 AS error_message
+        FROM json_each(${JSON.stringify(rows)})) AS s
+      WHERE j.id = s.id AND j.fence = s.fence AND j.state = 'running'
+      RETURNING id, state, queue, run_at`.values
+    const states = new Map(applied.map(([id, state]) => [String(id), state as JobStore.JobState]))
+    const reported = new Set<string>()
+    const results = settlements.map((s): JobStore.SettleResult => {
+      const state = reported.has(s.id) ? undefined : states.get(s.id)
+      reported.add(s.id)
+      return state === undefined
+        ? { id: s.id, applied: false, state: null }
+        : { id: s.id, applied: true, state }
+    })
+    return {
+      results,
+      // Jobs due again at once (released, snoozed or retried without delay) wake runners.
+      queues: applied.flatMap(([, state, queue, runAt]) =>
+        waiting.has(state as JobStore.JobState) && (runAt as number) <= now ? [queue as string] : []
+      )
+    }
+  })
+
+/** End expired leases (a running job without a lease counts as expired): retryable now, discarded when out of attempts, cancelled when asked. */
+export const rescue = (sql: SqlClient.SqlClient, limit: number) =>
+  Effect.gen(function* () {
+    if (limit <= 0) return []
+    const now = yield* Clock.currentTimeMillis
+    const rows = yield* sql<{ id: number; kind: string; queue: string; state: JobStore.JobState }>`
+      UPDATE nightshift_jobs SET
+        state = CASE WHEN cancel_requested <> 0 THEN 'cancelled'
+          WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
+        run_at = CASE WHEN cancel_requested <> 0 OR attempt >= max_attempts THEN run_at ELSE ${now} END,
+        finalized_at = CASE WHEN cancel_requested <> 0 OR attempt >= max_attempts THEN ${now} ELSE NULL END,
+        errors = json_insert(CASE WHEN json_valid(errors) THEN errors
+          ELSE json_array(json_object('attempt', attempt, 'at', 0, 'kind', 'unreadable',
+            'message', 'the errors column held text that is not JSON: ' || errors)) END,
+          '$[#]', json_object('attempt', attempt, 'at', ${now}, 'kind', 'rescued',
+          'message', 'the lease held by ' || coalesce(lease_owner, 'an unknown runner') || ' expired at ' ||
+            coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', lease_expires_at / 1000.0, 'unixepoch'), 'an unknown time') ||
+            ' before the attempt was settled')),
+        lease_owner = NULL, lease_expires_at = NULL
+      WHERE id IN (SELECT id FROM nightshift_jobs
+        WHERE state = 'running' AND (lease_expires_at <= ${now} OR lease_expires_at IS NULL)
+        ORDER BY lease_expires_at, id LIMIT ${Math.floor(limit)})
+      RETURNING id, kind, queue, state`
+    return rows.map((row): JobStore.Rescued => ({ ...row, id: String(row.id) }))
+  })

@@ -1,0 +1,90 @@
+/**
+ * Tables and migrations of the SQLite engine. Table names are fixed; no user
+ * value ever becomes an identifier.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+
+/** The `Migrator` bookkeeping table, kept apart from the host app's own. */
+export const migrationsTable = "nightshift_migrations"
+
+const statements = (...ddl: ReadonlyArray<string>): Effect.Effect<void, unknown, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.forEach(ddl, (statement) => sql.unsafe(statement).raw, { discard: true })
+  )
+
+const createJobs = statements(
+  `CREATE TABLE nightshift_jobs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    payload TEXT,
+    state TEXT NOT NULL CHECK (state IN
+      ('scheduled', 'available', 'running', 'retryable', 'completed', 'discarded', 'cancelled')),
+    priority INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    run_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempted_at INTEGER,
+    finalized_at INTEGER,
+    lease_owner TEXT,
+    lease_expires_at INTEGER,
+    fence INTEGER NOT NULL DEFAULT 0,
+    dedupe_key TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    errors TEXT NOT NULL DEFAULT '[]',
+    trace_id TEXT,
+    span_id TEXT
+  ) STRICT`,
+  `CREATE INDEX nightshift_jobs_claim ON nightshift_jobs (queue, priority, run_at, id)
+    WHERE state IN ('available', 'scheduled', 'retryable')`,
+  `CREATE UNIQUE INDEX nightshift_jobs_dedupe ON nightshift_jobs (kind, dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running', 'retryable')`,
+  `CREATE INDEX nightshift_jobs_lease ON nightshift_jobs (lease_expires_at) WHERE state = 'running'`,
+  `CREATE INDEX nightshift_jobs_finalized ON nightshift_jobs (state, finalized_at)
+    WHERE finalized_at IS NOT NULL`,
+  `CREATE TABLE nightshift_paused_queues (
+    queue TEXT PRIMARY KEY NOT NULL,
+    paused_at INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID`,
+  `CREATE TABLE nightshift_cron_slots (
+    name TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    job_id INTEGER,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (name, slot)
+  ) STRICT, WITHOUT ROWID`,
+  `CREATE TABLE nightshift_counters (
+    name TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID`,
+  `INSERT INTO nightshift_counters (name, value) VALUES ('job_id', 0)`
+)
+
+/** Every migration of the engine, in the shape `Migrator.fromRecord` reads. */
+export const migrations = Migrator.fromRecord({
+  "0001_create_jobs": createJobs
+})
+
+/**
+ * Run the migrations. The whole run holds SQLite's write lock from its first
+ * statement, so processes that start together on one file wait for each
+ * other instead of racing (a deferred transaction would only take the lock
+ * at its first write, after reading the migration table).
+ */
+export const migrate = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS ${migrationsTable} (
+    migration_id integer PRIMARY KEY NOT NULL,
+    created_at datetime NOT NULL DEFAULT current_timestamp,
+    name VARCHAR(255) NOT NULL
+  )`).raw
+  return yield* sql.withTransaction(
+    Effect.zipRight(
+      sql.unsafe(`UPDATE ${migrationsTable} SET name = name WHERE 0`).raw,
+      Migrator.make({})({ loader: migrations, table: migrationsTable })
+    )
+  )
+})

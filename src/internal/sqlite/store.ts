@@ -1,0 +1,104 @@
+/**
+ * The SQLite engine: every `JobStore` operation as a few prepared statements
+ * on one `SqlClient`. Batches travel as one JSON parameter read by
+ * `json_each`, so a statement's text (and its prepared form) does not depend
+ * on the batch size. Time is read from Effect's `Clock` and bound as epoch ms.
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as PubSub from "effect/PubSub"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as JobStore from "../../JobStore.js"
+import * as Control from "./control.js"
+import { connect } from "./db.js"
+import * as Enqueue from "./enqueue.js"
+import * as Inspect from "./inspect.js"
+import * as Leases from "./leases.js"
+
+const hintCapacity = 1024
+
+/** Build the service on the `SqlClient` in context (migrations must have run). */
+export const make: Effect.Effect<
+  JobStore.Service,
+  JobStore.JobStoreError,
+  SqlClient.SqlClient | Scope.Scope
+> = Effect.gen(function* () {
+  const db = yield* connect
+  const hints = yield* PubSub.sliding<JobStore.Wakeup>(hintCapacity)
+  yield* Effect.addFinalizer(() => PubSub.shutdown(hints))
+  const hint = (wakeups: ReadonlyArray<JobStore.Wakeup>) =>
+    wakeups.length === 0 ? Effect.void : PubSub.publishAll(hints, wakeups)
+  const enqueued = (queues: Iterable<string>) =>
+    hint(Array.from(new Set(queues), (queue): JobStore.Wakeup => ({ _tag: "enqueued", queue })))
+  const { sql } = db
+  const claim = Leases.makeClaim(sql)
+  return {
+    engine: "sqlite",
+    enqueue: (jobs) =>
+      jobs.length === 0
+        ? Effect.succeed([])
+        : db.run(
+            "enqueue",
+            Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              sql.withTransaction(Enqueue.insert(sql, now, jobs))
+            ).pipe(
+              Effect.tap(({ queues }) => enqueued(queues)),
+              Effect.map(({ results }) => results)
+            )
+          ),
+    claim: (request) => db.run("claim", claim(request)),
+    heartbeat: (owner, leases, leaseMs) => db.run("heartbeat", Leases.heartbeat(sql, owner, leases, leaseMs)),
+    settle: (settlements) =>
+      db.run(
+        "settle",
+        Effect.tap(Leases.settle(sql, settlements), ({ queues }) => enqueued(queues)).pipe(
+          Effect.map(({ results }) => results)
+        )
+      ),
+    rescue: (limit) =>
+      db.run(
+        "rescue",
+        Effect.tap(Leases.rescue(sql, limit), (rescued) =>
+          enqueued(rescued.filter((r) => r.state === "retryable").map((r) => r.queue))
+        )
+      ),
+    prune: (request) => db.run("prune", Inspect.prune(sql, request)),
+    get: (id) => db.run("get", Inspect.get(sql, id)),
+    list: (filter) => db.run("list", Inspect.list(sql, filter)),
+    counts: db.run("counts", Inspect.counts(sql)),
+    cancel: (id) =>
+      db.run(
+        "cancel",
+        Effect.tap(sql.withTransaction(Control.cancel(sql, id)), (result) =>
+          result._tag === "requested" ? hint([{ _tag: "cancel", id }]) : Effect.void
+        )
+      ),
+    retry: (id) =>
+      db.run(
+        "retry",
+        Effect.tap(sql.withTransaction(Control.retry(sql, id)), ({ queue }) =>
+          queue === undefined ? Effect.void : enqueued([queue])
+        ).pipe(Effect.map(({ result }) => result))
+      ),
+    pause: (queue) => db.run("pause", Control.pause(sql, queue)),
+    resume: (queue) =>
+      db.run(
+        "resume",
+        Effect.tap(Control.resume(sql, queue), (resumed) => (resumed ? enqueued([queue]) : Effect.void))
+      ),
+    paused: db.run("paused", Control.paused(sql)),
+    enqueueCronSlot: (input) =>
+      db.run(
+        "enqueueCronSlot",
+        Effect.tap(sql.withTransaction(Enqueue.cronSlot(sql, input)), ({ queues }) => enqueued(queues)).pipe(
+          Effect.map(({ result }) => result)
+        )
+      ),
+    lastCronSlot: (name) => db.run("lastCronSlot", Enqueue.lastCronSlot(sql, name)),
+    now: Clock.currentTimeMillis,
+    ping: db.run("ping", Effect.asVoid(sql`SELECT 1`)),
+    wakeups: Stream.fromPubSub(hints)
+  } satisfies JobStore.Service
+})

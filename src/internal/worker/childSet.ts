@@ -1,0 +1,508 @@
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
+import * as HashMap from "effect/HashMap"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as Intervals from "effect/ScheduleIntervals"
+import type * as WorkerStatus from "../../WorkerStatus.js"
+import { ChildrenHandle } from "./children.js"
+import {
+  Children,
+  CrewFailed,
+  DuplicateWorker,
+  type Run,
+  type RunContext,
+  type Worker,
+  WorkerNotFound
+} from "./core.js"
+import * as Metrics from "./metrics.js"
+import * as Registry from "./registry.js"
+import type * as Ticker from "./ticker.js"
+
+/**
+ * The workers one owner (a crew, a worker using `Children`, or the top level)
+ * supervises. All decisions run in one actor fiber, one message at a time, so
+ * start, exit, restart, replace and shutdown never race.
+ */
+export interface ChildSet extends Registry.Owner {
+  readonly add: (
+    worker: Worker<any, any>,
+    context: Context.Context<any>,
+    replace: boolean
+  ) => Effect.Effect<void, DuplicateWorker>
+  /** Start several workers in order, in one request; stops at the first duplicate name. */
+  readonly addAll: (
+    workers: ReadonlyArray<Worker<any, any>>,
+    context: Context.Context<any>
+  ) => Effect.Effect<void, DuplicateWorker>
+  readonly remove: (name: string) => Effect.Effect<void, WorkerNotFound>
+  readonly list: Effect.Effect<ReadonlyArray<WorkerStatus.WorkerStatus>>
+  /** Stop every child in reverse start order; idempotent. */
+  readonly close: Effect.Effect<void>
+}
+
+/** Options of a child set. */
+export interface Options {
+  /** Full name of the owner; children are named `${prefix}/${name}` (or just `name` when empty). */
+  readonly prefix: string
+  readonly registry: Registry.Registry
+  /** Called once when a child gives up with `onMaxRestarts: "escalate"`. */
+  readonly escalate: (error: CrewFailed) => void
+}
+
+interface Child {
+  readonly name: string
+  readonly fullName: string
+  readonly worker: Worker<any, any>
+  readonly context: Context.Context<any>
+  readonly node: Registry.Node
+  run: Run | undefined
+  ctx: RunContext | undefined
+  generation: number
+  launches: number
+  startedAt: number
+  restartTimes: Array<number> | undefined
+  backoffState: unknown
+  backoffEntry: Ticker.Entry | undefined
+  restartCounter: Metric.Metric.Counter<number> | undefined
+  escalation: CrewFailed | undefined
+}
+
+type Reply<E = never> = Deferred.Deferred<void, E>
+
+type Message =
+  | {
+      readonly _tag: "Exit"
+      readonly child: Child
+      readonly generation: number
+      readonly exit: Exit.Exit<void, unknown>
+    }
+  | { readonly _tag: "Due"; readonly child: Child; readonly generation: number }
+  | {
+      readonly _tag: "Add"
+      readonly workers: ReadonlyArray<Worker<any, any>>
+      readonly context: Context.Context<any>
+      readonly replace: boolean
+      readonly reply: Reply<DuplicateWorker>
+    }
+  | { readonly _tag: "Remove"; readonly name: string; readonly reply: Reply<WorkerNotFound> }
+  | { readonly _tag: "Restart"; readonly name: string; readonly reply: Reply<WorkerNotFound> }
+  | { readonly _tag: "Close"; readonly reply: Reply }
+
+const isRunCounted = (kind: WorkerStatus.Kind) => kind === "long-running" || kind === "crew"
+
+const fiberRun = (fiber: Fiber.RuntimeFiber<void, unknown>): Run => ({
+  interrupt: () => fiber.unsafeInterruptAsFork(FiberId.none),
+  observe: (observer) => fiber.addObserver(observer)
+})
+
+/**
+ * The runtime a timer-driven run forks its ticks in: the child's services plus
+ * `Children`, and the log annotation `worker`, built with one copy of each.
+ */
+const runtimeFor = (
+  base: Runtime.Runtime<never>,
+  child: Child,
+  children: ChildrenHandle
+): Runtime.Runtime<any> => {
+  const annotations = FiberRefs.getOrDefault(base.fiberRefs, FiberRef.currentLogAnnotations)
+  return Runtime.make({
+    context: Context.add(child.context, Children, children),
+    runtimeFlags: base.runtimeFlags,
+    fiberRefs: FiberRefs.updateAs(base.fiberRefs, {
+      fiberId: annotator,
+      fiberRef: FiberRef.currentLogAnnotations,
+      value: HashMap.set(annotations, "worker", child.fullName)
+    })
+  })
+}
+
+const annotator = FiberId.unsafeMake()
+
+/** Wait until a crew's run has started its static children (or has ended). */
+const started = (ctx: RunContext, run: Run) =>
+  Effect.async<void>((resume) => {
+    let done = false
+    const once = () => {
+      if (done) return
+      done = true
+      resume(Effect.void)
+    }
+    if (ctx.isReady) return once()
+    ctx.ready = once
+    run.observe(once)
+  })
+
+/** The effect that waits for a run to end. */
+const ended = (run: Run) => Effect.async<void>((resume) => run.observe(() => resume(Effect.void)))
+
+/** Start a child set; its actor fiber is a daemon that ends with `close`. */
+export const make = (options: Options): Effect.Effect<ChildSet> =>
+  Effect.gen(function* () {
+    const { prefix, registry } = options
+    const ticker = registry.ticker
+    const queue = yield* Queue.unbounded<Message>()
+    const closeReply = yield* Deferred.make<void>()
+    const children = new Map<string, Child>()
+    let closeRequested = false
+    let closed = false
+    let escalated = false
+
+    const fullName = (name: string) => (prefix === "" ? name : `${prefix}/${name}`)
+    const offer = (message: Message) => queue.unsafeOffer(message)
+    const notFound = (name: string) => Effect.failSync(() => new WorkerNotFound({ name: fullName(name) }))
+
+    const ask = <E>(message: (reply: Reply<E>) => Message, onClosed: Effect.Effect<void, E>) =>
+      Effect.suspend(() => {
+        if (closed) return onClosed
+        return Effect.flatMap(Deferred.make<void, E>(), (reply) => {
+          offer(message(reply))
+          return Deferred.await(reply)
+        })
+      })
+
+    const self: ChildSet = {
+      add: (worker, context, replace) =>
+        ask<DuplicateWorker>(
+          (reply) => ({ _tag: "Add", workers: [worker], context, replace, reply }),
+          Effect.void
+        ),
+      addAll: (workers, context) =>
+        ask<DuplicateWorker>(
+          (reply) => ({ _tag: "Add", workers, context, replace: false, reply }),
+          Effect.void
+        ),
+      remove: (name) => ask<WorkerNotFound>((reply) => ({ _tag: "Remove", name, reply }), notFound(name)),
+      restart: (name) => ask<WorkerNotFound>((reply) => ({ _tag: "Restart", name, reply }), notFound(name)),
+      list: Effect.sync(() => Array.from(children.values(), (c) => Registry.copy(c.node.cell))),
+      close: Effect.suspend(() => {
+        if (!closeRequested) {
+          closeRequested = true
+          offer({ _tag: "Close", reply: closeReply })
+        }
+        return Deferred.await(closeReply)
+      })
+    }
+
+    /** Start one run of a child: a fiber, or a timer-driven run for periodic workers. */
+    const start = (child: Child): Effect.Effect<Run> => {
+      const handle = new ChildrenHandle(child.fullName, registry, make, (error) => {
+        child.escalation = error
+        child.run?.interrupt()
+      })
+      const ctx: RunContext = {
+        failureRecorded: false,
+        isReady: false,
+        ready: () => {
+          ctx.isReady = true
+        },
+        name: child.fullName,
+        cell: child.node.cell,
+        registry,
+        mailbox: child.node.mailbox,
+        children: handle
+      }
+      child.ctx = ctx
+      const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        effect.pipe(
+          Effect.provideService(Children, handle),
+          Effect.annotateLogs("worker", child.fullName),
+          Effect.provide(child.context)
+        )
+      const body = child.worker.body
+      if (body._tag === "Timer") {
+        return Effect.map(Effect.runtime<never>(), (base) =>
+          body.launch(ctx, runtimeFor(base, child, handle), handle.close)
+        )
+      }
+      const program = body.run(ctx).pipe(
+        Effect.ensuring(handle.close),
+        Effect.withSpan("nightshift.worker.run", {
+          captureStackTrace: false,
+          attributes: { "nightshift.worker": child.fullName, "nightshift.worker.kind": child.worker.kind }
+        })
+      )
+      return Effect.map(Effect.forkDaemon(wrap(program)), fiberRun)
+    }
+
+    const launch = (child: Child): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const generation = ++child.generation
+        const cell = child.node.cell
+        const now = ticker.now()
+        if (child.launches++ > 0) {
+          cell.restarts++
+          child.restartCounter ??= Metric.tagged(Metrics.restarts, "worker", child.fullName)
+          child.restartCounter.unsafeUpdate(1, [])
+        }
+        child.startedAt = now
+        cell.state = "starting"
+        cell.nextRestartAt = Registry.never
+        if (isRunCounted(child.worker.kind)) {
+          cell.runs++
+          cell.lastStartAt = now
+          cell.state = "running"
+        }
+        registry.changed(cell)
+        registry.running(1)
+        return Effect.flatMap(start(child), (run) => {
+          child.run = run
+          run.observe((exit) => offer({ _tag: "Exit", child, generation, exit }))
+          return child.worker.kind === "crew" ? started(child.ctx!, run) : Effect.void
+        })
+      })
+
+    const giveUp = (child: Child, reason: string) => {
+      const cell = child.node.cell
+      cell.state = "failed"
+      registry.changed(cell)
+      if (child.worker.policy.onMaxRestarts === "stop" || escalated) return
+      escalated = true
+      options.escalate(
+        new CrewFailed({
+          crew: prefix,
+          worker: child.fullName,
+          reason,
+          cause: cell.lastError ?? "(no error recorded)"
+        })
+      )
+    }
+
+    /** Record how a run ended; returns the failure cause, if it failed. */
+    const recordExit = (child: Child, exit: Exit.Exit<void, unknown>, now: number) => {
+      const { cell } = child.node
+      const cause: Cause.Cause<unknown> | undefined =
+        child.escalation !== undefined
+          ? Cause.fail(child.escalation)
+          : Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
+            ? exit.cause
+            : undefined
+      child.escalation = undefined
+      const counted = isRunCounted(child.worker.kind)
+      const recorded = child.ctx?.failureRecorded === true
+      if (cause !== undefined && !recorded) {
+        cell.failures++
+        cell.consecutiveFailures++
+        cell.lastFailureAt = now
+        cell.lastError = Cause.pretty(cause)
+        if (counted) cell.lastFinishAt = now
+      } else if (cause === undefined && counted) {
+        cell.successes++
+        cell.consecutiveFailures = 0
+        cell.lastSuccessAt = cell.lastFinishAt = now
+      }
+      return cause
+    }
+
+    /** After a run ended on its own: stop, give up, or back off and restart. */
+    const onExit = (child: Child, exit: Exit.Exit<void, unknown>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        child.run = undefined
+        registry.running(-1)
+        const { cell } = child.node
+        const policy = child.worker.policy
+        const now = ticker.now()
+        const failed = recordExit(child, exit, now) !== undefined
+        if (!(policy.restart === "permanent" || (policy.restart === "transient" && failed))) {
+          cell.state = failed ? "failed" : "stopped"
+          registry.changed(cell)
+          return Effect.void
+        }
+        const windowMs = Duration.toMillis(policy.restartWindow)
+        const recent = (child.restartTimes ?? []).filter((t) => t > now - windowMs)
+        if (recent.length >= policy.maxRestarts) {
+          giveUp(
+            child,
+            `needed more than ${policy.maxRestarts} restarts within ${Duration.format(policy.restartWindow)}`
+          )
+          return Effect.void
+        }
+        recent.push(now)
+        child.restartTimes = recent
+        if (now - child.startedAt >= windowMs) child.backoffState = policy.backoff.initial
+        return Effect.map(policy.backoff.step(now, undefined, child.backoffState), ([state, , decision]) => {
+          child.backoffState = state
+          if (ScheduleDecision.isDone(decision)) return giveUp(child, "used up its backoff schedule")
+          const at = Math.max(now, Intervals.start(decision.intervals))
+          cell.state = "backing off"
+          cell.nextRestartAt = at
+          registry.changed(cell)
+          child.backoffEntry ??= ticker.entry(() =>
+            offer({ _tag: "Due", child, generation: child.generation })
+          )
+          ticker.arm(child.backoffEntry, at)
+        })
+      })
+
+    /** Interrupt a child's run and wait for it, at most its shutdown timeout. */
+    const stop = (child: Child): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        child.generation++
+        if (child.backoffEntry !== undefined) ticker.disarm(child.backoffEntry)
+        const { cell } = child.node
+        const { shutdownTimeout } = child.worker.policy
+        cell.nextRestartAt = Registry.never
+        const run = child.run
+        child.run = undefined
+        if (run === undefined) {
+          if (cell.state !== "failed") cell.state = "stopped"
+          registry.changed(cell)
+          return Effect.void
+        }
+        run.interrupt()
+        return Effect.flatMap(Effect.timeoutOption(ended(run), shutdownTimeout), (done) => {
+          registry.running(-1)
+          if (Option.isSome(done)) {
+            if (cell.state !== "failed") cell.state = "stopped"
+            registry.changed(cell)
+            return Effect.void
+          }
+          const left = `did not stop within its shutdown timeout of ${Duration.format(shutdownTimeout)}; left running in the background`
+          cell.state = "failed"
+          cell.lastError = left
+          registry.changed(cell)
+          return Effect.logWarning(`worker "${child.fullName}" ${left}`)
+        })
+      })
+
+    const addChild = (worker: Worker<any, any>, context: Context.Context<any>) =>
+      Effect.suspend(() => {
+        const name = fullName(worker.name)
+        const node = Registry.node(
+          registry,
+          name,
+          worker.kind,
+          worker.policy.restart,
+          worker.schedule ?? null
+        )
+        node.owner = self
+        node.key = worker.name
+        const child: Child = {
+          name: worker.name,
+          fullName: name,
+          worker,
+          context,
+          node,
+          run: undefined,
+          ctx: undefined,
+          generation: 0,
+          launches: 0,
+          startedAt: 0,
+          restartTimes: undefined,
+          backoffState: worker.policy.backoff.initial,
+          backoffEntry: undefined,
+          restartCounter: undefined,
+          escalation: undefined
+        }
+        children.set(worker.name, child)
+        return launch(child)
+      })
+
+    const forget = (child: Child) =>
+      Effect.sync(() => {
+        children.delete(child.name)
+        registry.nodes.delete(child.fullName)
+        for (const key of registry.nodes.keys()) {
+          if (key.startsWith(`${child.fullName}/`)) registry.nodes.delete(key)
+        }
+      })
+
+    /** Answer a request that arrived after the set closed. */
+    const refuse = (message: Message): Effect.Effect<unknown> => {
+      switch (message._tag) {
+        case "Add":
+        case "Close":
+          return Deferred.done(message.reply as Reply<unknown>, Exit.void)
+        case "Remove":
+        case "Restart":
+          return Deferred.fail(message.reply, new WorkerNotFound({ name: fullName(message.name) }))
+        default:
+          return Effect.void
+      }
+    }
+
+    /** Add (or, with `replace`, swap in) one worker. */
+    const place = (worker: Worker<any, any>, context: Context.Context<any>, replace: boolean) =>
+      Effect.suspend((): Effect.Effect<void, DuplicateWorker> => {
+        const existing = children.get(worker.name)
+        if (existing === undefined) return addChild(worker, context)
+        if (!replace) return Effect.fail(new DuplicateWorker({ name: fullName(worker.name) }))
+        return stop(existing).pipe(
+          Effect.zipRight(Effect.sync(() => children.delete(worker.name))),
+          Effect.zipRight(addChild(worker, context))
+        )
+      })
+
+    const current = (child: Child, generation: number) =>
+      generation === child.generation && children.get(child.name) === child
+
+    const handle = (message: Message): Effect.Effect<void> => {
+      switch (message._tag) {
+        case "Exit":
+          return current(message.child, message.generation)
+            ? onExit(message.child, message.exit)
+            : Effect.void
+        case "Due":
+          return current(message.child, message.generation) && message.child.run === undefined
+            ? launch(message.child)
+            : Effect.void
+        case "Add":
+          return Effect.forEach(
+            message.workers,
+            (worker) => place(worker, message.context, message.replace),
+            {
+              discard: true
+            }
+          ).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => Deferred.done(message.reply, exit))
+          )
+        case "Remove": {
+          const child = children.get(message.name)
+          if (child === undefined) return Effect.asVoid(refuse(message))
+          return stop(child).pipe(
+            Effect.zipRight(forget(child)),
+            Effect.zipRight(Deferred.done(message.reply, Exit.void))
+          )
+        }
+        case "Restart": {
+          const child = children.get(message.name)
+          if (child === undefined) return Effect.asVoid(refuse(message))
+          return stop(child).pipe(
+            Effect.zipRight(
+              Effect.sync(() => {
+                child.backoffState = child.worker.policy.backoff.initial
+              })
+            ),
+            Effect.zipRight(launch(child)),
+            Effect.zipRight(Deferred.done(message.reply, Exit.void))
+          )
+        }
+        case "Close":
+          return Effect.forEach(Array.from(children.values()).reverse(), stop, { discard: true }).pipe(
+            Effect.zipRight(Effect.sync(() => (closed = true))),
+            Effect.zipRight(Queue.takeAll(queue)),
+            Effect.flatMap((rest) => Effect.forEach(rest, refuse, { discard: true })),
+            Effect.zipRight(Queue.shutdown(queue)),
+            Effect.zipRight(Deferred.done(message.reply, Exit.void))
+          )
+      }
+    }
+
+    const actor: Effect.Effect<void> = Effect.suspend(() =>
+      closed ? Effect.void : Effect.zipRight(Effect.flatMap(Queue.take(queue), handle), actor)
+    )
+    yield* Effect.forkDaemon(actor)
+    return self
+  })

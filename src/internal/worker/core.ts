@@ -1,0 +1,244 @@
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import { pipeArguments } from "effect/Pipeable"
+import type * as Runtime from "effect/Runtime"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Types from "effect/Types"
+import type * as WorkerStatus from "../../WorkerStatus.js"
+import type * as Registry from "./registry.js"
+
+/** @internal */
+export const TypeId: unique symbol = Symbol.for("nightshift/Worker")
+
+/** @internal */
+export type TypeId = typeof TypeId
+
+/** Restart policy of a worker. */
+export type Restart = "permanent" | "transient" | "temporary"
+
+/** Supervision options, resolved with their defaults. */
+export interface Policy {
+  readonly restart: Restart
+  readonly backoff: Schedule.Schedule<unknown, unknown>
+  readonly maxRestarts: number
+  readonly restartWindow: Duration.Duration
+  readonly onMaxRestarts: "escalate" | "stop"
+  readonly shutdownTimeout: Duration.Duration
+}
+
+/** The outcome of one tick. */
+export const TickOutcome = Schema.Union(
+  Schema.TaggedStruct("success", {}),
+  Schema.TaggedStruct("failure", { error: Schema.String }),
+  Schema.TaggedStruct("skipped", { reason: Schema.String }),
+  Schema.TaggedStruct("timeout", {}),
+  Schema.TaggedStruct("interrupted", {})
+)
+
+/** The outcome of one tick. */
+export type TickOutcome = typeof TickOutcome.Type
+
+/**
+ * Per-node state that outlives a single run: forced-tick requests wait here
+ * until the periodic loop picks them up.
+ */
+export interface Mailbox {
+  active: boolean
+  readonly forced: Array<(outcome: TickOutcome) => void>
+  waiter: (() => void) | undefined
+}
+
+/** The service a running worker uses to manage its own child workers. */
+export interface ChildrenService {
+  /** Start `worker` as a child; fails if a child of that name exists. */
+  readonly add: <E, R>(worker: Worker<E, R>) => Effect.Effect<void, DuplicateWorker, R>
+  /** Stop the child of the same name (if any) and start `worker` in its place. */
+  readonly replace: <E, R>(worker: Worker<E, R>) => Effect.Effect<void, never, R>
+  /** Stop and forget the child `name` (its short name). */
+  readonly remove: (name: string) => Effect.Effect<void, WorkerNotFound>
+  /** The status of every child. */
+  readonly list: Effect.Effect<ReadonlyArray<WorkerStatus.WorkerStatus>>
+}
+
+/**
+ * The child-worker service inside a running worker's program. Children stop
+ * when the worker's run ends (stop, restart or failure).
+ */
+export class Children extends Context.Tag("nightshift/Crew/Children")<Children, ChildrenService>() {}
+
+/** What the runtime hands to a worker's program for one run. */
+export interface RunContext {
+  /** Set when the program already recorded the failure that ends the run (a consumer's item). */
+  failureRecorded: boolean
+  /** A crew calls this once its static children are started; its parent waits for it before starting the next sibling. */
+  ready: () => void
+  isReady: boolean
+  readonly name: string
+  readonly cell: Registry.Cell
+  readonly registry: Registry.Registry
+  readonly mailbox: Mailbox
+  readonly children: ChildrenService & {
+    /** Start several children in order, in one request (a crew's static children). */
+    readonly addAll: (workers: ReadonlyArray<Worker<any, any>>) => Effect.Effect<void, DuplicateWorker>
+  }
+}
+
+/**
+ * One run of a worker as its supervisor sees it: something to interrupt and
+ * to observe the end of. A fiber for most kinds; a timer-driven object for
+ * periodic workers, which hold no fiber while idle.
+ */
+export interface Run {
+  readonly interrupt: () => void
+  readonly observe: (observer: (exit: Exit.Exit<void, unknown>) => void) => void
+}
+
+/** How a worker's run is started. */
+export type Body<E, R> =
+  | { readonly _tag: "Fiber"; readonly run: (context: RunContext) => Effect.Effect<void, E, R> }
+  | {
+      readonly _tag: "Timer"
+      readonly launch: (
+        context: RunContext,
+        runtime: Runtime.Runtime<any>,
+        closeChildren: Effect.Effect<void>
+      ) => Run
+    }
+
+/** A worker: a named program plus how it runs and is supervised. */
+export interface Worker<out E = unknown, out R = never> {
+  readonly [TypeId]: { readonly _E: Types.Covariant<E>; readonly _R: Types.Covariant<R> }
+  readonly name: string
+  readonly kind: WorkerStatus.Kind
+  readonly policy: Policy
+  /** Description of the schedule, for periodic workers. */
+  readonly schedule: string | undefined
+  /** The static children of a crew. */
+  readonly workers: ReadonlyArray<Worker<any, any>>
+  /** @internal */
+  readonly body: Body<E, R>
+  pipe(): Worker<E, R>
+}
+
+/** A worker name must be non-empty and must not contain `/` (it separates nested names). */
+export const validName = (name: string): boolean => name.length > 0 && !name.includes("/")
+
+const proto = {
+  [TypeId]: { _E: (_: never) => _, _R: (_: never) => _ },
+  pipe(...args: Array<unknown>) {
+    return (pipeArguments as (self: unknown, args: unknown) => unknown)(this, args)
+  }
+}
+
+const noWorkers: ReadonlyArray<Worker<any, any>> = []
+
+/** Build a worker value. */
+export const make = <E, R>(fields: {
+  readonly name: string
+  readonly kind: WorkerStatus.Kind
+  readonly policy: Policy
+  readonly schedule?: string | undefined
+  readonly workers?: ReadonlyArray<Worker<any, any>> | undefined
+  readonly body: Body<E, R>
+}): Worker<E, R> => {
+  if (!validName(fields.name)) {
+    throw new globalThis.Error(
+      `Worker name ${JSON.stringify(fields.name)} must be non-empty and contain no "/"`
+    )
+  }
+  return Object.assign(Object.create(proto), {
+    name: fields.name,
+    kind: fields.kind,
+    policy: fields.policy,
+    schedule: fields.schedule,
+    workers: fields.workers ?? noWorkers,
+    body: fields.body
+  })
+}
+
+/** Supervision options common to every worker constructor. */
+export interface Options {
+  readonly restart?: Restart | undefined
+  readonly backoff?: Schedule.Schedule<unknown, unknown> | undefined
+  readonly maxRestarts?: number | undefined
+  readonly restartWindow?: Duration.DurationInput | undefined
+  readonly onMaxRestarts?: "escalate" | "stop" | undefined
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+}
+
+/** Exponential from 100 ms (factor 2), jittered, capped at 30 s. */
+export const defaultBackoff: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
+  Schedule.jittered,
+  Schedule.modifyDelay((d) => Duration.min(d, Duration.seconds(30)))
+)
+
+/** Resolve options against the defaults. */
+export const policy = (options: Options | undefined): Policy =>
+  options === undefined ||
+  (options.restart === undefined &&
+    options.backoff === undefined &&
+    options.maxRestarts === undefined &&
+    options.restartWindow === undefined &&
+    options.onMaxRestarts === undefined &&
+    options.shutdownTimeout === undefined)
+    ? defaultPolicy
+    : resolve(options)
+
+const resolve = (options: Options | undefined): Policy => ({
+  restart: options?.restart ?? "permanent",
+  backoff: options?.backoff ?? defaultBackoff,
+  maxRestarts: options?.maxRestarts ?? 5,
+  restartWindow: Duration.decode(options?.restartWindow ?? "1 minute"),
+  onMaxRestarts: options?.onMaxRestarts ?? "escalate",
+  shutdownTimeout: Duration.decode(options?.shutdownTimeout ?? "10 seconds")
+})
+
+const defaultPolicy = resolve(undefined)
+
+/** A child gave up (restart intensity exceeded) and escalated to its parent. */
+export class CrewFailed extends Schema.TaggedError<CrewFailed>()("CrewFailed", {
+  /** Full name of the crew (or worker) that failed; empty for an unnamed top level. */
+  crew: Schema.String,
+  /** Full name of the child that gave up. */
+  worker: Schema.String,
+  /** Why the child gave up. */
+  reason: Schema.String,
+  /** The child's last failure, pretty-printed. */
+  cause: Schema.String
+}) {
+  override get message(): string {
+    const crew = this.crew === "" ? "the top level" : `"${this.crew}"`
+    return `worker "${this.worker}" ${this.reason} and escalated to ${crew}; raise its maxRestarts / restartWindow or set onMaxRestarts: "stop" to keep the crew running. Last failure: ${this.cause}`
+  }
+}
+
+/** No worker of that full name is running in this crew. */
+export class WorkerNotFound extends Schema.TaggedError<WorkerNotFound>()("WorkerNotFound", {
+  name: Schema.String
+}) {
+  override get message(): string {
+    return `no worker named "${this.name}" in this crew (nested workers are named "parent/child"; see Handle.status for the names)`
+  }
+}
+
+/** A forced tick was asked of a worker that is not periodic. */
+export class NotPeriodic extends Schema.TaggedError<NotPeriodic>()("NotPeriodic", {
+  name: Schema.String,
+  kind: Schema.String
+}) {
+  override get message(): string {
+    return `worker "${this.name}" is a ${this.kind} worker; only periodic workers can be ticked`
+  }
+}
+
+/** A child of that name already exists. */
+export class DuplicateWorker extends Schema.TaggedError<DuplicateWorker>()("DuplicateWorker", {
+  name: Schema.String
+}) {
+  override get message(): string {
+    return `a worker named "${this.name}" already exists here; use replace to swap it or remove it first`
+  }
+}

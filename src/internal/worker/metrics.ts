@@ -1,0 +1,39 @@
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+
+/**
+ * Ticks by outcome (`success`, `failure`, `timeout`, `skipped`, `interrupted`).
+ * Per-worker counts live in the status table; labelling by worker would make
+ * 10,000 workers cost 50,000 series.
+ */
+export const ticks = Metric.counter("nightshift_worker_ticks_total", {
+  description: "Periodic worker ticks by outcome",
+  incremental: true
+})
+
+/** Tick duration in seconds, all workers together (one series keeps 10,000 workers cheap). */
+export const tickDuration = Metric.histogram(
+  "nightshift_worker_tick_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.001, factor: 4, count: 10 }),
+  "Duration of periodic worker ticks"
+)
+
+/** Restarts by worker (built lazily, on the first restart of a worker). */
+export const restarts = Metric.counter("nightshift_worker_restarts_total", {
+  description: "Worker restarts by worker",
+  incremental: true
+})
+
+/** Workers whose program is running now (not backing off, stopped or failed). */
+export const running = Metric.gauge("nightshift_workers_running", {
+  description: "Workers whose program is running"
+})
+
+/** The tick counter of each outcome. */
+export const tickCounters = {
+  success: Metric.tagged(ticks, "outcome", "success"),
+  failure: Metric.tagged(ticks, "outcome", "failure"),
+  timeout: Metric.tagged(ticks, "outcome", "timeout"),
+  skipped: Metric.tagged(ticks, "outcome", "skipped"),
+  interrupted: Metric.tagged(ticks, "outcome", "interrupted")
+}

@@ -1,0 +1,383 @@
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Runtime from "effect/Runtime"
+import type * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as Intervals from "effect/ScheduleIntervals"
+import * as Lock from "../../Lock.js"
+import type { Mailbox, Run, RunContext, TickOutcome } from "./core.js"
+import * as Metrics from "./metrics.js"
+import * as Registry from "./registry.js"
+import type * as Ticker from "./ticker.js"
+
+/** How a periodic worker runs, resolved. */
+export interface Spec<E, R> {
+  /** Either a `Schedule` to step after each tick ... */
+  readonly schedule: Schedule.Schedule<unknown, unknown> | undefined
+  /** ... or a plain interval in ms (`spaced` semantics), computed without stepping a `Schedule`. */
+  readonly interval: number | undefined
+  readonly initialJitter: number
+  readonly runOnStart: boolean
+  readonly shouldRun: Effect.Effect<boolean, never, R> | undefined
+  readonly timeout: Duration.Duration | undefined
+  readonly onError: ((cause: Cause.Cause<E>) => Effect.Effect<unknown, never, R>) | undefined
+  readonly singleton: boolean
+  readonly tick: Effect.Effect<unknown, E, R>
+}
+
+class TickTimeout {
+  readonly _tag = "TickTimeout"
+}
+
+const success: TickOutcome = { _tag: "success" }
+const timedOut: TickOutcome = { _tag: "timeout" }
+const interrupted: TickOutcome = { _tag: "interrupted" }
+const gated: TickOutcome = { _tag: "skipped", reason: "shouldRun returned false" }
+const locked: TickOutcome = { _tag: "skipped", reason: "another replica holds the singleton lock" }
+const stopped: TickOutcome = { _tag: "skipped", reason: "the worker stopped before the tick could run" }
+const notRunning: TickOutcome = { _tag: "skipped", reason: "the worker is not running" }
+
+/** The tracer of a runtime with no tracer layer: its spans reach no exporter. */
+const nativeTracer = Effect.runSync(Effect.tracer)
+
+/** Ask the periodic run behind `box` for one tick now; it runs after a tick in flight. */
+export const force = (box: Mailbox): Effect.Effect<TickOutcome> =>
+  Effect.async<TickOutcome>((resume) => {
+    if (!box.active) return resume(Effect.succeed(notRunning))
+    const reply = (outcome: TickOutcome) => resume(Effect.succeed(outcome))
+    box.forced.push(reply)
+    box.waiter?.()
+    return Effect.sync(() => {
+      const i = box.forced.indexOf(reply)
+      if (i >= 0) box.forced.splice(i, 1)
+    })
+  })
+
+const classify = (exit: Exit.Exit<unknown, unknown>, singleton: boolean): TickOutcome => {
+  if (Exit.isSuccess(exit)) {
+    if (exit.value === gated) return gated
+    return singleton && Option.isNone(exit.value as Option.Option<unknown>) ? locked : success
+  }
+  const cause = exit.cause
+  if (Cause.isInterruptedOnly(cause)) return interrupted
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure) && failure.value instanceof TickTimeout) return timedOut
+  return { _tag: "failure", error: Cause.pretty(cause) }
+}
+
+const counters = Metrics.tickCounters
+
+/**
+ * One run of a periodic worker. It holds no fiber while idle: the shared
+ * ticker calls `due` when the next tick is due, and each tick runs in a
+ * short-lived fiber started on the spot (synchronously, until it first
+ * suspends). The schedule is stepped when a tick ends, so ticks never
+ * overlap; forced ticks queue behind a tick in flight.
+ */
+/** What the fiber in flight runs: a bare tick, a tick then a schedule step, or only a step. */
+type Job = "tick" | "tick-step" | "step"
+
+class PeriodicRun<E, R> implements Run, Ticker.Entry {
+  at = 0
+  seq = 0
+  index = -1
+  private state: unknown
+  private first = true
+  private pendingDue = false
+  private stopping = false
+  private finished = false
+  private tickStart = 0
+  /** A tick (or step) is running; set before its fiber starts, which may run synchronously and force a tick. */
+  private busy = false
+  private inFlight: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  private job: Job = "tick"
+  /** The reply of the forced tick in flight, if it is one. */
+  private reply: ((outcome: TickOutcome) => void) | undefined
+  private result: Exit.Exit<void, unknown> | undefined
+  private observers: Array<(exit: Exit.Exit<void, unknown>) => void> | undefined
+  private readonly now: () => number
+  /** Gate, lock and timeout around the user's tick; marks the start itself when gated or locked. */
+  private readonly body: Effect.Effect<unknown, unknown, R>
+  private readonly marksStart: boolean
+  private next_: Effect.Effect<boolean> | undefined
+  private stepped_: Effect.Effect<boolean, never, R> | undefined
+
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly spec: Spec<E, R>,
+    private readonly runtime: Runtime.Runtime<R>,
+    private readonly closeChildren: Effect.Effect<void>
+  ) {
+    this.state = spec.schedule?.initial
+    this.now = ctx.registry.ticker.now
+    this.marksStart = spec.shouldRun !== undefined || spec.singleton
+    this.body = this.makeBody()
+  }
+
+  /** Step the schedule (never used for plain intervals). */
+  private get next(): Effect.Effect<boolean> {
+    this.next_ ??= Effect.suspend(() => this.step())
+    return this.next_
+  }
+
+  /** A scheduled tick of a `Schedule`-driven worker: the tick, then the step, in one fiber. */
+  private get stepped(): Effect.Effect<boolean, never, R> {
+    this.stepped_ ??= Effect.flatMap(Effect.exit(this.body), (exit) => {
+      this.settle(exit)
+      return this.next
+    })
+    return this.stepped_
+  }
+
+  /** Called by the ticker when the next tick is due. */
+  fire(): void {
+    this.due()
+  }
+
+  private fork(program: Effect.Effect<unknown, unknown, R>): Fiber.RuntimeFiber<unknown, unknown> {
+    return Runtime.runFork(this.runtime, program)
+  }
+
+  private markStart(): void {
+    const { cell, registry } = this.ctx
+    cell.state = "running"
+    cell.lastStartAt = this.tickStart
+    cell.runs++
+    registry.changed(cell)
+  }
+
+  private makeBody(): Effect.Effect<unknown, unknown, R> {
+    const { spec, ctx, runtime } = this
+    const { name } = ctx
+    let body: Effect.Effect<unknown, unknown, R> = this.marksStart
+      ? Effect.zipRight(
+          Effect.sync(() => this.markStart()),
+          spec.tick
+        )
+      : spec.tick
+    if (spec.timeout !== undefined) {
+      const duration = spec.timeout
+      body = Effect.timeoutFail(body, { duration, onTimeout: () => new TickTimeout() })
+    }
+    if (spec.singleton) {
+      const lock = Context.getOption(runtime.context as Context.Context<never>, Lock.Lock)
+      body = Option.isSome(lock)
+        ? lock.value.tryWith(`worker:${name}`, body)
+        : Effect.dieMessage(
+            `worker "${name}" is a singleton but no Lock service was provided (use Lock.layerMemory or PgLock.layer)`
+          )
+    }
+    if (spec.shouldRun !== undefined) {
+      const guarded = body
+      body = Effect.flatMap(spec.shouldRun, (ok) => (ok ? guarded : Effect.succeed(gated)))
+    }
+    const traced = Runtime.runSync(runtime)(Effect.tracer) !== nativeTracer
+    return traced
+      ? Effect.withSpan(body, "nightshift.worker.tick", {
+          root: true,
+          captureStackTrace: false,
+          attributes: { "nightshift.worker": name }
+        })
+      : body
+  }
+
+  /** Classify and record a finished tick; a failure is logged and handed to `onError` in a fiber of its own. */
+  private settle(exit: Exit.Exit<unknown, unknown>): TickOutcome {
+    const outcome = classify(exit, this.spec.singleton)
+    record(this.ctx.cell, outcome, this.tickStart, this.now())
+    if (outcome._tag === "failure" || outcome._tag === "timeout") this.report(outcome, exit)
+    return outcome
+  }
+
+  private report(outcome: TickOutcome, exit: Exit.Exit<unknown, unknown>): void {
+    const { spec, ctx } = this
+    const cause: Cause.Cause<E> =
+      outcome._tag === "timeout"
+        ? Cause.die(
+            new Cause.TimeoutException(
+              `tick of "${ctx.name}" timed out after ${Duration.format(spec.timeout ?? 0)}`
+            )
+          )
+        : (exit as Exit.Failure<unknown, E>).cause
+    const log = Effect.logWarning(`tick of "${ctx.name}" failed`, cause)
+    this.fork(
+      spec.onError === undefined
+        ? log
+        : Effect.zipRight(log, Effect.catchAllCause(spec.onError(cause), Effect.logError))
+    )
+  }
+
+  /** Step the schedule from now and arm the ticker; `false` when the schedule is done. */
+  private step(): Effect.Effect<boolean> {
+    const { cell, registry } = this.ctx
+    const now = this.now()
+    return Effect.map(this.spec.schedule!.step(now, undefined, this.state), ([state, , decision]) => {
+      this.state = state
+      if (ScheduleDecision.isDone(decision)) {
+        cell.nextTickAt = Registry.never
+        registry.changed(cell)
+        return false
+      }
+      this.arm(Math.max(now, Intervals.start(decision.intervals)))
+      return true
+    })
+  }
+
+  start(): this {
+    const { ctx, spec } = this
+    const { cell, registry, mailbox: box } = ctx
+    box.active = true
+    box.waiter = () => this.kick()
+    cell.state = "idle"
+    registry.changed(cell)
+    const jitter =
+      spec.initialJitter > 0 ? Runtime.runSync(this.runtime)(Random.next) * spec.initialJitter : 0
+    if (jitter > 0) {
+      const at = this.now() + jitter
+      if (spec.runOnStart) cell.nextTickAt = at
+      registry.ticker.arm(this, at)
+    } else {
+      this.due()
+    }
+    return this
+  }
+
+  private due(): void {
+    if (this.result !== undefined || this.stopping) return
+    if (this.busy) {
+      this.pendingDue = true
+      return
+    }
+    const first = this.first
+    this.first = false
+    const interval = this.spec.interval
+    if (first && !this.spec.runOnStart) {
+      if (interval === undefined) this.exec("step", undefined)
+      else this.arm(this.now() + interval)
+    } else {
+      this.exec(interval === undefined ? "tick-step" : "tick", undefined)
+    }
+  }
+
+  private arm(at: number): void {
+    const { cell, registry } = this.ctx
+    cell.nextTickAt = at
+    registry.changed(cell)
+    registry.ticker.arm(this, at)
+  }
+
+  private kick(): void {
+    if (!this.busy && this.result === undefined && !this.stopping) this.drainForced()
+  }
+
+  private drainForced(): void {
+    const reply = this.ctx.mailbox.forced.shift()
+    if (reply !== undefined) this.exec("tick", reply)
+  }
+
+  private exec(job: Job, reply: ((outcome: TickOutcome) => void) | undefined): void {
+    this.job = job
+    this.reply = reply
+    this.tickStart = this.now()
+    if (job !== "step" && !this.marksStart) this.markStart()
+    this.busy = true
+    const fiber = this.fork(job === "tick" ? this.body : job === "tick-step" ? this.stepped : this.next)
+    this.inFlight = fiber
+    fiber.addObserver(this.onEnd)
+  }
+
+  private readonly onEnd = (exit: Exit.Exit<unknown, unknown>): void => {
+    this.busy = false
+    this.inFlight = undefined
+    const { job, reply } = this
+    this.reply = undefined
+    if (job === "tick") {
+      const outcome = this.settle(exit)
+      if (reply !== undefined) {
+        reply(outcome)
+        this.ctx.registry.changed(this.ctx.cell)
+      } else if (!this.stopping) {
+        this.arm(this.now() + this.spec.interval!)
+      }
+    } else if (Exit.isFailure(exit) && !this.stopping) {
+      this.end(exit as Exit.Exit<void, unknown>)
+    } else if (Exit.isSuccess(exit) && exit.value === false) {
+      this.end(Exit.void)
+    }
+    if (this.result !== undefined) return
+    if (this.stopping) this.end(Exit.interrupt(FiberId.none))
+    else if (this.ctx.mailbox.forced.length > 0) this.drainForced()
+    else if (this.pendingDue) {
+      this.pendingDue = false
+      this.due()
+    }
+  }
+
+  interrupt(): void {
+    if (this.result !== undefined || this.stopping) return
+    this.stopping = true
+    this.ctx.registry.ticker.disarm(this)
+    if (this.inFlight !== undefined) this.inFlight.unsafeInterruptAsFork(FiberId.none)
+    else this.end(Exit.interrupt(FiberId.none))
+  }
+
+  private end(exit: Exit.Exit<void, unknown>): void {
+    if (this.result !== undefined) return
+    this.result = exit
+    const { mailbox: box, cell, registry } = this.ctx
+    registry.ticker.disarm(this)
+    box.active = false
+    box.waiter = undefined
+    for (const reply of box.forced.splice(0)) reply(stopped)
+    cell.nextTickAt = Registry.never
+    this.fork(this.closeChildren).addObserver(() => {
+      this.finished = true
+      const observers = this.observers ?? []
+      this.observers = undefined
+      for (const observer of observers) observer(exit)
+    })
+  }
+
+  observe(observer: (exit: Exit.Exit<void, unknown>) => void): void {
+    if (this.finished) observer(this.result!)
+    else (this.observers ??= []).push(observer)
+  }
+}
+
+/** Record a finished tick in the status cell and metrics (no publish). */
+const record = (cell: RunContext["cell"], outcome: TickOutcome, start: number, end: number) => {
+  cell.state = "idle"
+  counters[outcome._tag].unsafeUpdate(1, [])
+  if (outcome._tag === "skipped") {
+    cell.skips++
+    return
+  }
+  cell.lastFinishAt = end
+  Metrics.tickDuration.unsafeUpdate((end - start) / 1000, [])
+  switch (outcome._tag) {
+    case "success":
+      cell.successes++
+      cell.lastSuccessAt = end
+      cell.consecutiveFailures = 0
+      return
+    case "timeout":
+    case "failure":
+      cell.failures++
+      cell.lastFailureAt = end
+      cell.consecutiveFailures++
+      cell.lastError = outcome._tag === "failure" ? outcome.error : "the tick timed out"
+  }
+}
+
+/** Start a periodic run in `runtime` (which carries the worker's services and log annotations). */
+export const launch =
+  <E, R>(spec: Spec<E, R>) =>
+  (ctx: RunContext, runtime: Runtime.Runtime<R>, closeChildren: Effect.Effect<void>): Run =>
+    new PeriodicRun(ctx, spec, runtime, closeChildren).start()

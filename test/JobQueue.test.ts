@@ -1,0 +1,159 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as Events from "nightshift/Events"
+import * as Job from "nightshift/Job"
+import * as JobQueue from "nightshift/JobQueue"
+import * as JobStore from "nightshift/JobStore"
+import * as MemoryStore from "nightshift/MemoryStore"
+
+const Email = Job.make("send_email", {
+  payload: Schema.Struct({ to: Schema.String.pipe(Schema.pattern(/@/)), at: Schema.DateFromString }),
+  queue: "mail",
+  priority: 5,
+  retry: { maxAttempts: 3 }
+})
+
+const TestLayer = JobQueue.layer.pipe(Layer.provideMerge(MemoryStore.layer), Layer.provideMerge(Events.layer))
+
+describe("JobQueue", () => {
+  it.effect("encodes the payload with its schema and stores the kind's defaults", () =>
+    Effect.gen(function* () {
+      const { id, deduped } = yield* JobQueue.enqueue(Email, { to: "a@b.c", at: new Date(5000) })
+      expect(deduped).toBe(false)
+      const job = Option.getOrThrow(yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.get(id)))
+      expect(job.payload).toEqual({ to: "a@b.c", at: "1970-01-01T00:00:05.000Z" })
+      expect(job.queue).toBe("mail")
+      expect(job.priority).toBe(5)
+      expect(job.maxAttempts).toBe(3)
+      expect(job.state).toBe("available")
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("rejects a bad payload with a typed error and writes nothing", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(JobQueue.enqueue(Email, { to: "nobody", at: new Date(0) }))
+      expect(error._tag).toBe("InvalidPayload")
+      expect(error.message).toContain("send_email")
+      const page = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.list())
+      expect(page.jobs).toHaveLength(0)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("enqueueMany is all or nothing when one payload is bad", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(
+        JobQueue.enqueueMany([
+          JobQueue.item(Email, { to: "a@b.c", at: new Date(0) }),
+          JobQueue.item(Email, { to: "bad", at: new Date(0) })
+        ])
+      )
+      expect(error._tag).toBe("InvalidPayload")
+      const counts = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)
+      expect(counts.reduce((n, c) => n + c.count, 0)).toBe(0)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("options override the kind's defaults; delay and runAt schedule the job", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(1_000_000)
+      const q = yield* JobQueue.JobQueue
+      const a = yield* q.enqueue(
+        Email,
+        { to: "a@b.c", at: new Date(0) },
+        { delay: "1 minute", priority: -1, queue: "urgent", maxAttempts: 9 }
+      )
+      const b = yield* q.enqueue(Email, { to: "a@b.c", at: new Date(0) }, { runAt: new Date(2_000_000) })
+      const ja = Option.getOrThrow(yield* q.get(a.id))
+      const jb = Option.getOrThrow(yield* q.get(b.id))
+      expect([ja.state, ja.runAt, ja.priority, ja.queue, ja.maxAttempts]).toEqual([
+        "scheduled",
+        1_060_000,
+        -1,
+        "urgent",
+        9
+      ])
+      expect([jb.state, jb.runAt]).toEqual(["scheduled", 2_000_000])
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("rejects invalid options with a typed error", () =>
+    Effect.gen(function* () {
+      const q = yield* JobQueue.JobQueue
+      const payload = { to: "a@b.c", at: new Date(0) }
+      for (const options of [
+        { queue: "" },
+        { queue: "a b" },
+        { queue: "x".repeat(200) },
+        { priority: 1.5 },
+        { maxAttempts: 0 },
+        { delay: -5 },
+        { runAt: Number.NaN },
+        { dedupeKey: "" }
+      ]) {
+        const error = yield* Effect.flip(q.enqueue(Email, payload, options))
+        expect(error._tag).toBe("InvalidOptions")
+      }
+      expect((yield* q.list()).jobs).toHaveLength(0)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("folds an enqueue with a live dedupe key into the existing job", () =>
+    Effect.gen(function* () {
+      const first = yield* JobQueue.enqueue(
+        Email,
+        { to: "a@b.c", at: new Date(0) },
+        { dedupeKey: "welcome:a" }
+      )
+      const second = yield* JobQueue.enqueue(
+        Email,
+        { to: "a@b.c", at: new Date(1) },
+        { dedupeKey: "welcome:a" }
+      )
+      expect(second).toEqual({ id: first.id, deduped: true })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("stores the enqueuing span's trace context on the job", () =>
+    Effect.gen(function* () {
+      const { id, span } = yield* Effect.gen(function* () {
+        const span = yield* Effect.currentSpan
+        const { id } = yield* JobQueue.enqueue(Email, { to: "a@b.c", at: new Date(0) })
+        return { id, span }
+      }).pipe(Effect.withSpan("request"))
+      const job = Option.getOrThrow(yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.get(id)))
+      expect(job.traceId).toBe(span.traceId)
+      expect(job.spanId).not.toBeNull()
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("publishes an enqueued event", () =>
+    Effect.gen(function* () {
+      const events = yield* Events.Events
+      const subscription = yield* events.subscribe
+      const fiber = yield* subscription.pipe(Stream.take(1), Stream.runCollect, Effect.fork)
+      const { id } = yield* JobQueue.enqueue(Email, { to: "a@b.c", at: new Date(0) })
+      const [event] = Chunk.toReadonlyArray(yield* Fiber.join(fiber))
+      expect(event).toMatchObject({ _tag: "enqueued", id, kind: "send_email", queue: "mail" })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("pause, resume and paused go to the store; bad queue names are refused", () =>
+    Effect.gen(function* () {
+      const q = yield* JobQueue.JobQueue
+      yield* q.pause("mail")
+      expect(yield* q.paused).toEqual(["mail"])
+      yield* q.resume("mail")
+      expect(yield* q.paused).toEqual([])
+      expect((yield* Effect.flip(q.pause("no such queue!")))._tag).toBe("InvalidOptions")
+      const store = yield* JobStore.JobStore
+      expect(store.engine).toBe("memory")
+    }).pipe(Effect.provide(TestLayer))
+  )
+})

@@ -1,0 +1,279 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as CronJob from "nightshift/CronJob"
+import * as Events from "nightshift/Events"
+import * as Job from "nightshift/Job"
+import * as JobQueue from "nightshift/JobQueue"
+import * as JobRunner from "nightshift/JobRunner"
+import * as JobStore from "nightshift/JobStore"
+import * as MemoryStore from "nightshift/MemoryStore"
+
+const Task = Job.make("task", {
+  payload: Schema.Struct({ n: Schema.Number }),
+  retry: { maxAttempts: 3, backoff: Schedule.spaced("1 minute") }
+})
+
+const Base = JobQueue.layer.pipe(Layer.provideMerge(MemoryStore.layer), Layer.provideMerge(Events.layer))
+
+/** Start a runner in a fresh child scope of the test; returns the scope so a test can shut it down. */
+const startRunner = <R>(handlers: Job.Handlers<R>, options: JobRunner.Options = {}) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(JobRunner.layer(handlers, options), scope)
+    return { scope, runner: context.unsafeMap.get(JobRunner.JobRunner.key) as JobRunner.Service }
+  })
+
+/** Wait until `n` events of the given tags were published. */
+const awaitEvents = (n: number, tags: ReadonlyArray<Events.JobEvent["_tag"]>) =>
+  Effect.gen(function* () {
+    const events = yield* Events.Events
+    const sub = yield* events.subscribe
+    return yield* sub.pipe(
+      Stream.filter((e) => tags.includes(e._tag)),
+      Stream.take(n),
+      Stream.runCollect,
+      Effect.fork
+    )
+  })
+
+const job = (id: string) => Effect.flatMap(JobStore.JobStore, (s) => s.get(id)).pipe(Effect.map((j) => j!))
+
+describe("JobRunner", () => {
+  it.scoped("claims and completes every job, never more at once than its concurrency", () =>
+    Effect.gen(function* () {
+      const active = yield* Ref.make(0)
+      const peak = yield* Ref.make(0)
+      const handlers = Job.handlers(
+        Job.handle(Task, () =>
+          Effect.gen(function* () {
+            const now = yield* Ref.updateAndGet(active, (n) => n + 1)
+            yield* Ref.update(peak, (p) => Math.max(p, now))
+            yield* Effect.sleep("1 second")
+            yield* Ref.update(active, (n) => n - 1)
+          })
+        )
+      )
+      const done = yield* awaitEvents(40, ["completed"])
+      yield* JobQueue.enqueueMany(Array.from({ length: 40 }, (_, n) => JobQueue.item(Task, { n })))
+      yield* startRunner(handlers, { concurrency: 4 })
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+      const events = yield* done.await
+      expect(Exit.isSuccess(events)).toBe(true)
+      expect(yield* Ref.get(peak)).toBe(4)
+      const counts = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)
+      expect(counts).toEqual([{ queue: "default", state: "completed", count: 40 }])
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("wakes on enqueue without waiting for the poll interval", () =>
+    Effect.gen(function* () {
+      const ran = yield* Deferred.make<number>()
+      const handlers = Job.handlers(Job.handle(Task, ({ n }) => Deferred.succeed(ran, n)))
+      yield* startRunner(handlers, { pollInterval: "1 hour" })
+      yield* TestClock.adjust("1 millis")
+      yield* JobQueue.enqueue(Task, { n: 7 })
+      expect(yield* Deferred.await(ran)).toBe(7)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("claims only kinds it has handlers for", () =>
+    Effect.gen(function* () {
+      const Other = Job.make("other", { payload: Schema.Struct({}) })
+      const other = yield* JobQueue.enqueue(Other, {})
+      const done = yield* awaitEvents(1, ["completed"])
+      yield* JobQueue.enqueue(Task, { n: 1 })
+      yield* startRunner(Job.handlers(Job.handle(Task, () => Effect.void)))
+      yield* done.await
+      yield* TestClock.adjust("10 seconds")
+      expect((yield* job(other.id)).state).toBe("available")
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("cancelling a running job interrupts it, runs its finalizers and ends it cancelled", () =>
+    Effect.gen(function* () {
+      const started = yield* Deferred.make<void>()
+      const finalized = yield* Ref.make(false)
+      const handlers = Job.handlers(
+        Job.handle(Task, () =>
+          Deferred.succeed(started, undefined).pipe(
+            Effect.zipRight(Effect.never),
+            Effect.ensuring(Ref.set(finalized, true))
+          )
+        )
+      )
+      const cancelled = yield* awaitEvents(1, ["cancelled"])
+      const { id } = yield* JobQueue.enqueue(Task, { n: 1 })
+      yield* startRunner(handlers)
+      yield* Deferred.await(started)
+      const result = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.cancel(id))
+      expect(result._tag).toBe("requested")
+      yield* cancelled.await
+      expect(yield* Ref.get(finalized)).toBe(true)
+      const j = yield* job(id)
+      expect(j.state).toBe("cancelled")
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("shutdown lets running jobs finish within the timeout and releases the rest", () =>
+    Effect.gen(function* () {
+      const handlers = Job.handlers(
+        Job.handle(Task, ({ n }) => (n === 1 ? Effect.sleep("2 seconds") : Effect.never))
+      )
+      const started = yield* awaitEvents(2, ["started"])
+      const quick = yield* JobQueue.enqueue(Task, { n: 1 })
+      const stuck = yield* JobQueue.enqueue(Task, { n: 2 })
+      const { scope } = yield* startRunner(handlers, { shutdownTimeout: "5 seconds" })
+      yield* started.await
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("2 seconds")
+      expect((yield* job(quick.id)).state).toBe("completed")
+      expect((yield* job(stuck.id)).state).toBe("running")
+      yield* TestClock.adjust("3 seconds")
+      yield* closing.await
+      const released = yield* job(stuck.id)
+      expect(released.state).toBe("available")
+      expect(released.attempt).toBe(0)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("heartbeats keep a long job's lease; a dead runner's job is rescued after its lease", () =>
+    Effect.gen(function* () {
+      const store = yield* JobStore.JobStore
+      const runs = yield* Ref.make(0)
+      const handlers = Job.handlers(
+        Job.handle(Task, ({ n }) =>
+          Effect.zipRight(
+            Ref.update(runs, (r) => r + 1),
+            n === 1 ? Effect.sleep("2 minutes") : Effect.void
+          )
+        )
+      )
+      // a job claimed by a runner that then died
+      const orphan = yield* JobQueue.enqueue(Task, { n: 2 })
+      yield* store.claim({ queues: ["default"], kinds: ["task"], limit: 1, leaseMs: 30_000, owner: "dead" })
+      const long = yield* JobQueue.enqueue(Task, { n: 1 })
+      yield* startRunner(handlers, { leaseDuration: "30 seconds", rescueInterval: "5 seconds" })
+      for (let i = 0; i < 24; i++) yield* TestClock.adjust("5 seconds")
+      const longJob = yield* job(long.id)
+      expect([longJob.state, longJob.attempt, longJob.errors.length]).toEqual(["completed", 1, 0])
+      const orphanJob = yield* job(orphan.id)
+      expect(orphanJob.state).toBe("completed")
+      expect(orphanJob.attempt).toBe(2)
+      expect(orphanJob.errors.map((e) => e.kind)).toEqual(["rescued"])
+      expect(yield* Ref.get(runs)).toBe(2)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("a retried job runs again after its backoff", () =>
+    Effect.gen(function* () {
+      const handlers = Job.handlers(
+        Job.handle(Task, (_, ctx) => (ctx.attempt === 1 ? Effect.fail("flaky") : Effect.void))
+      )
+      const { id } = yield* JobQueue.enqueue(Task, { n: 1 })
+      yield* startRunner(handlers, { pollInterval: "1 second" })
+      yield* TestClock.adjust("1 second")
+      expect((yield* job(id)).state).toBe("retryable")
+      for (let i = 0; i < 61; i++) yield* TestClock.adjust("1 second")
+      const j = yield* job(id)
+      expect([j.state, j.attempt]).toEqual(["completed", 2])
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("enqueues one job per cron slot even with two runners declaring it", () =>
+    Effect.gen(function* () {
+      const every5 = Either.getOrThrow(CronJob.make(Task, { n: 0 }, "*/5 * * * *"))
+      const handlers = Job.handlers(Job.handle(Task, () => Effect.void))
+      yield* startRunner(handlers, { cron: [every5], pollInterval: "1 hour" })
+      yield* startRunner(handlers, { cron: [every5], pollInterval: "1 hour" })
+      for (let i = 0; i < 16; i++) yield* TestClock.adjust("1 minute")
+      const page = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.list({ kinds: ["task"] }))
+      expect(page.jobs).toHaveLength(3)
+      const store = yield* JobStore.JobStore
+      expect(yield* store.lastCronSlot("task")).toBe(15 * 60_000)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("with backfill, a runner starting after downtime enqueues the latest missed slot", () =>
+    Effect.gen(function* () {
+      const hourly = Either.getOrThrow(CronJob.make(Task, { n: 0 }, "0 * * * *", { backfill: true }))
+      const store = yield* JobStore.JobStore
+      const input = yield* JobQueue.toInput(Task, { n: 0 }, {}, { _tag: "None" } as never)
+      yield* store.enqueueCronSlot({ name: "task", slot: 0, job: input })
+      yield* TestClock.setTime(3 * 3_600_000 + 600_000) // 03:10, slots 01:00–03:00 missed
+      yield* startRunner(Job.handlers<never>(), { cron: [hourly] })
+      yield* TestClock.adjust("1 millis")
+      expect(yield* store.lastCronSlot("task")).toBe(3 * 3_600_000)
+      const page = yield* store.list({ kinds: ["task"] })
+      expect(page.jobs).toHaveLength(2)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("prunes finished jobs after their retention", () =>
+    Effect.gen(function* () {
+      const handlers = Job.handlers(Job.handle(Task, () => Effect.void))
+      const { id } = yield* JobQueue.enqueue(Task, { n: 1 })
+      yield* startRunner(handlers, {
+        pollInterval: "1 hour",
+        retention: { completed: "1 minute", interval: "1 minute" }
+      })
+      yield* TestClock.adjust("1 second")
+      expect((yield* job(id)).state).toBe("completed")
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust("1 minute")
+      expect(yield* Effect.flatMap(JobStore.JobStore, (s) => s.get(id))).toBeUndefined()
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("autoscales concurrency with the number of waiting jobs", () =>
+    Effect.gen(function* () {
+      const handlers = Job.handlers(Job.handle(Task, () => Effect.never))
+      const { runner } = yield* startRunner(handlers, { autoscale: { min: 2, max: 8 } })
+      yield* TestClock.adjust("1 second")
+      expect((yield* runner.status).concurrency).toBe(2)
+      yield* JobQueue.enqueueMany(Array.from({ length: 20 }, (_, n) => JobQueue.item(Task, { n })))
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust("1 second")
+      const status = yield* runner.status
+      expect(status.concurrency).toBe(8)
+      expect(status.running).toBe(8)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("backs off while the store is unreachable, reports unhealthy, and loses nothing", () =>
+    Effect.gen(function* () {
+      const real = yield* MemoryStore.make
+      const down = yield* Ref.make(true)
+      const flaky: JobStore.Service = {
+        ...real,
+        claim: (req) =>
+          Effect.flatMap(Ref.get(down), (d) =>
+            d ? Effect.fail(new JobStore.JobStoreError({ message: "connection refused" })) : real.claim(req)
+          )
+      }
+      const layer = JobQueue.layer.pipe(
+        Layer.provideMerge(Layer.succeed(JobStore.JobStore, flaky)),
+        Layer.provideMerge(Events.layer)
+      )
+      yield* Effect.gen(function* () {
+        const { id } = yield* JobQueue.enqueue(Task, { n: 1 })
+        const { runner } = yield* startRunner(Job.handlers(Job.handle(Task, () => Effect.void)))
+        yield* TestClock.adjust("5 seconds")
+        const sick = yield* runner.status
+        expect(sick.healthy).toBe(false)
+        expect(sick.lastError).toContain("connection refused")
+        yield* Ref.set(down, false)
+        yield* TestClock.adjust("1 minute")
+        expect((yield* runner.status).healthy).toBe(true)
+        expect((yield* job(id)).state).toBe("completed")
+      }).pipe(Effect.provide(layer))
+    })
+  )
+})

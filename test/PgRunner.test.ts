@@ -1,0 +1,121 @@
+/**
+ * The job runner on PostgreSQL, two nodes in one process (each with its own
+ * pool and store): a cancel sent from one node interrupts the job running on
+ * the other through a notification (its heartbeat is too slow to be the
+ * messenger here), its finalizers run, and it ends cancelled; an enqueue on
+ * one node wakes the other's idle runner without waiting for its poll.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import * as Job from "../src/Job.js"
+import * as JobQueue from "../src/JobQueue.js"
+import * as JobRunner from "../src/JobRunner.js"
+import * as JobStore from "../src/JobStore.js"
+import * as PgStore from "../src/PgStore.js"
+import { clientLayer, dropSchema, eventually, freshSchema } from "./setup/pg.js"
+
+const Slow = Job.make("slow", { payload: Schema.Struct({ n: Schema.Number }) })
+const Quick = Job.make("quick", { payload: Schema.Struct({ n: Schema.Number }) })
+
+/** A node's store on its own pool, in the current scope. */
+const nodeStore = (schema: string) =>
+  Effect.gen(function* () {
+    const context = yield* Layer.build(clientLayer({ maxConnections: 6 }))
+    const client = Context.get(context, PgClient.PgClient)
+    const store = yield* PgStore.make({ schema, migrate: false }).pipe(
+      Effect.provideService(PgClient.PgClient, client)
+    )
+    return { store, sql: client.withoutTransforms() }
+  })
+
+const schemaIn = (label: string) =>
+  Effect.gen(function* () {
+    const context = yield* Layer.build(clientLayer({ maxConnections: 2 }))
+    const sql = Context.get(context, SqlClient.SqlClient)
+    const schema = freshSchema(label)
+    yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    yield* Effect.addFinalizer(() => dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql)))
+    return schema
+  })
+
+/** Run a runner for `handlers` on `store` in the current scope. */
+const runner = <R>(store: JobStore.Service, handlers: Job.Handlers<R>, options: JobRunner.Options) =>
+  Layer.build(JobRunner.layer(handlers, options)).pipe(
+    Effect.provideService(JobStore.JobStore, store),
+    Effect.map(Context.get(JobRunner.JobRunner))
+  )
+
+const producer = (store: JobStore.Service) =>
+  Effect.map(
+    Layer.build(JobQueue.layer.pipe(Layer.provide(Layer.succeed(JobStore.JobStore, store)))),
+    Context.get(JobQueue.JobQueue)
+  )
+
+describe("JobRunner on PostgreSQL, two nodes", () => {
+  it.live(
+    "a cancel from another node interrupts the running job, runs its finalizers, and ends it cancelled",
+    () =>
+      Effect.gen(function* () {
+        const schema = yield* schemaIn("cancel")
+        const a = yield* nodeStore(schema)
+        const b = yield* nodeStore(schema)
+        const started = yield* Deferred.make<string>()
+        const finalized = yield* Ref.make(false)
+        const handlers = Job.handlers(
+          Job.handle(Slow, (_, job) =>
+            Deferred.succeed(started, job.id).pipe(
+              Effect.zipRight(Effect.never),
+              Effect.onInterrupt(() => Ref.set(finalized, true))
+            )
+          )
+        )
+        // A heartbeat every 20 s: only the notification can deliver the cancel in time.
+        yield* runner(a.store, handlers, {
+          id: "node-a",
+          pollInterval: "200 millis",
+          leaseDuration: "60 seconds",
+          heartbeatInterval: "20 seconds"
+        })
+        const queue = yield* producer(b.store)
+        const { id } = yield* queue.enqueue(Slow, { n: 1 })
+        expect(yield* Deferred.await(started)).toBe(id)
+        expect(yield* queue.cancel(id)).toEqual({ _tag: "requested", owner: "node-a" })
+        yield* eventually(
+          "the job ends cancelled",
+          Effect.map(b.store.get(id), (job) => job?.state === "cancelled"),
+          "10 seconds"
+        )
+        expect(yield* Ref.get(finalized)).toBe(true)
+        const job = (yield* b.store.get(id))!
+        expect(job.attempt).toBe(1)
+        expect(job.leaseOwner).toBeNull()
+      }).pipe(Effect.scoped)
+  )
+
+  it.live("an enqueue on one node wakes the other node's idle runner before its next poll", () =>
+    Effect.gen(function* () {
+      const schema = yield* schemaIn("wake")
+      const a = yield* nodeStore(schema)
+      const b = yield* nodeStore(schema)
+      const ran = yield* Deferred.make<number>()
+      const handlers = Job.handlers(Job.handle(Quick, ({ n }) => Deferred.succeed(ran, n)))
+      // Polls once a minute: only the notification can start the job in time.
+      const idle = yield* runner(a.store, handlers, { id: "node-a", pollInterval: "60 seconds" })
+      const queue = yield* producer(b.store)
+      yield* eventually(
+        "the runner has made its first (empty) claim",
+        Effect.map(idle.status, (s) => s.lastClaimAt !== null)
+      )
+      yield* queue.enqueue(Quick, { n: 7 })
+      const n = yield* Deferred.await(ran).pipe(Effect.timeout("20 seconds"))
+      expect(n).toBe(7)
+    }).pipe(Effect.scoped)
+  )
+})

@@ -1,0 +1,481 @@
+/**
+ * What only the PostgreSQL engine owes, tested on a real server: migrations
+ * under concurrency, the database clock, the claim index, bulk enqueue with
+ * coalesced notifications, transactional enqueue, a listener that survives
+ * its connection, and cross-node cancel hints. The shared behaviour is in
+ * test/PgStore.conformance.test.ts.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as PgCtx from "../src/internal/pg/context.js"
+import { claimStatement } from "../src/internal/pg/jobs.js"
+import * as Job from "../src/Job.js"
+import * as JobQueue from "../src/JobQueue.js"
+import * as JobStore from "../src/JobStore.js"
+import * as PgStore from "../src/PgStore.js"
+import { clientLayer, dropSchema, eventually, freshSchema } from "./setup/pg.js"
+
+/** A node: its own pool and (unless told otherwise) its own store on `schema`. */
+const node = (schema: string, options: PgStore.Options = {}) =>
+  Effect.gen(function* () {
+    const context = yield* Layer.build(clientLayer({ maxConnections: 8 }))
+    const client = Context.get(context, PgClient.PgClient)
+    const store = yield* PgStore.make({ schema, listenerHeartbeat: "200 millis", ...options }).pipe(
+      Effect.provideService(PgClient.PgClient, client)
+    )
+    return { store, client, sql: client.withoutTransforms() }
+  })
+
+/** A fresh migrated schema and a first node on it; the schema is dropped afterwards. */
+const setup = (label: string, options: PgStore.Options = {}) =>
+  Effect.gen(function* () {
+    const schema = freshSchema(label)
+    const first = yield* node(schema, options)
+    yield* Effect.addFinalizer(() =>
+      dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, first.sql))
+    )
+    return { schema, ...first }
+  })
+
+const input = (overrides: Partial<JobStore.EnqueueInput> = {}): JobStore.EnqueueInput => ({
+  kind: "k",
+  queue: "q",
+  payload: { n: 1 },
+  priority: 0,
+  maxAttempts: 3,
+  ...overrides
+})
+
+const dbNow = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql<{ now: number }>`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::float8 AS now`,
+    (rows) => rows[0]!.now
+  )
+
+/** A clock `offsetMs` ahead of the real one, as a node with a wrong clock would have. */
+const skewed = (offsetMs: number): Clock.Clock => {
+  const live = Clock.make()
+  const millis = () => live.unsafeCurrentTimeMillis() + offsetMs
+  const nanos = () => live.unsafeCurrentTimeNanos() + BigInt(offsetMs) * 1_000_000n
+  return {
+    [Clock.ClockTypeId]: Clock.ClockTypeId,
+    unsafeCurrentTimeMillis: millis,
+    unsafeCurrentTimeNanos: nanos,
+    currentTimeMillis: Effect.sync(millis),
+    currentTimeNanos: Effect.sync(nanos),
+    sleep: (duration) => live.sleep(duration)
+  }
+}
+
+/**
+ * Watch the raw notifications of a schema's channel on a connection of its
+ * own. `settle` sends a marker and waits for it, so that everything notified
+ * before it has arrived; it returns the payloads seen so far (heartbeats left out).
+ */
+const observe = (schema: string) =>
+  Effect.gen(function* () {
+    const context = yield* Layer.build(clientLayer({ maxConnections: 2 }))
+    const client = Context.get(context, PgClient.PgClient)
+    const seen = yield* Ref.make<ReadonlyArray<string>>([])
+    const channel = `${schema}_wakeup`
+    yield* client.listen(channel).pipe(
+      Stream.runForEach((payload) => Ref.update(seen, (all) => [...all, payload])),
+      Effect.forkScoped
+    )
+    let markers = 0
+    const settle = Effect.gen(function* () {
+      const marker = `marker-${++markers}`
+      yield* eventually(
+        `marker ${marker} arrives`,
+        Effect.gen(function* () {
+          yield* client`SELECT pg_notify(${channel}, ${marker})`
+          yield* Effect.sleep("20 millis")
+          return (yield* Ref.get(seen)).includes(marker)
+        })
+      )
+      return (yield* Ref.get(seen)).filter((p) => !p.startsWith("marker-") && !p.includes('"t":"h"'))
+    })
+    yield* settle
+    return { settle, reset: Ref.set(seen, []) }
+  })
+
+/** Subscribe to `wakeups` and repeat `trigger` until a matching hint arrives. */
+const awaitHint = <E, R>(
+  store: JobStore.Service,
+  match: (w: JobStore.Wakeup) => boolean,
+  trigger: Effect.Effect<unknown, E, R>
+) =>
+  Effect.gen(function* () {
+    const fiber = yield* store.wakeups.pipe(Stream.filter(match), Stream.runHead, Effect.fork)
+    for (let i = 0; i < 200; i++) {
+      yield* trigger
+      yield* Effect.sleep("50 millis")
+      const done = yield* Fiber.poll(fiber)
+      if (Option.isSome(done)) return Option.getOrUndefined(yield* done.value)
+    }
+    yield* Fiber.interrupt(fiber)
+    return undefined
+  })
+
+describe("PgStore migrations", () => {
+  it.live("several processes migrating one schema at once: one applies, the others find nothing to do", () =>
+    Effect.gen(function* () {
+      const schema = freshSchema("mig")
+      const migrateOnOwnPool = PgStore.migrate({ schema }).pipe(
+        Effect.provide(clientLayer({ maxConnections: 2 }))
+      )
+      const results = yield* Effect.all(
+        Array.from({ length: 4 }, () => migrateOnOwnPool),
+        {
+          concurrency: "unbounded"
+        }
+      )
+      const sql = yield* SqlClient.SqlClient
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      )
+      expect(results.filter((r) => r.length > 0)).toEqual([[[1, "create_jobs"]]])
+      const rows = yield* sql<{
+        migration_id: number
+      }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
+      expect(rows.map((r) => r.migration_id)).toEqual([1])
+      expect(yield* PgStore.migrate({ schema })).toEqual([])
+    }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
+  )
+
+  it.live("the store lives in the schema it is given, and a bad schema name is refused before any SQL", () =>
+    Effect.gen(function* () {
+      const { schema, sql } = yield* setup("own")
+      const tables = yield* sql<{ table_name: string }>`
+        SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema} ORDER BY table_name`
+      expect(tables.map((t) => t.table_name)).toEqual([
+        "cron_slots",
+        "jobs",
+        "leaders",
+        "migrations",
+        "paused_queues"
+      ])
+      for (const bad of ["Nightshift", "x; DROP TABLE y", "1abc", "", "a".repeat(49)]) {
+        const exit = yield* Effect.exit(
+          PgStore.migrate({ schema: bad }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        )
+        expect(exit._tag).toBe("Failure")
+        expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/Invalid PostgreSQL schema name/)
+      }
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore time", () => {
+  it.effect("by default, now, run-at and leases follow the database clock, not the application clock", () =>
+    Effect.gen(function* () {
+      // The TestClock says 1970; the database says today.
+      expect(yield* Clock.currentTimeMillis).toBe(0)
+      const { store, sql } = yield* setup("dbclock")
+      const before = yield* dbNow(sql)
+      const now = yield* store.now
+      const [enqueued] = yield* store.enqueue([input({ delayMs: 60_000 }), input()])
+      const [claimed] = yield* store.claim({
+        queues: ["q"],
+        kinds: ["k"],
+        limit: 1,
+        leaseMs: 30_000,
+        owner: "a"
+      })
+      const after = yield* dbNow(sql)
+      expect(now).toBeGreaterThanOrEqual(before)
+      expect(now).toBeLessThanOrEqual(after)
+      const scheduled = (yield* store.get(enqueued!.id))!
+      expect(scheduled.state).toBe("scheduled")
+      expect(scheduled.runAt).toBeGreaterThanOrEqual(before + 60_000)
+      expect(scheduled.runAt).toBeLessThanOrEqual(after + 60_000)
+      expect(claimed!.leaseExpiresAt).toBeGreaterThanOrEqual(before + 30_000)
+      expect(claimed!.leaseExpiresAt).toBeLessThanOrEqual(after + 30_000)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("nodes whose clocks disagree by an hour neither steal nor lose a leased job", () =>
+    Effect.gen(function* () {
+      const { schema, store: a } = yield* setup("skew")
+      const b = yield* node(schema)
+      const ahead = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.withClock(effect, skewed(3_600_000))
+      yield* a.enqueue([input()])
+      const [job] = yield* a.claim({ queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 30_000, owner: "a" })
+      expect(yield* ahead(b.store.rescue(100))).toEqual([])
+      expect(
+        yield* ahead(b.store.claim({ queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 30_000, owner: "b" }))
+      ).toEqual([])
+      const [held] = yield* ahead(b.store.heartbeat("a", [job!], 30_000))
+      expect(held?.held).toBe(true)
+      expect(yield* a.settle([{ id: job!.id, fence: job!.fence, outcome: { _tag: "completed" } }])).toEqual([
+        { id: job!.id, applied: true, state: "completed" }
+      ])
+    }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "with the application clock, the same skew would steal the lease (why the database clock is the default)",
+    () =>
+      Effect.gen(function* () {
+        const { schema, store: a } = yield* setup("appskew", { clock: "application" })
+        const b = yield* node(schema, { clock: "application" })
+        yield* a.enqueue([input()])
+        const [job] = yield* a.claim({ queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 30_000, owner: "a" })
+        const rescued = yield* Effect.withClock(b.store.rescue(100), skewed(3_600_000))
+        expect(rescued.map((r) => r.id)).toEqual([job!.id])
+      }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore claim path", () => {
+  it.live("the claim reads the partial claim index in claim order, with no sort", () =>
+    Effect.gen(function* () {
+      const { schema, store, sql } = yield* setup("plan")
+      const jobs = Array.from({ length: 3000 }, (_, i) =>
+        input({ priority: i % 4, queue: i % 2 === 0 ? "q" : "other", delayMs: i % 3 === 0 ? 3_600_000 : 0 })
+      )
+      yield* store.enqueue(jobs)
+      yield* sql.unsafe(`ANALYZE ${schema}.jobs`)
+      const ctx = PgCtx.make(sql, schema, "database")
+      const now = yield* ctx.now
+      const [text, params] = claimStatement(
+        ctx,
+        { queues: ["q"], kinds: ["k"], limit: 20, leaseMs: 30_000, owner: "x" },
+        now
+      ).compile()
+      const [row] = yield* sql.unsafe<{ "QUERY PLAN": unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)
+      const plan = JSON.stringify(row!["QUERY PLAN"])
+      expect(plan).toContain('"Index Name":"jobs_claim_idx"')
+      expect(plan).not.toContain('"Node Type":"Sort"')
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore enqueue", () => {
+  it.live("a bulk enqueue of 5,000 jobs inserts them in input order and notifies once", () =>
+    Effect.gen(function* () {
+      const { schema, store } = yield* setup("bulk")
+      const watcher = yield* observe(schema)
+      const inputs = Array.from({ length: 5000 }, (_, i) =>
+        input({
+          queue: ["a", "b", "c"][i % 3]!,
+          payload: { i },
+          dedupeKey: i % 10 === 0 ? `d${i}` : undefined
+        })
+      )
+      const results = yield* store.enqueue(inputs)
+      expect(results).toHaveLength(5000)
+      expect(results.every((r) => !r.deduped)).toBe(true)
+      const ids = results.map((r) => BigInt(r.id))
+      expect(ids.every((id, i) => i === 0 || id > ids[i - 1]!)).toBe(true)
+      const payloads = yield* watcher.settle
+      expect(payloads).toHaveLength(1)
+      expect(JSON.parse(payloads[0]!)).toEqual({ t: "e", q: ["a", "b", "c"] })
+      const counts = yield* store.counts
+      expect(counts.reduce((n, c) => n + c.count, 0)).toBe(5000)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("jobs scheduled for later send no wake-up", () =>
+    Effect.gen(function* () {
+      const { schema, store } = yield* setup("later")
+      const watcher = yield* observe(schema)
+      yield* store.enqueue([input({ delayMs: 60_000 }), input({ delayMs: 1_000 })])
+      expect(yield* watcher.settle).toEqual([])
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("concurrent bulk enqueues from separate nodes keep one live job per dedupe key", () =>
+    Effect.gen(function* () {
+      const { schema, store } = yield* setup("dedupe")
+      const others = [yield* node(schema, { listen: false }), yield* node(schema, { listen: false })]
+      const stores = [store, ...others.map((o) => o.store)]
+      const batch = Array.from({ length: 50 }, (_, i) => input({ dedupeKey: `key-${i}` }))
+      const results = yield* Effect.all(
+        stores.flatMap((s) => [s.enqueue(batch), s.enqueue([...batch].reverse())]),
+        { concurrency: "unbounded" }
+      )
+      const inserted = results.flat().filter((r) => !r.deduped)
+      expect(inserted).toHaveLength(50)
+      expect((yield* store.counts).reduce((n, c) => n + c.count, 0)).toBe(50)
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore row locks", () => {
+  it.live("a heartbeat and a settle over the same jobs, from two connections, never deadlock", () =>
+    Effect.gen(function* () {
+      const { store } = yield* setup("locks", { listen: false })
+      const failures: Array<string> = []
+      for (let round = 0; round < 10; round++) {
+        yield* store.enqueue(Array.from({ length: 200 }, () => input()))
+        const claimed = yield* store.claim({
+          queues: ["q"],
+          kinds: ["k"],
+          limit: 200,
+          leaseMs: 30_000,
+          owner: "o"
+        })
+        const results = yield* Effect.all(
+          [
+            Effect.either(store.heartbeat("o", claimed, 30_000)),
+            Effect.either(
+              store.settle(
+                claimed
+                  .map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" as const } }))
+                  .reverse()
+              )
+            )
+          ],
+          { concurrency: "unbounded" }
+        )
+        for (const result of results) if (result._tag === "Left") failures.push(result.left.message)
+      }
+      expect(failures).toEqual([])
+      expect(yield* store.counts).toEqual([{ queue: "q", state: "completed", count: 2000 }])
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore cron slots", () => {
+  it.live("slots reached out of order are each enqueued once; prune keeps only the latest slot row", () =>
+    Effect.gen(function* () {
+      const { schema, store, sql } = yield* setup("cron")
+      const minute = 60_000
+      const slot = (n: number) => store.enqueueCronSlot({ name: "report", slot: n * minute, job: input() })
+      expect(yield* slot(3)).toBeDefined()
+      expect(yield* slot(2)).toBeDefined()
+      expect(yield* slot(2)).toBeUndefined()
+      expect(yield* slot(3)).toBeUndefined()
+      expect(yield* store.lastCronSlot("report")).toBe(3 * minute)
+      yield* store.prune({ completedMs: 0, discardedMs: 0, cancelledMs: 0, limit: 100 })
+      const rows = yield* sql<{
+        slot: number
+      }>`SELECT slot::float8 AS slot FROM ${sql(`${schema}.cron_slots`)}`
+      expect(rows.map((r) => r.slot)).toEqual([3 * minute])
+      expect(yield* slot(3)).toBeUndefined()
+    }).pipe(Effect.scoped)
+  )
+})
+
+const Order = Job.make("place_order", { payload: Schema.Struct({ n: Schema.Number }), queue: "orders" })
+
+describe("PgStore transactional enqueue", () => {
+  const withQueue =
+    (store: JobStore.Service) =>
+    <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(Effect.provide(JobQueue.layer), Effect.provideService(JobStore.JobStore, store))
+  /** Run outside the current transaction, as another request would. */
+  const outside = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.mapInputContext(
+      effect,
+      (c: Context.Context<R>) => Context.omit(SqlClient.TransactionConnection)(c) as Context.Context<R>
+    )
+
+  it.live("an enqueue inside the application's transaction rolls back with it and notifies nobody", () =>
+    Effect.gen(function* () {
+      const { schema, store, sql } = yield* setup("txrb")
+      const watcher = yield* observe(schema)
+      yield* sql`CREATE TABLE ${sql(`${schema}.orders`)} (n integer)`
+      const exit = yield* sql
+        .withTransaction(
+          Effect.gen(function* () {
+            yield* sql`INSERT INTO ${sql(`${schema}.orders`)} VALUES (1)`
+            yield* JobQueue.enqueue(Order, { n: 1 })
+            return yield* Effect.fail("payment declined" as const)
+          })
+        )
+        .pipe(withQueue(store), Effect.exit)
+      expect(exit).toEqual(Exit.fail("payment declined"))
+      expect(yield* sql`SELECT * FROM ${sql(`${schema}.orders`)}`).toEqual([])
+      expect((yield* store.list({})).jobs).toEqual([])
+      expect(yield* watcher.settle).toEqual([])
+    }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "an enqueue inside the application's transaction is invisible until commit, and its wake-up fires on commit",
+    () =>
+      Effect.gen(function* () {
+        const { schema, store, sql } = yield* setup("txok")
+        const other = yield* node(schema, { listen: false })
+        const watcher = yield* observe(schema)
+        yield* sql`CREATE TABLE ${sql(`${schema}.orders`)} (n integer)`
+        const id = yield* sql
+          .withTransaction(
+            Effect.gen(function* () {
+              yield* sql`INSERT INTO ${sql(`${schema}.orders`)} VALUES (2)`
+              const { id } = yield* JobQueue.enqueue(Order, { n: 2 })
+              expect(yield* outside(other.store.get(id))).toBeUndefined()
+              expect(yield* outside(watcher.settle)).toEqual([])
+              return id
+            })
+          )
+          .pipe(withQueue(store))
+        expect((yield* other.store.get(id))?.payload).toEqual({ n: 2 })
+        expect(yield* sql`SELECT n FROM ${sql(`${schema}.orders`)}`).toEqual([{ n: 2 }])
+        expect((yield* watcher.settle).map((p) => JSON.parse(p))).toEqual([{ t: "e", q: ["orders"] }])
+      }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore wake-ups", () => {
+  it.live("the listener reconnects after its connection is killed, and hints flow again", () =>
+    Effect.gen(function* () {
+      const { schema, store, sql } = yield* setup("relisten")
+      const listenerPids = sql<{ pid: number }>`
+        SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${schema}_wakeup"`}`.pipe(
+        Effect.map((rows) => rows.map((r) => r.pid))
+      )
+      const [before] = yield* listenerPids
+      expect(before).toBeDefined()
+      yield* sql`SELECT pg_terminate_backend(${before})`
+      yield* eventually(
+        "a new listener connection is up",
+        Effect.map(listenerPids, (pids) => pids.length === 1 && pids[0] !== before)
+      )
+      const hint = yield* awaitHint(
+        store,
+        (w) => w._tag === "enqueued" && w.queue === "after-kill",
+        store.enqueue([input({ queue: "after-kill" })])
+      )
+      expect(hint).toEqual({ _tag: "enqueued", queue: "after-kill" })
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("a cancel on one node reaches the node that runs the job", () =>
+    Effect.gen(function* () {
+      const { schema, store: runner } = yield* setup("xcancel")
+      const admin = yield* node(schema, { listen: false })
+      yield* runner.enqueue([input()])
+      const [job] = yield* runner.claim({
+        queues: ["q"],
+        kinds: ["k"],
+        limit: 1,
+        leaseMs: 30_000,
+        owner: "node-a"
+      })
+      const answers = yield* Ref.make<ReadonlyArray<JobStore.CancelResult>>([])
+      const hint = yield* awaitHint(
+        runner,
+        (w) => w._tag === "cancel",
+        Effect.flatMap(admin.store.cancel(job!.id), (r) => Ref.update(answers, (all) => [...all, r]))
+      )
+      expect(hint).toEqual({ _tag: "cancel", id: job!.id })
+      expect((yield* Ref.get(answers))[0]).toEqual({ _tag: "requested", owner: "node-a" })
+      const [status] = yield* runner.heartbeat("node-a", [job!], 30_000)
+      expect(status).toEqual({ id: job!.id, held: true, cancelRequested: true })
+    }).pipe(Effect.scoped)
+  )
+})

@@ -1,0 +1,422 @@
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as JobStore from "../src/JobStore.js"
+import * as SqliteStore from "../src/SqliteStore.js"
+import { conformance } from "./store/conformance.js"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nightshift-sqlite-"))
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+let files = 0
+const tempFile = () => path.join(dir, `jobs-${++files}.db`)
+
+conformance("sqlite :memory:", { layer: SqliteStore.layer({ filename: ":memory:" }) })
+conformance("sqlite file", {
+  layer: Layer.unwrapEffect(Effect.sync(() => SqliteStore.layer({ filename: tempFile() })))
+})
+
+const job = (overrides: Partial<JobStore.EnqueueInput> = {}): JobStore.EnqueueInput => ({
+  kind: "k",
+  queue: "q",
+  payload: { n: 1 },
+  priority: 0,
+  maxAttempts: 3,
+  ...overrides
+})
+
+const claimReq = (overrides: Partial<JobStore.ClaimRequest> = {}): JobStore.ClaimRequest => ({
+  queues: ["q"],
+  kinds: ["k"],
+  limit: 10,
+  leaseMs: 30_000,
+  owner: "runner-a",
+  ...overrides
+})
+
+/** Run `f` against a store on `filename`, built for this call and closed after it. */
+const withStore = <A, E>(filename: string, f: (store: JobStore.Service) => Effect.Effect<A, E>) =>
+  Effect.flatMap(JobStore.JobStore, f).pipe(Effect.provide(SqliteStore.layer({ filename })))
+
+const completed: JobStore.Outcome = { _tag: "completed" }
+
+describe("SqliteStore", () => {
+  it.effect("migrations run once: a second build on the same file runs none and keeps the jobs", () =>
+    Effect.gen(function* () {
+      const filename = tempFile()
+      const client = SqliteClient.layer({ filename })
+      const first = yield* Effect.provide(SqliteStore.migrate, client)
+      expect(first.map(([id]) => id)).toEqual([1])
+      const [enqueued] = yield* withStore(filename, (store) => store.enqueue([job()]))
+      expect(yield* Effect.provide(SqliteStore.migrate, client)).toEqual([])
+      const again = yield* withStore(filename, (store) => store.get(enqueued!.id))
+      expect(again?.state).toBe("available")
+    })
+  )
+
+  it.effect("a job survives a rebuild of the layer on the same file, and ids are never reused", () =>
+    Effect.gen(function* () {
+      const filename = tempFile()
+      const first = yield* withStore(filename, (store) =>
+        Effect.gen(function* () {
+          const [a, b] = yield* store.enqueue([job({ payload: { to: "x@y.z" } }), job({ queue: "other" })])
+          const [claimed] = yield* store.claim(claimReq({ limit: 1 }))
+          yield* store.settle([{ id: claimed!.id, fence: claimed!.fence, outcome: completed }])
+          yield* TestClock.adjust(1)
+          expect(yield* store.prune({ completedMs: 0, discardedMs: 0, cancelledMs: 0, limit: 10 })).toBe(1)
+          return { a: a!.id, b: b!.id }
+        })
+      )
+      yield* withStore(filename, (store) =>
+        Effect.gen(function* () {
+          expect(yield* store.get(first.a)).toBeUndefined()
+          const b = yield* store.get(first.b)
+          expect(b).toMatchObject({ state: "available", queue: "other", payload: { n: 1 } })
+          const [c] = yield* store.enqueue([job()])
+          expect(Number(c!.id)).toBeGreaterThan(Number(first.b))
+        })
+      )
+    })
+  )
+
+  it.effect("concurrent claimers never get the same job", () =>
+    withStore(tempFile(), (store) =>
+      Effect.gen(function* () {
+        yield* store.enqueue(Array.from({ length: 300 }, (_, i) => job({ priority: i % 7 })))
+        const claimer = (owner: string) =>
+          Effect.gen(function* () {
+            const ids: Array<string> = []
+            for (;;) {
+              const jobs = yield* store.claim(claimReq({ owner, limit: 7 }))
+              if (jobs.length === 0) return ids
+              ids.push(...jobs.map((j) => j.id))
+              yield* Effect.yieldNow()
+            }
+          })
+        const all = (yield* Effect.all(
+          Array.from({ length: 10 }, (_, i) => claimer(`r${i}`)),
+          { concurrency: "unbounded" }
+        )).flat()
+        expect(all).toHaveLength(300)
+        expect(new Set(all).size).toBe(300)
+      })
+    )
+  )
+
+  it.effect("dedupe folds duplicates within one enqueue call and into the stored active job", () =>
+    withStore(tempFile(), (store) =>
+      Effect.gen(function* () {
+        const [a, plain, a2, b, otherKind] = yield* store.enqueue([
+          job({ dedupeKey: "x", payload: 1 }),
+          job({ payload: 2 }),
+          job({ dedupeKey: "x", payload: 3 }),
+          job({ dedupeKey: "y", payload: 4 }),
+          job({ kind: "other", dedupeKey: "x", payload: 5 })
+        ])
+        expect([a!.deduped, plain!.deduped, a2!.deduped, b!.deduped, otherKind!.deduped]).toEqual([
+          false,
+          false,
+          true,
+          false,
+          false
+        ])
+        expect(a2!.id).toBe(a!.id)
+        expect(new Set([a!.id, plain!.id, b!.id, otherKind!.id]).size).toBe(4)
+        const [again, fresh] = yield* store.enqueue([job({ dedupeKey: "y" }), job({ dedupeKey: "z" })])
+        expect(again).toEqual({ id: b!.id, deduped: true })
+        expect(fresh!.deduped).toBe(false)
+        expect((yield* store.get(a!.id))?.payload).toBe(1)
+      })
+    )
+  )
+
+  it.effect("concurrent enqueues of one dedupe key create exactly one job", () =>
+    withStore(tempFile(), (store) =>
+      Effect.gen(function* () {
+        const results = yield* Effect.all(
+          Array.from({ length: 20 }, (_, i) =>
+            store.enqueue([job({ payload: i }), job({ dedupeKey: "same", payload: i })])
+          ),
+          { concurrency: "unbounded" }
+        )
+        const keyed = results.map((r) => r[1]!)
+        expect(keyed.filter((r) => !r.deduped)).toHaveLength(1)
+        expect(new Set(keyed.map((r) => r.id)).size).toBe(1)
+        const page = yield* store.list({ limit: 100 })
+        expect(page.jobs).toHaveLength(21)
+      })
+    )
+  )
+
+  it.effect("a key is free again once its job is final", () =>
+    withStore(tempFile(), (store) =>
+      Effect.gen(function* () {
+        const [first] = yield* store.enqueue([job({ dedupeKey: "k1" })])
+        const [claimed] = yield* store.claim(claimReq())
+        yield* store.settle([{ id: claimed!.id, fence: claimed!.fence, outcome: completed }])
+        const [second] = yield* store.enqueue([job({ dedupeKey: "k1" })])
+        expect(second!.deduped).toBe(false)
+        expect(second!.id).not.toBe(first!.id)
+        expect(yield* store.retry(first!.id)).toEqual({ _tag: "not-retryable", state: "completed" })
+      })
+    )
+  )
+
+  it.effect("one settle call applies each outcome only under the claim's fence", () =>
+    withStore(tempFile(), (store) =>
+      Effect.gen(function* () {
+        yield* store.enqueue([job(), job(), job(), job()])
+        const [a, b, c, d] = yield* store.claim(claimReq())
+        const results = yield* store.settle([
+          { id: a!.id, fence: a!.fence, outcome: completed },
+          { id: b!.id, fence: b!.fence + 1, outcome: completed },
+          {
+            id: c!.id,
+            fence: c!.fence,
+            outcome: { _tag: "retry", delayMs: 5_000, error: { kind: "failure", message: "boom" } }
+          },
+          { id: "999999", fence: 1, outcome: completed },
+          { id: "not-an-id", fence: 1, outcome: completed },
+          {
+            id: a!.id,
+            fence: a!.fence,
+            outcome: { _tag: "discard", error: { kind: "failure", message: "late" } }
+          },
+          { id: d!.id, fence: d!.fence, outcome: { _tag: "snooze", delayMs: 1_000 } }
+        ])
+        expect(results.map((r) => [r.applied, r.state])).toEqual([
+          [true, "completed"],
+          [false, null],
+          [true, "retryable"],
+          [false, null],
+          [false, null],
+          [false, null],
+          [true, "scheduled"]
+        ])
+        expect(yield* store.get(a!.id)).toMatchObject({ state: "completed", errors: [] })
+        expect(yield* store.get(b!.id)).toMatchObject({ state: "running", leaseOwner: "runner-a" })
+        const retried = yield* store.get(c!.id)
+        expect(retried).toMatchObject({ state: "retryable", runAt: 5_000, attempt: 1, leaseOwner: null })
+        expect(retried!.errors).toEqual([{ attempt: 1, at: 0, kind: "failure", message: "boom" }])
+        expect(yield* store.get(d!.id)).toMatchObject({ state: "scheduled", attempt: 0, runAt: 1_000 })
+        const stale = yield* store.settle([{ id: c!.id, fence: c!.fence, outcome: completed }])
+        expect(stale).toEqual([{ id: c!.id, applied: false, state: null }])
+      })
+    )
+  )
+
+  it.effect("TestClock drives run-at: a delayed job is claimable only once the clock passes it", () =>
+    withStore(tempFile(), (store) =>
+      Effect.gen(function* () {
+        yield* store.enqueue([job({ delayMs: 60_000 })])
+        expect(yield* store.claim(claimReq())).toEqual([])
+        yield* TestClock.adjust("59 seconds")
+        expect(yield* store.claim(claimReq())).toEqual([])
+        yield* TestClock.adjust("1 second")
+        const [claimed] = yield* store.claim(claimReq())
+        expect(claimed).toMatchObject({ state: "running", attemptedAt: 60_000, leaseExpiresAt: 90_000 })
+      })
+    )
+  )
+
+  it.effect(
+    "an enqueue inside the app's transaction on the store's client commits or rolls back with it",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* JobStore.JobStore
+        const sql = yield* SqlClient.SqlClient
+        const failed = yield* sql
+          .withTransaction(
+            Effect.zipRight(store.enqueue([job({ payload: "rolled back" })]), Effect.fail("app failed"))
+          )
+          .pipe(Effect.exit)
+        expect(Exit.isFailure(failed)).toBe(true)
+        expect((yield* store.list({})).jobs).toEqual([])
+        yield* sql.withTransaction(store.enqueue([job({ payload: "kept" })]))
+        expect((yield* store.list({})).jobs.map((j) => j.payload)).toEqual(["kept"])
+      }).pipe(Effect.provide(SqliteStore.layer({ filename: tempFile() })))
+  )
+
+  it.effect(
+    "layerClient shares an app's SqliteClient; another client's transaction does not capture the store",
+    () =>
+      Effect.gen(function* () {
+        const appFile = tempFile()
+        const other = yield* Layer.build(SqliteClient.layer({ filename: tempFile() }))
+        const otherSql = SqlClient.SqlClient.pipe(Effect.provide(Layer.succeedContext(other)))
+        yield* Effect.gen(function* () {
+          const store = yield* JobStore.JobStore
+          const sql = yield* otherSql
+          const outcome = yield* sql
+            .withTransaction(Effect.zipRight(store.enqueue([job()]), Effect.fail("other db failed")))
+            .pipe(Effect.exit)
+          expect(Exit.isFailure(outcome)).toBe(true)
+          expect((yield* store.list({})).jobs).toHaveLength(1)
+          const appSql = yield* SqlClient.SqlClient
+          const tables = yield* appSql<{
+            name: string
+          }>`SELECT name FROM sqlite_master WHERE name = 'nightshift_jobs'`
+          expect(tables).toHaveLength(1)
+        }).pipe(
+          Effect.provide(
+            SqliteStore.layerClient.pipe(Layer.provideMerge(SqliteClient.layer({ filename: appFile })))
+          )
+        )
+      }).pipe(Effect.scoped)
+  )
+
+  it.effect("layerConfig reads its options from Config", () =>
+    Effect.gen(function* () {
+      const filename = tempFile()
+      yield* Effect.flatMap(JobStore.JobStore, (store) => store.enqueue([job()])).pipe(
+        Effect.provide(SqliteStore.layerConfig({ filename: Config.string("NIGHTSHIFT_SQLITE_FILE") })),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["NIGHTSHIFT_SQLITE_FILE", filename]])))
+      )
+      const jobs = yield* withStore(filename, (store) => store.list({}))
+      expect(jobs.jobs).toHaveLength(1)
+    })
+  )
+
+  it.scoped("a job released or snoozed without delay wakes this process's runners", () =>
+    withStore(tempFile(), (store) =>
+      Effect.gen(function* () {
+        const wakeups = yield* store.wakeups.pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+        yield* Effect.yieldNow()
+        yield* store.enqueue([job({ queue: "a", delayMs: 1_000 }), job({ queue: "b", delayMs: 1_000 })])
+        yield* TestClock.adjust(1_000)
+        const [a, b] = yield* store.claim(claimReq({ queues: ["a", "b"] }))
+        yield* store.settle([
+          { id: a!.id, fence: a!.fence, outcome: { _tag: "release" } },
+          { id: b!.id, fence: b!.fence, outcome: { _tag: "snooze", delayMs: 0 } }
+        ])
+        yield* Effect.repeatN(Effect.yieldNow(), 20)
+        expect(Option.isSome(yield* Fiber.poll(wakeups)), "two hints arrived").toBe(true)
+        const hints = Chunk.toReadonlyArray(yield* Fiber.join(wakeups))
+        expect([...hints].sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)))).toEqual([
+          { _tag: "enqueued", queue: "a" },
+          { _tag: "enqueued", queue: "b" }
+        ])
+      })
+    )
+  )
+
+  it.effect("a file in a missing directory fails the layer with a JobStoreError naming the file", () =>
+    Effect.gen(function* () {
+      const filename = path.join(dir, "missing", "jobs.db")
+      const error = yield* Effect.flip(withStore(filename, (store) => store.ping))
+      expect(error).toBeInstanceOf(JobStore.JobStoreError)
+      expect(error.message).toContain(filename)
+    })
+  )
+})
+
+const srcDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../src")
+
+/** A child process that seeds keyed jobs and drains `q`, printing what it got. */
+const childScript = `
+import * as Chunk from "effect/Chunk"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as JobStore from ${JSON.stringify(path.join(srcDir, "JobStore.ts"))}
+import * as SqliteStore from ${JSON.stringify(path.join(srcDir, "SqliteStore.ts"))}
+import { once } from "node:events"
+const program = Effect.gen(function* () {
+  const store = yield* JobStore.JobStore
+  console.log("ready")
+  yield* Effect.promise(() => once(process.stdin, "data"))
+  const keyed = []
+  for (let i = 0; i < 100; i += 10) {
+    const batch = Array.from({ length: 10 }, (_, j) => ({ kind: "keyed", queue: "keyed", payload: null, priority: 0, maxAttempts: 1, dedupeKey: "key-" + (i + j) }))
+    keyed.push(...(yield* store.enqueue(batch)).map((r) => r.id))
+  }
+  const claimed = []
+  for (;;) {
+    const jobs = yield* store.claim({ queues: ["q"], kinds: ["k"], limit: 10, leaseMs: 60000, owner: String(process.pid) })
+    if (jobs.length === 0) break
+    claimed.push(...jobs.map((j) => j.id))
+    yield* store.settle(jobs.map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" } })))
+  }
+  console.log(JSON.stringify({ keyed, claimed }))
+})
+Effect.runPromise(Effect.provide(program, SqliteStore.layer({ filename: process.env.NIGHTSHIFT_FILE }))).then(
+  () => process.exit(0),
+  (e) => { console.error(e); process.exit(1) }
+)
+`
+
+interface ChildResult {
+  readonly keyed: ReadonlyArray<string>
+  readonly claimed: ReadonlyArray<string>
+}
+
+const startChild = (filename: string) => {
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", childScript], {
+    cwd: path.dirname(srcDir),
+    env: { ...process.env, NIGHTSHIFT_FILE: filename },
+    stdio: ["pipe", "pipe", "pipe"]
+  })
+  let out = ""
+  let err = ""
+  child.stderr.on("data", (chunk: Buffer) => {
+    err += chunk.toString()
+  })
+  const done = new Promise<ChildResult>((resolve, reject) =>
+    child.on("exit", (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split("\n").at(-1)!))
+        : reject(new Error(`child failed: ${err}`))
+    )
+  )
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      if (out.includes("ready")) resolve()
+    })
+    done.then(() => reject(new Error("child exited before it was ready")), reject)
+  })
+  return { ready, done, go: () => child.stdin.end("go\n") }
+}
+
+describe("SqliteStore across processes", () => {
+  it.live(
+    "three processes on one new file: migrations once, every job claimed once, one job per dedupe key",
+    () =>
+      Effect.gen(function* () {
+        const filename = tempFile()
+        // The children create the tables together, then wait while the parent seeds.
+        const children = [startChild(filename), startChild(filename), startChild(filename)]
+        yield* Effect.promise(() => Promise.all(children.map((c) => c.ready)))
+        const seeded = yield* withStore(filename, (store) =>
+          store.enqueue(Array.from({ length: 600 }, (_, i) => job({ payload: i })))
+        )
+        for (const c of children) c.go()
+        const results = yield* Effect.promise(() => Promise.all(children.map((c) => c.done)))
+        const claimed = results.flatMap((r) => r.claimed)
+        expect(claimed).toHaveLength(600)
+        expect(new Set(claimed)).toEqual(new Set(seeded.map((r) => r.id)))
+        expect(results[1]!.keyed).toEqual(results[0]!.keyed)
+        expect(results[2]!.keyed).toEqual(results[0]!.keyed)
+        const counts = yield* withStore(filename, (store) => store.counts)
+        expect(counts).toEqual([
+          { queue: "keyed", state: "available", count: 100 },
+          { queue: "q", state: "completed", count: 600 }
+        ])
+      }),
+    60_000
+  )
+})

@@ -1,0 +1,131 @@
+/**
+ * End-to-end: the dashboard in headless Chromium against a real admin
+ * server and a running app (real time: a browser cannot follow TestClock).
+ */
+import { existsSync } from "node:fs"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Admin from "nightshift/Admin"
+import * as Job from "nightshift/Job"
+import * as MemoryStore from "nightshift/MemoryStore"
+import * as Nightshift from "nightshift/Nightshift"
+import * as Worker from "nightshift/Worker"
+import { type Browser, chromium, type Page } from "playwright-core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
+const token = "e2e-token"
+
+const Charge = Job.make("charge", {
+  payload: Schema.Struct({ cents: Schema.Number }),
+  retry: { maxAttempts: 3, backoff: Schedule.spaced("1500 millis") }
+})
+const Report = Job.make("report", { payload: Schema.Struct({ month: Schema.String }) })
+
+const app = Nightshift.define({
+  workers: [
+    Worker.make("mailer", Effect.never),
+    Worker.periodic("cleanup", { schedule: "1 minute" }, Effect.void)
+  ],
+  handlers: Job.handlers(
+    Job.handle(Charge, () => Effect.fail(new Error("card declined"))),
+    Job.handle(Report, () => Effect.never)
+  )
+})
+
+let scope: Scope.CloseableScope
+let url: string
+let browser: Browser
+let page: Page
+
+beforeAll(async () => {
+  if (!existsSync(executablePath)) {
+    throw new Error(
+      `Chromium not found at ${executablePath}. Install it with \`apt-get update && apt-get install -y chromium\` (Debian), or set CHROMIUM_PATH.`
+    )
+  }
+  scope = Effect.runSync(Scope.make())
+  const layer = Admin.layer({ port: 0, token: Redacted.make(token) }).pipe(
+    Layer.provideMerge(Nightshift.layer(app)),
+    Layer.provideMerge(MemoryStore.layer)
+  )
+  const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
+  url = Context.get(context, Admin.Server).url
+  browser = await chromium.launch({
+    executablePath,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--headless"
+    ]
+  })
+  page = await browser.newPage()
+  page.setDefaultTimeout(20_000)
+})
+
+afterAll(async () => {
+  await browser?.close()
+  if (scope !== undefined) await Effect.runPromise(Scope.close(scope, Exit.void))
+})
+
+const jobRow = (kind: string) => page.locator(`tr[data-testid="job-row"]`, { hasText: kind }).first()
+
+describe("dashboard", () => {
+  it("asks for the token without one", async () => {
+    const fresh = await browser.newPage()
+    await fresh.goto(url)
+    await fresh.getByTestId("auth").waitFor({ state: "visible" })
+    await fresh.close()
+  })
+
+  it("shows live workers, a failing job retrying until discarded, its errors, retry and cancel", async () => {
+    await page.goto(`${url}?token=${token}`)
+    await page.locator('[data-testid="connection"]', { hasText: /^live$/ }).waitFor()
+    expect(page.url()).not.toContain(token)
+    await page
+      .locator(`tr[data-testid="worker-row"][data-name="nightshift/mailer"][data-state="running"]`)
+      .waitFor()
+    await page.locator(`tr[data-testid="worker-row"][data-name="nightshift/cleanup"]`).waitFor()
+
+    await page.locator("summary", { hasText: "Enqueue a job" }).click()
+    await page.locator("#e-kind").selectOption("charge")
+    await page.locator("#e-payload").fill('{"cents": 1200}')
+    await page.getByTestId("enqueue").getByRole("button", { name: "Enqueue" }).click()
+
+    const charge = jobRow("charge")
+    await charge.and(page.locator('[data-state="retryable"]')).waitFor()
+    await charge.getByTestId("attempt").filter({ hasText: "2/3" }).waitFor()
+    await charge.and(page.locator('[data-state="discarded"]')).waitFor()
+    expect(await charge.getByTestId("attempt").textContent()).toBe("3/3")
+
+    await charge.click()
+    const detail = page.getByTestId("job-detail")
+    await detail.getByTestId("error").nth(2).waitFor()
+    expect(await detail.getByTestId("error").count()).toBe(3)
+    expect(await detail.getByTestId("errors").textContent()).toContain("card declined")
+    expect(await detail.getByTestId("payload").textContent()).toContain('"cents": 1200')
+
+    await detail.getByTestId("retry").click()
+    await detail.getByTestId("error").nth(3).waitFor()
+
+    await page.locator("#e-kind").selectOption("report")
+    await page.locator("#e-payload").fill('{"month": "2030-01"}')
+    await page.getByTestId("enqueue").getByRole("button", { name: "Enqueue" }).click()
+    const report = jobRow("report")
+    await report.and(page.locator('[data-state="running"]')).waitFor()
+    await report.getByTestId("cancel").click()
+    await report.and(page.locator('[data-state="cancelled"]')).waitFor()
+    const queue = page.locator(`tr[data-testid="queue-row"][data-name="default"]`)
+    await queue.locator('[data-state="cancelled"]', { hasText: /^1$/ }).waitFor()
+  }, 120_000)
+})

@@ -1,0 +1,136 @@
+/**
+ * PostgreSQL helpers for test files: the server URL chosen by the global
+ * setup, a client layer, and a fresh schema per store so that test files (and
+ * each conformance build) never see each other's rows.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import { afterAll, inject } from "vitest"
+import * as JobStore from "../../src/JobStore.js"
+import * as PgStore from "../../src/PgStore.js"
+
+/** The URL of the test server; fails the test with a fix-it message when there is none. */
+export const databaseUrl = (): string => {
+  const target = inject("nightshiftPg")
+  if (target === undefined) {
+    throw new Error(
+      "No PostgreSQL target was provided: run the tests through vitest (test/setup/globalSetup.ts)."
+    )
+  }
+  if (target._tag === "unavailable") throw new Error(target.reason)
+  return target.url
+}
+
+/** A `PgClient` on the test server. */
+export const clientLayer = (
+  options: { readonly maxConnections?: number; readonly applicationName?: string } = {}
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown> =>
+  Layer.unwrapEffect(
+    Effect.sync(() =>
+      PgClient.layer({
+        url: Redacted.make(databaseUrl()),
+        maxConnections: options.maxConnections ?? 20,
+        applicationName: options.applicationName ?? "nightshift-test"
+      })
+    )
+  )
+
+let counter = 0
+
+/** A schema name no other test, file or process uses. */
+export const freshSchema = (label = "t"): string =>
+  `${label}_${process.pid}_${Date.now().toString(36)}_${++counter}`.toLowerCase().slice(0, 48)
+
+/** Drop a test schema and everything in it. */
+export const dropSchema = (schema: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(
+    Effect.ignore
+  )
+
+/**
+ * A store in a schema of its own, dropped when the layer is released. The
+ * name is picked at build time, so every build of the same layer is empty.
+ */
+export const storeIn = (
+  options: PgStore.Options & { readonly label?: string } = {}
+): Layer.Layer<JobStore.JobStore, JobStore.JobStoreError, PgClient.PgClient | SqlClient.SqlClient> =>
+  Layer.scoped(
+    JobStore.JobStore,
+    Effect.gen(function* () {
+      const schema = options.schema ?? freshSchema(options.label)
+      yield* Effect.addFinalizer(() => dropSchema(schema))
+      return yield* PgStore.make({ ...options, schema })
+    })
+  )
+
+/** A store in a fresh schema on a client of its own. */
+export const storeLayer = (
+  options: PgStore.Options & { readonly label?: string; readonly maxConnections?: number } = {}
+): Layer.Layer<JobStore.JobStore | PgClient.PgClient | SqlClient.SqlClient, unknown> =>
+  storeIn(options).pipe(Layer.provideMerge(clientLayer(options)))
+
+/**
+ * One client and one migrated schema for a whole test file; every build of the
+ * returned layer empties the tables first, so each build is a fresh store.
+ * Built outside the test's clock, released after the file's tests.
+ */
+export const sharedStore = (
+  options: PgStore.Options & { readonly label?: string; readonly maxConnections?: number } = {}
+): Layer.Layer<JobStore.JobStore> => {
+  const runtime = ManagedRuntime.make(clientLayer(options))
+  const schema = freshSchema(options.label)
+  const migrated = runtime.runPromise(PgStore.migrate({ schema }))
+  // Keeps the client's LISTEN connection open between builds, so that each
+  // build's listener does not pay for a new connection.
+  const keepListening = runtime.runFork(
+    Effect.flatMap(PgClient.PgClient, (client) => Stream.runDrain(client.listen(`${schema}_keepalive`)))
+  )
+  afterAll(async () => {
+    await runtime.runPromise(Fiber.interrupt(keepListening))
+    await runtime.runPromise(dropSchema(schema)).catch(() => undefined)
+    await runtime.dispose()
+  })
+  const context = Layer.effectContext(
+    Effect.flatMap(
+      Effect.promise(() => migrated),
+      () => Effect.map(runtime.runtimeEffect, (rt) => rt.context)
+    )
+  )
+  const store = Layer.scoped(
+    JobStore.JobStore,
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql.unsafe(
+        ["jobs", "paused_queues", "cron_slots", "leaders"]
+          .map((t) => `DELETE FROM ${schema}.${t};`)
+          .join("\n")
+      )
+      return yield* PgStore.make({ ...options, schema, migrate: false })
+    })
+  )
+  return Layer.orDie(store.pipe(Layer.provide(context)))
+}
+
+/**
+ * Poll `check` in real time until it holds; fail with `what` after `within`.
+ * For behaviour that depends on the database clock or a real connection, which
+ * `TestClock` cannot move. Waits for an outcome; never measures a duration.
+ */
+export const eventually = <E, R>(
+  what: string,
+  check: Effect.Effect<boolean, E, R>,
+  within: Duration.DurationInput = "20 seconds"
+): Effect.Effect<void, E | Error, R> =>
+  check.pipe(
+    Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced("50 millis") }),
+    Effect.timeoutFail({ duration: within, onTimeout: () => new Error(`timed out waiting until ${what}`) }),
+    Effect.asVoid
+  )
