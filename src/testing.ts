@@ -19,10 +19,10 @@ import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import type * as TestServices from "effect/TestServices"
 import * as Events from "./Events.js"
+import { execute } from "./internal/runner/execute.js"
 import type * as Job from "./Job.js"
 import * as JobQueue from "./JobQueue.js"
 import * as JobStore from "./JobStore.js"
-import { execute } from "./internal/runner/execute.js"
 import * as MemoryStore from "./MemoryStore.js"
 
 /**
@@ -66,7 +66,10 @@ const pendingStates: ReadonlyArray<JobStore.JobState> = ["scheduled", "retryable
 
 const nextRunAt = (store: JobStore.Service, queues: ReadonlyArray<string> | undefined) =>
   Effect.map(store.list({ states: pendingStates, queues, limit: 10_000 }), (page) =>
-    page.jobs.reduce<number | undefined>((min, j) => (min === undefined || j.runAt < min ? j.runAt : min), undefined)
+    page.jobs.reduce<number | undefined>(
+      (min, j) => (min === undefined || j.runAt < min ? j.runAt : min),
+      undefined
+    )
   )
 
 /**
@@ -102,18 +105,22 @@ export const drain = <R>(
       }
       for (const job of jobs) {
         attempts++
-        yield* execute(handlers.byKind.get(job.kind), job, () => undefined, (outcome) =>
-          outcome === undefined
-            ? Effect.void
-            : Effect.flatMap(store.settle([{ id: job.id, fence: job.fence, outcome }]), ([r]) =>
-                Effect.sync(() => {
-                  if (r?.state === "completed") result.completed++
-                  else if (r?.state === "retryable") result.retried++
-                  else if (r?.state === "discarded") result.discarded++
-                  else if (r?.state === "cancelled") result.cancelled++
-                  else if (r?.applied) result.snoozed++
-                })
-              ).pipe(Effect.orDie)
+        yield* execute(
+          handlers.byKind.get(job.kind),
+          job,
+          () => undefined,
+          (outcome) =>
+            outcome === undefined
+              ? Effect.void
+              : Effect.flatMap(store.settle([{ id: job.id, fence: job.fence, outcome }]), ([r]) =>
+                  Effect.sync(() => {
+                    if (r?.state === "completed") result.completed++
+                    else if (r?.state === "retryable") result.retried++
+                    else if (r?.state === "discarded") result.discarded++
+                    else if (r?.state === "cancelled") result.cancelled++
+                    else if (r?.applied) result.snoozed++
+                  })
+                ).pipe(Effect.orDie)
         )
       }
     }
@@ -136,7 +143,9 @@ export const enqueued = <Name extends string, A, I, R>(
     if (payload === undefined) return page.jobs
     const matches: Array<JobStore.JobRecord> = []
     const expected =
-      typeof payload === "function" ? undefined : yield* Effect.orDie(Schema.encode(kind.payload)(payload as A))
+      typeof payload === "function"
+        ? undefined
+        : yield* Effect.orDie(Schema.encode(kind.payload)(payload as A))
     for (const job of page.jobs) {
       if (typeof payload !== "function") {
         if (isDeepStrictEqual(job.payload, expected)) matches.push(job)
@@ -190,7 +199,11 @@ export const assertNotEnqueued = <Name extends string, A, I, R>(
   Effect.flatMap(enqueued(kind, payload), (jobs) =>
     jobs.length === 0
       ? Effect.void
-      : Effect.fail(new AssertionFailed({ message: `expected no ${kind.name} job to be enqueued, found ${jobs.length}` }))
+      : Effect.fail(
+          new AssertionFailed({
+            message: `expected no ${kind.name} job to be enqueued, found ${jobs.length}`
+          })
+        )
   )
 
 /**
@@ -231,10 +244,14 @@ export const perform = <A, R>(
       spanId: null
     }
     let outcome: JobStore.Outcome | undefined
-    yield* execute(handler, job, () => undefined, (o) =>
-      Effect.sync(() => {
-        outcome = o
-      })
+    yield* execute(
+      handler,
+      job,
+      () => undefined,
+      (o) =>
+        Effect.sync(() => {
+          outcome = o
+        })
     )
     return outcome
   })
