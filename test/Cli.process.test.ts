@@ -172,7 +172,13 @@ describe.concurrent("bin/nightshift.js", () => {
           Effect.map(jobState(db, greet), (s) => (s === "completed" ? s : undefined)),
           node
         )
-        expect(node.stderr()).toContain("hello, ada")
+        // the handler's log line was written before the job completed, but may still be in the pipe
+        yield* eventually(
+          "the handler's log line arrives",
+          Effect.sync(() => (node.stderr().includes("hello, ada") ? true : undefined)),
+          node,
+          "10 seconds"
+        )
 
         const workers = yield* cliJson(["workers", "--admin-url", url])
         expect(workers.workers.map((w: { name: string }) => w.name)).toContain("cli-app/heartbeat")

@@ -276,4 +276,71 @@ describe("JobRunner", () => {
       }).pipe(Effect.provide(layer))
     })
   )
+
+  it.scoped(
+    "prefetch claims ahead in one call, runs no more than its concurrency, keeps buffered leases, and hands the buffer back at shutdown",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* JobStore.JobStore
+        const limits: Array<number> = []
+        const counting: JobStore.Service = {
+          ...store,
+          claim: (request) =>
+            Effect.zipRight(
+              Effect.sync(() => limits.push(request.limit)),
+              store.claim(request)
+            )
+        }
+        const active = yield* Ref.make(0)
+        const peak = yield* Ref.make(0)
+        const handlers = Job.handlers(
+          Job.handle(Task, () =>
+            Effect.gen(function* () {
+              const now = yield* Ref.updateAndGet(active, (n) => n + 1)
+              yield* Ref.update(peak, (p) => Math.max(p, now))
+              yield* Effect.sleep("20 seconds")
+              yield* Ref.update(active, (n) => n - 1)
+            })
+          )
+        )
+        const ids = (yield* JobQueue.enqueueMany(
+          Array.from({ length: 20 }, (_, n) => JobQueue.item(Task, { n }))
+        )).map((r) => r.id)
+        const { scope, runner } = yield* startRunner(handlers, {
+          concurrency: 2,
+          prefetch: 6,
+          leaseDuration: "30 seconds",
+          shutdownTimeout: "1 second",
+          pollInterval: "1 hour"
+        }).pipe(Effect.provideService(JobStore.JobStore, counting))
+        yield* TestClock.adjust("1 millis")
+        const first = yield* runner.status
+        expect([first.running, first.prefetched]).toEqual([2, 6])
+        expect(limits).toEqual([8])
+
+        // A buffered job that is cancelled leaves the buffer and ends cancelled.
+        expect((yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.cancel(ids[7]!)))._tag).toBeDefined()
+        yield* TestClock.adjust("1 second")
+        expect((yield* job(ids[7]!)).state).toBe("cancelled")
+        expect((yield* runner.status).prefetched).toBe(5)
+
+        // ids[6] waits in the buffer for 40 s, past its 30 s lease: heartbeats keep it ours.
+        yield* TestClock.adjust("44 seconds")
+        const waiting = yield* job(ids[6]!)
+        expect([waiting.state, waiting.attempt, waiting.fence]).toEqual(["running", 1, 1])
+        expect(yield* Ref.get(peak)).toBe(2)
+        expect(limits.every((n) => n <= 8)).toBe(true)
+
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* TestClock.adjust("2 seconds")
+        yield* closing.await
+        const counts = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)
+        const byState = Object.fromEntries(counts.map((c) => [c.state, c.count]))
+        expect(byState).toEqual({ completed: 4, cancelled: 1, available: 15 })
+        for (const id of ids) {
+          const j = yield* job(id)
+          if (j.state === "available") expect(j.attempt).toBe(0)
+        }
+      }).pipe(Effect.provide(Base))
+  )
 })

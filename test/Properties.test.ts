@@ -2,8 +2,7 @@
  * Bad input, generated: random payloads against a job schema (valid ones
  * round-trip, invalid ones are a typed error and nothing is written), random
  * strings as queue, kind and dedupe key names and as ids and filters of the
- * inspection calls, on SQLite and PostgreSQL. Tests marked `.fails` pin down
- * known bugs; remove the mark when the bug is fixed.
+ * inspection calls, on SQLite and PostgreSQL.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
@@ -215,15 +214,11 @@ describe("bad input, generated", () => {
     )
   })
 
-  // KNOWN BUGS (reported). `JobQueue.toInput` checks a payload against its
-  // schema but not that its encoded form survives JSON and the database:
-  // NaN and ±Infinity are stored as null (the job is later discarded with a
-  // decode error), a bigint is a defect, and on PostgreSQL a NUL character or
-  // a lone surrogate is a `JobStoreError` from the database. Dedupe keys with
-  // lone surrogates are stored altered (two different keys can collide).
-  // Each should be an `InvalidPayload` / `InvalidOptions` at enqueue. Remove
-  // `.fails` once fixed.
-  describe("known bugs", () => {
+  // Payloads whose encoded form would not survive JSON and the database
+  // (NaN, ±Infinity, bigint, NUL, lone surrogates) are refused at enqueue
+  // with `InvalidPayload`, and a dedupe key that cannot be stored verbatim
+  // with `InvalidOptions`, instead of being stored altered or failing later.
+  describe("values JSON cannot carry", () => {
     const Loose = Job.make("loose", {
       payload: Schema.Struct({ n: Schema.Number, s: Schema.String, u: Schema.optional(Schema.Unknown) })
     })

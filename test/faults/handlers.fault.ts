@@ -124,13 +124,9 @@ describe("fault: misbehaving handlers", () => {
     { timeout: 120_000 }
   )
 
-  // KNOWN BUG (reported): a handler that throws before returning an effect
-  // kills its attempt fiber before an outcome exists. `execute` calls
-  // `handler.run` outside `Effect.suspend`, so the throw escapes the
-  // `Effect.exit` that maps failures to outcomes; `engine.start` only watches
-  // for interruption, so the slot is never freed and the heartbeat keeps the
-  // lease alive: the job stays `running` forever and, with concurrency 1, the
-  // runner never runs anything else. Remove `.fails` once it is fixed.
+  // A handler that throws before returning its effect is a defect of that
+  // attempt (the call runs inside `Effect.suspend`): the job is retried with
+  // the defect kept, and its slot goes back to the runner.
   it.live(
     "a handler that throws before returning an effect is retried like a defect, and its slot is freed",
     () =>

@@ -8,9 +8,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
 import * as Events from "../../src/Events.js"
 import * as Job from "../../src/Job.js"
 import * as JobQueue from "../../src/JobQueue.js"
@@ -115,13 +117,13 @@ describe("fault: SIGTERM with jobs running", () => {
     { timeout: 300_000 }
   )
 
-  // KNOWN BUG (reported): the fetcher is interrupted at shutdown even while a
-  // claim is in flight. When the claim has committed but its answer has not
-  // been processed, the claimed jobs stay `running` under the stopped runner
-  // until their lease expires (30 s by default), instead of going back to the
-  // queue at once. Here the store answers a claim only after a delay that
-  // never passes (TestClock), so shutdown always lands in that window.
-  // Remove `.fails` once claims are shielded from interruption.
+  // A claim that has committed in the store but whose answer has not been
+  // processed yet is shielded from interruption: shutdown waits for the
+  // answer and starts its jobs, which then drain like any running job: here
+  // the job never finishes, so after the shutdown timeout it is handed back
+  // at once instead of staying `running` until its lease expires. The store
+  // answers a claim one (TestClock) second after committing it, and shutdown
+  // begins inside that window.
   it.scoped("a claim cut short by shutdown hands its jobs back", () =>
     Effect.gen(function* () {
       const Task = Job.make("task", { payload: Schema.Struct({}) })
@@ -144,15 +146,18 @@ describe("fault: SIGTERM with jobs running", () => {
       )
       const scope = yield* Scope.make()
       yield* Layer.buildWithScope(
-        JobRunner.layer(Job.handlers(Job.handle(Task, () => Effect.void))),
+        JobRunner.layer(Job.handlers(Job.handle(Task, () => Effect.never)), { shutdownTimeout: "1 second" }),
         scope
       ).pipe(Effect.provide(base))
       yield* Deferred.await(claimed)
-      yield* Scope.close(scope, Exit.void)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("1 second") // the claim answers; its job starts
+      yield* TestClock.adjust("1 second") // the shutdown timeout passes; the job is handed back
+      yield* Fiber.join(closing)
       const job = yield* Effect.flatMap(JobStore.JobStore, (store) => store.get(id)).pipe(
         Effect.provide(base)
       )
-      expect(job?.state).toBe("available")
+      expect([job?.state, job?.attempt]).toEqual(["available", 0])
     })
   )
 })

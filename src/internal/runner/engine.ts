@@ -20,6 +20,8 @@ export interface Config {
   readonly queues: ReadonlyArray<string>
   readonly concurrency: number
   readonly claimBatchSize: number
+  /** Jobs claimed ahead and held here, under lease, beyond the running ones. */
+  readonly prefetch: number
   readonly pollIntervalMs: number
   readonly leaseMs: number
   readonly heartbeatIntervalMs: number
@@ -50,6 +52,8 @@ export interface Health {
 export interface Engine<R> {
   readonly config: Config
   readonly running: () => ReadonlyArray<JobStore.JobRecord>
+  /** Jobs claimed ahead that wait here for a free slot. */
+  readonly prefetched: () => number
   readonly capacity: () => number
   readonly setCapacity: (n: number) => void
   readonly health: () => Health
@@ -77,6 +81,8 @@ export const makeEngine = <R>(
     const jobScope = yield* Scope.make()
     yield* Effect.addFinalizer(() => Scope.close(jobScope, Exit.void))
     const running = new Map<string, Running>()
+    // Claimed ahead (when `prefetch` > 0), in claim order: priority, run-at, id.
+    let buffer: Array<JobStore.JobRecord> = []
     const signal = yield* Queue.sliding<true>(1)
     const kinds = Array.from(handlers.byKind.keys())
     let capacity = config.concurrency
@@ -154,32 +160,59 @@ export const makeEngine = <R>(
         health = { ...health, healthy: false, lastError: e.message, lastErrorAt: now }
       })
 
+    /** Start buffered jobs while there are free slots. */
+    const startBuffered = Effect.suspend(() => {
+      const n = Math.min(capacity - running.size, buffer.length)
+      if (n <= 0) return Effect.void
+      const next = buffer.slice(0, n)
+      buffer = buffer.slice(n)
+      return Effect.flatMap(clock, (now) => Effect.forEach(next, (job) => start(job, now), { discard: true }))
+    })
+
+    /**
+     * One round of the fetcher: fill free slots from the buffer, then claim
+     * when there is room (free slots, plus buffer space once the buffer is
+     * down to half). Returns the number claimed when the claim came back
+     * full (more may be waiting), 0 when it did not, -1 when there was no
+     * room to claim.
+     */
     const claimOnce: Effect.Effect<number, JobStore.JobStoreError, R> = Effect.gen(function* () {
-      const free = Math.min(capacity - running.size, config.claimBatchSize)
-      if (free <= 0 || draining || kinds.length === 0) return -1
-      // Uninterruptible from claim to start: jobs a claim committed are always started
-      // (and so drained or released at shutdown), never stranded under a stopped runner.
+      if (draining || kinds.length === 0) return -1
+      // Uninterruptible from claim to start: jobs a claim committed are always started or
+      // buffered (and so drained or released at shutdown), never stranded under a stopped runner.
+      yield* Effect.uninterruptible(startBuffered)
+      const slots = Math.max(0, capacity - running.size)
+      const room = slots + config.prefetch - buffer.length
+      if (room <= 0 || buffer.length > config.prefetch / 2) return -1
+      const limit = Math.min(room, config.claimBatchSize)
       const jobs = yield* Effect.uninterruptible(
         Effect.tap(
-          store.claim({
-            queues: config.queues,
-            kinds,
-            limit: free,
-            leaseMs: config.leaseMs,
-            owner: config.owner
-          }),
-          (claimed) =>
-            Effect.flatMap(clock, (now) =>
-              Effect.forEach(claimed, (job) => start(job, now), { discard: true })
-            )
+          store.claim({ queues: config.queues, kinds, limit, leaseMs: config.leaseMs, owner: config.owner }),
+          (claimed) => {
+            buffer = buffer.concat(claimed)
+            return startBuffered
+          }
         )
       )
       const now = yield* clock
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
       health = { ...health, healthy: true, lastClaimAt: now }
       if (jobs.length > 0) yield* Metrics.running(config.owner, running.size)
-      return jobs.length === free ? jobs.length : 0
+      return jobs.length === limit ? jobs.length : 0
     })
+
+    /** Take a job out of the buffer and settle it as `reason` says; false when it is not there. */
+    const unbuffer = (id: string, reason: InterruptReason) =>
+      Effect.suspend(() => {
+        const job = buffer.find((j) => j.id === id)
+        if (job === undefined) return Effect.succeed(false)
+        buffer = buffer.filter((j) => j !== job)
+        const outcome = interruptedOutcome(reason)
+        return Effect.as(
+          outcome === undefined ? Effect.void : settler.offer({ job, outcome, durationMs: 0 }),
+          true
+        )
+      })
 
     const idle = Effect.raceFirst(Queue.take(signal), Effect.sleep(config.pollIntervalMs))
     const waitForSlot = Queue.take(signal)
@@ -205,14 +238,16 @@ export const makeEngine = <R>(
     const interrupt = (id: string, reason: InterruptReason) =>
       Effect.suspend(() => {
         const entry = running.get(id)
-        if (entry === undefined || entry.fiber === undefined) return Effect.succeed(false)
+        if (entry === undefined || entry.fiber === undefined) return unbuffer(id, reason)
         if (entry.reason === undefined) entry.reason = reason
         return Effect.as(Fiber.interruptFork(entry.fiber), true)
       })
 
     const heartbeat = Effect.gen(function* () {
-      if (running.size === 0) return
-      const leases = Array.from(running.values(), (r) => ({ id: r.job.id, fence: r.job.fence }))
+      if (running.size === 0 && buffer.length === 0) return
+      const leases = Array.from(running.values(), (r) => ({ id: r.job.id, fence: r.job.fence })).concat(
+        buffer.map((j) => ({ id: j.id, fence: j.fence }))
+      )
       const statuses = yield* store.heartbeat(config.owner, leases, config.leaseMs)
       for (const s of statuses) {
         if (!s.held) yield* interrupt(s.id, "lost")
@@ -229,6 +264,10 @@ export const makeEngine = <R>(
 
     const drain = Effect.gen(function* () {
       draining = true
+      // Jobs claimed ahead go straight back, without using up an attempt.
+      const held = buffer
+      buffer = []
+      for (const job of held) yield* settler.offer({ job, outcome: { _tag: "release" }, durationMs: 0 })
       const fibers = () => Array.from(running.values(), (r) => r.fiber).filter((f) => f !== undefined)
       // interruptible: drain runs as a finalizer, and the timeout must be able to stop the wait
       const done = yield* Effect.interruptible(Fiber.awaitAll(fibers())).pipe(
@@ -249,6 +288,7 @@ export const makeEngine = <R>(
     return {
       config,
       running: () => Array.from(running.values(), (r) => r.job),
+      prefetched: () => buffer.length,
       capacity: () => capacity,
       setCapacity: (n) => {
         capacity = n
