@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
@@ -36,153 +37,73 @@ const foldDuplicates = (jobs: ReadonlyArray<JobStore.EnqueueInput>) => {
   return { target, unique }
 }
 
-interface InsertedRow {
-  readonly ord: number
-  readonly id: string
-  readonly inserted: boolean
-  readonly queue: string | null
-  readonly state: string | null
-}
-
-/** Insert jobs in one statement; a dedupe conflict leaves the row out. */
-const insertBatch = (ctx: Ctx, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
-  Effect.flatMap(ctx.now, (now) => {
-    const { sql } = ctx
-    const col = <A>(f: (job: JobStore.EnqueueInput) => A) => jobs.map(f)
-    return sql<InsertedRow>`
-      WITH input AS MATERIALIZED (
-        SELECT nextval(${`${ctx.schema}.jobs_id_seq`}::regclass) AS id, t.*
-        FROM unnest(
-          ${col((j) => j.kind)}::text[], ${col((j) => j.queue)}::text[],
-          ${col((j) => (j.payload === undefined ? null : JSON.stringify(j.payload)))}::jsonb[],
-          ${col((j) => j.priority)}::int[], ${col((j) => j.maxAttempts)}::int[],
-          ${col((j) => j.runAt ?? null)}::float8[], ${col((j) => j.delayMs ?? 0)}::float8[],
-          ${col((j) => j.dedupeKey ?? null)}::text[], ${col((j) => j.traceId ?? null)}::text[],
-          ${col((j) => j.spanId ?? null)}::text[]
-        ) WITH ORDINALITY AS t(kind, queue, payload, priority, max_attempts, run_at_ms, delay_ms,
-                               dedupe_key, trace_id, span_id, ord)
-      ),
-      timed AS (
-        SELECT input.*, coalesce(to_timestamp(run_at_ms / 1000), ${now.ts} + delay_ms * interval '1 millisecond') AS run_at
-        FROM input
-      ),
-      ins AS (
-        INSERT INTO ${ctx.table("jobs")} AS j (id, kind, queue, payload, state, priority, max_attempts, run_at,
-          created_at, dedupe_key, trace_id, span_id)
-        SELECT id, kind, queue, payload, CASE WHEN run_at <= ${now.ts} THEN 'available' ELSE 'scheduled' END,
-          priority, max_attempts, run_at, ${now.ts}, dedupe_key, trace_id, span_id
-        FROM timed ORDER BY ord
-        ON CONFLICT DO NOTHING
-        RETURNING j.id, j.queue, j.state
-      )
-      SELECT input.ord::int AS ord, input.id::text AS id, ins.id IS NOT NULL AS inserted, ins.queue, ins.state
-      FROM input LEFT JOIN ins ON ins.id = input.id
-      ORDER BY input.ord`
-  })
-
-/** The live jobs holding the dedupe keys of `jobs`, keyed like `dedupeIdentity`. */
-const liveHolders = (ctx: Ctx, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
-  ctx.sql<{ kind: string; dedupe_key: string; id: string }>`
-    SELECT j.kind, j.dedupe_key, j.id::text AS id FROM ${ctx.table("jobs")} j
-    JOIN unnest(${jobs.map((j) => j.kind)}::text[], ${jobs.map((j) => j.dedupeKey ?? null)}::text[]) AS k(kind, key)
-      ON j.kind = k.kind AND j.dedupe_key = k.key
-    WHERE j.state IN ${ctx.sql.literal(active)}`.pipe(
-    Effect.map((rows) => new Map(rows.map((r) => [JSON.stringify([r.kind, r.dedupe_key]), r.id])))
-  )
+/** A job as one element of the `enqueue` function's JSON document (keys: see `functions.ts`). */
+const encodeInput = (job: JobStore.EnqueueInput) => ({
+  k: job.kind,
+  q: job.queue,
+  p: job.payload,
+  pr: job.priority,
+  m: job.maxAttempts,
+  // JSON has no NaN or infinity: send those as the strings float8 reads.
+  r: job.runAt === undefined || Number.isFinite(job.runAt) ? job.runAt : String(job.runAt),
+  d: job.delayMs === undefined || Number.isFinite(job.delayMs) ? job.delayMs : String(job.delayMs),
+  dk: job.dedupeKey,
+  ti: job.traceId,
+  si: job.spanId
+})
 
 /**
- * Insert `jobs` (already free of in-call duplicates); rows that hit a live
- * dedupe key resolve to that job. A key whose holder finished meanwhile is
- * inserted again, a bounded number of times.
+ * `JobStore.enqueue`: one call of the schema's `enqueue` function, which
+ * inserts the batch, folds dedupe conflicts into the live jobs and sends one
+ * wake-up, all in one statement. On its own that statement is its own
+ * transaction; in the caller's transaction it runs under a savepoint, so a
+ * failed enqueue leaves the caller's transaction usable, and the wake-up
+ * fires when the caller commits.
  */
-const insertResolving = (
+export const enqueue = (
   ctx: Ctx,
-  jobs: ReadonlyArray<JobStore.EnqueueInput>,
-  woken: Array<string>,
-  round = 0
-): Effect.Effect<Array<JobStore.EnqueueResult>, JobStore.JobStoreError | SqlError> =>
-  Effect.gen(function* () {
-    const rows = yield* insertBatch(ctx, jobs)
-    const results: Array<JobStore.EnqueueResult | undefined> = rows.map((row) => {
-      if (!row.inserted) return undefined
-      if (row.state === "available" && row.queue !== null) woken.push(row.queue)
-      return { id: row.id, deduped: false }
-    })
-    const pending = results.flatMap((r, i) => (r === undefined ? [i] : []))
-    if (pending.length === 0) return results as Array<JobStore.EnqueueResult>
-    const holders = yield* liveHolders(
-      ctx,
-      pending.map((i) => jobs[i]!)
-    )
-    const orphans: Array<number> = []
-    for (const i of pending) {
-      const holder = holders.get(dedupeIdentity(jobs[i]!)!)
-      if (holder === undefined) orphans.push(i)
-      else results[i] = { id: holder, deduped: true }
-    }
-    if (orphans.length > 0) {
-      if (round >= 5) {
-        return yield* new JobStore.JobStoreError({
-          message:
-            "PostgreSQL job store: enqueue kept racing with jobs finishing under the same dedupe key; try again"
-        })
-      }
-      const retried = yield* insertResolving(
-        ctx,
-        orphans.map((i) => jobs[i]!),
-        woken,
-        round + 1
-      )
-      orphans.forEach((i, n) => {
-        results[i] = retried[n]!
-      })
-    }
-    return results as Array<JobStore.EnqueueResult>
-  })
-
-/** `JobStore.enqueue`: one transaction (or savepoint in the caller's), one notification per batch. */
-export const enqueue = (ctx: Ctx, jobs: ReadonlyArray<JobStore.EnqueueInput>) => {
+  jobs: ReadonlyArray<JobStore.EnqueueInput>
+): Effect.Effect<Array<JobStore.EnqueueResult>, SqlError> => {
   if (jobs.length === 0) return Effect.succeed([])
   const { target, unique } = foldDuplicates(jobs)
-  return Effect.gen(function* () {
-    const woken: Array<string> = []
-    const inserted = yield* insertResolving(
-      ctx,
-      unique.map((i) => jobs[i]!),
-      woken
-    )
-    yield* notify(ctx, enqueuedPayloads(woken))
-    const byIndex = new Map(unique.map((i, n) => [i, inserted[n]!]))
-    return target.map((first, i): JobStore.EnqueueResult => {
-      const result = byIndex.get(first)!
-      return first === i ? result : { id: result.id, deduped: true }
+  const batch = unique.map((i) => jobs[i]!)
+  const keyed = batch.some((job) => job.dedupeKey !== undefined)
+  const statement = Effect.flatMap(
+    ctx.now,
+    (now) =>
+      ctx.sql<{ ids: string; deduped: ReadonlyArray<number> }>`
+        SELECT ids, deduped FROM ${ctx.table("enqueue")}(
+          ${JSON.stringify(batch.map(encodeInput))}::json, ${now.ts}, ${keyed})`
+  )
+  return Effect.serviceOption(SqlClient.TransactionConnection).pipe(
+    Effect.flatMap((transaction) =>
+      transaction._tag === "Some" ? ctx.sql.withTransaction(statement) : statement
+    ),
+    Effect.map(([row]) => {
+      const ids = row!.ids.split(",")
+      const deduped = new Set(row!.deduped)
+      const slot: Array<number> = []
+      unique.forEach((i, n) => {
+        slot[i] = n
+      })
+      return target.map((first, i): JobStore.EnqueueResult => {
+        const n = slot[first]!
+        return { id: ids[n]!, deduped: first !== i || deduped.has(n + 1) }
+      })
     })
-  }).pipe(ctx.sql.withTransaction)
+  )
 }
 
-/** The claim statement: one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`. */
-export const claimStatement = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now) => {
-  const { sql } = ctx
-  return sql<JobRow>`
-    WITH due AS (
-      SELECT id FROM ${ctx.table("jobs")}
-      WHERE state IN ('available', 'scheduled', 'retryable') AND run_at <= ${now.ts}
-        AND kind = ANY(${request.kinds}::text[])
-        -- Paused queues are taken out of the requested list, not filtered row by row:
-        -- the planner then keeps its row estimate and reads the claim index in order.
-        AND queue = ANY(ARRAY(
-          SELECT q FROM unnest(${request.queues}::text[]) AS q
-          WHERE NOT EXISTS (SELECT 1 FROM ${ctx.table("paused_queues")} p WHERE p.queue = q)))
-      ORDER BY priority, run_at, id
-      LIMIT ${request.limit}
-      FOR UPDATE SKIP LOCKED
-    )
-    UPDATE ${ctx.table("jobs")} AS j SET
-      state = 'running', attempt = j.attempt + 1, fence = j.fence + 1, attempted_at = ${now.ts},
-      lease_owner = ${request.owner}, lease_expires_at = ${now.ts} + ${millis(ctx, request.leaseMs)}
-    FROM due WHERE j.id = due.id
-    RETURNING ${sql.literal(columns)}`
-}
+/**
+ * The claim statement: a call of the schema's `claim` function, which runs
+ * `UPDATE … FROM (SELECT … ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED)`
+ * with a plan that does not depend on table statistics (see `functions.ts`).
+ */
+export const claimStatement = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now) =>
+  ctx.sql<JobRow>`
+    SELECT ${ctx.sql.literal(columns)} FROM ${ctx.table("claim")}(
+      ${request.kinds}::text[], ${request.queues}::text[], ${request.limit}::int, ${request.owner}::text,
+      ${request.leaseMs}::float8, ${now.ts}) AS j`
 
 /** `JobStore.claim`. */
 export const claim = (ctx: Ctx, request: JobStore.ClaimRequest) => {

@@ -8,6 +8,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
+import { v2 } from "./functions.js"
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 48 characters. */
 const identifier = /^[a-z_][a-z0-9_]{0,47}$/
@@ -82,7 +83,8 @@ const v1 = (schema: string) => `
 const ddl = (text: string) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text))
 
 /** The migrations, by id. Never edit a released one: add a new id. */
-const migrations = (schema: string) => Migrator.fromRecord({ "1_create_jobs": ddl(v1(schema)) })
+const migrations = (schema: string) =>
+  Migrator.fromRecord({ "1_create_jobs": ddl(v1(schema)), "2_hot_path_functions": ddl(v2(schema)) })
 
 /**
  * Create or upgrade the schema. Safe when several processes migrate at once:
