@@ -62,6 +62,7 @@ const enabled = (workload: string) => settings.only === undefined || settings.on
 
 const drainers: ReadonlyArray<DriverName> = [
   "nightshift-pg",
+  "nightshift-pg-prefetch",
   "nightshift-sqlite",
   "nightshift-memory",
   "graphile",
@@ -229,6 +230,18 @@ const targets: ReadonlyArray<Target> = [
   {
     name: "W1 drain: Nightshift · PostgreSQL ÷ W4 raw ceiling, batch 50",
     a: { workload: "W1", contestant: "nightshift-pg", key: "drain" },
+    b: { workload: "W4", contestant: "ceiling-b50", key: "rate" },
+    goal: 0.6
+  },
+  {
+    name: "W1 drain: Nightshift · PostgreSQL · prefetch 500 ÷ graphile-worker · perfTest batching",
+    a: { workload: "W1", contestant: "nightshift-pg-prefetch", key: "drain" },
+    b: { workload: "W1", contestant: "graphile-batched", key: "drain" },
+    goal: 2
+  },
+  {
+    name: "W1 drain: Nightshift · PostgreSQL · prefetch 500 ÷ W4 raw ceiling, batch 50",
+    a: { workload: "W1", contestant: "nightshift-pg-prefetch", key: "drain" },
     b: { workload: "W4", contestant: "ceiling-b50", key: "rate" },
     goal: 0.6
   },

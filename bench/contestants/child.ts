@@ -9,6 +9,7 @@ import type { Baseline, Driver, Make } from "./driver.js"
 const load = async (name: DriverName): Promise<Make> => {
   switch (name) {
     case "nightshift-pg":
+    case "nightshift-pg-prefetch":
     case "nightshift-sqlite":
     case "nightshift-memory":
       return (await import("./nightshift.js")).make

@@ -1,7 +1,10 @@
 /**
  * Nightshift as a contestant: the PostgreSQL, SQLite and memory stores, with
  * the library's public API only (`JobQueue.enqueueMany`, `JobRunner.layer`)
- * and default runner settings apart from the concurrency.
+ * and default runner settings apart from the concurrency; the
+ * `nightshift-pg-prefetch` contestant also claims up to 500 jobs ahead
+ * (`prefetch: 500`), the counterpart of graphile-worker's `localQueue` size
+ * 500 in its perfTest settings.
  */
 import { rmSync } from "node:fs"
 import { join } from "node:path"
@@ -29,7 +32,9 @@ const Noop = Job.make("bench_noop", { payload: Schema.Struct({ i: Schema.Number,
 type Engine = "pg" | "sqlite" | "memory"
 
 const engineOf = (spec: ChildSpec): Engine =>
-  spec.driver === "nightshift-pg" ? "pg" : spec.driver === "nightshift-sqlite" ? "sqlite" : "memory"
+  spec.driver === "nightshift-pg" || spec.driver === "nightshift-pg-prefetch"
+    ? "pg"
+    : spec.driver === "nightshift-sqlite" ? "sqlite" : "memory"
 
 const sqliteFile = (spec: ChildSpec) => join(spec.tmpDir, `${spec.namespace}.db`)
 
@@ -106,7 +111,10 @@ export const make = async (spec: ChildSpec): Promise<Driver> => {
       Effect.gen(function* () {
         const scope = yield* Scope.make()
         const handlers = Job.handlers(Job.handle(Noop, ({ i, t }) => Effect.sync(() => onJob(i, t))))
-        yield* Layer.buildWithScope(JobRunner.layer(handlers, { concurrency }), scope)
+        yield* Layer.buildWithScope(JobRunner.layer(handlers, {
+            concurrency,
+            ...(spec.driver === "nightshift-pg-prefetch" ? { prefetch: 500 } : {})
+          }), scope)
         worker = scope
       })
     )

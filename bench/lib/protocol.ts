@@ -6,6 +6,7 @@
 /** Every contestant and baseline a child can host. */
 export type DriverName =
   | "nightshift-pg"
+  | "nightshift-pg-prefetch"
   | "nightshift-sqlite"
   | "nightshift-memory"
   | "graphile"

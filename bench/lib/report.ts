@@ -8,6 +8,7 @@ import type { Summary } from "./stats.js"
 /** Display names, with the settings that matter. */
 export const labels: Record<string, string> = {
   "nightshift-pg": "Nightshift · PostgreSQL",
+  "nightshift-pg-prefetch": "Nightshift · PostgreSQL · prefetch 500",
   "nightshift-sqlite": "Nightshift · SQLite",
   "nightshift-memory": "Nightshift · memory",
   graphile: "graphile-worker · defaults",
