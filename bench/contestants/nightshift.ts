@@ -34,7 +34,9 @@ type Engine = "pg" | "sqlite" | "memory"
 const engineOf = (spec: ChildSpec): Engine =>
   spec.driver === "nightshift-pg" || spec.driver === "nightshift-pg-prefetch"
     ? "pg"
-    : spec.driver === "nightshift-sqlite" ? "sqlite" : "memory"
+    : spec.driver === "nightshift-sqlite"
+      ? "sqlite"
+      : "memory"
 
 const sqliteFile = (spec: ChildSpec) => join(spec.tmpDir, `${spec.namespace}.db`)
 
@@ -111,10 +113,13 @@ export const make = async (spec: ChildSpec): Promise<Driver> => {
       Effect.gen(function* () {
         const scope = yield* Scope.make()
         const handlers = Job.handlers(Job.handle(Noop, ({ i, t }) => Effect.sync(() => onJob(i, t))))
-        yield* Layer.buildWithScope(JobRunner.layer(handlers, {
+        yield* Layer.buildWithScope(
+          JobRunner.layer(handlers, {
             concurrency,
             ...(spec.driver === "nightshift-pg-prefetch" ? { prefetch: 500 } : {})
-          }), scope)
+          }),
+          scope
+        )
         worker = scope
       })
     )
