@@ -8,12 +8,10 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
-import * as JobStore from "../../JobStore.js"
+import type * as JobStore from "../../JobStore.js"
 import { type Ctx, isJobId, millis, type Now } from "./context.js"
 import { claimOrder, columns, type JobRow, toRecord } from "./rows.js"
 import { enqueuedPayloads, notify } from "./wakeups.js"
-
-const active = "('scheduled', 'available', 'running', 'retryable')"
 
 const dedupeIdentity = (job: JobStore.EnqueueInput): string | undefined =>
   job.dedupeKey === undefined ? undefined : JSON.stringify([job.kind, job.dedupeKey])
