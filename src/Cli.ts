@@ -12,6 +12,7 @@
  */
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -67,8 +68,18 @@ export const version = "0.1.0"
 const report = (cause: Cause.Cause<CliError | ValidationError.ValidationError>): Effect.Effect<number> => {
   const error = Cause.failureOption(cause)
   if (error._tag === "Some") {
-    // @effect/cli has already printed a usage error with its help text.
-    if (ValidationError.isValidationError(error.value)) return Effect.succeed(2)
+    if (ValidationError.isValidationError(error.value)) {
+      // @effect/cli has already printed its usage error, unless it had nothing to say
+      // (an unknown option it does not name, for one).
+      return HelpDoc.toAnsiText(error.value.error).trim() === ""
+        ? Effect.as(
+            Console.error(
+              "error: the arguments could not be parsed (an unknown option, or a value missing?); see `nightshift <command> --help`"
+            ),
+            2
+          )
+        : Effect.succeed(2)
+    }
     return Effect.as(Console.error(`error: ${error.value.message}`), error.value.exitCode)
   }
   return Effect.as(Console.error(`nightshift: unexpected error\n${Cause.pretty(cause)}`), 1)

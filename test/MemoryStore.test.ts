@@ -207,9 +207,12 @@ describe("internal heap", () => {
     ([steps]) => {
       const heap = new Heap<Item>()
       const live: Array<Item> = []
+      // keys are unique, as (priority, run-at, id) is: the last part is made unique here
+      let n = 0
       for (const s of steps) {
         if ("push" in s) {
-          const item: Item = { seq: 0, deleted: false, key: s.push }
+          const key: Item["key"] = [s.push[0], s.push[1], s.push[2] * 1_000 + n++]
+          const item: Item = { seq: 0, deleted: false, key }
           heap.push(item.key[0], item.key[1], item.key[2], item)
           live.push(item)
         } else if ("stale" in s) {
