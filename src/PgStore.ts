@@ -59,8 +59,8 @@ export interface Options {
   readonly listen?: boolean | undefined
   /**
    * How often the listener checks its own connection; it reconnects after two
-   * silent heartbeats. Default 1 second (a dead listener is replaced within
-   * about 2.5 s).
+   * silent heartbeats. Default 500 ms (a dead listener is replaced within
+   * about 1.5 s); each heartbeat is one `pg_notify` on the pool.
    */
   readonly listenerHeartbeat?: Duration.DurationInput | undefined
 }
@@ -127,7 +127,7 @@ export const make = (
       options.listen === false
         ? Stream.empty
         : yield* Wakeups.start(client, ctx, {
-            heartbeat: Duration.decode(options.listenerHeartbeat ?? "1 second"),
+            heartbeat: Duration.decode(options.listenerHeartbeat ?? "500 millis"),
             retryDelay: Duration.millis(250)
           })
     return service(ctx, wakeups)

@@ -105,7 +105,7 @@ export const start = (
     const hub = yield* PubSub.sliding<JobStore.Wakeup>(4096)
     const ready = yield* Deferred.make<void>()
     const beat = notify(ctx, [heartbeatPayload]).pipe(Effect.ignore)
-    // Two missed heartbeats: with the default (1 s) a dead connection is noticed within about 2 s.
+    // Two missed heartbeats: with the default (500 ms) a dead connection is noticed within about 1 s.
     const stale = Duration.times(options.heartbeat, 2)
     const session = client.listen(ctx.channel).pipe(
       Stream.merge(
