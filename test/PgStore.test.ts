@@ -344,6 +344,41 @@ describe("PgStore enqueue", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("a batch mixing new keys, held keys and keyless jobs wakes only the queues of new due jobs", () =>
+    Effect.gen(function* () {
+      const { schema, store } = yield* setup("mixed")
+      const [held] = yield* store.enqueue([input({ queue: "held", dedupeKey: "h" })])
+      const watcher = yield* observe(schema)
+      const results = yield* store.enqueue([
+        input({ queue: "later", delayMs: 60_000 }),
+        input({ queue: "held", dedupeKey: "h" }),
+        input({ queue: "fresh", dedupeKey: "f" }),
+        input({ queue: "plain" }),
+        input({ queue: "fresh", dedupeKey: "f" })
+      ])
+      expect(results.map((r) => r.deduped)).toEqual([false, true, false, false, true])
+      expect(results[1]!.id).toBe(held!.id)
+      expect(results[4]!.id).toBe(results[2]!.id)
+      const ids = [results[0]!, results[2]!, results[3]!].map((r) => BigInt(r.id))
+      expect(ids[0]! < ids[1]! && ids[1]! < ids[2]!).toBe(true)
+      expect((yield* watcher.settle).map((p) => JSON.parse(p))).toEqual([{ t: "e", q: ["fresh", "plain"] }])
+      expect((yield* store.get(results[3]!.id))?.queue).toBe("plain")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("wake-ups for many long queue names are split below PostgreSQL's payload limit", () =>
+    Effect.gen(function* () {
+      const { schema, store } = yield* setup("split")
+      const watcher = yield* observe(schema)
+      const queues = Array.from({ length: 40 }, (_, i) => `${String(i).padStart(2, "0")}${"q".repeat(300)}`)
+      yield* store.enqueue(queues.map((queue) => input({ queue })))
+      const payloads = yield* watcher.settle
+      expect(payloads.length).toBe(2)
+      expect(payloads.every((p) => Buffer.byteLength(p) < 8000)).toBe(true)
+      expect(payloads.flatMap((p) => JSON.parse(p).q)).toEqual(queues)
+    }).pipe(Effect.scoped)
+  )
+
   it.live("concurrent bulk enqueues from separate nodes keep one live job per dedupe key", () =>
     Effect.gen(function* () {
       const { schema, store } = yield* setup("dedupe")
@@ -475,6 +510,26 @@ describe("PgStore transactional enqueue", () => {
         expect(yield* sql`SELECT n FROM ${sql(`${schema}.orders`)}`).toEqual([{ n: 2 }])
         expect((yield* watcher.settle).map((p) => JSON.parse(p))).toEqual([{ t: "e", q: ["orders"] }])
       }).pipe(Effect.scoped)
+  )
+
+  it.live("a failed enqueue inside the application's transaction leaves that transaction usable", () =>
+    Effect.gen(function* () {
+      const { schema, store, sql } = yield* setup("txerr", { listen: false })
+      yield* sql`CREATE TABLE ${sql(`${schema}.orders`)} (n integer)`
+      const failed = yield* sql.withTransaction(
+        Effect.gen(function* () {
+          yield* sql`INSERT INTO ${sql(`${schema}.orders`)} VALUES (3)`
+          // A payload PostgreSQL refuses (jsonb holds no NUL): the enqueue fails in the database.
+          const exit = yield* Effect.exit(store.enqueue([input({ payload: { s: "a\u0000b" } })]))
+          yield* sql`INSERT INTO ${sql(`${schema}.orders`)} VALUES (4)`
+          yield* store.enqueue([input({ payload: { n: 4 } })])
+          return exit
+        })
+      )
+      expect(Exit.isFailure(failed)).toBe(true)
+      expect(yield* sql`SELECT n FROM ${sql(`${schema}.orders`)} ORDER BY n`).toEqual([{ n: 3 }, { n: 4 }])
+      expect((yield* store.list({})).jobs.map((j) => j.payload)).toEqual([{ n: 4 }])
+    }).pipe(Effect.scoped)
   )
 })
 

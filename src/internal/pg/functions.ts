@@ -20,8 +20,20 @@
 
 const activeStates = "('scheduled', 'available', 'running', 'retryable')"
 
-/** The job fields in an `enqueue` document: short keys keep a 20,000-job batch small. */
-const inputColumns = `k text, q text, p jsonb, pr integer, m integer, r float8, d float8, dk text, ti text, si text`
+/**
+ * The rows of an `enqueue` document: a JSON array with one array per job,
+ * `[kind, queue, payload, priority, max_attempts, run_at_ms, delay_ms,
+ * dedupe_key, trace_id, span_id]`. Positions instead of keys: reading a
+ * field of a jsonb array is cheap, and the document is a third smaller than
+ * with keys; `json_to_recordset` took 1.7 times as long for 20,000 jobs.
+ */
+const inputRows = `
+  SELECT e.ord, e.v->>0 AS kind, e.v->>1 AS queue, e.v->2 AS payload, (e.v->>3)::integer AS priority,
+    (e.v->>4)::integer AS max_attempts,
+    coalesce(to_timestamp((e.v->>5)::float8 / 1000),
+             p_now + coalesce((e.v->>6)::float8, 0) * interval '1 millisecond') AS run_at,
+    e.v->>7 AS dedupe_key, e.v->>8 AS trace_id, e.v->>9 AS span_id
+  FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS e(v, ord)`
 
 export const v2 = (schema: string) => `
   CREATE FUNCTION ${schema}.claim(
@@ -87,12 +99,12 @@ export const v2 = (schema: string) => `
   END
   $fn$;
 
-  -- A batch of jobs (a JSON array of {${inputColumns}}), inserted in input order.
-  -- ids: the job id of every input, comma-separated in input order; deduped: the
-  -- 1-based positions whose dedupe key was held by a live job, which is the id given.
+  -- A batch of jobs (see inputRows), inserted in input order. ids: the job id
+  -- of every input, comma-separated in input order; deduped: the 1-based
+  -- positions whose dedupe key was held by a live job, which is the id given.
   -- p_keyed false (no input has a dedupe key) takes a plain INSERT ... RETURNING.
   CREATE FUNCTION ${schema}.enqueue(
-    p_jobs json, p_now timestamptz, p_keyed boolean, OUT ids text, OUT deduped integer[]
+    p_jobs jsonb, p_now timestamptz, p_keyed boolean, OUT ids text, OUT deduped integer[]
   )
   LANGUAGE plpgsql VOLATILE
   -- Planned once per connection: the row estimates of a JSON document do not
@@ -118,12 +130,9 @@ export const v2 = (schema: string) => `
       WITH ins AS (
         INSERT INTO ${schema}.jobs AS j (kind, queue, payload, state, priority, max_attempts, run_at,
           created_at, trace_id, span_id)
-        SELECT t.k, t.q, t.p, CASE WHEN r.run_at <= p_now THEN 'available' ELSE 'scheduled' END,
-          t.pr, t.m, r.run_at, p_now, t.ti, t.si
-        FROM json_to_recordset(p_jobs) AS t(${inputColumns})
-        CROSS JOIN LATERAL (
-          SELECT coalesce(to_timestamp(t.r / 1000), p_now + coalesce(t.d, 0) * interval '1 millisecond') AS run_at
-        ) r
+        SELECT i.kind, i.queue, i.payload, CASE WHEN i.run_at <= p_now THEN 'available' ELSE 'scheduled' END,
+          i.priority, i.max_attempts, i.run_at, p_now, i.trace_id, i.span_id
+        FROM (${inputRows}) i
         RETURNING j.id, j.queue, j.state
       )
       SELECT string_agg(ins.id::text, ',' ORDER BY ins.id),
@@ -139,21 +148,17 @@ export const v2 = (schema: string) => `
       -- Ids are taken up front, in input order, so that rows a live dedupe key
       -- leaves out are known by their id.
       WITH input AS MATERIALIZED (
-        SELECT nextval('${schema}.jobs_id_seq') AS id, t.*
-        FROM ROWS FROM (json_to_recordset(p_jobs) AS (${inputColumns})) WITH ORDINALITY
-          AS t(k, q, p, pr, m, r, d, dk, ti, si, ord)
-        WHERE v_pending IS NULL OR t.ord IN (SELECT unnest(v_pending))
+        SELECT nextval('${schema}.jobs_id_seq') AS id, i.*
+        FROM (${inputRows}) i
+        WHERE v_pending IS NULL OR i.ord IN (SELECT unnest(v_pending))
       ),
       ins AS (
         INSERT INTO ${schema}.jobs AS j (id, kind, queue, payload, state, priority, max_attempts, run_at,
           created_at, dedupe_key, trace_id, span_id)
-        SELECT input.id, input.k, input.q, input.p,
-          CASE WHEN r.run_at <= p_now THEN 'available' ELSE 'scheduled' END,
-          input.pr, input.m, r.run_at, p_now, input.dk, input.ti, input.si
+        SELECT input.id, input.kind, input.queue, input.payload,
+          CASE WHEN input.run_at <= p_now THEN 'available' ELSE 'scheduled' END,
+          input.priority, input.max_attempts, input.run_at, p_now, input.dedupe_key, input.trace_id, input.span_id
         FROM input
-        CROSS JOIN LATERAL (
-          SELECT coalesce(to_timestamp(input.r / 1000), p_now + coalesce(input.d, 0) * interval '1 millisecond') AS run_at
-        ) r
         ORDER BY input.ord
         ON CONFLICT DO NOTHING
         RETURNING j.id, j.queue, j.state
@@ -171,12 +176,12 @@ export const v2 = (schema: string) => `
       EXIT WHEN cardinality(v_missing) = 0;
 
       -- A new statement, so a new snapshot: it sees the holders that committed
-      -- while this insert waited on them.
-      SELECT coalesce(array_agg(t.ord::integer), '{}'), coalesce(array_agg(j.id), '{}')
+      -- while the insert waited on them.
+      SELECT coalesce(array_agg(e.ord::integer), '{}'), coalesce(array_agg(j.id), '{}')
       INTO v_found_ord, v_found_id
-      FROM ROWS FROM (json_to_recordset(p_jobs) AS (k text, dk text)) WITH ORDINALITY AS t(k, dk, ord)
-      JOIN unnest(v_missing) AS m(ord) ON m.ord = t.ord
-      JOIN ${schema}.jobs j ON j.kind = t.k AND j.dedupe_key = t.dk AND j.state IN ${activeStates};
+      FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS e(v, ord)
+      JOIN unnest(v_missing) AS m(ord) ON m.ord = e.ord
+      JOIN ${schema}.jobs j ON j.kind = e.v->>0 AND j.dedupe_key = e.v->>7 AND j.state IN ${activeStates};
 
       v_ord := v_ord || v_found_ord;
       v_id := v_id || v_found_id;

@@ -35,20 +35,22 @@ const foldDuplicates = (jobs: ReadonlyArray<JobStore.EnqueueInput>) => {
   return { target, unique }
 }
 
-/** A job as one element of the `enqueue` function's JSON document (keys: see `functions.ts`). */
-const encodeInput = (job: JobStore.EnqueueInput) => ({
-  k: job.kind,
-  q: job.queue,
-  p: job.payload,
-  pr: job.priority,
-  m: job.maxAttempts,
-  // JSON has no NaN or infinity: send those as the strings float8 reads.
-  r: job.runAt === undefined || Number.isFinite(job.runAt) ? job.runAt : String(job.runAt),
-  d: job.delayMs === undefined || Number.isFinite(job.delayMs) ? job.delayMs : String(job.delayMs),
-  dk: job.dedupeKey,
-  ti: job.traceId,
-  si: job.spanId
-})
+/** JSON has no NaN or infinity: those travel as the strings float8 reads. */
+const float = (n: number | undefined) => (n === undefined || Number.isFinite(n) ? n : String(n))
+
+/** A job as one row of the `enqueue` function's document (positions: see `functions.ts`). */
+const encodeInput = (job: JobStore.EnqueueInput) => [
+  job.kind,
+  job.queue,
+  job.payload,
+  job.priority,
+  job.maxAttempts,
+  float(job.runAt),
+  float(job.delayMs),
+  job.dedupeKey,
+  job.traceId,
+  job.spanId
+]
 
 /**
  * `JobStore.enqueue`: one call of the schema's `enqueue` function, which
@@ -71,7 +73,7 @@ export const enqueue = (
     (now) =>
       ctx.sql<{ ids: string; deduped: ReadonlyArray<number> }>`
         SELECT ids, deduped FROM ${ctx.table("enqueue")}(
-          ${JSON.stringify(batch.map(encodeInput))}::json, ${now.ts}, ${keyed})`
+          ${JSON.stringify(batch.map(encodeInput))}::jsonb, ${now.ts}, ${keyed})`
   )
   return Effect.serviceOption(SqlClient.TransactionConnection).pipe(
     Effect.flatMap((transaction) =>
