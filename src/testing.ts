@@ -19,7 +19,7 @@ import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import type * as TestServices from "effect/TestServices"
 import * as Events from "./Events.js"
-import { execute } from "./internal/runner/execute.js"
+import { execute, withJobLogs } from "./internal/runner/execute.js"
 import type * as Job from "./Job.js"
 import * as JobQueue from "./JobQueue.js"
 import * as JobStore from "./JobStore.js"
@@ -105,22 +105,25 @@ export const drain = <R>(
       }
       for (const job of jobs) {
         attempts++
-        yield* execute(
-          handlers.byKind.get(job.kind),
+        yield* withJobLogs(
           job,
-          () => undefined,
-          (outcome) =>
-            outcome === undefined
-              ? Effect.void
-              : Effect.flatMap(store.settle([{ id: job.id, fence: job.fence, outcome }]), ([r]) =>
-                  Effect.sync(() => {
-                    if (r?.state === "completed") result.completed++
-                    else if (r?.state === "retryable") result.retried++
-                    else if (r?.state === "discarded") result.discarded++
-                    else if (r?.state === "cancelled") result.cancelled++
-                    else if (r?.applied) result.snoozed++
-                  })
-                ).pipe(Effect.orDie)
+          execute(
+            handlers.byKind.get(job.kind),
+            job,
+            () => undefined,
+            (outcome) =>
+              outcome === undefined
+                ? Effect.void
+                : Effect.flatMap(store.settle([{ id: job.id, fence: job.fence, outcome }]), ([r]) =>
+                    Effect.sync(() => {
+                      if (r?.state === "completed") result.completed++
+                      else if (r?.state === "retryable") result.retried++
+                      else if (r?.state === "discarded") result.discarded++
+                      else if (r?.state === "cancelled") result.cancelled++
+                      else if (r?.applied) result.snoozed++
+                    })
+                  ).pipe(Effect.orDie)
+          )
         )
       }
     }
@@ -244,14 +247,17 @@ export const perform = <A, R>(
       spanId: null
     }
     let outcome: JobStore.Outcome | undefined
-    yield* execute(
-      handler,
+    yield* withJobLogs(
       job,
-      () => undefined,
-      (o) =>
-        Effect.sync(() => {
-          outcome = o
-        })
+      execute(
+        handler,
+        job,
+        () => undefined,
+        (o) =>
+          Effect.sync(() => {
+            outcome = o
+          })
+      )
     )
     return outcome
   })

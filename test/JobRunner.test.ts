@@ -3,7 +3,9 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -341,6 +343,26 @@ describe("JobRunner", () => {
           const j = yield* job(id)
           if (j.state === "available") expect(j.attempt).toBe(0)
         }
+      }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped(
+    "a handler's log lines carry the job's id, kind and attempt, and the runner's own lines do not",
+    () =>
+      Effect.gen(function* () {
+        const lines: Array<{ message: unknown; annotations: Record<string, unknown> }> = []
+        const capture = Logger.make(({ message, annotations }) => {
+          lines.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
+        })
+        const done = yield* awaitEvents(1, ["completed"])
+        const { id } = yield* JobQueue.enqueue(Task, { n: 3 })
+        yield* startRunner(Job.handlers(Job.handle(Task, ({ n }) => Effect.log(`working on ${n}`)))).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, capture))
+        )
+        yield* done.await
+        const line = lines.find((l) => String(l.message).includes("working on 3"))
+        expect(line?.annotations).toMatchObject({ "job.id": id, "job.kind": "task", "job.attempt": 1 })
+        expect(lines.filter((l) => l.annotations["job.id"] !== undefined)).toHaveLength(1)
       }).pipe(Effect.provide(Base))
   )
 })

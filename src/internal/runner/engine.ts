@@ -11,7 +11,7 @@ import * as Events from "../../Events.js"
 import type * as Job from "../../Job.js"
 import type * as JobStore from "../../JobStore.js"
 import * as Metrics from "../../Metrics.js"
-import { execute, type InterruptReason, interruptedOutcome } from "./execute.js"
+import { annotateJob, execute, type InterruptReason, interruptedOutcome } from "./execute.js"
 import type { Settler } from "./settler.js"
 
 /** Runner settings with every default filled in. */
@@ -107,11 +107,14 @@ export const makeEngine = <R>(
     const start = (job: JobStore.JobRecord, now: number) => {
       const entry: Running = { job, startedAt: now, fiber: undefined, reason: undefined, finished: false }
       running.set(job.id, entry)
-      const attempt = execute(
-        handlers.byKind.get(job.kind),
-        job,
-        () => entry.reason,
-        (outcome) => finish(entry, outcome)
+      const attempt = Effect.zipRight(
+        annotateJob(job),
+        execute(
+          handlers.byKind.get(job.kind),
+          job,
+          () => entry.reason,
+          (outcome) => finish(entry, outcome)
+        )
       ).pipe(
         // A safety net: `execute` hands every outcome to `finish`; should its fiber end
         // any other way, the slot is still freed and the job settled.
@@ -135,8 +138,9 @@ export const makeEngine = <R>(
               )
         )
       )
-      // interruptible: the claim that starts jobs runs uninterruptibly, and a fork inherits that
-      return Effect.forkIn(Effect.interruptible(attempt), jobScope).pipe(
+      // Forked uninterruptible, so the safety net is in place before an interrupt can land;
+      // `execute` makes the handler itself interruptible.
+      return Effect.forkIn(Effect.uninterruptible(attempt), jobScope).pipe(
         Effect.tap((fiber) => {
           entry.fiber = fiber
         }),

@@ -2,6 +2,8 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -155,7 +157,26 @@ const spanLinks = (job: JobStore.JobRecord): ReadonlyArray<Tracer.SpanLink> =>
     : []
 
 /**
+ * Annotate the current fiber's logs with the job, for good: meant for the
+ * fiber that runs one attempt and then ends, where it is about four times
+ * cheaper than `Effect.annotateLogs` (which restores the annotations after).
+ */
+export const annotateJob = (job: JobStore.JobRecord): Effect.Effect<void> =>
+  FiberRef.update(FiberRef.currentLogAnnotations, (annotations) =>
+    HashMap.set(
+      HashMap.set(HashMap.set(annotations, "job.id", job.id), "job.kind", job.kind),
+      "job.attempt",
+      job.attempt
+    )
+  )
+
+/** Annotate the logs of `self` with the job (restoring them after). */
+export const withJobLogs = <A, E, R>(job: JobStore.JobRecord, self: Effect.Effect<A, E, R>) =>
+  Effect.annotateLogs(self, { "job.id": job.id, "job.kind": job.kind, "job.attempt": job.attempt })
+
+/**
  * Run one attempt of `job` with `handler` and pass how it ended to `then`.
+ * Log annotations are the caller's business (see `annotateJob`).
  * Only the handler itself is interruptible: when the runner interrupts it
  * (cancel, shutdown, lost lease, as `reason()` says), the outcome is still
  * computed and handed to `then`.
@@ -166,38 +187,39 @@ export const execute = <R, R2>(
   reason: () => InterruptReason | undefined,
   then: (settle: Settle) => Effect.Effect<void, never, R2>
 ): Effect.Effect<void, never, R | R2> =>
-  Effect.uninterruptibleMask((restore) => {
-    if (handler === undefined) {
-      return then({
-        _tag: "discard",
-        error: { kind: "unknown-kind", message: `no handler for job kind "${job.kind}"` }
-      })
-    }
-    const kind = handler.kind
-    const attempt = (payload: unknown) => {
-      // suspended: a handler that throws before returning its effect is a defect, not a crash
-      const run = Effect.suspend(() => handler.run(payload, jobContext(job)))
-      return kind.timeout === undefined ? run : Effect.timeout(run, kind.timeout)
-    }
-    const outcome = Schema.decodeUnknown(kind.payload)(job.payload).pipe(
-      Effect.matchEffect({
-        onFailure: (e) => Effect.succeed<Settle>(decodeError(e)),
-        onSuccess: (payload) =>
-          restore(attempt(payload)).pipe(
-            Effect.exit,
-            Effect.flatMap(
-              (exit): Effect.Effect<Settle> =>
-                Exit.isSuccess(exit)
-                  ? Effect.succeed({ _tag: "completed" })
-                  : fromCause(kind, job, exit.cause, reason())
+  Effect.uninterruptible(
+    Effect.suspend(() => {
+      if (handler === undefined) {
+        return then({
+          _tag: "discard",
+          error: { kind: "unknown-kind", message: `no handler for job kind "${job.kind}"` }
+        })
+      }
+      const kind = handler.kind
+      const attempt = (payload: unknown) => {
+        // suspended: a handler that throws before returning its effect is a defect, not a crash
+        const run = Effect.suspend(() => handler.run(payload, jobContext(job)))
+        return kind.timeout === undefined ? run : Effect.timeout(run, kind.timeout)
+      }
+      const outcome = Schema.decodeUnknown(kind.payload)(job.payload).pipe(
+        Effect.matchEffect({
+          onFailure: (e) => Effect.succeed<Settle>(decodeError(e)),
+          onSuccess: (payload) =>
+            Effect.interruptible(attempt(payload)).pipe(
+              Effect.exit,
+              Effect.flatMap(
+                (exit): Effect.Effect<Settle> =>
+                  Exit.isSuccess(exit)
+                    ? Effect.succeed({ _tag: "completed" })
+                    : fromCause(kind, job, exit.cause, reason())
+              )
             )
-          )
-      }),
-      (self) => traced(job, self),
-      Effect.annotateLogs({ "job.id": job.id, "job.kind": job.kind, "job.attempt": job.attempt })
-    )
-    return Effect.flatMap(outcome, then)
-  })
+        }),
+        (self) => traced(job, self)
+      )
+      return Effect.flatMap(outcome, then)
+    })
+  )
 
 /** The outcome for an attempt interrupted before its handler ran. */
 export const interruptedOutcome = (reason: InterruptReason | undefined): Settle =>
