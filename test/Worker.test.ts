@@ -1,13 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import type * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Crew from "../src/Crew.js"
@@ -503,6 +506,30 @@ describe("Worker.batchConsumer", () => {
         [5000, [4, 5]]
       ])
       expect(yield* statusOf(handle, "flush")).toMatchObject({ kind: "batch", runs: 2, successes: 2 })
+    })
+  )
+
+  it.scoped("a partial batch is flushed when the worker stops, from a Queue and from a Stream", () =>
+    Effect.gen(function* () {
+      const queue = yield* Queue.unbounded<number>()
+      const batches = yield* Ref.make<Array<Array<number>>>([])
+      const record = (batch: Chunk.Chunk<number>) => Ref.update(batches, (xs) => [...xs, [...batch]])
+      const options = { maxSize: 10, maxWait: "1 minute" } as const
+      const scope = yield* Scope.make()
+      yield* Crew.start(
+        Crew.make("both", [
+          Worker.batchConsumer("from-queue", queue, record, options),
+          Worker.batchConsumer("from-stream", Stream.concat(Stream.make(7, 8), Stream.never), record, options)
+        ])
+      ).pipe(Scope.extend(scope))
+      yield* Queue.offerAll(queue, [1, 2, 3])
+      yield* TestClock.adjust("1 second")
+      expect(yield* Ref.get(batches)).toEqual([])
+      yield* Scope.close(scope, Exit.void)
+      expect((yield* Ref.get(batches)).sort((a, b) => a[0]! - b[0]!)).toEqual([
+        [1, 2, 3],
+        [7, 8]
+      ])
     })
   )
 

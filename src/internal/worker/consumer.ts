@@ -77,13 +77,19 @@ export const one =
   }
 
 /**
- * Collect up to `maxSize` elements: wait for the first, then take what is
- * there and keep waiting until the batch is full or `maxWait` has passed
- * since its first element.
+ * Collect up to `maxSize` elements into `batch`: wait for the first, then
+ * take what is there and keep waiting until the batch is full or `maxWait`
+ * has passed since its first element.
  */
-const collect = <T>(queue: Queue.Dequeue<T>, maxSize: number, maxWait: number, now: () => number) =>
+const collect = <T>(
+  queue: Queue.Dequeue<T>,
+  batch: Array<T>,
+  maxSize: number,
+  maxWait: number,
+  now: () => number
+) =>
   Effect.flatMap(Queue.take(queue), (first) => {
-    const batch = [first]
+    batch.push(first)
     const deadline = now() + maxWait
     const fill: Effect.Effect<Array<T>> = Effect.suspend(() => {
       if (batch.length >= maxSize) return Effect.succeed(batch)
@@ -104,7 +110,31 @@ const collect = <T>(queue: Queue.Dequeue<T>, maxSize: number, maxWait: number, n
     return fill
   })
 
-/** Batches from a queue; flushes on size or on time, whichever comes first. */
+/**
+ * One round: collect a batch and hand it to `work`. When the worker is
+ * stopped while a batch is being collected, the items already taken are
+ * handed to `flush` rather than lost.
+ */
+const round = <T, E, R>(
+  collectInto: (batch: Array<T>) => Effect.Effect<unknown>,
+  work: (batch: Array<T>) => Effect.Effect<void, E, R>,
+  flush: (batch: Array<T>) => Effect.Effect<void, never, R>
+): Effect.Effect<void, E, R> =>
+  Effect.suspend(() => {
+    const batch: Array<T> = []
+    let handedOver = false
+    return collectInto(batch).pipe(
+      Effect.onInterrupt(() => (handedOver || batch.length === 0 ? Effect.void : flush(batch))),
+      Effect.zipRight(
+        Effect.suspend(() => {
+          handedOver = true
+          return work(batch)
+        })
+      )
+    )
+  })
+
+/** Batches from a queue; flushes on size or on time, whichever comes first, and on stop. */
 export const batch =
   <A, E2, R2, E, R>(
     source: Source<A, E2, R2>,
@@ -115,12 +145,23 @@ export const batch =
   (ctx: RunContext): Effect.Effect<void, E | E2, R | R2> => {
     const work = tracked(ctx, handle, "nightshift.worker.batch")
     const now = ctx.registry.ticker.now
+    // The last, partial batch at stop: handled like any other, its failure logged.
+    const flush = (items: Array<A>) =>
+      items.length === 0
+        ? Effect.void
+        : Effect.catchAllCause(work(Chunk.unsafeFromArray(items)), (cause) =>
+            Effect.logWarning("nightshift: the batch flushed at stop failed", cause)
+          )
     if (Queue.isDequeue(source)) {
       const queue = source as Queue.Dequeue<A>
       return Effect.zipRight(
         markIdle(ctx),
         Effect.forever(
-          Effect.flatMap(collect(queue, maxSize, maxWait, now), (items) => work(Chunk.unsafeFromArray(items)))
+          round(
+            (batch: Array<A>) => collect(queue, batch, maxSize, maxWait, now),
+            (items) => work(Chunk.unsafeFromArray(items)),
+            flush
+          )
         )
       )
     }
@@ -130,7 +171,10 @@ export const batch =
         const queue = yield* Stream.toQueueOfElements(stream, { capacity: maxSize })
         yield* markIdle(ctx)
         for (;;) {
-          const items = yield* collect(queue, maxSize, maxWait, now)
+          const items: Array<Exit.Exit<A, Option.Option<E2>>> = []
+          yield* collect(queue, items, maxSize, maxWait, now).pipe(
+            Effect.onInterrupt(() => flush(items.filter(Exit.isSuccess).map((item) => item.value)))
+          )
           const values: Array<A> = []
           let end: Exit.Exit<A, Option.Option<E2>> | undefined
           for (const item of items) {
