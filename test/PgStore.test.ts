@@ -310,7 +310,8 @@ describe("PgStore claim path", () => {
         expect.arrayContaining([
           "enable_sort=off",
           "enable_bitmapscan=off",
-          "plan_cache_mode=force_generic_plan"
+          "plan_cache_mode=force_generic_plan",
+          "search_path=pg_catalog, pg_temp"
         ])
       )
     }).pipe(Effect.scoped)

@@ -6,12 +6,16 @@
  *   `jobs_claim_idx` that stops after `p_limit` rows, then the job rows by
  *   primary key. Without them, a bulk enqueue into a table that has not been
  *   analysed yet makes the planner bitmap-scan and sort every due row on each
- *   claim (20 times slower at 20,000 jobs). The plan is generic, so each
- *   connection plans it once instead of on every call.
+ *   claim (13 ms of server time instead of under 1 ms at 20,000 jobs). The
+ *   plan is generic, so each connection plans it once, not on every call.
  * - `enqueue` takes a whole batch as one JSON document, inserts it, resolves
  *   dedupe conflicts and sends the wake-up in one statement: a single round
  *   trip, one implicit transaction when the caller has none, and the
  *   notification still fires on commit.
+ *
+ * Each function sets `search_path = pg_catalog, pg_temp` (its tables are
+ * schema-qualified), so nothing on the caller's search path can stand in
+ * for a built-in.
  *
  * Released text: never edit it, add a migration that replaces the functions.
  *
@@ -40,6 +44,7 @@ export const v2 = (schema: string) => `
     p_kinds text[], p_queues text[], p_limit integer, p_owner text, p_lease_ms float8, p_now timestamptz
   ) RETURNS SETOF ${schema}.jobs
   LANGUAGE plpgsql VOLATILE
+  SET search_path = pg_catalog, pg_temp
   -- Each setting is scoped to the call. Sorting and bitmap scans are what a stale
   -- row estimate picks; without them the only ordered path left is jobs_claim_idx.
   -- Hash and merge joins are what a generic plan's LIMIT estimate picks for the
@@ -77,6 +82,7 @@ export const v2 = (schema: string) => `
   -- in order of first appearance. Sent inside the transaction: delivered on commit.
   CREATE FUNCTION ${schema}.notify_enqueued(p_queues text[]) RETURNS void
   LANGUAGE plpgsql VOLATILE
+  SET search_path = pg_catalog, pg_temp
   AS $fn$
   DECLARE
     v_queue text;
@@ -107,6 +113,7 @@ export const v2 = (schema: string) => `
     p_jobs jsonb, p_now timestamptz, p_keyed boolean, OUT ids text, OUT deduped integer[]
   )
   LANGUAGE plpgsql VOLATILE
+  SET search_path = pg_catalog, pg_temp
   -- Planned once per connection: the row estimates of a JSON document do not
   -- depend on its contents anyway.
   SET plan_cache_mode = force_generic_plan
