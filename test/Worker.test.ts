@@ -288,6 +288,42 @@ describe("Worker.cron", () => {
     })
   )
 
+  it.scoped("across daylight-saving changes: the same wall-clock time, exactly once a day", () =>
+    Effect.gen(function* () {
+      const run = (cron: string, from: number) =>
+        Effect.gen(function* () {
+          yield* TestClock.setTime(from)
+          const { times, tick } = yield* recorder
+          yield* Crew.start(yield* Worker.cron("dst", cron, { tz: "Europe/Paris" }, tick))
+          yield* TestClock.adjust("4 days")
+          return (yield* Ref.get(times)).map((t) => new Date(t).toISOString().slice(5, 16))
+        }).pipe(Effect.scoped)
+      const spring = Date.UTC(2026, 2, 27, 12) // clocks go forward on 29 March, 02:00 -> 03:00
+      const autumn = Date.UTC(2026, 9, 23, 12) // clocks go back on 25 October, 03:00 -> 02:00
+      // 09:00 in Paris is 08:00 UTC in winter and 07:00 UTC in summer
+      expect(yield* run("0 9 * * *", spring)).toEqual([
+        "03-28T08:00",
+        "03-29T07:00",
+        "03-30T07:00",
+        "03-31T07:00"
+      ])
+      // 02:30 does not exist on 29 March: that day's tick runs an hour later (03:30 local)
+      expect(yield* run("30 2 * * *", spring)).toEqual([
+        "03-28T01:30",
+        "03-29T01:30",
+        "03-30T00:30",
+        "03-31T00:30"
+      ])
+      // 02:30 happens twice on 25 October: the tick runs once, at the first
+      expect(yield* run("30 2 * * *", autumn)).toEqual([
+        "10-24T00:30",
+        "10-25T00:30",
+        "10-26T01:30",
+        "10-27T01:30"
+      ])
+    })
+  )
+
   it.scoped("defaults to UTC", () =>
     Effect.gen(function* () {
       const { times, tick } = yield* recorder
