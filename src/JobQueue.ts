@@ -11,6 +11,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -133,10 +134,63 @@ export const isValidName = (name: string): boolean => namePattern.test(name)
 
 const invalid = (kind: string, message: string) => Effect.fail(new InvalidOptions({ kind, message }))
 
-const checkInt = (kind: string, what: string, n: number, min: number, max: number) =>
+const intProblem = (what: string, n: number, min: number, max: number) =>
   Number.isSafeInteger(n) && n >= min && n <= max
-    ? Effect.void
-    : invalid(kind, `${what} must be an integer from ${min} to ${max}, got ${n}`)
+    ? undefined
+    : `${what} must be an integer from ${min} to ${max}, got ${n}`
+
+interface Resolved {
+  readonly queue: string
+  readonly priority: number
+  readonly maxAttempts: number
+  readonly runAt: number | undefined
+  readonly delayMs: number | undefined
+}
+
+/** The options with the kind's defaults filled in, or what is wrong with them. */
+const resolveOptions = (
+  kind: Job.Kind<string, any, any, any>,
+  options: EnqueueOptions
+): Resolved | string => {
+  const queue = options.queue ?? kind.queue
+  const priority = options.priority ?? kind.priority
+  const maxAttempts = options.maxAttempts ?? kind.retry.maxAttempts
+  if (!isValidName(kind.name))
+    return `invalid kind name ${JSON.stringify(kind.name)}: use 1-128 of [A-Za-z0-9_.:-]`
+  if (!isValidName(queue)) return `invalid queue name ${JSON.stringify(queue)}: use 1-128 of [A-Za-z0-9_.:-]`
+  const bad =
+    intProblem("priority", priority, -32768, 32767) ?? intProblem("maxAttempts", maxAttempts, 1, 1_000_000)
+  if (bad !== undefined) return bad
+  const runAt = options.runAt instanceof Date ? options.runAt.getTime() : options.runAt
+  if (runAt !== undefined && !Number.isFinite(runAt)) return "runAt is not a valid time"
+  const rawDelay = options.delay
+  const delayMs = rawDelay === undefined ? undefined : Duration.toMillis(Duration.decode(rawDelay))
+  if (
+    (typeof rawDelay === "number" && !(rawDelay >= 0)) ||
+    (delayMs !== undefined && !Number.isFinite(delayMs))
+  )
+    return "delay must be a finite, non-negative duration"
+  const key = options.dedupeKey
+  if (key !== undefined && (key.length === 0 || key.length > 1000))
+    return "dedupeKey must be 1 to 1000 characters"
+  if (key !== undefined && !isSafeString(key))
+    return "dedupeKey must be well-formed text without NUL characters"
+  return { queue, priority, maxAttempts, runAt, delayMs }
+}
+
+/**
+ * Encode a payload with its kind's schema: synchronously when that succeeds
+ * (the common case, and much cheaper), otherwise through the effectful
+ * encoder, which gives the authoritative answer and also serves schemas with
+ * asynchronous or service-dependent transformations.
+ */
+const encodePayload = <A, I, R>(
+  kind: Job.Kind<string, A, I, R>,
+  payload: A
+): Effect.Effect<I, ParseResult.ParseError, R> => {
+  const sync = Schema.encodeEither(kind.payload as Schema.Schema<A, I, never>)(payload)
+  return Either.isRight(sync) ? Effect.succeed(sync.right) : Schema.encode(kind.payload)(payload)
+}
 
 /**
  * Validate options and encode the payload into what the store inserts.
@@ -149,73 +203,39 @@ export const toInput = <A, I, R>(
   options: EnqueueOptions,
   trace: Option.Option<{ traceId: string; spanId: string }>
 ): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> =>
-  Effect.gen(function* () {
-    const queue = options.queue ?? kind.queue
-    const priority = options.priority ?? kind.priority
-    const maxAttempts = options.maxAttempts ?? kind.retry.maxAttempts
-    if (!isValidName(kind.name)) {
-      return yield* invalid(
-        kind.name,
-        `invalid kind name ${JSON.stringify(kind.name)}: use 1-128 of [A-Za-z0-9_.:-]`
-      )
-    }
-    if (!isValidName(queue)) {
-      return yield* invalid(
-        kind.name,
-        `invalid queue name ${JSON.stringify(queue)}: use 1-128 of [A-Za-z0-9_.:-]`
-      )
-    }
-    yield* checkInt(kind.name, "priority", priority, -32768, 32767)
-    yield* checkInt(kind.name, "maxAttempts", maxAttempts, 1, 1_000_000)
-    const runAt = options.runAt instanceof Date ? options.runAt.getTime() : options.runAt
-    if (runAt !== undefined && !Number.isFinite(runAt)) yield* invalid(kind.name, "runAt is not a valid time")
-    const rawDelay = options.delay
-    const delayMs = rawDelay === undefined ? undefined : Duration.toMillis(Duration.decode(rawDelay))
-    if (
-      (typeof rawDelay === "number" && !(rawDelay >= 0)) ||
-      (delayMs !== undefined && !Number.isFinite(delayMs))
-    ) {
-      yield* invalid(kind.name, "delay must be a finite, non-negative duration")
-    }
-    if (
-      options.dedupeKey !== undefined &&
-      (options.dedupeKey.length === 0 || options.dedupeKey.length > 1000)
-    ) {
-      yield* invalid(kind.name, "dedupeKey must be 1 to 1000 characters")
-    }
-    if (options.dedupeKey !== undefined && !isSafeString(options.dedupeKey)) {
-      yield* invalid(kind.name, "dedupeKey must be well-formed text without NUL characters")
-    }
-    const encoded = yield* Schema.encode(kind.payload)(payload).pipe(
+  Effect.suspend((): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> => {
+    const resolved = resolveOptions(kind, options)
+    if (typeof resolved === "string")
+      return Effect.fail(new InvalidOptions({ kind: kind.name, message: resolved }))
+    return Effect.flatMap(
       Effect.mapError(
+        encodePayload(kind, payload),
         (e) =>
           new InvalidPayload({
             kind: kind.name,
             message: `payload for ${kind.name} does not match its schema:\n${ParseResult.TreeFormatter.formatErrorSync(e)}`
           })
-      )
-    )
-    const unsafe = jsonProblem(encoded, "payload", 0)
-    if (unsafe !== undefined) {
-      return yield* Effect.fail(
-        new InvalidPayload({
+      ),
+      (encoded): Effect.Effect<JobStore.EnqueueInput, InvalidPayload> => {
+        const unsafe = jsonProblem(encoded, "payload", 0)
+        if (unsafe !== undefined) {
+          return Effect.fail(
+            new InvalidPayload({
+              kind: kind.name,
+              message: `payload for ${kind.name} cannot be stored as JSON: ${unsafe}`
+            })
+          )
+        }
+        return Effect.succeed({
           kind: kind.name,
-          message: `payload for ${kind.name} cannot be stored as JSON: ${unsafe}`
+          ...resolved,
+          payload: encoded,
+          dedupeKey: options.dedupeKey,
+          traceId: Option.getOrUndefined(Option.map(trace, (t) => t.traceId)),
+          spanId: Option.getOrUndefined(Option.map(trace, (t) => t.spanId))
         })
-      )
-    }
-    return {
-      kind: kind.name,
-      queue,
-      payload: encoded,
-      priority,
-      maxAttempts,
-      runAt,
-      delayMs,
-      dedupeKey: options.dedupeKey,
-      traceId: Option.getOrUndefined(Option.map(trace, (t) => t.traceId)),
-      spanId: Option.getOrUndefined(Option.map(trace, (t) => t.spanId))
-    }
+      }
+    )
   })
 
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
@@ -264,18 +284,21 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
     Effect.gen(function* () {
       const results = yield* store.enqueue(inputs)
       const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+      const events = yield* Effect.serviceOption(Events.Events)
       for (let i = 0; i < inputs.length; i++) {
         const input = inputs[i]!
         const result = results[i]!
         yield* Metrics.enqueued(input.kind, result.deduped)
-        yield* Events.publish({
-          _tag: "enqueued",
-          id: result.id,
-          kind: input.kind,
-          queue: input.queue,
-          at: now,
-          deduped: result.deduped
-        })
+        if (events._tag === "Some") {
+          yield* events.value.publish({
+            _tag: "enqueued",
+            id: result.id,
+            kind: input.kind,
+            queue: input.queue,
+            at: now,
+            deduped: result.deduped
+          })
+        }
       }
       return results
     })

@@ -1,9 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -43,6 +45,32 @@ describe("JobQueue", () => {
       expect(error.message).toContain("send_email")
       const page = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.list())
       expect(page.jobs).toHaveLength(0)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("a payload schema that needs a service or runs asynchronously is encoded too", () =>
+    Effect.gen(function* () {
+      class Prefix extends Context.Tag("test/Prefix")<Prefix, string>() {}
+      const Tagged = Schema.transformOrFail(Schema.String, Schema.String, {
+        strict: true,
+        decode: (s) => ParseResult.succeed(s),
+        encode: (s, _, ast) =>
+          Effect.flatMap(Prefix, (prefix) =>
+            s.length > 0
+              ? Effect.as(Effect.sleep(0), `${prefix}${s}`)
+              : ParseResult.fail(new ParseResult.Type(ast, s))
+          )
+      })
+      const Note = Job.make("note", { payload: Schema.Struct({ text: Tagged }) })
+      const { id } = yield* JobQueue.enqueue(Note, { text: "hello" }).pipe(
+        Effect.provideService(Prefix, "> ")
+      )
+      const job = Option.getOrThrow(yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.get(id)))
+      expect(job.payload).toEqual({ text: "> hello" })
+      const error = yield* Effect.flip(
+        JobQueue.enqueue(Note, { text: "" }).pipe(Effect.provideService(Prefix, "> "))
+      )
+      expect(error._tag).toBe("InvalidPayload")
     }).pipe(Effect.provide(TestLayer))
   )
 
