@@ -284,21 +284,18 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
     Effect.gen(function* () {
       const results = yield* store.enqueue(inputs)
       const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
-      const events = yield* Effect.serviceOption(Events.Events)
       for (let i = 0; i < inputs.length; i++) {
         const input = inputs[i]!
         const result = results[i]!
         yield* Metrics.enqueued(input.kind, result.deduped)
-        if (events._tag === "Some") {
-          yield* events.value.publish({
-            _tag: "enqueued",
-            id: result.id,
-            kind: input.kind,
-            queue: input.queue,
-            at: now,
-            deduped: result.deduped
-          })
-        }
+        yield* Events.publish({
+          _tag: "enqueued",
+          id: result.id,
+          kind: input.kind,
+          queue: input.queue,
+          at: now,
+          deduped: result.deduped
+        })
       }
       return results
     })

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -48,23 +49,30 @@ const awaitEvents = (n: number, tags: ReadonlyArray<Events.JobEvent["_tag"]>) =>
     )
   })
 
+/** Handlers for `Task` that each take `duration`, and the most that ran at once. */
+const peakTracking = (duration: Duration.DurationInput) =>
+  Effect.gen(function* () {
+    const active = yield* Ref.make(0)
+    const peak = yield* Ref.make(0)
+    const handlers = Job.handlers(
+      Job.handle(Task, () =>
+        Effect.gen(function* () {
+          const now = yield* Ref.updateAndGet(active, (n) => n + 1)
+          yield* Ref.update(peak, (p) => Math.max(p, now))
+          yield* Effect.sleep(duration)
+          yield* Ref.update(active, (n) => n - 1)
+        })
+      )
+    )
+    return { handlers, peak }
+  })
+
 const job = (id: string) => Effect.flatMap(JobStore.JobStore, (s) => s.get(id)).pipe(Effect.map((j) => j!))
 
 describe("JobRunner", () => {
   it.scoped("claims and completes every job, never more at once than its concurrency", () =>
     Effect.gen(function* () {
-      const active = yield* Ref.make(0)
-      const peak = yield* Ref.make(0)
-      const handlers = Job.handlers(
-        Job.handle(Task, () =>
-          Effect.gen(function* () {
-            const now = yield* Ref.updateAndGet(active, (n) => n + 1)
-            yield* Ref.update(peak, (p) => Math.max(p, now))
-            yield* Effect.sleep("1 second")
-            yield* Ref.update(active, (n) => n - 1)
-          })
-        )
-      )
+      const { handlers, peak } = yield* peakTracking("1 second")
       const done = yield* awaitEvents(40, ["completed"])
       yield* JobQueue.enqueueMany(Array.from({ length: 40 }, (_, n) => JobQueue.item(Task, { n })))
       yield* startRunner(handlers, { concurrency: 4 })
@@ -293,18 +301,7 @@ describe("JobRunner", () => {
               store.claim(request)
             )
         }
-        const active = yield* Ref.make(0)
-        const peak = yield* Ref.make(0)
-        const handlers = Job.handlers(
-          Job.handle(Task, () =>
-            Effect.gen(function* () {
-              const now = yield* Ref.updateAndGet(active, (n) => n + 1)
-              yield* Ref.update(peak, (p) => Math.max(p, now))
-              yield* Effect.sleep("20 seconds")
-              yield* Ref.update(active, (n) => n - 1)
-            })
-          )
-        )
+        const { handlers, peak } = yield* peakTracking("20 seconds")
         const ids = (yield* JobQueue.enqueueMany(
           Array.from({ length: 20 }, (_, n) => JobQueue.item(Task, { n }))
         )).map((r) => r.id)
