@@ -50,6 +50,8 @@ export interface JobEvent {
  */
 export interface Service {
   readonly publish: (event: JobEvent) => Effect.Effect<void>
+  /** Publish several events in one step, in order. */
+  readonly publishAll: (events: Iterable<JobEvent>) => Effect.Effect<void>
   readonly subscribe: Effect.Effect<Stream.Stream<JobEvent>, never, Scope.Scope>
   /** A stream of events from now on (subscribes when run). */
   readonly stream: Stream.Stream<JobEvent>
@@ -70,6 +72,7 @@ export class Events extends Context.Tag("nightshift/Events")<Events, Service>() 
 export const make = (capacity = 1024): Effect.Effect<Service> =>
   Effect.map(PubSub.sliding<JobEvent>(capacity), (hub) => ({
     publish: (event) => Effect.asVoid(PubSub.publish(hub, event)),
+    publishAll: (events) => Effect.asVoid(PubSub.publishAll(hub, events)),
     subscribe: Effect.map(PubSub.subscribe(hub), Stream.fromQueue),
     stream: Stream.fromPubSub(hub)
   }))

@@ -58,12 +58,15 @@ const tags = (a: string, av: string, b?: string, bv?: string): ReadonlyArray<Met
 export const enqueued = (kind: string, deduped: boolean): Effect.Effect<void> =>
   Effect.sync(() => jobsEnqueued.unsafeUpdate(1, tags("kind", kind, "deduped", String(deduped))))
 
+/** Record a finished attempt, synchronously (for the runner's hot path). @internal */
+export const unsafeAttempt = (kind: string, outcome: string, durationMs: number): void => {
+  jobAttempts.unsafeUpdate(1, tags("kind", kind, "outcome", outcome))
+  jobDuration.unsafeUpdate(durationMs / 1000, tags("kind", kind))
+}
+
 /** Record a finished attempt. @internal */
 export const attempt = (kind: string, outcome: string, durationMs: number): Effect.Effect<void> =>
-  Effect.sync(() => {
-    jobAttempts.unsafeUpdate(1, tags("kind", kind, "outcome", outcome))
-    jobDuration.unsafeUpdate(durationMs / 1000, tags("kind", kind))
-  })
+  Effect.sync(() => unsafeAttempt(kind, outcome, durationMs))
 
 /** Record a queue depth sample. @internal */
 export const depth = (queue: string, state: string, count: number): Effect.Effect<void> =>
@@ -73,6 +76,10 @@ export const depth = (queue: string, state: string, count: number): Effect.Effec
 export const rescued = (kind: string, n: number): Effect.Effect<void> =>
   Effect.sync(() => jobsRescued.unsafeUpdate(n, tags("kind", kind)))
 
+/** Record the number of running jobs, synchronously (for the runner's hot path). @internal */
+export const unsafeRunning = (owner: string, n: number): void =>
+  jobsRunning.unsafeUpdate(n, tags("runner", owner))
+
 /** Record the number of running jobs. @internal */
 export const running = (owner: string, n: number): Effect.Effect<void> =>
-  Effect.sync(() => jobsRunning.unsafeUpdate(n, tags("runner", owner)))
+  Effect.sync(() => unsafeRunning(owner, n))

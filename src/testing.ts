@@ -105,26 +105,17 @@ export const drain = <R>(
       }
       for (const job of jobs) {
         attempts++
-        yield* withJobLogs(
+        const outcome = yield* withJobLogs(
           job,
-          execute(
-            handlers.byKind.get(job.kind),
-            job,
-            () => undefined,
-            (outcome) =>
-              outcome === undefined
-                ? Effect.void
-                : Effect.flatMap(store.settle([{ id: job.id, fence: job.fence, outcome }]), ([r]) =>
-                    Effect.sync(() => {
-                      if (r?.state === "completed") result.completed++
-                      else if (r?.state === "retryable") result.retried++
-                      else if (r?.state === "discarded") result.discarded++
-                      else if (r?.state === "cancelled") result.cancelled++
-                      else if (r?.applied) result.snoozed++
-                    })
-                  ).pipe(Effect.orDie)
-          )
+          execute(handlers.byKind.get(job.kind), job, () => undefined)
         )
+        if (outcome === undefined) continue
+        const [r] = yield* Effect.orDie(store.settle([{ id: job.id, fence: job.fence, outcome }]))
+        if (r?.state === "completed") result.completed++
+        else if (r?.state === "retryable") result.retried++
+        else if (r?.state === "discarded") result.discarded++
+        else if (r?.state === "cancelled") result.cancelled++
+        else if (r?.applied) result.snoozed++
       }
     }
     return result
@@ -246,18 +237,8 @@ export const perform = <A, R>(
       traceId: null,
       spanId: null
     }
-    let outcome: JobStore.Outcome | undefined
-    yield* withJobLogs(
+    return yield* withJobLogs(
       job,
-      execute(
-        handler,
-        job,
-        () => undefined,
-        (o) =>
-          Effect.sync(() => {
-            outcome = o
-          })
-      )
+      execute(handler, job, () => undefined)
     )
-    return outcome
   })

@@ -5,13 +5,13 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Events from "../../Events.js"
 import type * as Job from "../../Job.js"
 import type * as JobStore from "../../JobStore.js"
 import * as Metrics from "../../Metrics.js"
-import { annotateJob, execute, type InterruptReason, interruptedOutcome } from "./execute.js"
+import { annotateJob, execute, type InterruptReason, interruptedOutcome, type Settle } from "./execute.js"
 import type { Settler } from "./settler.js"
 
 /** Runner settings with every default filled in. */
@@ -31,7 +31,7 @@ export interface Config {
 interface Running {
   readonly job: JobStore.JobRecord
   readonly startedAt: number
-  fiber: Fiber.RuntimeFiber<void> | undefined
+  fiber: Fiber.RuntimeFiber<Settle> | undefined
   reason: InterruptReason | undefined
   finished: boolean
 }
@@ -78,9 +78,12 @@ export const makeEngine = <R>(
   settler: Settler
 ): Effect.Effect<Engine<R>, never, R | Scope.Scope> =>
   Effect.gen(function* () {
-    const jobScope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(jobScope, Exit.void))
     const running = new Map<string, Running>()
+    // Attempts run as daemon fibers tracked in `running`; whatever is left when the runner's
+    // scope closes (normally nothing: `drain` waits for them) is interrupted.
+    yield* Effect.addFinalizer(() =>
+      Fiber.interruptAll(Array.from(running.values(), (r) => r.fiber).filter((f) => f !== undefined))
+    )
     // Claimed ahead (when `prefetch` > 0), in claim order: priority, run-at, id.
     let buffer: Array<JobStore.JobRecord> = []
     const signal = yield* Queue.sliding<true>(1)
@@ -88,74 +91,73 @@ export const makeEngine = <R>(
     let capacity = config.concurrency
     let draining = false
     let health: Health = { healthy: true, lastError: null, lastErrorAt: null, lastClaimAt: null }
-    const clock = Effect.clockWith((c) => c.currentTimeMillis)
+    const clockService = yield* Effect.clock
+    const clock = Effect.sync(() => clockService.unsafeCurrentTimeMillis())
+    const events = yield* Effect.serviceOption(Events.Events)
 
     const wake = Effect.asVoid(Queue.offer(signal, true))
 
-    const finish = (entry: Running, outcome: JobStore.Outcome | undefined) =>
-      Effect.gen(function* () {
-        if (entry.finished) return
-        entry.finished = true
-        running.delete(entry.job.id)
-        yield* Metrics.running(config.owner, running.size)
-        const now = yield* clock
-        if (outcome !== undefined)
-          yield* settler.offer({ job: entry.job, outcome, durationMs: now - entry.startedAt })
-        yield* wake
-      })
+    /** Free the slot, hand the outcome to the settler and wake the fetcher (once per attempt). */
+    const finish = (entry: Running, outcome: JobStore.Outcome | undefined) => {
+      if (entry.finished) return
+      entry.finished = true
+      running.delete(entry.job.id)
+      Metrics.unsafeRunning(config.owner, running.size)
+      if (outcome !== undefined) {
+        const durationMs = clockService.unsafeCurrentTimeMillis() - entry.startedAt
+        settler.unsafeOffer({ job: entry.job, outcome, durationMs })
+      }
+      signal.unsafeOffer(true)
+    }
+
+    /**
+     * Called when an attempt's fiber ends, however it ends: `execute`
+     * succeeds with the outcome; a fiber interrupted before its handler ran,
+     * or one that died, still frees its slot and settles its job.
+     */
+    const onAttemptExit = (entry: Running, exit: Exit.Exit<Settle>) =>
+      finish(
+        entry,
+        Exit.isSuccess(exit)
+          ? exit.value
+          : Exit.isInterrupted(exit)
+            ? interruptedOutcome(entry.reason)
+            : {
+                _tag: "retry",
+                delayMs: 1_000,
+                error: { kind: "defect", message: Cause.pretty(exit.cause) }
+              }
+      )
 
     const start = (job: JobStore.JobRecord, now: number) => {
       const entry: Running = { job, startedAt: now, fiber: undefined, reason: undefined, finished: false }
       running.set(job.id, entry)
       const attempt = Effect.zipRight(
         annotateJob(job),
-        execute(
-          handlers.byKind.get(job.kind),
-          job,
-          () => entry.reason,
-          (outcome) => finish(entry, outcome)
-        )
-      ).pipe(
-        // A safety net: `execute` hands every outcome to `finish`; should its fiber end
-        // any other way, the slot is still freed and the job settled.
-        Effect.onExit((exit) =>
-          entry.finished
-            ? Effect.void
-            : finish(
-                entry,
-                Exit.isInterrupted(exit)
-                  ? interruptedOutcome(entry.reason)
-                  : {
-                      _tag: "retry",
-                      delayMs: 1_000,
-                      error: {
-                        kind: "defect",
-                        message: Exit.isFailure(exit)
-                          ? Cause.pretty(exit.cause)
-                          : "the attempt ended without an outcome"
-                      }
-                    }
-              )
-        )
+        execute(handlers.byKind.get(job.kind), job, () => entry.reason)
       )
-      // Forked uninterruptible, so the safety net is in place before an interrupt can land;
-      // `execute` makes the handler itself interruptible.
-      return Effect.forkIn(Effect.uninterruptible(attempt), jobScope).pipe(
-        Effect.tap((fiber) => {
-          entry.fiber = fiber
-        }),
-        Effect.zipRight(
-          Events.publish({
-            _tag: "started",
-            id: job.id,
-            kind: job.kind,
-            queue: job.queue,
-            at: now,
-            attempt: job.attempt
-          })
-        )
-      )
+      // The observer is attached before the fiber first runs (forked fibers start on the
+      // scheduler), so no interrupt can end an attempt without it.
+      return Effect.map(Effect.forkDaemon(attempt), (fiber) => {
+        entry.fiber = fiber
+        fiber.addObserver((exit) => onAttemptExit(entry, exit))
+      })
     }
+
+    /** The `started` events of jobs about to start, published before their fibers run. */
+    const publishStarted = (jobs: ReadonlyArray<JobStore.JobRecord>, now: number) =>
+      events._tag === "None"
+        ? Effect.void
+        : events.value.publishAll(
+            jobs.map((job) => ({
+              _tag: "started" as const,
+              id: job.id,
+              kind: job.kind,
+              queue: job.queue,
+              at: now,
+              attempt: job.attempt
+            }))
+          )
 
     const recordError = (e: JobStore.JobStoreError) =>
       Effect.gen(function* () {
@@ -170,7 +172,11 @@ export const makeEngine = <R>(
       if (n <= 0) return Effect.void
       const next = buffer.slice(0, n)
       buffer = buffer.slice(n)
-      return Effect.flatMap(clock, (now) => Effect.forEach(next, (job) => start(job, now), { discard: true }))
+      const now = clockService.unsafeCurrentTimeMillis()
+      return Effect.zipRight(
+        publishStarted(next, now),
+        Effect.forEach(next, (job) => start(job, now), { discard: true })
+      )
     })
 
     /**

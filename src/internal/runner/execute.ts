@@ -1,7 +1,7 @@
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import * as Either from "effect/Either"
 import * as FiberRef from "effect/FiberRef"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
@@ -174,50 +174,61 @@ export const annotateJob = (job: JobStore.JobRecord): Effect.Effect<void> =>
 export const withJobLogs = <A, E, R>(job: JobStore.JobRecord, self: Effect.Effect<A, E, R>) =>
   Effect.annotateLogs(self, { "job.id": job.id, "job.kind": job.kind, "job.attempt": job.attempt })
 
+const completed: Effect.Effect<Settle> = Effect.succeed({ _tag: "completed" })
+
+type Decoder = (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError, any>
+
+/** One decoder per kind, built on first use (building it per attempt costs a few allocations). */
+const decoders = new WeakMap<Job.Any, Decoder>()
+const decoderOf = (kind: Job.Any): Decoder => {
+  let decode = decoders.get(kind)
+  if (decode === undefined) {
+    decode = Schema.decodeUnknown(kind.payload) as Decoder
+    decoders.set(kind, decode)
+  }
+  return decode
+}
+
 /**
- * Run one attempt of `job` with `handler` and pass how it ended to `then`.
+ * Run one attempt of `job` with `handler` and succeed with how it ended.
  * Log annotations are the caller's business (see `annotateJob`).
  * Only the handler itself is interruptible: when the runner interrupts it
  * (cancel, shutdown, lost lease, as `reason()` says), the outcome is still
- * computed and handed to `then`.
+ * computed.
  */
-export const execute = <R, R2>(
+export const execute = <R>(
   handler: Job.Handler<R> | undefined,
   job: JobStore.JobRecord,
-  reason: () => InterruptReason | undefined,
-  then: (settle: Settle) => Effect.Effect<void, never, R2>
-): Effect.Effect<void, never, R | R2> =>
+  reason: () => InterruptReason | undefined
+): Effect.Effect<Settle, never, R> =>
   Effect.uninterruptible(
     Effect.suspend(() => {
       if (handler === undefined) {
-        return then({
+        return Effect.succeed<Settle>({
           _tag: "discard",
           error: { kind: "unknown-kind", message: `no handler for job kind "${job.kind}"` }
         })
       }
       const kind = handler.kind
-      const attempt = (payload: unknown) => {
+      const attempt = (payload: unknown): Effect.Effect<Settle, never, R> => {
         // suspended: a handler that throws before returning its effect is a defect, not a crash
         const run = Effect.suspend(() => handler.run(payload, jobContext(job)))
-        return kind.timeout === undefined ? run : Effect.timeout(run, kind.timeout)
+        return Effect.matchCauseEffect(
+          Effect.interruptible(kind.timeout === undefined ? run : Effect.timeout(run, kind.timeout)),
+          { onSuccess: () => completed, onFailure: (cause) => fromCause(kind, job, cause, reason()) }
+        )
       }
-      const outcome = Schema.decodeUnknown(kind.payload)(job.payload).pipe(
-        Effect.matchEffect({
-          onFailure: (e) => Effect.succeed<Settle>(decodeError(e)),
-          onSuccess: (payload) =>
-            Effect.interruptible(attempt(payload)).pipe(
-              Effect.exit,
-              Effect.flatMap(
-                (exit): Effect.Effect<Settle> =>
-                  Exit.isSuccess(exit)
-                    ? Effect.succeed({ _tag: "completed" })
-                    : fromCause(kind, job, exit.cause, reason())
-              )
-            )
-        }),
-        (self) => traced(job, self)
-      )
-      return Effect.flatMap(outcome, then)
+      const decoded = decoderOf(kind)(job.payload)
+      // A synchronous schema decodes to an Either: branch on it without another step.
+      const outcome = Either.isEither(decoded)
+        ? Either.isRight(decoded)
+          ? attempt(decoded.right)
+          : Effect.succeed(decodeError(decoded.left as ParseResult.ParseError))
+        : Effect.matchEffect(decoded, {
+            onFailure: (e) => Effect.succeed<Settle>(decodeError(e)),
+            onSuccess: attempt
+          })
+      return traced(job, outcome)
     })
   )
 

@@ -40,6 +40,8 @@ const errorOf = (outcome: JobStore.Outcome): string | undefined =>
  */
 export interface Settler {
   readonly offer: (pending: Pending) => Effect.Effect<void>
+  /** `offer`, synchronously (the queue is unbounded, so it never waits). */
+  readonly unsafeOffer: (pending: Pending) => void
   /** Write batches until nothing is pending. */
   readonly flush: Effect.Effect<void>
   /** Write batches forever (a long-running worker). */
@@ -50,6 +52,7 @@ export interface Settler {
 export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.Effect<Settler> =>
   Effect.gen(function* () {
     const queue = yield* Queue.unbounded<Pending>()
+    const clock = yield* Effect.clock
     const lock = yield* Effect.makeSemaphore(1)
 
     const write = (batch: ReadonlyArray<Pending>) =>
@@ -60,25 +63,33 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
         Effect.flatMap((results) => report(batch, results))
       )
 
+    const events = yield* Effect.serviceOption(Events.Events)
+
     const report = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<JobStore.SettleResult>) =>
-      Effect.gen(function* () {
-        const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+      Effect.suspend(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const published: Array<Events.JobEvent> = []
         for (let i = 0; i < batch.length; i++) {
           const p = batch[i]!
           const r = results[i]
           if (r === undefined || !r.applied) continue
-          yield* Metrics.attempt(p.job.kind, p.outcome._tag, p.durationMs)
-          yield* Events.publish({
-            _tag: eventTag(p.outcome, r.state),
-            id: p.job.id,
-            kind: p.job.kind,
-            queue: p.job.queue,
-            at: now,
-            attempt: p.job.attempt,
-            error: errorOf(p.outcome),
-            durationMs: p.durationMs
-          })
+          Metrics.unsafeAttempt(p.job.kind, p.outcome._tag, p.durationMs)
+          if (events._tag === "Some") {
+            published.push({
+              _tag: eventTag(p.outcome, r.state),
+              id: p.job.id,
+              kind: p.job.kind,
+              queue: p.job.queue,
+              at: now,
+              attempt: p.job.attempt,
+              error: errorOf(p.outcome),
+              durationMs: p.durationMs
+            })
+          }
         }
+        return events._tag === "Some" && published.length > 0
+          ? events.value.publishAll(published)
+          : Effect.void
       })
 
     // Once a batch is taken it is written even if the loop is interrupted meanwhile.
@@ -100,6 +111,9 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
 
     return {
       offer: (pending) => Effect.asVoid(Queue.offer(queue, pending)),
+      unsafeOffer: (pending) => {
+        queue.unsafeOffer(pending)
+      },
       flush,
       run: Effect.forever(step),
       size: Queue.size(queue)
