@@ -55,6 +55,18 @@ const withStore = <A, E>(filename: string, f: (store: JobStore.Service) => Effec
 const completed: JobStore.Outcome = { _tag: "completed" }
 
 describe("SqliteStore", () => {
+  it.effect("a store on its own file runs in WAL mode with the documented pragmas", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const read = (pragma: string) =>
+        Effect.map(sql.unsafe(`PRAGMA ${pragma}`).values, (rows) => rows[0]?.[0])
+      expect(yield* read("journal_mode")).toBe("wal")
+      expect(yield* read("synchronous")).toBe(1) // NORMAL
+      expect(yield* read("busy_timeout")).toBe(5_000)
+      expect(yield* read("temp_store")).toBe(2) // MEMORY
+    }).pipe(Effect.provide(SqliteStore.layer({ filename: tempFile() })))
+  )
+
   it.effect("migrations run once: a second build on the same file runs none and keeps the jobs", () =>
     Effect.gen(function* () {
       const filename = tempFile()
