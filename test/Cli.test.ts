@@ -385,7 +385,7 @@ describe("nightshift (in-process)", () => {
         /^NAME\s+KIND\s+STATE\s+SCHEDULE\s+NEXT TICK\s+LAST SUCCESS\s+RUNS\s+FAILS\s+RESTARTS\s+LAST ERROR$/
       )
       expect(workers.stdout).toMatch(/^cli-app\/heartbeat\s+periodic\s+(idle|running)\s+every 1s\s/m)
-      expect(lines.at(-1)).toMatch(/^runner \S+: \d+\/10 jobs running, healthy$/)
+      expect(lines.at(-1)).toMatch(/^runner \S+: \d+\/10 jobs running, \d+ prefetched, healthy$/)
       yield* Fiber.interrupt(node)
       expect(stdout.slice(-2)).toEqual([
         "nightshift: stopping (running jobs get their shutdown timeout to finish)",

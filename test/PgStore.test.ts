@@ -146,13 +146,14 @@ describe("PgStore migrations", () => {
       expect(results.filter((r) => r.length > 0)).toEqual([
         [
           [1, "create_jobs"],
-          [2, "hot_path_functions"]
+          [2, "hot_path_functions"],
+          [3, "claim_by_queue"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
-      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2])
+      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
   )
@@ -256,7 +257,7 @@ describe("PgStore claim path", () => {
   ) =>
     sql.withTransaction(
       Effect.gen(function* () {
-        const index = `${schema}.jobs_claim_idx`
+        const index = `${schema}.jobs_queue_claim_idx`
         const read = sql<{ n: number }>`SELECT pg_stat_get_xact_tuples_returned(${index}::regclass)::int AS n`
         const [before] = yield* read
         const claimed = yield* store.claim({ ...request, leaseMs: 30_000, owner: "x" })
@@ -299,6 +300,35 @@ describe("PgStore claim path", () => {
         }).pipe(Effect.scoped)
     )
   }
+
+  it.live("a backlog in other queues, paused or not served here, is not read by a claim", () =>
+    Effect.gen(function* () {
+      const { schema, store, sql } = yield* setup("queues", { listen: false })
+      // 20,000 jobs ahead of everything in claim order (priority -1), in two other queues.
+      yield* store.enqueue(
+        Array.from({ length: 20_000 }, (_, i) =>
+          input({ priority: -1, queue: i % 2 === 0 ? "big" : "paused" })
+        )
+      )
+      yield* store.pause("paused")
+      const ours = (yield* store.enqueue(Array.from({ length: 30 }, () => input({ queue: "q" })))).map(
+        (r) => r.id
+      )
+      const one = yield* claimReading(store, sql, schema, { queues: ["q"], kinds: ["k"], limit: 10 })
+      expect(one.claimed.map((j) => j.id)).toEqual(ours.slice(0, 10))
+      expect(one.indexEntriesRead).toBeLessThan(100)
+      // Several queues: the best jobs across them, still without reading the paused backlog.
+      yield* store.enqueue([input({ queue: "urgent", priority: -5 })])
+      const several = yield* claimReading(store, sql, schema, {
+        queues: ["q", "paused", "urgent"],
+        kinds: ["k"],
+        limit: 5
+      })
+      expect(several.claimed.map((j) => j.queue)).toEqual(["urgent", "q", "q", "q", "q"])
+      expect(several.claimed.slice(1).map((j) => j.id)).toEqual(ours.slice(10, 14))
+      expect(several.indexEntriesRead).toBeLessThan(100)
+    }).pipe(Effect.scoped)
+  )
 
   it.live("the claim function carries its planner settings", () =>
     Effect.gen(function* () {

@@ -24,6 +24,8 @@ const Response = Schema.Struct({
       id: Schema.String,
       concurrency: Schema.Number,
       running: Schema.Number,
+      // absent from nodes older than the prefetch option
+      prefetched: Schema.optionalWith(Schema.Number, { default: () => 0 }),
       healthy: Schema.Boolean
     })
   )
@@ -59,7 +61,7 @@ const statusTable = (response: typeof Response.Type) => {
   const runner = response.runner
   return runner === null
     ? rows
-    : `${rows}\n\nrunner ${runner.id}: ${runner.running}/${runner.concurrency} jobs running, ${runner.healthy ? "healthy" : "store unreachable"}`
+    : `${rows}\n\nrunner ${runner.id}: ${runner.running}/${runner.concurrency} jobs running, ${runner.prefetched} prefetched, ${runner.healthy ? "healthy" : "store unreachable"}`
 }
 
 const fetchStatus = (base: string, token: Option.Option<Redacted.Redacted>) =>

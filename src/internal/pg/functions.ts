@@ -206,3 +206,62 @@ export const v2 = (schema: string) => `
     PERFORM ${schema}.notify_enqueued(v_woken);
   END
   $fn$;`
+
+/**
+ * Migration 3: claims walk only the requested queues. The claim index leads
+ * with the queue, and `claim` takes each requested, unpaused queue's first
+ * jobs in claim order from its own part of the index (one arm per queue),
+ * then keeps the best `p_limit` of them. Before, one index in global claim
+ * order was filtered by queue, so a backlog in another queue (a paused one,
+ * or one this runner does not serve) was read through on every claim.
+ * Rows an arm locked but the final cut left out stay locked only until the
+ * claim's transaction ends.
+ *
+ * The index is built inside the migration's transaction, which blocks writes
+ * to the table while it builds (1.3 s for a million due jobs on the test machine).
+ */
+export const v3 = (schema: string) => `
+  CREATE INDEX jobs_queue_claim_idx ON ${schema}.jobs (queue, priority, run_at, id)
+    WHERE state IN ('available', 'scheduled', 'retryable');
+  DROP INDEX ${schema}.jobs_claim_idx;
+
+  CREATE OR REPLACE FUNCTION ${schema}.claim(
+    p_kinds text[], p_queues text[], p_limit integer, p_owner text, p_lease_ms float8, p_now timestamptz
+  ) RETURNS SETOF ${schema}.jobs
+  LANGUAGE plpgsql VOLATILE
+  SET search_path = pg_catalog, pg_temp
+  -- As in migration 2: the plan must not depend on statistics. Sorting stays
+  -- possible for the final cut (it is the only way to merge the arms) but no
+  -- arm can choose it over the index.
+  SET plan_cache_mode = force_generic_plan
+  SET enable_sort = off
+  SET enable_bitmapscan = off
+  SET enable_hashjoin = off
+  SET enable_mergejoin = off
+  SET jit = off
+  AS $fn$
+  BEGIN
+    RETURN QUERY
+      WITH due AS (
+        SELECT c.id FROM (
+          SELECT DISTINCT rq FROM unnest(p_queues) AS rq
+          WHERE NOT EXISTS (SELECT 1 FROM ${schema}.paused_queues pq WHERE pq.queue = rq)
+        ) AS q(queue)
+        CROSS JOIN LATERAL (
+          SELECT d.id, d.priority, d.run_at FROM ${schema}.jobs d
+          WHERE d.queue = q.queue AND d.state IN ('available', 'scheduled', 'retryable')
+            AND d.run_at <= p_now AND d.kind = ANY(p_kinds)
+          ORDER BY d.priority, d.run_at, d.id
+          LIMIT p_limit
+          FOR UPDATE SKIP LOCKED
+        ) AS c
+        ORDER BY c.priority, c.run_at, c.id
+        LIMIT p_limit
+      )
+      UPDATE ${schema}.jobs AS j SET
+        state = 'running', attempt = j.attempt + 1, fence = j.fence + 1, attempted_at = p_now,
+        lease_owner = p_owner, lease_expires_at = p_now + p_lease_ms * interval '1 millisecond'
+      FROM due WHERE j.id = due.id
+      RETURNING j.*;
+  END
+  $fn$;`
