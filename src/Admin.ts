@@ -100,6 +100,13 @@ export interface Options {
   readonly keepAlive?: Duration.DurationInput | undefined
   /** Log one line per request (method, path, status; never bodies). Default false. */
   readonly logRequests?: boolean | undefined
+  /**
+   * Serve every route under this path, e.g. `/ops/nightshift`: the dashboard
+   * at `/ops/nightshift`, the API at `/ops/nightshift/jobs` and so on. For
+   * mounting beside a host application's own routes, or behind a proxy that
+   * forwards a path without stripping it. Default: the root.
+   */
+  readonly prefix?: string | undefined
 }
 
 /**
@@ -108,7 +115,7 @@ export interface Options {
  * @since 0.1.0
  */
 export interface ServerInfo {
-  /** The dashboard URL, e.g. `http://127.0.0.1:7700/`. */
+  /** The dashboard URL, e.g. `http://127.0.0.1:7700/` (with the prefix, if any). */
   readonly url: string
   readonly host: string
   readonly port: number
@@ -165,10 +172,28 @@ const settings = (options: Options): Handlers.Settings => ({
 export const handlers = (options: Options = {}): Layer.Layer<Groups | Authorization, never, Requirements> =>
   Handlers.layer(settings(options)).pipe(Layer.provideMerge(Auth.layer(options.token)))
 
+/** Path segments of letters, digits and `-._~`: nothing a router would read as a parameter or wildcard. */
+const prefixPattern = /^(\/[A-Za-z0-9._~-]+)+$/
+
+/** The normalised prefix (no trailing slash; `undefined` for the root), or why it is refused. */
+const checkPrefix = (prefix: string | undefined): Effect.Effect<string | undefined, AdminError> => {
+  const trimmed = prefix?.replace(/\/+$/, "")
+  if (trimmed === undefined || trimmed === "") return Effect.succeed(undefined)
+  return prefixPattern.test(trimmed)
+    ? Effect.succeed(trimmed)
+    : Effect.fail(
+        new AdminError({
+          message: `admin prefix ${JSON.stringify(prefix)} is not a plain path: use segments of letters, digits, "-", ".", "_" or "~", e.g. "/ops/nightshift"`
+        })
+      )
+}
+
 /**
  * The admin routes (API, OpenAPI document at `/openapi.json`, dashboard at
- * `/`) added to a host application's `HttpLayerRouter`. Security is the
- * host's server's: the token still applies, but binding is up to the host.
+ * `/`) added to a host application's `HttpLayerRouter`, under
+ * `options.prefix` when given. Security is the host's server's: the token
+ * still applies, but binding is up to the host. Fails with `AdminError` for
+ * a prefix that is not a plain path.
  *
  * @since 0.1.0
  */
@@ -176,14 +201,29 @@ export const routes = (
   options: Options = {}
 ): Layer.Layer<
   never,
-  never,
+  AdminError,
   | HttpLayerRouter.HttpRouter
   | Etag.Generator
   | FileSystem.FileSystem
   | HttpPlatform.HttpPlatform
   | Path.Path
   | Requirements
-> => HttpLayerRouter.addHttpApi(Api).pipe(Layer.provide(handlers(options)))
+> =>
+  Layer.unwrapEffect(
+    Effect.map(checkPrefix(options.prefix), (prefix) => {
+      const api = HttpLayerRouter.addHttpApi(Api).pipe(Layer.provide(handlers(options)))
+      return prefix === undefined
+        ? api
+        : api.pipe(
+            Layer.provide(
+              Layer.effect(
+                HttpLayerRouter.HttpRouter,
+                Effect.map(HttpLayerRouter.HttpRouter, (r) => r.prefixed(prefix))
+              )
+            )
+          )
+    })
+  )
 
 const formatUrl = (host: string, port: number) =>
   `http://${host.includes(":") ? `[${host}]` : host === "0.0.0.0" ? "127.0.0.1" : host}:${port}/`
@@ -205,16 +245,22 @@ const check = (options: Options) =>
         message: `refusing to serve the admin API on ${host} without a token: anyone who can reach it could cancel and enqueue jobs. Set a token (NIGHTSHIFT_ADMIN_TOKEN, e.g. \`openssl rand -hex 32\`) or bind to 127.0.0.1`
       })
     }
-    return { host, port }
+    const prefix = yield* checkPrefix(options.prefix)
+    return { host, port, prefix }
   })
 
-const serverInfo = (authenticated: boolean) =>
+const serverInfo = (authenticated: boolean, prefix: string | undefined) =>
   Layer.effect(
     Server,
     HttpServer.addressWith((address) => {
       const host = address._tag === "TcpAddress" ? address.hostname : address.path
       const port = address._tag === "TcpAddress" ? address.port : 0
-      const info: ServerInfo = { url: formatUrl(host, port), host, port, authenticated }
+      const info: ServerInfo = {
+        url: `${formatUrl(host, port)}${prefix?.slice(1) ?? ""}`,
+        host,
+        port,
+        authenticated
+      }
       return Effect.as(
         Effect.logInfo(
           `nightshift admin: dashboard and API at ${info.url} (${authenticated ? "bearer token required" : "no token: loopback only"})`
@@ -233,13 +279,13 @@ const serverInfo = (authenticated: boolean) =>
  */
 export const layer = (options: Options = {}): Layer.Layer<Server, AdminError, Requirements> =>
   Layer.unwrapEffect(
-    Effect.map(check(options), ({ host, port }) =>
+    Effect.map(check(options), ({ host, port, prefix }) =>
       Layer.merge(
         HttpLayerRouter.serve(routes(options), {
           disableLogger: options.logRequests !== true,
           disableListenLog: true
         }),
-        serverInfo(options.token !== undefined)
+        serverInfo(options.token !== undefined, prefix)
       ).pipe(
         Layer.provide(NodeHttpServer.layer(() => createServer(), { port, host })),
         Layer.mapError(
@@ -255,8 +301,9 @@ export const layer = (options: Options = {}): Layer.Layer<Server, AdminError, Re
 
 /**
  * Admin options from the environment: `NIGHTSHIFT_ADMIN_PORT` (default
- * 7700), `NIGHTSHIFT_ADMIN_HOST` (default 127.0.0.1), `NIGHTSHIFT_ADMIN_TOKEN`
- * and `NIGHTSHIFT_ADMIN_LATE_AFTER` (a duration such as `10 minutes`).
+ * 7700), `NIGHTSHIFT_ADMIN_HOST` (default 127.0.0.1), `NIGHTSHIFT_ADMIN_TOKEN`,
+ * `NIGHTSHIFT_ADMIN_LATE_AFTER` (a duration such as `10 minutes`) and
+ * `NIGHTSHIFT_ADMIN_PREFIX` (a path such as `/ops/nightshift`).
  *
  * @since 0.1.0
  */
@@ -264,7 +311,8 @@ export const config: Config.Config<Options> = Config.all({
   port: Config.withDefault(Config.port("NIGHTSHIFT_ADMIN_PORT"), 7700),
   host: Config.withDefault(Config.string("NIGHTSHIFT_ADMIN_HOST"), "127.0.0.1"),
   token: Config.map(Config.option(Config.redacted("NIGHTSHIFT_ADMIN_TOKEN")), Option.getOrUndefined),
-  lateAfter: Config.map(Config.option(Config.duration("NIGHTSHIFT_ADMIN_LATE_AFTER")), Option.getOrUndefined)
+  lateAfter: Config.map(Config.option(Config.duration("NIGHTSHIFT_ADMIN_LATE_AFTER")), Option.getOrUndefined),
+  prefix: Config.map(Config.option(Config.string("NIGHTSHIFT_ADMIN_PREFIX")), Option.getOrUndefined)
 })
 
 const defined = (options: Options): Options =>

@@ -291,7 +291,8 @@ describe("Admin setup", () => {
       const env = ConfigProvider.fromMap(
         new Map([
           ["NIGHTSHIFT_ADMIN_PORT", "1"],
-          ["NIGHTSHIFT_ADMIN_TOKEN", token]
+          ["NIGHTSHIFT_ADMIN_TOKEN", token],
+          ["NIGHTSHIFT_ADMIN_PREFIX", "/ops"]
         ])
       )
       const layer = Admin.layerConfig({ port: 0 }).pipe(
@@ -302,8 +303,9 @@ describe("Admin setup", () => {
       const info = Context.get(yield* Layer.build(layer), Admin.Server)
       expect(info.authenticated).toBe(true)
       expect(info.port).toBeGreaterThan(1)
-      expect((yield* call(info.url, "GET", "/workers")).status).toBe(401)
-      expect((yield* call(info.url, "GET", "/workers", { token })).status).toBe(200)
+      expect(info.url.endsWith("/ops")).toBe(true)
+      expect((yield* call(info.url, "GET", "/ops/workers")).status).toBe(401)
+      expect((yield* call(info.url, "GET", "/ops/workers", { token })).status).toBe(200)
 
       const badPort = Admin.layerConfig().pipe(
         Layer.provideMerge(Nightshift.layer(basicApp)),
@@ -354,6 +356,45 @@ describe("Admin setup", () => {
       expect(workers.json.workers.map((w: any) => w.name)).toContain("nightshift/cleanup")
       expect((yield* call(base, "GET", "/")).headers["content-type"]).toContain("text/html")
     })
+  )
+
+  it.scoped("mounts under a prefix, beside host routes of the same names", () =>
+    Effect.gen(function* () {
+      const hostJobs = HttpLayerRouter.add("GET", "/jobs", HttpServerResponse.text("the host's jobs"))
+      const admin = Admin.routes({ token: Redacted.make(token), prefix: "/ops/nightshift/" })
+      const layer = HttpLayerRouter.serve(Layer.merge(hostJobs, admin), {
+        disableLogger: true,
+        disableListenLog: true
+      }).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(() => http.createServer(), { port: 0, host: "127.0.0.1" })),
+        Layer.provide(Nightshift.layer(basicApp).pipe(Layer.provideMerge(MemoryStore.layer)))
+      )
+      const address = Context.get(yield* Layer.build(layer), HttpServer.HttpServer).address
+      const base = `http://127.0.0.1:${address._tag === "TcpAddress" ? address.port : 0}/`
+      expect((yield* call(base, "GET", "/jobs", { token })).text).toBe("the host's jobs")
+      expect((yield* call(base, "GET", "/ops/nightshift/jobs")).status).toBe(401)
+      const page = yield* call(base, "GET", "/ops/nightshift/jobs", { token })
+      expect(page.status).toBe(200)
+      expect(Array.isArray(page.json.jobs)).toBe(true)
+      expect((yield* call(base, "GET", "/ops/nightshift")).headers["content-type"]).toContain("text/html")
+      expect((yield* call(base, "GET", "/ops/nightshift/health/live")).json).toEqual({ status: "ok" })
+      expect((yield* call(base, "GET", "/workers", { token })).status).toBe(404)
+    })
+  )
+
+  it.scoped(
+    "Admin.layer serves under a prefix and reports the dashboard URL with it; a bad prefix is refused",
+    () =>
+      Effect.gen(function* () {
+        const { info, base } = yield* serve(basicApp, { port: 0, prefix: "/nightshift" })
+        expect(info.url).toBe(`http://127.0.0.1:${info.port}/nightshift`)
+        expect((yield* call(base, "GET", "/nightshift/workers")).status).toBe(200)
+        expect((yield* call(base, "GET", "/workers")).status).toBe(404)
+        for (const prefix of ["nightshift", "/a/:id", "/a/*", "/a b", "/a//b"]) {
+          const exit = yield* Effect.exit(Layer.build(build(basicApp, { port: 0, prefix })))
+          expect(Exit.isFailure(exit) && String(Exit.causeOption(exit))).toContain("is not a plain path")
+        }
+      })
   )
 })
 

@@ -129,3 +129,38 @@ describe("dashboard", () => {
     await queue.locator('[data-state="cancelled"]', { hasText: /^1$/ }).waitFor()
   }, 120_000)
 })
+
+describe("dashboard under a prefix", () => {
+  it("works at a path without a trailing slash: live workers, and an enqueued job runs and retries", async () => {
+    const local = Effect.runSync(Scope.make())
+    try {
+      const layer = Admin.layer({ port: 0, token: Redacted.make(token), prefix: "/ops/nightshift" }).pipe(
+        Layer.provideMerge(Nightshift.layer(app)),
+        Layer.provideMerge(MemoryStore.layer)
+      )
+      const context = await Effect.runPromise(Layer.buildWithScope(layer, local))
+      const prefixed = Context.get(context, Admin.Server).url
+      expect(prefixed.endsWith("/ops/nightshift")).toBe(true)
+      const tab = await browser.newPage()
+      tab.setDefaultTimeout(20_000)
+      await tab.goto(`${prefixed}?token=${token}`)
+      await tab.locator('[data-testid="connection"]', { hasText: /^live$/ }).waitFor()
+      expect(new URL(tab.url()).pathname).toBe("/ops/nightshift")
+      await tab
+        .locator(`tr[data-testid="worker-row"][data-name="nightshift/mailer"][data-state="running"]`)
+        .waitFor()
+      await tab.locator("summary", { hasText: "Enqueue a job" }).click()
+      await tab.locator("#e-kind").selectOption("charge")
+      await tab.locator("#e-payload").fill('{"cents": 700}')
+      await tab.getByTestId("enqueue").getByRole("button", { name: "Enqueue" }).click()
+      await tab
+        .locator(`tr[data-testid="job-row"]`, { hasText: "charge" })
+        .and(tab.locator('[data-state="retryable"]'))
+        .first()
+        .waitFor()
+      await tab.close()
+    } finally {
+      await Effect.runPromise(Scope.close(local, Exit.void))
+    }
+  }, 60_000)
+})

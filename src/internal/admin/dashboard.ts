@@ -56,6 +56,8 @@ const script = `
 const $ = (id) => document.getElementById(id);
 const STATES = ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled"];
 const params = new URLSearchParams(location.search);
+// The API lives beside the page, wherever the page is mounted ("/", "/ops/nightshift", ...).
+const base = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
 if (params.has("token")) {
   sessionStorage.setItem("nightshift-token", params.get("token"));
   params.delete("token");
@@ -88,7 +90,7 @@ class Unauthorized extends Error {}
 async function api(path, init) {
   const headers = Object.assign({}, init && init.headers);
   if (token) headers.authorization = "Bearer " + token;
-  const res = await fetch(path, Object.assign({}, init, { headers, cache: "no-store" }));
+  const res = await fetch(base + path, Object.assign({}, init, { headers, cache: "no-store" }));
   if (res.status === 401) { showAuth(); throw new Unauthorized("unauthorized"); }
   const type = res.headers.get("content-type") || "";
   const body = type.includes("json") ? await res.json() : await res.text();
@@ -234,7 +236,7 @@ async function listen() {
   for (;;) {
     try {
       const headers = token ? { authorization: "Bearer " + token } : {};
-      const res = await fetch("events", { headers, cache: "no-store" });
+      const res = await fetch(base + "events", { headers, cache: "no-store" });
       if (res.status === 401) return showAuth();
       if (!res.ok || !res.body) throw new Error("events: " + res.status);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
