@@ -211,7 +211,7 @@ export const v2 = (schema: string) => `
  * Migration 3: claims walk only the requested queues. The claim index leads
  * with the queue, and `claim` takes each requested, unpaused queue's first
  * jobs in claim order from its own part of the index (one arm per queue),
- * then keeps the best `p_limit` of them. Before, one index in global claim
+ * then keeps the best `p_limit` of them; a single queue is one plain scan. Before, one index in global claim
  * order was filtered by queue, so a backlog in another queue (a paused one,
  * or one this runner does not serve) was read through on every claim.
  * Rows an arm locked but the final cut left out stay locked only until the
@@ -241,6 +241,26 @@ export const v3 = (schema: string) => `
   SET jit = off
   AS $fn$
   BEGIN
+    IF cardinality(p_queues) = 1 THEN
+      -- One queue (the usual case): one in-order index scan, no merge.
+      RETURN QUERY
+        WITH due AS (
+          SELECT d.id FROM ${schema}.jobs d
+          WHERE d.queue = p_queues[1]
+            AND NOT EXISTS (SELECT 1 FROM ${schema}.paused_queues pq WHERE pq.queue = p_queues[1])
+            AND d.state IN ('available', 'scheduled', 'retryable') AND d.run_at <= p_now
+            AND d.kind = ANY(p_kinds)
+          ORDER BY d.priority, d.run_at, d.id
+          LIMIT p_limit
+          FOR UPDATE SKIP LOCKED
+        )
+        UPDATE ${schema}.jobs AS j SET
+          state = 'running', attempt = j.attempt + 1, fence = j.fence + 1, attempted_at = p_now,
+          lease_owner = p_owner, lease_expires_at = p_now + p_lease_ms * interval '1 millisecond'
+        FROM due WHERE j.id = due.id
+        RETURNING j.*;
+      RETURN;
+    END IF;
     RETURN QUERY
       WITH due AS (
         SELECT c.id FROM (
