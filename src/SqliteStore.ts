@@ -79,7 +79,7 @@ export const migrate: Effect.Effect<
 /**
  * Run the migrations, then build the store on the `SqlClient` in context.
  * The client must be a SQLite client; the store leaves its pragmas alone
- * (WAL, a busy timeout and `temp_store = MEMORY` are recommended).
+ * (WAL and a busy timeout are recommended).
  *
  * @since 0.1.0
  */
@@ -110,10 +110,6 @@ const pragmas = (sql: SqlClient.SqlClient, options: Options) =>
     }
     yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.ceil(busyMs)}`).raw
     yield* sql.unsafe(`PRAGMA synchronous = ${synchronous}`).raw
-    // The claim and settle statements build small temporary b-trees (an IN list, a json_each
-    // join); kept in memory instead of in temporary files they ran up to 40% faster in a probe
-    // (docs/benchmarks.md).
-    yield* sql.unsafe("PRAGMA temp_store = MEMORY").raw
   }).pipe(
     Effect.catchTag("SqlError", (error) =>
       Effect.fail(
@@ -149,7 +145,7 @@ const openClient = (options: Options) =>
 
 /**
  * A `JobStore` on its own SQLite file (WAL, `synchronous = NORMAL`, a busy
- * timeout, `temp_store = MEMORY`). The layer also provides its `SqliteClient`/`SqlClient`, so an app
+ * timeout). The layer also provides its `SqliteClient`/`SqlClient`, so an app
  * can enqueue inside `sql.withTransaction` on the same file.
  *
  * @example

@@ -63,7 +63,6 @@ describe("SqliteStore", () => {
       expect(yield* read("journal_mode")).toBe("wal")
       expect(yield* read("synchronous")).toBe(1) // NORMAL
       expect(yield* read("busy_timeout")).toBe(5_000)
-      expect(yield* read("temp_store")).toBe(2) // MEMORY
     }).pipe(Effect.provide(SqliteStore.layer({ filename: tempFile() })))
   )
 
