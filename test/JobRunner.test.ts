@@ -344,6 +344,43 @@ describe("JobRunner", () => {
   )
 
   it.scoped(
+    "a store that stops taking outcomes does not hold up shutdown: a warning after the flush budget, and the job is rescued later",
+    () =>
+      Effect.gen(function* () {
+        const real = yield* MemoryStore.make
+        const refusing: JobStore.Service = {
+          ...real,
+          settle: () => Effect.fail(new JobStore.JobStoreError({ message: "connection refused" }))
+        }
+        const layer = JobQueue.layer.pipe(
+          Layer.provideMerge(Layer.succeed(JobStore.JobStore, refusing)),
+          Layer.provideMerge(Events.layer)
+        )
+        const warnings: Array<string> = []
+        const capture = Logger.make(({ logLevel, message }) => {
+          if (logLevel._tag === "Warning") warnings.push(String(message))
+        })
+        yield* Effect.gen(function* () {
+          const { id } = yield* JobQueue.enqueue(Task, { n: 1 })
+          const ran = yield* Deferred.make<void>()
+          const { scope } = yield* startRunner(
+            Job.handlers(Job.handle(Task, () => Deferred.succeed(ran, undefined)))
+          )
+          yield* Deferred.await(ran)
+          yield* TestClock.adjust("1 second") // the settle fails and is retried
+          const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+          for (let i = 0; i < 10 && closing.unsafePoll() === null; i++) yield* TestClock.adjust("1 second")
+          expect(closing.unsafePoll()).not.toBeNull() // would never end if the last outcome were retried forever
+          expect(warnings.some((w) => w.includes("did not take 1 job outcome(s) within 4s"))).toBe(true)
+          expect((yield* job(id)).state).toBe("running")
+          yield* TestClock.adjust("1 minute") // past the lease
+          expect((yield* real.rescue(10)).map((r) => r.id)).toEqual([id])
+          expect((yield* job(id)).state).toBe("retryable") // due again, its lost attempt counted
+        }).pipe(Effect.provide(layer), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      })
+  )
+
+  it.scoped(
     "a handler's log lines carry the job's id, kind and attempt, and the runner's own lines do not",
     () =>
       Effect.gen(function* () {

@@ -71,6 +71,12 @@ export interface Engine<R> {
   readonly drain: Effect.Effect<void>
 }
 
+/**
+ * How long the drain keeps trying to write the last outcomes at shutdown.
+ * Within the 5 s the fetcher's worker is given beyond the shutdown timeout.
+ */
+const flushBudget = Duration.seconds(4)
+
 export const makeEngine = <R>(
   store: JobStore.Service,
   handlers: Job.Handlers<R>,
@@ -291,7 +297,12 @@ export const makeEngine = <R>(
         for (const id of Array.from(running.keys())) yield* interrupt(id, "shutdown")
         yield* Fiber.awaitAll(fibers())
       }
-      yield* settler.flush
+      const unwritten = yield* settler.flush(flushBudget)
+      if (unwritten > 0) {
+        yield* Effect.logWarning(
+          `nightshift: the store did not take ${unwritten} job outcome(s) within ${Duration.format(flushBudget)} of shutdown; those jobs stay running until their lease expires, then the rescuer makes them available again (they may run twice)`
+        )
+      }
       draining = false
     })
 

@@ -1,3 +1,4 @@
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -42,8 +43,12 @@ export interface Settler {
   readonly offer: (pending: Pending) => Effect.Effect<void>
   /** `offer`, synchronously (the queue is unbounded, so it never waits). */
   readonly unsafeOffer: (pending: Pending) => void
-  /** Write batches until nothing is pending. */
-  readonly flush: Effect.Effect<void>
+  /**
+   * Write batches until nothing is pending, for at most `budget` (the store
+   * may be down at shutdown); succeeds with how many outcomes were left
+   * unwritten.
+   */
+  readonly flush: (budget: Duration.Duration) => Effect.Effect<number>
   /** Write batches forever (a long-running worker). */
   readonly run: Effect.Effect<never>
   readonly size: Effect.Effect<number>
@@ -92,22 +97,43 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
           : Effect.void
       })
 
-    // Once a batch is taken it is written even if the loop is interrupted meanwhile.
-    const step = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(Queue.takeBetween(queue, 1, maxBatch)), (chunk) =>
-        lock.withPermits(1)(write(Array.from(chunk)))
+    /**
+     * Take a batch with `take` and write it, retrying while the store fails,
+     * under the lock. Interruptible (a store that stays down must not hold up
+     * a shutdown); an interrupted batch goes back to the queue. Writing a
+     * batch twice is harmless: settles are fenced. Succeeds with the batch size.
+     */
+    let inFlight = 0
+    const takeAndWrite = (take: Effect.Effect<Iterable<Pending>>) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(take), (chunk) => {
+          const batch = Array.from(chunk)
+          if (batch.length === 0) return Effect.succeed(0)
+          inFlight += batch.length
+          return restore(lock.withPermits(1)(write(batch))).pipe(
+            Effect.onInterrupt(() => Queue.offerAll(queue, batch)),
+            Effect.ensuring(Effect.sync(() => (inFlight -= batch.length))),
+            Effect.as(batch.length)
+          )
+        })
       )
-    )
 
-    const flush: Effect.Effect<void> = lock.withPermits(1)(
-      Effect.gen(function* () {
-        while (true) {
-          const chunk = yield* Queue.takeUpTo(queue, maxBatch)
-          if (chunk.length === 0) return
-          yield* write(Array.from(chunk))
-        }
-      })
-    )
+    const step = takeAndWrite(Queue.takeBetween(queue, 1, maxBatch))
+
+    /** Until nothing is queued or being written (by `run` as well). */
+    const flushAll: Effect.Effect<void> = Effect.gen(function* () {
+      while (true) {
+        if ((yield* takeAndWrite(Queue.takeUpTo(queue, maxBatch))) > 0) continue
+        if (inFlight === 0) return
+        yield* lock.withPermits(1)(Effect.void) // wait for the batch being written
+      }
+    })
+
+    const flush = (budget: Duration.Duration) =>
+      Effect.interruptible(flushAll).pipe(
+        Effect.timeoutOption(budget),
+        Effect.zipRight(Effect.map(Queue.size(queue), (queued) => queued + inFlight))
+      )
 
     return {
       offer: (pending) => Effect.asVoid(Queue.offer(queue, pending)),
