@@ -343,6 +343,35 @@ describe("JobRunner", () => {
       }).pipe(Effect.provide(Base))
   )
 
+  it.scoped("a burst of 500 quick jobs: every outcome is written, several to a settle call", () =>
+    Effect.gen(function* () {
+      const real = yield* MemoryStore.make
+      const sizes: Array<number> = []
+      const counting: JobStore.Service = {
+        ...real,
+        settle: (settlements) =>
+          Effect.zipRight(
+            Effect.sync(() => sizes.push(settlements.length)),
+            real.settle(settlements)
+          )
+      }
+      const layer = JobQueue.layer.pipe(
+        Layer.provideMerge(Layer.succeed(JobStore.JobStore, counting)),
+        Layer.provideMerge(Events.layer)
+      )
+      yield* Effect.gen(function* () {
+        yield* JobQueue.enqueueMany(Array.from({ length: 500 }, (_, n) => JobQueue.item(Task, { n })))
+        const done = yield* awaitEvents(500, ["completed"])
+        yield* startRunner(Job.handlers(Job.handle(Task, () => Effect.void)), { concurrency: 20 })
+        yield* done.await
+        const counts = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)
+        expect(counts).toEqual([{ queue: "default", state: "completed", count: 500 }])
+        expect(sizes.reduce((a, b) => a + b, 0)).toBe(500)
+        expect(sizes.length).toBeLessThan(100)
+      }).pipe(Effect.provide(layer))
+    })
+  )
+
   it.scoped(
     "a store that stops taking outcomes does not hold up shutdown: a warning after the flush budget, and the job is rescued later",
     () =>
