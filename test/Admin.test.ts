@@ -167,6 +167,20 @@ const serve = (
     }
   })
 
+/** Serve `Admin.routes(options)` beside a host's own `routes` on a free port; returns the base URL. */
+const serveBeside = <E, R>(routes: Layer.Layer<never, E, R>, options: Admin.Options) =>
+  Effect.gen(function* () {
+    const layer = HttpLayerRouter.serve(Layer.merge(routes, Admin.routes(options)), {
+      disableLogger: true,
+      disableListenLog: true
+    }).pipe(
+      Layer.provideMerge(NodeHttpServer.layer(() => http.createServer(), { port: 0, host: "127.0.0.1" })),
+      Layer.provide(Nightshift.layer(basicApp).pipe(Layer.provideMerge(MemoryStore.layer)))
+    )
+    const address = Context.get(yield* Layer.build(layer), HttpServer.HttpServer).address
+    return `http://127.0.0.1:${address._tag === "TcpAddress" ? address.port : 0}/`
+  })
+
 /** Fork a wait for `n` events of the given tags (subscribed before this returns). */
 const awaitEvents = (events: Events.Service, n: number, tags: ReadonlyArray<Events.JobEvent["_tag"]>) =>
   Effect.flatMap(events.subscribe, (sub) =>
@@ -341,15 +355,7 @@ describe("Admin setup", () => {
   it.scoped("mounts into a host application's router beside its own routes", () =>
     Effect.gen(function* () {
       const hello = HttpLayerRouter.add("GET", "/hello", HttpServerResponse.text("hi"))
-      const layer = HttpLayerRouter.serve(Layer.merge(hello, Admin.routes({ token: Redacted.make(token) })), {
-        disableLogger: true,
-        disableListenLog: true
-      }).pipe(
-        Layer.provideMerge(NodeHttpServer.layer(() => http.createServer(), { port: 0, host: "127.0.0.1" })),
-        Layer.provide(Nightshift.layer(basicApp).pipe(Layer.provideMerge(MemoryStore.layer)))
-      )
-      const address = Context.get(yield* Layer.build(layer), HttpServer.HttpServer).address
-      const base = `http://127.0.0.1:${address._tag === "TcpAddress" ? address.port : 0}/`
+      const base = yield* serveBeside(hello, { token: Redacted.make(token) })
       expect((yield* call(base, "GET", "/hello")).text).toBe("hi")
       expect((yield* call(base, "GET", "/workers")).status).toBe(401)
       const workers = yield* call(base, "GET", "/workers", { token })
@@ -361,16 +367,7 @@ describe("Admin setup", () => {
   it.scoped("mounts under a prefix, beside host routes of the same names", () =>
     Effect.gen(function* () {
       const hostJobs = HttpLayerRouter.add("GET", "/jobs", HttpServerResponse.text("the host's jobs"))
-      const admin = Admin.routes({ token: Redacted.make(token), prefix: "/ops/nightshift/" })
-      const layer = HttpLayerRouter.serve(Layer.merge(hostJobs, admin), {
-        disableLogger: true,
-        disableListenLog: true
-      }).pipe(
-        Layer.provideMerge(NodeHttpServer.layer(() => http.createServer(), { port: 0, host: "127.0.0.1" })),
-        Layer.provide(Nightshift.layer(basicApp).pipe(Layer.provideMerge(MemoryStore.layer)))
-      )
-      const address = Context.get(yield* Layer.build(layer), HttpServer.HttpServer).address
-      const base = `http://127.0.0.1:${address._tag === "TcpAddress" ? address.port : 0}/`
+      const base = yield* serveBeside(hostJobs, { token: Redacted.make(token), prefix: "/ops/nightshift/" })
       expect((yield* call(base, "GET", "/jobs", { token })).text).toBe("the host's jobs")
       expect((yield* call(base, "GET", "/ops/nightshift/jobs")).status).toBe(401)
       const page = yield* call(base, "GET", "/ops/nightshift/jobs", { token })

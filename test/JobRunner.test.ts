@@ -28,6 +28,13 @@ const Task = Job.make("task", {
 
 const Base = JobQueue.layer.pipe(Layer.provideMerge(MemoryStore.layer), Layer.provideMerge(Events.layer))
 
+/** The producer and event bus on a given store service (a wrapper of a real store, in these tests). */
+const onStore = (store: JobStore.Service) =>
+  JobQueue.layer.pipe(
+    Layer.provideMerge(Layer.succeed(JobStore.JobStore, store)),
+    Layer.provideMerge(Events.layer)
+  )
+
 /** Start a runner in a fresh child scope of the test; returns the scope so a test can shut it down. */
 const startRunner = <R>(handlers: Job.Handlers<R>, options: JobRunner.Options = {}) =>
   Effect.gen(function* () {
@@ -268,10 +275,7 @@ describe("JobRunner", () => {
             d ? Effect.fail(new JobStore.JobStoreError({ message: "connection refused" })) : real.claim(req)
           )
       }
-      const layer = JobQueue.layer.pipe(
-        Layer.provideMerge(Layer.succeed(JobStore.JobStore, flaky)),
-        Layer.provideMerge(Events.layer)
-      )
+      const layer = onStore(flaky)
       yield* Effect.gen(function* () {
         const { id } = yield* JobQueue.enqueue(Task, { n: 1 })
         const { runner } = yield* startRunner(Job.handlers(Job.handle(Task, () => Effect.void)))
@@ -355,10 +359,7 @@ describe("JobRunner", () => {
             real.settle(settlements)
           )
       }
-      const layer = JobQueue.layer.pipe(
-        Layer.provideMerge(Layer.succeed(JobStore.JobStore, counting)),
-        Layer.provideMerge(Events.layer)
-      )
+      const layer = onStore(counting)
       yield* Effect.gen(function* () {
         yield* JobQueue.enqueueMany(Array.from({ length: 500 }, (_, n) => JobQueue.item(Task, { n })))
         const done = yield* awaitEvents(500, ["completed"])
@@ -381,10 +382,7 @@ describe("JobRunner", () => {
           ...real,
           settle: () => Effect.fail(new JobStore.JobStoreError({ message: "connection refused" }))
         }
-        const layer = JobQueue.layer.pipe(
-          Layer.provideMerge(Layer.succeed(JobStore.JobStore, refusing)),
-          Layer.provideMerge(Events.layer)
-        )
+        const layer = onStore(refusing)
         const warnings: Array<string> = []
         const capture = Logger.make(({ logLevel, message }) => {
           if (logLevel._tag === "Warning") warnings.push(String(message))

@@ -100,12 +100,6 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
           : Effect.void
       })
 
-    /**
-     * Take a batch with `take` and write it, retrying while the store fails,
-     * under the lock. Interruptible (a store that stays down must not hold up
-     * a shutdown); an interrupted batch goes back to the queue. Writing a
-     * batch twice is harmless: settles are fenced. Succeeds with the batch size.
-     */
     // Outcomes taken from the queue and not yet written; `idle` is open while there are none.
     let inFlight = 0
     const idle = Effect.unsafeMakeLatch(true)
