@@ -163,6 +163,14 @@ export interface Handler<out R = never> {
 }
 
 /**
+ * @since 0.1.0
+ */
+export declare namespace Handler {
+  /** The services a handler (or a union of handlers) needs. */
+  export type Context<H> = H extends Handler<infer R> ? R : never
+}
+
+/**
  * Attach a handler to a kind. The handler gets the decoded payload and the
  * job context. Its typed failure decides what happens next: `Discard`,
  * `Snooze`, `Retry`, or any other error (retried with the kind's backoff).
@@ -185,13 +193,25 @@ export interface Handlers<out R = never> {
 }
 
 /**
- * Collect handlers. A kind handled twice is a programming error and throws
- * at definition time.
+ * @since 0.1.0
+ */
+export declare namespace Handlers {
+  /** The services a set of handlers needs. */
+  export type Context<H> = H extends Handlers<infer R> ? R : never
+}
+
+/**
+ * Collect handlers. The set needs what any of its handlers needs (the union
+ * of their services; `handlers<R>(...)` states it instead). A kind handled
+ * twice is a programming error and throws at definition time.
  *
  * @since 0.1.0
  */
-export const handlers = <R>(...hs: ReadonlyArray<Handler<R>>): Handlers<R> => {
-  const byKind = new Map<string, Handler<R>>()
+export const handlers: {
+  <Hs extends ReadonlyArray<Handler<any>>>(...hs: Hs): Handlers<Handler.Context<Hs[number]>>
+  <R>(...hs: ReadonlyArray<Handler<R>>): Handlers<R>
+} = (...hs: ReadonlyArray<Handler<unknown>>): Handlers<unknown> => {
+  const byKind = new Map<string, Handler<unknown>>()
   for (const h of hs) {
     if (byKind.has(h.kind.name)) throw new Error(`Job.handlers: kind "${h.kind.name}" is handled twice`)
     byKind.set(h.kind.name, h)

@@ -74,19 +74,33 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("Invali
   message: Schema.String
 }) {}
 
-/** One item of `enqueueMany`. @since 0.1.0 */
-export interface Item<R = never> {
-  readonly kind: Job.Kind<string, any, any, R>
-  readonly payload: unknown
+/**
+ * One item of `enqueueMany`: a kind and a payload of that kind.
+ *
+ * @since 0.1.0
+ */
+export interface Item<K extends Job.Any = Job.Any> {
+  readonly kind: K
+  readonly payload: Job.Payload<K>
   readonly options?: EnqueueOptions | undefined
+}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace Item {
+  /** The services the payload schemas of some items need (the union over their kinds). */
+  export type Context<I> = I extends { readonly kind: Job.Kind<any, any, any, infer R> } ? R : never
+  /** Each of some items typed against its own kind, so that a payload must match its kind. */
+  export type Checked<I> = I extends { readonly kind: infer K extends Job.Any } ? Item<K> : never
 }
 
 /** Builds a typed `enqueueMany` item. @since 0.1.0 */
 export const item = <Name extends string, A, I, R>(
   kind: Job.Kind<Name, A, I, R>,
-  payload: A,
+  payload: NoInfer<A>,
   options?: EnqueueOptions
-): Item<R> => ({ kind, payload, options })
+): Item<Job.Kind<Name, A, I, R>> => ({ kind, payload, options })
 
 /**
  * The producer service.
@@ -99,10 +113,17 @@ export interface Service {
     payload: A,
     options?: EnqueueOptions
   ) => Effect.Effect<Enqueued, InvalidPayload | InvalidOptions | JobStore.JobStoreError, R>
-  /** Enqueue many jobs atomically (all or nothing); results in input order. */
-  readonly enqueueMany: <R>(
-    items: Iterable<Item<R>>
-  ) => Effect.Effect<ReadonlyArray<Enqueued>, InvalidPayload | InvalidOptions | JobStore.JobStoreError, R>
+  /**
+   * Enqueue many jobs atomically (all or nothing); results in input order.
+   * Items may be of different kinds; each payload must match its own kind.
+   */
+  readonly enqueueMany: <I extends Item>(
+    items: Iterable<I> & Iterable<Item.Checked<I>>
+  ) => Effect.Effect<
+    ReadonlyArray<Enqueued>,
+    InvalidPayload | InvalidOptions | JobStore.JobStoreError,
+    Item.Context<I>
+  >
   readonly get: (id: string) => Effect.Effect<Option.Option<JobStore.JobRecord>, JobStore.JobStoreError>
   readonly list: (filter?: JobStore.ListFilter) => Effect.Effect<JobStore.ListPage, JobStore.JobStoreError>
   readonly counts: Effect.Effect<ReadonlyArray<JobStore.QueueCount>, JobStore.JobStoreError>
@@ -356,14 +377,25 @@ export const enqueue = <Name extends string, A, I, R>(
   Effect.flatMap(JobQueue, (q) => q.enqueue(kind, payload, options))
 
 /**
- * Enqueue many jobs atomically.
+ * Enqueue many jobs atomically (all or nothing); results in input order.
+ * Items may be of different kinds (built with `item`, or written as
+ * `{ kind, payload, options }`); each payload must match its own kind, and
+ * the effect needs what any of their payload schemas needs.
+ *
+ * @example
+ * ```ts
+ * yield* JobQueue.enqueueMany([
+ *   JobQueue.item(SendEmail, { to: "a@b.c" }),
+ *   { kind: Charge, payload: { amount: 3 }, options: { priority: 1 } }
+ * ])
+ * ```
  *
  * @since 0.1.0
  */
-export const enqueueMany = <R>(
-  items: Iterable<Item<R>>
+export const enqueueMany = <I extends Item>(
+  items: Iterable<I> & Iterable<Item.Checked<I>>
 ): Effect.Effect<
   ReadonlyArray<Enqueued>,
   InvalidPayload | InvalidOptions | JobStore.JobStoreError,
-  JobQueue | R
-> => Effect.flatMap(JobQueue, (q) => q.enqueueMany(items))
+  JobQueue | Item.Context<I>
+> => Effect.flatMap(JobQueue, (q) => q.enqueueMany<I>(items as Iterable<I> & Iterable<Item.Checked<I>>))

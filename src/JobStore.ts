@@ -241,7 +241,7 @@ export interface Rescued {
 
 /**
  * Filters and keyset pagination for `list`. Results are ordered by id,
- * newest first; pass the previous page's `nextCursor` as `cursor`.
+ * newest first; pass the previous page's `nextCursor` as `cursor`, as it is.
  *
  * @since 0.1.0
  */
@@ -250,12 +250,14 @@ export interface ListFilter {
   readonly kinds?: ReadonlyArray<string> | undefined
   readonly queues?: ReadonlyArray<string> | undefined
   readonly limit?: number | undefined
-  readonly cursor?: string | undefined
+  /** List jobs older than this page boundary; `null` or absent starts from the newest job. */
+  readonly cursor?: string | null | undefined
 }
 
 /** @since 0.1.0 */
 export interface ListPage {
   readonly jobs: ReadonlyArray<JobRecord>
+  /** The `cursor` of the next page; `null` on the last page. */
   readonly nextCursor: string | null
 }
 

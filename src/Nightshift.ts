@@ -42,12 +42,32 @@ export interface App<R = never> {
 }
 
 /**
- * Declare an application (identity, for type inference). A module whose
- * default export is an app runs with `nightshift run <module>`.
+ * What `define` and `layer` accept: an `App` whose workers and handlers may
+ * each need different services. `W` is the union of its workers, `R` what its
+ * handlers need.
  *
  * @since 0.1.0
  */
-export const define = <R = never>(app: App<R>): App<R> => app
+export interface Definition<W extends Worker.Worker<any, any> = never, R = never>
+  extends Omit<App<never>, "workers" | "handlers"> {
+  readonly workers?: ReadonlyArray<W> | undefined
+  readonly handlers?: Job.Handlers<R> | undefined
+}
+
+/**
+ * Declare an application (identity, for type inference: the app needs the
+ * union of what its workers and handlers need; `define<R>(...)` states it
+ * instead). A module whose default export is an app runs with
+ * `nightshift run <module>`.
+ *
+ * @since 0.1.0
+ */
+export const define: {
+  <W extends Worker.Worker<any, any> = never, R = never>(
+    app: Definition<W, R>
+  ): App<Worker.Worker.Context<W> | R>
+  <R>(app: App<R>): App<R>
+} = (app: App<unknown>) => app
 
 /**
  * The running application.
@@ -106,13 +126,18 @@ const start = <R>(app: App<R>) =>
  *
  * @since 0.1.0
  */
-export const layer = <R>(
-  app: App<R>
+export const layer = <W extends Worker.Worker<any, any> = never, R = never>(
+  app: Definition<W, R>
 ): Layer.Layer<
   Nightshift | Crew.Crew | JobQueue.JobQueue | Events.Events,
   JobRunner.InvalidRunnerOptions,
-  JobStore.JobStore | Exclude<R, JobQueue.JobQueue | Events.Events | Crew.Crew | Nightshift>
+  | JobStore.JobStore
+  | Exclude<Worker.Worker.Context<W> | R, JobQueue.JobQueue | Events.Events | Crew.Crew | Nightshift>
 > =>
   Layer.scopedContext(
-    start(app) as Effect.Effect<Context.Context<Nightshift | Crew.Crew>, JobRunner.InvalidRunnerOptions, any>
+    start(app as App<any>) as Effect.Effect<
+      Context.Context<Nightshift | Crew.Crew>,
+      JobRunner.InvalidRunnerOptions,
+      any
+    >
   ).pipe(Layer.provideMerge(Layer.merge(JobQueue.layer, Events.layer)))

@@ -38,6 +38,16 @@ import type * as Lock from "./Lock.js"
 export interface Worker<out E = unknown, out R = never> extends core.Worker<E, R> {}
 
 /**
+ * @since 0.1.0
+ */
+export declare namespace Worker {
+  /** The failure type of a worker (or of a union of workers). */
+  export type Error<W> = W extends Worker<infer E, any> ? E : never
+  /** The services a worker (or a union of workers) needs. */
+  export type Context<W> = W extends Worker<any, infer R> ? R : never
+}
+
+/**
  * Restart policy: `permanent` restarts after any exit, `transient` only after
  * a failure, `temporary` never.
  *

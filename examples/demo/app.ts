@@ -25,8 +25,6 @@
  */
 import * as Either from "effect/Either"
 import * as CronJob from "nightshift/CronJob"
-import type * as JobQueue from "nightshift/JobQueue"
-import type * as Lock from "nightshift/Lock"
 import * as Nightshift from "nightshift/Nightshift"
 import { handlers, UsageReport } from "./jobs.js"
 import {
@@ -44,7 +42,7 @@ import * as World from "./world.js"
 /** Nightly at 03:00 in production; every two minutes here. */
 const usageReport = Either.getOrThrow(CronJob.make(UsageReport, { period: "last 2 minutes" }, "*/2 * * * *"))
 
-export default Nightshift.define<World.World | JobQueue.JobQueue | Lock.Lock>({
+export default Nightshift.define({
   name: "demo",
   workers: [
     simulator,

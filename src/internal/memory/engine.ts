@@ -318,8 +318,8 @@ export class Engine {
   }
 
   /** The index of the newest row whose id is below `cursor` (all rows without one). */
-  private startBelow(cursor: string | undefined): number {
-    if (cursor === undefined) return this.order.length - 1
+  private startBelow(cursor: string | null | undefined): number {
+    if (cursor == null) return this.order.length - 1
     const bound = Number(cursor)
     let lo = 0
     let hi = this.order.length

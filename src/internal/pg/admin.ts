@@ -31,7 +31,7 @@ export const list = (ctx: Ctx, filter: JobStore.ListFilter) => {
   if (filter.states !== undefined) where.push(sql`j.state = ANY(${filter.states}::text[])`)
   if (filter.kinds !== undefined) where.push(sql`j.kind = ANY(${filter.kinds}::text[])`)
   if (filter.queues !== undefined) where.push(sql`j.queue = ANY(${filter.queues}::text[])`)
-  if (filter.cursor !== undefined) {
+  if (filter.cursor != null) {
     if (!isJobId(filter.cursor)) return Effect.succeed<JobStore.ListPage>({ jobs: [], nextCursor: null })
     where.push(sql`j.id < ${filter.cursor}::bigint`)
   }

@@ -27,7 +27,7 @@ export const list = (sql: SqlClient.SqlClient, filter: JobStore.ListFilter) =>
       inList(sql, "kind", filter.kinds),
       inList(sql, "queue", filter.queues)
     ].filter((clause) => clause !== undefined)
-    if (filter.cursor !== undefined) clauses.push(sql`id < ${parseId(filter.cursor) ?? 0}`)
+    if (filter.cursor != null) clauses.push(sql`id < ${parseId(filter.cursor) ?? 0}`)
     const rows = yield* sql`SELECT ${sql.literal(jobColumns)} FROM nightshift_jobs WHERE ${sql.and(clauses)}
       ORDER BY id DESC LIMIT ${limit + 1}`.values
     const jobs = yield* decode(rows.slice(0, limit))

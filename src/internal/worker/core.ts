@@ -2,7 +2,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
-import { pipeArguments } from "effect/Pipeable"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -109,7 +109,7 @@ export type Body<E, R> =
     }
 
 /** A worker: a named program plus how it runs and is supervised. */
-export interface Worker<out E = unknown, out R = never> {
+export interface Worker<out E = unknown, out R = never> extends Pipeable {
   readonly [TypeId]: { readonly _E: Types.Covariant<E>; readonly _R: Types.Covariant<R> }
   readonly name: string
   readonly kind: WorkerStatus.Kind
@@ -120,7 +120,6 @@ export interface Worker<out E = unknown, out R = never> {
   readonly workers: ReadonlyArray<Worker<any, any>>
   /** @internal */
   readonly body: Body<E, R>
-  pipe(): Worker<E, R>
 }
 
 /** A worker name must be non-empty and must not contain `/` (it separates nested names). */
@@ -128,8 +127,9 @@ export const validName = (name: string): boolean => name.length > 0 && !name.inc
 
 const proto = {
   [TypeId]: { _E: (_: never) => _, _R: (_: never) => _ },
-  pipe(...args: Array<unknown>) {
-    return (pipeArguments as (self: unknown, args: unknown) => unknown)(this, args)
+  pipe() {
+    // biome-ignore lint/complexity/noArguments: pipeArguments takes the call's arguments object
+    return pipeArguments(this, arguments)
   }
 }
 

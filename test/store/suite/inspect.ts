@@ -155,6 +155,21 @@ export const listSuite = (test: StoreTest) =>
         expect(seen).toEqual(newestFirst)
       }))
 
+    test("a page's nextCursor goes back as the cursor as it is; a null cursor starts from the newest", ({
+      store
+    }) =>
+      Effect.gen(function* () {
+        const results = yield* store.enqueue(Array.from({ length: 5 }, () => input()))
+        const seen: Array<string> = []
+        let cursor: string | null = null
+        do {
+          const page: JobStore.ListPage = yield* store.list({ limit: 2, cursor })
+          seen.push(...page.jobs.map((j) => j.id))
+          cursor = page.nextCursor
+        } while (cursor !== null && seen.length < 10)
+        expect(seen).toEqual(results.map((r) => r.id).reverse())
+      }))
+
     test("an exactly full last page has no next cursor", ({ store }) =>
       Effect.gen(function* () {
         yield* store.enqueue(Array.from({ length: 4 }, () => input()))
