@@ -90,6 +90,8 @@ export type ChildrenService = core.ChildrenService
 export interface Handle {
   /** A snapshot of every worker in the tree, in start order (nested names like `"parent/child"`). */
   readonly status: Effect.Effect<ReadonlyArray<WorkerStatus.WorkerStatus>>
+  /** A snapshot of one worker's status, by full name (`"parent/child"`); fails when there is none. */
+  readonly statusOf: (name: string) => Effect.Effect<WorkerStatus.WorkerStatus, WorkerNotFound>
   /** Every status change from the moment of subscription. A subscriber more than 4096 changes behind loses the oldest. */
   readonly changes: Stream.Stream<WorkerStatus.WorkerStatus>
   /** Run one tick of a periodic worker now, through its gate, lock, timeout and recording; waits for a running tick first. */
@@ -220,6 +222,7 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
       })
     const handle: Handle = {
       status: Effect.sync(registry.snapshot),
+      statusOf: (name) => Effect.map(lookup(name), (node) => Registry.copy(node.cell)),
       changes: registry.changes,
       tick: (name) =>
         Effect.flatMap(lookup(name), (node) =>

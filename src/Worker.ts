@@ -2,13 +2,14 @@
  * Workers: named Effect programs plus how they run.
  *
  * - `make`: a long-running program (a consumer loop, a listener);
- * - `periodic` / `cron`: a tick on a `Schedule`, with jitter, a gate, a
- *   timeout, an error hook and an optional singleton lock;
+ * - `periodic` / `cron`: a tick on a `Schedule`, with a startup hook,
+ *   jitter, a gate, a timeout, an error hook and an optional singleton lock;
  * - `consumer` / `batchConsumer`: items from a `Queue` or `Stream`, one at a
  *   time with bounded concurrency, or in batches flushed on size or time.
  *
  * A worker is a description; run it under a `Crew` (`Crew.start`,
  * `Crew.layer`), which supervises it with the restart policy in its options.
+ * Inside its program, `CurrentRun` gives its full name and restart attempt.
  *
  * @since 0.1.0
  */
@@ -17,7 +18,7 @@ import type * as Chunk from "effect/Chunk"
 import * as Cron from "effect/Cron"
 import type * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -75,11 +76,56 @@ export type Restart = core.Restart
 export interface Options extends core.Options {}
 
 /**
- * Options of a periodic worker.
+ * What a running worker's program knows about its own run: its full `name`
+ * and its restart `attempt` (0 on the first run, 1 after the first restart,
+ * …; counted from when the worker was added to its supervisor, including
+ * restarts by `handle.restart`; a worker whose parent crew restarts is added
+ * again and starts at 0).
  *
  * @since 0.1.0
  */
-export interface PeriodicOptions<R2 = never, E = unknown> extends Options {
+export type RunInfo = core.RunInfo
+
+/**
+ * The `CurrentRun` service, provided by the crew to every worker's program
+ * (and to a periodic worker's ticks, hooks and `startup`); worker
+ * constructors drop it from the worker's requirements.
+ *
+ * @example
+ * ```ts
+ * Worker.make("listener", Effect.gen(function* () {
+ *   const { attempt } = yield* Worker.CurrentRun
+ *   if (attempt > 0) yield* Effect.logInfo(`listening again after ${attempt} restarts`)
+ *   yield* listenForever
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const CurrentRun = core.CurrentRun
+
+/** @since 0.1.0 */
+export type CurrentRun = core.CurrentRun
+
+/**
+ * The restart attempt of the running worker: 0 on its first run, 1 after its
+ * first restart, and so on.
+ *
+ * @since 0.1.0
+ */
+export const attempt: Effect.Effect<number, never, CurrentRun> = Effect.map(
+  core.CurrentRun,
+  (run) => run.attempt
+)
+
+/**
+ * Options of a periodic worker. `R2` is what `shouldRun` and `onError` need,
+ * `E` the tick's failure type; `ES` and `RS` are the failure type and the
+ * services of `startup`.
+ *
+ * @since 0.1.0
+ */
+export interface PeriodicOptions<R2 = never, E = unknown, ES = never, RS = never> extends Options {
   /** When to tick: any `Schedule`, or a duration for `Schedule.spaced`. */
   readonly schedule: Schedule.Schedule<unknown, unknown> | Duration.DurationInput
   /** Shown in the status table; derived for durations and cron expressions. */
@@ -88,6 +134,17 @@ export interface PeriodicOptions<R2 = never, E = unknown> extends Options {
   readonly initialJitter?: Duration.DurationInput | undefined
   /** Tick once at start (after the jitter) before following the schedule. */
   readonly runOnStart?: boolean | undefined
+  /**
+   * Runs at the start of every run of the worker (its first start and each
+   * restart), before the initial jitter and the first tick; the schedule
+   * starts when it succeeds. A failure or defect fails the run like a
+   * long-running worker's: recorded in the status table, logged, and
+   * restarted per the restart policy with backoff (startup runs again
+   * first). Not gated by `shouldRun`, not under the singleton lock, not
+   * bounded by `timeout`, not passed to `onError`. Children it adds live for
+   * the run.
+   */
+  readonly startup?: Effect.Effect<unknown, ES, RS> | undefined
   /** Asked before every tick; `false` skips the tick (recorded as skipped, not failed). */
   readonly shouldRun?: Effect.Effect<boolean, never, R2> | undefined
   /** Interrupt a tick that runs longer; recorded as a `timeout` outcome. */
@@ -108,7 +165,8 @@ export interface PeriodicOptions<R2 = never, E = unknown> extends Options {
  *
  * @since 0.1.0
  */
-export interface CronOptions<R2 = never, E = unknown> extends Omit<PeriodicOptions<R2, E>, "schedule"> {
+export interface CronOptions<R2 = never, E = unknown, ES = never, RS = never>
+  extends Omit<PeriodicOptions<R2, E, ES, RS>, "schedule"> {
   readonly tz?: string | DateTime.TimeZone | undefined
 }
 
@@ -150,7 +208,7 @@ export const make = <E, R>(
   name: string,
   effect: Effect.Effect<unknown, E, R>,
   options?: Options
-): Worker<E, Exclude<R, core.Children>> =>
+): Worker<E, Exclude<R, core.Provided>> =>
   core.make<E, any>({
     name,
     kind: "long-running",
@@ -158,12 +216,12 @@ export const make = <E, R>(
     body: { _tag: "Fiber", run: () => effect as Effect.Effect<void, E, R> }
   })
 
-const describe = (schedule: PeriodicOptions<any, any>["schedule"]): string | undefined =>
+const describe = (schedule: PeriodicOptions<any, any, any, any>["schedule"]): string | undefined =>
   Schedule.isSchedule(schedule) ? undefined : `every ${Duration.format(schedule)}`
 
-const periodicWorker = <E, R, R2>(
+const periodicWorker = <E, R, R2, ES, RS>(
   name: string,
-  options: PeriodicOptions<R2, E>,
+  options: PeriodicOptions<R2, E, ES, RS>,
   tick: Effect.Effect<unknown, E, R>,
   description: string | undefined
 ): Worker<any, any> => {
@@ -179,11 +237,12 @@ const periodicWorker = <E, R, R2>(
     schedule: options.description ?? description ?? "custom schedule",
     body: {
       _tag: "Timer",
-      launch: Periodic.launch<E, R | R2>({
+      launch: Periodic.launch<E, R | R2 | RS>({
         schedule,
         interval,
         initialJitter: options.initialJitter === undefined ? 0 : Duration.toMillis(options.initialJitter),
         runOnStart: options.runOnStart ?? false,
+        startup: options.startup,
         shouldRun: options.shouldRun,
         timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
         onError: options.onError,
@@ -206,18 +265,21 @@ const periodicWorker = <E, R, R2>(
  * @since 0.1.0
  */
 export const periodic: {
-  <E, R, R2 = never>(
+  <E, R, R2 = never, ES = never, RS = never>(
     name: string,
-    options: PeriodicOptions<R2, NoInfer<E>> & { readonly singleton?: false | undefined },
+    options: PeriodicOptions<R2, NoInfer<E>, ES, RS> & { readonly singleton?: false | undefined },
     tick: Effect.Effect<unknown, E, R>
-  ): Worker<E, Exclude<R | R2, core.Children>>
-  <E, R, R2 = never>(
+  ): Worker<E | ES, Exclude<R | R2 | RS, core.Provided>>
+  <E, R, R2 = never, ES = never, RS = never>(
     name: string,
-    options: PeriodicOptions<R2, NoInfer<E>>,
+    options: PeriodicOptions<R2, NoInfer<E>, ES, RS>,
     tick: Effect.Effect<unknown, E, R>
-  ): Worker<E, Exclude<R | R2, core.Children> | Lock.Lock>
-} = <E, R, R2>(name: string, options: PeriodicOptions<R2, E>, tick: Effect.Effect<unknown, E, R>) =>
-  periodicWorker(name, options, tick, describe(options.schedule))
+  ): Worker<E | ES, Exclude<R | R2 | RS, core.Provided> | Lock.Lock>
+} = <E, R, R2, ES, RS>(
+  name: string,
+  options: PeriodicOptions<R2, E, ES, RS>,
+  tick: Effect.Effect<unknown, E, R>
+) => periodicWorker(name, options, tick, describe(options.schedule))
 
 /**
  * A periodic worker on a cron expression (5 fields, or 6 with seconds
@@ -228,22 +290,22 @@ export const periodic: {
  * @since 0.1.0
  */
 export const cron: {
-  <E, R, R2 = never>(
+  <E, R, R2 = never, ES = never, RS = never>(
     name: string,
     expression: string,
-    options: CronOptions<R2, NoInfer<E>> & { readonly singleton?: false | undefined },
+    options: CronOptions<R2, NoInfer<E>, ES, RS> & { readonly singleton?: false | undefined },
     tick: Effect.Effect<unknown, E, R>
-  ): Either.Either<Worker<E, Exclude<R | R2, core.Children>>, InvalidCron>
-  <E, R, R2 = never>(
+  ): Either.Either<Worker<E | ES, Exclude<R | R2 | RS, core.Provided>>, InvalidCron>
+  <E, R, R2 = never, ES = never, RS = never>(
     name: string,
     expression: string,
-    options: CronOptions<R2, NoInfer<E>>,
+    options: CronOptions<R2, NoInfer<E>, ES, RS>,
     tick: Effect.Effect<unknown, E, R>
-  ): Either.Either<Worker<E, Exclude<R | R2, core.Children> | Lock.Lock>, InvalidCron>
-} = <E, R, R2>(
+  ): Either.Either<Worker<E | ES, Exclude<R | R2 | RS, core.Provided> | Lock.Lock>, InvalidCron>
+} = <E, R, R2, ES, RS>(
   name: string,
   expression: string,
-  options: CronOptions<R2, E>,
+  options: CronOptions<R2, E, ES, RS>,
   tick: Effect.Effect<unknown, E, R>
 ) => {
   const tz = options.tz ?? "UTC"
@@ -277,7 +339,7 @@ export const consumer = <A, E2, R2, E, R>(
   source: Queue.Dequeue<A> | Stream.Stream<A, E2, R2>,
   handle: (a: A) => Effect.Effect<unknown, E, R>,
   options?: Options & { readonly concurrency?: number | undefined }
-): Worker<E | E2, Exclude<R | R2, core.Children>> =>
+): Worker<E | E2, Exclude<R | R2, core.Provided>> =>
   core.make<E | E2, any>({
     name,
     kind: "consumer",
@@ -298,7 +360,7 @@ export const batchConsumer = <A, E2, R2, E, R>(
   source: Queue.Dequeue<A> | Stream.Stream<A, E2, R2>,
   handle: (batch: Chunk.Chunk<A>) => Effect.Effect<unknown, E, R>,
   options: Options & { readonly maxSize: number; readonly maxWait: Duration.DurationInput }
-): Worker<E | E2, Exclude<R | R2, core.Children>> =>
+): Worker<E | E2, Exclude<R | R2, core.Provided>> =>
   core.make<E | E2, any>({
     name,
     kind: "batch",

@@ -133,6 +133,59 @@ describe("restart policies", () => {
   )
 })
 
+describe("restart attempt", () => {
+  it.scoped("a worker reads its restart attempt: 0 on the first run, n after the nth restart", () =>
+    Effect.gen(function* () {
+      const seen = yield* Ref.make<Array<string>>([])
+      const program = Effect.gen(function* () {
+        const run = yield* Worker.CurrentRun
+        const attempt = yield* Worker.attempt
+        const at = yield* now
+        yield* Ref.update(seen, (xs) => [...xs, `${run.name}#${attempt}@${at}`])
+        if (attempt < 2) return yield* Effect.fail("boom")
+        return yield* Effect.never
+      })
+      const ticks = yield* Ref.make<Array<number>>([])
+      const handle = yield* Crew.start(
+        Crew.make("app", [
+          Worker.make("flaky", program, { backoff: Schedule.exponential("1 second") }),
+          Worker.periodic(
+            "tick",
+            { schedule: "1 second" },
+            Effect.flatMap(Worker.attempt, (n) => Ref.update(ticks, (xs) => [...xs, n]))
+          )
+        ])
+      )
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* Ref.get(seen)).toEqual(["app/flaky#0@0", "app/flaky#1@1000", "app/flaky#2@3000"])
+      yield* handle.restart("app/flaky")
+      yield* handle.restart("app/tick")
+      yield* TestClock.adjust("1 second")
+      expect((yield* Ref.get(seen)).at(-1)).toBe("app/flaky#3@5000")
+      expect(yield* Ref.get(ticks)).toEqual([0, 0, 0, 0, 0, 1])
+    })
+  )
+
+  it.scoped("a worker added again, or started again by its restarted parent crew, starts over at 0", () =>
+    Effect.gen(function* () {
+      const seen = yield* Ref.make<Array<number>>([])
+      const record = Effect.flatMap(Worker.attempt, (n) => Ref.update(seen, (xs) => [...xs, n]))
+      const handle = yield* Crew.start(
+        Crew.make("app", [Crew.make("inner", [Worker.make("child", record, { restart: "transient" })])])
+      )
+      yield* handle.add(Worker.make("once", record, { restart: "transient" }))
+      yield* handle.restart("app/once")
+      yield* handle.replace(Worker.make("once", record, { restart: "transient" }))
+      yield* handle.restart("app/inner/child")
+      yield* handle.restart("app/inner")
+      yield* TestClock.adjust("1 second")
+      // child 0; once 0, 1, replaced 0; child restarted 1; inner restarted: its child starts again at 0
+      expect(yield* Ref.get(seen)).toEqual([0, 0, 1, 0, 1, 0])
+      expect(yield* statusOf(handle, "app/inner/child")).toMatchObject({ restarts: 1, runs: 3 })
+    })
+  )
+})
+
 describe("restart intensity", () => {
   it.scoped("more restarts than maxRestarts within the window marks the worker failed and escalates", () =>
     Effect.gen(function* () {
@@ -350,6 +403,40 @@ describe("dynamic children", () => {
       expect(yield* Ref.get(log)).toEqual(["start loop", "stop loop", "start loop"])
       expect(yield* statusOf(handle, "app/loop")).toMatchObject({ state: "running", restarts: 1, runs: 2 })
       expect((yield* Effect.flip(handle.restart("app/nope")))._tag).toBe("WorkerNotFound")
+    })
+  )
+})
+
+describe("looking a worker up by name", () => {
+  it.scoped("statusOf returns one worker's status row, nested names included", () =>
+    Effect.gen(function* () {
+      const starts = yield* Ref.make<Array<number>>([])
+      const handle = yield* Crew.start(
+        Crew.make("app", [
+          Crew.make("inner", [
+            Worker.make("flaky", failing(starts), { backoff: Schedule.spaced("1 second") })
+          ]),
+          Worker.periodic("report", { schedule: "1 minute" }, Effect.void)
+        ])
+      )
+      yield* TestClock.adjust("1500 millis")
+      const flaky = yield* handle.statusOf("app/inner/flaky")
+      expect(flaky).toMatchObject({ name: "app/inner/flaky", kind: "long-running", failures: 2, restarts: 1 })
+      expect(flaky).toEqual((yield* handle.status).find((row) => row.name === "app/inner/flaky"))
+      expect(yield* handle.statusOf("app")).toMatchObject({ kind: "crew", state: "running" })
+      expect(yield* handle.statusOf("app/report")).toMatchObject({ kind: "periodic", nextTickAt: 60_000 })
+    })
+  )
+
+  it.scoped("fails with WorkerNotFound for a name not in the tree, or a short name", () =>
+    Effect.gen(function* () {
+      const handle = yield* Crew.start(Crew.make("app", [Worker.make("loop", Effect.never)]))
+      const missing = yield* Effect.flip(handle.statusOf("app/nope"))
+      expect(missing).toBeInstanceOf(Crew.WorkerNotFound)
+      expect(missing.name).toBe("app/nope")
+      expect((yield* Effect.flip(handle.statusOf("loop")))._tag).toBe("WorkerNotFound")
+      yield* handle.remove("loop")
+      expect((yield* Effect.flip(handle.statusOf("app/loop")))._tag).toBe("WorkerNotFound")
     })
   )
 })

@@ -251,6 +251,127 @@ describe("Worker.periodic", () => {
   )
 })
 
+describe("Worker.periodic startup", () => {
+  /** Record `label@time` lines. */
+  const journal = Effect.map(Ref.make<Array<string>>([]), (lines) => ({
+    lines,
+    note: (label: string) =>
+      Effect.flatMap(TestClock.currentTimeMillis, (now) =>
+        Ref.update(lines, (xs) => [...xs, `${label}@${now}`])
+      )
+  }))
+
+  it.scoped("runs once before the first tick; the schedule starts when it ends", () =>
+    Effect.gen(function* () {
+      const { lines, note } = yield* journal
+      const handle = yield* Crew.start(
+        Worker.periodic(
+          "warm",
+          {
+            schedule: "1 second",
+            startup: Effect.zipRight(note("startup"), Effect.sleep("500 millis"))
+          },
+          note("tick")
+        )
+      )
+      expect(yield* statusOf(handle, "warm")).toMatchObject({ state: "starting", nextTickAt: null })
+      yield* TestClock.adjust("3500 millis")
+      expect(yield* Ref.get(lines)).toEqual(["startup@0", "tick@1500", "tick@2500", "tick@3500"])
+      expect(yield* statusOf(handle, "warm")).toMatchObject({ state: "idle", runs: 3, restarts: 0 })
+    })
+  )
+
+  it.scoped("a failed startup fails the run: restarted with backoff, startup again first", () =>
+    Effect.gen(function* () {
+      const { lines, note } = yield* journal
+      const failures = yield* Ref.make(2)
+      const startup = Effect.gen(function* () {
+        yield* note(`startup#${yield* Worker.attempt}`)
+        if ((yield* Ref.getAndUpdate(failures, (n) => n - 1)) > 0) return yield* Effect.fail("no database")
+      })
+      const handle = yield* Crew.start(
+        Worker.periodic(
+          "warm",
+          {
+            schedule: "2 seconds",
+            runOnStart: true,
+            startup,
+            backoff: Schedule.exponential("1 second"),
+            onError: () => note("onError")
+          },
+          note("tick")
+        )
+      )
+      yield* TestClock.adjust("500 millis")
+      const backingOff = yield* statusOf(handle, "warm")
+      expect(backingOff).toMatchObject({ state: "backing off", failures: 1, nextRestartAt: 1000 })
+      expect(backingOff.lastError).toContain("no database")
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* Ref.get(lines)).toEqual([
+        "startup#0@0",
+        "startup#1@1000",
+        "startup#2@3000",
+        "tick@3000",
+        "tick@5000"
+      ])
+      expect(yield* statusOf(handle, "warm")).toMatchObject({
+        state: "idle",
+        restarts: 2,
+        failures: 2,
+        successes: 2
+      })
+    })
+  )
+
+  it.scoped("runs again when the worker is restarted", () =>
+    Effect.gen(function* () {
+      const { lines, note } = yield* journal
+      const handle = yield* Crew.start(
+        Worker.periodic("warm", { schedule: "1 minute", startup: note("startup") }, note("tick"))
+      )
+      yield* TestClock.adjust("1 minute")
+      yield* handle.restart("warm")
+      yield* TestClock.adjust("1 minute")
+      expect(yield* Ref.get(lines)).toEqual(["startup@0", "tick@60000", "startup@60000", "tick@120000"])
+    })
+  )
+
+  it.scoped("a forced tick waits for the startup; a stop interrupts it", () =>
+    Effect.gen(function* () {
+      const { lines, note } = yield* journal
+      const scope = yield* Scope.make()
+      const startup = Effect.zipRight(
+        note("startup"),
+        Effect.sleep("1 second").pipe(Effect.onInterrupt(() => note("startup interrupted")))
+      )
+      const handle = yield* Crew.start(
+        Crew.make("app", [
+          Worker.periodic("quick", { schedule: "1 hour", startup: Effect.sleep("1 second") }, note("quick")),
+          Worker.periodic(
+            "slow",
+            { schedule: "1 hour", startup: Effect.zipRight(startup, startup) },
+            note("slow")
+          )
+        ])
+      ).pipe(Scope.extend(scope))
+      const forced = yield* Effect.fork(handle.tick("app/quick"))
+      yield* TestClock.adjust("500 millis")
+      expect(yield* Ref.get(lines)).toEqual(["startup@0"])
+      yield* TestClock.adjust("500 millis")
+      expect(yield* Fiber.join(forced)).toEqual({ _tag: "success" })
+      yield* Scope.close(scope, Exit.void)
+      // the forced tick ran once the startup ended; the slow startup was interrupted in its second step
+      expect([...(yield* Ref.get(lines))].sort()).toEqual([
+        "quick@1000",
+        "startup interrupted@1000",
+        "startup@0",
+        "startup@1000"
+      ])
+      expect(yield* statusOf(handle, "app/slow")).toMatchObject({ state: "stopped", runs: 0, failures: 0 })
+    })
+  )
+})
+
 describe("worker types", () => {
   it("a worker needs the Lock service only when it is a singleton, and never needs Children", () => {
     const plain: Worker.Worker<never, never> = Worker.periodic("a", { schedule: "1 second" }, Effect.void)

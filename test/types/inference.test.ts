@@ -151,6 +151,35 @@ describe("Worker", () => {
   })
 })
 
+describe("worker requirements", () => {
+  it("a periodic startup adds its failure and services; CurrentRun is provided by the crew", () => {
+    const warm = Worker.periodic(
+      "warm",
+      {
+        schedule: "1 minute",
+        startup: Effect.zipRight(
+          Effect.flatMap(Mailer, (m) => m.send("up")),
+          Effect.fail("x")
+        )
+      },
+      Effect.flatMap(Audit, (a) => a.log("tick"))
+    )
+    expectTypeOf(warm).toEqualTypeOf<Worker.Worker<string, Mailer | Audit>>()
+    const counted = Worker.make(
+      "counted",
+      Effect.flatMap(Worker.attempt, (n) => Effect.log(n))
+    )
+    expectTypeOf(counted).toEqualTypeOf<Worker.Worker<never, never>>()
+    const named = Worker.periodic(
+      "named",
+      { schedule: "1 minute", startup: Worker.CurrentRun },
+      Worker.attempt
+    )
+    expectTypeOf(named).toEqualTypeOf<Worker.Worker<never, never>>()
+    expect([warm.kind, counted.kind, named.kind]).toEqual(["periodic", "long-running", "periodic"])
+  })
+})
+
 describe("JobStore list pagination", () => {
   it("a page's nextCursor is a valid cursor", () => {
     const next = (page: JobStore.ListPage): JobStore.ListFilter => ({ limit: 10, cursor: page.nextCursor })

@@ -20,6 +20,7 @@ import { ChildrenHandle } from "./children.js"
 import {
   Children,
   CrewFailed,
+  CurrentRun,
   DuplicateWorker,
   type Run,
   type RunContext,
@@ -109,16 +110,18 @@ const fiberRun = (fiber: Fiber.RuntimeFiber<void, unknown>): Run => ({
 
 /**
  * The runtime a timer-driven run forks its ticks in: the child's services plus
- * `Children`, and the log annotation `worker`, built with one copy of each.
+ * `Children` and `CurrentRun`, and the log annotation `worker`, built with one
+ * copy of each.
  */
 const runtimeFor = (
   base: Runtime.Runtime<never>,
   child: Child,
-  children: ChildrenHandle
+  children: ChildrenHandle,
+  run: CurrentRun["Type"]
 ): Runtime.Runtime<any> => {
   const annotations = FiberRefs.getOrDefault(base.fiberRefs, FiberRef.currentLogAnnotations)
   return Runtime.make({
-    context: Context.add(child.context, Children, children),
+    context: Context.add(Context.add(child.context, Children, children), CurrentRun, run),
     runtimeFlags: base.runtimeFlags,
     fiberRefs: FiberRefs.updateAs(base.fiberRefs, {
       fiberId: annotator,
@@ -214,16 +217,18 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         children: handle
       }
       child.ctx = ctx
+      const run: CurrentRun["Type"] = { name: child.fullName, attempt: child.launches - 1 }
       const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         effect.pipe(
           Effect.provideService(Children, handle),
+          Effect.provideService(CurrentRun, run),
           Effect.annotateLogs("worker", child.fullName),
           Effect.provide(child.context)
         )
       const body = child.worker.body
       if (body._tag === "Timer") {
         return Effect.map(Effect.runtime<never>(), (base) =>
-          body.launch(ctx, runtimeFor(base, child, handle), handle.close)
+          body.launch(ctx, runtimeFor(base, child, handle, run), handle.close)
         )
       }
       const program = body.run(ctx).pipe(

@@ -69,6 +69,24 @@ export interface ChildrenService {
  */
 export class Children extends Context.Tag("nightshift/Crew/Children")<Children, ChildrenService>() {}
 
+/** What a running worker's program knows about its own run. */
+export interface RunInfo {
+  /** The worker's full name (`"parent/child"` when nested). */
+  readonly name: string
+  /**
+   * The restart attempt of this run: 0 on the first run, 1 after the first
+   * restart, and so on. Counted from when the worker was added to its
+   * supervisor; a restart by `handle.restart` counts too.
+   */
+  readonly attempt: number
+}
+
+/** The current run of the worker whose program is running. */
+export class CurrentRun extends Context.Tag("nightshift/Worker/CurrentRun")<CurrentRun, RunInfo>() {}
+
+/** The services the runtime provides to every worker's program, so constructors drop them from `R`. */
+export type Provided = Children | CurrentRun
+
 /** What the runtime hands to a worker's program for one run. */
 export interface RunContext {
   /** Set when the program already recorded the failure that ends the run (a consumer's item). */

@@ -25,6 +25,8 @@ export interface Spec<E, R> {
   readonly interval: number | undefined
   readonly initialJitter: number
   readonly runOnStart: boolean
+  /** Runs first in every run; its failure fails the run. */
+  readonly startup: Effect.Effect<unknown, unknown, R> | undefined
   readonly shouldRun: Effect.Effect<boolean, never, R> | undefined
   readonly timeout: Duration.Duration | undefined
   readonly onError: ((cause: Cause.Cause<E>) => Effect.Effect<unknown, never, R>) | undefined
@@ -231,10 +233,41 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
   }
 
   start(): this {
-    const { ctx, spec } = this
-    const { cell, registry, mailbox: box } = ctx
+    const { mailbox: box } = this.ctx
     box.active = true
     box.waiter = () => this.kick()
+    const startup = this.spec.startup
+    if (startup === undefined) {
+      this.begin()
+      return this
+    }
+    // Forced ticks wait behind the startup as behind a tick in flight.
+    this.busy = true
+    const fiber = this.fork(startup)
+    this.inFlight = fiber
+    fiber.addObserver(this.onStarted)
+    return this
+  }
+
+  /** The startup ended: fail the run, stop, or start the schedule. */
+  private readonly onStarted = (exit: Exit.Exit<unknown, unknown>): void => {
+    this.busy = false
+    this.inFlight = undefined
+    if (this.stopping) {
+      this.end(Exit.interrupt(FiberId.none))
+    } else if (Exit.isFailure(exit)) {
+      this.fork(Effect.logWarning(`startup of "${this.ctx.name}" failed`, exit.cause))
+      this.end(exit as Exit.Exit<void, unknown>)
+    } else {
+      this.begin()
+      if (this.result === undefined && !this.busy) this.drainForced()
+    }
+  }
+
+  /** Start following the schedule (after the jitter, if any). */
+  private begin(): void {
+    const { ctx, spec } = this
+    const { cell, registry } = ctx
     cell.state = "idle"
     registry.changed(cell)
     const jitter =
@@ -246,7 +279,6 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
     } else {
       this.due()
     }
-    return this
   }
 
   private due(): void {
