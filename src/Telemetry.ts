@@ -7,7 +7,9 @@
  * `nightshift.worker.tick` per periodic tick, and the `nightshift_*`
  * metrics. Without an exporter they cost little and go nowhere. This module
  * sends them to an OpenTelemetry collector with `@effect/opentelemetry`'s
- * OTLP exporter, which needs no OpenTelemetry SDK packages.
+ * OTLP exporter, which needs no OpenTelemetry SDK packages: install
+ * `@effect/opentelemetry` (an optional peer dependency, loaded only when
+ * export is turned on).
  *
  * `layerConfig` follows the standard variables: it does nothing unless
  * `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and `OTEL_SDK_DISABLED` is not
@@ -17,7 +19,6 @@
  * @since 0.1.0
  */
 
-import * as Otlp from "@effect/opentelemetry/Otlp"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -26,6 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Peer from "./internal/peer.js"
 
 /**
  * Where and how to export.
@@ -59,11 +61,26 @@ export class TelemetryError extends Schema.TaggedError<TelemetryError>()("Teleme
 
 /**
  * Export traces and metrics to an OTLP/HTTP collector for the life of the
- * layer; pending spans are flushed when it is released.
+ * layer; pending spans are flushed when it is released. Fails with a
+ * `TelemetryError` naming the command to run when `@effect/opentelemetry` is
+ * not installed.
  *
  * @since 0.1.0
  */
-export const layer = (options: Options): Layer.Layer<never> => {
+export const layer = (options: Options): Layer.Layer<never, TelemetryError> =>
+  Layer.unwrapEffect(
+    Effect.map(
+      Peer.load("@effect/opentelemetry", () => import("@effect/opentelemetry/Otlp")).pipe(
+        Effect.mapError((error) => new TelemetryError({ message: error.message }))
+      ),
+      (otlp) => exporter(otlp, options)
+    )
+  )
+
+const exporter = (
+  Otlp: typeof import("@effect/opentelemetry/Otlp"),
+  options: Options
+): Layer.Layer<never> => {
   const interval = options.exportInterval === undefined ? undefined : Duration.decode(options.exportInterval)
   const settings = {
     baseUrl: options.endpoint.replace(/\/+$/, ""),

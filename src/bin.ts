@@ -1,6 +1,6 @@
+#!/usr/bin/env node
 /**
- * The `nightshift` executable (see `Cli`); `bin/nightshift.js` loads it
- * through tsx.
+ * The `nightshift` executable (see `Cli`), compiled to `dist/bin.js`.
  *
  * @since 0.1.0
  */

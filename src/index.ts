@@ -55,7 +55,7 @@ export * as Store from "./Store.js"
 export * as Telemetry from "./Telemetry.js"
 
 /** @since 0.1.0 */
-export * as Testing from "./testing.js"
+export * as Testing from "./Testing.js"
 
 /** @since 0.1.0 */
 export * as Worker from "./Worker.js"

@@ -1,5 +1,5 @@
 /**
- * The `nightshift` command as users run it: `node bin/nightshift.js …` child
+ * The `nightshift` command as users run it: `node dist/bin.js …` (the compiled command, built by `npm test`) child
  * processes on temporary SQLite files. Starting a process costs seconds on a
  * small machine, so there are few: one-off commands, `run` of a fixture app
  * (a job, the admin API, graceful SIGTERM), and a smoke run of the demo.
@@ -16,7 +16,7 @@ import * as Schedule from "effect/Schedule"
 import { cli } from "./fixtures/cli-harness.js"
 
 const root = Path.join(import.meta.dirname, "..")
-const bin = Path.join(root, "bin", "nightshift.js")
+const bin = Path.join(root, "dist", "bin.js")
 const fixtureApp = Path.join(import.meta.dirname, "fixtures", "cli-app.ts")
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "nightshift-cli-process-"))
 afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
@@ -129,7 +129,7 @@ const jobState = (db: string, id: string) =>
   Effect.map(cliJson(["jobs", "show", id, "-d", db]), (j) => j.state as string)
 
 // Processes spend most of their time starting up; overlapping them saves wall time.
-describe.concurrent("bin/nightshift.js", () => {
+describe.concurrent("dist/bin.js", () => {
   it.live(
     "one-off commands: enqueue and list through the real executable; bad environment exits 2",
     () =>

@@ -2,7 +2,7 @@
  * The `nightshift` command run in-process (`Cli.run` with a captured
  * console and a config provider standing in for the environment) against
  * temporary SQLite files and the test PostgreSQL server. The child-process
- * tests, which go through bin/nightshift.js, are in Cli.process.test.ts.
+ * tests, which go through the compiled dist/bin.js, are in Cli.process.test.ts.
  */
 import * as Fs from "node:fs"
 import * as Os from "node:os"

@@ -9,7 +9,7 @@ import * as TestClock from "effect/TestClock"
 import * as Job from "nightshift/Job"
 import * as JobQueue from "nightshift/JobQueue"
 import * as JobStore from "nightshift/JobStore"
-import * as Testing from "nightshift/testing"
+import * as Testing from "nightshift/Testing"
 
 const Work = Job.make("work", {
   payload: Schema.Struct({ n: Schema.Number }),

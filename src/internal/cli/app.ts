@@ -3,13 +3,17 @@
  * and optionally `export const layer`, a `Layer` providing what the app's
  * workers and handlers need.
  */
+import { readFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import * as NodePath from "node:path"
+import { pathToFileURL } from "node:url"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Job from "../../Job.js"
 import type * as Nightshift from "../../Nightshift.js"
-import { type CliError, failure, usageError } from "./common.js"
+import { CliError, failure, usageError } from "./common.js"
 
 /** A loaded app module. */
 export interface Loaded {
@@ -37,6 +41,73 @@ const appProblem = (value: unknown): string | undefined => {
 
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
+const typeScriptFile = /\.[cm]?tsx?$/i
+
+/** Whether this Node runs TypeScript on its own (type stripping: 22.18+, 23.6+, 24). */
+const nodeStripsTypes = (): boolean =>
+  Boolean((process.features as { readonly typescript?: string | false }).typescript)
+
+/**
+ * tsx's ESM `register`, when the user has installed tsx where the app module
+ * or the working directory can see it (found the way `import` would from
+ * there, through tsx's own `exports`).
+ */
+const findTsx = async (path: string): Promise<(() => unknown) | undefined> => {
+  for (const from of [path, NodePath.join(process.cwd(), "package.json")]) {
+    let manifest: string
+    try {
+      manifest = createRequire(from).resolve("tsx/package.json")
+    } catch {
+      continue
+    }
+    const exports = JSON.parse(readFileSync(manifest, "utf8")).exports?.["./esm/api"]
+    const entry = exports?.import?.default ?? exports?.import
+    if (typeof entry !== "string") continue
+    const api = await import(pathToFileURL(NodePath.join(NodePath.dirname(manifest), entry)).href)
+    return api.register
+  }
+  return undefined
+}
+
+const tsxInstall = "tsx where the app can see it (`npm install --save-dev tsx`)"
+
+/**
+ * Import the app module. JavaScript loads with plain Node. TypeScript loads
+ * with Node's own type stripping when this Node has it, else (or when the
+ * module needs more than stripping: non-erasable syntax, `./x.js` imports of
+ * `.ts` files) with tsx when the user has it installed; otherwise the error
+ * says what to install.
+ */
+const importApp = (module: string, path: string, url: URL) =>
+  Effect.tryPromise({
+    try: async (): Promise<Record<string, unknown>> => {
+      if (!typeScriptFile.test(path)) return import(url.href)
+      let nativeError: unknown
+      if (nodeStripsTypes()) {
+        try {
+          return await import(url.href)
+        } catch (error) {
+          nativeError = error
+        }
+      }
+      const register = await findTsx(path)
+      if (register === undefined) {
+        throw nativeError === undefined
+          ? usageError(
+              `cannot load the TypeScript app module ${module}: Node ${process.version} does not run TypeScript on its own (Node 22.18+ and 24 do). Install ${tsxInstall}, use a newer Node, or compile the app to JavaScript and run the .js file.`
+            )
+          : failure(
+              `could not load app module ${module}: ${errorText(nativeError)}. Node's type stripping takes only erasable TypeScript and imports of other TypeScript files by their .ts name; install ${tsxInstall} to load the module as it is, or compile it to JavaScript.`
+            )
+      }
+      register()
+      // A fresh URL: a module Node failed to load stays failed under its own URL.
+      return import(nativeError === undefined ? url.href : `${url.href}?tsx`)
+    },
+    catch: (error) =>
+      error instanceof CliError ? error : failure(`could not load app module ${module}: ${errorText(error)}`)
+  })
+
 /** Import an app module (TypeScript allowed) relative to the working directory. */
 export const load = (module: string): Effect.Effect<Loaded, CliError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
@@ -47,10 +118,7 @@ export const load = (module: string): Effect.Effect<Loaded, CliError, FileSystem
       return yield* Effect.fail(usageError(`app module ${module} not found (looked at ${path})`))
     }
     const url = yield* Effect.orDie(paths.toFileUrl(path))
-    const exports = yield* Effect.tryPromise({
-      try: () => import(url.href) as Promise<Record<string, unknown>>,
-      catch: (error) => failure(`could not load app module ${module}: ${errorText(error)}`)
-    })
+    const exports = yield* importApp(module, path, url)
     const problem = appProblem(exports.default)
     if (problem !== undefined) {
       return yield* Effect.fail(

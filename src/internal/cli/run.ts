@@ -5,6 +5,7 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
@@ -92,9 +93,19 @@ export const run = Command.make(
   )
 )
 
-/** The demo app's module, next to the sources. */
-export const demoModule: Effect.Effect<string, never, Path.Path> = Effect.flatMap(Path.Path, (path) =>
-  Effect.orDie(path.fromFileUrl(new URL("../../../examples/demo/app.ts", import.meta.url)))
+/**
+ * The demo app's module: compiled beside this module in the package
+ * (`dist/demo/app.js`), or its source when Nightshift itself runs from source
+ * (`examples/demo/app.ts`, in this repository's tests).
+ */
+export const demoModule: Effect.Effect<string, never, FileSystem.FileSystem | Path.Path> = Effect.gen(
+  function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const compiled = yield* Effect.orDie(path.fromFileUrl(new URL("../../demo/app.js", import.meta.url)))
+    if (yield* Effect.orElseSucceed(fs.exists(compiled), () => false)) return compiled
+    return yield* Effect.orDie(path.fromFileUrl(new URL("../../../examples/demo/app.ts", import.meta.url)))
+  }
 )
 
 /** `nightshift demo`. */

@@ -1,18 +1,18 @@
 /**
- * Opening the store a target names: checks with fix-it messages, and the
- * PostgreSQL modules loaded only when a postgres:// URL is selected.
+ * Opening the store a target names: checks with fix-it messages, and each
+ * engine's modules (and its driver, an optional peer dependency) loaded only
+ * when a URL selects it.
  */
 import * as NodePath from "node:path"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as PgClient from "@effect/sql-pg/PgClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as JobStore from "../../JobStore.js"
-import * as SqliteStore from "../../SqliteStore.js"
 import type { Options } from "../../Store.js"
+import * as Peer from "../peer.js"
 import { describe, envVar, StoreUnavailable, type Target } from "./target.js"
 
 type Sqlite = Target & { readonly _tag: "Sqlite" }
@@ -51,10 +51,25 @@ const checkSqliteFile = (target: Sqlite) =>
     if (!writable) return yield* fail(`the directory ${dir} is not writable by this user`)
   }).pipe(Effect.provide(NodeFileSystem.layer))
 
+/** The SQLite store's modules, loaded on first use. */
+const sqliteModules = (target: Target) =>
+  Peer.load("@effect/sql-sqlite-node", () =>
+    Promise.all([import("../../SqliteStore.js"), import("@effect/sql-sqlite-node/SqliteClient")] as const)
+  ).pipe(Effect.mapError((error) => unavailable(target, error.message, error)))
+
+/** The PostgreSQL client module, loaded on first use. */
+const pgModule = (target: Target) =>
+  Peer.load("@effect/sql-pg", () => import("@effect/sql-pg/PgClient")).pipe(
+    Effect.mapError((error) => unavailable(target, error.message, error))
+  )
+
 /** The SQLite store on the target's file, after `checkSqliteFile`. */
 export const sqliteStore = (target: Sqlite) =>
   Layer.unwrapEffect(
-    Effect.as(checkSqliteFile(target), SqliteStore.layer({ filename: target.filename }))
+    Effect.zipRight(
+      checkSqliteFile(target),
+      Effect.map(sqliteModules(target), ([SqliteStore]) => SqliteStore.layer({ filename: target.filename }))
+    )
   ).pipe(
     Layer.catchAll((error) =>
       Layer.fail(error._tag === "StoreUnavailable" ? error : unavailable(target, error.message, error))
@@ -82,15 +97,13 @@ export const messageOf = (cause: unknown): string => {
 
 /** A PostgreSQL client for the target; connection failures say which host and port. */
 export const pgClient = (target: Postgres, options: Options) =>
-  Effect.map(
-    Effect.promise(() => import("@effect/sql-pg/PgClient")),
-    (Pg) =>
-      Pg.layer({
-        url: target.url,
-        connectTimeout: options.connectTimeout ?? "5 seconds",
-        maxConnections: options.maxConnections ?? 10,
-        applicationName: "nightshift"
-      }).pipe(Layer.mapError((cause) => pgUnreachable(target, cause)))
+  Effect.map(pgModule(target), (Pg) =>
+    Pg.layer({
+      url: target.url,
+      connectTimeout: options.connectTimeout ?? "5 seconds",
+      maxConnections: options.maxConnections ?? 10,
+      applicationName: "nightshift"
+    }).pipe(Layer.mapError((cause) => pgUnreachable(target, cause)))
   )
 
 type PgModules = readonly [
@@ -110,13 +123,13 @@ export const pgLayer = <A>(
   Layer.unwrapEffect(
     Effect.gen(function* () {
       const client = yield* pgClient(target, options)
-      const modules = yield* Effect.promise(() =>
+      const modules = yield* Peer.load("@effect/sql-pg", () =>
         Promise.all([
           import("../../PgStore.js"),
           import("../../PgLock.js"),
           import("../../PgLeader.js")
         ] as const)
-      )
+      ).pipe(Effect.mapError((error) => unavailable(target, error.message, error)))
       return Layer.provide(
         services(modules).pipe(Layer.mapError((error) => unavailable(target, error.message, error))),
         client
@@ -128,6 +141,7 @@ export const pgLayer = <A>(
 export const migrateSqlite = (target: Sqlite) =>
   Effect.gen(function* () {
     yield* checkSqliteFile(target)
+    const [SqliteStore, SqliteClient] = yield* sqliteModules(target)
     return yield* SqliteStore.migrate.pipe(
       Effect.provide(SqliteClient.layer({ filename: target.filename })),
       Effect.catchAllDefect((defect) => Effect.fail(defect)),
@@ -139,7 +153,9 @@ export const migrateSqlite = (target: Sqlite) =>
 export const migratePostgres = (target: Postgres, options: Options) =>
   Effect.gen(function* () {
     const client = yield* pgClient(target, { ...options, maxConnections: 2 })
-    const PgStore = yield* Effect.promise(() => import("../../PgStore.js"))
+    const PgStore = yield* Peer.load("@effect/sql-pg", () => import("../../PgStore.js")).pipe(
+      Effect.mapError((error) => unavailable(target, error.message, error))
+    )
     return yield* PgStore.migrate({ schema: target.schema }).pipe(
       Effect.mapError((error) => unavailable(target, error.message, error)),
       Effect.provide(client)
