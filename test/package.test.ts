@@ -93,8 +93,11 @@ const check = async (command: string, args: ReadonlyArray<string>, cwd: string):
   return exited
 }
 
-/** npm, run by this process's Node (so native addons build for it). */
-const npmCli = process.env.npm_execpath?.match(/\.[cm]?js$/) ? process.env.npm_execpath : undefined
+/**
+ * npm, run by this process's Node (so native addons build for it): the npm
+ * that started this run when there is one, else the first on PATH.
+ */
+const npmCli = process.env.npm_execpath?.match(/npm-cli\.[cm]?js$/) ? process.env.npm_execpath : undefined
 const npm = (args: ReadonlyArray<string>, cwd: string) =>
   npmCli === undefined ? check("npm", args, cwd) : check(process.execPath, [npmCli, ...args], cwd)
 
@@ -158,12 +161,12 @@ beforeAll(async () => {
   tarball = Path.join(work, JSON.parse(packed.stdout)[0].filename)
 
   const commands = readmeInstall()
+  // What a TypeScript app with skipLibCheck off needs besides: Node's types, and
+  // those of pg and ws, which @effect/sql-pg's and @effect/platform-node's declarations import.
+  const typeDeclarations = ["install", "--save-dev", "@types/node@^20.19.0", "@types/pg@^8", "@types/ws@^8"]
   const sqliteDriver = (arg: string) => arg.startsWith("@effect/sql-sqlite-node")
   await Promise.all([
-    project(full, [
-      ...commands,
-      ["install", "--save-dev", `@types/node@${manifest.devDependencies["@types/node"]}`]
-    ]),
+    project(full, [...commands, typeDeclarations]),
     project(pgOnly, [
       commands[0]!.filter((arg) => !sqliteDriver(arg)),
       ...commands.slice(1).filter((args) => args.some((arg) => arg.startsWith("@effect/sql-pg")))
@@ -257,7 +260,8 @@ describe("installed with the README's commands, run with plain node", () => {
 
   it("runs `npx nightshift --help`", async () => {
     const exited = await npm(["exec", "--", "nightshift", "--help"], full)
-    expect(exited.stdout).toContain("nightshift run")
+    expect(exited.stdout).toContain(`nightshift ${manifest.version}`)
+    expect(exited.stdout).toMatch(/- run .*<module>/)
   })
 
   it("runs an app with `nightshift run app.mjs` and drains on SIGINT", async () => {
@@ -333,13 +337,17 @@ const runApp = (dir: string, app: string): Promise<Exited> =>
     )
     let stdout = ""
     let stderr = ""
+    let stopping = false
     const deadline = setTimeout(() => {
       child.kill("SIGKILL")
       reject(new Error(`nightshift run ${app} handled no job in 60 s\n${stdout}\n${stderr}`))
     }, 60_000)
     child.stdout.on("data", (chunk) => {
       stdout += String(chunk)
-      if (stdout.includes("handled hello 1") && child.signalCode === null) child.kill("SIGINT")
+      if (stdout.includes("handled hello 1") && !stopping) {
+        stopping = true
+        child.kill("SIGINT")
+      }
     })
     child.stderr.on("data", (chunk) => {
       stderr += String(chunk)
