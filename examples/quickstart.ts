@@ -2,6 +2,8 @@
  * The README quick start, runnable: `npx tsx examples/quickstart.ts`.
  * It is typechecked by `npm test`, so the README's code cannot rot.
  */
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Schedule, Schema } from "effect"
 import { Job, JobQueue, Nightshift, Worker } from "nightshift"
@@ -45,7 +47,5 @@ const program = Effect.gen(function* () {
 })
 
 // 6. Run it on the embedded SQLite store (PgStore.layerUrl(url) for PostgreSQL).
-program.pipe(
-  Effect.provide(Nightshift.layer(app).pipe(Layer.provide(SqliteStore.layer({ filename: "quickstart.db" })))),
-  NodeRuntime.runMain
-)
+const store = SqliteStore.layer({ filename: join(tmpdir(), "quickstart.db") })
+program.pipe(Effect.provide(Nightshift.layer(app).pipe(Layer.provide(store))), NodeRuntime.runMain)
