@@ -339,7 +339,8 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         return Effect.map(policy.backoff.step(now, undefined, child.backoffState), ([state, , decision]) => {
           child.backoffState = state
           if (ScheduleDecision.isDone(decision)) return giveUp(child, "used up its backoff schedule")
-          const at = Math.max(now, Intervals.start(decision.intervals))
+          // A whole epoch millisecond (a jittered backoff is fractional), never earlier than the decision.
+          const at = Math.ceil(Math.max(now, Intervals.start(decision.intervals)))
           cell.state = "backing off"
           cell.nextRestartAt = at
           registry.changed(cell)

@@ -190,7 +190,8 @@ export interface Options {
 /** Exponential from 100 ms (factor 2), jittered, capped at 30 s. */
 export const defaultBackoff: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
   Schedule.jittered,
-  Schedule.modifyDelay((d) => Duration.min(d, Duration.seconds(30)))
+  // `modifyDelay`'s first argument is the output (the unjittered delay); the second is the jittered delay.
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(30)))
 )
 
 /** Resolve options against the defaults. */

@@ -91,7 +91,8 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
   seq = 0
   index = -1
   private state: unknown
-  private first = true
+  /** The instant the first schedule step is taken from when it runs ahead of time (the end of the initial jitter). */
+  private stepFrom: number | undefined
   private pendingDue = false
   private stopping = false
   private finished = false
@@ -216,10 +217,11 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
     )
   }
 
-  /** Step the schedule from now and arm the ticker; `false` when the schedule is done. */
+  /** Step the schedule from now (or from `stepFrom`, once) and arm the ticker; `false` when the schedule is done. */
   private step(): Effect.Effect<boolean> {
     const { cell, registry } = this.ctx
-    const now = this.now()
+    const now = this.stepFrom ?? this.now()
+    this.stepFrom = undefined
     return Effect.map(this.spec.schedule!.step(now, undefined, this.state), ([state, , decision]) => {
       this.state = state
       if (ScheduleDecision.isDone(decision)) {
@@ -264,20 +266,28 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
     }
   }
 
-  /** Start following the schedule (after the jitter, if any). */
+  /**
+   * Start following the schedule. The initial jitter is a whole number of
+   * milliseconds; the first tick's time is known (and shown) from the start:
+   * the end of the jitter with `runOnStart`, else the schedule's first
+   * decision taken from the end of the jitter.
+   */
   private begin(): void {
     const { ctx, spec } = this
     const { cell, registry } = ctx
     cell.state = "idle"
     registry.changed(cell)
     const jitter =
-      spec.initialJitter > 0 ? Runtime.runSync(this.runtime)(Random.next) * spec.initialJitter : 0
-    if (jitter > 0) {
-      const at = this.now() + jitter
-      if (spec.runOnStart) cell.nextTickAt = at
-      registry.ticker.arm(this, at)
+      spec.initialJitter > 0 ? Math.floor(Runtime.runSync(this.runtime)(Random.next) * spec.initialJitter) : 0
+    const from = this.now() + jitter
+    if (spec.runOnStart) {
+      if (jitter > 0) this.arm(from)
+      else this.due()
+    } else if (spec.interval !== undefined) {
+      this.arm(from + spec.interval)
     } else {
-      this.due()
+      this.stepFrom = from
+      this.exec("step", undefined)
     }
   }
 
@@ -287,19 +297,13 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
       this.pendingDue = true
       return
     }
-    const first = this.first
-    this.first = false
-    const interval = this.spec.interval
-    if (first && !this.spec.runOnStart) {
-      if (interval === undefined) this.exec("step", undefined)
-      else this.arm(this.now() + interval)
-    } else {
-      this.exec(interval === undefined ? "tick-step" : "tick", undefined)
-    }
+    this.exec(this.spec.interval === undefined ? "tick-step" : "tick", undefined)
   }
 
-  private arm(at: number): void {
+  /** Arm the ticker for the next tick, at a whole epoch millisecond (never earlier than asked). */
+  private arm(instant: number): void {
     const { cell, registry } = this.ctx
+    const at = Math.ceil(instant)
     cell.nextTickAt = at
     registry.changed(cell)
     registry.ticker.arm(this, at)
