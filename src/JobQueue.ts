@@ -294,22 +294,27 @@ const currentTrace = Effect.map(Effect.option(Effect.currentSpan), (span) =>
 )
 
 /**
- * Build the producer service over a store.
+ * Build the producer service over a store. The `Events` bus in context when
+ * it is built (if any) receives its `enqueued` and `cancelled` events,
+ * wherever the service is used from later.
  *
  * @since 0.1.0
  */
 export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen(function* () {
   const store = yield* JobStore.JobStore
+  const events = Option.getOrUndefined(yield* Effect.serviceOption(Events.Events))
+  const clock = yield* Effect.clock
 
-  const insert = (inputs: ReadonlyArray<JobStore.EnqueueInput>) =>
+  const write = (inputs: ReadonlyArray<JobStore.EnqueueInput>) =>
     Effect.gen(function* () {
       const results = yield* store.enqueue(inputs)
-      const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+      const now = clock.unsafeCurrentTimeMillis()
+      const published: Array<Events.JobEvent> = []
       for (let i = 0; i < inputs.length; i++) {
         const input = inputs[i]!
         const result = results[i]!
         yield* Metrics.enqueued(input.kind, result.deduped)
-        yield* Events.publish({
+        published.push({
           _tag: "enqueued",
           id: result.id,
           kind: input.kind,
@@ -318,8 +323,32 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
           deduped: result.deduped
         })
       }
+      if (events !== undefined) yield* events.publishAll(published)
       return results
     })
+
+  // Under `enqueueing`, a runner woken by the commit cannot get a job's `started` out before its `enqueued`.
+  const insert = (inputs: ReadonlyArray<JobStore.EnqueueInput>) =>
+    events === undefined ? write(inputs) : events.enqueueing(write(inputs))
+
+  const cancel = (id: string) =>
+    Effect.gen(function* () {
+      // Kind and queue never change, so reading them first is safe; they name the event.
+      const job = events === undefined ? undefined : yield* store.get(id)
+      const result = yield* store.cancel(id)
+      // A running job's `cancelled` comes from its runner when the attempt ends.
+      if (result._tag === "cancelled" && job !== undefined && events !== undefined) {
+        yield* events.publish({
+          _tag: "cancelled",
+          id: job.id,
+          kind: job.kind,
+          queue: job.queue,
+          at: clock.unsafeCurrentTimeMillis(),
+          attempt: job.attempt
+        })
+      }
+      return result
+    }).pipe(Effect.withSpan("nightshift.cancel", { attributes: { "job.id": id } }))
 
   const enqueueMany: Service["enqueueMany"] = (items) =>
     Effect.gen(function* () {
@@ -344,7 +373,7 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
     get: (id) => Effect.map(store.get(id), Option.fromNullable),
     list: (filter) => store.list(filter ?? {}),
     counts: store.counts,
-    cancel: store.cancel,
+    cancel,
     retry: store.retry,
     pause: (queue) => Effect.zipRight(checkQueue(queue), store.pause(queue)),
     resume: (queue) => Effect.zipRight(checkQueue(queue), store.resume(queue)),

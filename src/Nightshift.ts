@@ -140,4 +140,4 @@ export const layer = <W extends Worker.Worker<any, any> = never, R = never>(
       JobRunner.InvalidRunnerOptions,
       any
     >
-  ).pipe(Layer.provideMerge(Layer.merge(JobQueue.layer, Events.layer)))
+  ).pipe(Layer.provideMerge(JobQueue.layer.pipe(Layer.provideMerge(Events.layer))))

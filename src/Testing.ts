@@ -33,7 +33,7 @@ import * as MemoryStore from "./MemoryStore.js"
  */
 export const layer: Layer.Layer<JobQueue.JobQueue | JobStore.JobStore | Events.Events> = JobQueue.layer.pipe(
   Layer.provideMerge(MemoryStore.layer),
-  Layer.merge(Events.layer)
+  Layer.provideMerge(Events.layer)
 )
 
 /**
