@@ -16,10 +16,11 @@
 import type * as Cause from "effect/Cause"
 import type * as Chunk from "effect/Chunk"
 import * as Cron from "effect/Cron"
-import type * as DateTime from "effect/DateTime"
+import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import { dual } from "effect/Function"
 import type * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -128,7 +129,11 @@ export const attempt: Effect.Effect<number, never, CurrentRun> = Effect.map(
 export interface PeriodicOptions<R2 = never, E = unknown, ES = never, RS = never> extends Options {
   /** When to tick: any `Schedule`, or a duration for `Schedule.spaced`. */
   readonly schedule: Schedule.Schedule<unknown, unknown> | Duration.DurationInput
-  /** Shown in the status table; derived for durations and cron expressions. */
+  /**
+   * Shown in the status table. Derived for durations, cron expressions and
+   * the schedules of `spaced`, `fixed`, `exponential` and `described`; any
+   * other `Schedule` shows "custom schedule" without it.
+   */
   readonly description?: string | undefined
   /** Delay the first tick (and the schedule's start) by a random amount in `[0, initialJitter)`. */
   readonly initialJitter?: Duration.DurationInput | undefined
@@ -216,8 +221,71 @@ export const make = <E, R>(
     body: { _tag: "Fiber", run: () => effect as Effect.Effect<void, E, R> }
   })
 
+/** Descriptions of the schedules made by `spaced`, `fixed`, `exponential` and `described`. */
+const descriptions = new WeakMap<object, string>()
+
 const describe = (schedule: PeriodicOptions<any, any, any, any>["schedule"]): string | undefined =>
-  Schedule.isSchedule(schedule) ? undefined : `every ${Duration.format(schedule)}`
+  Schedule.isSchedule(schedule) ? descriptions.get(schedule) : `every ${Duration.format(schedule)}`
+
+/**
+ * A copy of `schedule` that the status table describes as `description`.
+ * A `Schedule` value cannot be inspected, so a periodic worker given one
+ * shows "custom schedule" unless it was made by `spaced`, `fixed`,
+ * `exponential` or `described`, or the worker's `description` option says
+ * otherwise (the option wins). Combinators (`Schedule.union`, `jittered`, …)
+ * return new schedules without the description.
+ *
+ * @example
+ * ```ts
+ * Worker.periodic("report", { schedule: Worker.described(Schedule.cron(expr), `cron ${expr}`) }, report)
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const described: {
+  (description: string): <Out, In, R>(self: Schedule.Schedule<Out, In, R>) => Schedule.Schedule<Out, In, R>
+  <Out, In, R>(self: Schedule.Schedule<Out, In, R>, description: string): Schedule.Schedule<Out, In, R>
+} = dual(
+  2,
+  <Out, In, R>(self: Schedule.Schedule<Out, In, R>, description: string): Schedule.Schedule<Out, In, R> => {
+    const copy = Schedule.makeWithState(self.initial, self.step)
+    descriptions.set(copy, description)
+    return copy
+  }
+)
+
+/**
+ * `Schedule.spaced(interval)` (the next tick one interval after the last one
+ * ended), described as `"every 5m"` in the status table. A plain duration as
+ * the `schedule` option means the same and takes a faster path.
+ *
+ * @since 0.1.0
+ */
+export const spaced = (interval: Duration.DurationInput): Schedule.Schedule<number> =>
+  described(Schedule.spaced(interval), `every ${Duration.format(interval)}`)
+
+/**
+ * `Schedule.fixed(interval)` (ticks on a fixed cadence from the start; an
+ * overrun collapses the missed ticks into one), described as
+ * `"every 5m (fixed)"`.
+ *
+ * @since 0.1.0
+ */
+export const fixed = (interval: Duration.DurationInput): Schedule.Schedule<number> =>
+  described(Schedule.fixed(interval), `every ${Duration.format(interval)} (fixed)`)
+
+/**
+ * `Schedule.exponential(base, factor)` (delays of `base`, `base × factor`,
+ * `base × factor²`, …), described as `"exponential from 1s, ×2"`.
+ *
+ * @since 0.1.0
+ */
+export const exponential = (base: Duration.DurationInput, factor = 2): Schedule.Schedule<Duration.Duration> =>
+  described(Schedule.exponential(base, factor), `exponential from ${Duration.format(base)}, ×${factor}`)
+
+/** The name of a zone given as a string or a `DateTime.TimeZone` (`"Asia/Tokyo"`, `"+09:00"`). */
+const zoneName = (tz: string | DateTime.TimeZone): string =>
+  typeof tz === "string" ? tz : DateTime.zoneToString(tz)
 
 const periodicWorker = <E, R, R2, ES, RS>(
   name: string,
@@ -309,7 +377,7 @@ export const cron: {
   tick: Effect.Effect<unknown, E, R>
 ) => {
   const tz = options.tz ?? "UTC"
-  const tzName = typeof tz === "string" ? tz : String(tz)
+  const tzName = zoneName(tz)
   return Cron.parse(expression, tz).pipe(
     Either.mapLeft(
       (error) => new InvalidCron({ worker: name, expression, tz: tzName, reason: error.message })

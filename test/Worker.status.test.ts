@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
@@ -82,6 +83,67 @@ describe("initial jitter", () => {
       // 100 ms × (0.8 + 0.4 × 0.123456789) = 84.94 ms, jittered, rounded up
       expect(row.nextRestartAt).toBe(85)
       for (const t of times(row)) expect(Number.isInteger(t)).toBe(true)
+    })
+  )
+})
+
+describe("schedule descriptions", () => {
+  it.scoped("a cron worker given a DateTime.TimeZone shows the zone's name", () =>
+    Effect.gen(function* () {
+      const named = yield* Worker.cron(
+        "named",
+        "0 9 * * *",
+        { tz: DateTime.zoneUnsafeMakeNamed("Asia/Tokyo") },
+        Effect.void
+      )
+      const offset = yield* Worker.cron(
+        "offset",
+        "0 9 * * *",
+        { tz: DateTime.zoneMakeOffset(9 * 3_600_000) },
+        Effect.void
+      )
+      const handle = yield* Crew.start(Crew.make("app", [named, offset]))
+      expect((yield* statusOf(handle, "app/named")).schedule).toBe("cron 0 9 * * * (Asia/Tokyo)")
+      expect((yield* statusOf(handle, "app/offset")).schedule).toBe("cron 0 9 * * * (+09:00)")
+    })
+  )
+
+  it.scoped("spaced, fixed and exponential schedules are described; others by the caller", () =>
+    Effect.gen(function* () {
+      const { ref, tick } = yield* recorder
+      const handle = yield* Crew.start(
+        Crew.make("app", [
+          Worker.periodic("spaced", { schedule: Worker.spaced("5 minutes") }, Effect.void),
+          Worker.periodic("fixed", { schedule: Worker.fixed("1 minute") }, tick),
+          Worker.periodic("exp", { schedule: Worker.exponential("1 second") }, Effect.void),
+          Worker.periodic("custom", { schedule: Schedule.fibonacci("1 second") }, Effect.void),
+          Worker.periodic(
+            "described",
+            { schedule: Schedule.fibonacci("1 second").pipe(Worker.described("fibonacci from 1s")) },
+            Effect.void
+          ),
+          Worker.periodic(
+            "option",
+            { schedule: Worker.spaced("1 minute"), description: "every minute" },
+            Effect.void
+          )
+        ])
+      )
+      const schedules = (yield* handle.status).map((row) => [row.name, row.schedule])
+      expect(schedules).toEqual([
+        ["app", null],
+        ["app/spaced", "every 5m"],
+        ["app/fixed", "every 1m (fixed)"],
+        ["app/exp", "exponential from 1s, ×2"],
+        ["app/custom", "custom schedule"],
+        ["app/described", "fibonacci from 1s"],
+        ["app/option", "every minute"]
+      ])
+      // the described schedules are the schedules they describe
+      yield* TestClock.adjust("3 minutes")
+      expect(yield* Ref.get(ref)).toEqual([60_000, 120_000, 180_000])
+      // exponential from 1 s: ticks at 1, 3, 7, …, 127 s, the next at 255 s
+      expect((yield* statusOf(handle, "app/exp")).nextTickAt).toBe(255_000)
     })
   )
 })
