@@ -1,8 +1,8 @@
 /**
  * Mutual exclusion by name, within one process or across replicas.
  *
- * The in-process implementation (`layerMemory`) serves single-process apps
- * and tests; the PostgreSQL implementation (`PgLock.layer`) uses advisory
+ * The in-process implementation (`layerMemory`, one lock table per process)
+ * serves single-process apps and tests; the PostgreSQL implementation (`PgLock.layer`) uses advisory
  * locks so that a singleton periodic worker ticks on exactly one replica at a
  * time.
  *
@@ -50,11 +50,15 @@ export interface Service {
 export class Lock extends Context.Tag("nightshift/Lock")<Lock, Service>() {}
 
 /**
- * An in-process lock table.
+ * A fresh in-process lock table, private to the caller: locks taken through
+ * it exclude only each other. Use it to simulate separate processes in a
+ * test; an app wants `layerMemory`.
  *
  * @since 0.1.0
  */
-export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
+export const makeMemory: Effect.Effect<Service> = Effect.sync(() => unsafeMakeMemory())
+
+const unsafeMakeMemory = (): Service => {
   const held = new Set<string>()
   return {
     tryWith: (key, effect) =>
@@ -69,11 +73,26 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
         })
       )
   }
-})
+}
+
+/** The lock table of this process, shared by every `layerMemory`. */
+const processTable: Service = unsafeMakeMemory()
 
 /**
- * The in-process `Lock` layer.
+ * The in-process `Lock` layer. Every use of it, however often it is built or
+ * provided, shares one lock table per process (per JavaScript realm), so
+ * crews given it separately exclude each other, as replicas given
+ * `PgLock.layer` on one database do.
  *
  * @since 0.1.0
  */
-export const layerMemory: Layer.Layer<Lock> = Layer.effect(Lock, makeMemory)
+export const layerMemory: Layer.Layer<Lock> = Layer.succeed(Lock, processTable)
+
+/**
+ * An in-process `Lock` layer with a lock table of its own, made each time
+ * the layer is built: crews given different builds do not exclude each
+ * other. For tests that simulate separate processes.
+ *
+ * @since 0.1.0
+ */
+export const layerMemoryIsolated: Layer.Layer<Lock> = Layer.effect(Lock, makeMemory)
