@@ -13,6 +13,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
@@ -118,4 +119,49 @@ describe("JobRunner on PostgreSQL, two nodes", () => {
       expect(n).toBe(7)
     }).pipe(Effect.scoped)
   )
+
+  describe("a settle that makes the job due now wakes the runner before its next poll", () => {
+    // The runner polls once every 10 minutes: only a wake-up after the first
+    // attempt's settle can start the second attempt within the deadline.
+    const again = (name: string, retry: Job.RetryPolicy | undefined, fail: Effect.Effect<never, unknown>) =>
+      it.live(name, () =>
+        Effect.gen(function* () {
+          const schema = yield* schemaIn("resettle")
+          const node = yield* nodeStore(schema)
+          const Again = Job.make("again", {
+            payload: Schema.Struct({ n: Schema.Number }),
+            ...(retry === undefined ? {} : { retry })
+          })
+          const attempts = yield* Ref.make(0)
+          const second = yield* Deferred.make<number>()
+          const handlers = Job.handlers(
+            Job.handle(Again, (_, job) =>
+              Ref.updateAndGet(attempts, (n) => n + 1).pipe(
+                Effect.flatMap((n) => (n === 1 ? fail : Deferred.succeed(second, job.attempt)))
+              )
+            )
+          )
+          const idle = yield* runner(node.store, handlers, { id: "node-a", pollInterval: "10 minutes" })
+          yield* eventually(
+            "the runner has made its first (empty) claim",
+            Effect.map(idle.status, (s) => s.lastClaimAt !== null)
+          )
+          const queue = yield* producer(node.store)
+          const { id } = yield* queue.enqueue(Again, { n: 1 })
+          yield* Deferred.await(second).pipe(Effect.timeout("30 seconds"))
+          yield* eventually(
+            "the second attempt is settled",
+            Effect.map(node.store.get(id), (job) => job?.state === "completed")
+          )
+        }).pipe(Effect.scoped)
+      )
+
+    again("Job.Retry with delay 0", undefined, Effect.fail(new Job.Retry({ reason: "again", delay: 0 })))
+    again("Job.Snooze for 0", undefined, Effect.fail(new Job.Snooze({ duration: 0 })))
+    again(
+      "a retry whose backoff is zero",
+      { maxAttempts: 3, backoff: Schedule.spaced(0) },
+      Effect.fail("boom")
+    )
+  })
 })

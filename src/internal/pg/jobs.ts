@@ -199,7 +199,10 @@ const change = (outcome: JobStore.Outcome): Change => {
 /** A pending cancel turns an outcome that would run the job again into `cancelled`. */
 const cancelWins = "(j.cancel_requested AND s.state IN ('retryable', 'scheduled', 'available'))"
 
-/** `JobStore.settle`: all outcomes in one fenced `UPDATE … FROM unnest(…)`. */
+/**
+ * `JobStore.settle`: all outcomes in one fenced `UPDATE … FROM unnest(…)`;
+ * the jobs it makes due now wake runners in the same statement.
+ */
 export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>) => {
   const valid = settlements.filter((s) => isJobId(s.id))
   if (valid.length === 0) return Effect.succeed(settlements.map(notApplied))
@@ -216,7 +219,8 @@ export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>
           ${col((c) => c.error?.message ?? null)}::text[]
         ) AS s(id, fence, state, delay_ms, uncount, final, err_kind, err_message)
       ),
-      ${lockedInIdOrder(ctx, "s", sql``)}
+      ${lockedInIdOrder(ctx, "s", sql``)},
+      settled AS (
       UPDATE ${ctx.table("jobs")} AS j SET
         state = CASE WHEN ${sql.literal(cancelWins)} THEN 'cancelled' ELSE s.state END,
         attempt = j.attempt - s.uncount,
@@ -228,7 +232,16 @@ export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>
           'attempt', j.attempt, 'at', ${now.ms}, 'kind', s.err_kind, 'message', s.err_message)) END
       FROM s JOIN locked USING (id)
       WHERE j.id = s.id AND j.fence = s.fence AND j.state = 'running'
-      RETURNING j.id::text AS id, j.state`.pipe(
+      RETURNING j.id, j.state, j.queue, j.run_at
+      ),
+      -- Jobs due again at once (released, snoozed or retried without delay) wake
+      -- runners: one notification for the batch, delivered on commit.
+      woken AS (
+        SELECT ${ctx.table("notify_enqueued")}(array_agg(settled.queue)) FROM settled
+        WHERE settled.state IN ('available', 'scheduled', 'retryable') AND settled.run_at <= ${now.ts}
+        HAVING count(*) > 0
+      )
+      SELECT settled.id::text AS id, settled.state FROM settled LEFT JOIN woken ON true`.pipe(
       Effect.map((rows) => {
         const applied = new Map(rows.map((r) => [r.id, r.state]))
         return settlements.map((s): JobStore.SettleResult => {

@@ -1,7 +1,16 @@
 import { describe, expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { awaitWakeup, enqueueOne, getJob, input, request, type StoreTest, started } from "../helpers.js"
+import {
+  awaitWakeup,
+  enqueueOne,
+  freshKind,
+  getJob,
+  input,
+  request,
+  type StoreTest,
+  started
+} from "../helpers.js"
 
 const minute = 60_000
 
@@ -83,6 +92,32 @@ export const wakeupSuite = (test: StoreTest) =>
           })
         )
         expect(Option.isSome(hint)).toBe(true)
+      }))
+
+    test("a settle that makes the job due now hints its queue", ({ store, hints, advance }) =>
+      Effect.gen(function* () {
+        if (!hints) return
+        for (const outcome of [
+          { _tag: "retry", delayMs: 0, error: { kind: "failure", message: "again" } },
+          { _tag: "snooze", delayMs: 0 },
+          { _tag: "release" }
+        ] as const) {
+          // Scheduled, so its enqueue hints nothing; then due by the clock alone.
+          const queue = `due_${outcome._tag}`
+          const kind = freshKind()
+          yield* enqueueOne(store, { queue, kind, delayMs: 1000, maxAttempts: 1000 })
+          yield* advance(1000)
+          // Each try claims the job again (the last settle made it due) and settles it.
+          const hint = yield* awaitWakeup(
+            store,
+            (w) => w._tag === "enqueued" && w.queue === queue,
+            Effect.gen(function* () {
+              const [job] = yield* store.claim(request({ queues: [queue], kinds: [kind], limit: 1 }))
+              if (job !== undefined) yield* store.settle([{ id: job.id, fence: job.fence, outcome }])
+            })
+          )
+          expect(Option.isSome(hint), outcome._tag).toBe(true)
+        }
       }))
 
     test("a resume hints the queue", ({ store, hints }) =>
