@@ -85,24 +85,34 @@ export type ChildrenService = core.ChildrenService
 /**
  * A running crew (or single worker) started by `start` or `layer`.
  *
+ * Every operation that names a worker (`statusOf`, `tick`, `restart`,
+ * `remove`) takes its full name, as the status table shows it: the started
+ * crew's name first (`"app/report"`, `"app/inner/flaky"`); a single worker
+ * started alone is named by its own name. `add` and `replace` take a worker,
+ * which becomes `"<crew>/<worker.name>"`.
+ *
  * @since 0.1.0
  */
 export interface Handle {
   /** A snapshot of every worker in the tree, in start order (nested names like `"parent/child"`). */
   readonly status: Effect.Effect<ReadonlyArray<WorkerStatus.WorkerStatus>>
-  /** A snapshot of one worker's status, by full name (`"parent/child"`); fails when there is none. */
+  /** A snapshot of one worker's status, by full name (`"app/parent/child"`); fails when there is none. */
   readonly statusOf: (name: string) => Effect.Effect<WorkerStatus.WorkerStatus, WorkerNotFound>
   /** Every status change from the moment of subscription. A subscriber more than 4096 changes behind loses the oldest. */
   readonly changes: Stream.Stream<WorkerStatus.WorkerStatus>
-  /** Run one tick of a periodic worker now, through its gate, lock, timeout and recording; waits for a running tick first. */
+  /** Run one tick of a periodic worker (by full name) now, through its gate, lock, timeout and recording; waits for a running tick first. */
   readonly tick: (name: string) => Effect.Effect<Worker.TickOutcome, WorkerNotFound | NotPeriodic>
-  /** Stop a worker (and its subtree) and start it again now, without backoff. */
+  /** Stop a worker (by full name; with its subtree) and start it again now, without backoff. */
   readonly restart: (name: string) => Effect.Effect<void, WorkerNotFound>
   /** Start a top-level child (a child of the started crew). */
   readonly add: <E, R>(worker: Worker.Worker<E, R>) => Effect.Effect<void, DuplicateWorker, R>
   /** Stop the top-level child of the same name, if any, and start `worker` in its place. */
   readonly replace: <E, R>(worker: Worker.Worker<E, R>) => Effect.Effect<void, never, R>
-  /** Stop and forget a top-level child. */
+  /**
+   * Stop and forget a worker below the started crew, by full name
+   * (`"app/worker"`, `"app/inner/child"`), as `statusOf`, `tick` and
+   * `restart` take it.
+   */
   readonly remove: (name: string) => Effect.Effect<void, WorkerNotFound>
   /** The status of the top-level children. */
   readonly list: Effect.Effect<ReadonlyArray<WorkerStatus.WorkerStatus>>
@@ -238,7 +248,12 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
         Effect.flatMap(Effect.context<R>(), (ctx) => set.add(w, ctx, false)),
       replace: <E, R>(w: Worker.Worker<E, R>) =>
         Effect.flatMap(Effect.context<R>(), (ctx) => Effect.orDie(set.add(w, ctx, true))),
-      remove: set.remove,
+      remove: (name) =>
+        Effect.flatMap(lookup(name), (node) =>
+          node.owner?.remove === undefined
+            ? Effect.fail(new WorkerNotFound({ name }))
+            : node.owner.remove(node.key)
+        ),
       list: set.list,
       await: Deferred.await(failed)
     }

@@ -386,11 +386,11 @@ describe("dynamic children", () => {
       yield* TestClock.adjust("10 seconds")
       expect(yield* Ref.get(times)).toEqual([1000, 2000, 12000])
       expect(yield* statusOf(handle, "app/late")).toMatchObject({ schedule: "every 10s", runs: 3 })
-      yield* handle.remove("late")
+      yield* handle.remove("app/late")
       yield* TestClock.adjust("1 minute")
       expect(yield* Ref.get(times)).toEqual([1000, 2000, 12000])
       expect((yield* handle.status).map((s) => s.name)).toEqual(["app"])
-      expect((yield* Effect.flip(handle.remove("late")))._tag).toBe("WorkerNotFound")
+      expect((yield* Effect.flip(handle.remove("app/late")))._tag).toBe("WorkerNotFound")
     })
   )
 
@@ -435,8 +435,39 @@ describe("looking a worker up by name", () => {
       expect(missing).toBeInstanceOf(Crew.WorkerNotFound)
       expect(missing.name).toBe("app/nope")
       expect((yield* Effect.flip(handle.statusOf("loop")))._tag).toBe("WorkerNotFound")
-      yield* handle.remove("loop")
+      yield* handle.remove("app/loop")
       expect((yield* Effect.flip(handle.statusOf("app/loop")))._tag).toBe("WorkerNotFound")
+    })
+  )
+})
+
+describe("handle names", () => {
+  it.scoped("statusOf, tick, restart and remove all take the full name; a short name is not found", () =>
+    Effect.gen(function* () {
+      const handle = yield* Crew.start(
+        Crew.make("app", [
+          Crew.make("inner", [Worker.make("deep", Effect.never)]),
+          Worker.periodic("report", { schedule: "1 minute" }, Effect.void),
+          Worker.make("loop", Effect.never)
+        ])
+      )
+      yield* handle.add(Worker.make("late", Effect.never))
+      const short = ["report", "loop", "late", "deep", "inner/deep"]
+      for (const name of short) {
+        expect((yield* Effect.flip(handle.statusOf(name)))._tag).toBe("WorkerNotFound")
+        expect((yield* Effect.flip(handle.tick(name)))._tag).toBe("WorkerNotFound")
+        expect((yield* Effect.flip(handle.restart(name)))._tag).toBe("WorkerNotFound")
+        expect((yield* Effect.flip(handle.remove(name)))._tag).toBe("WorkerNotFound")
+      }
+      expect(yield* handle.tick("app/report")).toEqual({ _tag: "success" })
+      yield* handle.restart("app/loop")
+      expect(yield* handle.statusOf("app/loop")).toMatchObject({ restarts: 1 })
+      yield* handle.remove("app/late")
+      yield* handle.remove("app/inner/deep")
+      yield* handle.remove("app/loop")
+      expect((yield* handle.status).map((row) => row.name)).toEqual(["app", "app/inner", "app/report"])
+      // the started crew itself is not a child of anything
+      expect((yield* Effect.flip(handle.remove("app")))._tag).toBe("WorkerNotFound")
     })
   )
 })
@@ -559,7 +590,7 @@ describe("status and observability", () => {
       )
       yield* TestClock.adjust("1 second")
       expect((yield* running()) - before).toBe(2)
-      yield* handle.remove("a")
+      yield* handle.remove("app/a")
       expect((yield* running()) - before).toBe(1)
     })
   )

@@ -36,9 +36,10 @@ export interface Cell extends Mutable<Omit<WorkerStatus.WorkerStatus, Times>> {
 /** "Never", for a time field of a cell. */
 export const never = Number.NaN
 
-/** Whoever supervises a node and can restart it by its short name. */
+/** Whoever supervises a node and can restart (and, unless it is the top, remove) it by its short name. */
 export interface Owner {
   readonly restart: (name: string) => Effect.Effect<void, WorkerNotFound>
+  readonly remove?: ((name: string) => Effect.Effect<void, WorkerNotFound>) | undefined
 }
 
 /** What the registry keeps per full name, across runs and re-adds. */
