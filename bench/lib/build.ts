@@ -6,7 +6,8 @@
  * resolve from the root node_modules, the peers from bench/node_modules.
  */
 import { execFileSync } from "node:child_process"
-import { existsSync, mkdirSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 const npm = (benchDir: string, command: string) =>
@@ -29,10 +30,40 @@ export const ensurePeers = (benchDir: string) => {
   }
 }
 
-/** Bundle `bench/contestants/child.ts` to `bench/.tmp/child.mjs`; returns its path. */
+/**
+ * A `node_modules` for a bundle outside the repository: a symlink to every
+ * package of bench/node_modules (the peers), then of the root one (the
+ * library's dependencies) where bench has none; scopes are merged.
+ */
+const linkModules = (target: string, sources: ReadonlyArray<string>) => {
+  mkdirSync(target, { recursive: true })
+  for (const source of sources) {
+    if (!existsSync(source)) continue
+    for (const entry of readdirSync(source)) {
+      if (entry.startsWith(".")) continue
+      const from = join(source, entry)
+      const to = join(target, entry)
+      if (entry.startsWith("@")) {
+        mkdirSync(to, { recursive: true })
+        for (const name of readdirSync(from)) {
+          if (!existsSync(join(to, name))) symlinkSync(join(from, name), join(to, name))
+        }
+      } else if (!existsSync(to)) {
+        symlinkSync(from, to)
+      }
+    }
+  }
+}
+
+/**
+ * Bundle `bench/contestants/child.ts` to `child.mjs` in a fresh directory
+ * under the OS temp dir (removed when this process exits), beside a
+ * `node_modules` of links to the installed packages; returns its path.
+ */
 export const bundleChild = (rootDir: string, benchDir: string) => {
-  const outDir = join(benchDir, ".tmp")
-  mkdirSync(outDir, { recursive: true })
+  const outDir = mkdtempSync(join(tmpdir(), "nightshift-bench-child-"))
+  process.on("exit", () => rmSync(outDir, { recursive: true, force: true }))
+  linkModules(join(outDir, "node_modules"), [join(benchDir, "node_modules"), join(rootDir, "node_modules")])
   const out = join(outDir, "child.mjs")
   execFileSync(
     join(rootDir, "node_modules", ".bin", "esbuild"),
