@@ -189,6 +189,7 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
     const set = yield* ChildSet.make({
       prefix: isCrew ? worker.name : "",
       registry,
+      forgetOnClose: false,
       escalate: (error) => {
         if (top !== undefined) {
           top.state = "failed"

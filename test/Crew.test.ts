@@ -366,7 +366,66 @@ describe("dynamic children", () => {
       yield* TestClock.adjust("5 seconds")
       expect(yield* Ref.get(log)).toEqual(["start child", "stop child"])
       expect(yield* statusOf(handle, "parent")).toMatchObject({ state: "failed" })
-      expect(yield* statusOf(handle, "parent/child")).toMatchObject({ state: "stopped" })
+      // the child ended with its parent's run: no row describes it any more
+      expect((yield* handle.status).map((row) => row.name)).toEqual(["parent"])
+    })
+  )
+
+  it.scoped(
+    "a restarted parent's old dynamic children leave the status table; one added again starts a fresh row",
+    () =>
+      Effect.gen(function* () {
+        const parent = Worker.make(
+          "parent",
+          Effect.gen(function* () {
+            const children = yield* Crew.Children
+            const attempt = yield* Worker.attempt
+            // the first run's child fails on every tick; later runs add a healthy one
+            yield* children.add(
+              Worker.periodic(
+                "sync",
+                { schedule: "1 second" },
+                attempt === 0 ? Effect.fail("down") : Effect.void
+              )
+            )
+            if (attempt === 0) yield* children.add(Worker.make("extra", Effect.never))
+            return yield* Effect.never
+          })
+        )
+        const handle = yield* Crew.start(parent)
+        yield* TestClock.adjust("3 seconds")
+        expect(yield* statusOf(handle, "parent/sync")).toMatchObject({ failures: 3, consecutiveFailures: 3 })
+        yield* handle.restart("parent")
+        yield* TestClock.adjust("1 second")
+        const rows = yield* handle.status
+        expect(rows.map((row) => row.name)).toEqual(["parent", "parent/sync"])
+        expect(rows[1]).toMatchObject({
+          runs: 1,
+          successes: 1,
+          failures: 0,
+          consecutiveFailures: 0,
+          restarts: 0,
+          lastError: null,
+          lastFailureAt: null
+        })
+      })
+  )
+
+  it.scoped("a replaced child's row describes the new worker, not the old one's failures", () =>
+    Effect.gen(function* () {
+      const handle = yield* Crew.start(Crew.make("app", []))
+      yield* handle.add(Worker.periodic("sync", { schedule: "1 second" }, Effect.fail("down")))
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* statusOf(handle, "app/sync")).toMatchObject({ failures: 2, consecutiveFailures: 2 })
+      yield* handle.replace(Worker.periodic("sync", { schedule: "10 seconds" }, Effect.void))
+      expect(yield* statusOf(handle, "app/sync")).toMatchObject({
+        schedule: "every 10s",
+        runs: 0,
+        failures: 0,
+        consecutiveFailures: 0,
+        lastError: null,
+        nextTickAt: 12_000
+      })
     })
   )
 
@@ -385,7 +444,8 @@ describe("dynamic children", () => {
       yield* handle.replace(Worker.periodic("late", { schedule: "10 seconds" }, tick))
       yield* TestClock.adjust("10 seconds")
       expect(yield* Ref.get(times)).toEqual([1000, 2000, 12000])
-      expect(yield* statusOf(handle, "app/late")).toMatchObject({ schedule: "every 10s", runs: 3 })
+      // the replacement's row is its own: one tick so far
+      expect(yield* statusOf(handle, "app/late")).toMatchObject({ schedule: "every 10s", runs: 1 })
       yield* handle.remove("app/late")
       yield* TestClock.adjust("1 minute")
       expect(yield* Ref.get(times)).toEqual([1000, 2000, 12000])

@@ -60,6 +60,13 @@ export interface Options {
   readonly registry: Registry.Registry
   /** Called once when a child gives up with `onMaxRestarts: "escalate"`. */
   readonly escalate: (error: CrewFailed) => void
+  /**
+   * Drop the status rows of dynamic children (and their subtrees) when the
+   * set closes: the set of one run, whose dynamic children end with it. The
+   * rows of static children (a crew's) stay: the next run starts the same
+   * workers again.
+   */
+  readonly forgetOnClose: boolean
 }
 
 interface Child {
@@ -67,6 +74,8 @@ interface Child {
   readonly fullName: string
   readonly worker: Worker<any, any>
   readonly context: Context.Context<any>
+  /** Added by `add` / `replace` rather than as a crew's static child. */
+  readonly dynamic: boolean
   readonly node: Registry.Node
   run: Run | undefined
   ctx: RunContext | undefined
@@ -95,6 +104,7 @@ type Message =
       readonly workers: ReadonlyArray<Worker<any, any>>
       readonly context: Context.Context<any>
       readonly replace: boolean
+      readonly dynamic: boolean
       readonly reply: Reply<DuplicateWorker>
     }
   | { readonly _tag: "Remove"; readonly name: string; readonly reply: Reply<WorkerNotFound> }
@@ -178,12 +188,12 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
     const self: ChildSet = {
       add: (worker, context, replace) =>
         ask<DuplicateWorker>(
-          (reply) => ({ _tag: "Add", workers: [worker], context, replace, reply }),
+          (reply) => ({ _tag: "Add", workers: [worker], context, replace, dynamic: true, reply }),
           Effect.void
         ),
       addAll: (workers, context) =>
         ask<DuplicateWorker>(
-          (reply) => ({ _tag: "Add", workers, context, replace: false, reply }),
+          (reply) => ({ _tag: "Add", workers, context, replace: false, dynamic: false, reply }),
           Effect.void
         ),
       remove: (name) => ask<WorkerNotFound>((reply) => ({ _tag: "Remove", name, reply }), notFound(name)),
@@ -382,9 +392,11 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         })
       })
 
-    const addChild = (worker: Worker<any, any>, context: Context.Context<any>) =>
+    /** Add and launch a child; a dynamic child gets a fresh status row (a static one keeps its row across its parent's runs). */
+    const addChild = (worker: Worker<any, any>, context: Context.Context<any>, dynamic: boolean) =>
       Effect.suspend(() => {
         const name = fullName(worker.name)
+        if (dynamic) forgetRows(name)
         const node = Registry.node(
           registry,
           name,
@@ -399,6 +411,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
           fullName: name,
           worker,
           context,
+          dynamic,
           node,
           run: undefined,
           ctx: undefined,
@@ -415,13 +428,18 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         return launch(child)
       })
 
+    /** Drop the status rows of `name` and its subtree. */
+    const forgetRows = (name: string) => {
+      registry.nodes.delete(name)
+      for (const key of registry.nodes.keys()) {
+        if (key.startsWith(`${name}/`)) registry.nodes.delete(key)
+      }
+    }
+
     const forget = (child: Child) =>
       Effect.sync(() => {
         children.delete(child.name)
-        registry.nodes.delete(child.fullName)
-        for (const key of registry.nodes.keys()) {
-          if (key.startsWith(`${child.fullName}/`)) registry.nodes.delete(key)
-        }
+        forgetRows(child.fullName)
       })
 
     /** Answer a request that arrived after the set closed. */
@@ -439,14 +457,19 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
     }
 
     /** Add (or, with `replace`, swap in) one worker. */
-    const place = (worker: Worker<any, any>, context: Context.Context<any>, replace: boolean) =>
+    const place = (
+      worker: Worker<any, any>,
+      context: Context.Context<any>,
+      replace: boolean,
+      dynamic: boolean
+    ) =>
       Effect.suspend((): Effect.Effect<void, DuplicateWorker> => {
         const existing = children.get(worker.name)
-        if (existing === undefined) return addChild(worker, context)
+        if (existing === undefined) return addChild(worker, context, dynamic)
         if (!replace) return Effect.fail(new DuplicateWorker({ name: fullName(worker.name) }))
         return stop(existing).pipe(
           Effect.zipRight(Effect.sync(() => children.delete(worker.name))),
-          Effect.zipRight(addChild(worker, context))
+          Effect.zipRight(addChild(worker, context, dynamic))
         )
       })
 
@@ -466,7 +489,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         case "Add":
           return Effect.forEach(
             message.workers,
-            (worker) => place(worker, message.context, message.replace),
+            (worker) => place(worker, message.context, message.replace, message.dynamic),
             {
               discard: true
             }
@@ -497,7 +520,13 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         }
         case "Close":
           return Effect.forEach(Array.from(children.values()).reverse(), stop, { discard: true }).pipe(
-            Effect.zipRight(Effect.sync(() => (closed = true))),
+            Effect.zipRight(
+              Effect.sync(() => {
+                closed = true
+                if (!options.forgetOnClose) return
+                for (const child of children.values()) if (child.dynamic) forgetRows(child.fullName)
+              })
+            ),
             Effect.zipRight(Queue.takeAll(queue)),
             Effect.flatMap((rest) => Effect.forEach(rest, refuse, { discard: true })),
             Effect.zipRight(Queue.shutdown(queue)),

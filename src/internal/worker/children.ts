@@ -28,7 +28,12 @@ export class ChildrenHandle implements ChildrenService {
       this.set !== undefined
         ? Effect.succeed(this.set)
         : Effect.tap(
-            this.makeSet({ prefix: this.prefix, registry: this.registry, escalate: this.escalate }),
+            this.makeSet({
+              prefix: this.prefix,
+              registry: this.registry,
+              escalate: this.escalate,
+              forgetOnClose: true
+            }),
             (set) => {
               this.set = set
             }
