@@ -347,15 +347,26 @@ const sections = (workers: WorkersOutcome | undefined) => {
   return out
 }
 
-/** The "## Workers" section of the existing BENCHMARKS.md (owned by bench/workers.ts's author), kept verbatim. */
-const keptWorkersSection = (file: string) => {
+/** The sections of BENCHMARKS.md written by hand: kept verbatim when this harness rewrites the file. */
+const handWritten = ["Workers", "Start-up"]
+
+/** The hand-written sections of the existing BENCHMARKS.md, in their order there. */
+const keptSections = (file: string): string | undefined => {
   if (!existsSync(file)) return undefined
   const text = readFileSync(file, "utf8")
-  const start = text.search(/^## Workers\s*$/m)
-  if (start < 0) return undefined
-  const rest = text.slice(start + 1)
-  const end = rest.search(/^## /m)
-  return (end < 0 ? text.slice(start) : text.slice(start, start + 1 + end)).trimEnd()
+  const kept = handWritten.flatMap((title) => {
+    const start = text.search(new RegExp(`^## ${title}\\b.*$`, "m"))
+    if (start < 0) return []
+    const rest = text.slice(start + 1)
+    const end = rest.search(/^## /m)
+    return [{ start, text: (end < 0 ? text.slice(start) : text.slice(start, start + 1 + end)).trimEnd() }]
+  })
+  return kept.length === 0
+    ? undefined
+    : kept
+        .sort((a, b) => a.start - b.start)
+        .map((section) => section.text)
+        .join("\n\n")
 }
 
 const main = async () => {
@@ -388,7 +399,7 @@ const main = async () => {
   const header = [
     "# Benchmarks",
     "",
-    `Latest \`npm run bench\`: ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, ${settings.rounds} round(s), ${minutes.toFixed(1)} minutes. Written by \`bench/run.ts\`; only the "Workers" section is written by hand. Method and analysis: [docs/benchmarks.md](docs/benchmarks.md).`,
+    `Latest \`npm run bench\`: ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, ${settings.rounds} round(s), ${minutes.toFixed(1)} minutes. Written by \`bench/run.ts\`; only the "Workers" and "Start-up" sections are written by hand. Method and analysis: [docs/benchmarks.md](docs/benchmarks.md).`,
     "",
     `**Machine:** ${machineAtStart.cpu}, ${machineAtStart.cores} shared cores, ${machineAtStart.memoryGb} GB, ${machineAtStart.os}, Node ${machineAtStart.node}. Load average ${machineAtStart.loadAverage.join(" / ")} at the start, ${machineAtEnd.loadAverage.join(" / ")} at the end: absolute figures drift between runs; compare within a run.`,
     "",
@@ -403,7 +414,7 @@ const main = async () => {
 
   if (!flag("no-write")) {
     const file = join(rootDir, "BENCHMARKS.md")
-    const kept = keptWorkersSection(file)
+    const kept = keptSections(file)
     writeFileSync(file, kept === undefined ? report : `${report}\n${kept}\n`)
   }
   process.stdout.write(`${report}\n`)
