@@ -222,6 +222,11 @@ const scenario = Effect.gen(function* () {
         slots: yield* sql<{ slot: number; tries: number; wins: number }>`
           SELECT slot::float8 AS slot, count(*)::int AS tries, count(*) FILTER (WHERE won)::int AS wins
           FROM ${t("cron_log")} GROUP BY slot ORDER BY slot`,
+        // The store's own record of the slots taken, which the reports must match.
+        taken: (yield* sql<{ slot: number }>`
+          SELECT slot::float8 AS slot FROM ${t("cron_slots")} WHERE name = 'every-second' ORDER BY slot`).map(
+          (row) => row.slot
+        ),
 
         cronJobs: yield* count(`${schema}.jobs WHERE kind = 'cron_tick'`),
         leaderLog: yield* sql<{ node: string; leading: boolean; at: number }>`
@@ -287,6 +292,8 @@ describe("PostgreSQL, three node processes, the leader SIGKILLed mid-run", () =>
     expect(r.slots.some((s) => s.tries > 1)).toBe(true)
     expect(r.slots.every((s) => s.slot % 1_000 === 0)).toBe(true)
     expect(r.cronJobs).toBe(r.slots.length)
+    // Each report was written in its slot's transaction: the slots reported are the slots taken.
+    expect(r.slots.map((s) => s.slot)).toEqual(r.taken)
   })
 
   it("another process took over leadership only after the dead leader's lease ran out", () => {
