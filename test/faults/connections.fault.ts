@@ -12,19 +12,16 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as JobStore from "../../src/JobStore.js"
-import { databaseUrl } from "../setup/pg.js"
 import {
   awaitDrained,
-  awaitEvent,
   enqueueJobs,
   eventually,
-  explain,
   ledger,
-  type Node,
+  ledgerFigures,
   probeListeners,
   report,
-  setup,
-  spawnNode
+  run,
+  scenario
 } from "./harness.js"
 
 const pollMs = 5_000
@@ -54,16 +51,10 @@ const listenerBackends = (sql: SqlClient.SqlClient, schema: string) =>
  * enqueued right then can only be found by polling; then the listener is
  * probed until it hears five probes in a row.
  */
-const listenerKilled = (scenario: string, env: Record<string, number>) => {
-  const nodes: Array<Node> = []
-  return explain(
-    () => nodes,
+const listenerKilled = (scenario: string, env: Record<string, number>) =>
+  run("listen", ({ sql, schema, store, spawnUp }) =>
     Effect.gen(function* () {
-      const url = databaseUrl()
-      const { sql, schema, store } = yield* setup(url, "listen")
-      const node = yield* spawnNode({ url, schema, name: "l1", env: { NS_POLL_MS: pollMs, ...env } })
-      nodes.push(node)
-      yield* awaitEvent(node, "up")
+      const node = (yield* spawnUp(["l1"], { NS_POLL_MS: pollMs, ...env }))[0]!
       yield* eventually(
         "the listener is connected",
         Effect.map(listenerBackends(sql, schema), (rows) => rows.length === 1)
@@ -80,10 +71,7 @@ const listenerKilled = (scenario: string, env: Record<string, number>) => {
       const recoverMs = listenerAt === null ? null : listenerAt - killAt
       const book = yield* ledger(sql, schema)
       yield* report(scenario, {
-        enqueued: book.enqueued,
-        completed: book.completed,
-        lost: book.notCompleted + book.completedUnrun,
-        runTwice: book.twice.length,
+        ...ledgerFigures(book),
         inFlightAtFault: 0,
         recoverMs,
         pollIntervalMs: pollMs,
@@ -98,8 +86,7 @@ const listenerKilled = (scenario: string, env: Record<string, number>) => {
       expect(recoverMs).not.toBeNull()
       return recoverMs!
     })
-  ).pipe(Effect.scoped)
-}
+  )
 
 describe("fault: connections cut with pg_terminate_backend", () => {
   it.live(
@@ -123,63 +110,50 @@ describe("fault: connections cut with pg_terminate_backend", () => {
     { timeout: 300_000 }
   )
 
-  it.live(
+  scenario(
     "random pool connections are killed mid-drain: nothing lost, at most one job per killed connection runs twice",
-    () => {
-      const nodes: Array<Node> = []
-      return explain(
-        () => nodes,
-        Effect.gen(function* () {
-          const url = databaseUrl()
-          const { sql, schema, store } = yield* setup(url, "pool")
-          yield* enqueueJobs(store, 3_000, "work", (i) => ({ ms: 5 + (i % 11) }))
-          for (const name of ["p1", "p2"]) nodes.push(yield* spawnNode({ url, schema, name }))
-          yield* Effect.forEach(nodes, (node) => awaitEvent(node, "up"), { discard: true })
-          yield* eventually(
-            "the drain is under way",
-            Effect.map(
-              sql<{
-                n: number
-              }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.jobs`)} WHERE state = 'completed'`,
-              (rows) => rows[0]!.n >= 300
-            )
+    { label: "pool" },
+    ({ sql, schema, store, spawnUp }) =>
+      Effect.gen(function* () {
+        yield* enqueueJobs(store, 3_000, "work", (i) => ({ ms: 5 + (i % 11) }))
+        const nodes = yield* spawnUp(["p1", "p2"])
+        yield* eventually(
+          "the drain is under way",
+          Effect.map(
+            sql<{
+              n: number
+            }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.jobs`)} WHERE state = 'completed'`,
+            (rows) => rows[0]!.n >= 300
           )
-          const victims: Array<{ pid: number; state: string; query: string }> = []
-          for (let i = 0; i < 20; i++) {
-            const killed = yield* sql<{ pid: number; state: string; query: string }>`
-              SELECT pid, state, left(query, 60) AS query FROM pg_stat_activity
-              WHERE application_name <> 'nightshift-faults-test' AND query LIKE ${`%${schema}%`}
-                AND query NOT LIKE 'LISTEN%' AND pid <> pg_backend_pid()
-              ORDER BY state = 'active' DESC, random() LIMIT 1`.pipe(
-              Effect.tap((rows) =>
-                Effect.forEach(rows, (row) => sql`SELECT pg_terminate_backend(${row.pid})`)
-              )
-            )
-            victims.push(...killed)
-            yield* Effect.sleep("300 millis")
-          }
-          yield* awaitDrained(sql, schema)
-          const book = yield* ledger(sql, schema)
-          const active = victims.filter((v) => v.state === "active").length
-          yield* report("pool-connections-killed", {
-            enqueued: book.enqueued,
-            completed: book.completed,
-            lost: book.notCompleted + book.completedUnrun,
-            runTwice: book.twice.length,
-            inFlightAtFault: victims.length,
-            recoverMs: null,
-            connectionsKilled: victims.length,
-            killedWhileActive: active,
-            killedStatements: victims.map((v) => `${v.state}: ${v.query.replace(/\s+/g, " ").trim()}`)
-          })
-          expect(victims.length).toBeGreaterThan(10)
-          expect(book.completed).toBe(3_000)
-          expect(book.completedUnrun).toBe(0)
-          expect(book.twice.length).toBeLessThanOrEqual(victims.length)
-          expect(nodes.every((node) => node.running())).toBe(true)
+        )
+        const victims: Array<{ pid: number; state: string; query: string }> = []
+        for (let i = 0; i < 20; i++) {
+          const killed = yield* sql<{ pid: number; state: string; query: string }>`
+          SELECT pid, state, left(query, 60) AS query FROM pg_stat_activity
+          WHERE application_name <> 'nightshift-faults-test' AND query LIKE ${`%${schema}%`}
+            AND query NOT LIKE 'LISTEN%' AND pid <> pg_backend_pid()
+          ORDER BY state = 'active' DESC, random() LIMIT 1`.pipe(
+            Effect.tap((rows) => Effect.forEach(rows, (row) => sql`SELECT pg_terminate_backend(${row.pid})`))
+          )
+          victims.push(...killed)
+          yield* Effect.sleep("300 millis")
+        }
+        yield* awaitDrained(sql, schema)
+        const book = yield* ledger(sql, schema)
+        const active = victims.filter((v) => v.state === "active").length
+        yield* report("pool-connections-killed", {
+          ...ledgerFigures(book),
+          inFlightAtFault: victims.length,
+          recoverMs: null,
+          connectionsKilled: victims.length,
+          killedWhileActive: active,
+          killedStatements: victims.map((v) => `${v.state}: ${v.query.replace(/\s+/g, " ").trim()}`)
         })
-      ).pipe(Effect.scoped)
-    },
-    { timeout: 300_000 }
+        expect(victims.length).toBeGreaterThan(10)
+        expect(book.completed).toBe(3_000)
+        expect(book.completedUnrun).toBe(0)
+        expect(book.twice.length).toBeLessThanOrEqual(victims.length)
+        expect(nodes.every((node) => node.running())).toBe(true)
+      })
   )
 })

@@ -5,20 +5,17 @@
  * over and they ignore interruption) and try to settle with the fence they
  * were claimed with. The stale settles must change nothing.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { databaseUrl } from "../setup/pg.js"
 import {
   awaitEvent,
   dbNow,
   enqueueJobs,
   eventually,
-  explain,
   ledger,
-  type Node,
+  ledgerFigures,
   report,
-  setup,
-  spawnNode
+  scenario
 } from "./harness.js"
 
 const jobsCount = 5
@@ -26,104 +23,87 @@ const leaseMs = 2_000
 const stallMs = 4_000
 
 describe("fault: an attempt stalls past its lease", () => {
-  it.live(
+  scenario(
     "the rescued job is completed elsewhere, and the stalled attempt's late settle changes nothing",
-    () => {
-      const nodes: Array<Node> = []
-      return explain(
-        () => nodes,
-        Effect.gen(function* () {
-          const url = databaseUrl()
-          const { sql, schema, store } = yield* setup(url, "fence")
-          const jobs = sql(`${schema}.jobs`)
-          const results = sql(`${schema}.results`)
-          const env = {
-            NS_LEASE_MS: leaseMs,
-            NS_HEARTBEAT_MS: 500,
-            NS_RESCUE_MS: 250,
-            NS_CONCURRENCY: jobsCount
-          }
-          const runs = (node: string, phase: string) =>
-            Effect.map(
-              sql<{
-                n: number
-              }>`SELECT count(*)::int AS n FROM ${results} WHERE node = ${node} AND phase = ${phase}`,
-              (rows) => rows[0]!.n
-            )
-
-          const stalled = yield* spawnNode({
-            url,
-            schema,
-            name: "stalled",
-            env: { ...env, NS_STALL_MS: stallMs }
-          })
-          nodes.push(stalled)
-          yield* awaitEvent(stalled, "up")
-          yield* enqueueJobs(store, jobsCount, "stall", () => ({}))
-          yield* eventually(
-            "the first runner runs every job",
-            Effect.map(runs("stalled", "start"), (n) => n === jobsCount)
+    { label: "fence" },
+    ({ sql, schema, store, spawn }) =>
+      Effect.gen(function* () {
+        const jobs = sql(`${schema}.jobs`)
+        const results = sql(`${schema}.results`)
+        const env = {
+          NS_LEASE_MS: leaseMs,
+          NS_HEARTBEAT_MS: 500,
+          NS_RESCUE_MS: 250,
+          NS_CONCURRENCY: jobsCount
+        }
+        const runs = (node: string, phase: string) =>
+          Effect.map(
+            sql<{
+              n: number
+            }>`SELECT count(*)::int AS n FROM ${results} WHERE node = ${node} AND phase = ${phase}`,
+            (rows) => rows[0]!.n
           )
-          // Let the attempts get into their wait before the process freezes.
-          yield* Effect.sleep("1 second")
-          stalled.process.kill("SIGSTOP")
-          const stalledAt = yield* dbNow(sql)
 
-          const rescuer = yield* spawnNode({ url, schema, name: "rescuer", env: { ...env, NS_STALL_MS: 0 } })
-          nodes.push(rescuer)
-          yield* eventually(
-            "the second runner completes every job",
-            Effect.map(
-              sql<{ n: number }>`SELECT count(*)::int AS n FROM ${jobs} WHERE state = 'completed'`,
-              (rows) => rows[0]!.n === jobsCount
-            )
-          )
-          const completedAt = yield* dbNow(sql)
-          // Resume only once the stalled attempts' own work is over: they finish the moment the process runs again.
-          yield* Effect.sleep(Math.max(0, stalledAt + stallMs + 1_000 - completedAt))
-          const snapshot = sql<Record<string, unknown>>`SELECT * FROM ${jobs} ORDER BY id`
-          const before = yield* snapshot
+        const stalled = yield* spawn("stalled", { ...env, NS_STALL_MS: stallMs })
+        yield* awaitEvent(stalled, "up")
+        yield* enqueueJobs(store, jobsCount, "stall", () => ({}))
+        yield* eventually(
+          "the first runner runs every job",
+          Effect.map(runs("stalled", "start"), (n) => n === jobsCount)
+        )
+        // Let the attempts get into their wait before the process freezes.
+        yield* Effect.sleep("1 second")
+        stalled.process.kill("SIGSTOP")
+        const stalledAt = yield* dbNow(sql)
 
-          stalled.process.kill("SIGCONT")
-          yield* eventually(
-            "the stalled attempts finish and try to settle",
-            Effect.sync(() => stalled.events("settle-rejected").length >= jobsCount),
-            "60 seconds"
+        yield* spawn("rescuer", { ...env, NS_STALL_MS: 0 })
+        yield* eventually(
+          "the second runner completes every job",
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM ${jobs} WHERE state = 'completed'`,
+            (rows) => rows[0]!.n === jobsCount
           )
-          // Give any other late write (a heartbeat, a retry of the settle) time to land.
-          yield* Effect.sleep("2 seconds")
-          const after = yield* snapshot
-          expect(after).toEqual(before)
-          expect(stalled.running()).toBe(true)
+        )
+        const completedAt = yield* dbNow(sql)
+        // Resume only once the stalled attempts' own work is over: they finish the moment the process runs again.
+        yield* Effect.sleep(Math.max(0, stalledAt + stallMs + 1_000 - completedAt))
+        const snapshot = sql<Record<string, unknown>>`SELECT * FROM ${jobs} ORDER BY id`
+        const before = yield* snapshot
 
-          // The resumed runner keeps working.
-          yield* enqueueJobs(store, 20, "work", () => ({ ms: 1 }))
-          yield* eventually(
-            "both runners take new work again",
-            Effect.map(
-              sql<{ n: number }>`SELECT count(*)::int AS n FROM ${jobs} WHERE state = 'completed'`,
-              (rows) => rows[0]!.n === jobsCount + 20
-            )
+        stalled.process.kill("SIGCONT")
+        yield* eventually(
+          "the stalled attempts finish and try to settle",
+          Effect.sync(() => stalled.events("settle-rejected").length >= jobsCount),
+          "60 seconds"
+        )
+        // Give any other late write (a heartbeat, a retry of the settle) time to land.
+        yield* Effect.sleep("2 seconds")
+        const after = yield* snapshot
+        expect(after).toEqual(before)
+        expect(stalled.running()).toBe(true)
+
+        // The resumed runner keeps working.
+        yield* enqueueJobs(store, 20, "work", () => ({ ms: 1 }))
+        yield* eventually(
+          "both runners take new work again",
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM ${jobs} WHERE state = 'completed'`,
+            (rows) => rows[0]!.n === jobsCount + 20
           )
-          const book = yield* ledger(sql, schema)
-          yield* report("fencing-race", {
-            enqueued: book.enqueued,
-            completed: book.completed,
-            lost: book.notCompleted + book.completedUnrun,
-            runTwice: book.twice.length,
-            inFlightAtFault: jobsCount,
-            recoverMs: Math.round(completedAt - stalledAt),
-            staleSettlesRejected: stalled.events("settle-rejected").length,
-            rowsChangedByStaleSettles: after.filter(
-              (row, i) => JSON.stringify(row) !== JSON.stringify(before[i])
-            ).length
-          })
-          expect(book.completed).toBe(book.enqueued)
-          expect(book.twice.length).toBeLessThanOrEqual(jobsCount)
-          for (const job of book.twice) expect(job.nodes).toEqual(["stalled", "rescuer"])
+        )
+        const book = yield* ledger(sql, schema)
+        yield* report("fencing-race", {
+          ...ledgerFigures(book),
+          inFlightAtFault: jobsCount,
+          recoverMs: Math.round(completedAt - stalledAt),
+          staleSettlesRejected: stalled.events("settle-rejected").length,
+          rowsChangedByStaleSettles: after.filter(
+            (row, i) => JSON.stringify(row) !== JSON.stringify(before[i])
+          ).length
         })
-      ).pipe(Effect.scoped)
-    },
-    { timeout: 300_000 }
+        expect(book.completed).toBe(book.enqueued)
+        expect(book.twice.length).toBeLessThanOrEqual(jobsCount)
+        for (const job of book.twice) expect(job.nodes).toEqual(["stalled", "rescuer"])
+      })
   )
 })

@@ -14,6 +14,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import { it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -24,7 +25,7 @@ import type * as Scope from "effect/Scope"
 import { afterAll } from "vitest"
 import type * as JobStore from "../../src/JobStore.js"
 import * as PgStore from "../../src/PgStore.js"
-import { freshSchema } from "../setup/pg.js"
+import { databaseUrl, freshSchema } from "../setup/pg.js"
 
 const fixture = Path.join(import.meta.dirname, "..", "fixtures", "faults-node.ts")
 
@@ -334,6 +335,14 @@ export const showTwice = (sql: SqlClient.SqlClient, schema: string, book: Ledger
         (rows) => Effect.sync(() => console.error("jobs that ran twice:", JSON.stringify(rows, null, 1)))
       )
 
+/** The ledger's part of a scenario's figures. */
+export const ledgerFigures = (book: Ledger) => ({
+  enqueued: book.enqueued,
+  completed: book.completed,
+  lost: book.notCompleted + book.completedUnrun,
+  runTwice: book.twice.length
+})
+
 /** The figures one scenario reports. */
 export interface Figures {
   readonly enqueued: number
@@ -367,3 +376,72 @@ export const explain = <A, E, R>(nodes: () => ReadonlyArray<Node>, effect: Effec
       }
     })
   )
+
+/** What a scenario's body works with. */
+export interface Scenario<S extends { readonly url: string }> {
+  /** The server the scenario runs on. */
+  readonly server: S
+  readonly url: string
+  readonly sql: SqlClient.SqlClient
+  /** A fresh, migrated schema with the `results` side table. */
+  readonly schema: string
+  /** A producer store on that schema (no listener). */
+  readonly store: JobStore.Service
+  /** The runner processes started so far. */
+  readonly nodes: ReadonlyArray<Node>
+  /** Start a runner process on the schema; its output is printed if the scenario fails. */
+  readonly spawn: (name: string, env?: NodeOptions["env"]) => Effect.Effect<Node, never, Scope.Scope>
+  /** Start runner processes and wait until every one is up. */
+  readonly spawnUp: (
+    names: ReadonlyArray<string>,
+    env?: NodeOptions["env"]
+  ) => Effect.Effect<Array<Node>, Error, Scope.Scope>
+}
+
+/** The shared test server. */
+export const sharedServer: Effect.Effect<{ readonly url: string }> = Effect.sync(() => ({
+  url: databaseUrl()
+}))
+
+/**
+ * Run one scenario in a scope of its own: a schema on `server` (the shared
+ * test server by default), a producer store, and runner processes that are
+ * killed when it ends and whose output is printed when it fails.
+ */
+export const run = <A, E, S extends { readonly url: string } = { readonly url: string }>(
+  label: string,
+  body: (scenario: Scenario<S>) => Effect.Effect<A, E, Scope.Scope>,
+  server: Effect.Effect<S, Error, Scope.Scope> = sharedServer as Effect.Effect<any>
+): Effect.Effect<A, E | Error | unknown> => {
+  const nodes: Array<Node> = []
+  return explain(
+    () => nodes,
+    Effect.gen(function* () {
+      const on = yield* server
+      const { sql, schema, store } = yield* setup(on.url, label)
+      const spawn = (name: string, env?: NodeOptions["env"]) =>
+        Effect.tap(spawnNode({ url: on.url, schema, name, env }), (node) => nodes.push(node))
+      const spawnUp = (names: ReadonlyArray<string>, env?: NodeOptions["env"]) =>
+        Effect.gen(function* () {
+          const started: Array<Node> = []
+          for (const name of names) started.push(yield* spawn(name, env))
+          yield* Effect.forEach(started, (node) => awaitEvent(node, "up"), { discard: true })
+          return started
+        })
+      return yield* body({ server: on, url: on.url, sql, schema, store, nodes, spawn, spawnUp })
+    })
+  ).pipe(Effect.scoped)
+}
+
+/** Register a scenario as a live test (5 minutes unless `timeout` says otherwise). */
+export const scenario = <E, S extends { readonly url: string } = { readonly url: string }>(
+  name: string,
+  options: {
+    readonly label: string
+    readonly timeout?: number
+    readonly server?: Effect.Effect<S, Error, Scope.Scope>
+  },
+  body: (scenario: Scenario<S>) => Effect.Effect<void, E, Scope.Scope>
+): void => {
+  it.live(name, () => run(options.label, body, options.server), { timeout: options.timeout ?? 300_000 })
+}

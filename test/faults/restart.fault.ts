@@ -10,21 +10,20 @@
  * the database clock agree; times while the server is down come from the test.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import {
   awaitDrained,
   awaitEvent,
   enqueueJobs,
   eventually,
-  explain,
   ledger,
+  ledgerFigures,
   type Node,
   probeListeners,
   report,
-  setup,
-  showTwice,
-  spawnNode
+  scenario,
+  showTwice
 } from "./harness.js"
 import { dedicated } from "./server.js"
 
@@ -69,173 +68,150 @@ const readiness = (base: string) =>
   )
 
 describe("fault: PostgreSQL goes away", () => {
-  it.live(
+  scenario(
     "a restart mid-drain: runners and listeners recover within 10 s without being restarted, nothing lost",
-    () => {
-      const nodes: Array<Node> = []
-      return explain(
-        () => nodes,
-        Effect.gen(function* () {
-          const server = yield* dedicated
-          const { sql, schema, store } = yield* setup(server.url, "restart")
-          yield* enqueueJobs(store, 4_000, "work", (i) => ({ ms: 5 + (i % 11) }))
-          // A 1 s listener heartbeat: the default (5 s) notices a dead listener only after about 16 s.
-          const env = {
-            NS_POLL_MS: 30_000,
-            NS_LEASE_MS: 10_000,
-            NS_RESCUE_MS: 1_000,
-            NS_LISTENER_HEARTBEAT_MS: 1_000
-          }
-          for (const name of ["a", "b"]) nodes.push(yield* spawnNode({ url: server.url, schema, name, env }))
-          yield* Effect.forEach(nodes, (node) => awaitEvent(node, "up"), { discard: true })
-          yield* eventually(
-            "the drain is under way",
-            Effect.map(count(sql, `${schema}.jobs WHERE state = 'completed'`), (n) => n >= 1_000)
-          )
-          const stopAt = Date.now()
-          yield* server.stop
-          const downAt = Date.now()
-          yield* Effect.sleep("3 seconds")
-          yield* server.start
-          const readyAt = Date.now()
-          const listenersAt = yield* probeListeners(store, nodes)
+    { label: "restart", server: dedicated },
+    ({ server, sql, schema, store, spawnUp }) =>
+      Effect.gen(function* () {
+        yield* enqueueJobs(store, 4_000, "work", (i) => ({ ms: 5 + (i % 11) }))
+        // A 1 s listener heartbeat: the default (5 s) notices a dead listener only after about 16 s.
+        const env = {
+          NS_POLL_MS: 30_000,
+          NS_LEASE_MS: 10_000,
+          NS_RESCUE_MS: 1_000,
+          NS_LISTENER_HEARTBEAT_MS: 1_000
+        }
+        const nodes = yield* spawnUp(["a", "b"], env)
+        yield* eventually(
+          "the drain is under way",
+          Effect.map(count(sql, `${schema}.jobs WHERE state = 'completed'`), (n) => n >= 1_000)
+        )
+        const stopAt = Date.now()
+        yield* server.stop
+        const downAt = Date.now()
+        yield* Effect.sleep("3 seconds")
+        yield* server.start
+        const readyAt = Date.now()
+        const listenersAt = yield* probeListeners(store, nodes)
 
-          yield* eventually(
-            "both runners run jobs again",
-            Effect.map(
-              firstRunsAfter(sql, schema, ["a", "b"], readyAt),
-              (first) => Object.keys(first).length === 2
-            ),
-            "60 seconds"
-          )
-          const runners = yield* firstRunsAfter(sql, schema, ["a", "b"], readyAt)
-          yield* awaitDrained(sql, schema)
-          const book = yield* ledger(sql, schema)
-          const inFlight = yield* inFlightAt(sql, schema, stopAt, downAt)
-          const recoverMs = Math.max(...Object.values(runners))
-          const listenerRecoverMs = listenersAt === null ? null : Math.round(listenersAt - readyAt)
-          if (book.twice.length > inFlight) yield* showTwice(sql, schema, book)
-          yield* report("postgres-restart", {
-            enqueued: book.enqueued,
-            completed: book.completed,
-            lost: book.notCompleted + book.completedUnrun,
-            runTwice: book.twice.length,
-            inFlightAtFault: inFlight,
-            recoverMs,
-            downMs: readyAt - stopAt,
-            runnerRecoverMs: runners,
-            listenerRecoverMs
-          })
-          expect(book.completed).toBe(book.enqueued)
-          expect(book.completedUnrun).toBe(0)
-          expect(book.twice.length).toBeLessThanOrEqual(inFlight)
-          expect(nodes.every((node) => node.running())).toBe(true)
-          expect(recoverMs).toBeLessThan(10_000)
-          expect(listenerRecoverMs).not.toBeNull()
-          expect(listenerRecoverMs!).toBeLessThan(10_000)
+        yield* eventually(
+          "both runners run jobs again",
+          Effect.map(
+            firstRunsAfter(sql, schema, ["a", "b"], readyAt),
+            (first) => Object.keys(first).length === 2
+          ),
+          "60 seconds"
+        )
+        const runners = yield* firstRunsAfter(sql, schema, ["a", "b"], readyAt)
+        yield* awaitDrained(sql, schema)
+        const book = yield* ledger(sql, schema)
+        const inFlight = yield* inFlightAt(sql, schema, stopAt, downAt)
+        const recoverMs = Math.max(...Object.values(runners))
+        const listenerRecoverMs = listenersAt === null ? null : Math.round(listenersAt - readyAt)
+        if (book.twice.length > inFlight) yield* showTwice(sql, schema, book)
+        yield* report("postgres-restart", {
+          ...ledgerFigures(book),
+          inFlightAtFault: inFlight,
+          recoverMs,
+          downMs: readyAt - stopAt,
+          runnerRecoverMs: runners,
+          listenerRecoverMs
         })
-      ).pipe(Effect.scoped)
-    },
-    { timeout: 300_000 }
+        expect(book.completed).toBe(book.enqueued)
+        expect(book.completedUnrun).toBe(0)
+        expect(book.twice.length).toBeLessThanOrEqual(inFlight)
+        expect(nodes.every((node) => node.running())).toBe(true)
+        expect(recoverMs).toBeLessThan(10_000)
+        expect(listenerRecoverMs).not.toBeNull()
+        expect(listenerRecoverMs!).toBeLessThan(10_000)
+      })
   )
 
-  it.live(
+  scenario(
     "unreachable at start-up and for 30 s mid-drain: clear log lines, health not ready, then full recovery",
-    () => {
-      const nodes: Array<Node> = []
-      return explain(
-        () => nodes,
-        Effect.gen(function* () {
-          const server = yield* dedicated
-          const { sql, schema, store } = yield* setup(server.url, "outage")
-          yield* enqueueJobs(store, 3_000, "work", (i) => ({ ms: 10 + (i % 11) }))
-          yield* server.stop
+    { label: "outage", server: dedicated },
+    ({ server, sql, schema, store, spawn }) =>
+      Effect.gen(function* () {
+        yield* enqueueJobs(store, 3_000, "work", (i) => ({ ms: 10 + (i % 11) }))
+        yield* server.stop
 
-          // Without a retry the process exits at once and says why; with one it waits for the database.
-          const once = yield* spawnNode({ url: server.url, schema, name: "once" })
-          nodes.push(once)
-          const env = {
-            NS_STARTUP_RETRY: 1,
-            NS_STATUS_MS: 250,
-            NS_ADMIN: 1,
-            NS_LEASE_MS: 10_000,
-            NS_RESCUE_MS: 1_000
-          }
-          const patient = yield* spawnNode({ url: server.url, schema, name: "patient", env })
-          nodes.push(patient)
-          const onceExit = yield* Effect.promise(() => once.exited)
-          const notReady = (node: Node) =>
-            node.lines.some((line) => line.includes("Could not connect to PostgreSQL"))
-          yield* eventually(
-            "the waiting runner says why it is not up",
-            Effect.sync(() => notReady(patient))
-          )
-          expect(patient.events("up")).toEqual([])
-          const startedAt = Date.now()
-          yield* server.start
-          yield* awaitEvent(patient, "up")
-          const startupRecoverMs = patient.events("up")[0]!.at - startedAt
-          yield* awaitEvent(patient, "admin")
-          const ready = readiness(patient.events("admin")[0]!.url)
-          expect(yield* ready).toBe(200)
+        // Without a retry the process exits at once and says why; with one it waits for the database.
+        const once = yield* spawn("once")
+        const env = {
+          NS_STARTUP_RETRY: 1,
+          NS_STATUS_MS: 250,
+          NS_ADMIN: 1,
+          NS_LEASE_MS: 10_000,
+          NS_RESCUE_MS: 1_000
+        }
+        const patient = yield* spawn("patient", env)
+        const onceExit = yield* Effect.promise(() => once.exited)
+        const notReady = (node: Node) =>
+          node.lines.some((line) => line.includes("Could not connect to PostgreSQL"))
+        yield* eventually(
+          "the waiting runner says why it is not up",
+          Effect.sync(() => notReady(patient))
+        )
+        expect(patient.events("up")).toEqual([])
+        const startedAt = Date.now()
+        yield* server.start
+        yield* awaitEvent(patient, "up")
+        const startupRecoverMs = patient.events("up")[0]!.at - startedAt
+        yield* awaitEvent(patient, "admin")
+        const ready = readiness(patient.events("admin")[0]!.url)
+        expect(yield* ready).toBe(200)
 
-          yield* eventually(
-            "the drain is under way",
-            Effect.map(count(sql, `${schema}.jobs WHERE state = 'completed'`), (n) => n >= 500)
-          )
-          const stopAt = Date.now()
-          yield* server.stop
-          const downAt = Date.now()
-          yield* eventually(
-            "the runner reports the store unhealthy",
-            Effect.sync(() => patient.events("status").some((s) => s.at > stopAt && s.healthy === false)),
-            "30 seconds"
-          )
-          const logged = patient.lines.some((line) => line.includes("the job store is unreachable"))
-          const readyWhileDown = yield* ready
-          yield* Effect.sleep(Math.max(0, 30_000 - (Date.now() - stopAt)))
-          yield* server.start
-          const readyAt = Date.now()
-          yield* eventually(
-            "the runner runs jobs again",
-            Effect.map(firstRunsAfter(sql, schema, ["patient"], readyAt), (first) => "patient" in first),
-            "60 seconds"
-          )
-          const recoverMs = (yield* firstRunsAfter(sql, schema, ["patient"], readyAt)).patient!
-          yield* awaitDrained(sql, schema)
-          const healthyAgain = patient.events("status").some((s) => s.at > readyAt && s.healthy === true)
-          const readyAgain = yield* ready
-          const book = yield* ledger(sql, schema)
-          const inFlight = yield* inFlightAt(sql, schema, stopAt, downAt)
-          if (book.twice.length > inFlight) yield* showTwice(sql, schema, book)
-          yield* report("postgres-unreachable", {
-            enqueued: book.enqueued,
-            completed: book.completed,
-            lost: book.notCompleted + book.completedUnrun,
-            runTwice: book.twice.length,
-            inFlightAtFault: inFlight,
-            recoverMs,
-            downMs: readyAt - stopAt,
-            startupRecoverMs,
-            exitWithoutRetry: onceExit,
-            readinessWhileDown: readyWhileDown,
-            readinessAfter: readyAgain
-          })
-          expect(onceExit).toBe(1)
-          expect(notReady(once)).toBe(true)
-          expect(logged).toBe(true)
-          expect(healthyAgain).toBe(true)
-          expect(readyWhileDown).toBe(503)
-          expect(readyAgain).toBe(200)
-          expect(book.completed).toBe(book.enqueued)
-          expect(book.completedUnrun).toBe(0)
-          expect(book.twice.length).toBeLessThanOrEqual(inFlight)
-          expect(patient.running()).toBe(true)
-          // The runner backs off up to 30 s between attempts while the store is down.
-          expect(recoverMs).toBeLessThan(35_000)
+        yield* eventually(
+          "the drain is under way",
+          Effect.map(count(sql, `${schema}.jobs WHERE state = 'completed'`), (n) => n >= 500)
+        )
+        const stopAt = Date.now()
+        yield* server.stop
+        const downAt = Date.now()
+        yield* eventually(
+          "the runner reports the store unhealthy",
+          Effect.sync(() => patient.events("status").some((s) => s.at > stopAt && s.healthy === false)),
+          "30 seconds"
+        )
+        const logged = patient.lines.some((line) => line.includes("the job store is unreachable"))
+        const readyWhileDown = yield* ready
+        yield* Effect.sleep(Math.max(0, 30_000 - (Date.now() - stopAt)))
+        yield* server.start
+        const readyAt = Date.now()
+        yield* eventually(
+          "the runner runs jobs again",
+          Effect.map(firstRunsAfter(sql, schema, ["patient"], readyAt), (first) => "patient" in first),
+          "60 seconds"
+        )
+        const recoverMs = (yield* firstRunsAfter(sql, schema, ["patient"], readyAt)).patient!
+        yield* awaitDrained(sql, schema)
+        const healthyAgain = patient.events("status").some((s) => s.at > readyAt && s.healthy === true)
+        const readyAgain = yield* ready
+        const book = yield* ledger(sql, schema)
+        const inFlight = yield* inFlightAt(sql, schema, stopAt, downAt)
+        if (book.twice.length > inFlight) yield* showTwice(sql, schema, book)
+        yield* report("postgres-unreachable", {
+          ...ledgerFigures(book),
+          inFlightAtFault: inFlight,
+          recoverMs,
+          downMs: readyAt - stopAt,
+          startupRecoverMs,
+          exitWithoutRetry: onceExit,
+          readinessWhileDown: readyWhileDown,
+          readinessAfter: readyAgain
         })
-      ).pipe(Effect.scoped)
-    },
-    { timeout: 300_000 }
+        expect(onceExit).toBe(1)
+        expect(notReady(once)).toBe(true)
+        expect(logged).toBe(true)
+        expect(healthyAgain).toBe(true)
+        expect(readyWhileDown).toBe(503)
+        expect(readyAgain).toBe(200)
+        expect(book.completed).toBe(book.enqueued)
+        expect(book.completedUnrun).toBe(0)
+        expect(book.twice.length).toBeLessThanOrEqual(inFlight)
+        expect(patient.running()).toBe(true)
+        // The runner backs off up to 30 s between attempts while the store is down.
+        expect(recoverMs).toBeLessThan(35_000)
+      })
   )
 })

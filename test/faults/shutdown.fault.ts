@@ -19,102 +19,87 @@ import * as JobQueue from "../../src/JobQueue.js"
 import * as JobRunner from "../../src/JobRunner.js"
 import * as JobStore from "../../src/JobStore.js"
 import * as SqliteStore from "../../src/SqliteStore.js"
-import { databaseUrl } from "../setup/pg.js"
 import {
   awaitDrained,
   awaitEvent,
   enqueueJobs,
   eventually,
-  explain,
   ledger,
-  type Node,
+  ledgerFigures,
   report,
-  setup,
-  signal,
-  spawnNode
+  scenario,
+  signal
 } from "./harness.js"
 
 const shutdownMs = 3_000
 
 describe("fault: SIGTERM with jobs running", () => {
-  it.live(
+  scenario(
     "100 running jobs: each finishes or goes back to the queue, and the process exits in time",
-    () => {
-      const nodes: Array<Node> = []
-      return explain(
-        () => nodes,
-        Effect.gen(function* () {
-          const url = databaseUrl()
-          const { sql, schema, store } = yield* setup(url, "term")
-          const jobs = sql(`${schema}.jobs`)
-          // 50 that finish within the shutdown timeout, 50 that do not, 50 more waiting behind them.
-          const quick = yield* enqueueJobs(store, 50, "work", () => ({ ms: 1_000 }))
-          const slow = yield* enqueueJobs(store, 50, "work", () => ({ ms: 8_000 }))
-          const waiting = yield* enqueueJobs(store, 50, "work", () => ({ ms: 10 }), { priority: 1 })
-          const env = {
-            NS_CONCURRENCY: 100,
-            NS_SHUTDOWN_MS: shutdownMs,
-            NS_LEASE_MS: 15_000,
-            NS_HEARTBEAT_MS: 3_000
-          }
-          const first = yield* spawnNode({ url, schema, name: "first", env })
-          nodes.push(first)
-          const started = (ids: ReadonlyArray<string>) =>
-            Effect.map(
-              sql<{ n: number }>`SELECT count(DISTINCT job_id)::int AS n FROM ${sql(`${schema}.results`)}
-                WHERE job_id = ANY(${ids}::bigint[])`,
-              (rows) => rows[0]!.n
-            )
-          yield* eventually(
-            "the 100 jobs are running",
-            Effect.map(started([...quick, ...slow]), (n) => n === 100)
+    { label: "term" },
+    ({ sql, schema, store, spawn }) =>
+      Effect.gen(function* () {
+        const jobs = sql(`${schema}.jobs`)
+        // 50 that finish within the shutdown timeout, 50 that do not, 50 more waiting behind them.
+        const quick = yield* enqueueJobs(store, 50, "work", () => ({ ms: 1_000 }))
+        const slow = yield* enqueueJobs(store, 50, "work", () => ({ ms: 8_000 }))
+        const waiting = yield* enqueueJobs(store, 50, "work", () => ({ ms: 10 }), { priority: 1 })
+        const env = {
+          NS_CONCURRENCY: 100,
+          NS_SHUTDOWN_MS: shutdownMs,
+          NS_LEASE_MS: 15_000,
+          NS_HEARTBEAT_MS: 3_000
+        }
+        const first = yield* spawn("first", env)
+        const started = (ids: ReadonlyArray<string>) =>
+          Effect.map(
+            sql<{ n: number }>`SELECT count(DISTINCT job_id)::int AS n FROM ${sql(`${schema}.results`)}
+            WHERE job_id = ANY(${ids}::bigint[])`,
+            (rows) => rows[0]!.n
           )
-          const [running] = yield* sql<{
-            n: number
-          }>`SELECT count(*)::int AS n FROM ${jobs} WHERE state = 'running'`
-          const { code, tookMs } = yield* signal(first, "SIGTERM")
+        yield* eventually(
+          "the 100 jobs are running",
+          Effect.map(started([...quick, ...slow]), (n) => n === 100)
+        )
+        const [running] = yield* sql<{
+          n: number
+        }>`SELECT count(*)::int AS n FROM ${jobs} WHERE state = 'running'`
+        const { code, tookMs } = yield* signal(first, "SIGTERM")
 
-          const stateOf = (ids: ReadonlyArray<string>) =>
-            sql<{ state: string; attempt: number; n: number }>`
-              SELECT state, attempt, count(*)::int AS n FROM ${jobs} WHERE id = ANY(${ids}::bigint[])
-              GROUP BY state, attempt ORDER BY state, attempt`
-          const quickStates = yield* stateOf(quick)
-          const slowStates = yield* stateOf(slow)
-          // Jobs the exited process still holds: claimed while it shut down, never started, never handed back.
-          const [orphaned] = yield* sql<{ n: number }>`
-            SELECT count(*)::int AS n FROM ${jobs} WHERE state = 'running' AND id = ANY(${waiting}::bigint[])`
+        const stateOf = (ids: ReadonlyArray<string>) =>
+          sql<{ state: string; attempt: number; n: number }>`
+          SELECT state, attempt, count(*)::int AS n FROM ${jobs} WHERE id = ANY(${ids}::bigint[])
+          GROUP BY state, attempt ORDER BY state, attempt`
+        const quickStates = yield* stateOf(quick)
+        const slowStates = yield* stateOf(slow)
+        // Jobs the exited process still holds: claimed while it shut down, never started, never handed back.
+        const [orphaned] = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM ${jobs} WHERE state = 'running' AND id = ANY(${waiting}::bigint[])`
 
-          const second = yield* spawnNode({ url, schema, name: "second", env })
-          nodes.push(second)
-          yield* awaitEvent(second, "up")
-          yield* awaitDrained(sql, schema)
-          const book = yield* ledger(sql, schema)
-          yield* report("sigterm-shutdown", {
-            enqueued: book.enqueued,
-            completed: book.completed,
-            lost: book.notCompleted + book.completedUnrun,
-            runTwice: book.twice.length,
-            inFlightAtFault: running!.n,
-            recoverMs: null,
-            exitCode: code,
-            exitMs: tookMs,
-            shutdownTimeoutMs: shutdownMs,
-            orphanedAtExit: orphaned!.n
-          })
-
-          expect(code).toBe(0)
-          expect(tookMs).toBeLessThan(shutdownMs + 7_000)
-          // The quick ones finished; the slow ones were handed back without using up an attempt.
-          expect(quickStates).toEqual([{ state: "completed", attempt: 1, n: 50 }])
-          expect(slowStates).toEqual([{ state: "available", attempt: 0, n: 50 }])
-          expect(book.completed).toBe(150)
-          expect(book.twice.length).toBeLessThanOrEqual(running!.n)
-          for (const job of book.twice) expect(job.nodes).toEqual(["first", "second"])
-          expect(book.twice.filter((job) => slow.includes(job.id)).length).toBe(50)
+        const second = yield* spawn("second", env)
+        yield* awaitEvent(second, "up")
+        yield* awaitDrained(sql, schema)
+        const book = yield* ledger(sql, schema)
+        yield* report("sigterm-shutdown", {
+          ...ledgerFigures(book),
+          inFlightAtFault: running!.n,
+          recoverMs: null,
+          exitCode: code,
+          exitMs: tookMs,
+          shutdownTimeoutMs: shutdownMs,
+          orphanedAtExit: orphaned!.n
         })
-      ).pipe(Effect.scoped)
-    },
-    { timeout: 300_000 }
+
+        expect(code).toBe(0)
+        expect(tookMs).toBeLessThan(shutdownMs + 7_000)
+        // The quick ones finished; the slow ones were handed back without using up an attempt.
+        expect(quickStates).toEqual([{ state: "completed", attempt: 1, n: 50 }])
+        expect(slowStates).toEqual([{ state: "available", attempt: 0, n: 50 }])
+        expect(book.completed).toBe(150)
+        expect(book.twice.length).toBeLessThanOrEqual(running!.n)
+        for (const job of book.twice) expect(job.nodes).toEqual(["first", "second"])
+        expect(book.twice.filter((job) => slow.includes(job.id)).length).toBe(50)
+      })
   )
 
   // A claim that has committed in the store but whose answer has not been
