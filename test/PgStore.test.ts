@@ -6,18 +6,23 @@
  * test/PgStore.conformance.test.ts.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as Ctx from "../src/internal/pg/context.js"
+import * as Wakeups from "../src/internal/pg/wakeups.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
@@ -619,4 +624,72 @@ describe("PgStore wake-ups", () => {
       expect(status).toEqual({ id: job!.id, held: true, cancelRequested: true })
     }).pipe(Effect.scoped)
   )
+
+  it.live(
+    "while the database is unreachable the listener warns once, backs off, and says when it is back",
+    () =>
+      Effect.gen(function* () {
+        const context = yield* Layer.build(clientLayer({ maxConnections: 2 }))
+        const client = Context.get(context, PgClient.PgClient)
+        const ctx = Ctx.make(client.withoutTransforms(), freshSchema("outage"), "database")
+        // The first six sessions cannot connect, as during an outage; then the server is back.
+        const outage = 6
+        let attempts = 0
+        const flaky = {
+          listen: (channel: string) =>
+            Stream.suspend(() =>
+              ++attempts <= outage
+                ? Stream.fail(
+                    new SqlError({
+                      cause: new Error("connect ECONNREFUSED"),
+                      message: "connect ECONNREFUSED"
+                    })
+                  )
+                : client.listen(channel)
+            )
+        } as unknown as PgClient.PgClient
+        const logs: Array<{ readonly level: string; readonly message: string }> = []
+        const capture = Logger.make(({ logLevel, message }) => {
+          logs.push({
+            level: logLevel.label,
+            message: (Array.isArray(message) ? message : [message]).join(" ")
+          })
+        })
+        const hints = yield* Wakeups.start(flaky, ctx, {
+          heartbeat: Duration.millis(100),
+          retryDelay: Duration.millis(5),
+          maxRetryDelay: Duration.millis(40)
+        }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        yield* eventually(
+          "the listener says it is back",
+          Effect.sync(() => logs.some((l) => l.message.includes("reconnected")))
+        )
+        const listener = logs.filter((l) => l.message.includes("PostgreSQL listener"))
+        expect(listener.filter((l) => l.level === "WARN")).toHaveLength(1)
+        expect(listener.find((l) => l.level === "WARN")!.message).toContain("ECONNREFUSED")
+        expect(listener.find((l) => l.level === "WARN")!.message).not.toContain("    at ")
+        expect(listener.filter((l) => l.level === "INFO").map((l) => l.message)).toEqual([
+          expect.stringContaining(`reconnected after ${outage} failed attempts`)
+        ])
+        expect(attempts).toBe(outage + 1)
+        // And hints flow.
+        const hint = yield* awaitHint(
+          { wakeups: hints } as unknown as JobStore.Service,
+          (w) => w._tag === "enqueued" && w.queue === "back",
+          Wakeups.notify(ctx, Wakeups.enqueuedPayloads(["back"]))
+        )
+        expect(hint).toEqual({ _tag: "enqueued", queue: "back" })
+      }).pipe(Effect.scoped)
+  )
+
+  it("reconnection attempts back off: the delay doubles from the first and stops at the cap", () => {
+    const options = { heartbeat: Duration.millis(500), retryDelay: Duration.millis(250) }
+    expect([1, 2, 3, 4, 5, 50].map((n) => Duration.toMillis(Wakeups.retryDelayAfter(n, options)))).toEqual([
+      250, 500, 1000, 2000, 2000, 2000
+    ])
+    const capped = { ...options, maxRetryDelay: Duration.millis(600) }
+    expect([1, 2, 3].map((n) => Duration.toMillis(Wakeups.retryDelayAfter(n, capped)))).toEqual([
+      250, 500, 600
+    ])
+  })
 })

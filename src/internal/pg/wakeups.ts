@@ -7,22 +7,27 @@
  * the caller's transaction when there is one: they are delivered on commit.
  * `PgClient.listen` neither fails nor reconnects when its connection dies, so
  * the listener sends itself a heartbeat and starts over when nothing arrives
- * for two heartbeats. Hints are only hints: polling stays the backstop.
+ * for two heartbeats. While the database is unreachable it logs the first
+ * failure and the recovery, not every attempt, and retries with a growing
+ * delay (capped). Hints are only hints: polling stays the backstop.
  *
  * @internal
  */
 import type * as PgClient from "@effect/sql-pg/PgClient"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as JobStore from "../../JobStore.js"
 import type { Ctx } from "./context.js"
+import { messageOf } from "./schema.js"
 
 /** What travels in a notification payload. */
 type Message =
@@ -86,8 +91,38 @@ class ListenerStale extends Data.TaggedError("ListenerStale")<{ readonly after: 
 export interface ListenerOptions {
   /** How often the listener pings itself. */
   readonly heartbeat: Duration.Duration
-  /** How long to wait after a failure before listening again. */
+  /** How long to wait after a first failure before listening again; it doubles with each failure in a row. */
   readonly retryDelay: Duration.Duration
+  /** The longest wait between attempts while the database stays unreachable. Default 2 s. */
+  readonly maxRetryDelay?: Duration.Duration | undefined
+}
+
+/** The default longest wait between reconnection attempts. */
+export const defaultMaxRetryDelay = Duration.seconds(2)
+
+/**
+ * The wait before the next attempt after `failures` failed sessions in a
+ * row: `retryDelay`, doubled for each further failure, at most
+ * `maxRetryDelay` (and never less than `retryDelay`).
+ */
+export const retryDelayAfter = (failures: number, options: ListenerOptions): Duration.Duration => {
+  const base = Duration.toMillis(options.retryDelay)
+  const max = Math.max(base, Duration.toMillis(options.maxRetryDelay ?? defaultMaxRetryDelay))
+  return Duration.millis(Math.min(max, base * 2 ** Math.min(Math.max(failures - 1, 0), 30)))
+}
+
+/** One line for why a listener session ended: the error's message, no stack. */
+const reason = (cause: Cause.Cause<unknown>): string => {
+  if (Cause.isEmpty(cause)) return "the notification stream ended"
+  if (Cause.isInterruptedOnly(cause)) return "interrupted"
+  const error = Cause.squash(cause)
+  return messageOf(error)
+}
+
+/** Outage bookkeeping: failed sessions in a row, and when the first of them ended. */
+interface Outage {
+  readonly failures: number
+  readonly since: number
 }
 
 /**
@@ -104,6 +139,42 @@ export const start = (
   Effect.gen(function* () {
     const hub = yield* PubSub.sliding<JobStore.Wakeup>(4096)
     const ready = yield* Deferred.make<void>()
+    const outage = yield* Ref.make<Outage>({ failures: 0, since: 0 })
+    // A session that delivers anything (at least its own heartbeat) ends an outage: say so once.
+    const connected = Effect.flatMap(Ref.get(outage), (o) =>
+      o.failures === 0
+        ? Effect.void
+        : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Ref.set(outage, { failures: 0, since: 0 }).pipe(
+              Effect.zipRight(
+                Effect.logInfo(
+                  `nightshift: PostgreSQL listener reconnected after ${o.failures} failed attempt${o.failures === 1 ? "" : "s"} (${Duration.format(Duration.millis(Math.max(0, now - o.since)))} without wake-ups)`
+                )
+              )
+            )
+          )
+    )
+    // The first failure of an outage is a warning; the attempts after it are debug lines,
+    // spaced further and further apart (see retryDelayAfter).
+    const failed = (cause: Cause.Cause<unknown>) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const o = yield* Ref.updateAndGet(outage, (o) => ({
+          failures: o.failures + 1,
+          since: o.failures === 0 ? now : o.since
+        }))
+        const delay = retryDelayAfter(o.failures, options)
+        if (o.failures === 1) {
+          yield* Effect.logWarning(
+            `nightshift: PostgreSQL listener stopped: ${reason(cause)}. Reconnecting (next try in ${Duration.format(delay)}, backing off up to ${Duration.format(options.maxRetryDelay ?? defaultMaxRetryDelay)}); runners poll meanwhile, and a line is logged when it is back`
+          )
+        } else {
+          yield* Effect.logDebug(
+            `nightshift: PostgreSQL listener attempt ${o.failures} failed: ${reason(cause)}; next try in ${Duration.format(delay)}`
+          )
+        }
+        yield* Effect.sleep(delay)
+      })
     const beat = notify(ctx, [heartbeatPayload]).pipe(Effect.ignore)
     // Two missed heartbeats: with the default (500 ms) a dead connection is noticed within about 1 s.
     const stale = Duration.times(options.heartbeat, 2)
@@ -115,12 +186,11 @@ export const start = (
         )
       ),
       Stream.timeoutFail(() => new ListenerStale({ after: stale }), stale),
-      Stream.tap(() => Deferred.succeed(ready, undefined)),
+      Stream.tap(() => Effect.zipRight(Deferred.succeed(ready, undefined), connected)),
       Stream.runForEach((payload) => PubSub.publishAll(hub, decode(payload)))
     )
     const loop = session.pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("nightshift: PostgreSQL listener stopped", cause)),
-      Effect.zipRight(Effect.sleep(options.retryDelay)),
+      Effect.matchCauseEffect({ onFailure: failed, onSuccess: () => failed(Cause.empty) }),
       Effect.forever,
       Effect.annotateLogs({ channel: ctx.channel })
     )
