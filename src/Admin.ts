@@ -107,6 +107,11 @@ export interface Options {
    * forwards a path without stripping it. Default: the root.
    */
   readonly prefix?: string | undefined
+  /**
+   * The largest request body accepted, in bytes; a larger one is refused with
+   * 413 before it is read into memory. Default 1 MiB (1,048,576).
+   */
+  readonly maxBodyBytes?: number | undefined
 }
 
 /**
@@ -159,8 +164,12 @@ export type Groups = HttpApiGroup.ApiGroup<
 const settings = (options: Options): Handlers.Settings => ({
   lateAfter: Duration.decode(options.lateAfter ?? "5 minutes"),
   storeTimeout: Duration.decode(options.storeTimeout ?? "2 seconds"),
-  keepAlive: Duration.decode(options.keepAlive ?? "15 seconds")
+  keepAlive: Duration.decode(options.keepAlive ?? "15 seconds"),
+  maxBodyBytes: options.maxBodyBytes ?? defaultMaxBodyBytes
 })
+
+/** The default `maxBodyBytes`: 1 MiB. @since 0.1.0 */
+export const defaultMaxBodyBytes = 1024 * 1024
 
 /**
  * The handlers of every group and the authorization middleware, for
@@ -245,6 +254,12 @@ const check = (options: Options) =>
         message: `refusing to serve the admin API on ${host} without a token: anyone who can reach it could cancel and enqueue jobs. Set a token (NIGHTSHIFT_ADMIN_TOKEN, e.g. \`openssl rand -hex 32\`) or bind to 127.0.0.1`
       })
     }
+    const maxBodyBytes = options.maxBodyBytes ?? defaultMaxBodyBytes
+    if (!(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes >= 1024)) {
+      return yield* new AdminError({
+        message: `the admin body limit (maxBodyBytes, NIGHTSHIFT_ADMIN_MAX_BODY_BYTES) must be a whole number of bytes of at least 1024, got ${maxBodyBytes}`
+      })
+    }
     const prefix = yield* checkPrefix(options.prefix)
     return { host, port, prefix }
   })
@@ -302,8 +317,9 @@ export const layer = (options: Options = {}): Layer.Layer<Server, AdminError, Re
 /**
  * Admin options from the environment: `NIGHTSHIFT_ADMIN_PORT` (default
  * 7700), `NIGHTSHIFT_ADMIN_HOST` (default 127.0.0.1), `NIGHTSHIFT_ADMIN_TOKEN`,
- * `NIGHTSHIFT_ADMIN_LATE_AFTER` (a duration such as `10 minutes`) and
- * `NIGHTSHIFT_ADMIN_PREFIX` (a path such as `/ops/nightshift`).
+ * `NIGHTSHIFT_ADMIN_LATE_AFTER` (a duration such as `10 minutes`),
+ * `NIGHTSHIFT_ADMIN_PREFIX` (a path such as `/ops/nightshift`) and
+ * `NIGHTSHIFT_ADMIN_MAX_BODY_BYTES` (default 1048576).
  *
  * @since 0.1.0
  */
@@ -312,7 +328,11 @@ export const config: Config.Config<Options> = Config.all({
   host: Config.withDefault(Config.string("NIGHTSHIFT_ADMIN_HOST"), "127.0.0.1"),
   token: Config.map(Config.option(Config.redacted("NIGHTSHIFT_ADMIN_TOKEN")), Option.getOrUndefined),
   lateAfter: Config.map(Config.option(Config.duration("NIGHTSHIFT_ADMIN_LATE_AFTER")), Option.getOrUndefined),
-  prefix: Config.map(Config.option(Config.string("NIGHTSHIFT_ADMIN_PREFIX")), Option.getOrUndefined)
+  prefix: Config.map(Config.option(Config.string("NIGHTSHIFT_ADMIN_PREFIX")), Option.getOrUndefined),
+  maxBodyBytes: Config.map(
+    Config.option(Config.integer("NIGHTSHIFT_ADMIN_MAX_BODY_BYTES")),
+    Option.getOrUndefined
+  )
 })
 
 const defined = (options: Options): Options =>

@@ -14,9 +14,10 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Events from "./Events.js"
+import { formatParseError, guardDepth, isStorableText } from "./internal/input.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
 import * as Metrics from "./Metrics.js"
@@ -27,9 +28,12 @@ import * as Metrics from "./Metrics.js"
  * @since 0.1.0
  */
 export interface EnqueueOptions {
-  /** Run at this time (a `Date` or epoch ms). Wins over `delay`. */
+  /**
+   * Run at this time (a `Date` or epoch ms), from `minRunAt` to `maxRunAt`;
+   * a past time means now. Wins over `delay`.
+   */
   readonly runAt?: Date | number | undefined
-  /** Run after this long. */
+  /** Run after this long: the run time it gives must be at most `maxRunAt`. */
   readonly delay?: Duration.DurationInput | undefined
   /** Lower runs first. */
   readonly priority?: number | undefined
@@ -125,6 +129,11 @@ export interface Service {
     Item.Context<I>
   >
   readonly get: (id: string) => Effect.Effect<Option.Option<JobStore.JobRecord>, JobStore.JobStoreError>
+  /**
+   * Jobs newest first. Kind and queue names, or a cursor, that no job could
+   * have (text a database cannot store: a NUL character, a lone surrogate)
+   * match nothing and never reach the store.
+   */
   readonly list: (filter?: JobStore.ListFilter) => Effect.Effect<JobStore.ListPage, JobStore.JobStoreError>
   readonly counts: Effect.Effect<ReadonlyArray<JobStore.QueueCount>, JobStore.JobStoreError>
   /** Cancel a queued job, or interrupt a running one wherever it runs. */
@@ -160,6 +169,35 @@ const intProblem = (what: string, n: number, min: number, max: number) =>
     ? undefined
     : `${what} must be an integer from ${min} to ${max}, got ${n}`
 
+/**
+ * The earliest run time an enqueue accepts: 1970-01-01T00:00:00.000Z (epoch
+ * ms 0). Any past time means "now".
+ *
+ * @since 0.1.0
+ */
+export const minRunAt = 0
+
+/**
+ * The latest run time an enqueue accepts, whether given as `runAt` or
+ * reached by `delay`: 9999-12-31T23:59:59.999Z. Every engine (memory,
+ * SQLite, PostgreSQL) and every client (ISO 8601, JavaScript `Date`) holds
+ * every time in `minRunAt`..`maxRunAt`; anything outside is `InvalidOptions`
+ * before the store is asked.
+ *
+ * @since 0.1.0
+ */
+export const maxRunAt = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+/** Why a run time (epoch ms) is outside the accepted range, if it is. */
+const runAtProblem = (what: string, ms: number): string | undefined =>
+  !Number.isFinite(ms)
+    ? `${what} is not a valid time`
+    : ms < minRunAt || ms > maxRunAt
+      ? `${what} must be from ${iso(minRunAt)} to ${iso(maxRunAt)}, got ${Number.isFinite(new Date(ms).getTime()) ? iso(ms) : `${ms} ms since 1970`}`
+      : undefined
+
 interface Resolved {
   readonly queue: string
   readonly priority: number
@@ -171,7 +209,8 @@ interface Resolved {
 /** The options with the kind's defaults filled in, or what is wrong with them. */
 const resolveOptions = (
   kind: Job.Kind<string, any, any, any>,
-  options: EnqueueOptions
+  options: EnqueueOptions,
+  now: number
 ): Resolved | string => {
   const queue = options.queue ?? kind.queue
   const priority = options.priority ?? kind.priority
@@ -183,20 +222,50 @@ const resolveOptions = (
     intProblem("priority", priority, -32768, 32767) ?? intProblem("maxAttempts", maxAttempts, 1, 1_000_000)
   if (bad !== undefined) return bad
   const runAt = options.runAt instanceof Date ? options.runAt.getTime() : options.runAt
-  if (runAt !== undefined && !Number.isFinite(runAt)) return "runAt is not a valid time"
+  if (runAt !== undefined) {
+    if (typeof runAt !== "number") return "runAt must be a Date or epoch milliseconds"
+    const bad = runAtProblem("runAt", runAt)
+    if (bad !== undefined) return bad
+  }
   const rawDelay = options.delay
-  const delayMs = rawDelay === undefined ? undefined : Duration.toMillis(Duration.decode(rawDelay))
+  let delayMs: number | undefined
+  try {
+    delayMs = rawDelay === undefined ? undefined : Duration.toMillis(Duration.decode(rawDelay))
+  } catch {
+    return `delay ${JSON.stringify(String(rawDelay))} is not a duration: use milliseconds or e.g. "30 seconds"`
+  }
   if (
     (typeof rawDelay === "number" && !(rawDelay >= 0)) ||
-    (delayMs !== undefined && !Number.isFinite(delayMs))
+    (delayMs !== undefined && !(Number.isFinite(delayMs) && delayMs >= 0))
   )
     return "delay must be a finite, non-negative duration"
+  if (runAt === undefined && delayMs !== undefined && now + delayMs > maxRunAt)
+    return `delay must not reach past ${iso(maxRunAt)} (at most ${Math.floor((maxRunAt - now) / 86_400_000)} days from now)`
   const key = options.dedupeKey
   if (key !== undefined && (key.length === 0 || key.length > 1000))
     return "dedupeKey must be 1 to 1000 characters"
   if (key !== undefined && !isSafeString(key))
     return "dedupeKey must be well-formed text without NUL characters"
   return { queue, priority, maxAttempts, runAt, delayMs }
+}
+
+/**
+ * A filter without the names no job can have (text a database cannot
+ * store), or `undefined` when nothing can match it.
+ */
+const storableFilter = (filter: JobStore.ListFilter): JobStore.ListFilter | undefined => {
+  const keep = (names: ReadonlyArray<string> | undefined) =>
+    names === undefined ? undefined : names.filter((n) => typeof n === "string" && isStorableText(n))
+  const kinds = keep(filter.kinds)
+  const queues = keep(filter.queues)
+  if (
+    (kinds !== undefined && kinds.length < filter.kinds!.length && kinds.length === 0) ||
+    (queues !== undefined && queues.length < filter.queues!.length && queues.length === 0)
+  )
+    return undefined
+  if (filter.cursor != null && (typeof filter.cursor !== "string" || !isStorableText(filter.cursor)))
+    return undefined
+  return { ...filter, kinds, queues }
 }
 
 /**
@@ -208,9 +277,24 @@ const resolveOptions = (
 const encodePayload = <A, I, R>(
   kind: Job.Kind<string, A, I, R>,
   payload: A
-): Effect.Effect<I, ParseResult.ParseError, R> => {
-  const sync = Schema.encodeEither(kind.payload as Schema.Schema<A, I, never>)(payload)
-  return Either.isRight(sync) ? Effect.succeed(sync.right) : Schema.encode(kind.payload)(payload)
+): Effect.Effect<I, ParseResult.ParseError | InvalidPayload, R> => {
+  const tooDeep = () =>
+    new InvalidPayload({
+      kind: kind.name,
+      message: `payload for ${kind.name} is nested too deeply to encode`
+    })
+  const sync = guardDepth(
+    () => Schema.encodeEither(kind.payload as Schema.Schema<A, I, never>)(payload),
+    tooDeep
+  )
+  if (sync instanceof InvalidPayload) return Effect.fail(sync)
+  return Either.isRight(sync)
+    ? Effect.succeed(sync.right)
+    : Schema.encode(kind.payload)(payload).pipe(
+        Effect.catchSomeDefect((d) =>
+          d instanceof RangeError ? Option.some(Effect.fail(tooDeep())) : Option.none()
+        )
+      )
 }
 
 /**
@@ -224,18 +308,18 @@ export const toInput = <A, I, R>(
   options: EnqueueOptions,
   trace: Option.Option<{ traceId: string; spanId: string }>
 ): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> =>
-  Effect.suspend((): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> => {
-    const resolved = resolveOptions(kind, options)
+  Effect.clockWith((clock): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> => {
+    const resolved = resolveOptions(kind, options, clock.unsafeCurrentTimeMillis())
     if (typeof resolved === "string")
       return Effect.fail(new InvalidOptions({ kind: kind.name, message: resolved }))
     return Effect.flatMap(
-      Effect.mapError(
-        encodePayload(kind, payload),
-        (e) =>
-          new InvalidPayload({
-            kind: kind.name,
-            message: `payload for ${kind.name} does not match its schema:\n${ParseResult.TreeFormatter.formatErrorSync(e)}`
-          })
+      Effect.mapError(encodePayload(kind, payload), (e) =>
+        e._tag === "InvalidPayload"
+          ? e
+          : new InvalidPayload({
+              kind: kind.name,
+              message: `payload for ${kind.name} does not match its schema:\n${formatParseError(e)}`
+            })
       ),
       (encoded): Effect.Effect<JobStore.EnqueueInput, InvalidPayload> => {
         const unsafe = jsonProblem(encoded, "payload", 0)
@@ -371,7 +455,10 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
       }).pipe(Effect.withSpan("nightshift.enqueue", { attributes: { "job.kind": kind.name } })),
     enqueueMany,
     get: (id) => Effect.map(store.get(id), Option.fromNullable),
-    list: (filter) => store.list(filter ?? {}),
+    list: (filter = {}) => {
+      const storable = storableFilter(filter)
+      return storable === undefined ? Effect.succeed({ jobs: [], nextCursor: null }) : store.list(storable)
+    },
     counts: store.counts,
     cancel,
     retry: store.retry,

@@ -184,4 +184,66 @@ describe("JobQueue", () => {
       expect(store.engine).toBe("memory")
     }).pipe(Effect.provide(TestLayer))
   )
+
+  it.effect("run times outside 1970..9999-12-31 are InvalidOptions in every form, before the store", () =>
+    Effect.gen(function* () {
+      const q = yield* JobQueue.JobQueue
+      const Plain = Job.make("plain", { payload: Schema.Struct({ n: Schema.Number }) })
+      const refused: ReadonlyArray<JobQueue.EnqueueOptions> = [
+        { runAt: -1e17 },
+        { runAt: 1e17 },
+        { runAt: -1 },
+        { runAt: JobQueue.maxRunAt + 1 },
+        { runAt: new Date(8.64e15) },
+        { runAt: new Date(Number.NaN) },
+        { delay: "99999999999 weeks" },
+        { delay: 1e300 },
+        { delay: JobQueue.maxRunAt + 1 },
+        { delay: "nonsense" as never },
+        { delay: -5 }
+      ]
+      for (const options of refused) {
+        const error = yield* Effect.flip(q.enqueue(Plain, { n: 1 }, options))
+        expect(error._tag, JSON.stringify(options)).toBe("InvalidOptions")
+        expect(error.message.length, JSON.stringify(options)).toBeGreaterThan(10)
+      }
+      expect((yield* q.list()).jobs).toEqual([])
+      // The edges are accepted.
+      yield* q.enqueue(Plain, { n: 1 }, { runAt: JobQueue.minRunAt })
+      yield* q.enqueue(Plain, { n: 2 }, { runAt: new Date(JobQueue.maxRunAt) })
+      yield* q.enqueue(Plain, { n: 3 }, { delay: "1000 weeks" })
+      expect((yield* q.list()).jobs).toHaveLength(3)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("a payload nested too deeply for its schema's encoder is InvalidPayload, not a crash", () =>
+    Effect.gen(function* () {
+      interface Tree {
+        readonly children: ReadonlyArray<Tree>
+      }
+      const Tree: Schema.Schema<Tree> = Schema.Struct({
+        children: Schema.Array(Schema.suspend(() => Tree))
+      })
+      const Deep = Job.make("deep", { payload: Tree })
+      let tree: Tree = { children: [] }
+      for (let i = 0; i < 100_000; i++) tree = { children: [tree] }
+      const error = yield* Effect.flip(JobQueue.enqueue(Deep, tree))
+      expect(error._tag).toBe("InvalidPayload")
+      expect(error.message).toMatch(/nested/)
+      // A failing decode of a deep value formats without overflowing too.
+      const bad = yield* Effect.flip(JobQueue.enqueue(Deep, { children: [tree, 5 as never] }))
+      expect(bad._tag).toBe("InvalidPayload")
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("list filters no name can hold match nothing and never reach the store", () =>
+    Effect.gen(function* () {
+      const q = yield* JobQueue.JobQueue
+      yield* q.enqueue(Email, { to: "a@b.c", at: new Date(0) })
+      expect((yield* q.list({ kinds: ["x\u0000y"] })).jobs).toEqual([])
+      expect((yield* q.list({ queues: ["\uD800"] })).jobs).toEqual([])
+      expect((yield* q.list({ kinds: ["send_email", "x\u0000"] })).jobs).toHaveLength(1)
+      expect((yield* q.list({ cursor: "1\u0000" })).jobs).toEqual([])
+    }).pipe(Effect.provide(TestLayer))
+  )
 })

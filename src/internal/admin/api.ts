@@ -69,6 +69,7 @@ export const jobs = HttpApiGroup.make("jobs")
     HttpApiEndpoint.get("list", "/jobs")
       .setUrlParams(S.JobListParams)
       .addSuccess(S.JobPage)
+      .addError(S.InvalidRequest, { status: 400 })
       .annotate(
         OpenApi.Description,
         "Jobs newest first. Filters take comma-separated values; pass nextCursor as cursor for the next page."
@@ -90,6 +91,7 @@ export const jobs = HttpApiGroup.make("jobs")
       .setPayload(S.EnqueueRequest)
       .addSuccess(S.Enqueued, { status: 201 })
       .addError(S.InvalidRequest, { status: 400 })
+      .addError(S.PayloadTooLarge, { status: 413 })
       .annotate(
         OpenApi.Description,
         "Enqueue a job of a kind the app knows; the payload is checked by its schema."

@@ -1,5 +1,6 @@
+import { IncomingMessage } from "node:http"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Deferred from "effect/Deferred"
@@ -8,16 +9,17 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Events from "../../Events.js"
 import * as JobQueue from "../../JobQueue.js"
 import * as JobStore from "../../JobStore.js"
 import * as Nightshift from "../../Nightshift.js"
+import { formatParseError, isStorableText, jsonTooDeep, maxDepth } from "../input.js"
 import { Api } from "./api.js"
 import * as Dashboard from "./dashboard.js"
 import * as Prometheus from "./prometheus.js"
 import * as Readiness from "./readiness.js"
+import * as Render from "./render.js"
 import * as S from "./schema.js"
 import * as Sse from "./sse.js"
 
@@ -26,6 +28,8 @@ export interface Settings {
   readonly lateAfter: Duration.Duration
   readonly storeTimeout: Duration.Duration
   readonly keepAlive: Duration.Duration
+  /** The largest request body accepted, in bytes. */
+  readonly maxBodyBytes: number
 }
 
 const firstLine = (s: string) => s.split("\n", 1)[0] ?? ""
@@ -35,15 +39,6 @@ const storeFailed = (e: JobStore.JobStoreError) =>
     Effect.logWarning(`nightshift admin: job store failed: ${firstLine(e.message)}`),
     Effect.fail(new S.StoreUnavailable({ message: `the job store failed: ${firstLine(e.message)}` }))
   )
-
-const summary = (job: JobStore.JobRecord): typeof S.JobSummary.Type => {
-  const last = job.errors[job.errors.length - 1]
-  return {
-    ...job,
-    errorCount: job.errors.length,
-    lastError: last === undefined ? null : `${last.kind}: ${firstLine(last.message).slice(0, 300)}`
-  }
-}
 
 const notFound = (id: string) => new S.JobNotFound({ id, message: `no job with id ${JSON.stringify(id)}` })
 
@@ -133,11 +128,78 @@ const enqueueOptions = (body: typeof S.EnqueueRequest.Type): JobQueue.EnqueueOpt
 
 const badBody = (message: string) => new S.InvalidRequest({ message })
 
+const tooLarge = (limit: number) =>
+  new S.PayloadTooLarge({
+    limit,
+    message: `the request body is larger than ${limit} bytes, the most this server accepts (Admin option maxBodyBytes, env NIGHTSHIFT_ADMIN_MAX_BODY_BYTES)`
+  })
+
 /**
- * The enqueue body, read by hand so that every rejection (wrong content
- * type, unparsable JSON, fields that do not decode) says what to fix.
+ * A Node request body as text. Past the limit, the chunks already held are
+ * dropped and the rest is read and discarded (not buffered), so that the
+ * client still gets its 413 on a connection that stays usable.
  */
-const readEnqueue = (request: HttpServerRequest.HttpServerRequest) =>
+const readIncoming = (source: IncomingMessage, limit: number) =>
+  Effect.async<string, S.PayloadTooLarge | S.InvalidRequest>((resume) => {
+    let chunks: Array<Buffer> = []
+    let bytes = 0
+    const cleanup = () => {
+      source.off("data", onData)
+      source.off("end", onEnd)
+      source.off("error", onError)
+    }
+    const finish = (result: Effect.Effect<string, S.PayloadTooLarge | S.InvalidRequest>) => {
+      cleanup()
+      resume(result)
+    }
+    function onData(chunk: Buffer | string) {
+      bytes += typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.length
+      if (bytes > limit) {
+        chunks = []
+        finish(Effect.fail(tooLarge(limit)))
+        source.resume() // keep draining, into nothing
+        return
+      }
+      chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk)
+    }
+    function onEnd() {
+      finish(Effect.sync(() => Buffer.concat(chunks).toString("utf8")))
+    }
+    function onError() {
+      finish(Effect.fail(badBody("the request body could not be read")))
+    }
+    source.on("data", onData)
+    source.once("end", onEnd)
+    source.once("error", onError)
+    return Effect.sync(cleanup)
+  })
+
+/**
+ * The request body as text, refused unread when its declared length is over
+ * the limit, and cut off as soon as it grows past it when it declares none.
+ */
+const readBody = (request: HttpServerRequest.HttpServerRequest, limit: number) => {
+  const declared = request.headers["content-length"]
+  if (declared !== undefined && !(Number(declared) <= limit)) return Effect.fail(tooLarge(limit))
+  const source = (request as { readonly source?: unknown }).source
+  if (source instanceof IncomingMessage) return readIncoming(source, limit)
+  // Another server (a host application's): its own limit mechanism.
+  return request.text.pipe(
+    HttpServerRequest.withMaxBodySize(Option.some(limit)),
+    Effect.mapError((e) =>
+      /maxBytes/.test(String((e as { cause?: unknown }).cause))
+        ? tooLarge(limit)
+        : badBody("the request body could not be read")
+    )
+  )
+}
+
+/**
+ * The enqueue body, read by hand so that every rejection (too large, wrong
+ * content type, unparsable or too deeply nested JSON, fields that do not
+ * decode) says what to fix.
+ */
+const readEnqueue = (request: HttpServerRequest.HttpServerRequest, limit: number) =>
   Effect.gen(function* () {
     const type = request.headers["content-type"] ?? ""
     if (!/^application\/json\b/i.test(type)) {
@@ -145,93 +207,140 @@ const readEnqueue = (request: HttpServerRequest.HttpServerRequest) =>
         `send the job as JSON with the header Content-Type: application/json (got ${type === "" ? "no content type" : JSON.stringify(type)})`
       )
     }
-    const text = yield* Effect.mapError(request.text, () => badBody("the request body could not be read"))
+    const text = yield* readBody(request, limit)
+    if (jsonTooDeep(text)) {
+      return yield* badBody(`the request body nests arrays or objects more than ${maxDepth} levels deep`)
+    }
     const json = yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
       catch: (e) => badBody(`the request body is not valid JSON: ${(e as Error).message}`)
     })
     return yield* Schema.decodeUnknown(S.EnqueueRequest)(json).pipe(
-      Effect.mapError((e) =>
-        badBody(`the request body is not a valid job:\n${ParseResult.TreeFormatter.formatErrorSync(e)}`)
-      )
+      Effect.mapError((e) => badBody(`the request body is not a valid job:\n${formatParseError(e)}`))
     )
-  })
+  }).pipe(Effect.withSpan("nightshift.admin.readEnqueue"))
 
-const jobs = HttpApiBuilder.group(Api, "jobs", (handlers) =>
-  Effect.gen(function* () {
-    const { app, kinds } = yield* Nightshift.Nightshift
-    const handled = app.handlers?.byKind ?? new Map()
-    const kindList = {
-      kinds: Array.from(kinds.values(), (k) => ({
-        name: k.name,
-        queue: k.queue,
-        priority: k.priority,
-        maxAttempts: k.retry.maxAttempts,
-        handled: handled.has(k.name)
-      })).sort((a, b) => (a.name < b.name ? -1 : 1))
-    }
-    const queue = yield* JobQueue.JobQueue
-    const invalid = (message: string) => Effect.fail(new S.InvalidRequest({ message }))
-    const enqueue = (body: typeof S.EnqueueRequest.Type) => {
-      const kind = kinds.get(body.kind)
-      if (kind === undefined) {
-        const known = Array.from(kinds.keys()).sort().join(", ") || "(none)"
-        return invalid(`unknown job kind ${JSON.stringify(body.kind)}; this app knows: ${known}`)
-      }
-      return Schema.decodeUnknown(kind.payload)(body.payload).pipe(
-        Effect.catchTag("ParseError", (e) =>
-          invalid(
-            `payload for ${kind.name} does not match its schema:\n${ParseResult.TreeFormatter.formatErrorSync(e)}`
-          )
-        ),
-        Effect.flatMap((payload) => queue.enqueue(kind, payload, enqueueOptions(body))),
-        Effect.catchTags({
-          InvalidPayload: (e) => invalid(e.message),
-          InvalidOptions: (e) => invalid(e.message),
-          JobStoreError: storeFailed
-        })
-      )
-    }
-    return handlers
-      .handle("list", ({ urlParams }) =>
-        queue
-          .list({
-            states: urlParams.state,
-            kinds: urlParams.kind,
-            queues: urlParams.queue,
-            limit: urlParams.limit ?? 50,
-            cursor: urlParams.cursor
-          })
-          .pipe(
-            Effect.map((page) => ({ jobs: page.jobs.map(summary), nextCursor: page.nextCursor })),
-            Effect.catchTag("JobStoreError", storeFailed)
-          )
-      )
-      .handle("get", ({ path }) =>
-        queue.get(path.id).pipe(
-          Effect.catchTag("JobStoreError", storeFailed),
-          Effect.flatMap(
-            Option.match({
-              onNone: () => Effect.fail(notFound(path.id)),
-              onSome: (job) => Effect.succeed(job)
-            })
+/** The list filters, refused when they hold text no name can (a NUL character, a lone surrogate). */
+const checkFilters = (params: typeof S.JobListParams.Type) => {
+  for (const [what, values] of [
+    ["kind", params.kind],
+    ["queue", params.queue],
+    ["cursor", params.cursor === undefined ? undefined : [params.cursor]]
+  ] as const) {
+    for (const v of values ?? []) {
+      if (!isStorableText(v))
+        return Effect.fail(
+          badBody(
+            `${what} ${JSON.stringify(v)} holds a NUL character or a lone surrogate, which no ${what} can`
           )
         )
-      )
-      .handle("kinds", () => Effect.succeed(kindList))
-      .handleRaw("enqueue", ({ request }) => Effect.flatMap(readEnqueue(request), enqueue))
-      .handle("retry", ({ path }) =>
-        queue
-          .retry(path.id)
-          .pipe(Effect.catchTag("JobStoreError", storeFailed), Effect.flatMap(retried(path.id)))
-      )
-      .handle("cancel", ({ path }) =>
-        queue
-          .cancel(path.id)
-          .pipe(Effect.catchTag("JobStoreError", storeFailed), Effect.flatMap(cancelled(path.id)))
-      )
-  })
-)
+    }
+  }
+  return Effect.void
+}
+
+/** A page as the API shows it: unreadable rows are named, not fatal. */
+const renderPage = (page: JobStore.ListPage): typeof S.JobPage.Type => {
+  const jobs: Array<typeof S.JobSummary.Type> = []
+  const unreadable: Array<typeof S.UnreadableJob.Type> = []
+  for (const job of page.jobs) {
+    const shown = Render.show(job)
+    if ("unreadable" in shown)
+      unreadable.push({ id: String((job as { id?: unknown }).id), problem: shown.unreadable })
+    else jobs.push(Render.summary(shown))
+  }
+  return unreadable.length === 0
+    ? { jobs, nextCursor: page.nextCursor }
+    : { jobs, nextCursor: page.nextCursor, unreadable }
+}
+
+const jobs = (settings: Settings) =>
+  HttpApiBuilder.group(Api, "jobs", (handlers) =>
+    Effect.gen(function* () {
+      const { app, kinds } = yield* Nightshift.Nightshift
+      const handled = app.handlers?.byKind ?? new Map()
+      const kindList = {
+        kinds: Array.from(kinds.values(), (k) => ({
+          name: k.name,
+          queue: k.queue,
+          priority: k.priority,
+          maxAttempts: k.retry.maxAttempts,
+          handled: handled.has(k.name)
+        })).sort((a, b) => (a.name < b.name ? -1 : 1))
+      }
+      const queue = yield* JobQueue.JobQueue
+      const invalid = (message: string) => Effect.fail(new S.InvalidRequest({ message }))
+      const enqueue = (body: typeof S.EnqueueRequest.Type) => {
+        const kind = kinds.get(body.kind)
+        if (kind === undefined) {
+          const known = Array.from(kinds.keys()).sort().join(", ") || "(none)"
+          return invalid(`unknown job kind ${JSON.stringify(body.kind)}; this app knows: ${known}`)
+        }
+        return Schema.decodeUnknown(kind.payload)(body.payload).pipe(
+          Effect.catchTag("ParseError", (e) =>
+            invalid(`payload for ${kind.name} does not match its schema:\n${formatParseError(e)}`)
+          ),
+          Effect.flatMap((payload) => queue.enqueue(kind, payload, enqueueOptions(body))),
+          Effect.catchTags({
+            InvalidPayload: (e) => invalid(e.message),
+            InvalidOptions: (e) => invalid(e.message),
+            JobStoreError: storeFailed
+          })
+        )
+      }
+      return handlers
+        .handle("list", ({ urlParams }) =>
+          checkFilters(urlParams).pipe(
+            Effect.zipRight(
+              queue.list({
+                states: urlParams.state,
+                kinds: urlParams.kind,
+                queues: urlParams.queue,
+                limit: urlParams.limit ?? 50,
+                cursor: urlParams.cursor
+              })
+            ),
+            Effect.map(renderPage),
+            Effect.catchTag("JobStoreError", storeFailed)
+          )
+        )
+        .handle("get", ({ path }) =>
+          queue.get(path.id).pipe(
+            Effect.catchTag("JobStoreError", storeFailed),
+            Effect.flatMap(
+              Option.match({
+                onNone: (): Effect.Effect<typeof S.JobDetail.Type, S.JobNotFound | S.StoreUnavailable> =>
+                  Effect.fail(notFound(path.id)),
+                onSome: (job): Effect.Effect<typeof S.JobDetail.Type, S.JobNotFound | S.StoreUnavailable> => {
+                  const shown = Render.show(job)
+                  return "unreadable" in shown
+                    ? Effect.fail(
+                        new S.StoreUnavailable({
+                          message: `job ${path.id} is stored in a form this version cannot show: ${shown.unreadable}`
+                        })
+                      )
+                    : Effect.succeed(shown.detail)
+                }
+              })
+            )
+          )
+        )
+        .handle("kinds", () => Effect.succeed(kindList))
+        .handleRaw("enqueue", ({ request }) =>
+          Effect.flatMap(readEnqueue(request, settings.maxBodyBytes), enqueue)
+        )
+        .handle("retry", ({ path }) =>
+          queue
+            .retry(path.id)
+            .pipe(Effect.catchTag("JobStoreError", storeFailed), Effect.flatMap(retried(path.id)))
+        )
+        .handle("cancel", ({ path }) =>
+          queue
+            .cancel(path.id)
+            .pipe(Effect.catchTag("JobStoreError", storeFailed), Effect.flatMap(cancelled(path.id)))
+        )
+    })
+  )
 
 const zeroCounts = () =>
   Object.fromEntries(JobStore.JobState.literals.map((s) => [s, 0])) as Record<JobStore.JobState, number>
@@ -305,4 +414,4 @@ const dashboard = HttpApiBuilder.group(Api, "dashboard", (handlers) =>
 
 /** Every group's handlers. */
 export const layer = (settings: Settings) =>
-  Layer.mergeAll(health(settings), workers, jobs, queues, observe(settings), dashboard)
+  Layer.mergeAll(health(settings), workers, jobs(settings), queues, observe(settings), dashboard)

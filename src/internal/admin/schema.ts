@@ -32,11 +32,21 @@ const jobFields = {
   cancelRequested: Schema.Boolean
 }
 
+/**
+ * What could not be read from a stored job, or does not add up (e.g. an
+ * `errors` column that is not a list, a completed job with no finish time);
+ * present only when there is something to say. The rest of the job is shown.
+ */
+const problems = Schema.optionalWith(Schema.Array(Schema.String), { exact: true }).annotations({
+  description: "What could not be read from the stored job, or does not add up; absent when all is well"
+})
+
 /** A job in a list: no payload, the first line of its latest error. */
 export const JobSummary = Schema.Struct({
   ...jobFields,
   errorCount: Schema.Number,
-  lastError: Schema.NullOr(Schema.String)
+  lastError: Schema.NullOr(Schema.String),
+  problems
 })
 
 /** A job with its payload and every attempt's error. */
@@ -46,13 +56,19 @@ export const JobDetail = Schema.Struct({
   fence: Schema.Number,
   errors: Schema.Array(AttemptError),
   traceId: Schema.NullOr(Schema.String),
-  spanId: Schema.NullOr(Schema.String)
+  spanId: Schema.NullOr(Schema.String),
+  problems
 })
+
+/** A stored job that could not be shown at all, and why. */
+export const UnreadableJob = Schema.Struct({ id: Schema.String, problem: Schema.String })
 
 /** A page of jobs, newest first. */
 export const JobPage = Schema.Struct({
   jobs: Schema.Array(JobSummary),
-  nextCursor: Schema.NullOr(Schema.String)
+  nextCursor: Schema.NullOr(Schema.String),
+  /** Jobs on this page that could not be shown at all; absent when there are none. */
+  unreadable: Schema.optionalWith(Schema.Array(UnreadableJob), { exact: true })
 })
 
 const says = (message: string) => ({ message: () => ({ message, override: true }) })
@@ -209,17 +225,8 @@ export class JobNotFound extends Schema.TaggedError<JobNotFound>()("JobNotFound"
   message: Schema.String
 }) {}
 
-/** No worker with that name. */
-export class WorkerNotFound extends Schema.TaggedError<WorkerNotFound>()("WorkerNotFound", {
-  worker: Schema.String,
-  message: Schema.String
-}) {}
-
-/** A forced tick of a worker that is not periodic. */
-export class NotPeriodic extends Schema.TaggedError<NotPeriodic>()("NotPeriodic", {
-  worker: Schema.String,
-  message: Schema.String
-}) {}
+/** No worker with that name; a forced tick of a worker that is not periodic: the crew's own errors. */
+export { NotPeriodic, WorkerNotFound } from "../worker/core.js"
 
 /** The job is in a state the operation cannot apply to. */
 export class JobStateConflict extends Schema.TaggedError<JobStateConflict>()("JobStateConflict", {
@@ -230,6 +237,12 @@ export class JobStateConflict extends Schema.TaggedError<JobStateConflict>()("Jo
 
 /** The request names a kind the app does not know, or its payload or options are invalid. */
 export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
+  message: Schema.String
+}) {}
+
+/** The request body is larger than the server accepts (`maxBodyBytes`). */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  limit: Schema.Number,
   message: Schema.String
 }) {}
 
