@@ -38,7 +38,9 @@ export const CrewFailed = core.CrewFailed
 export type CrewFailed = core.CrewFailed
 
 /**
- * No worker of that name in this crew.
+ * No worker of that name in the started tree (`worker`: the name asked
+ * for; the crew handle takes full names). The admin API answers with this
+ * same class (404).
  *
  * @since 0.1.0
  */
@@ -48,7 +50,8 @@ export const WorkerNotFound = core.WorkerNotFound
 export type WorkerNotFound = core.WorkerNotFound
 
 /**
- * A forced tick was asked of a worker that is not periodic.
+ * A forced tick was asked of a worker that is not periodic (`worker`,
+ * `kind`). The admin API answers with this same class (409).
  *
  * @since 0.1.0
  */
@@ -58,7 +61,9 @@ export const NotPeriodic = core.NotPeriodic
 export type NotPeriodic = core.NotPeriodic
 
 /**
- * A child of that name already exists.
+ * A worker of that name already exists under the same parent (`worker`: its
+ * full name). Returned by `add`; thrown by `make` when two static workers
+ * share a name (a mistake in code).
  *
  * @since 0.1.0
  */
@@ -133,7 +138,8 @@ type Needs<W> = W extends Worker.Worker<any, infer R> ? R : never
 /**
  * A crew: a worker that supervises `workers`, started in order. It fails with
  * `CrewFailed` when a child escalates; its own options then decide (by
- * default it is restarted with all its children).
+ * default it is restarted with all its children). Two workers of one name
+ * are a mistake in code: `make` throws `DuplicateWorker`.
  *
  * @since 0.1.0
  */
@@ -145,8 +151,12 @@ export const make = <W extends Worker.Worker<any, any>>(
   const list = Array.from(workers)
   const names = new Set<string>()
   for (const w of list) {
-    if (names.has(w.name))
-      throw new globalThis.Error(`Crew.make("${name}"): two workers are named "${w.name}"`)
+    if (names.has(w.name)) {
+      throw core.duplicateWorker(
+        `${name}/${w.name}`,
+        `Crew.make("${name}") was given two workers of that name`
+      )
+    }
     names.add(w.name)
   }
   return core.make({
@@ -229,7 +239,7 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
     const lookup = (name: string) =>
       Effect.suspend(() => {
         const node = registry.nodes.get(name)
-        return node === undefined ? Effect.fail(new WorkerNotFound({ name })) : Effect.succeed(node)
+        return node === undefined ? Effect.fail(core.workerNotFound(name)) : Effect.succeed(node)
       })
     const handle: Handle = {
       status: Effect.sync(registry.snapshot),
@@ -239,11 +249,11 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
         Effect.flatMap(lookup(name), (node) =>
           node.cell.kind === "periodic"
             ? Periodic.force(node.mailbox)
-            : Effect.fail(new NotPeriodic({ name, kind: node.cell.kind }))
+            : Effect.fail(core.notPeriodic(name, node.cell.kind))
         ),
       restart: (name) =>
         Effect.flatMap(lookup(name), (node) =>
-          node.owner === undefined ? Effect.fail(new WorkerNotFound({ name })) : node.owner.restart(node.key)
+          node.owner === undefined ? Effect.fail(core.workerNotFound(name)) : node.owner.restart(node.key)
         ),
       add: <E, R>(w: Worker.Worker<E, R>) =>
         Effect.flatMap(Effect.context<R>(), (ctx) => set.add(w, ctx, false)),
@@ -252,7 +262,7 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
       remove: (name) =>
         Effect.flatMap(lookup(name), (node) =>
           node.owner?.remove === undefined
-            ? Effect.fail(new WorkerNotFound({ name }))
+            ? Effect.fail(core.workerNotFound(name))
             : node.owner.remove(node.key)
         ),
       list: set.list,

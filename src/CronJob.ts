@@ -9,28 +9,35 @@
  *
  * @since 0.1.0
  */
-import * as Cron from "effect/Cron"
+import type * as Cron from "effect/Cron"
 import * as Either from "effect/Either"
-import * as Schema from "effect/Schema"
+import * as CronParse from "./internal/worker/cron.js"
 import type * as Job from "./Job.js"
 import type * as JobQueue from "./JobQueue.js"
 
 /**
  * A cron job whose expression does not parse, or whose time zone is
- * unknown.
+ * unknown: the same error as `Worker.InvalidCron` (tag `"InvalidCron"`),
+ * with `cronJob` set to the cron job's name.
  *
  * @since 0.1.0
  */
-export class InvalidCronJob extends Schema.TaggedError<InvalidCronJob>()("InvalidCronJob", {
-  name: Schema.String,
-  expression: Schema.String,
-  tz: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return `cron job "${this.name}": invalid cron expression ${JSON.stringify(this.expression)} in time zone ${JSON.stringify(this.tz)}: ${this.reason}. Use 5 fields (minute hour day month weekday) or 6 with seconds first, and an IANA zone such as "Europe/Paris".`
-  }
-}
+export const InvalidCron = CronParse.InvalidCron
+
+/** @since 0.1.0 */
+export type InvalidCron = CronParse.InvalidCron
+
+/**
+ * @deprecated Use `InvalidCron` (the same class; its tag is `"InvalidCron"`).
+ * @since 0.1.0
+ */
+export const InvalidCronJob = CronParse.InvalidCron
+
+/**
+ * @deprecated Use `InvalidCron`.
+ * @since 0.1.0
+ */
+export type InvalidCronJob = CronParse.InvalidCron
 
 /**
  * A declared cron job.
@@ -61,7 +68,7 @@ export interface Options extends Pick<JobQueue.EnqueueOptions, "queue" | "priori
 
 /**
  * Declare a cron job. The expression has 5 fields (or 6 with seconds); it is
- * parsed here, so a bad expression or zone is an `InvalidCronJob` now rather
+ * parsed here, so a bad expression or zone is an `InvalidCron` now rather
  * than a failure at the first slot.
  *
  * @example
@@ -76,13 +83,11 @@ export const make = <Name extends string, A, I>(
   payload: A,
   expression: string,
   options: Options = {}
-): Either.Either<CronJob, InvalidCronJob> => {
+): Either.Either<CronJob, InvalidCron> => {
   const tz = options.tz ?? "UTC"
   const name = options.name ?? kind.name
-  const parsed = Cron.parse(expression, tz)
-  if (Either.isLeft(parsed)) {
-    return Either.left(new InvalidCronJob({ name, expression, tz, reason: parsed.left.message }))
-  }
+  const parsed = CronParse.parse(expression, tz, { cronJob: name })
+  if (Either.isLeft(parsed)) return Either.left(parsed.left)
   const { tz: _tz, backfill, name: _name, ...enqueue } = options
   return Either.right({
     _tag: "CronJob",

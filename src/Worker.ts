@@ -15,18 +15,17 @@
  */
 import type * as Cause from "effect/Cause"
 import type * as Chunk from "effect/Chunk"
-import * as Cron from "effect/Cron"
-import * as DateTime from "effect/DateTime"
+import type * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { dual } from "effect/Function"
 import type * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
-import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
 import * as Consumer from "./internal/worker/consumer.js"
 import * as core from "./internal/worker/core.js"
+import * as CronParse from "./internal/worker/cron.js"
 import * as Metrics from "./internal/worker/metrics.js"
 import * as Periodic from "./internal/worker/periodic.js"
 import type * as Lock from "./Lock.js"
@@ -188,20 +187,27 @@ export const TickOutcome = core.TickOutcome
 export type TickOutcome = core.TickOutcome
 
 /**
- * A cron expression (or its time zone) could not be parsed.
+ * A cron expression (or its time zone) could not be parsed: returned by
+ * `Worker.cron` (with `worker` set) and `CronJob.make` (with `cronJob` set).
  *
  * @since 0.1.0
  */
-export class InvalidCron extends Schema.TaggedError<InvalidCron>()("InvalidCron", {
-  worker: Schema.String,
-  expression: Schema.String,
-  tz: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return `worker "${this.worker}": invalid cron expression ${JSON.stringify(this.expression)} in time zone ${JSON.stringify(this.tz)}: ${this.reason}. Use 5 fields (minute hour day month weekday) or 6 with seconds first, and an IANA zone such as "Europe/Paris".`
-  }
-}
+export const InvalidCron = CronParse.InvalidCron
+
+/** @since 0.1.0 */
+export type InvalidCron = CronParse.InvalidCron
+
+/**
+ * A worker name that is empty or contains `/`. Thrown by the worker
+ * constructors (a mistake in code, like two static workers of one name in
+ * `Crew.make`, which throws `Crew.DuplicateWorker`).
+ *
+ * @since 0.1.0
+ */
+export const InvalidWorkerName = core.InvalidWorkerName
+
+/** @since 0.1.0 */
+export type InvalidWorkerName = core.InvalidWorkerName
 
 /**
  * A long-running worker: `effect` runs until it ends or is interrupted. How
@@ -282,10 +288,6 @@ export const fixed = (interval: Duration.DurationInput): Schedule.Schedule<numbe
  */
 export const exponential = (base: Duration.DurationInput, factor = 2): Schedule.Schedule<Duration.Duration> =>
   described(Schedule.exponential(base, factor), `exponential from ${Duration.format(base)}, ×${factor}`)
-
-/** The name of a zone given as a string or a `DateTime.TimeZone` (`"Asia/Tokyo"`, `"+09:00"`). */
-const zoneName = (tz: string | DateTime.TimeZone): string =>
-  typeof tz === "string" ? tz : DateTime.zoneToString(tz)
 
 const periodicWorker = <E, R, R2, ES, RS>(
   name: string,
@@ -377,17 +379,13 @@ export const cron: {
   tick: Effect.Effect<unknown, E, R>
 ) => {
   const tz = options.tz ?? "UTC"
-  const tzName = zoneName(tz)
-  return Cron.parse(expression, tz).pipe(
-    Either.mapLeft(
-      (error) => new InvalidCron({ worker: name, expression, tz: tzName, reason: error.message })
-    ),
+  return CronParse.parse(expression, tz, { worker: name }).pipe(
     Either.map((parsed) =>
       periodicWorker(
         name,
         { ...options, schedule: Schedule.cron(parsed) },
         tick,
-        `cron ${expression} (${tzName})`
+        `cron ${expression} (${CronParse.zoneName(tz)})`
       )
     )
   )

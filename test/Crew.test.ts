@@ -493,7 +493,7 @@ describe("looking a worker up by name", () => {
       const handle = yield* Crew.start(Crew.make("app", [Worker.make("loop", Effect.never)]))
       const missing = yield* Effect.flip(handle.statusOf("app/nope"))
       expect(missing).toBeInstanceOf(Crew.WorkerNotFound)
-      expect(missing.name).toBe("app/nope")
+      expect(missing.worker).toBe("app/nope")
       expect((yield* Effect.flip(handle.statusOf("loop")))._tag).toBe("WorkerNotFound")
       yield* handle.remove("app/loop")
       expect((yield* Effect.flip(handle.statusOf("app/loop")))._tag).toBe("WorkerNotFound")

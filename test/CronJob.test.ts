@@ -17,7 +17,7 @@ describe("CronJob.make", () => {
   it("returns a typed error for a bad expression or zone, naming what to fix", () => {
     const badExpr = CronJob.make(Report, { scope: "all" }, "61 * * * *")
     const badZone = CronJob.make(Report, { scope: "all" }, "0 * * * *", { tz: "Mars/Olympus", name: "r2" })
-    expect(Either.isLeft(badExpr) && badExpr.left._tag).toBe("InvalidCronJob")
+    expect(Either.isLeft(badExpr) && badExpr.left._tag).toBe("InvalidCron")
     expect(Either.isLeft(badZone) && badZone.left.message).toContain('cron job "r2"')
     expect(Either.isLeft(badZone) && badZone.left.message).toContain("IANA zone")
   })

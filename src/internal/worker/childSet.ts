@@ -21,11 +21,13 @@ import {
   Children,
   CrewFailed,
   CurrentRun,
-  DuplicateWorker,
+  type DuplicateWorker,
+  duplicateWorker,
   type Run,
   type RunContext,
   type Worker,
-  WorkerNotFound
+  type WorkerNotFound,
+  workerNotFound
 } from "./core.js"
 import * as Metrics from "./metrics.js"
 import * as Registry from "./registry.js"
@@ -174,7 +176,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
 
     const fullName = (name: string) => (prefix === "" ? name : `${prefix}/${name}`)
     const offer = (message: Message) => queue.unsafeOffer(message)
-    const notFound = (name: string) => Effect.failSync(() => new WorkerNotFound({ name: fullName(name) }))
+    const notFound = (name: string) => Effect.failSync(() => workerNotFound(fullName(name)))
 
     const ask = <E>(message: (reply: Reply<E>) => Message, onClosed: Effect.Effect<void, E>) =>
       Effect.suspend(() => {
@@ -450,7 +452,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
           return Deferred.done(message.reply as Reply<unknown>, Exit.void)
         case "Remove":
         case "Restart":
-          return Deferred.fail(message.reply, new WorkerNotFound({ name: fullName(message.name) }))
+          return Deferred.fail(message.reply, workerNotFound(fullName(message.name)))
         default:
           return Effect.void
       }
@@ -466,7 +468,10 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
       Effect.suspend((): Effect.Effect<void, DuplicateWorker> => {
         const existing = children.get(worker.name)
         if (existing === undefined) return addChild(worker, context, dynamic)
-        if (!replace) return Effect.fail(new DuplicateWorker({ name: fullName(worker.name) }))
+        if (!replace)
+          return Effect.fail(
+            duplicateWorker(fullName(worker.name), "use replace to swap it, or remove it first")
+          )
         return stop(existing).pipe(
           Effect.zipRight(Effect.sync(() => children.delete(worker.name))),
           Effect.zipRight(addChild(worker, context, dynamic))

@@ -163,9 +163,10 @@ export const make = <E, R>(fields: {
   readonly body: Body<E, R>
 }): Worker<E, R> => {
   if (!validName(fields.name)) {
-    throw new globalThis.Error(
-      `Worker name ${JSON.stringify(fields.name)} must be non-empty and contain no "/"`
-    )
+    throw new InvalidWorkerName({
+      worker: fields.name,
+      message: `worker name ${JSON.stringify(fields.name)} must be non-empty and contain no "/" (it separates nested names)`
+    })
   }
   return Object.assign(Object.create(proto), {
     name: fields.name,
@@ -234,30 +235,59 @@ export class CrewFailed extends Schema.TaggedError<CrewFailed>()("CrewFailed", {
   }
 }
 
-/** No worker of that full name is running in this crew. */
+/**
+ * No worker of that name in the started tree. `worker` is the name asked for
+ * (a full name, `"app/parent/child"`). The admin API answers with the same
+ * error (404).
+ */
 export class WorkerNotFound extends Schema.TaggedError<WorkerNotFound>()("WorkerNotFound", {
-  name: Schema.String
-}) {
-  override get message(): string {
-    return `no worker named "${this.name}" in this crew (nested workers are named "parent/child"; see Handle.status for the names)`
-  }
-}
+  worker: Schema.String,
+  message: Schema.String
+}) {}
 
-/** A forced tick was asked of a worker that is not periodic. */
+/** A `WorkerNotFound` for `worker`, saying how names are written. */
+export const workerNotFound = (worker: string): WorkerNotFound =>
+  new WorkerNotFound({
+    worker,
+    message: `no worker named ${JSON.stringify(worker)}: the crew handle takes full names, the started crew's first ("app/parent/child"), as Handle.status lists them; Children.remove takes a child's short name`
+  })
+
+/**
+ * A forced tick was asked of a worker that is not periodic. `kind` is the
+ * worker's kind when known. The admin API answers with the same error (409).
+ */
 export class NotPeriodic extends Schema.TaggedError<NotPeriodic>()("NotPeriodic", {
-  name: Schema.String,
-  kind: Schema.String
-}) {
-  override get message(): string {
-    return `worker "${this.name}" is a ${this.kind} worker; only periodic workers can be ticked`
-  }
-}
+  worker: Schema.String,
+  kind: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
 
-/** A child of that name already exists. */
+/** A `NotPeriodic` for `worker` of `kind`. */
+export const notPeriodic = (worker: string, kind: string): NotPeriodic =>
+  new NotPeriodic({
+    worker,
+    kind,
+    message: `worker ${JSON.stringify(worker)} is a ${kind} worker; only periodic workers can be ticked`
+  })
+
+/**
+ * A worker of that name already exists under the same parent: returned by
+ * `add`, thrown by `Crew.make` for two static workers of one name.
+ */
 export class DuplicateWorker extends Schema.TaggedError<DuplicateWorker>()("DuplicateWorker", {
-  name: Schema.String
-}) {
-  override get message(): string {
-    return `a worker named "${this.name}" already exists here; use replace to swap it or remove it first`
-  }
-}
+  worker: Schema.String,
+  message: Schema.String
+}) {}
+
+/** A `DuplicateWorker` for the full name `worker`. */
+export const duplicateWorker = (worker: string, hint: string): DuplicateWorker =>
+  new DuplicateWorker({
+    worker,
+    message: `a worker named ${JSON.stringify(worker)} already exists here; ${hint}`
+  })
+
+/** A worker name that is empty or contains `/`; thrown by the worker constructors. */
+export class InvalidWorkerName extends Schema.TaggedError<InvalidWorkerName>()("InvalidWorkerName", {
+  worker: Schema.String,
+  message: Schema.String
+}) {}
