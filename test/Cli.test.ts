@@ -7,6 +7,7 @@
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
@@ -196,6 +197,28 @@ describe("nightshift (in-process)", () => {
       expect(badDelay.stderr).toContain('--delay: "soon" is not a duration')
       expect((yield* cliJson(["jobs", "list", "-d", db])).jobs).toEqual([])
     })
+  )
+
+  it.live(
+    "enqueue refuses JSON nested 100,000 deep and run times out of range with a message, never a stack trace",
+    () =>
+      Effect.gen(function* () {
+        const db = freshDb()
+        const deep = `{"ms":${"[".repeat(100_000)}${"]".repeat(100_000)}}`
+        for (const args of [
+          ["enqueue", "k", deep, "-d", db],
+          ["enqueue", "slow", deep, "--app", fixtureApp, "-d", db]
+        ]) {
+          const result = yield* cli(args)
+          expect(result.code, args.join(" ").slice(0, 40)).toBe(2)
+          expect(result.stderr).toContain("more than 64 levels deep")
+          expect(result.stderr).not.toMatch(/\bat .*\(.*:\d+:\d+\)/)
+        }
+        const far = yield* cli(["enqueue", "k", "{}", "--delay", "99999999999 weeks", "-d", db])
+        expect(far.code).toBe(2)
+        expect(far.stderr).toContain("delay must not reach past 9999-12-31T23:59:59.999Z")
+        expect((yield* cliJson(["jobs", "list", "-d", db])).jobs).toEqual([])
+      })
   )
 
   it.live("enqueue --app checks the kind and its payload schema and uses the kind's queue", () =>
@@ -452,5 +475,44 @@ describe("nightshift on PostgreSQL", () => {
       expect(page.jobs.map((j: JobStore.JobRecord) => j.kind)).toEqual(["pg_job"])
       yield* dropSchema(schema).pipe(Effect.provide(Layer.orDie(clientLayer())))
     })
+  )
+
+  it.live(
+    "jobs list refuses filters no name can hold; list and show render odd rows, naming their problems",
+    () =>
+      Effect.gen(function* () {
+        const schema = freshSchema("cliodd")
+        const url = new URL(databaseUrl())
+        url.searchParams.set("schema", schema)
+        const db = url.toString()
+        yield* cliJson(["migrate", "-d", db])
+        const nul = yield* cli(["jobs", "list", "-d", db, "--kind", "x\u0000y"])
+        expect(nul.code).toBe(2)
+        expect(nul.stderr).toContain("NUL character")
+        const a = yield* enqueue(db, "odd", { n: 1 })
+        const b = yield* enqueue(db, "odd", { n: 2 })
+        yield* Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql.unsafe(
+            `UPDATE ${schema}.jobs SET errors = '"boom"'::jsonb, run_at = 'infinity' WHERE id = ${a}`
+          )
+          yield* sql.unsafe(
+            `UPDATE ${schema}.jobs SET state = 'completed', lease_owner = 'n1', finalized_at = NULL, fence = -1 WHERE id = ${b}`
+          )
+        }).pipe(Effect.provide(Layer.orDie(clientLayer())))
+        const listed = yield* cli(["jobs", "list", "-d", db])
+        expect(listed.code, listed.stderr).toBe(0)
+        expect(listed.stdout).toContain(`job ${a}: errors is the text "boom", not a list`)
+        expect(listed.stdout).toContain(`job ${b}: it is completed but has no finish time`)
+        const json = yield* cliJson(["jobs", "list", "-d", db])
+        expect(json.jobs.map((j: { id: string }) => j.id).sort()).toEqual([a, b].sort())
+        const shown = yield* cli(["jobs", "show", b, "-d", db])
+        expect(shown.code, shown.stderr).toBe(0)
+        expect(shown.stdout).toContain("its fence is negative (-1)")
+        const shownA = yield* cli(["jobs", "show", a, "-d", db])
+        expect(shownA.code, shownA.stderr).toBe(0)
+        expect(shownA.stdout).toContain("runAt is number Infinity, not a time")
+        yield* dropSchema(schema).pipe(Effect.provide(Layer.orDie(clientLayer())))
+      })
   )
 })

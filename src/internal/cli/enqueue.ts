@@ -14,10 +14,10 @@ import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Job from "../../Job.js"
 import * as JobQueue from "../../JobQueue.js"
+import { formatParseError, jsonTooDeep, maxDepth } from "../input.js"
 import * as App from "./app.js"
 import { type CliError, database, json, parseDuration, usageError, withStore } from "./common.js"
 
@@ -62,13 +62,15 @@ const options = {
 type Input = Command.Command.ParseConfig<typeof options>
 
 const parseJson = (text: string): Effect.Effect<unknown, CliError> =>
-  Effect.try({
-    try: () => JSON.parse(text) as unknown,
-    catch: (error) =>
-      usageError(
-        `the payload is not valid JSON (${error instanceof Error ? error.message : error}); quote it for your shell, e.g. '{"id":42}'`
-      )
-  })
+  jsonTooDeep(text)
+    ? Effect.fail(usageError(`the payload nests arrays or objects more than ${maxDepth} levels deep`))
+    : Effect.try({
+        try: () => JSON.parse(text) as unknown,
+        catch: (error) =>
+          usageError(
+            `the payload is not valid JSON (${error instanceof Error ? error.message : error}); quote it for your shell, e.g. '{"id":42}'`
+          )
+      })
 
 /** A kind for a name the CLI knows nothing about: any JSON payload. */
 const rawKind = (name: string) => Job.make(name, { payload: Schema.Unknown })
@@ -89,9 +91,7 @@ const resolveKind = (input: Input, payload: unknown) =>
       payload
     ).pipe(
       Effect.mapError((error) =>
-        usageError(
-          `the payload does not match kind "${kind.name}":\n${ParseResult.TreeFormatter.formatErrorSync(error)}`
-        )
+        usageError(`the payload does not match kind "${kind.name}":\n${formatParseError(error)}`)
       )
     )
     return { kind, payload: decoded }

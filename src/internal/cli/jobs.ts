@@ -8,26 +8,76 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as JobStore from "../../JobStore.js"
+import * as Render from "../admin/render.js"
+import { isStorableText } from "../input.js"
 import { database, failure, json, printJson, usageError, withStore } from "./common.js"
 import { fields, indent, table, time } from "./format.js"
 
-const lastError = (job: JobStore.JobRecord) => job.errors.at(-1)?.message ?? ""
+type Detail = Render.Shown["detail"]
 
-const listTable = (page: JobStore.ListPage) =>
-  page.jobs.length === 0
-    ? "no jobs match"
-    : table(
-        ["ID", "KIND", "QUEUE", "STATE", "ATTEMPT", "RUN AT", "LAST ERROR"],
-        page.jobs.map((job) => [
-          job.id,
-          job.kind,
-          job.queue,
-          job.state,
-          `${job.attempt}/${job.maxAttempts}`,
-          time(job.runAt),
-          lastError(job)
-        ])
-      ) + (page.nextCursor === null ? "" : `\n\nmore: add --cursor ${page.nextCursor}`)
+const lastError = (job: Detail) => job.errors.at(-1)?.message ?? ""
+
+/** A page as shown: jobs read as far as they can be, and the ones that cannot be shown at all. */
+interface ShownPage {
+  readonly jobs: ReadonlyArray<Detail>
+  readonly nextCursor: string | null
+  readonly unreadable?: ReadonlyArray<{ readonly id: string; readonly problem: string }>
+}
+
+const showPage = (page: JobStore.ListPage): ShownPage => {
+  const jobs: Array<Detail> = []
+  const unreadable: Array<{ id: string; problem: string }> = []
+  for (const job of page.jobs) {
+    const shown = Render.show(job)
+    if ("unreadable" in shown)
+      unreadable.push({ id: String((job as { id?: unknown }).id), problem: shown.unreadable })
+    else jobs.push(shown.detail)
+  }
+  return unreadable.length === 0
+    ? { jobs, nextCursor: page.nextCursor }
+    : { jobs, nextCursor: page.nextCursor, unreadable }
+}
+
+const notes = (page: ShownPage) => [
+  ...page.jobs.flatMap((job) => (job.problems ?? []).map((p) => `job ${job.id}: ${p}`)),
+  ...(page.unreadable ?? []).map((u) => `job ${u.id} cannot be shown: ${u.problem}`)
+]
+
+const listTable = (page: ShownPage) => {
+  const body =
+    page.jobs.length === 0 && page.unreadable === undefined
+      ? "no jobs match"
+      : table(
+          ["ID", "KIND", "QUEUE", "STATE", "ATTEMPT", "RUN AT", "LAST ERROR"],
+          page.jobs.map((job) => [
+            job.id,
+            job.kind,
+            job.queue,
+            job.state,
+            `${job.attempt}/${job.maxAttempts}`,
+            time(job.runAt),
+            lastError(job)
+          ])
+        )
+  const said = notes(page)
+  return (
+    body +
+    (said.length === 0 ? "" : `\n\n${said.join("\n")}`) +
+    (page.nextCursor === null ? "" : `\n\nmore: add --cursor ${page.nextCursor}`)
+  )
+}
+
+/** A filter value no stored name can hold is a usage error, not a store failure. */
+const checkFilter = (flag: string, values: ReadonlyArray<string>) => {
+  const bad = values.find((v) => !isStorableText(v))
+  return bad === undefined
+    ? Effect.void
+    : Effect.fail(
+        usageError(
+          `${flag} ${JSON.stringify(bad)} holds a NUL character or a lone surrogate, which no name can`
+        )
+      )
+}
 
 const list = Command.make(
   "list",
@@ -67,11 +117,15 @@ const list = Command.make(
       if (!(input.limit >= 1 && input.limit <= 1000)) {
         return yield* Effect.fail(usageError("--limit must be from 1 to 1000"))
       }
+      yield* checkFilter("--kind", input.kind)
+      yield* checkFilter("--queue", input.queue)
+      yield* checkFilter("--cursor", Option.toArray(input.cursor))
       const page = yield* withStore(
         input.database,
         Effect.flatMap(JobStore.JobStore, (store) => store.list(filter))
       )
-      yield* input.json ? printJson(page) : Console.log(listTable(page))
+      const shown = showPage(page)
+      yield* input.json ? printJson(shown) : Console.log(listTable(shown))
     })
 ).pipe(Command.withDescription("List jobs, newest first, with filters and pagination."))
 
@@ -79,7 +133,7 @@ const id = Args.text({ name: "id" }).pipe(Args.withDescription("The job's id."))
 
 const notFound = (jobId: string) => failure(`no job with id ${jobId}`)
 
-const showText = (job: JobStore.JobRecord) => {
+const showText = (job: Detail) => {
   const lines = fields([
     ["id", job.id],
     ["kind", job.kind],
@@ -93,14 +147,18 @@ const showText = (job: JobStore.JobRecord) => {
     ["finalized", time(job.finalizedAt)],
     ["lease", job.leaseOwner === null ? "-" : `${job.leaseOwner} until ${time(job.leaseExpiresAt)}`],
     ["dedupe key", job.dedupeKey ?? "-"],
-    ["payload", JSON.stringify(job.payload)]
+    ["payload", Render.safeJson(job.payload)]
   ])
   const errors = job.errors.map(
     (e) => `attempt ${e.attempt} at ${time(e.at)} (${e.kind}):\n${indent(e.message, "    ")}`
   )
-  return errors.length === 0
-    ? `${lines}\nerrors      none`
-    : `${lines}\nerrors\n${indent(errors.join("\n"), "  ")}`
+  const shown =
+    errors.length === 0
+      ? `${lines}\nerrors      none`
+      : `${lines}\nerrors\n${indent(errors.join("\n"), "  ")}`
+  return job.problems === undefined
+    ? shown
+    : `${shown}\nproblems (what could not be read, or does not add up)\n${indent(job.problems.join("\n"), "  ")}`
 }
 
 const show = Command.make("show", { id, database, json }, (input) =>
@@ -110,7 +168,10 @@ const show = Command.make("show", { id, database, json }, (input) =>
       Effect.flatMap(JobStore.JobStore, (store) => store.get(input.id))
     )
     if (job === undefined) return yield* Effect.fail(notFound(input.id))
-    yield* input.json ? printJson(job) : Console.log(showText(job))
+    const shown = Render.show(job)
+    if ("unreadable" in shown)
+      return yield* Effect.fail(failure(`job ${input.id} cannot be shown: ${shown.unreadable}`))
+    yield* input.json ? printJson(shown.detail) : Console.log(showText(shown.detail))
   })
 ).pipe(Command.withDescription("Show one job with its attempts and every attempt's error."))
 
