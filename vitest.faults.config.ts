@@ -5,8 +5,10 @@
  * the scenarios share two cores and measure recovery.
  */
 import { defineConfig } from "vitest/config"
+import { alias } from "./vitest.shared.js"
 
 export default defineConfig({
+  resolve: { alias },
   test: {
     include: ["test/faults/**/*.fault.ts"],
     testTimeout: 300_000,

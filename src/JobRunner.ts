@@ -21,7 +21,13 @@ import type * as Scope from "effect/Scope"
 import * as Crew from "./Crew.js"
 import type * as CronJob from "./CronJob.js"
 import { type Config, makeEngine } from "./internal/runner/engine.js"
-import { cronLoop, prunePass, type Retention, rescuePass, samplePass } from "./internal/runner/maintenance.js"
+import {
+  cronLoop,
+  makeSampler,
+  prunePass,
+  type Retention,
+  rescuePass
+} from "./internal/runner/maintenance.js"
 import { makeSettler } from "./internal/runner/settler.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
@@ -190,7 +196,10 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
       cancelledMs: ms(options.retention?.cancelled, 7 * 86_400_000),
       batchSize: options.retention?.batchSize ?? 10_000
     }
-    return { config, retention, maxConcurrency: concurrency }
+    const settleBatchSize = options.settleBatchSize ?? 500
+    if (!(settleBatchSize >= 1 && Number.isInteger(settleBatchSize)))
+      yield* fail("settleBatchSize must be an integer >= 1")
+    return { config, retention, maxConcurrency: concurrency, settleBatchSize }
   })
 
 const leaderOf = Effect.map(Effect.serviceOption(Leader.Leader), (leader) =>
@@ -214,10 +223,10 @@ export const make = <R>(
   JobStore.JobStore | R | Scope.Scope
 > =>
   Effect.gen(function* () {
-    const { config, maxConcurrency, retention } = yield* resolve(handlers, options)
+    const { config, maxConcurrency, retention, settleBatchSize } = yield* resolve(handlers, options)
     const store = yield* JobStore.JobStore
     const leader = yield* leaderOf
-    const settler = yield* makeSettler(store, 500)
+    const settler = yield* makeSettler(store, settleBatchSize)
     const engine = yield* makeEngine(store, handlers, config, settler)
     const context = yield* Effect.context<R>()
     // Exclude<R, R> is never, but TypeScript does not reduce it for a generic R.
@@ -232,8 +241,9 @@ export const make = <R>(
       : engine.fetchLoop
     const fetcher: Effect.Effect<unknown> = Effect.ensuring(provide(fetch), engine.drain)
 
+    const samplePass = makeSampler(store, config.queues)
     const sampler = Effect.gen(function* () {
-      const waiting = yield* samplePass(store, config.queues)
+      const waiting = yield* samplePass
       if (options.autoscale !== undefined) {
         const target = Math.max(
           options.autoscale.min,

@@ -7,6 +7,7 @@ import * as Exit from "effect/Exit"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -20,6 +21,7 @@ import * as JobQueue from "nightshift/JobQueue"
 import * as JobRunner from "nightshift/JobRunner"
 import * as JobStore from "nightshift/JobStore"
 import * as MemoryStore from "nightshift/MemoryStore"
+import * as Metrics from "nightshift/Metrics"
 
 const Task = Job.make("task", {
   payload: Schema.Struct({ n: Schema.Number }),
@@ -371,6 +373,77 @@ describe("JobRunner", () => {
         expect(sizes.length).toBeLessThan(100)
       }).pipe(Effect.provide(layer))
     })
+  )
+
+  it.scoped("settleBatchSize bounds the outcomes written in one settle call", () =>
+    Effect.gen(function* () {
+      const real = yield* MemoryStore.make
+      const sizes: Array<number> = []
+      const counting: JobStore.Service = {
+        ...real,
+        settle: (settlements) =>
+          Effect.zipRight(
+            Effect.sync(() => sizes.push(settlements.length)),
+            real.settle(settlements)
+          )
+      }
+      yield* Effect.gen(function* () {
+        yield* JobQueue.enqueueMany(Array.from({ length: 200 }, (_, n) => JobQueue.item(Task, { n })))
+        const done = yield* awaitEvents(200, ["completed"])
+        yield* startRunner(Job.handlers(Job.handle(Task, () => Effect.void)), {
+          concurrency: 20,
+          settleBatchSize: 3
+        })
+        yield* done.await
+        expect(sizes.reduce((a, b) => a + b, 0)).toBe(200)
+        expect(Math.max(...sizes)).toBeLessThanOrEqual(3)
+        expect(Math.max(...sizes)).toBeGreaterThan(1)
+      }).pipe(Effect.provide(onStore(counting)))
+    })
+  )
+
+  it.effect("settleBatchSize must be a whole number of at least 1", () =>
+    Effect.gen(function* () {
+      for (const settleBatchSize of [0, 2.5]) {
+        const error = yield* Effect.flip(
+          JobRunner.make(Job.handlers(Job.handle(Task, () => Effect.void)), { settleBatchSize }).pipe(
+            Effect.scoped,
+            Effect.provide(MemoryStore.layer)
+          )
+        )
+        expect(error.message).toContain("settleBatchSize")
+      }
+    })
+  )
+
+  it.scoped("the queue depth gauge reads 0 once a queue is drained", () =>
+    Effect.gen(function* () {
+      const depth = (queue: string, state: string) =>
+        Effect.map(
+          Metric.value(Metrics.queueDepth.pipe(Metric.tagged("queue", queue), Metric.tagged("state", state))),
+          (gauge) => gauge.value
+        )
+      const Drained = Job.make("depth_probe", { payload: Schema.Struct({}), queue: "depth-probe" })
+      yield* JobQueue.enqueueMany([
+        JobQueue.item(Drained, {}, { delay: "30 seconds" }),
+        JobQueue.item(Drained, {}, { delay: "30 seconds" })
+      ])
+      const done = yield* awaitEvents(2, ["completed"])
+      yield* startRunner(Job.handlers(Job.handle(Drained, () => Effect.void)), {
+        queues: ["depth-probe"],
+        retention: { completed: "0 millis", interval: "10 seconds" }
+      })
+      yield* TestClock.adjust("6 seconds")
+      expect(yield* depth("depth-probe", "scheduled")).toBe(2)
+      yield* TestClock.adjust("30 seconds")
+      yield* done.await
+      // Prune and sample passes: the finished rows are gone, so counts have nothing for the queue.
+      for (let i = 0; i < 4; i++) yield* TestClock.adjust("10 seconds")
+      expect(yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)).toEqual([])
+      expect(yield* depth("depth-probe", "scheduled")).toBe(0)
+      expect(yield* depth("depth-probe", "available")).toBe(0)
+      expect(yield* depth("depth-probe", "completed")).toBe(0)
+    }).pipe(Effect.provide(Base))
   )
 
   it.scoped(

@@ -4,7 +4,7 @@ import * as Option from "effect/Option"
 import type * as CronJob from "../../CronJob.js"
 import * as Events from "../../Events.js"
 import * as JobQueue from "../../JobQueue.js"
-import type * as JobStore from "../../JobStore.js"
+import * as JobStore from "../../JobStore.js"
 import * as Metrics from "../../Metrics.js"
 
 /** Retention per final state and the batch bound of one delete. */
@@ -52,18 +52,39 @@ export const prunePass = (store: JobStore.Service, retention: Retention) =>
     return total
   })
 
-/** Sample queue depths into the gauge; returns the due depth of `queues`. */
-export const samplePass = (store: JobStore.Service, queues: ReadonlyArray<string>) =>
-  Effect.gen(function* () {
+/**
+ * Sample queue depths into the gauge; returns the due depth of `queues`.
+ * Counts leave out zeros, so every (queue, state) pair of the served queues,
+ * and every pair reported before, that is missing now reads 0: a drained
+ * queue's gauge goes back to 0 instead of keeping its last count.
+ */
+export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<string>) => {
+  const key = (queue: string, state: string) => JSON.stringify([queue, state])
+  const served = new Map<string, readonly [string, string]>()
+  for (const queue of queues) {
+    for (const state of JobStore.JobState.literals) served.set(key(queue, state), [queue, state])
+  }
+  let known = new Map(served)
+  return Effect.gen(function* () {
     const counts = yield* store.counts
     const ours = new Set(queues)
+    const seen = new Set<string>()
     let waiting = 0
     for (const c of counts) {
+      const k = key(c.queue, c.state)
+      seen.add(k)
+      if (!known.has(k)) known.set(k, [c.queue, c.state])
       yield* Metrics.depth(c.queue, c.state, c.count)
       if (ours.has(c.queue) && c.state === "available") waiting += c.count
     }
+    for (const [k, [queue, state]] of known) {
+      if (!seen.has(k)) yield* Metrics.depth(queue, state, 0)
+    }
+    // Bounded: past 10,000 pairs, forget the queues this node neither serves nor saw just now.
+    if (known.size > 10_000) known = new Map([...served, ...[...known].filter(([k]) => seen.has(k))])
     return waiting
   })
+}
 
 const enqueueSlot = (store: JobStore.Service, job: CronJob.CronJob, slot: number) =>
   Effect.gen(function* () {
