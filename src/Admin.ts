@@ -339,6 +339,30 @@ const defined = (options: Options): Options =>
   Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
 
 /**
+ * Check admin options as `layer` does (host and token, port, body limit,
+ * prefix) without serving anything, so that a process can refuse a bad
+ * configuration before it starts any work. Succeeds with the address the
+ * server would bind.
+ *
+ * @since 0.1.0
+ */
+export const validate = (
+  options: Options = {}
+): Effect.Effect<{ readonly host: string; readonly port: number }, AdminError> =>
+  Effect.map(check(options), ({ host, port }) => ({ host, port }))
+
+/**
+ * `validate` on the options `layerConfig(overrides)` would use: the
+ * environment, with `overrides` winning.
+ *
+ * @since 0.1.0
+ */
+export const validateConfig = (
+  overrides: Options = {}
+): Effect.Effect<{ readonly host: string; readonly port: number }, AdminError | ConfigError.ConfigError> =>
+  Effect.flatMap(config, (fromEnv) => validate({ ...fromEnv, ...defined(overrides) }))
+
+/**
  * `layer` configured from the environment (see `config`); fields set in
  * `overrides` (e.g. command-line flags) win over the environment.
  *

@@ -5,6 +5,7 @@
  * tests, which go through the compiled dist/bin.js, are in Cli.process.test.ts.
  */
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -415,6 +416,40 @@ describe("nightshift (in-process)", () => {
         "nightshift: stopped"
       ])
     })
+  )
+
+  it.live(
+    "run checks its whole configuration before anything starts: a refused admin setup runs no job",
+    () =>
+      Effect.gen(function* () {
+        const db = freshDb()
+        const ids: Array<string> = []
+        for (let n = 0; n < 10; n++) ids.push(yield* enqueue(db, "greet", { name: `n${n}` }))
+        const busy = yield* Effect.acquireRelease(
+          Effect.async<Net.Server>((resume) => {
+            const server = Net.createServer()
+            server.listen({ host: "127.0.0.1", port: 0 }, () => resume(Effect.succeed(server)))
+          }),
+          (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+        )
+        const busyPort = String((busy.address() as Net.AddressInfo).port)
+        const attempts: ReadonlyArray<readonly [ReadonlyArray<string>, Record<string, string>, string]> = [
+          [["--admin-host", "0.0.0.0", "--admin-port", "0"], {}, "without a token"],
+          [["--admin-port", "0"], { NIGHTSHIFT_ADMIN_HOST: "::" }, "without a token"],
+          [["--admin-port", "0"], { NIGHTSHIFT_ADMIN_MAX_BODY_BYTES: "10" }, "maxBodyBytes"],
+          [["--admin-port", busyPort], {}, `cannot listen on 127.0.0.1:${busyPort}`]
+        ]
+        for (const [flags, env, says] of attempts) {
+          const result = yield* cli(["run", fixtureApp, "-d", db, ...flags], env)
+          expect(result.code, says).toBe(2)
+          expect(result.stderr, says).toContain(says)
+          expect(result.stdout, says).toBe("")
+        }
+        const page = yield* cliJson(["jobs", "list", "-d", db])
+        expect(page.jobs.map((j: JobStore.JobRecord) => [j.state, j.attempt])).toEqual(
+          ids.map(() => ["available", 0])
+        )
+      }).pipe(Effect.scoped)
   )
 
   it.live(

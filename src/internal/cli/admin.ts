@@ -2,6 +2,7 @@
  * The admin server of `run` and `demo`, and the admin-API options shared
  * with `workers`.
  */
+import { createServer } from "node:net"
 import * as Options from "@effect/cli/Options"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -76,6 +77,44 @@ export const settings = (input: {
     token: Option.getOrUndefined(input.adminToken)
   }
 })
+
+const errorText = (e: { readonly _tag: string; readonly message?: string }) =>
+  e._tag === "AdminError" ? (e.message ?? "") : `admin server: ${e.message ?? String(e)}`
+
+/** Whether something already listens on the address (a free port is released at once). */
+const probe = (host: string, port: number) =>
+  Effect.async<string | undefined>((resume) => {
+    const server = createServer()
+    server.once("error", (e: NodeJS.ErrnoException) => resume(Effect.succeed(e.code ?? e.message)))
+    server.listen({ host, port, exclusive: true }, () =>
+      server.close(() => resume(Effect.succeed(undefined)))
+    )
+  })
+
+/**
+ * Check the admin settings (from flags and the environment) as the server
+ * will, and that its port is free, without starting anything: `run` calls
+ * this before it builds the app, so a refused configuration never runs a
+ * job. The admin module loads only when the server is on.
+ */
+export const check = (settings: Settings): Effect.Effect<void, CliError> =>
+  settings.enabled
+    ? Effect.gen(function* () {
+        const AdminModule = yield* Effect.promise(() => import("../../Admin.js"))
+        const { host, port } = yield* AdminModule.validateConfig(settings.overrides).pipe(
+          Effect.mapError((e) => usageError(errorText(e)))
+        )
+        if (port === 0) return
+        const problem = yield* probe(host, port)
+        if (problem !== undefined) {
+          return yield* Effect.fail(
+            usageError(
+              `the admin server cannot listen on ${host}:${port} (${problem}). Pick another port (--admin-port or NIGHTSHIFT_ADMIN_PORT), or --no-admin`
+            )
+          )
+        }
+      }).pipe(Effect.withSpan("nightshift.cli.checkAdmin"))
+    : Effect.void
 
 /**
  * Start the admin server in the current scope; returns its dashboard URL,

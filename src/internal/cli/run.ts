@@ -53,6 +53,8 @@ const runLoaded = (loaded: App.Loaded, input: NodeInput, label: string | undefin
   Effect.gen(function* () {
     const selected = yield* target(input.database)
     const admin = Admin.settings(input)
+    // The whole configuration is checked before anything starts: a refused one never runs a job.
+    yield* Admin.check(admin)
     const services = loaded.layer.pipe(Layer.provideMerge(Store.layer(selected)))
     const node = Nightshift.layer(loaded.app).pipe(Layer.provideMerge(services))
     const name = loaded.app.name ?? "nightshift"
