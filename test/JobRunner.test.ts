@@ -4,6 +4,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -445,6 +446,75 @@ describe("JobRunner", () => {
       expect(yield* depth("depth-probe", "completed")).toBe(0)
     }).pipe(Effect.provide(Base))
   )
+
+  describe("attempts that cannot run normally still count and end", () => {
+    const rawEnqueue = (kind: string, payload: unknown, maxAttempts: number) =>
+      Effect.flatMap(JobStore.JobStore, (store) =>
+        Effect.map(
+          store.enqueue([{ kind, queue: "default", payload, priority: 0, maxAttempts }]),
+          ([r]) => r!.id
+        )
+      )
+    const finalJob = (id: string) =>
+      Effect.flatMap(JobStore.JobStore, (store) => store.get(id)).pipe(
+        Effect.filterOrFail((job) => job !== undefined && ["discarded", "completed"].includes(job.state)),
+        Effect.retry(Schedule.spaced("1 second").pipe(Schedule.upTo("2 minutes"))),
+        Effect.tap(() => TestClock.adjust("0 millis")),
+        Effect.map((job) => job!)
+      )
+    const drive = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+      Effect.gen(function* () {
+        const fiber = yield* Effect.fork(self)
+        for (let i = 0; i < 60 && fiber.unsafePoll() === null; i++) yield* TestClock.adjust("1 second")
+        return yield* Fiber.join(fiber)
+      })
+
+    it.scoped("a payload whose decode error cannot be printed is discarded after one attempt", () =>
+      Effect.gen(function* () {
+        let deep: unknown = 1
+        for (let i = 0; i < 200_000; i++) deep = { n: deep }
+        const ran = yield* Ref.make(0)
+        yield* startRunner(Job.handlers(Job.handle(Task, () => Ref.update(ran, (n) => n + 1))))
+        const id = yield* rawEnqueue(Task.name, deep, 3)
+        const job = yield* drive(finalJob(id))
+        expect([job.state, job.attempt, job.errors.length]).toEqual(["discarded", 1, 1])
+        expect(job.errors[0]?.kind).toBe("decode")
+        expect(yield* Ref.get(ran)).toBe(0)
+      }).pipe(Effect.provide(Base))
+    )
+
+    it.scoped("a failure in the runner's own handling of an attempt counts it, up to maxAttempts", () =>
+      Effect.gen(function* () {
+        const Throwing = Job.make("throwing_decode", {
+          payload: Schema.transform(Schema.Number, Schema.Number, {
+            strict: true,
+            decode: () => {
+              throw new Error("decoder bug")
+            },
+            encode: (n) => n
+          }),
+          retry: { maxAttempts: 2 }
+        })
+        yield* startRunner(Job.handlers(Job.handle(Throwing, () => Effect.void)))
+        const id = yield* rawEnqueue(Throwing.name, 1, 2)
+        const job = yield* drive(finalJob(id))
+        expect([job.state, job.attempt]).toEqual(["discarded", 2])
+        expect(job.errors.map((e) => e.kind)).toEqual(["defect", "defect"])
+      }).pipe(Effect.provide(Base))
+    )
+
+    it.scoped("a row already past its attempt limit is discarded at claim without running", () =>
+      Effect.gen(function* () {
+        const ran = yield* Ref.make(0)
+        yield* startRunner(Job.handlers(Job.handle(Task, () => Ref.update(ran, (n) => n + 1))))
+        const id = yield* rawEnqueue(Task.name, { n: 1 }, 0)
+        const job = yield* drive(finalJob(id))
+        expect([job.state, job.attempt]).toEqual(["discarded", 1])
+        expect(job.errors[0]?.kind).toBe("attempts")
+        expect(yield* Ref.get(ran)).toBe(0)
+      }).pipe(Effect.provide(Base))
+    )
+  })
 
   it.scoped(
     "a store that stops taking outcomes does not hold up shutdown: a warning after the flush budget, and the job is rescued later",

@@ -1,4 +1,3 @@
-import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -11,7 +10,14 @@ import * as Events from "../../Events.js"
 import type * as Job from "../../Job.js"
 import type * as JobStore from "../../JobStore.js"
 import * as Metrics from "../../Metrics.js"
-import { annotateJob, execute, type InterruptReason, interruptedOutcome, type Settle } from "./execute.js"
+import {
+  annotateJob,
+  defectOutcome,
+  execute,
+  type InterruptReason,
+  interruptedOutcome,
+  type Settle
+} from "./execute.js"
 import type { Settler } from "./settler.js"
 
 /** Runner settings with every default filled in. */
@@ -128,11 +134,7 @@ export const makeEngine = <R>(
           ? exit.value
           : Exit.isInterrupted(exit)
             ? interruptedOutcome(entry.reason)
-            : {
-                _tag: "retry",
-                delayMs: 1_000,
-                error: { kind: "defect", message: Cause.pretty(exit.cause) }
-              }
+            : defectOutcome(entry.job, exit.cause)
       )
 
     const start = (job: JobStore.JobRecord, now: number) => {

@@ -22,7 +22,49 @@ const maxMessage = 16_000
 
 const clip = (s: string) => (s.length > maxMessage ? `${s.slice(0, maxMessage)}\n… (truncated)` : s)
 
-const causeMessage = (cause: Cause.Cause<unknown>) => clip(Cause.pretty(cause, { renderErrorCause: true }))
+/**
+ * Text for an error that may not be printable: a formatter that throws (a
+ * stack overflow on a deeply nested value, a throwing `toString`) gives a
+ * short note instead, so the attempt still ends and counts.
+ */
+const printable = (what: string, print: () => string): string => {
+  try {
+    return clip(print())
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : "unknown error"
+    return `${what} (its details could not be printed: ${reason})`
+  }
+}
+
+const causeMessage = (cause: Cause.Cause<unknown>) =>
+  printable("the handler failed", () => Cause.pretty(cause, { renderErrorCause: true }))
+
+/** Discard when the attempt was the last one, else retry after `delayMs`: no backoff, no effects. */
+const lastOrRetry = (job: JobStore.JobRecord, error: JobStore.AttemptErrorInput, delayMs: number): Settle =>
+  job.attempt >= job.maxAttempts
+    ? {
+        _tag: "discard",
+        error: {
+          ...error,
+          message: `${error.message}\n(attempt ${job.attempt} of ${job.maxAttempts}: no attempts left)`
+        }
+      }
+    : { _tag: "retry", delayMs, error }
+
+/**
+ * The outcome of an attempt whose fiber died outside the handler (in the
+ * runner's own handling of its end): a failed attempt that counts, retried
+ * after a second while attempts remain.
+ */
+export const defectOutcome = (job: JobStore.JobRecord, cause: Cause.Cause<unknown>): Settle =>
+  lastOrRetry(
+    job,
+    {
+      kind: "defect",
+      message: printable("the runner failed while ending the attempt", () => Cause.pretty(cause))
+    },
+    1_000
+  )
 
 /** The context a handler sees. */
 export const jobContext = (job: JobStore.JobRecord): Job.Context => ({
@@ -118,7 +160,11 @@ const decodeError = (e: ParseResult.ParseError): JobStore.Outcome => ({
   _tag: "discard",
   error: {
     kind: "decode",
-    message: `the stored payload no longer matches the schema:\n${ParseResult.TreeFormatter.formatErrorSync(e)}`
+    message: printable(
+      "the stored payload no longer matches the schema",
+      () =>
+        `the stored payload no longer matches the schema:\n${ParseResult.TreeFormatter.formatErrorSync(e)}`
+    )
   }
 })
 
@@ -207,6 +253,16 @@ export const execute = <R>(
         return Effect.succeed<Settle>({
           _tag: "discard",
           error: { kind: "unknown-kind", message: `no handler for job kind "${job.kind}"` }
+        })
+      }
+      if (!(job.attempt <= job.maxAttempts)) {
+        // A row past its limit (edited by hand, or a max_attempts of 0 or less) is not run again.
+        return Effect.succeed<Settle>({
+          _tag: "discard",
+          error: {
+            kind: "attempts",
+            message: `claimed as attempt ${job.attempt} of ${job.maxAttempts}: past its attempt limit, so it was not run`
+          }
         })
       }
       const kind = handler.kind
