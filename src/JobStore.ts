@@ -254,6 +254,18 @@ export interface ListFilter {
   readonly cursor?: string | null | undefined
 }
 
+/**
+ * The most jobs one `list` page holds, on every engine. A larger `limit` is
+ * clamped to it; the page's `nextCursor` then leads on to the rest, so a
+ * clamp never hides a job. `limit` defaults to `defaultListLimit`.
+ *
+ * @since 0.1.0
+ */
+export const maxListLimit = 1000
+
+/** The page size of `list` when no `limit` is given. @since 0.1.0 */
+export const defaultListLimit = 100
+
 /** @since 0.1.0 */
 export interface ListPage {
   readonly jobs: ReadonlyArray<JobRecord>

@@ -20,6 +20,7 @@ import * as TestClock from "effect/TestClock"
 import type * as TestServices from "effect/TestServices"
 import * as Events from "./Events.js"
 import { execute, withJobLogs } from "./internal/runner/execute.js"
+import { listAll } from "./internal/store/list.js"
 import type * as Job from "./Job.js"
 import * as JobQueue from "./JobQueue.js"
 import * as JobStore from "./JobStore.js"
@@ -65,8 +66,8 @@ export interface DrainOptions {
 const pendingStates: ReadonlyArray<JobStore.JobState> = ["scheduled", "retryable", "available"]
 
 const nextRunAt = (store: JobStore.Service, queues: ReadonlyArray<string> | undefined) =>
-  Effect.map(store.list({ states: pendingStates, queues, limit: 10_000 }), (page) =>
-    page.jobs.reduce<number | undefined>(
+  Effect.map(listAll(store, { states: pendingStates, queues }), (jobs) =>
+    jobs.reduce<number | undefined>(
       (min, j) => (min === undefined || j.runAt < min ? j.runAt : min),
       undefined
     )
@@ -133,14 +134,14 @@ export const enqueued = <Name extends string, A, I, R>(
 ): Effect.Effect<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError, JobStore.JobStore | R> =>
   Effect.gen(function* () {
     const store = yield* JobStore.JobStore
-    const page = yield* store.list({ kinds: [kind.name], limit: 10_000 })
-    if (payload === undefined) return page.jobs
+    const jobs = yield* listAll(store, { kinds: [kind.name] })
+    if (payload === undefined) return jobs
     const matches: Array<JobStore.JobRecord> = []
     const expected =
       typeof payload === "function"
         ? undefined
         : yield* Effect.orDie(Schema.encode(kind.payload)(payload as A))
-    for (const job of page.jobs) {
+    for (const job of jobs) {
       if (typeof payload !== "function") {
         if (isDeepStrictEqual(job.payload, expected)) matches.push(job)
         continue

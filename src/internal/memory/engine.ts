@@ -6,11 +6,10 @@
  * @internal
  */
 import type * as JobStore from "../../JobStore.js"
+import { byCodePoint, listLimit } from "../store/list.js"
 import type { Heap } from "./heap.js"
 import { Indexes } from "./indexes.js"
 import { dedupeKeyOf, isFinal, makeRow, type Row, snapshot } from "./row.js"
-
-const defaultListLimit = 100
 
 const noHints: Array<JobStore.Wakeup> = []
 
@@ -24,7 +23,8 @@ export class Engine {
   private readonly index = new Indexes()
   private readonly dedupe = new Map<string, Row>()
   private readonly pausedQueues = new Set<string>()
-  private readonly cronSlots = new Map<string, number>()
+  /** Per cron name: the slots taken (slot → when taken) and the latest. */
+  private readonly cronSlots = new Map<string, { readonly taken: Map<number, number>; latest: number }>()
   private readonly hintQueues = new Set<string>()
   private hintCancels: Array<string> = []
   /** Reused by every claim for the heaps it draws from. */
@@ -126,6 +126,7 @@ export class Engine {
     pruned += this.pruneState(now, "completed", request.completedMs, request.limit - pruned)
     pruned += this.pruneState(now, "discarded", request.discardedMs, request.limit - pruned)
     pruned += this.pruneState(now, "cancelled", request.cancelledMs, request.limit - pruned)
+    this.pruneCronSlots(now, request.completedMs)
     this.compactOrder()
     return pruned
   }
@@ -136,7 +137,7 @@ export class Engine {
   }
 
   list(filter: JobStore.ListFilter): JobStore.ListPage {
-    const limit = Math.max(1, filter.limit ?? defaultListLimit)
+    const limit = listLimit(filter.limit)
     const states = filter.states === undefined ? undefined : new Set(filter.states)
     const kinds = filter.kinds === undefined ? undefined : new Set(filter.kinds)
     const queues = filter.queues === undefined ? undefined : new Set(filter.queues)
@@ -194,18 +195,34 @@ export class Engine {
   }
 
   paused(): Array<string> {
-    return [...this.pausedQueues]
+    return [...this.pausedQueues].sort(byCodePoint)
   }
 
   enqueueCronSlot(now: number, input: JobStore.CronSlotInput): JobStore.EnqueueResult | undefined {
-    const last = this.cronSlots.get(input.name)
-    if (last !== undefined && input.slot <= last) return undefined
-    this.cronSlots.set(input.name, input.slot)
+    const slots = this.cronSlots.get(input.name)
+    if (slots === undefined) {
+      this.cronSlots.set(input.name, { taken: new Map([[input.slot, now]]), latest: input.slot })
+    } else {
+      if (slots.taken.has(input.slot)) return undefined
+      slots.taken.set(input.slot, now)
+      slots.latest = Math.max(slots.latest, input.slot)
+    }
     return this.insert(now, input.job)
   }
 
   lastCronSlot(name: string): number | undefined {
-    return this.cronSlots.get(name)
+    return this.cronSlots.get(name)?.latest
+  }
+
+  /** Forget slots taken longer than `ageMs` ago, except the latest of each name. */
+  private pruneCronSlots(now: number, ageMs: number): void {
+    for (const slots of this.cronSlots.values()) {
+      // Taken in time order, so the first one young enough ends the scan.
+      for (const [slot, at] of slots.taken) {
+        if (!(now - at > ageMs)) break
+        if (slot !== slots.latest) slots.taken.delete(slot)
+      }
+    }
   }
 
   private insert(now: number, input: JobStore.EnqueueInput): JobStore.EnqueueResult {

@@ -8,6 +8,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
+import { listLimit } from "../store/list.js"
 import { type Ctx, isJobId } from "./context.js"
 import * as Jobs from "./jobs.js"
 import { columns, type JobRow, toRecord } from "./rows.js"
@@ -26,7 +27,7 @@ export const get = (ctx: Ctx, id: string) =>
 /** `JobStore.list`: newest first, keyset-paginated on id. */
 export const list = (ctx: Ctx, filter: JobStore.ListFilter) => {
   const { sql } = ctx
-  const limit = Math.max(1, Math.min(filter.limit ?? 100, 1000))
+  const limit = listLimit(filter.limit)
   const where = [sql`true`]
   if (filter.states !== undefined) where.push(sql`j.state = ANY(${filter.states}::text[])`)
   if (filter.kinds !== undefined) where.push(sql`j.kind = ANY(${filter.kinds}::text[])`)
@@ -115,7 +116,7 @@ export const resume = (ctx: Ctx, queue: string) =>
 
 /** `JobStore.paused`. */
 export const paused = (ctx: Ctx) =>
-  ctx.sql<{ queue: string }>`SELECT queue FROM ${ctx.table("paused_queues")} ORDER BY queue`.pipe(
+  ctx.sql<{ queue: string }>`SELECT queue FROM ${ctx.table("paused_queues")} ORDER BY queue COLLATE "C"`.pipe(
     Effect.map((rows) => rows.map((r) => r.queue))
   )
 

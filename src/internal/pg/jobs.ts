@@ -204,7 +204,13 @@ const cancelWins = "(j.cancel_requested AND s.state IN ('retryable', 'scheduled'
  * the jobs it makes due now wake runners in the same statement.
  */
 export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>) => {
-  const valid = settlements.filter((s) => isJobId(s.id))
+  // A later settlement of an id already in the batch is not applied (as on every engine).
+  const seen = new Set<string>()
+  const valid = settlements.filter((s) => {
+    if (!isJobId(s.id) || seen.has(s.id)) return false
+    seen.add(s.id)
+    return true
+  })
   if (valid.length === 0) return Effect.succeed(settlements.map(notApplied))
   const changes = valid.map((s) => change(s.outcome))
   const col = <A>(f: (c: Change) => A) => changes.map(f)
@@ -244,8 +250,10 @@ export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>
       SELECT settled.id::text AS id, settled.state FROM settled LEFT JOIN woken ON true`.pipe(
       Effect.map((rows) => {
         const applied = new Map(rows.map((r) => [r.id, r.state]))
+        const reported = new Set<string>()
         return settlements.map((s): JobStore.SettleResult => {
-          const state = applied.get(s.id)
+          const state = reported.has(s.id) ? undefined : applied.get(s.id)
+          reported.add(s.id)
           return state === undefined ? notApplied(s) : { id: s.id, applied: true, state }
         })
       })

@@ -67,9 +67,8 @@ export const resume = (sql: SqlClient.SqlClient, queue: string) =>
     (rows) => rows.length > 0
   )
 
-/** Paused queues, oldest pause first. */
+/** Paused queues, in code-point order of their names. */
 export const paused = (sql: SqlClient.SqlClient) =>
-  Effect.map(
-    sql<{ queue: string }>`SELECT queue FROM nightshift_paused_queues ORDER BY paused_at, queue`,
-    (rows) => rows.map((row) => row.queue)
+  Effect.map(sql<{ queue: string }>`SELECT queue FROM nightshift_paused_queues ORDER BY queue`, (rows) =>
+    rows.map((row) => row.queue)
   )

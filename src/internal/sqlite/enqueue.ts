@@ -89,13 +89,12 @@ const existingHolders = (
     })
   })
 
-/** Record the slot if it is newer than every recorded slot of its name, then insert its job. */
+/** Record the slot unless it is taken (in any order), then insert its job. */
 export const cronSlot = (sql: SqlClient.SqlClient, input: JobStore.CronSlotInput) =>
   Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
     const taken = yield* sql`INSERT INTO nightshift_cron_slots (name, slot, created_at)
-      SELECT ${input.name}, ${input.slot}, ${now}
-      WHERE NOT EXISTS (SELECT 1 FROM nightshift_cron_slots WHERE name = ${input.name} AND slot >= ${input.slot})
+      VALUES (${input.name}, ${input.slot}, ${now})
       ON CONFLICT DO NOTHING RETURNING slot`
     if (taken.length === 0) return { result: undefined, queues: [] }
     const { queues, results } = yield* insert(sql, now, [input.job])

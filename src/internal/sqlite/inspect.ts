@@ -5,9 +5,8 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
+import { listLimit } from "../store/list.js"
 import { decode, jobColumns, parseId } from "./rows.js"
-
-const defaultListLimit = 100
 
 /** One job by id. */
 export const get = (sql: SqlClient.SqlClient, id: string) =>
@@ -21,7 +20,7 @@ export const get = (sql: SqlClient.SqlClient, id: string) =>
 /** A page of jobs, newest first, below the cursor. */
 export const list = (sql: SqlClient.SqlClient, filter: JobStore.ListFilter) =>
   Effect.gen(function* () {
-    const limit = Math.max(1, Math.floor(filter.limit ?? defaultListLimit))
+    const limit = listLimit(filter.limit)
     const clauses = [
       inList(sql, "state", filter.states),
       inList(sql, "kind", filter.kinds),
@@ -66,5 +65,11 @@ export const prune = (sql: SqlClient.SqlClient, request: JobStore.PruneRequest) 
       SELECT id FROM (${arm("completed", request.completedMs)} UNION ALL ${arm("discarded", request.discardedMs)}
         UNION ALL ${arm("cancelled", request.cancelledMs)}) LIMIT ${Math.floor(request.limit)})
       RETURNING id`
+    // Old cron slot records go too, except the latest of each name (as on PostgreSQL).
+    yield* sql`DELETE FROM nightshift_cron_slots WHERE (name, slot) IN (
+      SELECT o.name, o.slot FROM nightshift_cron_slots o
+      WHERE o.created_at < ${cutoff(request.completedMs)}
+        AND o.slot < (SELECT max(m.slot) FROM nightshift_cron_slots m WHERE m.name = o.name)
+      LIMIT ${Math.floor(request.limit)})`
     return rows.length
   })

@@ -115,6 +115,12 @@ export const claimSuite = (test: StoreTest) =>
         expect(claimIds(yield* store.claim(request({ queues: ["slow"] })))).toEqual([paused.id])
       }))
 
+    test("paused lists the paused queues in code-point order of their names", ({ store }) =>
+      Effect.gen(function* () {
+        for (const queue of ["b", "é", "a", "C", "z", "_", "a2"]) yield* store.pause(queue)
+        expect(yield* store.paused).toEqual(["C", "_", "a", "a2", "b", "z", "é"])
+      }))
+
     test("pausing a queue does not block enqueues into it", ({ store }) =>
       Effect.gen(function* () {
         yield* store.pause("q")

@@ -51,6 +51,37 @@ export const cronSuite = (test: StoreTest) =>
         expect((yield* store.list({ kinds: ["ca"] })).jobs).toHaveLength(2)
       }))
 
+    test("slots reached out of order are each taken once", ({ store }) =>
+      Effect.gen(function* () {
+        const job = input({ kind: "ooo" })
+        expect(yield* store.enqueueCronSlot({ name: "ooo", slot: 10 * minute, job })).toBeDefined()
+        expect(yield* store.enqueueCronSlot({ name: "ooo", slot: 30 * minute, job })).toBeDefined()
+        // A node that fell behind reaches slot 20 after another took slot 30: it is still taken, once.
+        expect(yield* store.enqueueCronSlot({ name: "ooo", slot: 20 * minute, job })).toBeDefined()
+        expect(yield* store.enqueueCronSlot({ name: "ooo", slot: 20 * minute, job })).toBeUndefined()
+        // Even one older than the first slot taken.
+        expect(yield* store.enqueueCronSlot({ name: "ooo", slot: 5 * minute, job })).toBeDefined()
+        expect(yield* store.enqueueCronSlot({ name: "ooo", slot: 5 * minute, job })).toBeUndefined()
+        expect(yield* store.lastCronSlot("ooo")).toBe(30 * minute)
+        expect((yield* store.list({ kinds: ["ooo"] })).jobs).toHaveLength(4)
+      }))
+
+    test("prune keeps the latest slot of each name, which stays taken", ({ store, advance }) =>
+      Effect.gen(function* () {
+        const job = input({ kind: "old_slots" })
+        for (const slot of [1, 2, 3]) yield* store.enqueueCronSlot({ name: "old", slot: slot * minute, job })
+        yield* advance(2 * 86_400_000)
+        yield* store.prune({
+          completedMs: 86_400_000,
+          discardedMs: 86_400_000,
+          cancelledMs: 86_400_000,
+          limit: 100
+        })
+        expect(yield* store.lastCronSlot("old")).toBe(3 * minute)
+        expect(yield* store.enqueueCronSlot({ name: "old", slot: 3 * minute, job })).toBeUndefined()
+        expect(yield* store.enqueueCronSlot({ name: "old", slot: 4 * minute, job })).toBeDefined()
+      }))
+
     test("a slot's job can be scheduled for later and still dedupes by key", ({ store }) =>
       Effect.gen(function* () {
         const live = yield* enqueueOne(store, { kind: "cron_k", dedupeKey: "only-one" })

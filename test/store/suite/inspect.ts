@@ -1,6 +1,6 @@
 import { describe, expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import type * as JobStore from "../../../src/JobStore.js"
+import * as JobStore from "../../../src/JobStore.js"
 import { enqueueOne, input, request, type StoreTest, settleOne, started } from "../helpers.js"
 
 const hour = 3_600_000
@@ -137,6 +137,30 @@ export const countsSuite = (test: StoreTest) =>
 
 export const listSuite = (test: StoreTest) =>
   describe("list", () => {
+    test("a page holds at most maxListLimit jobs on every engine; its nextCursor leads on to the rest", ({
+      store
+    }) =>
+      Effect.gen(function* () {
+        const total = JobStore.maxListLimit + 2
+        yield* store.enqueue(Array.from({ length: total }, (_, i) => input({ kind: "many", payload: { i } })))
+        const first = yield* store.list({ kinds: ["many"], limit: 10 * JobStore.maxListLimit })
+        expect(first.jobs).toHaveLength(JobStore.maxListLimit)
+        expect(first.nextCursor).not.toBeNull()
+        const rest = yield* store.list({
+          kinds: ["many"],
+          limit: 10 * JobStore.maxListLimit,
+          cursor: first.nextCursor
+        })
+        expect(rest.jobs).toHaveLength(2)
+        expect(rest.nextCursor).toBeNull()
+        // Fractions round down, anything below 1 asks for 1, and no number at all for the default.
+        expect((yield* store.list({ kinds: ["many"], limit: 2.9 })).jobs).toHaveLength(2)
+        expect((yield* store.list({ kinds: ["many"], limit: 0 })).jobs).toHaveLength(1)
+        expect((yield* store.list({ kinds: ["many"], limit: Number.NaN })).jobs).toHaveLength(
+          JobStore.defaultListLimit
+        )
+      }))
+
     test("pages newest first with a cursor, without duplicates or gaps", ({ store }) =>
       Effect.gen(function* () {
         const results = yield* store.enqueue(Array.from({ length: 25 }, (_, i) => input({ payload: { i } })))

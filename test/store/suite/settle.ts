@@ -6,6 +6,31 @@ const boom = { kind: "failure", message: "Error: boom" }
 
 export const settleSuite = (test: StoreTest) =>
   describe("settle", () => {
+    test("an id twice in one batch: the first settlement applies, the later one is not applied", ({
+      store
+    }) =>
+      Effect.gen(function* () {
+        const job = yield* started(store)
+        const other = yield* started(store)
+        const results = yield* store.settle([
+          { id: job.id, fence: job.fence, outcome: { _tag: "completed" } },
+          { id: other.id, fence: other.fence, outcome: { _tag: "completed" } },
+          {
+            id: job.id,
+            fence: job.fence,
+            outcome: { _tag: "retry", delayMs: 0, error: { kind: "failure", message: "late" } }
+          }
+        ])
+        expect(results).toEqual([
+          { id: job.id, applied: true, state: "completed" },
+          { id: other.id, applied: true, state: "completed" },
+          { id: job.id, applied: false, state: null }
+        ])
+        const after = yield* getJob(store, job.id)
+        expect(after.state).toBe("completed")
+        expect(after.errors).toEqual([])
+      }))
+
     test("completed: final, lease cleared, finalizedAt stamped", ({ store }) =>
       Effect.gen(function* () {
         const job = yield* started(store)
