@@ -3,9 +3,10 @@
  *
  * Every runner that declares a cron job enqueues it at each slot, and the
  * store records each `(name, slot)` once, so exactly one job is enqueued per
- * slot however many runners declare it (a slot key, not a lock). With
- * `backfill`, a runner starting after downtime enqueues the latest slot it
- * missed.
+ * slot however many runners declare it (a slot key, not a lock): no node
+ * needs to lead for it. With `backfill`, a runner starting after downtime
+ * enqueues the slots missed since the last one recorded, oldest first, at
+ * most `maxBackfill` of them (the most recent ones).
  *
  * @since 0.1.0
  */
@@ -54,14 +55,28 @@ export interface CronJob {
   readonly payload: unknown
   readonly options: Pick<JobQueue.EnqueueOptions, "queue" | "priority" | "maxAttempts">
   readonly backfill: boolean
+  /** With `backfill`: at most this many missed slots are enqueued at start-up (the most recent). */
+  readonly backfillLimit: number
 }
+
+/**
+ * The most missed slots `backfill: true` enqueues at start-up; pass a number
+ * as `backfill` for another limit.
+ *
+ * @since 0.1.0
+ */
+export const maxBackfill = 100
 
 /** @since 0.1.0 */
 export interface Options extends Pick<JobQueue.EnqueueOptions, "queue" | "priority" | "maxAttempts"> {
   /** IANA time zone of the expression. Default `"UTC"`. */
   readonly tz?: string | undefined
-  /** After downtime, enqueue the latest missed slot at start-up. Default false. */
-  readonly backfill?: boolean | undefined
+  /**
+   * After downtime, enqueue the slots missed since the last recorded one at
+   * start-up, oldest first: `true` for at most `maxBackfill` (100), a number
+   * for at most that many (the most recent). Default false.
+   */
+  readonly backfill?: boolean | number | undefined
   /** Unique name of this schedule (the slot key). Default: the kind's name. */
   readonly name?: string | undefined
 }
@@ -98,6 +113,8 @@ export const make = <Name extends string, A, I>(
     kind,
     payload,
     options: enqueue,
-    backfill: backfill ?? false
+    backfill: backfill === true || (typeof backfill === "number" && backfill > 0),
+    backfillLimit:
+      backfill === true ? maxBackfill : typeof backfill === "number" ? Math.max(0, Math.floor(backfill)) : 0
   })
 }

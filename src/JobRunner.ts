@@ -6,7 +6,9 @@
  * to the free slots, woken by store hints or the poll interval), `heartbeat`
  * (extends leases, stops cancelled attempts), `settler` (writes outcomes in
  * batches), `listener` (store hints), `sampler` (queue depth, autoscaling),
- * and on the leader `rescuer`, `pruner` and `cron`.
+ * `rescuer` (takes back jobs whose lease ran out) and `cron` (tries every
+ * slot; the store records each once) on every node, and `pruner` on the
+ * leader.
  *
  * @since 0.1.0
  */
@@ -269,9 +271,11 @@ export const make = <R>(
         { schedule: Schedule.spaced(options.autoscale ? 1_000 : 5_000) },
         logged("sampling queue depth", sampler)
       ),
+      // Every node rescues (the update is fenced, so two rescuers never both take a job):
+      // a dead leader's jobs come back as fast as anyone's.
       Worker.periodic(
         "rescuer",
-        { ...onLeader, schedule: Schedule.spaced(ms(options.rescueInterval, 5_000)) },
+        { schedule: Schedule.spaced(ms(options.rescueInterval, 5_000)) },
         logged("rescue", rescuePass(store, 1_000))
       ),
       Worker.periodic(
@@ -279,12 +283,8 @@ export const make = <R>(
         { ...onLeader, schedule: Schedule.spaced(ms(options.retention?.interval, 60_000)) },
         logged("prune", prunePass(store, retention))
       ),
-      Worker.make(
-        "cron",
-        Leader.whileLeader(cronLoop(store, options.cron ?? [])).pipe(
-          Effect.provideService(Leader.Leader, leader)
-        )
-      ),
+      // Every node tries every slot; the store records each slot once.
+      Worker.make("cron", cronLoop(store, options.cron ?? [])),
       Worker.make("fetcher", fetcher, { shutdownTimeout: config.shutdownTimeoutMs + 5_000 })
     ]
 

@@ -21,6 +21,7 @@ import * as Job from "nightshift/Job"
 import * as JobQueue from "nightshift/JobQueue"
 import * as JobRunner from "nightshift/JobRunner"
 import * as JobStore from "nightshift/JobStore"
+import * as Leader from "nightshift/Leader"
 import * as MemoryStore from "nightshift/MemoryStore"
 import * as Metrics from "nightshift/Metrics"
 
@@ -223,7 +224,7 @@ describe("JobRunner", () => {
     }).pipe(Effect.provide(Base))
   )
 
-  it.scoped("with backfill, a runner starting after downtime enqueues the latest missed slot", () =>
+  it.scoped("with backfill, a runner starting after downtime enqueues every missed slot, oldest first", () =>
     Effect.gen(function* () {
       const hourly = Either.getOrThrow(CronJob.make(Task, { n: 0 }, "0 * * * *", { backfill: true }))
       const store = yield* JobStore.JobStore
@@ -234,7 +235,42 @@ describe("JobRunner", () => {
       yield* TestClock.adjust("1 millis")
       expect(yield* store.lastCronSlot("task")).toBe(3 * 3_600_000)
       const page = yield* store.list({ kinds: ["task"] })
-      expect(page.jobs).toHaveLength(2)
+      expect(page.jobs).toHaveLength(4)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("backfill enqueues at most its limit of missed slots, the most recent", () =>
+    Effect.gen(function* () {
+      const minutely = Either.getOrThrow(CronJob.make(Task, { n: 0 }, "* * * * *", { backfill: 5 }))
+      expect(minutely.backfillLimit).toBe(5)
+      const store = yield* JobStore.JobStore
+      const input = yield* JobQueue.toInput(Task, { n: 0 }, {}, { _tag: "None" } as never)
+      yield* store.enqueueCronSlot({ name: "task", slot: 0, job: input })
+      yield* TestClock.setTime(24 * 3_600_000 + 30_000) // a day later: 1,440 slots missed
+      yield* startRunner(Job.handlers<never>(), { cron: [minutely] })
+      yield* TestClock.adjust("1 millis")
+      const page = yield* store.list({ kinds: ["task"] })
+      expect(page.jobs).toHaveLength(6)
+      expect(yield* store.lastCronSlot("task")).toBe(24 * 3_600_000)
+      expect(
+        Either.getOrThrow(CronJob.make(Task, { n: 0 }, "* * * * *", { backfill: true })).backfillLimit
+      ).toBe(CronJob.maxBackfill)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.scoped("a node that does not lead still tries every cron slot and rescues expired leases", () =>
+    Effect.gen(function* () {
+      const every5 = Either.getOrThrow(CronJob.make(Task, { n: 0 }, "*/5 * * * *"))
+      const store = yield* JobStore.JobStore
+      const { id } = yield* JobQueue.enqueue(Task, { n: 9 }, { queue: "elsewhere" })
+      // A process that died holding a job: its lease runs out after 30 s.
+      yield* store.claim({ owner: "dead", queues: ["elsewhere"], kinds: ["task"], limit: 1, leaseMs: 30_000 })
+      yield* startRunner(Job.handlers<never>(), { cron: [every5], pollInterval: "1 hour" }).pipe(
+        Effect.provideService(Leader.Leader, Leader.fromConstant(false))
+      )
+      for (let i = 0; i < 6; i++) yield* TestClock.adjust("1 minute")
+      expect((yield* store.list({ kinds: ["task"], queues: ["default"] })).jobs).toHaveLength(1)
+      expect((yield* job(id)).state).toBe("retryable")
     }).pipe(Effect.provide(Base))
   )
 

@@ -111,8 +111,20 @@ export const cronLoop = (store: JobStore.Service, jobs: ReadonlyArray<CronJob.Cr
     const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
     for (const job of jobs.filter((j) => j.backfill)) {
       const last = yield* Effect.orElseSucceed(store.lastCronSlot(job.name), () => undefined)
-      const missed = Cron.prev(job.cron, now).getTime()
-      if (last !== undefined && last < missed) yield* enqueueSlot(store, job, missed)
+      if (last === undefined) continue
+      // Walk back from now: bounded by the limit, however long the downtime.
+      const missed: Array<number> = []
+      for (let slot = Cron.prev(job.cron, now).getTime(); slot > last; ) {
+        if (missed.length === job.backfillLimit) {
+          yield* Effect.logWarning(
+            `nightshift: cron ${job.name} missed more than ${job.backfillLimit} slots; backfilling the latest ${job.backfillLimit}`
+          )
+          break
+        }
+        missed.push(slot)
+        slot = Cron.prev(job.cron, slot - 1).getTime()
+      }
+      for (const slot of missed.reverse()) yield* enqueueSlot(store, job, slot)
     }
     const next = jobs.map((j) => Cron.next(j.cron, now).getTime())
     while (true) {
