@@ -9,6 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as fc from "effect/FastCheck"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -146,6 +147,67 @@ describe("admin API on bad input (PostgreSQL)", () => {
         expect(delayed.status, delayed.text).toBe(201)
       }),
     { timeout: 60_000 }
+  )
+
+  it.scoped(
+    "random enqueue bodies, deep, huge and out of range included, are never a 5xx and always say why",
+    () =>
+      Effect.gen(function* () {
+        const { base } = yield* serve()
+        const deep = fc
+          .tuple(fc.integer({ min: 60, max: 120_000 }), fc.constantFrom("[", '{"a":'))
+          .map(([n, open]) => open.repeat(n) + (open === "[" ? "]" : "1}").repeat(n))
+        const value = fc.oneof(
+          fc.jsonValue().map((v) => JSON.stringify(v)),
+          deep,
+          fc.double().map((d) => (Number.isFinite(d) ? String(d) : "1e999")),
+          fc.constantFrom("-1e17", "1e17", "8.64e15", "-8.64e15", "253402300800000", "1e308"),
+          fc
+            .tuple(
+              fc.bigInt({ min: 0n, max: 10n ** 15n }),
+              fc.constantFrom("weeks", "days", "millis", "nanos", "hours")
+            )
+            .map(([n, unit]) => JSON.stringify(`${n} ${unit}`)),
+          fc.constantFrom(
+            '"+275760-09-13T00:00:00.000Z"',
+            '"-271821-04-20T00:00:00Z"',
+            '"10000-01-01"',
+            '"x\\u0000"'
+          )
+        )
+        const body = fc
+          .record(
+            {
+              kind: fc.constantFrom('"email"', '"blob"', '"nope"', "1"),
+              payload: fc.oneof(value, fc.constant('{"to":"a"}')),
+              queue: fc.oneof(value, fc.constant('"q\\u0000"')),
+              priority: value,
+              maxAttempts: value,
+              dedupeKey: value,
+              runAt: value,
+              delay: value
+            },
+            { requiredKeys: ["kind"] }
+          )
+          .map(
+            (fields) =>
+              `{${Object.entries(fields)
+                .map(([k, v]) => `"${k}":${v}`)
+                .join(",")}}`
+          )
+        const bad: Array<string> = []
+        for (const sample of fc.sample(body, 600)) {
+          const reply = yield* call(base, "POST", "/jobs", { body: sample })
+          if (
+            reply.status >= 500 ||
+            reply.status < 200 ||
+            (reply.status >= 400 && typeof reply.json?.message !== "string")
+          )
+            bad.push(`${sample.slice(0, 120)} -> ${reply.status} ${reply.text.slice(0, 120)}`)
+        }
+        expect(bad).toEqual([])
+      }),
+    { timeout: 120_000 }
   )
 
   it.scoped("list filters no name can hold are 400, not a store outage", () =>
