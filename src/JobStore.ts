@@ -263,6 +263,20 @@ export interface ListFilter {
  */
 export const maxListLimit = 1000
 
+/**
+ * The longest delay a settle stores (a retry's or a snooze's `delayMs`):
+ * 100 years. A longer one is clamped to it; a negative or NaN one is 0.
+ *
+ * @since 0.1.0
+ */
+export const maxDelayMs = 100 * 365.25 * 86_400_000
+
+/**
+ * The most characters of an attempt error's message a store keeps; the rest
+ * is cut and marked. @since 0.1.0
+ */
+export const maxErrorMessageLength = 64 * 1024
+
 /** The page size of `list` when no `limit` is given. @since 0.1.0 */
 export const defaultListLimit = 100
 

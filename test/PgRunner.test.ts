@@ -164,4 +164,34 @@ describe("JobRunner on PostgreSQL, two nodes", () => {
       Effect.fail("boom")
     )
   })
+
+  it.live("a handler error with a NUL character does not hold up the other jobs settled with it", () =>
+    Effect.gen(function* () {
+      const schema = yield* schemaIn("nul")
+      const node = yield* nodeStore(schema)
+      const Bad = Job.make("bad", { payload: Schema.Struct({}), retry: { maxAttempts: 1 } })
+      const handlers = Job.handlers(
+        Job.handle(Bad, () => Effect.fail(new Error("the device said \u0000 and stopped"))),
+        Job.handle(Quick, () => Effect.void)
+      )
+      yield* runner(node.store, handlers, { id: "node-a", concurrency: 20, pollInterval: "200 millis" })
+      const queue = yield* producer(node.store)
+      const bad = yield* queue.enqueue(Bad, {})
+      const quick = yield* queue.enqueueMany(
+        Array.from({ length: 30 }, (_, n) => JobQueue.item(Quick, { n }))
+      )
+      yield* eventually(
+        "every job is final",
+        Effect.map(
+          Effect.forEach([bad, ...quick], (job) => node.store.get(job.id)),
+          (jobs) => jobs.every((job) => job !== undefined && JobStore.finalStates.includes(job.state))
+        ),
+        "30 seconds"
+      )
+      for (const job of quick) expect((yield* node.store.get(job.id))!.state).toBe("completed")
+      const stored = (yield* node.store.get(bad.id))!
+      expect(stored.state).toBe("discarded")
+      expect(stored.errors[0]!.message).toContain("the device said \uFFFD and stopped")
+    }).pipe(Effect.scoped)
+  )
 })

@@ -22,6 +22,7 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Ctx from "../src/internal/pg/context.js"
+import * as Jobs from "../src/internal/pg/jobs.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
@@ -573,6 +574,73 @@ describe("PgStore transactional enqueue", () => {
       expect(yield* sql`SELECT n FROM ${sql(`${schema}.orders`)} ORDER BY n`).toEqual([{ n: 3 }, { n: 4 }])
       expect((yield* store.list({})).jobs.map((j) => j.payload)).toEqual([{ n: 4 }])
     }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore settle: a row PostgreSQL refuses fails alone", () => {
+  it.live("a settlement whose fence is out of range is not applied; the rest of its batch settles", () =>
+    Effect.gen(function* () {
+      const { store } = yield* setup("refused")
+      yield* store.enqueue([input(), input(), input()])
+      const [a, b, c] = yield* store.claim({
+        queues: ["q"],
+        kinds: ["k"],
+        limit: 3,
+        leaseMs: 30_000,
+        owner: "o"
+      })
+      const results = yield* store.settle([
+        { id: a!.id, fence: a!.fence, outcome: { _tag: "completed" } },
+        { id: b!.id, fence: 2 ** 40, outcome: { _tag: "completed" } },
+        {
+          id: c!.id,
+          fence: c!.fence,
+          outcome: { _tag: "retry", delayMs: 0, error: { kind: "f", message: "m" } }
+        }
+      ])
+      expect(results).toEqual([
+        { id: a!.id, applied: true, state: "completed" },
+        { id: b!.id, applied: false, state: null },
+        { id: c!.id, applied: true, state: "retryable" }
+      ])
+      expect((yield* store.get(b!.id))!.state).toBe("running")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "an outcome PostgreSQL refuses discards its job with an error that says why; the rest settles",
+    () =>
+      Effect.gen(function* () {
+        const { schema, store, sql } = yield* setup("unstorable")
+        yield* store.enqueue([input(), input()])
+        const [a, b] = yield* store.claim({
+          queues: ["q"],
+          kinds: ["k"],
+          limit: 2,
+          leaseMs: 30_000,
+          owner: "o"
+        })
+        // Past the store's own cleaning, as a raw outcome would arrive: text with NUL.
+        const rows = yield* Jobs.settleIsolated(Ctx.make(sql, schema, "database"), [
+          { id: a!.id, fence: a!.fence, outcome: { _tag: "completed" } },
+          {
+            id: b!.id,
+            fence: b!.fence,
+            outcome: { _tag: "retry", delayMs: 0, error: { kind: "failure", message: "bad\u0000byte" } }
+          }
+        ])
+        expect(new Map(rows.map((r) => [r.id, r.state]))).toEqual(
+          new Map([
+            [a!.id, "completed"],
+            [b!.id, "discarded"]
+          ])
+        )
+        const refused = (yield* store.get(b!.id))!
+        expect(refused.errors.map((e) => e.kind)).toEqual(["unstorable"])
+        expect(refused.errors[0]!.message).toContain(
+          "PostgreSQL refused to store this attempt's retry outcome"
+        )
+      }).pipe(Effect.scoped)
   )
 })
 

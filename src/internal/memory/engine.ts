@@ -7,6 +7,7 @@
  */
 import type * as JobStore from "../../JobStore.js"
 import { byCodePoint, listLimit } from "../store/list.js"
+import { storableOutcome } from "../store/outcome.js"
 import type { Heap } from "./heap.js"
 import { Indexes } from "./indexes.js"
 import { dedupeKeyOf, isFinal, makeRow, type Row, snapshot } from "./row.js"
@@ -99,7 +100,7 @@ export class Engine {
       if (row === undefined || row.state !== "running" || row.fence !== fence) {
         return { id, applied: false, state: null }
       }
-      this.applyOutcome(row, now, outcome)
+      this.applyOutcome(row, now, storableOutcome(outcome))
       return { id, applied: true, state: row.state }
     })
   }

@@ -9,8 +9,10 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
+import { storableSettlements, storableText } from "../store/outcome.js"
 import { type Ctx, isJobId, millis, type Now } from "./context.js"
 import { claimOrder, columns, type JobRow, toRecord } from "./rows.js"
+import { messageOf } from "./schema.js"
 import { enqueuedPayloads, notify } from "./wakeups.js"
 
 const dedupeIdentity = (job: JobStore.EnqueueInput): string | undefined =>
@@ -200,23 +202,17 @@ const change = (outcome: JobStore.Outcome): Change => {
 const cancelWins = "(j.cancel_requested AND s.state IN ('retryable', 'scheduled', 'available'))"
 
 /**
- * `JobStore.settle`: all outcomes in one fenced `UPDATE … FROM unnest(…)`;
+ * The settle statement: all outcomes in one fenced `UPDATE … FROM unnest(…)`;
  * the jobs it makes due now wake runners in the same statement.
  */
-export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>) => {
-  // A later settlement of an id already in the batch is not applied (as on every engine).
-  const seen = new Set<string>()
-  const valid = settlements.filter((s) => {
-    if (!isJobId(s.id) || seen.has(s.id)) return false
-    seen.add(s.id)
-    return true
-  })
-  if (valid.length === 0) return Effect.succeed(settlements.map(notApplied))
+const settleStatement = (ctx: Ctx, valid: ReadonlyArray<JobStore.Settlement>) => {
   const changes = valid.map((s) => change(s.outcome))
   const col = <A>(f: (c: Change) => A) => changes.map(f)
   const { sql } = ctx
-  return Effect.flatMap(ctx.now, (now) =>
-    sql<{ id: string; state: JobStore.JobState }>`
+  return Effect.flatMap(
+    ctx.now,
+    (now) =>
+      sql<{ id: string; state: JobStore.JobState }>`
       WITH s AS (
         SELECT * FROM unnest(
           ${valid.map((s) => s.id)}::bigint[], ${valid.map((s) => s.fence)}::int[],
@@ -247,17 +243,104 @@ export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>
         WHERE settled.state IN ('available', 'scheduled', 'retryable') AND settled.run_at <= ${now.ts}
         HAVING count(*) > 0
       )
-      SELECT settled.id::text AS id, settled.state FROM settled LEFT JOIN woken ON true`.pipe(
-      Effect.map((rows) => {
-        const applied = new Map(rows.map((r) => [r.id, r.state]))
-        const reported = new Set<string>()
-        return settlements.map((s): JobStore.SettleResult => {
-          const state = reported.has(s.id) ? undefined : applied.get(s.id)
-          reported.add(s.id)
-          return state === undefined ? notApplied(s) : { id: s.id, applied: true, state }
-        })
-      })
+      SELECT settled.id::text AS id, settled.state FROM settled LEFT JOIN woken ON true`
+  )
+}
+
+/**
+ * Did PostgreSQL refuse the data of a statement (a data exception, a broken
+ * constraint, a value past a limit), as opposed to failing to run it (a lost
+ * connection, a timeout), which a retry may cure?
+ */
+const refusedData = (error: SqlError): boolean => {
+  const code = (error.cause as { code?: unknown } | undefined)?.code
+  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23") || code.startsWith("54"))
+}
+
+/** The outcome that replaces one the database refused: discard, saying why. */
+const refusedOutcome = (settlement: JobStore.Settlement, error: SqlError): JobStore.Settlement => ({
+  id: settlement.id,
+  fence: settlement.fence,
+  outcome: {
+    _tag: "discard",
+    error: {
+      kind: "unstorable",
+      message: storableText(
+        `PostgreSQL refused to store this attempt's ${settlement.outcome._tag} outcome (${messageOf(error)}), so the job is discarded instead`,
+        2_000
+      )
+    }
+  }
+})
+
+/**
+ * Settle one job on its own; when PostgreSQL refuses its outcome, discard the
+ * job with an error that says why instead. When it refuses that too (the
+ * settlement itself is malformed, say a fence out of range), the settlement
+ * is not applied, and the warning says why.
+ */
+const settleAlone = (ctx: Ctx, settlement: JobStore.Settlement) =>
+  settleStatement(ctx, [settlement]).pipe(
+    Effect.catchIf(refusedData, (error) =>
+      Effect.logWarning(
+        `nightshift: PostgreSQL refused the ${settlement.outcome._tag} outcome of job ${settlement.id} (fence ${settlement.fence}): ${messageOf(error)}; discarding the job instead`
+      ).pipe(
+        Effect.zipRight(settleStatement(ctx, [refusedOutcome(settlement, error)])),
+        Effect.catchIf(refusedData, (again) =>
+          Effect.as(
+            Effect.logWarning(
+              `nightshift: PostgreSQL refused to settle job ${settlement.id} (fence ${settlement.fence}) at all: ${messageOf(again)}; the settlement is not applied`
+            ),
+            []
+          )
+        )
+      )
     )
+  )
+
+/**
+ * Write settlements that are already storable and unique by id: in one
+ * statement, or, when PostgreSQL refuses the batch's data, each on its own
+ * (see `settleAlone`), so that the rest settle as they are.
+ */
+export const settleIsolated = (ctx: Ctx, valid: ReadonlyArray<JobStore.Settlement>) =>
+  valid.length === 1
+    ? settleAlone(ctx, valid[0]!)
+    : settleStatement(ctx, valid).pipe(
+        Effect.catchIf(refusedData, () =>
+          Effect.map(
+            Effect.forEach(valid, (s) => settleAlone(ctx, s)),
+            (rows) => rows.flat()
+          )
+        )
+      )
+
+/**
+ * `JobStore.settle`: outcomes made storable (text without NUL, delays in
+ * range, see `storableOutcome`), then written by `settleIsolated`: a row
+ * PostgreSQL refuses fails alone, never its batch.
+ */
+export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>) => {
+  // A later settlement of an id already in the batch is not applied (as on every engine).
+  const seen = new Set<string>()
+  const valid = storableSettlements(
+    settlements.filter((s) => {
+      if (!isJobId(s.id) || seen.has(s.id)) return false
+      seen.add(s.id)
+      return true
+    })
+  )
+  if (valid.length === 0) return Effect.succeed(settlements.map(notApplied))
+  return settleIsolated(ctx, valid).pipe(
+    Effect.map((rows) => {
+      const applied = new Map(rows.map((r) => [r.id, r.state]))
+      const reported = new Set<string>()
+      return settlements.map((s): JobStore.SettleResult => {
+        const state = reported.has(s.id) ? undefined : applied.get(s.id)
+        reported.add(s.id)
+        return state === undefined ? notApplied(s) : { id: s.id, applied: true, state }
+      })
+    })
   )
 }
 

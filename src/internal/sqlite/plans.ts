@@ -3,6 +3,7 @@
  * reads through `json_each`.
  */
 import type * as JobStore from "../../JobStore.js"
+import { storableOutcome } from "../store/outcome.js"
 
 /** `now + ms` as an integer epoch ms (backoff delays may be fractional). */
 export const after = (now: number, ms: number): number => Math.ceil(now + Math.max(0, ms))
@@ -72,7 +73,8 @@ export const settleRow = (
   now: number,
   settlement: JobStore.Settlement
 ): ReadonlyArray<unknown> => {
-  const { fence, outcome } = settlement
+  const { fence } = settlement
+  const outcome = storableOutcome(settlement.outcome)
   switch (outcome._tag) {
     case "completed":
       return [id, fence, "completed", null, 0, 1, null, null]

@@ -1,11 +1,59 @@
 import { describe, expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as JobStore from "../../../src/JobStore.js"
 import { between, getJob, request, type StoreTest, settleOne, started, timed } from "../helpers.js"
 
 const boom = { kind: "failure", message: "Error: boom" }
 
 export const settleSuite = (test: StoreTest) =>
   describe("settle", () => {
+    test("what a handler produced is stored as every engine can hold it: NUL, huge delays, huge messages", ({
+      store
+    }) =>
+      Effect.gen(function* () {
+        const nul = yield* started(store)
+        const far = yield* started(store)
+        const long = yield* started(store)
+        const plain = yield* started(store)
+        const { result, before, after } = yield* timed(
+          store,
+          store.settle([
+            {
+              id: nul.id,
+              fence: nul.fence,
+              outcome: {
+                _tag: "retry",
+                delayMs: 0,
+                error: { kind: "fail\u0000ure", message: "bad\u0000byte \uD800" }
+              }
+            },
+            { id: far.id, fence: far.fence, outcome: { _tag: "snooze", delayMs: Number.POSITIVE_INFINITY } },
+            {
+              id: long.id,
+              fence: long.fence,
+              outcome: {
+                _tag: "discard",
+                error: { kind: "failure", message: "x".repeat(JobStore.maxErrorMessageLength + 10) }
+              }
+            },
+            { id: plain.id, fence: plain.fence, outcome: { _tag: "completed" } }
+          ])
+        )
+        expect(result.map((r) => r.state)).toEqual(["retryable", "scheduled", "discarded", "completed"])
+        const stored = yield* getJob(store, nul.id)
+        expect(stored.errors.map((e) => [e.kind, e.message])).toEqual([
+          ["fail\uFFFDure", "bad\uFFFDbyte \uFFFD"]
+        ])
+        between(
+          (yield* getJob(store, far.id)).runAt,
+          before + JobStore.maxDelayMs,
+          after + JobStore.maxDelayMs
+        )
+        const cut = (yield* getJob(store, long.id)).errors[0]!.message
+        expect(cut.startsWith("x".repeat(JobStore.maxErrorMessageLength))).toBe(true)
+        expect(cut).toContain("10 more characters cut")
+      }))
+
     test("an id twice in one batch: the first settlement applies, the later one is not applied", ({
       store
     }) =>
