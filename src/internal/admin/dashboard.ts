@@ -167,7 +167,7 @@ function jobActions(j) {
   ];
 }
 const jobRow = (j) => el("tr", { class: "job", "data-testid": "job-row", "data-id": j.id, "data-state": j.state, onclick: () => act("job", () => showJob(j.id)) },
-  el("td", {}, j.id), el("td", {}, j.kind), el("td", {}, j.queue), stateCell(j.state),
+  el("td", {}, j.id, j.problems ? el("span", { class: "err", "data-testid": "problems", title: j.problems.join("\\n") }, " ⚠") : ""), el("td", {}, j.kind), el("td", {}, j.queue), stateCell(j.state),
   el("td", { "data-testid": "attempt" }, j.attempt + "/" + j.maxAttempts), el("td", {}, when(j.runAt)),
   el("td", { class: "err" }, j.lastError || ""), el("td", {}, ...jobActions(j)));
 async function loadJobs(more) {
@@ -203,6 +203,8 @@ async function showJob(id) {
       ...fields.map((f) => el("tr", {}, el("th", {}, f), el("td", { "data-field": f }, j[f] == null ? "" : String(j[f])))),
       ...["runAt", "createdAt", "attemptedAt", "finalizedAt"].map((f) => el("tr", {}, el("th", {}, f), el("td", {}, when(j[f])))))),
     el("div", {}, ...jobActions(j)),
+    ...(j.problems ? [el("h3", {}, "Problems with this stored job"),
+      el("ul", { class: "err", "data-testid": "problems" }, ...j.problems.map((p) => el("li", {}, p)))] : []),
     el("h3", {}, "Payload"), el("pre", { "data-testid": "payload" }, JSON.stringify(j.payload, null, 2)),
     el("h3", {}, "Attempts and errors"),
     j.errors.length === 0 ? el("p", { class: "muted" }, "No errors.") :
