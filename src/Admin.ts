@@ -181,6 +181,18 @@ export const defaultMaxBodyBytes = 1024 * 1024
 export const handlers = (options: Options = {}): Layer.Layer<Groups | Authorization, never, Requirements> =>
   Handlers.layer(settings(options)).pipe(Layer.provideMerge(Auth.layer(options.token)))
 
+/** The body limit, refused unless a whole number of bytes of at least 1 KiB. */
+const checkBodyLimit = (limit: number | undefined): Effect.Effect<void, AdminError> => {
+  const bytes = limit ?? defaultMaxBodyBytes
+  return Number.isSafeInteger(bytes) && bytes >= 1024
+    ? Effect.void
+    : Effect.fail(
+        new AdminError({
+          message: `the admin body limit (maxBodyBytes, NIGHTSHIFT_ADMIN_MAX_BODY_BYTES) must be a whole number of bytes of at least 1024, got ${bytes}`
+        })
+      )
+}
+
 /** Path segments of letters, digits and `-._~`: nothing a router would read as a parameter or wildcard. */
 const prefixPattern = /^(\/[A-Za-z0-9._~-]+)+$/
 
@@ -202,7 +214,7 @@ const checkPrefix = (prefix: string | undefined): Effect.Effect<string | undefin
  * `/`) added to a host application's `HttpLayerRouter`, under
  * `options.prefix` when given. Security is the host's server's: the token
  * still applies, but binding is up to the host. Fails with `AdminError` for
- * a prefix that is not a plain path.
+ * a prefix that is not a plain path or a body limit under 1 KiB.
  *
  * @since 0.1.0
  */
@@ -219,19 +231,22 @@ export const routes = (
   | Requirements
 > =>
   Layer.unwrapEffect(
-    Effect.map(checkPrefix(options.prefix), (prefix) => {
-      const api = HttpLayerRouter.addHttpApi(Api).pipe(Layer.provide(handlers(options)))
-      return prefix === undefined
-        ? api
-        : api.pipe(
-            Layer.provide(
-              Layer.effect(
-                HttpLayerRouter.HttpRouter,
-                Effect.map(HttpLayerRouter.HttpRouter, (r) => r.prefixed(prefix))
+    Effect.map(
+      Effect.zipRight(checkBodyLimit(options.maxBodyBytes), checkPrefix(options.prefix)),
+      (prefix) => {
+        const api = HttpLayerRouter.addHttpApi(Api).pipe(Layer.provide(handlers(options)))
+        return prefix === undefined
+          ? api
+          : api.pipe(
+              Layer.provide(
+                Layer.effect(
+                  HttpLayerRouter.HttpRouter,
+                  Effect.map(HttpLayerRouter.HttpRouter, (r) => r.prefixed(prefix))
+                )
               )
             )
-          )
-    })
+      }
+    )
   )
 
 const formatUrl = (host: string, port: number) =>
@@ -254,12 +269,7 @@ const check = (options: Options) =>
         message: `refusing to serve the admin API on ${host} without a token: anyone who can reach it could cancel and enqueue jobs. Set a token (NIGHTSHIFT_ADMIN_TOKEN, e.g. \`openssl rand -hex 32\`) or bind to 127.0.0.1`
       })
     }
-    const maxBodyBytes = options.maxBodyBytes ?? defaultMaxBodyBytes
-    if (!(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes >= 1024)) {
-      return yield* new AdminError({
-        message: `the admin body limit (maxBodyBytes, NIGHTSHIFT_ADMIN_MAX_BODY_BYTES) must be a whole number of bytes of at least 1024, got ${maxBodyBytes}`
-      })
-    }
+    yield* checkBodyLimit(options.maxBodyBytes)
     const prefix = yield* checkPrefix(options.prefix)
     return { host, port, prefix }
   })

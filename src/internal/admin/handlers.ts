@@ -147,6 +147,7 @@ const readIncoming = (source: IncomingMessage, limit: number) =>
       source.off("data", onData)
       source.off("end", onEnd)
       source.off("error", onError)
+      source.off("close", onClose)
     }
     const finish = (result: Effect.Effect<string, S.PayloadTooLarge | S.InvalidRequest>) => {
       cleanup()
@@ -168,9 +169,14 @@ const readIncoming = (source: IncomingMessage, limit: number) =>
     function onError() {
       finish(Effect.fail(badBody("the request body could not be read")))
     }
+    // Closed before its end: the client went away mid-body.
+    function onClose() {
+      finish(Effect.fail(badBody("the request body ended before it was complete")))
+    }
     source.on("data", onData)
     source.once("end", onEnd)
     source.once("error", onError)
+    source.once("close", onClose)
     return Effect.sync(cleanup)
   })
 
