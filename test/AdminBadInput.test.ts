@@ -225,6 +225,21 @@ describe("admin API on bad input (PostgreSQL)", () => {
         expect(reply.json?.message, query).toMatch(/NUL/)
       }
       expect((yield* call(base, "GET", "/jobs?kind=email")).status).toBe(200)
+      // Path parameters no job id (or, with NUL, no name) can be: 4xx, never a store outage.
+      for (const p of ["%00", "1%00", "%ED%A0%80", "99999999999999999999999", "-1", "1e3", "%E2%80%AE"]) {
+        for (const [method, path] of [
+          ["GET", `/jobs/${p}`],
+          ["POST", `/jobs/${p}/retry`],
+          ["POST", `/jobs/${p}/cancel`],
+          ["POST", `/queues/${p}/pause`],
+          ["POST", `/queues/${p}/resume`]
+        ] as const) {
+          const reply = yield* call(base, method, path)
+          expect(reply.status, `${method} ${path} ${reply.text}`).toBeLessThan(500)
+          if (path.startsWith("/jobs") || p.includes("%00"))
+            expect(reply.status, `${method} ${path} ${reply.text}`).toBeGreaterThanOrEqual(400)
+        }
+      }
     })
   )
 
