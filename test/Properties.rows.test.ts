@@ -137,17 +137,22 @@ const suite = (engine: Engine) => {
       }).pipe(Effect.scoped, Effect.provide(engine.layer))
     )
 
-    engine.test("more attempts used than allowed: it still runs once and completes", () =>
-      Effect.gen(function* () {
-        const t = yield* scenario(sql(`UPDATE $table SET attempt = 7 WHERE id = $1`))
-        expect(yield* until(engine, t.othersDone)).toBe(true)
-        expect(
-          yield* until(
-            engine,
-            Effect.map(job(t.victim), (j) => j.state === "completed")
-          )
-        ).toBe(true)
-      }).pipe(Effect.scoped, Effect.provide(engine.layer))
+    engine.test(
+      "more attempts used than allowed: it is discarded at claim, without running, saying why",
+      () =>
+        Effect.gen(function* () {
+          const t = yield* scenario(sql(`UPDATE $table SET attempt = 7 WHERE id = $1`))
+          expect(yield* until(engine, t.othersDone)).toBe(true)
+          expect(
+            yield* until(
+              engine,
+              Effect.map(
+                job(t.victim),
+                (j) => j.state === "discarded" && j.errors.at(-1)?.kind === "attempts"
+              )
+            )
+          ).toBe(true)
+        }).pipe(Effect.scoped, Effect.provide(engine.layer))
     )
 
     // Was a bug: `lease_expires_at <= now` is not true for NULL, so such a row
