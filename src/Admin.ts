@@ -63,7 +63,7 @@ export type Authorization = api.Authorization
 /**
  * The errors the API answers with: `Unauthorized` (401), `Forbidden` (403),
  * `JobNotFound` and `WorkerNotFound` (404), `NotPeriodic` and
- * `JobStateConflict` (409), `InvalidRequest` (400), `StoreUnavailable` and
+ * `JobStateConflict` (409), `InvalidRequest` (400), `StoreFailed` and
  * `NotReady` (503). Each has a `message` saying what to do.
  *
  * @since 0.1.0
@@ -75,7 +75,7 @@ export {
   JobStateConflict,
   NotPeriodic,
   NotReady,
-  StoreUnavailable,
+  StoreFailed,
   Unauthorized,
   WorkerNotFound
 } from "./internal/admin/schema.js"

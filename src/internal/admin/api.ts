@@ -111,7 +111,7 @@ export const jobs = HttpApiGroup.make("jobs")
       .addError(S.JobNotFound, { status: 404 })
       .addError(S.JobStateConflict, { status: 409 })
   )
-  .addError(S.StoreUnavailable, { status: 503 })
+  .addError(S.StoreFailed, { status: 503 })
   .middleware(Authorization)
 
 /** Queues: depths and pausing. */
@@ -129,7 +129,7 @@ export const queues = HttpApiGroup.make("queues")
       .addSuccess(S.QueueState)
       .addError(S.InvalidRequest, { status: 400 })
   )
-  .addError(S.StoreUnavailable, { status: 503 })
+  .addError(S.StoreFailed, { status: 503 })
   .middleware(Authorization)
 
 /** Live events, metrics and this document. */

@@ -37,7 +37,7 @@ const firstLine = (s: string) => s.split("\n", 1)[0] ?? ""
 const storeFailed = (e: JobStore.JobStoreError) =>
   Effect.zipRight(
     Effect.logWarning(`nightshift admin: job store failed: ${firstLine(e.message)}`),
-    Effect.fail(new S.StoreUnavailable({ message: `the job store failed: ${firstLine(e.message)}` }))
+    Effect.fail(new S.StoreFailed({ message: `the job store failed: ${firstLine(e.message)}` }))
   )
 
 const notFound = (id: string) => new S.JobNotFound({ id, message: `no job with id ${JSON.stringify(id)}` })
@@ -315,13 +315,13 @@ const jobs = (settings: Settings) =>
             Effect.catchTag("JobStoreError", storeFailed),
             Effect.flatMap(
               Option.match({
-                onNone: (): Effect.Effect<typeof S.JobDetail.Type, S.JobNotFound | S.StoreUnavailable> =>
+                onNone: (): Effect.Effect<typeof S.JobDetail.Type, S.JobNotFound | S.StoreFailed> =>
                   Effect.fail(notFound(path.id)),
-                onSome: (job): Effect.Effect<typeof S.JobDetail.Type, S.JobNotFound | S.StoreUnavailable> => {
+                onSome: (job): Effect.Effect<typeof S.JobDetail.Type, S.JobNotFound | S.StoreFailed> => {
                   const shown = Render.show(job)
                   return "unreadable" in shown
                     ? Effect.fail(
-                        new S.StoreUnavailable({
+                        new S.StoreFailed({
                           message: `job ${path.id} is stored in a form this version cannot show: ${shown.unreadable}`
                         })
                       )

@@ -246,8 +246,11 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("Payl
   message: Schema.String
 }) {}
 
-/** The job store failed or is unreachable. */
-export class StoreUnavailable extends Schema.TaggedError<StoreUnavailable>()("StoreUnavailable", {
+/**
+ * The job store failed while answering a request (503). Not `Store.StoreUnavailable`,
+ * which says a configured store cannot be opened at start-up.
+ */
+export class StoreFailed extends Schema.TaggedError<StoreFailed>()("StoreFailed", {
   message: Schema.String
 }) {}
 
