@@ -25,12 +25,17 @@ import { clientLayer, dropSchema, eventually, freshSchema } from "./setup/pg.js"
 const Slow = Job.make("slow", { payload: Schema.Struct({ n: Schema.Number }) })
 const Quick = Job.make("quick", { payload: Schema.Struct({ n: Schema.Number }) })
 
-/** A node's store on its own pool, in the current scope. */
+/**
+ * A node's store on its own pool, in the current scope. Its listener's
+ * heartbeat is slow, so that a loaded machine never makes the listener look
+ * stale and reconnect (a notification sent in that gap would be lost, and
+ * these tests wait for notifications, not polls).
+ */
 const nodeStore = (schema: string) =>
   Effect.gen(function* () {
     const context = yield* Layer.build(clientLayer({ maxConnections: 6 }))
     const client = Context.get(context, PgClient.PgClient)
-    const store = yield* PgStore.make({ schema, migrate: false }).pipe(
+    const store = yield* PgStore.make({ schema, migrate: false, listenerHeartbeat: "5 seconds" }).pipe(
       Effect.provideService(PgClient.PgClient, client)
     )
     return { store, sql: client.withoutTransforms() }

@@ -724,7 +724,8 @@ describe("PgStore wake-ups", () => {
           })
         })
         const hints = yield* Wakeups.start(flaky, ctx, {
-          heartbeat: Duration.millis(100),
+          // A slow heartbeat: a loaded machine must not make the connected listener look stale.
+          heartbeat: Duration.seconds(5),
           retryDelay: Duration.millis(5),
           maxRetryDelay: Duration.millis(40)
         }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
