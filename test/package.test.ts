@@ -51,8 +51,16 @@ const childEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
     if (key.toLowerCase().startsWith("npm_") && !keep.includes(key.toLowerCase())) delete env[key]
     if (key.startsWith("NIGHTSHIFT_") || key === "NODE_OPTIONS" || key === "INIT_CWD") delete env[key]
   }
+  // better-sqlite3 builds from source here: ccache, when installed, makes every build after the first quick.
+  const ccache =
+    env.CC === undefined &&
+    env.CXX === undefined &&
+    ChildProcess.spawnSync("ccache", ["--version"]).status === 0
+      ? { CC: "ccache cc", CXX: "ccache c++" }
+      : {}
   return {
     ...env,
+    ...ccache,
     npm_config_audit: "false",
     npm_config_fund: "false",
     npm_config_update_notifier: "false",
