@@ -40,6 +40,20 @@ const onStore = (store: JobStore.Service) =>
   )
 
 /** Start a runner in a fresh child scope of the test; returns the scope so a test can shut it down. */
+/** A memory store that records how many outcomes each settle call writes. */
+const countingSettles = Effect.map(MemoryStore.make, (real) => {
+  const sizes: Array<number> = []
+  const counting: JobStore.Service = {
+    ...real,
+    settle: (settlements) =>
+      Effect.zipRight(
+        Effect.sync(() => sizes.push(settlements.length)),
+        real.settle(settlements)
+      )
+  }
+  return { sizes, counting }
+})
+
 const startRunner = <R>(handlers: Job.Handlers<R>, options: JobRunner.Options = {}) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
@@ -388,17 +402,7 @@ describe("JobRunner", () => {
 
   it.scoped("a burst of 500 quick jobs: every outcome is written, several to a settle call", () =>
     Effect.gen(function* () {
-      const real = yield* MemoryStore.make
-      const sizes: Array<number> = []
-      const counting: JobStore.Service = {
-        ...real,
-        settle: (settlements) =>
-          Effect.zipRight(
-            Effect.sync(() => sizes.push(settlements.length)),
-            real.settle(settlements)
-          )
-      }
-      const layer = onStore(counting)
+      const { sizes, counting } = yield* countingSettles
       yield* Effect.gen(function* () {
         yield* JobQueue.enqueueMany(Array.from({ length: 500 }, (_, n) => JobQueue.item(Task, { n })))
         const done = yield* awaitEvents(500, ["completed"])
@@ -408,22 +412,13 @@ describe("JobRunner", () => {
         expect(counts).toEqual([{ queue: "default", state: "completed", count: 500 }])
         expect(sizes.reduce((a, b) => a + b, 0)).toBe(500)
         expect(sizes.length).toBeLessThan(100)
-      }).pipe(Effect.provide(layer))
+      }).pipe(Effect.provide(onStore(counting)))
     })
   )
 
   it.scoped("settleBatchSize bounds the outcomes written in one settle call", () =>
     Effect.gen(function* () {
-      const real = yield* MemoryStore.make
-      const sizes: Array<number> = []
-      const counting: JobStore.Service = {
-        ...real,
-        settle: (settlements) =>
-          Effect.zipRight(
-            Effect.sync(() => sizes.push(settlements.length)),
-            real.settle(settlements)
-          )
-      }
+      const { sizes, counting } = yield* countingSettles
       yield* Effect.gen(function* () {
         yield* JobQueue.enqueueMany(Array.from({ length: 200 }, (_, n) => JobQueue.item(Task, { n })))
         const done = yield* awaitEvents(200, ["completed"])
