@@ -416,6 +416,40 @@ describe("JobRunner", () => {
     })
   )
 
+  it.scoped(
+    "a finished job whose outcome the store is slow to take keeps its lease: it is not rescued and run again",
+    () =>
+      Effect.gen(function* () {
+        const real = yield* MemoryStore.make
+        let refusing = true
+        const stalling: JobStore.Service = {
+          ...real,
+          settle: (settlements) =>
+            Effect.suspend(() =>
+              refusing
+                ? Effect.fail(new JobStore.JobStoreError({ message: "statement timeout" }))
+                : real.settle(settlements)
+            )
+        }
+        yield* Effect.gen(function* () {
+          const ran = yield* Ref.make(0)
+          const { id } = yield* JobQueue.enqueue(Task, { n: 1 })
+          yield* startRunner(Job.handlers(Job.handle(Task, () => Ref.update(ran, (n) => n + 1))), {
+            pollInterval: "1 second"
+          })
+          // Two minutes of failed settles, four times the 30 s lease, with the rescuer running.
+          for (let i = 0; i < 120; i++) yield* TestClock.adjust("1 second")
+          expect(yield* Ref.get(ran)).toBe(1)
+          expect((yield* job(id)).state).toBe("running")
+          refusing = false
+          for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+          const done = yield* job(id)
+          expect([done.state, done.attempt]).toEqual(["completed", 1])
+          expect(yield* Ref.get(ran)).toBe(1)
+        }).pipe(Effect.provide(onStore(stalling)))
+      })
+  )
+
   it.scoped("settleBatchSize bounds the outcomes written in one settle call", () =>
     Effect.gen(function* () {
       const { sizes, counting } = yield* countingSettles

@@ -262,9 +262,13 @@ export const makeEngine = <R>(
       })
 
     const heartbeat = Effect.gen(function* () {
-      if (running.size === 0 && buffer.length === 0) return
+      const settling = settler.held()
+      if (running.size === 0 && buffer.length === 0 && settling.length === 0) return
+      // Jobs whose outcome waits to be written keep their lease too: a stalled settle must not
+      // let a finished job be rescued and run again.
       const leases = Array.from(running.values(), (r) => ({ id: r.job.id, fence: r.job.fence })).concat(
-        buffer.map((j) => ({ id: j.id, fence: j.fence }))
+        buffer.map((j) => ({ id: j.id, fence: j.fence })),
+        settling
       )
       const statuses = yield* store.heartbeat(config.owner, leases, config.leaseMs)
       for (const s of statuses) {

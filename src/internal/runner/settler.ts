@@ -52,6 +52,13 @@ export interface Settler {
   /** Write batches forever (a long-running worker). */
   readonly run: Effect.Effect<never>
   readonly size: Effect.Effect<number>
+  /**
+   * The leases of jobs whose outcome is offered and not yet written: the
+   * runner keeps heartbeating them, so a store that is slow to take outcomes
+   * cannot let their leases run out and have finished jobs rescued and run
+   * again.
+   */
+  readonly held: () => ReadonlyArray<JobStore.Lease>
 }
 
 /** Scheduler turns a batch waits for more outcomes before it is written. */
@@ -62,12 +69,19 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
     const queue = yield* Queue.unbounded<Pending>()
     const clock = yield* Effect.clock
     const lock = yield* Effect.makeSemaphore(1)
+    // Offered and not yet written, by job id.
+    const holding = new Map<string, JobStore.JobRecord>()
 
     const write = (batch: ReadonlyArray<Pending>) =>
       store.settle(batch.map((p) => ({ id: p.job.id, fence: p.job.fence, outcome: p.outcome }))).pipe(
         Effect.tapError((e) => Effect.logWarning("nightshift: settling job outcomes failed; retrying", e)),
         Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
         Effect.orDie, // the schedule above never ends
+        Effect.tap(() =>
+          Effect.sync(() => {
+            for (const p of batch) if (holding.get(p.job.id) === p.job) holding.delete(p.job.id)
+          })
+        ),
         Effect.flatMap((results) => report(batch, results))
       )
 
@@ -163,12 +177,18 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
       )
 
     return {
-      offer: (pending) => Effect.asVoid(Queue.offer(queue, pending)),
+      offer: (pending) =>
+        Effect.suspend(() => {
+          holding.set(pending.job.id, pending.job)
+          return Effect.asVoid(Queue.offer(queue, pending))
+        }),
       unsafeOffer: (pending) => {
+        holding.set(pending.job.id, pending.job)
         queue.unsafeOffer(pending)
       },
       flush,
       run: Effect.forever(step),
-      size: Queue.size(queue)
+      size: Queue.size(queue),
+      held: () => Array.from(holding.values(), (job) => ({ id: job.id, fence: job.fence }))
     }
   })
