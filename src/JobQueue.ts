@@ -244,7 +244,7 @@ const resolveOptions = (
   const key = options.dedupeKey
   if (key !== undefined && (key.length === 0 || key.length > 1000))
     return "dedupeKey must be 1 to 1000 characters"
-  if (key !== undefined && !isSafeString(key))
+  if (key !== undefined && !isStorableText(key))
     return "dedupeKey must be well-formed text without NUL characters"
   return { queue, priority, maxAttempts, runAt, delayMs }
 }
@@ -258,9 +258,10 @@ const storableFilter = (filter: JobStore.ListFilter): JobStore.ListFilter | unde
     names === undefined ? undefined : names.filter((n) => typeof n === "string" && isStorableText(n))
   const kinds = keep(filter.kinds)
   const queues = keep(filter.queues)
+  // Every name given was one no job can have: nothing matches.
   if (
-    (kinds !== undefined && kinds.length < filter.kinds!.length && kinds.length === 0) ||
-    (queues !== undefined && queues.length < filter.queues!.length && queues.length === 0)
+    (kinds?.length === 0 && filter.kinds!.length > 0) ||
+    (queues?.length === 0 && filter.queues!.length > 0)
   )
     return undefined
   if (filter.cursor != null && (typeof filter.cursor !== "string" || !isStorableText(filter.cursor)))
@@ -343,16 +344,12 @@ export const toInput = <A, I, R>(
     )
   })
 
-const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-
-const isSafeString = (s: string): boolean => !s.includes("\u0000") && !loneSurrogate.test(s)
-
 /** Why an encoded payload would not survive JSON and the database unchanged, if it would not. */
 const jsonProblem = (value: unknown, path: string, depth: number): string | undefined => {
   if (depth > 64) return `${path} is nested more than 64 levels deep`
   switch (typeof value) {
     case "string":
-      return isSafeString(value) ? undefined : `${path} holds a NUL character or a lone surrogate`
+      return isStorableText(value) ? undefined : `${path} holds a NUL character or a lone surrogate`
     case "number":
       return Number.isFinite(value) ? undefined : `${path} is ${value}, which JSON cannot hold`
     case "boolean":
@@ -362,7 +359,7 @@ const jsonProblem = (value: unknown, path: string, depth: number): string | unde
       const isArray = Array.isArray(value)
       for (const [key, v] of Object.entries(value)) {
         if (!isArray && v === undefined) continue
-        if (!isSafeString(key)) return `${path} has a key with a NUL character or a lone surrogate`
+        if (!isStorableText(key)) return `${path} has a key with a NUL character or a lone surrogate`
         const problem = jsonProblem(v, `${path}.${key}`, depth + 1)
         if (problem !== undefined) return problem
       }

@@ -48,9 +48,15 @@ export const jsonTooDeep = (text: string, max: number = maxDepth): boolean => {
   return false
 }
 
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+const loneSurrogates = new RegExp(loneSurrogate.source, "g")
+
 /** Text a database can store as is: no NUL character, no lone surrogate. */
-export const isStorableText = (s: string): boolean =>
-  !s.includes("\u0000") && !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s)
+export const isStorableText = (s: string): boolean => !s.includes("\u0000") && !loneSurrogate.test(s)
+
+/** `s` with every NUL character and lone surrogate replaced by U+FFFD, so a database can store it. */
+export const replaceUnstorable = (s: string): string =>
+  s.replaceAll("\u0000", "\uFFFD").replace(loneSurrogates, "\uFFFD")
 
 const isStackOverflow = (e: unknown) => e instanceof RangeError
 

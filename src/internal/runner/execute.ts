@@ -39,32 +39,29 @@ const printable = (what: string, print: () => string): string => {
 const causeMessage = (cause: Cause.Cause<unknown>) =>
   printable("the handler failed", () => Cause.pretty(cause, { renderErrorCause: true }))
 
-/** Discard when the attempt was the last one, else retry after `delayMs`: no backoff, no effects. */
-const lastOrRetry = (job: JobStore.JobRecord, error: JobStore.AttemptErrorInput, delayMs: number): Settle =>
-  job.attempt >= job.maxAttempts
-    ? {
-        _tag: "discard",
-        error: {
-          ...error,
-          message: `${error.message}\n(attempt ${job.attempt} of ${job.maxAttempts}: no attempts left)`
-        }
-      }
-    : { _tag: "retry", delayMs, error }
+/** The discard of a job whose failed attempt was its last. */
+const noAttemptsLeft = (job: JobStore.JobRecord, error: JobStore.AttemptErrorInput): JobStore.Outcome => ({
+  _tag: "discard",
+  error: {
+    ...error,
+    message: `${error.message}\n(attempt ${job.attempt} of ${job.maxAttempts}: no attempts left)`
+  }
+})
 
 /**
  * The outcome of an attempt whose fiber died outside the handler (in the
  * runner's own handling of its end): a failed attempt that counts, retried
  * after a second while attempts remain.
  */
-export const defectOutcome = (job: JobStore.JobRecord, cause: Cause.Cause<unknown>): Settle =>
-  lastOrRetry(
-    job,
-    {
-      kind: "defect",
-      message: printable("the runner failed while ending the attempt", () => Cause.pretty(cause))
-    },
-    1_000
-  )
+export const defectOutcome = (job: JobStore.JobRecord, cause: Cause.Cause<unknown>): Settle => {
+  const error = {
+    kind: "defect",
+    message: printable("the runner failed while ending the attempt", () => Cause.pretty(cause))
+  }
+  return job.attempt >= job.maxAttempts
+    ? noAttemptsLeft(job, error)
+    : { _tag: "retry", delayMs: 1_000, error }
+}
 
 /** The context a handler sees. */
 export const jobContext = (job: JobStore.JobRecord): Job.Context => ({
@@ -85,15 +82,7 @@ const retryOrDiscard = (
   error: JobStore.AttemptErrorInput,
   explicitDelay?: Duration.DurationInput
 ): Effect.Effect<JobStore.Outcome> => {
-  if (job.attempt >= job.maxAttempts) {
-    return Effect.succeed({
-      _tag: "discard",
-      error: {
-        ...error,
-        message: `${error.message}\n(attempt ${job.attempt} of ${job.maxAttempts}: no attempts left)`
-      }
-    })
-  }
+  if (job.attempt >= job.maxAttempts) return Effect.succeed(noAttemptsLeft(job, error))
   if (explicitDelay !== undefined) {
     return Effect.succeed({
       _tag: "retry",

@@ -5,8 +5,7 @@
  * @internal
  */
 import * as JobStore from "../../JobStore.js"
-
-const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+import { replaceUnstorable } from "../input.js"
 
 /**
  * Text any engine can store: NUL characters (PostgreSQL refuses them in text
@@ -14,7 +13,7 @@ const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\
  * characters with a note of how much was left out.
  */
 export const storableText = (text: string, max: number = JobStore.maxErrorMessageLength): string => {
-  const clean = text.replaceAll("\u0000", "\uFFFD").replace(loneSurrogate, "\uFFFD")
+  const clean = replaceUnstorable(text)
   if (clean.length <= max) return clean
   // Never cut a surrogate pair in two.
   const end = /[\uD800-\uDBFF]/.test(clean.charAt(max - 1)) ? max - 1 : max
