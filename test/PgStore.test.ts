@@ -24,6 +24,7 @@ import * as Stream from "effect/Stream"
 import * as Ctx from "../src/internal/pg/context.js"
 import * as Jobs from "../src/internal/pg/jobs.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
+import * as Core from "../src/internal/store/core.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
@@ -621,13 +622,18 @@ describe("PgStore settle: a row PostgreSQL refuses fails alone", () => {
           owner: "o"
         })
         // Past the store's own cleaning, as a raw outcome would arrive: text with NUL.
+        const raw = (settlement: JobStore.Settlement): Core.Applicable => ({
+          num: Number(settlement.id),
+          settlement,
+          change: Core.change(settlement.outcome)
+        })
         const rows = yield* Jobs.settleIsolated(Ctx.make(sql, schema, "database"), [
-          { id: a!.id, fence: a!.fence, outcome: { _tag: "completed" } },
-          {
+          raw({ id: a!.id, fence: a!.fence, outcome: { _tag: "completed" } }),
+          raw({
             id: b!.id,
             fence: b!.fence,
             outcome: { _tag: "retry", delayMs: 0, error: { kind: "failure", message: "bad\u0000byte" } }
-          }
+          })
         ])
         expect(new Map(rows.map((r) => [r.id, r.state]))).toEqual(
           new Map([

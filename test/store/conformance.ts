@@ -17,6 +17,7 @@ import { cancelSuite, retrySuite } from "./suite/control.js"
 import { cronSuite, wakeupSuite } from "./suite/cron.js"
 import { dedupeSuite } from "./suite/dedupe.js"
 import { enqueueSuite } from "./suite/enqueue.js"
+import { idSuite, rescueMessageSuite } from "./suite/ids.js"
 import { countsSuite, listSuite, pruneSuite } from "./suite/inspect.js"
 import { heartbeatSuite, rescueSuite } from "./suite/leases.js"
 import { fencingSuite, settleSuite } from "./suite/settle.js"
@@ -34,6 +35,7 @@ export const conformance = (engine: string, harness: Harness): void => {
     fencingSuite(test)
     heartbeatSuite(test)
     rescueSuite(test)
+    rescueMessageSuite(test)
     cancelSuite(test)
     retrySuite(test)
     pruneSuite(test)
@@ -41,5 +43,6 @@ export const conformance = (engine: string, harness: Harness): void => {
     listSuite(test)
     cronSuite(test)
     wakeupSuite(test)
+    idSuite(test)
   })
 }

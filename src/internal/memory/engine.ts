@@ -6,11 +6,11 @@
  * @internal
  */
 import type * as JobStore from "../../JobStore.js"
+import * as Core from "../store/core.js"
 import { byCodePoint, listLimit } from "../store/list.js"
-import { storableOutcome } from "../store/outcome.js"
 import type { Heap } from "./heap.js"
 import { Indexes } from "./indexes.js"
-import { dedupeKeyOf, isFinal, makeRow, type Row, snapshot } from "./row.js"
+import { makeRow, type Row, snapshot } from "./row.js"
 
 const noHints: Array<JobStore.Wakeup> = []
 
@@ -95,14 +95,14 @@ export class Engine {
   }
 
   settle(now: number, settlements: ReadonlyArray<JobStore.Settlement>): Array<JobStore.SettleResult> {
-    return settlements.map(({ fence, id, outcome }) => {
-      const row = this.rows.get(id)
-      if (row === undefined || row.state !== "running" || row.fence !== fence) {
-        return { id, applied: false, state: null }
-      }
-      this.applyOutcome(row, now, storableOutcome(outcome))
-      return { id, applied: true, state: row.state }
-    })
+    const applied = new Map<string, JobStore.JobState>()
+    for (const { change, settlement } of Core.applicable(settlements)) {
+      const row = this.rows.get(settlement.id)
+      if (row === undefined || row.state !== "running" || row.fence !== settlement.fence) continue
+      this.apply(row, now, change)
+      applied.set(row.id, row.state)
+    }
+    return Core.settleResults(settlements, applied)
   }
 
   rescue(now: number, limit: number): Array<JobStore.Rescued> {
@@ -110,13 +110,10 @@ export class Engine {
     const leases = this.index.leases
     while (rescued.length < limit && leases.clean() && leases.topKey() <= now) {
       const row = leases.pop()!
-      this.recordError(row, now, {
-        kind: "rescued",
-        message: `the lease held by ${row.leaseOwner} expired (at ${row.leaseExpiresAt} ms) before the attempt was settled; the runner died or stopped sending heartbeats`
-      })
-      if (row.cancelRequested) this.finish(row, now, "cancelled")
-      else if (row.attempt >= row.maxAttempts) this.finish(row, now, "discarded")
-      else this.wait(row, now, "retryable", now)
+      this.recordError(row, now, { kind: Core.rescuedKind, message: Core.rescueMessage(row.leaseOwner) })
+      const next = Core.rescuedState(row)
+      if (next === "retryable") this.wait(row, now, next, now)
+      else this.finish(row, now, next)
       rescued.push({ id: row.id, kind: row.kind, queue: row.queue, state: row.state })
     }
     return rescued
@@ -162,7 +159,7 @@ export class Engine {
   cancel(now: number, id: string): JobStore.CancelResult {
     const row = this.rows.get(id)
     if (row === undefined) return { _tag: "not-found" }
-    if (isFinal(row.state)) return { _tag: "final", state: row.state }
+    if (Core.isFinal(row.state)) return { _tag: "final", state: row.state }
     if (row.state === "running") {
       row.cancelRequested = true
       if (this.subscribers > 0) this.hintCancels.push(id)
@@ -175,14 +172,14 @@ export class Engine {
   retry(now: number, id: string): JobStore.RetryResult {
     const row = this.rows.get(id)
     if (row === undefined) return { _tag: "not-found" }
-    if (!isFinal(row.state)) return { _tag: "not-retryable", state: row.state }
-    if (row.dedupeKey !== null && this.dedupe.has(dedupeKeyOf(row.kind, row.dedupeKey))) {
+    if (!Core.isFinal(row.state)) return { _tag: "not-retryable", state: row.state }
+    if (row.dedupeKey !== null && this.dedupe.has(Core.dedupeIdentity(row.kind, row.dedupeKey))) {
       return { _tag: "not-retryable", state: row.state }
     }
     if (row.attempt >= row.maxAttempts) row.maxAttempts = row.attempt + 1
     row.finalizedAt = null
     row.cancelRequested = false
-    if (row.dedupeKey !== null) this.dedupe.set(dedupeKeyOf(row.kind, row.dedupeKey), row)
+    if (row.dedupeKey !== null) this.dedupe.set(Core.dedupeIdentity(row.kind, row.dedupeKey), row)
     this.wait(row, now, "available", now)
     return { _tag: "retried" }
   }
@@ -227,7 +224,7 @@ export class Engine {
   }
 
   private insert(now: number, input: JobStore.EnqueueInput): JobStore.EnqueueResult {
-    const key = input.dedupeKey === undefined ? undefined : dedupeKeyOf(input.kind, input.dedupeKey)
+    const key = input.dedupeKey === undefined ? undefined : Core.dedupeIdentity(input.kind, input.dedupeKey)
     const holder = key === undefined ? undefined : this.dedupe.get(key)
     if (holder !== undefined) return { id: holder.id, deduped: true }
     const row = makeRow(this.nextNum++, input, now)
@@ -240,40 +237,12 @@ export class Engine {
     return { id: row.id, deduped: false }
   }
 
-  private applyOutcome(row: Row, now: number, outcome: JobStore.Outcome): void {
-    switch (outcome._tag) {
-      case "completed":
-        this.finish(row, now, "completed")
-        break
-      case "discard":
-        this.recordError(row, now, outcome.error)
-        this.finish(row, now, "discarded")
-        break
-      case "cancelled":
-        if (outcome.error !== undefined) this.recordError(row, now, outcome.error)
-        this.finish(row, now, "cancelled")
-        break
-      case "retry":
-        this.recordError(row, now, outcome.error)
-        this.unlessCancelled(row, now, () => this.wait(row, now, "retryable", now + outcome.delayMs))
-        break
-      case "snooze":
-        row.attempt--
-        this.unlessCancelled(row, now, () =>
-          this.wait(row, now, outcome.delayMs > 0 ? "scheduled" : "available", now + outcome.delayMs)
-        )
-        break
-      case "release":
-        row.attempt--
-        this.unlessCancelled(row, now, () => this.wait(row, now, "available", row.runAt))
-        break
-    }
-  }
-
-  /** A pending cancel wins over any outcome that would run the job again. */
-  private unlessCancelled(row: Row, now: number, otherwise: () => void): void {
-    if (row.cancelRequested) this.finish(row, now, "cancelled")
-    else otherwise()
+  private apply(row: Row, now: number, change: Core.Change): void {
+    if (change.error !== null) this.recordError(row, now, change.error)
+    row.attempt -= change.uncount
+    if (change.final) this.finish(row, now, change.state)
+    else if (Core.cancelWins(change, row.cancelRequested)) this.finish(row, now, "cancelled")
+    else this.wait(row, now, change.state, change.delayMs === null ? row.runAt : now + change.delayMs)
   }
 
   private wait(row: Row, now: number, state: JobStore.JobState, runAt: number): void {
@@ -291,7 +260,7 @@ export class Engine {
     row.leaseOwner = null
     row.leaseExpiresAt = null
     if (row.dedupeKey !== null) {
-      const key = dedupeKeyOf(row.kind, row.dedupeKey)
+      const key = Core.dedupeIdentity(row.kind, row.dedupeKey)
       if (this.dedupe.get(key) === row) this.dedupe.delete(key)
     }
     this.index.place(row, now)
@@ -338,7 +307,8 @@ export class Engine {
   /** The index of the newest row whose id is below `cursor` (all rows without one). */
   private startBelow(cursor: string | null | undefined): number {
     if (cursor == null) return this.order.length - 1
-    const bound = Number(cursor)
+    const bound = Core.parseId(cursor)
+    if (bound === undefined) return -1
     let lo = 0
     let hi = this.order.length
     while (lo < hi) {

@@ -16,17 +16,6 @@ export interface Row extends Mutable<JobStore.JobRecord> {
 
 const noErrors: ReadonlyArray<JobStore.AttemptError> = []
 
-/** States in which a row waits to be claimed. @internal */
-export const isWaiting = (state: JobStore.JobState): boolean =>
-  state === "available" || state === "scheduled" || state === "retryable"
-
-/** States a row only leaves by hand. @internal */
-export const isFinal = (state: JobStore.JobState): boolean =>
-  state === "completed" || state === "discarded" || state === "cancelled"
-
-/** The key of the dedupe index. @internal */
-export const dedupeKeyOf = (kind: string, key: string): string => `${kind}\u0000${key}`
-
 /** A new row for an enqueue at `now`. @internal */
 export const makeRow = (num: number, input: JobStore.EnqueueInput, now: number): Row => {
   const runAt = input.runAt ?? now + (input.delayMs ?? 0)

@@ -5,11 +5,12 @@
  * @internal
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as JobStore from "../../JobStore.js"
+import * as Core from "../store/core.js"
+import type { Tables } from "../store/statements.js"
+import { columns, type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 
 /** Where the store reads the time: the database server, or Effect's `Clock`. */
@@ -32,6 +33,8 @@ export interface Ctx {
   readonly table: (name: string) => Statement.Identifier
   /** "Now" for one statement. */
   readonly now: Effect.Effect<Now>
+  /** What the statements shared with SQLite need. */
+  readonly tables: Tables
 }
 
 /** Build the query context; `sql` must not transform names. */
@@ -40,19 +43,30 @@ export const make = (sql: SqlClient.SqlClient, schema: string, clock: ClockSourc
     ts: sql.literal("now()"),
     ms: sql.literal("floor(extract(epoch from now()) * 1000)")
   }
+  const table = (name: string) => sql(`${schema}.${name}`)
+  const now: Effect.Effect<Now> =
+    clock === "database"
+      ? Effect.succeed(database)
+      : Effect.map(Clock.currentTimeMillis, (ms) => ({
+          ts: sql`to_timestamp(${ms}::float8 / 1000)`,
+          ms: sql`${ms}::float8`
+        }))
   return {
     sql,
     schema,
     clock,
     channel: `${schema}_wakeup`,
-    table: (name) => sql(`${schema}.${name}`),
-    now:
-      clock === "database"
-        ? Effect.succeed(database)
-        : Effect.map(Clock.currentTimeMillis, (ms) => ({
-            ts: sql`to_timestamp(${ms}::float8 / 1000)`,
-            ms: sql`${ms}::float8`
-          }))
+    table,
+    now,
+    tables: {
+      sql,
+      jobs: sql`${table("jobs")}`,
+      pausedQueues: sql`${table("paused_queues")}`,
+      cronSlots: sql`${table("cron_slots")}`,
+      now: Effect.map(now, (n) => n.ts),
+      columns: sql.literal(columns),
+      read: (statement) => Effect.map(statement, (rows) => (rows as ReadonlyArray<JobRow>).map(toRecord))
+    }
   }
 }
 
@@ -61,22 +75,4 @@ export const millis = (ctx: Ctx, ms: number): Statement.Fragment =>
   ctx.sql`(${ms}::float8 * interval '1 millisecond')`
 
 /** Turn a driver error into a store error that names the operation, and trace it. */
-export const operation =
-  (name: string) =>
-  <A, R>(
-    effect: Effect.Effect<A, SqlError | JobStore.JobStoreError, R>
-  ): Effect.Effect<A, JobStore.JobStoreError, R> =>
-    effect.pipe(
-      Effect.mapError((cause) =>
-        cause._tag === "JobStoreError"
-          ? cause
-          : new JobStore.JobStoreError({
-              message: `PostgreSQL job store: ${name} failed: ${messageOf(cause)}`,
-              cause
-            })
-      ),
-      Effect.withSpan(`PgStore.${name}`)
-    )
-
-/** Is `id` something a job id can be (a positive bigint)? */
-export const isJobId = (id: string): boolean => /^[1-9][0-9]{0,17}$/.test(id)
+export const operation = (name: string) => Core.operation("PgStore", name, messageOf)

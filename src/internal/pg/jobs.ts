@@ -9,33 +9,12 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
-import { storableSettlements, storableText } from "../store/outcome.js"
-import { type Ctx, isJobId, millis, type Now } from "./context.js"
-import { claimOrder, columns, type JobRow, toRecord } from "./rows.js"
+import * as Core from "../store/core.js"
+import { storableText } from "../store/outcome.js"
+import { type Ctx, millis, type Now } from "./context.js"
+import { columns, type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 import { enqueuedPayloads, notify } from "./wakeups.js"
-
-const dedupeIdentity = (job: JobStore.EnqueueInput): string | undefined =>
-  job.dedupeKey === undefined ? undefined : JSON.stringify([job.kind, job.dedupeKey])
-
-/** Inputs with a dedupe key seen earlier in the same call, folded into that earlier one. */
-const foldDuplicates = (jobs: ReadonlyArray<JobStore.EnqueueInput>) => {
-  const firstIndex = new Map<string, number>()
-  const target: Array<number> = []
-  const unique: Array<number> = []
-  jobs.forEach((job, i) => {
-    const key = dedupeIdentity(job)
-    const seen = key === undefined ? undefined : firstIndex.get(key)
-    if (seen !== undefined) {
-      target.push(seen)
-      return
-    }
-    if (key !== undefined) firstIndex.set(key, i)
-    target.push(i)
-    unique.push(i)
-  })
-  return { target, unique }
-}
 
 /** JSON has no NaN or infinity: those travel as the strings float8 reads. */
 const float = (n: number | undefined) => (n === undefined || Number.isFinite(n) ? n : String(n))
@@ -67,8 +46,8 @@ export const enqueue = (
   jobs: ReadonlyArray<JobStore.EnqueueInput>
 ): Effect.Effect<Array<JobStore.EnqueueResult>, SqlError> => {
   if (jobs.length === 0) return Effect.succeed([])
-  const { target, unique } = foldDuplicates(jobs)
-  const batch = unique.map((i) => jobs[i]!)
+  const folded = Core.foldDuplicates(jobs)
+  const batch = folded.unique
   const keyed = batch.some((job) => job.dedupeKey !== undefined)
   const statement = Effect.flatMap(
     ctx.now,
@@ -82,16 +61,11 @@ export const enqueue = (
       transaction._tag === "Some" ? ctx.sql.withTransaction(statement) : statement
     ),
     Effect.map(([row]) => {
-      const ids = row!.ids.split(",")
       const deduped = new Set(row!.deduped)
-      const slot: Array<number> = []
-      unique.forEach((i, n) => {
-        slot[i] = n
-      })
-      return target.map((first, i): JobStore.EnqueueResult => {
-        const n = slot[first]!
-        return { id: ids[n]!, deduped: first !== i || deduped.has(n + 1) }
-      })
+      const stored = row!.ids
+        .split(",")
+        .map((id, n): JobStore.EnqueueResult => ({ id, deduped: deduped.has(n + 1) }))
+      return Core.unfold(folded, stored)
     })
   )
 }
@@ -112,7 +86,7 @@ export const claim = (ctx: Ctx, request: JobStore.ClaimRequest) => {
   if (request.limit <= 0 || request.queues.length === 0 || request.kinds.length === 0)
     return Effect.succeed([])
   return Effect.flatMap(ctx.now, (now) =>
-    claimStatement(ctx, request, now).pipe(Effect.map((rows) => rows.map(toRecord).sort(claimOrder)))
+    claimStatement(ctx, request, now).pipe(Effect.map((rows) => rows.map(toRecord).sort(Core.claimOrder)))
   )
 }
 
@@ -136,7 +110,7 @@ export const heartbeat = (
   leases: ReadonlyArray<JobStore.Lease>,
   leaseMs: number
 ) => {
-  const valid = leases.filter((l) => isJobId(l.id))
+  const valid = leases.filter((l) => Core.isJobId(l.id))
   if (valid.length === 0)
     return Effect.succeed(leases.map((l) => ({ id: l.id, held: false, cancelRequested: false })))
   const { sql } = ctx
@@ -164,50 +138,15 @@ export const heartbeat = (
   )
 }
 
-/** How one outcome changes the row. */
-interface Change {
-  readonly state: JobStore.JobState
-  /** New run-at from now, or null to keep it. */
-  readonly delayMs: number | null
-  /** 1 when the attempt is handed back uncounted. */
-  readonly uncount: number
-  readonly final: boolean
-  readonly error: JobStore.AttemptErrorInput | null
-}
-
-const change = (outcome: JobStore.Outcome): Change => {
-  switch (outcome._tag) {
-    case "completed":
-      return { state: "completed", delayMs: null, uncount: 0, final: true, error: null }
-    case "retry":
-      return { state: "retryable", delayMs: outcome.delayMs, uncount: 0, final: false, error: outcome.error }
-    case "discard":
-      return { state: "discarded", delayMs: null, uncount: 0, final: true, error: outcome.error }
-    case "snooze":
-      return {
-        state: outcome.delayMs > 0 ? "scheduled" : "available",
-        delayMs: outcome.delayMs,
-        uncount: 1,
-        final: false,
-        error: null
-      }
-    case "cancelled":
-      return { state: "cancelled", delayMs: null, uncount: 0, final: true, error: outcome.error ?? null }
-    case "release":
-      return { state: "available", delayMs: null, uncount: 1, final: false, error: null }
-  }
-}
-
 /** A pending cancel turns an outcome that would run the job again into `cancelled`. */
-const cancelWins = "(j.cancel_requested AND s.state IN ('retryable', 'scheduled', 'available'))"
+const cancelWins = "(j.cancel_requested AND NOT s.final)"
 
 /**
  * The settle statement: all outcomes in one fenced `UPDATE … FROM unnest(…)`;
  * the jobs it makes due now wake runners in the same statement.
  */
-const settleStatement = (ctx: Ctx, valid: ReadonlyArray<JobStore.Settlement>) => {
-  const changes = valid.map((s) => change(s.outcome))
-  const col = <A>(f: (c: Change) => A) => changes.map(f)
+const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) => {
+  const col = <A>(f: (c: Core.Change) => A) => valid.map((s) => f(s.change))
   const { sql } = ctx
   return Effect.flatMap(
     ctx.now,
@@ -215,7 +154,7 @@ const settleStatement = (ctx: Ctx, valid: ReadonlyArray<JobStore.Settlement>) =>
       sql<{ id: string; state: JobStore.JobState }>`
       WITH s AS (
         SELECT * FROM unnest(
-          ${valid.map((s) => s.id)}::bigint[], ${valid.map((s) => s.fence)}::int[],
+          ${valid.map((s) => s.settlement.id)}::bigint[], ${valid.map((s) => s.settlement.fence)}::int[],
           ${col((c) => c.state)}::text[], ${col((c) => c.delayMs)}::float8[], ${col((c) => c.uncount)}::int[],
           ${col((c) => c.final)}::bool[], ${col((c) => c.error?.kind ?? null)}::text[],
           ${col((c) => c.error?.message ?? null)}::text[]
@@ -257,20 +196,19 @@ const refusedData = (error: SqlError): boolean => {
   return typeof code === "string" && (code.startsWith("22") || code.startsWith("23") || code.startsWith("54"))
 }
 
-/** The outcome that replaces one the database refused: discard, saying why. */
-const refusedOutcome = (settlement: JobStore.Settlement, error: SqlError): JobStore.Settlement => ({
-  id: settlement.id,
-  fence: settlement.fence,
-  outcome: {
+/** What replaces a settlement whose outcome the database refused: discard, saying why. */
+const refusedOutcome = (refused: Core.Applicable, error: SqlError): Core.Applicable => ({
+  ...refused,
+  change: Core.change({
     _tag: "discard",
     error: {
       kind: "unstorable",
       message: storableText(
-        `PostgreSQL refused to store this attempt's ${settlement.outcome._tag} outcome (${messageOf(error)}), so the job is discarded instead`,
+        `PostgreSQL refused to store this attempt's ${refused.settlement.outcome._tag} outcome (${messageOf(error)}), so the job is discarded instead`,
         2_000
       )
     }
-  }
+  })
 })
 
 /**
@@ -279,17 +217,18 @@ const refusedOutcome = (settlement: JobStore.Settlement, error: SqlError): JobSt
  * settlement itself is malformed, say a fence out of range), the settlement
  * is not applied, and the warning says why.
  */
-const settleAlone = (ctx: Ctx, settlement: JobStore.Settlement) =>
-  settleStatement(ctx, [settlement]).pipe(
+const settleAlone = (ctx: Ctx, one: Core.Applicable) => {
+  const { fence, id, outcome } = one.settlement
+  return settleStatement(ctx, [one]).pipe(
     Effect.catchIf(refusedData, (error) =>
       Effect.logWarning(
-        `nightshift: PostgreSQL refused the ${settlement.outcome._tag} outcome of job ${settlement.id} (fence ${settlement.fence}): ${messageOf(error)}; discarding the job instead`
+        `nightshift: PostgreSQL refused the ${outcome._tag} outcome of job ${id} (fence ${fence}): ${messageOf(error)}; discarding the job instead`
       ).pipe(
-        Effect.zipRight(settleStatement(ctx, [refusedOutcome(settlement, error)])),
+        Effect.zipRight(settleStatement(ctx, [refusedOutcome(one, error)])),
         Effect.catchIf(refusedData, (again) =>
           Effect.as(
             Effect.logWarning(
-              `nightshift: PostgreSQL refused to settle job ${settlement.id} (fence ${settlement.fence}) at all: ${messageOf(again)}; the settlement is not applied`
+              `nightshift: PostgreSQL refused to settle job ${id} (fence ${fence}) at all: ${messageOf(again)}; the settlement is not applied`
             ),
             []
           )
@@ -297,13 +236,14 @@ const settleAlone = (ctx: Ctx, settlement: JobStore.Settlement) =>
       )
     )
   )
+}
 
 /**
- * Write settlements that are already storable and unique by id: in one
- * statement, or, when PostgreSQL refuses the batch's data, each on its own
- * (see `settleAlone`), so that the rest settle as they are.
+ * Write settlements (see `Core.applicable`): in one statement, or, when
+ * PostgreSQL refuses the batch's data, each on its own (see `settleAlone`),
+ * so that the rest settle as they are.
  */
-export const settleIsolated = (ctx: Ctx, valid: ReadonlyArray<JobStore.Settlement>) =>
+export const settleIsolated = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) =>
   valid.length === 1
     ? settleAlone(ctx, valid[0]!)
     : settleStatement(ctx, valid).pipe(
@@ -316,39 +256,18 @@ export const settleIsolated = (ctx: Ctx, valid: ReadonlyArray<JobStore.Settlemen
       )
 
 /**
- * `JobStore.settle`: outcomes made storable (text without NUL, delays in
- * range, see `storableOutcome`), then written by `settleIsolated`: a row
- * PostgreSQL refuses fails alone, never its batch.
+ * `JobStore.settle`: the settlements `Core.applicable` keeps, written by
+ * `settleIsolated`: a row PostgreSQL refuses fails alone, never its batch.
  */
 export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>) => {
-  // A later settlement of an id already in the batch is not applied (as on every engine).
-  const seen = new Set<string>()
-  const valid = storableSettlements(
-    settlements.filter((s) => {
-      if (!isJobId(s.id) || seen.has(s.id)) return false
-      seen.add(s.id)
-      return true
-    })
-  )
-  if (valid.length === 0) return Effect.succeed(settlements.map(notApplied))
+  const valid = Core.applicable(settlements)
+  if (valid.length === 0) return Effect.succeed(Core.settleResults(settlements, new Map()))
   return settleIsolated(ctx, valid).pipe(
-    Effect.map((rows) => {
-      const applied = new Map(rows.map((r) => [r.id, r.state]))
-      const reported = new Set<string>()
-      return settlements.map((s): JobStore.SettleResult => {
-        const state = reported.has(s.id) ? undefined : applied.get(s.id)
-        reported.add(s.id)
-        return state === undefined ? notApplied(s) : { id: s.id, applied: true, state }
-      })
-    })
+    Effect.map((rows) => Core.settleResults(settlements, new Map(rows.map((r) => [r.id, r.state]))))
   )
 }
 
-const notApplied = (s: JobStore.Settlement): JobStore.SettleResult => ({
-  id: s.id,
-  applied: false,
-  state: null
-})
+const rescued = Core.rescueMessageParts
 
 /** `JobStore.rescue`: end expired leases (a running job without a lease counts as expired), oldest first, skipping rows being settled right now; wake runners for the jobs made due. */
 export const rescue = (ctx: Ctx, limit: number) => {
@@ -374,8 +293,8 @@ export const rescue = (ctx: Ctx, limit: number) => {
         finalized_at = CASE WHEN d.next = 'retryable' THEN NULL ELSE ${now.ts} END,
         lease_owner = NULL, lease_expires_at = NULL,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
-          'attempt', j.attempt, 'at', ${now.ms}, 'kind', 'rescued',
-          'message', 'lease expired: runner ' || coalesce(j.lease_owner, '?') || ' stopped heartbeating'))
+          'attempt', j.attempt, 'at', ${now.ms}, 'kind', ${Core.rescuedKind}::text,
+          'message', ${rescued.before}::text || coalesce(j.lease_owner, ${rescued.unknownOwner}::text) || ${rescued.after}::text))
       FROM decided d WHERE j.id = d.id
       RETURNING j.id::text AS id, j.kind, j.queue, j.state`.pipe(
       Effect.tap((rescued) =>

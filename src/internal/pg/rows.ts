@@ -78,11 +78,3 @@ export const toRecord = (row: JobRow): JobStore.JobRecord => ({
   traceId: row.trace_id,
   spanId: row.span_id
 })
-
-/** Claim order: priority, run-at, id (ids compare as numbers). */
-export const claimOrder = (a: JobStore.JobRecord, b: JobStore.JobRecord): number =>
-  a.priority - b.priority || a.runAt - b.runAt || compareIds(a.id, b.id)
-
-/** Compare two numeric ids without losing precision. */
-export const compareIds = (a: string, b: string): number =>
-  a.length - b.length || (a < b ? -1 : a > b ? 1 : 0)

@@ -8,6 +8,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
+import * as Core from "../store/core.js"
 
 /** The engine's connection handle. */
 export interface Db {
@@ -25,10 +26,6 @@ const describe = (error: SqlError): string => {
     ? `${detail} (another connection held the write lock longer than busy_timeout; raise busyTimeout or shorten that connection's transactions)`
     : detail
 }
-
-/** A `SqlError` of one store operation as a `JobStoreError`. */
-export const storeError = (operation: string, error: SqlError): JobStore.JobStoreError =>
-  new JobStore.JobStoreError({ message: `SqliteStore.${operation} failed: ${describe(error)}`, cause: error })
 
 /**
  * Statements pick their connection from the fiber's `TransactionConnection`,
@@ -60,17 +57,11 @@ export const connect: Effect.Effect<Db, JobStore.JobStoreError, SqlClient.SqlCli
       })
     }
     const sql = client.withoutTransforms()
-    const own = yield* Effect.scoped(sql.reserve).pipe(
-      Effect.mapError((error) => storeError("connect", error))
-    )
+    const own = yield* Effect.scoped(sql.reserve).pipe(Core.operation("SqliteStore", "connect", describe))
     const isolate = isolateFrom(own)
     return {
       sql,
-      run: (operation, effect) =>
-        isolate(effect).pipe(
-          Effect.catchTag("SqlError", (error) => Effect.fail(storeError(operation, error))),
-          Effect.withSpan(`SqliteStore.${operation}`, { captureStackTrace: false })
-        )
+      run: (operation, effect) => isolate(effect).pipe(Core.operation("SqliteStore", operation, describe))
     }
   }
 )

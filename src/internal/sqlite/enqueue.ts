@@ -6,8 +6,9 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
+import * as Core from "../store/core.js"
+import * as Statements from "../store/statements.js"
 import * as Plans from "./plans.js"
-import { activeStates } from "./rows.js"
 
 const json = (value: unknown) =>
   Effect.try({
@@ -22,7 +23,8 @@ const json = (value: unknown) =>
 /** Insert jobs inside the caller's transaction; results in input order. */
 export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
   Effect.gen(function* () {
-    const { folded, slot, unique } = Plans.fold(jobs)
+    const folded = Core.foldDuplicates(jobs)
+    const { unique } = folded
     // The first statement writes, so the transaction takes the write lock at once.
     const [counter] = yield* sql<{ value: number }>`UPDATE nightshift_counters
       SET value = value + ${unique.length} WHERE name = 'job_id' RETURNING value`
@@ -50,10 +52,10 @@ export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArra
       }
     }
     return {
-      results: jobs.map((_, k): JobStore.EnqueueResult => {
-        const s = slot[k]!
-        return { id: String(ids[s]), deduped: folded[k]! || !isNew[s] }
-      }),
+      results: Core.unfold(
+        folded,
+        ids.map((id, s): JobStore.EnqueueResult => ({ id: String(id), deduped: !isNew[s] }))
+      ),
       queues: plan.flatMap((row, i) => (isNew[i] && row[4] === "available" ? [row[2] as string] : []))
     }
   })
@@ -75,7 +77,7 @@ const existingHolders = (
     }>`SELECT j.id, j.kind, j.dedupe_key
       FROM json_each(${keys}) AS s JOIN nightshift_jobs AS j
         ON j.kind = s.value ->> 0 AND j.dedupe_key = s.value ->> 1
-      WHERE j.dedupe_key IS NOT NULL AND j.state IN ${sql.literal(activeStates)}`
+      WHERE j.dedupe_key IS NOT NULL AND j.state IN ${sql.literal(Core.activeList)}`
     const byKey = new Map(rows.map((row) => [JSON.stringify([row.kind, row.dedupe_key]), row.id]))
     return yield* Effect.forEach(missing, (i) => {
       const id = byKey.get(JSON.stringify([unique[i]!.kind, unique[i]!.dedupeKey]))
@@ -90,23 +92,15 @@ const existingHolders = (
   })
 
 /** Record the slot unless it is taken (in any order), then insert its job. */
-export const cronSlot = (sql: SqlClient.SqlClient, input: JobStore.CronSlotInput) =>
+export const cronSlot = (tables: Statements.Tables, input: JobStore.CronSlotInput) =>
   Effect.gen(function* () {
+    const { sql } = tables
+    if (!(yield* Statements.takeCronSlot(tables, input.name, input.slot)))
+      return { result: undefined, queues: [] }
     const now = yield* Clock.currentTimeMillis
-    const taken = yield* sql`INSERT INTO nightshift_cron_slots (name, slot, created_at)
-      VALUES (${input.name}, ${input.slot}, ${now})
-      ON CONFLICT DO NOTHING RETURNING slot`
-    if (taken.length === 0) return { result: undefined, queues: [] }
     const { queues, results } = yield* insert(sql, now, [input.job])
     const result = results[0]!
     yield* sql`UPDATE nightshift_cron_slots SET job_id = ${Number(result.id)}
       WHERE name = ${input.name} AND slot = ${input.slot}`
     return { result, queues }
   })
-
-/** The latest slot recorded for a cron name. */
-export const lastCronSlot = (sql: SqlClient.SqlClient, name: string) =>
-  Effect.map(
-    sql<{ slot: number | null }>`SELECT max(slot) AS slot FROM nightshift_cron_slots WHERE name = ${name}`,
-    (rows) => rows[0]?.slot ?? undefined
-  )

@@ -1,57 +1,11 @@
 /**
- * Reading jobs (get, list, counts) and pruning finished ones.
+ * Pruning finished jobs (reading them is shared with PostgreSQL, in
+ * `../store/statements.ts`).
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
-import { listLimit } from "../store/list.js"
-import { decode, jobColumns, parseId } from "./rows.js"
-
-/** One job by id. */
-export const get = (sql: SqlClient.SqlClient, id: string) =>
-  Effect.gen(function* () {
-    const n = parseId(id)
-    if (n === undefined) return undefined
-    const rows = yield* sql`SELECT ${sql.literal(jobColumns)} FROM nightshift_jobs WHERE id = ${n}`.values
-    return (yield* decode(rows))[0]
-  })
-
-/** A page of jobs, newest first, below the cursor. */
-export const list = (sql: SqlClient.SqlClient, filter: JobStore.ListFilter) =>
-  Effect.gen(function* () {
-    const limit = listLimit(filter.limit)
-    const clauses = [
-      inList(sql, "state", filter.states),
-      inList(sql, "kind", filter.kinds),
-      inList(sql, "queue", filter.queues)
-    ].filter((clause) => clause !== undefined)
-    if (filter.cursor != null) clauses.push(sql`id < ${parseId(filter.cursor) ?? 0}`)
-    const rows = yield* sql`SELECT ${sql.literal(jobColumns)} FROM nightshift_jobs WHERE ${sql.and(clauses)}
-      ORDER BY id DESC LIMIT ${limit + 1}`.values
-    const jobs = yield* decode(rows.slice(0, limit))
-    return {
-      jobs,
-      nextCursor: rows.length > limit ? jobs[limit - 1]!.id : null
-    } satisfies JobStore.ListPage
-  })
-
-const inList = (
-  sql: SqlClient.SqlClient,
-  column: "state" | "kind" | "queue",
-  values: ReadonlyArray<string> | undefined
-) =>
-  values === undefined
-    ? undefined
-    : sql`${sql.literal(column)} IN (SELECT value FROM json_each(${JSON.stringify(values)}))`
-
-/** Jobs per queue and state. */
-export const counts = (sql: SqlClient.SqlClient) =>
-  Effect.map(
-    sql<{ queue: string; state: JobStore.JobState; count: number }>`SELECT queue, state, count(*) AS count
-    FROM nightshift_jobs GROUP BY queue, state ORDER BY queue, state`,
-    (rows): ReadonlyArray<JobStore.QueueCount> => rows
-  )
 
 /** Delete final jobs past their state's retention, oldest first, at most `limit`. */
 export const prune = (sql: SqlClient.SqlClient, request: JobStore.PruneRequest) =>

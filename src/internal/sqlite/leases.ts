@@ -6,8 +6,9 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
+import * as Core from "../store/core.js"
 import * as Plans from "./plans.js"
-import { byClaimOrder, decode, jobColumns, parseId, waitingStates } from "./rows.js"
+import { decode, jobColumns } from "./rows.js"
 
 /**
  * The claim statement for a request shape (queue count, kind count), built
@@ -19,7 +20,7 @@ const claimStatements = () => {
   const cache = new Map<string, string>()
   const arm = (kinds: number, columns: string) =>
     `SELECT ${columns} FROM nightshift_jobs
-      WHERE queue = ? AND state IN ${waitingStates} AND (run_at <= ? OR state = 'available')
+      WHERE queue = ? AND state IN ${Core.waitingList} AND (run_at <= ? OR state = 'available')
         AND kind IN (${Array.from({ length: kinds }, () => "?").join(", ")})
         AND NOT EXISTS (SELECT 1 FROM nightshift_paused_queues WHERE queue = ?)
       ORDER BY priority, run_at, id LIMIT ?`
@@ -59,11 +60,9 @@ export const makeClaim = (sql: SqlClient.SqlClient) => {
       if (queues.length > 1) params.push(limit)
       const rows = yield* sql.unsafe(claimSql(queues.length, request.kinds.length), params).values
       const jobs = yield* decode(rows)
-      return jobs.length > 1 ? jobs.sort(byClaimOrder) : jobs
+      return jobs.length > 1 ? jobs.sort(Core.claimOrder) : jobs
     })
 }
-
-const waiting = new Set<JobStore.JobState>(["available", "scheduled", "retryable"])
 
 /** Extend held leases; report lost ones with their cancel flag. */
 export const heartbeat = (
@@ -75,7 +74,7 @@ export const heartbeat = (
   Effect.gen(function* () {
     if (leases.length === 0) return []
     const now = yield* Clock.currentTimeMillis
-    const batch = JSON.stringify(leases.map((lease) => [parseId(lease.id) ?? 0, lease.fence]))
+    const batch = JSON.stringify(leases.map((lease) => [Core.parseId(lease.id) ?? 0, lease.fence]))
     const held = yield* sql<{ id: number; cancel_requested: number }>`UPDATE nightshift_jobs AS j
       SET lease_expires_at = ${Plans.after(now, leaseMs)}
       FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence FROM json_each(${batch})) AS s
@@ -100,7 +99,7 @@ const lostLeases = (
 ) =>
   Effect.gen(function* () {
     const lost = leases.filter((lease) => !held.has(lease.id))
-    const batch = JSON.stringify(lost.map((lease) => [parseId(lease.id) ?? 0, lease.fence]))
+    const batch = JSON.stringify(lost.map((lease) => [Core.parseId(lease.id) ?? 0, lease.fence]))
     const rows = yield* sql<{ id: number; cancel_requested: number }>`SELECT j.id, j.cancel_requested
       FROM json_each(${batch}) AS s JOIN nightshift_jobs AS j ON j.id = s.value ->> 0 AND j.fence = s.value ->> 1`
     return new Map(rows.map((row) => [String(row.id), row.cancel_requested !== 0]))
@@ -114,14 +113,7 @@ export const settle = (sql: SqlClient.SqlClient, settlements: ReadonlyArray<JobS
   Effect.gen(function* () {
     if (settlements.length === 0) return { results: [], queues: [] }
     const now = yield* Clock.currentTimeMillis
-    const seen = new Set<number>()
-    const rows: Array<ReadonlyArray<unknown>> = []
-    for (const settlement of settlements) {
-      const id = parseId(settlement.id)
-      if (id === undefined || seen.has(id)) continue
-      seen.add(id)
-      rows.push(Plans.settleRow(id, now, settlement))
-    }
+    const rows = Core.applicable(settlements).map((one) => Plans.settleRow(now, one))
     // A pending cancel wins over an outcome that would run the job again.
     const applied = yield* sql`UPDATE nightshift_jobs AS j
       SET state = CASE WHEN j.cancel_requested <> 0 AND s.final = 0 THEN 'cancelled' ELSE s.state END,
@@ -139,22 +131,16 @@ export const settle = (sql: SqlClient.SqlClient, settlements: ReadonlyArray<JobS
       WHERE j.id = s.id AND j.fence = s.fence AND j.state = 'running'
       RETURNING id, state, queue, run_at`.values
     const states = new Map(applied.map(([id, state]) => [String(id), state as JobStore.JobState]))
-    const reported = new Set<string>()
-    const results = settlements.map((s): JobStore.SettleResult => {
-      const state = reported.has(s.id) ? undefined : states.get(s.id)
-      reported.add(s.id)
-      return state === undefined
-        ? { id: s.id, applied: false, state: null }
-        : { id: s.id, applied: true, state }
-    })
     return {
-      results,
+      results: Core.settleResults(settlements, states),
       // Jobs due again at once (released, snoozed or retried without delay) wake runners.
       queues: applied.flatMap(([, state, queue, runAt]) =>
-        waiting.has(state as JobStore.JobState) && (runAt as number) <= now ? [queue as string] : []
+        Core.isWaiting(state as JobStore.JobState) && (runAt as number) <= now ? [queue as string] : []
       )
     }
   })
+
+const rescued = Core.rescueMessageParts
 
 /** End expired leases (a running job without a lease counts as expired): retryable now, discarded when out of attempts, cancelled when asked. */
 export const rescue = (sql: SqlClient.SqlClient, limit: number) =>
@@ -170,10 +156,8 @@ export const rescue = (sql: SqlClient.SqlClient, limit: number) =>
         errors = json_insert(CASE WHEN json_valid(errors) THEN errors
           ELSE json_array(json_object('attempt', attempt, 'at', 0, 'kind', 'unreadable',
             'message', 'the errors column held text that is not JSON: ' || errors)) END,
-          '$[#]', json_object('attempt', attempt, 'at', ${now}, 'kind', 'rescued',
-          'message', 'the lease held by ' || coalesce(lease_owner, 'an unknown runner') || ' expired at ' ||
-            coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', lease_expires_at / 1000.0, 'unixepoch'), 'an unknown time') ||
-            ' before the attempt was settled')),
+          '$[#]', json_object('attempt', attempt, 'at', ${now}, 'kind', ${Core.rescuedKind},
+          'message', ${rescued.before} || coalesce(lease_owner, ${rescued.unknownOwner}) || ${rescued.after})),
         lease_owner = NULL, lease_expires_at = NULL
       WHERE id IN (SELECT id FROM nightshift_jobs
         WHERE state = 'running' AND (lease_expires_at <= ${now} OR lease_expires_at IS NULL)

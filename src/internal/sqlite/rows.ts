@@ -99,29 +99,6 @@ export const toRecord = (row: ReadonlyArray<unknown>): JobStore.JobRecord => {
   }
 }
 
-/**
- * Order of the claim path: priority, run-at, id. RETURNING yields rows in
- * no particular order, so claimed rows are sorted again.
- */
-export const byClaimOrder = (a: JobStore.JobRecord, b: JobStore.JobRecord): number =>
-  a.priority - b.priority || a.runAt - b.runAt || Number(a.id) - Number(b.id)
-
-/** The row id behind a job id, or undefined when it cannot name a row. */
-export const parseId = (id: string): number | undefined => {
-  if (!/^[1-9][0-9]{0,15}$/.test(id)) return undefined
-  const n = Number(id)
-  return Number.isSafeInteger(n) ? n : undefined
-}
-
-/** Active states (a dedupe key is held), as an SQL list. */
-export const activeStates = "('scheduled', 'available', 'running', 'retryable')"
-
-/** States waiting to be claimed, as an SQL list. */
-export const waitingStates = "('available', 'scheduled', 'retryable')"
-
-/** Final states, as an SQL list. */
-export const finalStates = "('completed', 'discarded', 'cancelled')"
-
 /** Map rows read with `.values` to records. */
 export const decode = (rows: ReadonlyArray<ReadonlyArray<unknown>>) =>
   Effect.try({

@@ -11,11 +11,12 @@ import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as JobStore from "../../JobStore.js"
-import * as Control from "./control.js"
+import * as Statements from "../store/statements.js"
 import { connect } from "./db.js"
 import * as Enqueue from "./enqueue.js"
 import * as Inspect from "./inspect.js"
 import * as Leases from "./leases.js"
+import { decode, jobColumns } from "./rows.js"
 
 const hintCapacity = 1024
 
@@ -33,6 +34,15 @@ export const make: Effect.Effect<
   const enqueued = (queues: Iterable<string>) =>
     hint(Array.from(new Set(queues), (queue): JobStore.Wakeup => ({ _tag: "enqueued", queue })))
   const { sql } = db
+  const tables: Statements.Tables = {
+    sql,
+    jobs: sql.literal("nightshift_jobs"),
+    pausedQueues: sql.literal("nightshift_paused_queues"),
+    cronSlots: sql.literal("nightshift_cron_slots"),
+    now: Effect.map(Clock.currentTimeMillis, (now) => sql`${now}`),
+    columns: sql.literal(jobColumns),
+    read: (statement) => Effect.flatMap(statement.values, decode)
+  }
   const claim = Leases.makeClaim(sql)
   return {
     engine: "sqlite",
@@ -65,38 +75,38 @@ export const make: Effect.Effect<
         )
       ),
     prune: (request) => db.run("prune", Inspect.prune(sql, request)),
-    get: (id) => db.run("get", Inspect.get(sql, id)),
-    list: (filter) => db.run("list", Inspect.list(sql, filter)),
-    counts: db.run("counts", Inspect.counts(sql)),
+    get: (id) => db.run("get", Statements.get(tables, id)),
+    list: (filter) => db.run("list", Statements.list(tables, filter)),
+    counts: db.run("counts", Statements.counts(tables)),
     cancel: (id) =>
       db.run(
         "cancel",
-        Effect.tap(sql.withTransaction(Control.cancel(sql, id)), (result) =>
+        Effect.tap(sql.withTransaction(Statements.cancel(tables, id)), (result) =>
           result._tag === "requested" ? hint([{ _tag: "cancel", id }]) : Effect.void
         )
       ),
     retry: (id) =>
       db.run(
         "retry",
-        Effect.tap(sql.withTransaction(Control.retry(sql, id)), ({ queue }) =>
+        Effect.tap(sql.withTransaction(Statements.retry(tables, id)), ({ queue }) =>
           queue === undefined ? Effect.void : enqueued([queue])
         ).pipe(Effect.map(({ result }) => result))
       ),
-    pause: (queue) => db.run("pause", Control.pause(sql, queue)),
+    pause: (queue) => db.run("pause", Statements.pause(tables, queue)),
     resume: (queue) =>
       db.run(
         "resume",
-        Effect.tap(Control.resume(sql, queue), (resumed) => (resumed ? enqueued([queue]) : Effect.void))
+        Effect.tap(Statements.resume(tables, queue), (resumed) => (resumed ? enqueued([queue]) : Effect.void))
       ),
-    paused: db.run("paused", Control.paused(sql)),
+    paused: db.run("paused", Statements.paused(tables)),
     enqueueCronSlot: (input) =>
       db.run(
         "enqueueCronSlot",
-        Effect.tap(sql.withTransaction(Enqueue.cronSlot(sql, input)), ({ queues }) => enqueued(queues)).pipe(
-          Effect.map(({ result }) => result)
-        )
+        Effect.tap(sql.withTransaction(Enqueue.cronSlot(tables, input)), ({ queues }) =>
+          enqueued(queues)
+        ).pipe(Effect.map(({ result }) => result))
       ),
-    lastCronSlot: (name) => db.run("lastCronSlot", Enqueue.lastCronSlot(sql, name)),
+    lastCronSlot: (name) => db.run("lastCronSlot", Statements.lastCronSlot(tables, name)),
     now: Clock.currentTimeMillis,
     ping: db.run("ping", Effect.asVoid(sql`SELECT 1`)),
     wakeups: Stream.fromPubSub(hints)

@@ -1,0 +1,174 @@
+/**
+ * The statements off the hot path (reading jobs, cancel and retry, pausing
+ * queues, cron slots), written once for both SQL engines. Where the
+ * dialects differ, `sql.onDialectOrElse` picks the form; what differs in
+ * storage (table names, how a time is stored, how a row is read) comes from
+ * the engine's `Tables`.
+ *
+ * @internal
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
+import * as Effect from "effect/Effect"
+import type * as JobStore from "../../JobStore.js"
+import { activeList, finalList, parseId, waitingList } from "./core.js"
+import { listLimit } from "./list.js"
+
+/** What the shared statements need from an engine. */
+export interface Tables {
+  /** The engine's client, without name transforms. */
+  readonly sql: SqlClient.SqlClient
+  readonly jobs: Statement.Fragment
+  readonly pausedQueues: Statement.Fragment
+  readonly cronSlots: Statement.Fragment
+  /** "Now" as the engine stores a time (a `timestamptz`, or epoch ms). */
+  readonly now: Effect.Effect<Statement.Fragment>
+  /** The select list of a whole job row, the table aliased `j`. */
+  readonly columns: Statement.Fragment
+  /** Run a statement that selects `columns` and map its rows to records. */
+  readonly read: (
+    statement: Statement.Statement<object>
+  ) => Effect.Effect<Array<JobStore.JobRecord>, SqlError | JobStore.JobStoreError>
+}
+
+/** `JobStore.get`. */
+export const get = (t: Tables, id: string) => {
+  const n = parseId(id)
+  if (n === undefined) return Effect.succeed(undefined)
+  return Effect.map(
+    t.read(t.sql`SELECT ${t.columns} FROM ${t.jobs} j WHERE j.id = ${n}`),
+    (jobs): JobStore.JobRecord | undefined => jobs[0]
+  )
+}
+
+/** `JobStore.list`: newest first, a page of at most `listLimit` below the cursor. */
+export const list = (t: Tables, filter: JobStore.ListFilter) => {
+  const { sql } = t
+  const limit = listLimit(filter.limit)
+  const where: Array<Statement.Fragment> = []
+  if (filter.states !== undefined) where.push(sql.in("state", filter.states))
+  if (filter.kinds !== undefined) where.push(sql.in("kind", filter.kinds))
+  if (filter.queues !== undefined) where.push(sql.in("queue", filter.queues))
+  if (filter.cursor != null) {
+    const below = parseId(filter.cursor)
+    if (below === undefined) return Effect.succeed<JobStore.ListPage>({ jobs: [], nextCursor: null })
+    where.push(sql`j.id < ${below}`)
+  }
+  return Effect.map(
+    t.read(
+      sql`SELECT ${t.columns} FROM ${t.jobs} j WHERE ${sql.and(where)} ORDER BY j.id DESC LIMIT ${limit + 1}`
+    ),
+    (rows): JobStore.ListPage => {
+      const jobs = rows.slice(0, limit)
+      return { jobs, nextCursor: rows.length > limit ? jobs[limit - 1]!.id : null }
+    }
+  )
+}
+
+/** `JobStore.counts`: jobs per queue and state (states without jobs are absent). */
+export const counts = (t: Tables) =>
+  t.sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count FROM ${t.jobs}
+    GROUP BY queue, state ORDER BY queue, state`
+
+/**
+ * `JobStore.cancel`, to run in a transaction: a waiting job ends cancelled
+ * now; a running one is flagged for its runner, whose id is returned.
+ */
+export const cancel = (t: Tables, id: string): Effect.Effect<JobStore.CancelResult, SqlError> => {
+  const n = parseId(id)
+  if (n === undefined) return Effect.succeed({ _tag: "not-found" })
+  const { sql } = t
+  return Effect.gen(function* () {
+    const now = yield* t.now
+    const queued = yield* sql`UPDATE ${t.jobs} SET state = 'cancelled', finalized_at = ${now}
+      WHERE id = ${n} AND state IN ${sql.literal(waitingList)} RETURNING id`
+    if (queued.length > 0) return { _tag: "cancelled" } as const
+    const [running] = yield* sql<{ lease_owner: string | null }>`UPDATE ${t.jobs} SET cancel_requested = TRUE
+      WHERE id = ${n} AND state = 'running' RETURNING lease_owner`
+    if (running !== undefined) return { _tag: "requested", owner: running.lease_owner } as const
+    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.jobs} WHERE id = ${n}`
+    return row === undefined
+      ? ({ _tag: "not-found" } as const)
+      : ({ _tag: "final", state: row.state } as const)
+  })
+}
+
+/**
+ * `JobStore.retry`, to run in a transaction: a final job becomes available
+ * now with room for one more attempt, unless another live job holds its
+ * dedupe key. Returns the queue to wake when it was retried.
+ */
+export const retry = (
+  t: Tables,
+  id: string
+): Effect.Effect<{ readonly result: JobStore.RetryResult; readonly queue?: string }, SqlError> => {
+  const n = parseId(id)
+  if (n === undefined) return Effect.succeed({ result: { _tag: "not-found" } })
+  const { sql } = t
+  const greatest = sql.onDialectOrElse({ sqlite: () => "max", orElse: () => "greatest" })
+  return Effect.gen(function* () {
+    const now = yield* t.now
+    const [retried] = yield* sql<{ queue: string }>`UPDATE ${t.jobs} AS j
+      SET state = 'available', run_at = ${now}, finalized_at = NULL, cancel_requested = FALSE,
+        max_attempts = ${sql.literal(greatest)}(max_attempts, attempt + 1)
+      WHERE id = ${n} AND state IN ${sql.literal(finalList)}
+        AND (dedupe_key IS NULL OR NOT EXISTS (SELECT 1 FROM ${t.jobs} AS o
+          WHERE o.kind = j.kind AND o.dedupe_key = j.dedupe_key AND o.state IN ${sql.literal(activeList)}))
+      RETURNING queue`
+    if (retried !== undefined) return { result: { _tag: "retried" }, queue: retried.queue } as const
+    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.jobs} WHERE id = ${n}`
+    return {
+      result: row === undefined ? { _tag: "not-found" } : { _tag: "not-retryable", state: row.state }
+    } as const
+  })
+}
+
+/** `JobStore.pause` (idempotent). */
+export const pause = (t: Tables, queue: string) =>
+  Effect.flatMap(t.now, (now) =>
+    Effect.asVoid(t.sql`INSERT INTO ${t.pausedQueues} (queue, paused_at) VALUES (${queue}, ${now})
+      ON CONFLICT DO NOTHING`)
+  )
+
+/** `JobStore.resume`: true when the queue was paused. */
+export const resume = (t: Tables, queue: string) =>
+  Effect.map(
+    t.sql`DELETE FROM ${t.pausedQueues} WHERE queue = ${queue} RETURNING queue`,
+    (rows) => rows.length > 0
+  )
+
+/** `JobStore.paused`: by the names' code points on both engines. */
+export const paused = (t: Tables) => {
+  const { sql } = t
+  const collate = sql.onDialectOrElse({ pg: () => ` COLLATE "C"`, orElse: () => "" })
+  return Effect.map(
+    sql<{ queue: string }>`SELECT queue FROM ${t.pausedQueues} ORDER BY queue${sql.literal(collate)}`,
+    (rows) => rows.map((row) => row.queue)
+  )
+}
+
+/**
+ * Take a cron slot, in a transaction with its job's enqueue: true when this
+ * caller recorded it; the key lets exactly one caller take each slot, in
+ * whatever order callers reach them.
+ */
+export const takeCronSlot = (t: Tables, name: string, slot: number) => {
+  const { sql } = t
+  const at = sql.onDialectOrElse({ pg: () => "enqueued_at", orElse: () => "created_at" })
+  return Effect.flatMap(t.now, (now) =>
+    Effect.map(
+      sql`INSERT INTO ${t.cronSlots} (name, slot, ${sql.literal(at)}) VALUES (${name}, ${slot}, ${now})
+        ON CONFLICT DO NOTHING RETURNING slot`,
+      (rows) => rows.length > 0
+    )
+  )
+}
+
+/** `JobStore.lastCronSlot`: the latest slot recorded for a name. */
+export const lastCronSlot = (t: Tables, name: string) =>
+  Effect.map(
+    t.sql<{ slot: number | null }>`SELECT CAST(max(slot) AS double precision) AS slot FROM ${t.cronSlots}
+      WHERE name = ${name}`,
+    (rows) => rows[0]?.slot ?? undefined
+  )
