@@ -11,7 +11,8 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
-import type * as Schema from "effect/Schema"
+import * as Schema from "effect/Schema"
+import { isValidName } from "./internal/input.js"
 
 /**
  * Retry policy of a kind: at most `maxAttempts` attempts in all, with the
@@ -74,7 +75,8 @@ export interface KindOptions<A, I, R> {
 }
 
 /**
- * Declare a job kind.
+ * Declare a job kind. A name, queue, priority, attempt limit or timeout no
+ * job can have throws `InvalidJobKind` here, at definition time.
  *
  * @example
  * ```ts
@@ -89,15 +91,58 @@ export interface KindOptions<A, I, R> {
 export const make = <const Name extends string, A, I, R = never>(
   name: Name,
   options: KindOptions<A, I, R>
-): Kind<Name, A, I, R> => ({
-  _tag: "JobKind",
-  name,
-  payload: options.payload,
-  retry: { ...defaultRetry, ...options.retry },
-  timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
-  queue: options.queue ?? "default",
-  priority: options.priority ?? 0
-})
+): Kind<Name, A, I, R> => {
+  const kind: Kind<Name, A, I, R> = {
+    _tag: "JobKind",
+    name,
+    payload: options.payload,
+    retry: { ...defaultRetry, ...options.retry },
+    timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
+    queue: options.queue ?? "default",
+    priority: options.priority ?? 0
+  }
+  const problem = kindProblem(kind)
+  if (problem !== undefined) throw new InvalidJobKind({ kind: name, message: `Job.make: ${problem}` })
+  return kind
+}
+
+const wholeNumber = (n: number, min: number, max: number) => Number.isSafeInteger(n) && n >= min && n <= max
+
+/** What is wrong with a kind's definition, if anything. */
+const kindProblem = (kind: Kind<string, any, any, any>): string | undefined => {
+  const name = "use 1-128 of [A-Za-z0-9_.:-], starting with a letter, a digit or _"
+  if (!isValidName(kind.name)) return `invalid kind name ${JSON.stringify(kind.name)}: ${name}`
+  if (!isValidName(kind.queue)) return `invalid queue name ${JSON.stringify(kind.queue)}: ${name}`
+  if (!wholeNumber(kind.priority, -32768, 32767))
+    return `priority must be an integer from -32768 to 32767, got ${kind.priority}`
+  if (!wholeNumber(kind.retry.maxAttempts, 1, 1_000_000))
+    return `retry.maxAttempts must be an integer from 1 to 1000000, got ${kind.retry.maxAttempts}`
+  if (kind.timeout !== undefined && !(Duration.toMillis(kind.timeout) > 0))
+    return `timeout must be a positive duration, got ${Duration.format(kind.timeout)}`
+  return undefined
+}
+
+/**
+ * A job kind defined with a name, queue, priority, attempt limit or timeout
+ * no job can have; thrown by `make` (a mistake in code, wrong on every run).
+ *
+ * @since 0.1.0
+ */
+export class InvalidJobKind extends Schema.TaggedError<InvalidJobKind>()("InvalidJobKind", {
+  kind: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * Two handlers for one kind in one `handlers` call; thrown by `handlers` (a
+ * mistake in code, wrong on every run).
+ *
+ * @since 0.1.0
+ */
+export class DuplicateHandler extends Schema.TaggedError<DuplicateHandler>()("DuplicateHandler", {
+  kind: Schema.String,
+  message: Schema.String
+}) {}
 
 /**
  * Fail a handler with this to discard the job now: no retry can help.
@@ -213,7 +258,12 @@ export const handlers: {
 } = (...hs: ReadonlyArray<Handler<unknown>>): Handlers<unknown> => {
   const byKind = new Map<string, Handler<unknown>>()
   for (const h of hs) {
-    if (byKind.has(h.kind.name)) throw new Error(`Job.handlers: kind "${h.kind.name}" is handled twice`)
+    if (byKind.has(h.kind.name)) {
+      throw new DuplicateHandler({
+        kind: h.kind.name,
+        message: `Job.handlers: kind "${h.kind.name}" is handled twice; give each kind one handler`
+      })
+    }
     byKind.set(h.kind.name, h)
   }
   return { _tag: "JobHandlers", byKind }

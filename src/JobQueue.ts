@@ -17,7 +17,7 @@ import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Events from "./Events.js"
-import { formatParseError, guardDepth, isStorableText } from "./internal/input.js"
+import { formatParseError, guardDepth, isStorableText, isValidName as validName } from "./internal/input.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
 import * as Metrics from "./Metrics.js"
@@ -152,15 +152,13 @@ export interface Service {
  */
 export class JobQueue extends Context.Tag("nightshift/JobQueue")<JobQueue, Service>() {}
 
-const namePattern = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/
-
 /**
  * Is this a valid queue or kind name: 1–128 characters of letters, digits,
  * `_`, `.`, `:` and `-`, not starting with punctuation other than `_`.
  *
  * @since 0.1.0
  */
-export const isValidName = (name: string): boolean => namePattern.test(name)
+export const isValidName: (name: string) => boolean = validName
 
 const invalid = (kind: string, message: string) => Effect.fail(new InvalidOptions({ kind, message }))
 

@@ -157,13 +157,49 @@ describe("Job handlers and what their failures mean", () => {
     }).pipe(Effect.provide(Testing.layer))
   )
 
-  it("Job.handlers refuses a kind handled twice", () => {
-    expect(() =>
-      Job.handlers(
-        Job.handle(Work, () => Effect.void),
-        Job.handle(Work, () => Effect.void)
-      )
-    ).toThrow(/twice/)
+  it("Job.handlers refuses a kind handled twice with a tagged DuplicateHandler", () => {
+    const thrown = (() => {
+      try {
+        Job.handlers(
+          Job.handle(Work, () => Effect.void),
+          Job.handle(Work, () => Effect.void)
+        )
+      } catch (error) {
+        return error
+      }
+    })()
+    expect(thrown).toBeInstanceOf(Job.DuplicateHandler)
+    expect(thrown).toMatchObject({ _tag: "DuplicateHandler", kind: "work" })
+    expect(String((thrown as Error).message)).toContain('kind "work" is handled twice')
+  })
+
+  it("Job.make refuses, at definition, what no job can have, with a tagged InvalidJobKind", () => {
+    const payload = Schema.Unknown
+    const cases: ReadonlyArray<readonly [string, Job.KindOptions<unknown, unknown, never>, string]> = [
+      ["send email", { payload }, 'invalid kind name "send email"'],
+      ["", { payload }, 'invalid kind name ""'],
+      ["ok", { payload, queue: "a/b" }, 'invalid queue name "a/b"'],
+      ["ok", { payload, priority: 1.5 }, "priority must be an integer"],
+      ["ok", { payload, priority: 40_000 }, "priority must be an integer"],
+      ["ok", { payload, retry: { maxAttempts: 0 } }, "retry.maxAttempts must be an integer from 1"],
+      ["ok", { payload, retry: { maxAttempts: Number.NaN } }, "retry.maxAttempts must be an integer from 1"],
+      ["ok", { payload, timeout: 0 }, "timeout must be a positive duration"]
+    ]
+    for (const [name, options, message] of cases) {
+      let thrown: unknown
+      try {
+        Job.make(name, options)
+      } catch (error) {
+        thrown = error
+      }
+      expect(thrown, `${name} ${JSON.stringify(options)}`).toBeInstanceOf(Job.InvalidJobKind)
+      expect((thrown as Job.InvalidJobKind).message).toContain(message)
+      expect((thrown as Job.InvalidJobKind).kind).toBe(name)
+    }
+    // The limits themselves are fine.
+    expect(Job.make("a.b:c-d_1", { payload, priority: -32768, retry: { maxAttempts: 1_000_000 } }).name).toBe(
+      "a.b:c-d_1"
+    )
   })
 })
 

@@ -48,6 +48,14 @@ export const jsonTooDeep = (text: string, max: number = maxDepth): boolean => {
   return false
 }
 
+const namePattern = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/
+
+/**
+ * A valid queue or kind name: 1–128 characters of letters, digits, `_`, `.`,
+ * `:` and `-`, not starting with punctuation other than `_`.
+ */
+export const isValidName = (name: string): boolean => namePattern.test(name)
+
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const loneSurrogates = new RegExp(loneSurrogate.source, "g")
 

@@ -77,7 +77,14 @@ const rawKind = (name: string) => Job.make(name, { payload: Schema.Unknown })
 
 const resolveKind = (input: Input, payload: unknown) =>
   Effect.gen(function* () {
-    if (Option.isNone(input.app)) return { kind: rawKind(input.kind) as Job.Any, payload }
+    if (Option.isNone(input.app)) {
+      if (!JobQueue.isValidName(input.kind)) {
+        return yield* Effect.fail(
+          usageError(`invalid kind name ${JSON.stringify(input.kind)}: use 1-128 of [A-Za-z0-9_.:-]`)
+        )
+      }
+      return { kind: rawKind(input.kind) as Job.Any, payload }
+    }
     const loaded = yield* App.load(input.app.value)
     const known = App.kinds(loaded.app)
     const kind = known.get(input.kind)
