@@ -351,14 +351,17 @@ export interface CronSlotInput {
 }
 
 /**
- * A hint from the store: new work on a queue, or a cancel request for a job.
- * Hints may be lost; the runner's polling is the backstop.
+ * A hint from the store: new work on a queue, a cancel request for a job, or
+ * `changed`: another process committed to the store, so any queue may have
+ * new work (SQLite, which cannot tell which). Hints may be lost; the runner's
+ * polling is the backstop.
  *
  * @since 0.1.0
  */
 export type Wakeup =
   | { readonly _tag: "enqueued"; readonly queue: string }
   | { readonly _tag: "cancel"; readonly id: string }
+  | { readonly _tag: "changed" }
 
 /**
  * A store operation failed (database unreachable, constraint error, …).

@@ -10,8 +10,8 @@
  *
  * Several processes may share one file: SQLite serialises writers, every
  * claim is one `UPDATE … RETURNING` statement, and dedupe is a unique index.
- * Wake-up hints reach only the process that caused them; other processes
- * find new work by polling.
+ * Another process's commits wake this one's runner within milliseconds (the
+ * file's directory is watched; polling stays the backstop).
  *
  * @since 0.1.0
  */

@@ -9,13 +9,17 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as Job from "../src/Job.js"
+import * as JobRunner from "../src/JobRunner.js"
 import * as JobStore from "../src/JobStore.js"
 import * as SqliteStore from "../src/SqliteStore.js"
 import { conformance } from "./store/conformance.js"
@@ -429,5 +433,51 @@ describe("SqliteStore across processes", () => {
         ])
       }),
     60_000
+  )
+})
+
+describe("SqliteStore wake-ups from other connections", () => {
+  const Ping = Job.make("ping", { payload: Schema.Struct({ n: Schema.Number }) })
+
+  it.live(
+    "a commit by another connection to the file is a `changed` hint; the store's own writes are not",
+    () =>
+      Effect.gen(function* () {
+        const filename = tempFile()
+        yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            const hints = yield* store.wakeups.pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+            yield* Effect.sleep("50 millis") // let the subscription start
+            // Our own enqueue: an `enqueued` hint, and no `changed` one.
+            yield* store.enqueue([job({ queue: "own" })])
+            yield* withStore(filename, (other) => other.enqueue([job({ queue: "theirs" })]))
+            const seen = yield* Fiber.join(hints).pipe(Effect.timeout("20 seconds"))
+            expect(Chunk.toReadonlyArray(seen)).toEqual([
+              { _tag: "enqueued", queue: "own" },
+              { _tag: "changed" }
+            ])
+          })
+        )
+      })
+  )
+
+  it.live("an idle runner starts a job another process enqueued without waiting for its poll", () =>
+    Effect.gen(function* () {
+      const filename = tempFile()
+      const started = yield* Deferred.make<number>()
+      const handlers = Job.handlers(Job.handle(Ping, ({ n }) => Deferred.succeed(started, n)))
+      const runner = JobRunner.layer(handlers, { pollInterval: "1 hour" }).pipe(
+        Layer.provide(SqliteStore.layer({ filename }))
+      )
+      yield* Effect.gen(function* () {
+        yield* JobRunner.JobRunner
+        // The runner made its first claim on start and now waits for a hint or the hourly poll.
+        yield* Effect.sleep("200 millis")
+        yield* withStore(filename, (other) =>
+          other.enqueue([{ kind: "ping", queue: "default", payload: { n: 7 }, priority: 0, maxAttempts: 3 }])
+        )
+        expect(yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))).toBe(7)
+      }).pipe(Effect.provide(runner), Effect.scoped)
+    })
   )
 })

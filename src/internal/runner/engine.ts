@@ -280,7 +280,11 @@ export const makeEngine = <R>(
     const ours = new Set(config.queues)
     const listen = store.wakeups.pipe(
       Stream.runForEach((hint) =>
-        hint._tag === "cancel" ? interrupt(hint.id, "cancel") : ours.has(hint.queue) ? wake : Effect.void
+        hint._tag === "cancel"
+          ? interrupt(hint.id, "cancel")
+          : hint._tag === "changed" || ours.has(hint.queue)
+            ? wake
+            : Effect.void
       )
     )
 

@@ -17,6 +17,7 @@ import * as Enqueue from "./enqueue.js"
 import * as Inspect from "./inspect.js"
 import * as Leases from "./leases.js"
 import { decode, jobColumns } from "./rows.js"
+import { watchCommits } from "./watch.js"
 
 const hintCapacity = 1024
 
@@ -34,6 +35,7 @@ export const make: Effect.Effect<
   const enqueued = (queues: Iterable<string>) =>
     hint(Array.from(new Set(queues), (queue): JobStore.Wakeup => ({ _tag: "enqueued", queue })))
   const { sql } = db
+  yield* watchCommits(sql, hint([{ _tag: "changed" }]))
   const tables: Statements.Tables = {
     sql,
     jobs: sql.literal("nightshift_jobs"),
