@@ -62,7 +62,10 @@ export interface Options {
    * as `running` in the store. Default 0 (claim only for free slots).
    */
   readonly prefetch?: number | undefined
-  /** How long a claim holds a job before the rescuer may take it back. Default 30 seconds. */
+  /**
+   * How long a claim holds a job before the rescuer may take it back.
+   * Default 30 seconds; at most `JobStore.maxLeaseMs` (24 hours).
+   */
   readonly leaseDuration?: Duration.DurationInput | undefined
   /** How often running jobs' leases are extended. Default: a third of the lease. */
   readonly heartbeatInterval?: Duration.DurationInput | undefined
@@ -185,6 +188,11 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
     if (!(config.claimBatchSize >= 1)) yield* fail("claimBatchSize must be >= 1")
     if (!(config.prefetch >= 0 && Number.isInteger(config.prefetch)))
       yield* fail("prefetch must be an integer >= 0")
+    if (!(leaseMs > 0 && leaseMs <= JobStore.maxLeaseMs)) {
+      yield* fail(
+        `leaseDuration (${leaseMs} ms) must be positive and at most ${JobStore.maxLeaseMs} ms (24 hours, JobStore.maxLeaseMs): the stores clamp a longer lease to it, and take back a job whose lease ends later`
+      )
+    }
     if (!(config.heartbeatIntervalMs > 0 && config.heartbeatIntervalMs < leaseMs)) {
       yield* fail(
         `heartbeatInterval (${config.heartbeatIntervalMs} ms) must be shorter than leaseDuration (${leaseMs} ms)`

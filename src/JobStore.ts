@@ -55,7 +55,7 @@ export interface AttemptError {
   readonly attempt: number
   /** Epoch milliseconds, store clock. */
   readonly at: number
-  /** `failure` (typed error), `defect`, `timeout`, `rescued` (lease expired), `cancelled`, `decode` (payload no longer decodes), `unknown-kind`. */
+  /** `failure` (typed error), `defect`, `timeout`, `rescued` (lease expired, or longer than any runner sets), `cancelled`, `decode` (payload no longer decodes), `unknown-kind`, `attempts` (claimed past its attempt limit), `fence` (its fence is at `maxCounter`: it cannot be claimed again). */
   readonly kind: string
   /** A pretty-printed `Cause` or message. */
   readonly message: string
@@ -272,6 +272,29 @@ export const maxListLimit = 1000
 export const maxDelayMs = 100 * 365.25 * 86_400_000
 
 /**
+ * The longest lease a store sets: 24 hours. `claim` and `heartbeat` clamp
+ * `leaseMs` to 0..`maxLeaseMs` (NaN is 0), and the runner refuses a longer
+ * `leaseDuration`. A `running` job whose lease ends later than now +
+ * `maxLeaseMs` holds a lease no runner could have set (written by hand, or
+ * the store's clock went back by more than a day), so `rescue` takes it back
+ * as if it had expired.
+ *
+ * @since 0.1.0
+ */
+export const maxLeaseMs = 24 * 3_600_000
+
+/**
+ * The largest `fence` and `attempt` a job can hold on every engine (the
+ * range of PostgreSQL's `integer` columns). A due job whose fence is there
+ * cannot be claimed again: `claim` ends it `discarded`, with an error of kind
+ * `fence`, without returning it. An `attempt` there stays there when claimed
+ * (and the runner discards the job if that is past its `maxAttempts`).
+ *
+ * @since 0.1.0
+ */
+export const maxCounter = 2_147_483_647
+
+/**
  * The most characters of an attempt error's message a store keeps; the rest
  * is cut and marked. @since 0.1.0
  */
@@ -325,7 +348,8 @@ export type RetryResult =
 
 /**
  * Retention per final state, in ms. A job is pruned when it has been final
- * for longer than its state's age. `limit` bounds one call.
+ * for longer than its state's age (counted from `finalizedAt`, or when that
+ * is missing from `attemptedAt`, or else `createdAt`). `limit` bounds one call.
  *
  * @since 0.1.0
  */
@@ -393,11 +417,14 @@ export interface Service {
    * Claim up to `limit` due jobs (`available`, or `scheduled`/`retryable`
    * whose run-at has passed) of the given queues and kinds, skipping paused
    * queues, in order of priority, run-at, id. Each claimed job becomes
-   * `running` with a lease, its `attempt` and `fence` incremented. No job is
+   * `running` with a lease of `leaseMs` (clamped to `maxLeaseMs`), its
+   * `attempt` and `fence` incremented (an attempt at `maxCounter` stays
+   * there). A due job whose fence is at `maxCounter` is ended `discarded`
+   * instead, with an error of kind `fence`, and not returned. No job is
    * ever returned to two concurrent claimers.
    */
   readonly claim: (request: ClaimRequest) => Effect.Effect<ReadonlyArray<JobRecord>, JobStoreError>
-  /** Extend leases held by `owner`, and report lost leases and cancel requests. */
+  /** Extend leases held by `owner` to now + `leaseMs` (clamped to `maxLeaseMs`), and report lost leases and cancel requests. */
   readonly heartbeat: (
     owner: string,
     leases: ReadonlyArray<Lease>,
@@ -413,10 +440,15 @@ export interface Service {
   /**
    * End the leases that have expired: such jobs count the lost attempt and
    * become `retryable` (available now), `discarded` when no attempts remain,
-   * or `cancelled` when a cancel was pending.
+   * or `cancelled` when a cancel was pending. A running job without a lease,
+   * or whose lease ends later than now + `maxLeaseMs`, counts as expired.
    */
   readonly rescue: (limit: number) => Effect.Effect<ReadonlyArray<Rescued>, JobStoreError>
-  /** Delete final jobs older than their retention; returns how many. */
+  /**
+   * Delete final jobs older than their retention; returns how many. A final
+   * job without a finish time (written by hand) is aged from its latest
+   * attempt, or else from its creation.
+   */
   readonly prune: (request: PruneRequest) => Effect.Effect<number, JobStoreError>
   readonly get: (id: string) => Effect.Effect<JobRecord | undefined, JobStoreError>
   readonly list: (filter: ListFilter) => Effect.Effect<ListPage, JobStoreError>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -479,6 +479,23 @@ describe("JobRunner", () => {
         )
         expect(error.message).toContain("settleBatchSize")
       }
+    })
+  )
+
+  it.effect("leaseDuration must be at most JobStore.maxLeaseMs: a longer one is refused", () =>
+    Effect.gen(function* () {
+      const make = (leaseDuration: Duration.DurationInput) =>
+        JobRunner.make(Job.handlers(Job.handle(Task, () => Effect.void)), {
+          leaseDuration,
+          heartbeatInterval: "10 seconds"
+        }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer))
+      for (const leaseDuration of ["25 hours", JobStore.maxLeaseMs + 1] as const) {
+        const error = yield* Effect.flip(make(leaseDuration))
+        expect(error._tag).toBe("InvalidRunnerOptions")
+        expect(error.message).toContain(`leaseDuration (${Duration.toMillis(leaseDuration)} ms)`)
+        expect(error.message).toContain("JobStore.maxLeaseMs")
+      }
+      yield* make(JobStore.maxLeaseMs)
     })
   )
 

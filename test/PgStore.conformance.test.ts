@@ -14,5 +14,6 @@ conformance("postgres", {
     label: "conf",
     listenerHeartbeat: "1 second",
     maxConnections: 24
-  })
+  }),
+  editable: true
 })

@@ -5,6 +5,7 @@
  * its connection, and cross-node cancel hints. The shared behaviour is in
  * test/PgStore.conformance.test.ts.
  */
+import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -23,6 +24,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Ctx from "../src/internal/pg/context.js"
 import * as Jobs from "../src/internal/pg/jobs.js"
+import { migrations } from "../src/internal/pg/schema.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
 import * as Core from "../src/internal/store/core.js"
 import * as Job from "../src/Job.js"
@@ -154,13 +156,14 @@ describe("PgStore migrations", () => {
         [
           [1, "create_jobs"],
           [2, "hot_path_functions"],
-          [3, "claim_by_queue"]
+          [3, "claim_by_queue"],
+          [4, "claim_skips_exhausted_rows"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
-      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3])
+      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
   )
@@ -767,4 +770,131 @@ describe("PgStore wake-ups", () => {
       250, 500, 600
     ])
   })
+})
+
+describe("PgStore rows a claim cannot take", () => {
+  const max = 2_147_483_647
+  const claimOf = (queues: ReadonlyArray<string>): JobStore.ClaimRequest => ({
+    queues,
+    kinds: ["k"],
+    limit: 10,
+    leaseMs: 30_000,
+    owner: "r"
+  })
+  const set = (sql: SqlClient.SqlClient, schema: string, id: string, assignment: string) =>
+    sql.unsafe(`UPDATE ${schema}.jobs SET ${assignment} WHERE id = $1`, [id])
+
+  /** Bring a fresh schema up to migration `last` only, as an older release left it. */
+  const migrateUpTo = (sql: SqlClient.SqlClient, schema: string, last: number) =>
+    Effect.gen(function* () {
+      yield* sql`CREATE SCHEMA ${sql(schema)}`
+      return yield* Migrator.make({})({
+        loader: Effect.map(migrations(schema), (all) => all.filter(([id]) => id <= last)),
+        table: `${schema}.migrations`
+      })
+    }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+
+  const expectFenceDiscard = (store: JobStore.Service, id: string) =>
+    Effect.gen(function* () {
+      const bad = (yield* store.get(id))!
+      expect(bad).toMatchObject({
+        state: "discarded",
+        fence: max,
+        attempt: 0,
+        leaseOwner: null,
+        leaseExpiresAt: null
+      })
+      expect(bad.finalizedAt).not.toBeNull()
+      expect(bad.errors.map((e) => e.kind)).toEqual(["fence"])
+      expect(bad.errors[0]!.message).toContain(`its fence counter is at ${max}`)
+      expect(bad.errors[0]!.message).toContain("cannot be claimed again")
+    })
+
+  for (const [label, queues] of [
+    ["one queue", ["q"]],
+    ["several queues", ["q", "other"]]
+  ] as const) {
+    it.live(
+      `${label}: a row at fence ${max} is discarded saying why, one at attempt ${max} is claimed, the others too`,
+      () =>
+        Effect.gen(function* () {
+          const { schema, store, sql } = yield* setup("maxrow", { listen: false })
+          const ids = (yield* store.enqueue(Array.from({ length: 6 }, () => input()))).map((r) => r.id)
+          const [fenced, attempted] = [ids[1]!, ids[3]!]
+          yield* set(sql, schema, fenced, `fence = ${max}`)
+          yield* set(sql, schema, attempted, `attempt = ${max}, max_attempts = ${max}`)
+
+          const claimed = yield* store.claim(claimOf(queues))
+          expect(claimed.map((j) => j.id)).toEqual(ids.filter((id) => id !== fenced))
+          const top = claimed.find((j) => j.id === attempted)!
+          expect([top.attempt, top.fence, top.state]).toEqual([max, 1, "running"])
+          yield* expectFenceDiscard(store, fenced)
+          // The rows it took are leased as usual and settle as usual.
+          expect(yield* store.heartbeat("r", [top], 30_000)).toEqual([
+            { id: attempted, held: true, cancelRequested: false }
+          ])
+          expect(yield* store.settle([{ id: attempted, fence: 1, outcome: { _tag: "completed" } }])).toEqual([
+            { id: attempted, applied: true, state: "completed" }
+          ])
+          expect(yield* store.claim(claimOf(queues))).toEqual([])
+        }).pipe(Effect.scoped)
+    )
+  }
+
+  it.live("odd values a due row can hold are claimed and read, each on its own row", () =>
+    Effect.gen(function* () {
+      const { schema, store, sql } = yield* setup("oddrow", { listen: false })
+      const ids = (yield* store.enqueue(Array.from({ length: 7 }, () => input()))).map((r) => r.id)
+      const odd = [
+        "run_at = '-infinity'",
+        `errors = '{"not": "a list"}'::jsonb`,
+        `errors = '"boom"'::jsonb, attempted_at = 'infinity', created_at = '-infinity'`,
+        `fence = ${-max - 1}, attempt = ${-max - 1}, priority = ${max}`,
+        "payload = NULL, finalized_at = 'infinity', lease_owner = 'ghost', lease_expires_at = '-infinity'"
+      ]
+      yield* Effect.forEach(odd, (assignment, i) => set(sql, schema, ids[i + 1]!, assignment), {
+        discard: true
+      })
+      const claimed = yield* store.claim(claimOf(["q"]))
+      expect(claimed.map((j) => j.id).sort()).toEqual([...ids].sort())
+      for (const job of claimed) {
+        expect(job.state).toBe("running")
+        expect(Array.isArray(job.errors)).toBe(true)
+      }
+      const byId = new Map(claimed.map((j) => [j.id, j]))
+      expect(byId.get(ids[1]!)!.runAt).toBe(Number.NEGATIVE_INFINITY)
+      expect(byId.get(ids[2]!)!.errors.map((e) => e.kind)).toEqual(["unreadable"])
+      expect(byId.get(ids[3]!)!.createdAt).toBe(Number.NEGATIVE_INFINITY)
+      expect([byId.get(ids[4]!)!.fence, byId.get(ids[4]!)!.attempt]).toEqual([-max, -max])
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("migration 4 applies to a schema at migration 3, and a claim its row broke works again", () =>
+    Effect.gen(function* () {
+      const schema = freshSchema("mig3")
+      const context = yield* Layer.build(clientLayer({ maxConnections: 4 }))
+      const client = Context.get(context, PgClient.PgClient)
+      const sql = client.withoutTransforms()
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      )
+      expect((yield* migrateUpTo(sql, schema, 3)).map(([id]) => id)).toEqual([1, 2, 3])
+      const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
+        Effect.provideService(PgClient.PgClient, client)
+      )
+      const ids = (yield* store.enqueue(Array.from({ length: 3 }, () => input()))).map((r) => r.id)
+      yield* set(sql, schema, ids[0]!, `fence = ${max}`)
+      // The bug: at migration 3 this row fails every claim of its queue.
+      const broken = yield* Effect.flip(store.claim(claimOf(["q"])))
+      expect(broken.message).toContain("integer out of range")
+
+      const applied = yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      expect(applied).toEqual([[4, "claim_skips_exhausted_rows"]])
+      expect((yield* store.claim(claimOf(["q"]))).map((j) => j.id)).toEqual(ids.slice(1))
+      yield* expectFenceDiscard(store, ids[0]!)
+      expect(
+        yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      ).toEqual([])
+    }).pipe(Effect.scoped)
+  )
 })

@@ -155,6 +155,38 @@ const suite = (engine: Engine) => {
         }).pipe(Effect.scoped, Effect.provide(engine.layer))
     )
 
+    // Was a bug on PostgreSQL: `fence + 1` overflowed the integer column, so
+    // every claim of the queue failed, for as long as the row was there.
+    engine.test("a fence at the integer maximum: discarded at claim saying why, the others run", () =>
+      Effect.gen(function* () {
+        const t = yield* scenario(sql(`UPDATE $table SET fence = ${JobStore.maxCounter} WHERE id = $1`))
+        expect(yield* until(engine, t.othersDone)).toBe(true)
+        const victim = yield* job(t.victim)
+        expect([victim.state, victim.fence, victim.attempt]).toEqual(["discarded", JobStore.maxCounter, 0])
+        expect(victim.errors.map((e) => e.kind)).toEqual(["fence"])
+        expect(victim.errors[0]!.message).toContain("cannot be claimed again")
+      }).pipe(Effect.scoped, Effect.provide(engine.layer))
+    )
+
+    engine.test(
+      "an attempt at the integer maximum: discarded at claim as past its limit, the others run",
+      () =>
+        Effect.gen(function* () {
+          const t = yield* scenario(sql(`UPDATE $table SET attempt = ${JobStore.maxCounter} WHERE id = $1`))
+          expect(yield* until(engine, t.othersDone)).toBe(true)
+          expect(
+            yield* until(
+              engine,
+              Effect.map(
+                job(t.victim),
+                (j) => j.state === "discarded" && j.errors.at(-1)?.kind === "attempts"
+              )
+            )
+          ).toBe(true)
+          expect((yield* job(t.victim)).attempt).toBe(JobStore.maxCounter)
+        }).pipe(Effect.scoped, Effect.provide(engine.layer))
+    )
+
     // Was a bug: `lease_expires_at <= now` is not true for NULL, so such a row
     // stayed `running` forever. Rescue now counts a missing lease as expired.
     engine.test("running without a lease: the rescuer takes it back", () =>

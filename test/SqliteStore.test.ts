@@ -23,15 +23,36 @@ import * as JobRunner from "../src/JobRunner.js"
 import * as JobStore from "../src/JobStore.js"
 import * as SqliteStore from "../src/SqliteStore.js"
 import { conformance } from "./store/conformance.js"
+import { type RowEdit, RowEditor } from "./store/helpers.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nightshift-sqlite-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 let files = 0
 const tempFile = () => path.join(dir, `jobs-${++files}.db`)
 
-conformance("sqlite :memory:", { layer: SqliteStore.layer({ filename: ":memory:" }) })
+/** Hand edits of rows, on the store's own connection. */
+const editor = Layer.effect(
+  RowEditor,
+  Effect.map(SqlClient.SqlClient, (sql) => ({
+    edit: (id: string, row: RowEdit) =>
+      Effect.gen(function* () {
+        if (row.leaseExpiresAt !== undefined)
+          yield* sql`UPDATE nightshift_jobs SET lease_expires_at = ${row.leaseExpiresAt} WHERE id = ${Number(id)}`
+        if (row.finalizedAt === null)
+          yield* sql`UPDATE nightshift_jobs SET finalized_at = NULL WHERE id = ${Number(id)}`
+      })
+  }))
+)
+const editable = <E>(store: Layer.Layer<JobStore.JobStore | SqlClient.SqlClient, E>) =>
+  Layer.provideMerge(editor, store)
+
+conformance("sqlite :memory:", {
+  layer: editable(SqliteStore.layer({ filename: ":memory:" })),
+  editable: true
+})
 conformance("sqlite file", {
-  layer: Layer.unwrapEffect(Effect.sync(() => SqliteStore.layer({ filename: tempFile() })))
+  layer: editable(Layer.unwrapEffect(Effect.sync(() => SqliteStore.layer({ filename: tempFile() })))),
+  editable: true
 })
 
 const job = (overrides: Partial<JobStore.EnqueueInput> = {}): JobStore.EnqueueInput => ({
@@ -75,7 +96,7 @@ describe("SqliteStore", () => {
       const filename = tempFile()
       const client = SqliteClient.layer({ filename })
       const first = yield* Effect.provide(SqliteStore.migrate, client)
-      expect(first.map(([id]) => id)).toEqual([1])
+      expect(first.map(([id]) => id)).toEqual([1, 2])
       const [enqueued] = yield* withStore(filename, (store) => store.enqueue([job()]))
       expect(yield* Effect.provide(SqliteStore.migrate, client)).toEqual([])
       const again = yield* withStore(filename, (store) => store.get(enqueued!.id))

@@ -16,6 +16,7 @@ import * as Stream from "effect/Stream"
 import { afterAll, inject } from "vitest"
 import * as JobStore from "../../src/JobStore.js"
 import * as PgStore from "../../src/PgStore.js"
+import { RowEditor } from "../store/helpers.js"
 
 /** The URL of the test server; fails the test with a fix-it message when there is none. */
 export const databaseUrl = (): string => {
@@ -80,11 +81,12 @@ export const storeLayer = (
 /**
  * One client and one migrated schema for a whole test file; every build of the
  * returned layer empties the tables first, so each build is a fresh store.
- * Built outside the test's clock, released after the file's tests.
+ * Built outside the test's clock, released after the file's tests. It also
+ * provides a `RowEditor` on that schema, for tests of hand-edited rows.
  */
 export const sharedStore = (
   options: PgStore.Options & { readonly label?: string; readonly maxConnections?: number } = {}
-): Layer.Layer<JobStore.JobStore> => {
+): Layer.Layer<JobStore.JobStore | RowEditor> => {
   const runtime = ManagedRuntime.make(clientLayer(options))
   const schema = freshSchema(options.label)
   const migrated = runtime.runPromise(PgStore.migrate({ schema }))
@@ -116,7 +118,23 @@ export const sharedStore = (
       return yield* PgStore.make({ ...options, schema, migrate: false })
     })
   )
-  return Layer.orDie(store.pipe(Layer.provide(context)))
+  const editor = Layer.effect(
+    RowEditor,
+    Effect.map(SqlClient.SqlClient, (client) => {
+      const sql = client.withoutTransforms()
+      const jobs = sql(`${schema}.jobs`)
+      return {
+        edit: (id, row) =>
+          Effect.gen(function* () {
+            if (row.leaseExpiresAt !== undefined)
+              yield* sql`UPDATE ${jobs} SET lease_expires_at = to_timestamp(${row.leaseExpiresAt}::float8 / 1000) WHERE id = ${id}::bigint`
+            if (row.finalizedAt === null)
+              yield* sql`UPDATE ${jobs} SET finalized_at = NULL WHERE id = ${id}::bigint`
+          })
+      }
+    })
+  )
+  return Layer.orDie(Layer.merge(store, editor).pipe(Layer.provide(context)))
 }
 
 /**

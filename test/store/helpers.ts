@@ -5,6 +5,8 @@
  * database clock) passes as long as a test takes well under a second.
  */
 import { expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
@@ -14,36 +16,78 @@ import * as TestClock from "effect/TestClock"
 import * as TestServices from "effect/TestServices"
 import * as JobStore from "../../src/JobStore.js"
 
+/**
+ * Columns a test writes straight into a job's row, as a hand edit or an
+ * older version of the store could have left them (times in epoch ms).
+ */
+export interface RowEdit {
+  readonly leaseExpiresAt?: number
+  readonly finalizedAt?: null
+}
+
+/** Writes rows behind the store's back; engines with a database provide it. */
+export class RowEditor extends Context.Tag("nightshift/test/RowEditor")<
+  RowEditor,
+  { readonly edit: (id: string, row: RowEdit) => Effect.Effect<void, unknown> }
+>() {}
+
 /** How the suite builds and drives one engine. */
 export interface Harness {
   /** A FRESH, empty store each time it is built. */
   readonly layer: Layer.Layer<JobStore.JobStore, unknown>
   /** Move the store's clock forward; default `TestClock.adjust`. */
   readonly advance?: (ms: number) => Effect.Effect<void>
+  /** Move the store's clock back; default `TestClock.setTime` to an earlier time. */
+  readonly rewind?: (ms: number) => Effect.Effect<void>
   /** Does the engine publish `wakeups`? Default true. */
   readonly hints?: boolean
+  /**
+   * Does `layer` also provide a `RowEditor`? Default false: tests of rows
+   * only a hand edit makes are then not registered (the memory engine has
+   * no rows but its own).
+   */
+  readonly editable?: boolean
 }
 
 /** What each test body gets. */
 export interface Ctx {
   readonly store: JobStore.Service
   readonly advance: (ms: number) => Effect.Effect<void>
+  readonly rewind: (ms: number) => Effect.Effect<void>
   readonly hints: boolean
+  /** Write a row behind the store's back (only in tests registered with `test.editable`). */
+  readonly edit: (id: string, row: RowEdit) => Effect.Effect<void, unknown>
 }
 
+const rewindTestClock = (ms: number) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => TestClock.setTime(now - ms))
+
 /** Register one test that runs against a freshly built store. */
-export const storeTest =
-  (harness: Harness) =>
-  (name: string, body: (ctx: Ctx) => Effect.Effect<void, unknown>): void =>
+export const storeTest = (harness: Harness) => {
+  const register = (name: string, body: (ctx: Ctx) => Effect.Effect<void, unknown>): void =>
     it.effect(name, () =>
-      Effect.flatMap(JobStore.JobStore, (store) =>
-        body({
+      Effect.gen(function* () {
+        const store = yield* JobStore.JobStore
+        const editor = yield* Effect.serviceOption(RowEditor)
+        return yield* body({
           store,
           advance: harness.advance ?? ((ms) => TestClock.adjust(ms)),
-          hints: harness.hints ?? true
+          rewind: harness.rewind ?? rewindTestClock,
+          hints: harness.hints ?? true,
+          edit: (id, row) =>
+            editor._tag === "Some"
+              ? editor.value.edit(id, row)
+              : Effect.dieMessage("this engine's harness provides no RowEditor")
         })
-      ).pipe(Effect.provide(harness.layer))
+      }).pipe(Effect.provide(harness.layer))
     )
+  return Object.assign(register, {
+    /** Register a test that writes rows by hand, when the engine's harness can. */
+    editable: (name: string, body: (ctx: Ctx) => Effect.Effect<void, unknown>): void => {
+      if (harness.editable === true) register(name, body)
+    }
+  })
+}
 
 /** The test registrar a section receives. */
 export type StoreTest = ReturnType<typeof storeTest>

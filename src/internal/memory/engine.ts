@@ -7,6 +7,13 @@
  */
 import type * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
+import {
+  claimableFence,
+  fenceExhausted,
+  latestLeaseEnd,
+  nextAttempt,
+  storableLease
+} from "../store/leases.js"
 import { byCodePoint, listLimit } from "../store/list.js"
 import type { Heap } from "./heap.js"
 import { Indexes } from "./indexes.js"
@@ -30,6 +37,8 @@ export class Engine {
   private hintCancels: Array<string> = []
   /** Reused by every claim for the heaps it draws from. */
   private readonly claimHeaps: Array<Heap<Row>> = []
+  /** The latest lease end ever set: rescue looks past the lease heap only when it is beyond the bound. */
+  private latestLease = Number.NEGATIVE_INFINITY
   /** Hints are collected only while someone listens. */
   subscribers = 0
 
@@ -58,17 +67,28 @@ export class Engine {
     for (const queue of request.queues) {
       if (!this.pausedQueues.has(queue)) this.index.readyHeaps(queue, request.kinds, heaps)
     }
+    const leaseEnd = now + storableLease(request.leaseMs)
     const claimed: Array<JobStore.JobRecord> = []
-    while (claimed.length < request.limit) {
+    let picked = 0
+    while (picked < request.limit) {
       const heap = bestHeap(heaps)
       if (heap === undefined) break
       const row = heap.pop()!
+      picked++
+      // As on PostgreSQL, whose integer column ends there: a fence that cannot
+      // be incremented ends the job instead of claiming it.
+      if (!claimableFence(row.fence)) {
+        this.recordError(row, now, fenceExhausted)
+        this.finish(row, now, "discarded")
+        continue
+      }
       this.index.move(row, "running")
-      row.attempt++
+      row.attempt = nextAttempt(row.attempt)
       row.fence++
       row.attemptedAt = now
       row.leaseOwner = request.owner
-      row.leaseExpiresAt = now + request.leaseMs
+      row.leaseExpiresAt = leaseEnd
+      this.latestLease = Math.max(this.latestLease, leaseEnd)
       this.index.place(row, now)
       claimed.push(snapshot(row))
     }
@@ -86,7 +106,8 @@ export class Engine {
       if (row === undefined || row.fence !== fence) return { id, held: false, cancelRequested: false }
       const held = row.state === "running" && row.leaseOwner === owner
       if (held) {
-        row.leaseExpiresAt = now + leaseMs
+        row.leaseExpiresAt = now + storableLease(leaseMs)
+        this.latestLease = Math.max(this.latestLease, row.leaseExpiresAt)
         row.seq++
         this.index.place(row, now)
       }
@@ -111,12 +132,37 @@ export class Engine {
     while (rescued.length < limit && leases.clean() && leases.topKey() <= now) {
       const row = leases.pop()!
       this.recordError(row, now, { kind: Core.rescuedKind, message: Core.rescueMessage(row.leaseOwner) })
-      const next = Core.rescuedState(row)
-      if (next === "retryable") this.wait(row, now, next, now)
-      else this.finish(row, now, next)
-      rescued.push({ id: row.id, kind: row.kind, queue: row.queue, state: row.state })
+      rescued.push(this.takeBack(row, now))
+    }
+    // A lease that ends later than any runner could set by now: only when the
+    // clock went back by more than the longest lease (leases are clamped), so
+    // the walk over the rows is rare; it also lowers the bound to what is left.
+    const latest = latestLeaseEnd(now)
+    if (rescued.length < limit && this.latestLease > latest) {
+      let left = Number.NEGATIVE_INFINITY
+      for (const row of this.rows.values()) {
+        if (row.state !== "running" || row.leaseExpiresAt === null) continue
+        if (row.leaseExpiresAt <= latest || rescued.length >= limit) {
+          left = Math.max(left, row.leaseExpiresAt)
+          continue
+        }
+        this.recordError(row, now, {
+          kind: Core.rescuedKind,
+          message: Core.rescueMessage(row.leaseOwner, true)
+        })
+        rescued.push(this.takeBack(row, now))
+      }
+      this.latestLease = left
     }
     return rescued
+  }
+
+  /** End a lease the rescuer takes back: cancelled when asked, discarded when out of attempts, else retryable now. */
+  private takeBack(row: Row, now: number): JobStore.Rescued {
+    const next = Core.rescuedState(row)
+    if (next === "retryable") this.wait(row, now, next, now)
+    else this.finish(row, now, next)
+    return { id: row.id, kind: row.kind, queue: row.queue, state: row.state }
   }
 
   prune(now: number, request: JobStore.PruneRequest): number {
@@ -282,7 +328,8 @@ export class Engine {
   ): number {
     const finals = this.index.finals[state]
     let pruned = 0
-    while (pruned < limit && finals.clean() && now - finals.first().finalizedAt! > ageMs) {
+    // Every final row here has a finish time; the fallbacks are those of the SQL engines.
+    while (pruned < limit && finals.clean() && now - finishedAt(finals.first()) > ageMs) {
       this.delete(finals.first())
       finals.shift()
       pruned++
@@ -319,6 +366,9 @@ export class Engine {
     return lo - 1
   }
 }
+
+/** When a final row finished: its finish time, or else its latest attempt, or else its creation. */
+const finishedAt = (row: Row): number => row.finalizedAt ?? row.attemptedAt ?? row.createdAt
 
 /** The heap whose current top comes first in claim order. */
 const bestHeap = (heaps: ReadonlyArray<Heap<Row>>): Heap<Row> | undefined => {

@@ -278,3 +278,94 @@ export const v3 = (schema: string) => {
   END
   $fn$;`
 }
+
+/**
+ * Migration 4: a row the claim cannot take no longer stops its queue.
+ *
+ * Before, a due row whose `fence` or `attempt` was at 2147483647 (the
+ * integer maximum) made `fence + 1` fail with "integer out of range", and
+ * with it every claim of its queue, for as long as the row was there. Now a
+ * due row whose fence is at the maximum (it cannot be fenced again) is ended
+ * `discarded` by the claim that picks it, with an error of kind `fence`
+ * saying so, and is not returned; an attempt at the maximum stays there
+ * (the runner discards the job when that is past its `max_attempts`). The
+ * other rows of the batch are claimed as before.
+ *
+ * The scans, the planner settings and the plans are those of migration 3;
+ * only the update's expressions change, and its result is filtered to the
+ * rows it made `running`.
+ */
+export const v4 = (schema: string) => {
+  const max = 2147483647
+  const ok = `j.fence < ${max}`
+  /** The due jobs of one queue (`queue`, an SQL expression), in claim order. */
+  const arm = (queue: string, columns: string) => `
+          SELECT ${columns} FROM ${schema}.jobs d
+          WHERE d.queue = ${queue} AND d.state IN ('available', 'scheduled', 'retryable')
+            AND d.run_at <= p_now AND d.kind = ANY(p_kinds)
+          ORDER BY d.priority, d.run_at, d.id
+          LIMIT p_limit
+          FOR UPDATE SKIP LOCKED`
+  /**
+   * Mark the jobs `due` selects as running under the caller's lease and
+   * return them; those whose fence is at the maximum are discarded instead.
+   */
+  const claimDue = (due: string) => `
+      RETURN QUERY
+        WITH due AS (${due}),
+        taken AS (
+          UPDATE ${schema}.jobs AS j SET
+            state = CASE WHEN ${ok} THEN 'running' ELSE 'discarded' END,
+            attempt = CASE WHEN ${ok} AND j.attempt < ${max} THEN j.attempt + 1 ELSE j.attempt END,
+            fence = CASE WHEN ${ok} THEN j.fence + 1 ELSE j.fence END,
+            attempted_at = CASE WHEN ${ok} THEN p_now ELSE j.attempted_at END,
+            finalized_at = CASE WHEN ${ok} THEN j.finalized_at ELSE p_now END,
+            lease_owner = CASE WHEN ${ok} THEN p_owner END,
+            lease_expires_at = CASE WHEN ${ok} THEN p_now + p_lease_ms * interval '1 millisecond' END,
+            errors = CASE WHEN ${ok} THEN j.errors ELSE
+              (CASE WHEN jsonb_typeof(j.errors) = 'array' THEN j.errors
+                ELSE jsonb_build_array(jsonb_build_object('attempt', j.attempt, 'at', 0, 'kind', 'unreadable',
+                  'message', 'the errors column held JSON that is not a list: ' || left(j.errors::text, 2000))) END)
+              || jsonb_build_array(jsonb_build_object('attempt', j.attempt,
+                'at', floor(extract(epoch from p_now) * 1000), 'kind', 'fence',
+                'message', 'its fence counter is at ${max}, the most a job can hold, so it cannot be claimed again: it was discarded without running (enqueue it anew to run it)')) END
+          FROM due WHERE j.id = due.id
+          RETURNING j.*
+        )
+        SELECT * FROM taken WHERE taken.state = 'running';`
+  const paused = (queue: string) =>
+    `EXISTS (SELECT 1 FROM ${schema}.paused_queues pq WHERE pq.queue = ${queue})`
+  return `
+  CREATE OR REPLACE FUNCTION ${schema}.claim(
+    p_kinds text[], p_queues text[], p_limit integer, p_owner text, p_lease_ms float8, p_now timestamptz
+  ) RETURNS SETOF ${schema}.jobs
+  LANGUAGE plpgsql VOLATILE
+  SET search_path = pg_catalog, pg_temp
+  -- As in migrations 2 and 3: the plan must not depend on statistics. Sorting
+  -- stays possible for the final cut (it is the only way to merge the arms)
+  -- but no arm can choose it over the index.
+  SET plan_cache_mode = force_generic_plan
+  SET enable_sort = off
+  SET enable_bitmapscan = off
+  SET enable_hashjoin = off
+  SET enable_mergejoin = off
+  SET jit = off
+  AS $fn$
+  BEGIN
+    IF cardinality(p_queues) = 1 THEN
+      -- One queue (the usual case): one in-order index scan, no merge.
+      IF NOT ${paused("p_queues[1]")} THEN
+        ${claimDue(arm("p_queues[1]", "d.id"))}
+      END IF;
+      RETURN;
+    END IF;
+    ${claimDue(`
+        SELECT c.id FROM (
+          SELECT DISTINCT rq FROM unnest(p_queues) AS rq WHERE NOT ${paused("rq")}
+        ) AS q(queue)
+        CROSS JOIN LATERAL (${arm("q.queue", "d.id, d.priority, d.run_at")}) AS c
+        ORDER BY c.priority, c.run_at, c.id
+        LIMIT p_limit`)}
+  END
+  $fn$;`
+}

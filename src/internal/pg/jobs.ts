@@ -8,8 +8,9 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
-import type * as JobStore from "../../JobStore.js"
+import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
+import { claimedErrors, storableLease, validFence } from "../store/leases.js"
 import { storableText } from "../store/outcome.js"
 import { type Ctx, millis, type Now } from "./context.js"
 import { columns, type JobRow, toRecord } from "./rows.js"
@@ -74,19 +75,31 @@ export const enqueue = (
  * The claim statement: a call of the schema's `claim` function, which runs
  * `UPDATE … FROM (SELECT … ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED)`
  * with a plan that does not depend on table statistics (see `functions.ts`).
+ * The lease is clamped to `JobStore.maxLeaseMs`; a due row whose fence is at
+ * the maximum is discarded by the function and not returned (migration 4).
  */
 export const claimStatement = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now) =>
   ctx.sql<JobRow>`
     SELECT ${ctx.sql.literal(columns)} FROM ${ctx.table("claim")}(
       ${request.kinds}::text[], ${request.queues}::text[], ${request.limit}::int, ${request.owner}::text,
-      ${request.leaseMs}::float8, ${now.ts}) AS j`
+      ${storableLease(request.leaseMs)}::float8, ${now.ts}) AS j`
+
+/** A claimed row as a record; an errors column that is not a list is read as one (see `claimedErrors`). */
+const claimedRecord = (row: JobRow): JobStore.JobRecord => {
+  const record = toRecord(row)
+  return Array.isArray(record.errors)
+    ? record
+    : { ...record, errors: claimedErrors(record.errors, record.attempt) }
+}
 
 /** `JobStore.claim`. */
 export const claim = (ctx: Ctx, request: JobStore.ClaimRequest) => {
   if (request.limit <= 0 || request.queues.length === 0 || request.kinds.length === 0)
     return Effect.succeed([])
   return Effect.flatMap(ctx.now, (now) =>
-    claimStatement(ctx, request, now).pipe(Effect.map((rows) => rows.map(toRecord).sort(Core.claimOrder)))
+    claimStatement(ctx, request, now).pipe(
+      Effect.map((rows) => rows.map(claimedRecord).sort(Core.claimOrder))
+    )
   )
 }
 
@@ -103,14 +116,18 @@ const lockedInIdOrder = (ctx: Ctx, input: string, extra: Statement.Fragment) =>
     FOR UPDATE OF j
   )`
 
-/** `JobStore.heartbeat`: extend every lease still held under its fence. */
+/**
+ * `JobStore.heartbeat`: extend every lease still held under its fence, to
+ * now + `leaseMs` clamped to `JobStore.maxLeaseMs`. A lease whose id or
+ * fence no row can have is reported lost without reaching the database.
+ */
 export const heartbeat = (
   ctx: Ctx,
   owner: string,
   leases: ReadonlyArray<JobStore.Lease>,
   leaseMs: number
 ) => {
-  const valid = leases.filter((l) => Core.isJobId(l.id))
+  const valid = leases.filter((l) => Core.isJobId(l.id) && validFence(l.fence))
   if (valid.length === 0)
     return Effect.succeed(leases.map((l) => ({ id: l.id, held: false, cancelRequested: false })))
   const { sql } = ctx
@@ -120,7 +137,7 @@ export const heartbeat = (
         SELECT * FROM unnest(${valid.map((l) => l.id)}::bigint[], ${valid.map((l) => l.fence)}::int[]) AS l(id, fence)
       ),
       ${lockedInIdOrder(ctx, "l", sql`AND j.lease_owner = ${owner}`)}
-      UPDATE ${ctx.table("jobs")} AS j SET lease_expires_at = ${now.ts} + ${millis(ctx, leaseMs)}
+      UPDATE ${ctx.table("jobs")} AS j SET lease_expires_at = ${now.ts} + ${millis(ctx, storableLease(leaseMs))}
       FROM locked
       WHERE j.id = locked.id AND j.state = 'running'
       RETURNING j.id::text AS id, j.cancel_requested`.pipe(
@@ -268,15 +285,24 @@ export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>
 }
 
 const rescued = Core.rescueMessageParts
+const far = Core.farLeaseMessageParts
 
-/** `JobStore.rescue`: end expired leases (a running job without a lease counts as expired), oldest first, skipping rows being settled right now; wake runners for the jobs made due. */
+/**
+ * `JobStore.rescue`: end expired leases, oldest first, skipping rows being
+ * settled right now; wake runners for the jobs made due. A running job
+ * without a lease, or whose lease ends later than now + `JobStore.maxLeaseMs`
+ * (no runner sets that), counts as expired. Each condition is a range of
+ * `jobs_lease_idx`, which holds only running rows.
+ */
 export const rescue = (ctx: Ctx, limit: number) => {
   if (limit <= 0) return Effect.succeed([])
-  return Effect.flatMap(ctx.now, (now) =>
-    ctx.sql<JobStore.Rescued>`
+  return Effect.flatMap(ctx.now, (now) => {
+    const latest = ctx.sql`(${now.ts} + ${millis(ctx, JobStore.maxLeaseMs)})`
+    return ctx.sql<JobStore.Rescued>`
       WITH expired AS (
         SELECT id FROM ${ctx.table("jobs")}
-        WHERE state = 'running' AND (lease_expires_at <= ${now.ts} OR lease_expires_at IS NULL)
+        WHERE state = 'running'
+          AND (lease_expires_at <= ${now.ts} OR lease_expires_at IS NULL OR lease_expires_at > ${latest})
         ORDER BY lease_expires_at NULLS FIRST
         LIMIT ${limit}
         FOR UPDATE SKIP LOCKED
@@ -294,17 +320,27 @@ export const rescue = (ctx: Ctx, limit: number) => {
         lease_owner = NULL, lease_expires_at = NULL,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
           'attempt', j.attempt, 'at', ${now.ms}, 'kind', ${Core.rescuedKind}::text,
-          'message', ${rescued.before}::text || coalesce(j.lease_owner, ${rescued.unknownOwner}::text) || ${rescued.after}::text))
+          'message', CASE WHEN j.lease_expires_at > ${latest}
+            THEN ${far.before}::text || coalesce(j.lease_owner, ${far.unknownOwner}::text) || ${far.after}::text
+            ELSE ${rescued.before}::text || coalesce(j.lease_owner, ${rescued.unknownOwner}::text) || ${rescued.after}::text
+          END))
       FROM decided d WHERE j.id = d.id
       RETURNING j.id::text AS id, j.kind, j.queue, j.state`.pipe(
       Effect.tap((rescued) =>
         notify(ctx, enqueuedPayloads(rescued.filter((r) => r.state === "retryable").map((r) => r.queue)))
       )
     )
-  )
+  })
 }
 
-/** `JobStore.prune`: delete at most `limit` final jobs past their retention (and old cron slot rows). */
+/**
+ * `JobStore.prune`: delete at most `limit` final jobs past their retention
+ * (and old cron slot rows). A final job without `finalized_at` (a hand edit)
+ * is aged from `attempted_at`, or else `created_at`. Those are found by a
+ * locking query of their own: `jobs_finalized_idx` holds them under a NULL
+ * key, so that is one (normally empty) index range, and the first query keeps
+ * its plan. As one more OR arm of the first, the planner scanned the table.
+ */
 export const prune = (ctx: Ctx, request: JobStore.PruneRequest) => {
   if (request.limit <= 0) return Effect.succeed(0)
   return Effect.flatMap(ctx.now, (now) =>
@@ -317,7 +353,21 @@ export const prune = (ctx: Ctx, request: JobStore.PruneRequest) => {
         LIMIT ${request.limit}
         FOR UPDATE SKIP LOCKED
       ),
-      gone AS (DELETE FROM ${ctx.table("jobs")} WHERE id IN (SELECT id FROM doomed) RETURNING 1),
+      unfinalized AS (
+        SELECT id FROM ${ctx.table("jobs")}
+        WHERE state IN ('completed', 'discarded', 'cancelled') AND finalized_at IS NULL
+          AND coalesce(attempted_at, created_at) < ${now.ts} - CASE state
+            WHEN 'completed' THEN ${millis(ctx, request.completedMs)}
+            WHEN 'discarded' THEN ${millis(ctx, request.discardedMs)}
+            ELSE ${millis(ctx, request.cancelledMs)} END
+        LIMIT ${request.limit}
+        FOR UPDATE SKIP LOCKED
+      ),
+      gone AS (
+        DELETE FROM ${ctx.table("jobs")} WHERE id IN (
+          SELECT id FROM (SELECT id FROM doomed UNION ALL SELECT id FROM unfinalized) AS d LIMIT ${request.limit})
+        RETURNING 1
+      ),
       -- Old cron slot rows go too, except the latest of each name.
       old_slots AS (
         DELETE FROM ${ctx.table("cron_slots")} c

@@ -8,7 +8,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
-import { v2, v3 } from "./functions.js"
+import { v2, v3, v4 } from "./functions.js"
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 48 characters. */
 const identifier = /^[a-z_][a-z0-9_]{0,47}$/
@@ -83,11 +83,12 @@ const v1 = (schema: string) => `
 const ddl = (text: string) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text))
 
 /** The migrations, by id. Never edit a released one: add a new id. */
-const migrations = (schema: string) =>
+export const migrations = (schema: string) =>
   Migrator.fromRecord({
     "1_create_jobs": ddl(v1(schema)),
     "2_hot_path_functions": ddl(v2(schema)),
-    "3_claim_by_queue": ddl(v3(schema))
+    "3_claim_by_queue": ddl(v3(schema)),
+    "4_claim_skips_exhausted_rows": ddl(v4(schema))
   })
 
 /**

@@ -15,9 +15,16 @@ export const prune = (sql: SqlClient.SqlClient, request: JobStore.PruneRequest) 
     const cutoff = (ageMs: number) => (Number.isFinite(ageMs) ? now - ageMs : Number.MIN_SAFE_INTEGER)
     const arm = (state: string, ageMs: number) =>
       sql`SELECT id FROM nightshift_jobs WHERE state = ${state} AND finalized_at < ${cutoff(ageMs)}`
+    // A final row without a finish time (written by hand) is aged from its
+    // latest attempt, or else its creation; nightshift_jobs_unfinalized
+    // (migration 2) holds only such rows, and this arm's WHERE names its terms.
+    const unfinalized = sql`SELECT id FROM nightshift_jobs
+      WHERE finalized_at IS NULL AND state IN ('completed', 'discarded', 'cancelled')
+        AND coalesce(attempted_at, created_at) < CASE state WHEN 'completed' THEN ${cutoff(request.completedMs)}
+          WHEN 'discarded' THEN ${cutoff(request.discardedMs)} ELSE ${cutoff(request.cancelledMs)} END`
     const rows = yield* sql<{ id: number }>`DELETE FROM nightshift_jobs WHERE id IN (
       SELECT id FROM (${arm("completed", request.completedMs)} UNION ALL ${arm("discarded", request.discardedMs)}
-        UNION ALL ${arm("cancelled", request.cancelledMs)}) LIMIT ${Math.floor(request.limit)})
+        UNION ALL ${arm("cancelled", request.cancelledMs)} UNION ALL ${unfinalized}) LIMIT ${Math.floor(request.limit)})
       RETURNING id`
     // Old cron slot records go too, except the latest of each name (as on PostgreSQL).
     yield* sql`DELETE FROM nightshift_cron_slots WHERE (name, slot) IN (

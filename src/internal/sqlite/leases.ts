@@ -5,16 +5,35 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import type * as JobStore from "../../JobStore.js"
+import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
+import { fenceExhausted, latestLeaseEnd, storableLease } from "../store/leases.js"
 import * as Plans from "./plans.js"
 import { decode, jobColumns } from "./rows.js"
+
+/**
+ * The errors column as a JSON list: text that is not JSON, or JSON that is
+ * not a list (written by hand), becomes one entry that quotes it, so that an
+ * error appended to it is kept. (Nested CASEs: SQLite does not promise to
+ * short-circuit AND, and json_type fails on text that is not JSON.)
+ */
+const errorList = `CASE WHEN json_valid(errors) THEN CASE WHEN json_type(errors) = 'array' THEN errors
+    ELSE json_array(json_object('attempt', attempt, 'at', 0, 'kind', 'unreadable',
+      'message', 'the errors column held JSON that is not a list: ' || substr(errors, 1, 2000))) END
+  ELSE json_array(json_object('attempt', attempt, 'at', 0, 'kind', 'unreadable',
+    'message', 'the errors column held text that is not JSON: ' || substr(errors, 1, 2000))) END`
+
+/** A row the claim can take: its fence can still be incremented. */
+const claimable = `fence < ${JobStore.maxCounter}`
 
 /**
  * The claim statement for a request shape (queue count, kind count), built
  * once: the hot path binds parameters to a cached text instead of compiling
  * a template. One arm per queue walks that queue's claim index in order and
  * stops at the limit; several arms are merged and cut to the limit again.
+ * A picked row whose fence is at `JobStore.maxCounter` is discarded instead
+ * of claimed (as on PostgreSQL, whose integer column ends there), and an
+ * attempt at that maximum stays there.
  */
 const claimStatements = () => {
   const cache = new Map<string, string>()
@@ -32,9 +51,17 @@ const claimStatements = () => {
             { length: queues },
             () => `SELECT * FROM (${arm(kinds, "id, priority, run_at")})`
           ).join(" UNION ALL ")}) ORDER BY priority, run_at, id LIMIT ?`
+    // Parameters: now, owner, lease end, now, now, error message, then the arms'.
     return `UPDATE nightshift_jobs
-      SET state = 'running', attempt = attempt + 1, fence = fence + 1, attempted_at = ?,
-        lease_owner = ?, lease_expires_at = ?
+      SET state = CASE WHEN ${claimable} THEN 'running' ELSE 'discarded' END,
+        attempt = CASE WHEN ${claimable} AND attempt < ${JobStore.maxCounter} THEN attempt + 1 ELSE attempt END,
+        fence = CASE WHEN ${claimable} THEN fence + 1 ELSE fence END,
+        attempted_at = CASE WHEN ${claimable} THEN ? ELSE attempted_at END,
+        lease_owner = CASE WHEN ${claimable} THEN ? END,
+        lease_expires_at = CASE WHEN ${claimable} THEN ? END,
+        finalized_at = CASE WHEN ${claimable} THEN finalized_at ELSE ? END,
+        errors = CASE WHEN ${claimable} THEN errors ELSE json_insert(${errorList}, '$[#]',
+          json_object('attempt', attempt, 'at', ?, 'kind', '${fenceExhausted.kind}', 'message', ?)) END
       WHERE id IN (${candidates})
       RETURNING ${jobColumns}`
   }
@@ -55,16 +82,18 @@ export const makeClaim = (sql: SqlClient.SqlClient) => {
       if (limit <= 0 || request.queues.length === 0 || request.kinds.length === 0) return []
       const now = yield* Clock.currentTimeMillis
       const queues = request.queues.length === 1 ? request.queues : Array.from(new Set(request.queues))
-      const params: Array<unknown> = [now, request.owner, Plans.after(now, request.leaseMs)]
+      const leaseEnd = Plans.after(now, storableLease(request.leaseMs))
+      const params: Array<unknown> = [now, request.owner, leaseEnd, now, now, fenceExhausted.message]
       for (const queue of queues) params.push(queue, now, ...request.kinds, queue, limit)
       if (queues.length > 1) params.push(limit)
       const rows = yield* sql.unsafe(claimSql(queues.length, request.kinds.length), params).values
-      const jobs = yield* decode(rows)
+      // Rows the claim discarded (fence at the maximum) are not returned.
+      const jobs = yield* decode(rows.filter((row) => row[4] === "running"))
       return jobs.length > 1 ? jobs.sort(Core.claimOrder) : jobs
     })
 }
 
-/** Extend held leases; report lost ones with their cancel flag. */
+/** Extend held leases (to now + `leaseMs`, clamped to `JobStore.maxLeaseMs`); report lost ones with their cancel flag. */
 export const heartbeat = (
   sql: SqlClient.SqlClient,
   owner: string,
@@ -76,7 +105,7 @@ export const heartbeat = (
     const now = yield* Clock.currentTimeMillis
     const batch = JSON.stringify(leases.map((lease) => [Core.parseId(lease.id) ?? 0, lease.fence]))
     const held = yield* sql<{ id: number; cancel_requested: number }>`UPDATE nightshift_jobs AS j
-      SET lease_expires_at = ${Plans.after(now, leaseMs)}
+      SET lease_expires_at = ${Plans.after(now, storableLease(leaseMs))}
       FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence FROM json_each(${batch})) AS s
       WHERE j.id = s.id AND j.fence = s.fence AND j.state = 'running' AND j.lease_owner = ${owner}
       RETURNING id, cancel_requested`
@@ -141,26 +170,35 @@ export const settle = (sql: SqlClient.SqlClient, settlements: ReadonlyArray<JobS
   })
 
 const rescued = Core.rescueMessageParts
+const far = Core.farLeaseMessageParts
 
-/** End expired leases (a running job without a lease counts as expired): retryable now, discarded when out of attempts, cancelled when asked. */
+/**
+ * End expired leases: retryable now, discarded when out of attempts,
+ * cancelled when asked. A running job without a lease, or whose lease ends
+ * later than now + `JobStore.maxLeaseMs` (no runner sets that), counts as
+ * expired. The query walks the lease index, which holds only running rows,
+ * in expiry order (as before the far-future condition was added).
+ */
 export const rescue = (sql: SqlClient.SqlClient, limit: number) =>
   Effect.gen(function* () {
     if (limit <= 0) return []
     const now = yield* Clock.currentTimeMillis
+    const latest = latestLeaseEnd(now)
     const rows = yield* sql<{ id: number; kind: string; queue: string; state: JobStore.JobState }>`
       UPDATE nightshift_jobs SET
         state = CASE WHEN cancel_requested <> 0 THEN 'cancelled'
           WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
         run_at = CASE WHEN cancel_requested <> 0 OR attempt >= max_attempts THEN run_at ELSE ${now} END,
         finalized_at = CASE WHEN cancel_requested <> 0 OR attempt >= max_attempts THEN ${now} ELSE NULL END,
-        errors = json_insert(CASE WHEN json_valid(errors) THEN errors
-          ELSE json_array(json_object('attempt', attempt, 'at', 0, 'kind', 'unreadable',
-            'message', 'the errors column held text that is not JSON: ' || errors)) END,
+        errors = json_insert(${sql.literal(errorList)},
           '$[#]', json_object('attempt', attempt, 'at', ${now}, 'kind', ${Core.rescuedKind},
-          'message', ${rescued.before} || coalesce(lease_owner, ${rescued.unknownOwner}) || ${rescued.after})),
+          'message', CASE WHEN lease_expires_at > ${latest}
+            THEN ${far.before} || coalesce(lease_owner, ${far.unknownOwner}) || ${far.after}
+            ELSE ${rescued.before} || coalesce(lease_owner, ${rescued.unknownOwner}) || ${rescued.after} END)),
         lease_owner = NULL, lease_expires_at = NULL
       WHERE id IN (SELECT id FROM nightshift_jobs
-        WHERE state = 'running' AND (lease_expires_at <= ${now} OR lease_expires_at IS NULL)
+        WHERE state = 'running'
+          AND (lease_expires_at <= ${now} OR lease_expires_at IS NULL OR lease_expires_at > ${latest})
         ORDER BY lease_expires_at, id LIMIT ${Math.floor(limit)})
       RETURNING id, kind, queue, state`
     return rows.map((row): JobStore.Rescued => ({ ...row, id: String(row.id) }))

@@ -63,9 +63,20 @@ const createJobs = statements(
   `INSERT INTO nightshift_counters (name, value) VALUES ('job_id', 0)`
 )
 
-/** Every migration of the engine, in the shape `Migrator.fromRecord` reads. */
+/**
+ * Final rows without a finish time (only a hand edit makes one): `prune` ages
+ * them from their latest attempt or creation and finds them here instead of
+ * scanning the table. Normally empty.
+ */
+const indexUnfinalized = statements(
+  `CREATE INDEX nightshift_jobs_unfinalized ON nightshift_jobs (state)
+    WHERE finalized_at IS NULL AND state IN ('completed', 'discarded', 'cancelled')`
+)
+
+/** Every migration of the engine, in the shape `Migrator.fromRecord` reads. Never edit a released one. */
 export const migrations = Migrator.fromRecord({
-  "0001_create_jobs": createJobs
+  "0001_create_jobs": createJobs,
+  "0002_index_unfinalized": indexUnfinalized
 })
 
 /**

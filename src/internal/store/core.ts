@@ -214,9 +214,22 @@ export const rescueMessageParts = {
   after: " expired before the attempt was settled: the runner died or stopped sending heartbeats"
 } as const
 
-/** The message a rescued attempt records. */
-export const rescueMessage = (owner: string | null): string =>
-  rescueMessageParts.before + (owner ?? rescueMessageParts.unknownOwner) + rescueMessageParts.after
+/**
+ * The message of a job taken back because its lease ends later than any
+ * runner sets one (`JobStore.maxLeaseMs` ahead): written by hand, or the
+ * store's clock went back. Same parts as `rescueMessageParts`.
+ */
+export const farLeaseMessageParts = {
+  before: rescueMessageParts.before,
+  unknownOwner: rescueMessageParts.unknownOwner,
+  after: ` ends later than any runner sets a lease (at most ${JobStore.maxLeaseMs / 3_600_000} hours ahead): taken back as expired`
+} as const
+
+/** The message a rescued attempt records (`farLease`: see `farLeaseMessageParts`). */
+export const rescueMessage = (owner: string | null, farLease = false): string => {
+  const parts = farLease ? farLeaseMessageParts : rescueMessageParts
+  return parts.before + (owner ?? parts.unknownOwner) + parts.after
+}
 
 /** Where a job whose lease expired goes: cancelled when asked, discarded when out of attempts, else retryable now. */
 export const rescuedState = (job: {

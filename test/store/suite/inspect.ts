@@ -64,6 +64,28 @@ export const pruneSuite = (test: StoreTest) =>
         expect(yield* exists(store, active)).toEqual([true, true, true, true])
       }))
 
+    test.editable(
+      "a final job without a finish time is pruned on its latest attempt, else its creation",
+      ({ store, advance, edit }) =>
+        Effect.gen(function* () {
+          const completed = yield* started(store)
+          yield* settleOne(store, completed, { _tag: "completed" })
+          const cancelled = yield* enqueueOne(store)
+          yield* store.cancel(cancelled.id)
+          yield* edit(completed.id, { finalizedAt: null })
+          yield* edit(cancelled.id, { finalizedAt: null })
+          expect((yield* store.get(completed.id))?.finalizedAt).toBeNull()
+          yield* advance(hour - 60_000)
+          expect(yield* store.prune(retention)).toBe(0)
+          yield* advance(2 * 60_000)
+          expect(yield* store.prune(retention)).toBe(1)
+          expect(yield* exists(store, [completed.id, cancelled.id])).toEqual([false, true])
+          yield* advance(2 * hour)
+          expect(yield* store.prune(retention)).toBe(1)
+          expect(yield* exists(store, [cancelled.id])).toEqual([false])
+        })
+    )
+
     test("one call deletes at most limit jobs; repeated calls finish the work", ({ store, advance }) =>
       Effect.gen(function* () {
         const ids = yield* finished(store, 3)

@@ -1,6 +1,9 @@
 import { describe, expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as JobStore from "../../../src/JobStore.js"
 import { between, getJob, request, type StoreTest, settleOne, started, timed } from "../helpers.js"
+
+const year = 365 * 86_400_000
 
 export const heartbeatSuite = (test: StoreTest) =>
   describe("heartbeat", () => {
@@ -57,6 +60,28 @@ export const heartbeatSuite = (test: StoreTest) =>
         const [status] = yield* store.heartbeat("intruder", [job], 60_000)
         expect(status?.held).toBe(false)
         expect((yield* getJob(store, job.id)).leaseExpiresAt).toBe(job.leaseExpiresAt)
+      }))
+
+    test("claim and heartbeat set at most JobStore.maxLeaseMs, so a runner that dies is rescued after it", ({
+      store,
+      advance
+    }) =>
+      Effect.gen(function* () {
+        const claimed = yield* timed(store, started(store, {}, { owner: "r1", leaseMs: 10 * year }))
+        const job = claimed.result
+        between(job.leaseExpiresAt, claimed.before + JobStore.maxLeaseMs, claimed.after + JobStore.maxLeaseMs)
+        yield* advance(60_000)
+        const beat = yield* timed(store, store.heartbeat("r1", [job], 10 * year))
+        expect(beat.result).toEqual([{ id: job.id, held: true, cancelRequested: false }])
+        between(
+          (yield* getJob(store, job.id)).leaseExpiresAt,
+          beat.before + JobStore.maxLeaseMs,
+          beat.after + JobStore.maxLeaseMs
+        )
+        yield* advance(JobStore.maxLeaseMs - 60_000)
+        expect(yield* store.rescue(100)).toEqual([])
+        yield* advance(61_000)
+        expect((yield* store.rescue(100)).map((r) => [r.id, r.state])).toEqual([[job.id, "retryable"]])
       }))
 
     test("reports a cancel request on a held lease", ({ store }) =>
@@ -139,6 +164,53 @@ export const rescueSuite = (test: StoreTest) =>
         expect(new Set([...first, ...second].map((r) => r.id))).toEqual(new Set(jobs.map((j) => j.id)))
         expect(yield* store.rescue(2)).toEqual([])
       }))
+
+    test("a lease ending later than now + maxLeaseMs (the clock went back a day) is taken back", ({
+      store,
+      rewind
+    }) =>
+      Effect.gen(function* () {
+        const job = yield* started(store, { maxAttempts: 3 }, { leaseMs: 30_000 })
+        const fresh = yield* started(store, { maxAttempts: 3 }, { leaseMs: 30_000 })
+        yield* rewind(JobStore.maxLeaseMs - 60_000)
+        expect(yield* store.rescue(100)).toEqual([])
+        yield* rewind(2 * 60_000)
+        // The lease of `fresh` is re-set at the new time: it is within bounds again.
+        expect(yield* store.heartbeat("runner-a", [fresh], 30_000)).toEqual([
+          { id: fresh.id, held: true, cancelRequested: false }
+        ])
+        expect(yield* store.rescue(100)).toEqual([
+          { id: job.id, kind: job.kind, queue: job.queue, state: "retryable" }
+        ])
+        const rescued = yield* getJob(store, job.id)
+        expect(rescued).toMatchObject({
+          state: "retryable",
+          attempt: 1,
+          leaseOwner: null,
+          leaseExpiresAt: null
+        })
+        expect(rescued.errors.map((e) => e.kind)).toEqual(["rescued"])
+        expect((yield* getJob(store, fresh.id)).state).toBe("running")
+      }))
+
+    test.editable("a running job whose lease was written years ahead is taken back", ({ store, edit }) =>
+      Effect.gen(function* () {
+        const far = yield* started(store, { maxAttempts: 1 }, { leaseMs: 30_000 })
+        const near = yield* started(store, {}, { leaseMs: 30_000 })
+        const now = yield* store.now
+        yield* edit(far.id, { leaseExpiresAt: now + 100 * year })
+        yield* edit(near.id, { leaseExpiresAt: now + JobStore.maxLeaseMs - 60_000 })
+        expect(yield* store.rescue(100)).toEqual([
+          { id: far.id, kind: far.kind, queue: far.queue, state: "discarded" }
+        ])
+        const done = yield* getJob(store, far.id)
+        expect(done.finalizedAt).not.toBeNull()
+        expect(done.errors.map((e) => e.kind)).toEqual(["rescued"])
+        expect(done.errors[0]!.message).toContain("later than any runner sets a lease")
+        expect((yield* getJob(store, near.id)).state).toBe("running")
+        expect(yield* store.rescue(100)).toEqual([])
+      })
+    )
 
     test("only expired leases are rescued", ({ store, advance }) =>
       Effect.gen(function* () {
