@@ -8,6 +8,7 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as fc from "effect/FastCheck"
 import * as Layer from "effect/Layer"
@@ -104,12 +105,23 @@ const checkPayloads = (values: ReadonlyArray<unknown>) =>
     }
   })
 
-/** A name is accepted and stored verbatim, or refused with `InvalidOptions` and nothing written. */
+/**
+ * A name is accepted and stored verbatim, or refused with nothing written: a
+ * kind name by `Job.make` (`InvalidJobKind`), a queue name or dedupe key by
+ * the enqueue (`InvalidOptions`).
+ */
 const checkNames = (queue: string, kind: string, dedupeKey: string) =>
   Effect.gen(function* () {
     const store = yield* JobStore.JobStore
     const writes = storeWrites
-    const Kind = Job.make(kind, { payload: Schema.Struct({}) })
+    const defined = Either.try(() => Job.make(kind, { payload: Schema.Struct({}) }))
+    if (Either.isLeft(defined)) {
+      expect(JobQueue.isValidName(kind)).toBe(false)
+      expect(defined.left).toBeInstanceOf(Job.InvalidJobKind)
+      expect(storeWrites).toBe(writes)
+      return
+    }
+    const Kind = defined.right
     const exit = yield* Effect.exit(JobQueue.enqueue(Kind, {}, { queue, dedupeKey }))
     const wellFormed =
       !dedupeKey.includes("\u0000") &&
