@@ -15,8 +15,9 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
 /**
- * Taking or releasing a lock failed (for example, the database is
- * unreachable). The guarded effect did not run.
+ * Taking a lock failed (for example, the database is unreachable), and the
+ * guarded effect did not run; or the lock was lost while the effect ran (with
+ * `PgLock`, the connection holding it died), and the effect was interrupted.
  *
  * @since 0.1.0
  */
@@ -34,7 +35,8 @@ export interface Service {
   /**
    * Run `effect` while holding the lock `key`, if it is free; otherwise run
    * nothing and return `None`. The lock is released when `effect` ends,
-   * however it ends.
+   * however it ends. If the lock is lost while `effect` runs, `effect` is
+   * interrupted and this fails with `LockError`.
    */
   readonly tryWith: <A, E, R>(
     key: string,
