@@ -26,13 +26,50 @@ export interface Config {
   readonly queues: ReadonlyArray<string>
   readonly concurrency: number
   readonly claimBatchSize: number
-  /** Jobs claimed ahead and held here, under lease, beyond the running ones. */
+  /**
+   * Jobs claimed ahead and held here, under lease, beyond the running ones:
+   * exactly this many when `adaptivePrefetch` is false, at most this many
+   * when it is true.
+   */
   readonly prefetch: number
+  /**
+   * Size the buffer of jobs claimed ahead from what this runner measures:
+   * the jobs it starts in a few claim round trips (see `aheadTarget`).
+   */
+  readonly adaptivePrefetch: boolean
   readonly pollIntervalMs: number
   readonly leaseMs: number
   readonly heartbeatIntervalMs: number
   readonly shutdownTimeoutMs: number
 }
+
+/** A job claimed ahead, with the local time until which its lease is known to hold. */
+interface Buffered {
+  readonly job: JobStore.JobRecord
+  heldUntil: number
+}
+
+/** Claim round trips of work an adaptive buffer holds (it is refilled at half, one round trip ahead of need with a 2× margin). */
+const horizonRoundTrips = 4
+
+/**
+ * The adaptive number of jobs to hold ahead: what this runner starts, at
+ * its measured start rate, in `horizonRoundTrips` claim round trips, never
+ * more than it starts in a tenth of the lease, and at most `max`. Without a
+ * measurement yet, 0 (claims for free slots only).
+ */
+export const aheadTarget = (
+  startsPerMs: number | undefined,
+  claimRoundTripMs: number | undefined,
+  leaseMs: number,
+  max: number
+): number =>
+  startsPerMs === undefined || claimRoundTripMs === undefined
+    ? 0
+    : Math.max(
+        0,
+        Math.min(max, Math.floor(startsPerMs * Math.min(horizonRoundTrips * claimRoundTripMs, leaseMs / 10)))
+      )
 
 interface Running {
   readonly job: JobStore.JobRecord
@@ -96,8 +133,18 @@ export const makeEngine = <R>(
     yield* Effect.addFinalizer(() =>
       Fiber.interruptAll(Array.from(running.values(), (r) => r.fiber).filter((f) => f !== undefined))
     )
-    // Claimed ahead (when `prefetch` > 0), in claim order: priority, run-at, id.
-    let buffer: Array<JobStore.JobRecord> = []
+    // Claimed ahead, in claim order (priority, run-at, id), from `buffer[head]` on.
+    let buffer: Array<Buffered> = []
+    let head = 0
+    const buffered = () => buffer.length - head
+    /** Jobs to hold ahead: fixed, or adapted after every claim (`retarget`). */
+    let ahead = config.adaptivePrefetch ? 0 : config.prefetch
+    // Adaptive measurements: starts per ms and the claim round trip (moving averages), and the
+    // starts counted since the previous claim was sent.
+    let startsPerMs: number | undefined
+    let claimMs: number | undefined
+    let startedSince = 0
+    let markAt: number | undefined
     const signal = yield* Queue.sliding<true>(1)
     const kinds = Array.from(handlers.byKind.keys())
     let capacity = config.concurrency
@@ -174,18 +221,59 @@ export const makeEngine = <R>(
         health = { ...health, healthy: false, lastError: e.message, lastErrorAt: now }
       })
 
+    /**
+     * A buffered job is started only while its lease, as last confirmed by
+     * the claim or a heartbeat (timed from before the call), still has
+     * `leaseMargin` to run. Heartbeats that succeed never let it get that
+     * low; when they have been failing while the job waited, it is released
+     * instead of run, as it may have been rescued and claimed elsewhere.
+     */
+    const leaseMargin = Math.min(
+      config.heartbeatIntervalMs,
+      (config.leaseMs - config.heartbeatIntervalMs) / 2
+    )
+    const startable = (b: Buffered, now: number) => now < b.heldUntil - leaseMargin
+
     /** Start buffered jobs while there are free slots. */
     const startBuffered = Effect.suspend(() => {
-      const n = Math.min(capacity - running.size, buffer.length)
-      if (n <= 0) return Effect.void
-      const next = buffer.slice(0, n)
-      buffer = buffer.slice(n)
+      const free = capacity - running.size
+      if (free <= 0 || head === buffer.length) return Effect.void
       const now = clockService.unsafeCurrentTimeMillis()
+      const next: Array<JobStore.JobRecord> = []
+      let lapsed: Array<JobStore.JobRecord> | undefined
+      while (head < buffer.length && next.length < free) {
+        const b = buffer[head++]!
+        if (startable(b, now)) next.push(b.job)
+        else (lapsed ??= []).push(b.job)
+      }
+      if (head === buffer.length) {
+        buffer = []
+        head = 0
+      }
+      startedSince += next.length
+      if (lapsed !== undefined) {
+        for (const job of lapsed) settler.unsafeOffer({ job, outcome: { _tag: "release" }, durationMs: 0 })
+      }
+      if (next.length === 0) return Effect.void
       return Effect.zipRight(
         publishStarted(next, now),
         Effect.forEach(next, (job) => start(job, now), { discard: true })
       )
     })
+
+    /** After a claim (sent at `sentAt`, answered at `now`): update the measurements and the target. */
+    const retarget = (sentAt: number, now: number) => {
+      if (!config.adaptivePrefetch) return
+      const roundTrip = now - sentAt
+      claimMs = claimMs === undefined ? roundTrip : (claimMs + roundTrip) / 2
+      if (markAt !== undefined && sentAt > markAt) {
+        const sample = startedSince / (sentAt - markAt)
+        startsPerMs = startsPerMs === undefined ? sample : (startsPerMs + sample) / 2
+      }
+      markAt = sentAt
+      startedSince = 0
+      ahead = aheadTarget(startsPerMs, claimMs, config.leaseMs, config.prefetch)
+    }
 
     /**
      * One round of the fetcher: fill free slots from the buffer, then claim
@@ -200,19 +288,25 @@ export const makeEngine = <R>(
       // buffered (and so drained or released at shutdown), never stranded under a stopped runner.
       yield* Effect.uninterruptible(startBuffered)
       const slots = Math.max(0, capacity - running.size)
-      const room = slots + config.prefetch - buffer.length
-      if (room <= 0 || buffer.length > config.prefetch / 2) return -1
+      const room = slots + ahead - buffered()
+      if (room <= 0 || buffered() > ahead / 2) return -1
       const limit = Math.min(room, config.claimBatchSize)
+      const sentAt = clockService.unsafeCurrentTimeMillis()
       const jobs = yield* Effect.uninterruptible(
         Effect.tap(
           store.claim({ queues: config.queues, kinds, limit, leaseMs: config.leaseMs, owner: config.owner }),
           (claimed) => {
-            buffer = buffer.concat(claimed)
+            if (claimed.length > 0) {
+              const heldUntil = sentAt + config.leaseMs
+              buffer = buffer.slice(head).concat(claimed.map((job) => ({ job, heldUntil })))
+              head = 0
+            }
             return startBuffered
           }
         )
       )
       const now = yield* clock
+      retarget(sentAt, now)
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
       health = { ...health, healthy: true, lastClaimAt: now }
       if (jobs.length > 0) yield* Metrics.running(config.owner, running.size)
@@ -222,9 +316,11 @@ export const makeEngine = <R>(
     /** Take a job out of the buffer and settle it as `reason` says; false when it is not there. */
     const unbuffer = (id: string, reason: InterruptReason) =>
       Effect.suspend(() => {
-        const job = buffer.find((j) => j.id === id)
-        if (job === undefined) return Effect.succeed(false)
-        buffer = buffer.filter((j) => j !== job)
+        const at = buffer.findIndex((b, i) => i >= head && b.job.id === id)
+        if (at < 0) return Effect.succeed(false)
+        const job = buffer[at]!.job
+        buffer = buffer.slice(head).filter((b) => b.job !== job)
+        head = 0
         const outcome = interruptedOutcome(reason)
         return Effect.as(
           outcome === undefined ? Effect.void : settler.offer({ job, outcome, durationMs: 0 }),
@@ -263,15 +359,20 @@ export const makeEngine = <R>(
 
     const heartbeat = Effect.gen(function* () {
       const settling = settler.held()
-      if (running.size === 0 && buffer.length === 0 && settling.length === 0) return
+      const waiting = buffer.slice(head)
+      if (running.size === 0 && waiting.length === 0 && settling.length === 0) return
       // Jobs whose outcome waits to be written keep their lease too: a stalled settle must not
       // let a finished job be rescued and run again.
       const leases = Array.from(running.values(), (r) => ({ id: r.job.id, fence: r.job.fence })).concat(
-        buffer.map((j) => ({ id: j.id, fence: j.fence })),
+        waiting.map((b) => ({ id: b.job.id, fence: b.job.fence })),
         settling
       )
+      const sentAt = yield* clock
       const statuses = yield* store.heartbeat(config.owner, leases, config.leaseMs)
+      const renewed = new Map(waiting.map((b) => [b.job.id, b]))
       for (const s of statuses) {
+        const b = renewed.get(s.id)
+        if (b !== undefined && s.held) b.heldUntil = Math.max(b.heldUntil, sentAt + config.leaseMs)
         if (!s.held) yield* interrupt(s.id, "lost")
         else if (s.cancelRequested) yield* interrupt(s.id, "cancel")
       }
@@ -287,9 +388,10 @@ export const makeEngine = <R>(
     const drain = Effect.gen(function* () {
       draining = true
       // Jobs claimed ahead go straight back, without using up an attempt.
-      const held = buffer
+      const held = buffer.slice(head)
       buffer = []
-      for (const job of held) yield* settler.offer({ job, outcome: { _tag: "release" }, durationMs: 0 })
+      head = 0
+      for (const b of held) yield* settler.offer({ job: b.job, outcome: { _tag: "release" }, durationMs: 0 })
       const fibers = () => Array.from(running.values(), (r) => r.fiber).filter((f) => f !== undefined)
       // interruptible: drain runs as a finalizer, and the timeout must be able to stop the wait
       const done = yield* Effect.interruptible(Fiber.awaitAll(fibers())).pipe(
@@ -315,7 +417,7 @@ export const makeEngine = <R>(
     return {
       config,
       running: () => Array.from(running.values(), (r) => r.job),
-      prefetched: () => buffer.length,
+      prefetched: buffered,
       capacity: () => capacity,
       setCapacity: (n) => {
         capacity = n

@@ -1,0 +1,101 @@
+/**
+ * `tsx bench/ab.ts`: a focused W1 drain comparison (bulk enqueue, then one
+ * fresh worker process drains), contestants interleaved round by round, as
+ * used for docs/benchmarks.md's runner sections. Prints each round, then the
+ * median drain rate of every contestant and its per-round ratio to the last
+ * contestant listed (the reference).
+ *
+ *   tsx bench/ab.ts [--rounds 5] [--jobs 20000] [--base <dir>] \
+ *     --contestants 'label=driver[@base][+{json options}]', …  (separated by ;)
+ *
+ * `@base` runs the child bundled from `<dir>` (a checkout of another commit,
+ * with `node_modules` and `bench/node_modules` linked in), so the library
+ * before and after a change can run side by side. `+{…}` passes runner
+ * options to Nightshift workers (`BENCH_NIGHTSHIFT_OPTIONS`).
+ */
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { bundleChild, ensurePeers } from "./lib/build.js"
+import { databaseUrl, redisUrl } from "./lib/env.js"
+import type { DriverName } from "./lib/protocol.js"
+import { pairedRatio, summarize } from "./lib/stats.js"
+import { drain } from "./lib/workloads.js"
+
+const benchDir = dirname(fileURLToPath(import.meta.url))
+const rootDir = dirname(benchDir)
+const option = (name: string) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+const rounds = Number(option("rounds") ?? 3)
+const jobs = Number(option("jobs") ?? 20_000)
+const baseDir = option("base")
+
+interface Contestant {
+  readonly label: string
+  readonly driver: DriverName
+  readonly base: boolean
+  readonly options: string
+}
+
+const contestants: ReadonlyArray<Contestant> = (option("contestants") ?? "nightshift-pg;graphile-batched")
+  .split(";")
+  .map((text) => {
+    const [head, ...json] = text.split("+")
+    const [label, target] = head!.includes("=") ? head!.split("=") : [head!, head!]
+    const [driver, where] = target!.split("@")
+    return { label: label!, driver: driver as DriverName, base: where === "base", options: json.join("+") }
+  })
+
+const runId = Date.now().toString(36)
+let sequence = 0
+
+const main = async () => {
+  ensurePeers(benchDir)
+  const entry = bundleChild(rootDir, benchDir)
+  const baseEntry = baseDir === undefined ? undefined : bundleChild(baseDir, join(baseDir, "bench"))
+  const rates = new Map<string, Map<number, number>>(contestants.map((c) => [c.label, new Map()]))
+  for (let round = 1; round <= rounds; round++) {
+    const order = round % 2 === 1 ? contestants : [...contestants].reverse()
+    for (const c of order) {
+      const e = c.base ? baseEntry : entry
+      if (e === undefined) throw new Error(`${c.label}: --base is needed`)
+      process.env.BENCH_NIGHTSHIFT_OPTIONS = c.options
+      const ctx = {
+        entry: e,
+        spec: (driver: DriverName) => ({
+          driver,
+          namespace: `nsab_${runId}_${sequence++}`,
+          databaseUrl: databaseUrl(),
+          redisUrl: redisUrl(),
+          tmpDir: "/tmp"
+        })
+      }
+      try {
+        const r = await drain(ctx, c.driver, { n: jobs, processes: 1, concurrency: 10, timeoutMs: 180_000 })
+        const rate = (r.n / r.drainMs) * 1000
+        rates.get(c.label)!.set(round, rate)
+        console.error(
+          `[round ${round}] ${c.label}: ${Math.round(rate)} jobs/s (dup ${r.duplicates}, lost ${r.lost})`
+        )
+      } catch (error) {
+        console.error(`[round ${round}] ${c.label}: FAILED ${String(error).split("\n")[0]}`)
+      }
+    }
+  }
+  const reference = contestants[contestants.length - 1]!.label
+  console.log(`| contestant | drain jobs/s (median, min–max) | ÷ ${reference} (median of rounds, min–max) |`)
+  console.log("| --- | --- | --- |")
+  for (const c of contestants) {
+    const s = summarize([...rates.get(c.label)!.values()])
+    const r = pairedRatio(rates.get(c.label)!, rates.get(reference)!)
+    console.log(
+      `| ${c.label} | ${Math.round(s.median)} (${Math.round(s.min)}–${Math.round(s.max)}) | ${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)}) |`
+    )
+  }
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
