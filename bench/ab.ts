@@ -34,7 +34,7 @@ const baseDir = option("base")
 interface Contestant {
   readonly label: string
   readonly driver: DriverName
-  readonly base: boolean
+  readonly base: string | undefined
   readonly options: string
 }
 
@@ -44,7 +44,7 @@ const contestants: ReadonlyArray<Contestant> = (option("contestants") ?? "nights
     const [head, ...json] = text.split("+")
     const [label, target] = head!.includes("=") ? head!.split("=") : [head!, head!]
     const [driver, where] = target!.split("@")
-    return { label: label!, driver: driver as DriverName, base: where === "base", options: json.join("+") }
+    return { label: label!, driver: driver as DriverName, base: where, options: json.join("+") }
   })
 
 const runId = Date.now().toString(36)
@@ -54,11 +54,14 @@ const main = async () => {
   ensurePeers(benchDir)
   const entry = bundleChild(rootDir, benchDir)
   const baseEntry = baseDir === undefined ? undefined : bundleChild(baseDir, join(baseDir, "bench"))
+  const base2Dir = option("base2")
+  const base2Entry = base2Dir === undefined ? undefined : bundleChild(base2Dir, join(base2Dir, "bench"))
   const rates = new Map<string, Map<number, number>>(contestants.map((c) => [c.label, new Map()]))
+  const cpu = new Map<string, Map<number, number>>(contestants.map((c) => [c.label, new Map()]))
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 === 1 ? contestants : [...contestants].reverse()
     for (const c of order) {
-      const e = c.base ? baseEntry : entry
+      const e = c.base === "base" ? baseEntry : c.base === "base2" ? base2Entry : entry
       if (e === undefined) throw new Error(`${c.label}: --base is needed`)
       process.env.BENCH_NIGHTSHIFT_OPTIONS = c.options
       const ctx = {
@@ -75,8 +78,10 @@ const main = async () => {
         const r = await drain(ctx, c.driver, { n: jobs, processes: 1, concurrency: 10, timeoutMs: 180_000 })
         const rate = (r.n / r.drainMs) * 1000
         rates.get(c.label)!.set(round, rate)
+        const us = (r.cpuMs * 1000) / r.n
+        cpu.get(c.label)!.set(round, us)
         console.error(
-          `[round ${round}] ${c.label}: ${Math.round(rate)} jobs/s (dup ${r.duplicates}, lost ${r.lost})`
+          `[round ${round}] ${c.label}: ${Math.round(rate)} jobs/s, worker CPU ${us.toFixed(1)} µs/job (dup ${r.duplicates}, lost ${r.lost})`
         )
       } catch (error) {
         console.error(`[round ${round}] ${c.label}: FAILED ${String(error).split("\n")[0]}`)
@@ -84,13 +89,16 @@ const main = async () => {
     }
   }
   const reference = contestants[contestants.length - 1]!.label
-  console.log(`| contestant | drain jobs/s (median, min–max) | ÷ ${reference} (median of rounds, min–max) |`)
-  console.log("| --- | --- | --- |")
+  console.log(
+    `| contestant | drain jobs/s (median, min–max) | ÷ ${reference} (median of rounds, min–max) | worker CPU µs/job (median, min–max) |`
+  )
+  console.log("| --- | --- | --- | --- |")
   for (const c of contestants) {
     const s = summarize([...rates.get(c.label)!.values()])
     const r = pairedRatio(rates.get(c.label)!, rates.get(reference)!)
+    const u = summarize([...cpu.get(c.label)!.values()])
     console.log(
-      `| ${c.label} | ${Math.round(s.median)} (${Math.round(s.min)}–${Math.round(s.max)}) | ${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)}) |`
+      `| ${c.label} | ${Math.round(s.median)} (${Math.round(s.min)}–${Math.round(s.max)}) | ${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)}) | ${u.median.toFixed(0)} (${u.min.toFixed(0)}–${u.max.toFixed(0)}) |`
     )
   }
 }

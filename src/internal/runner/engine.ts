@@ -4,6 +4,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Events from "../../Events.js"
@@ -156,17 +157,30 @@ export const makeEngine = <R>(
 
     const wake = Effect.asVoid(Queue.offer(signal, true))
 
-    /** Free the slot, hand the outcome to the settler and wake the fetcher (once per attempt). */
+    /**
+     * The fetcher's runtime (its context and fiber refs), captured when it
+     * starts: an attempt that ends starts the next buffered job with it, as
+     * the fetcher would have.
+     */
+    let runtime: Runtime.Runtime<R> | undefined
+
+    /**
+     * Free the slot, hand the outcome to the settler, start the next
+     * buffered jobs, and wake the fetcher when it has work: a claim to make
+     * (the buffer is down to half its target) or slots to fill (once per
+     * attempt).
+     */
     const finish = (entry: Running, outcome: JobStore.Outcome | undefined) => {
       if (entry.finished) return
       entry.finished = true
       running.delete(entry.job.id)
       Metrics.unsafeRunning(config.owner, running.size)
+      const now = clockService.unsafeCurrentTimeMillis()
       if (outcome !== undefined) {
-        const durationMs = clockService.unsafeCurrentTimeMillis() - entry.startedAt
-        settler.unsafeOffer({ job: entry.job, outcome, durationMs })
+        settler.unsafeOffer({ job: entry.job, outcome, durationMs: now - entry.startedAt })
       }
-      signal.unsafeOffer(true)
+      startNext(now)
+      if (buffered() <= ahead / 2 || running.size < capacity) signal.unsafeOffer(true)
     }
 
     /**
@@ -184,19 +198,46 @@ export const makeEngine = <R>(
             : defectOutcome(entry.job, exit.cause)
       )
 
-    const start = (job: JobStore.JobRecord, now: number) => {
+    /** Record a job as running; its attempt's effect. */
+    const enter = (job: JobStore.JobRecord, now: number) => {
       const entry: Running = { job, startedAt: now, fiber: undefined, reason: undefined, finished: false }
       running.set(job.id, entry)
       const attempt = Effect.zipRight(
         annotateJob(job),
         execute(handlers.byKind.get(job.kind), job, () => entry.reason)
       )
-      // The observer is attached before the fiber first runs (forked fibers start on the
-      // scheduler), so no interrupt can end an attempt without it.
-      return Effect.map(Effect.forkDaemon(attempt), (fiber) => {
-        entry.fiber = fiber
-        fiber.addObserver((exit) => onAttemptExit(entry, exit))
-      })
+      return { entry, attempt }
+    }
+
+    // The observer is attached before the fiber first runs (forked fibers start on the
+    // scheduler), so no interrupt can end an attempt without it.
+    const observe = (entry: Running, fiber: Fiber.RuntimeFiber<Settle>) => {
+      entry.fiber = fiber
+      fiber.addObserver((exit) => onAttemptExit(entry, exit))
+    }
+
+    const start = (job: JobStore.JobRecord, now: number) => {
+      const { entry, attempt } = enter(job, now)
+      return Effect.map(Effect.forkDaemon(attempt), (fiber) => observe(entry, fiber))
+    }
+
+    /**
+     * Start buffered jobs in the free slots now, in plain code (from an
+     * attempt's end), with the fetcher's runtime: no fetcher round per job.
+     * The attempt publishes its own `started` event before it runs.
+     */
+    const startNext = (now: number) => {
+      if (draining || runtime === undefined || head === buffer.length) return
+      const next = takeStartable(capacity - running.size, now)
+      for (const job of next) {
+        const { entry, attempt } = enter(job, now)
+        const fiber = Runtime.runFork(
+          runtime,
+          events._tag === "None" ? attempt : Effect.zipRight(publishStarted([job], now), attempt),
+          { immediate: false }
+        )
+        observe(entry, fiber)
+      }
     }
 
     /** The `started` events of jobs about to start, published before their fibers run. */
@@ -234,26 +275,31 @@ export const makeEngine = <R>(
     )
     const startable = (b: Buffered, now: number) => now < b.heldUntil - leaseMargin
 
-    /** Start buffered jobs while there are free slots. */
-    const startBuffered = Effect.suspend(() => {
-      const free = capacity - running.size
-      if (free <= 0 || head === buffer.length) return Effect.void
-      const now = clockService.unsafeCurrentTimeMillis()
+    /**
+     * Take up to `free` jobs to start from the buffer, releasing the lapsed
+     * ones met on the way.
+     */
+    const takeStartable = (free: number, now: number): Array<JobStore.JobRecord> => {
       const next: Array<JobStore.JobRecord> = []
-      let lapsed: Array<JobStore.JobRecord> | undefined
       while (head < buffer.length && next.length < free) {
         const b = buffer[head++]!
         if (startable(b, now)) next.push(b.job)
-        else (lapsed ??= []).push(b.job)
+        else settler.unsafeOffer({ job: b.job, outcome: { _tag: "release" }, durationMs: 0 })
       }
       if (head === buffer.length) {
         buffer = []
         head = 0
       }
       startedSince += next.length
-      if (lapsed !== undefined) {
-        for (const job of lapsed) settler.unsafeOffer({ job, outcome: { _tag: "release" }, durationMs: 0 })
-      }
+      return next
+    }
+
+    /** Start buffered jobs while there are free slots. */
+    const startBuffered = Effect.suspend(() => {
+      const free = capacity - running.size
+      if (free <= 0 || head === buffer.length) return Effect.void
+      const now = clockService.unsafeCurrentTimeMillis()
+      const next = takeStartable(free, now)
       if (next.length === 0) return Effect.void
       return Effect.zipRight(
         publishStarted(next, now),
@@ -333,7 +379,7 @@ export const makeEngine = <R>(
 
     // Back off on store errors: 100 ms doubling up to 5 s, reset on success.
     let failures = 0
-    const fetchLoop: Effect.Effect<never, never, R> = Effect.forever(
+    const loop: Effect.Effect<never, never, R> = Effect.forever(
       Effect.matchEffect(claimOnce, {
         onFailure: (e) =>
           Effect.zipRight(
@@ -348,6 +394,11 @@ export const makeEngine = <R>(
         }
       })
     )
+
+    const fetchLoop: Effect.Effect<never, never, R> = Effect.flatMap(Effect.runtime<R>(), (rt) => {
+      runtime = rt
+      return loop
+    })
 
     const interrupt = (id: string, reason: InterruptReason) =>
       Effect.suspend(() => {
