@@ -66,10 +66,10 @@ export interface Options {
    * higher-priority job enqueued meanwhile waits behind them, and they show
    * as `running` in the store.
    *
-   * Default `"auto"`: the runner measures the rate at which it starts jobs
-   * and how long a claim takes, and holds what it would start in four claim
-   * round trips, at most what it starts in a tenth of the lease, and at
-   * most `min(500, 50 × concurrency)`. Slow jobs get no buffer (it rounds
+   * Default `"auto"`: the runner measures how long its attempts take (a
+   * moving average) and how long a claim takes, and holds what its slots
+   * would start in four claim round trips, at most what they start in a
+   * tenth of the lease, and at most `min(500, 50 × concurrency)`. Slow jobs get no buffer (it rounds
    * to 0, as does a runner that has not measured yet: it then claims for
    * free slots only); a runner draining a backlog of fast jobs claims in
    * batches of hundreds. A number holds exactly that many ahead; `0` claims

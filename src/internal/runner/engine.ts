@@ -140,12 +140,9 @@ export const makeEngine = <R>(
     const buffered = () => buffer.length - head
     /** Jobs to hold ahead: fixed, or adapted after every claim (`retarget`). */
     let ahead = config.adaptivePrefetch ? 0 : config.prefetch
-    // Adaptive measurements: starts per ms and the claim round trip (moving averages), and the
-    // starts counted since the previous claim was sent.
-    let startsPerMs: number | undefined
+    // Adaptive measurements (moving averages): how long an attempt takes, and a claim round trip.
+    let attemptMs: number | undefined
     let claimMs: number | undefined
-    let startedSince = 0
-    let markAt: number | undefined
     const signal = yield* Queue.sliding<true>(1)
     const kinds = Array.from(handlers.byKind.keys())
     let capacity = config.concurrency
@@ -176,9 +173,9 @@ export const makeEngine = <R>(
       running.delete(entry.job.id)
       Metrics.unsafeRunning(config.owner, running.size)
       const now = clockService.unsafeCurrentTimeMillis()
-      if (outcome !== undefined) {
-        settler.unsafeOffer({ job: entry.job, outcome, durationMs: now - entry.startedAt })
-      }
+      const durationMs = now - entry.startedAt
+      attemptMs = attemptMs === undefined ? durationMs : 0.8 * attemptMs + 0.2 * durationMs
+      if (outcome !== undefined) settler.unsafeOffer({ job: entry.job, outcome, durationMs })
       startNext(now)
       if (buffered() <= ahead / 2 || running.size < capacity) signal.unsafeOffer(true)
     }
@@ -290,7 +287,6 @@ export const makeEngine = <R>(
         buffer = []
         head = 0
       }
-      startedSince += next.length
       return next
     }
 
@@ -307,17 +303,17 @@ export const makeEngine = <R>(
       )
     })
 
-    /** After a claim (sent at `sentAt`, answered at `now`): update the measurements and the target. */
+    /**
+     * After a claim (sent at `sentAt`, answered at `now`): update the round
+     * trip and the target. The start rate is what the slots sustain while
+     * busy, `capacity / attemptMs` (the clock counts whole ms: an attempt
+     * under 1 ms counts as 0.01 ms).
+     */
     const retarget = (sentAt: number, now: number) => {
       if (!config.adaptivePrefetch) return
       const roundTrip = now - sentAt
       claimMs = claimMs === undefined ? roundTrip : (claimMs + roundTrip) / 2
-      if (markAt !== undefined && sentAt > markAt) {
-        const sample = startedSince / (sentAt - markAt)
-        startsPerMs = startsPerMs === undefined ? sample : (startsPerMs + sample) / 2
-      }
-      markAt = sentAt
-      startedSince = 0
+      const startsPerMs = attemptMs === undefined ? undefined : capacity / Math.max(attemptMs, 0.01)
       ahead = aheadTarget(startsPerMs, claimMs, config.leaseMs, config.prefetch)
     }
 
