@@ -75,7 +75,9 @@ const main = async () => {
         })
       }
       try {
-        const r = await drain(ctx, c.driver, { n: jobs, processes: 1, concurrency: 10, timeoutMs: 180_000 })
+        // As in bench/run.ts: memory and SQLite enqueue and work in one process.
+        const processes = c.driver === "nightshift-memory" || c.driver === "nightshift-sqlite" ? 0 : 1
+        const r = await drain(ctx, c.driver, { n: jobs, processes, concurrency: 10, timeoutMs: 180_000 })
         const rate = (r.n / r.drainMs) * 1000
         rates.get(c.label)!.set(round, rate)
         const us = (r.cpuMs * 1000) / r.n
