@@ -6,12 +6,14 @@
  * contestant listed (the reference).
  *
  *   tsx bench/ab.ts [--rounds 5] [--jobs 20000] [--base <dir>] \
- *     --contestants 'label=driver[@base][+{json options}]', …  (separated by ;)
+ *     --contestants 'label=driver[@base|@base2][+{json options}][!node flags]', …  (separated by ;)
  *
  * `@base` runs the child bundled from `<dir>` (a checkout of another commit,
  * with `node_modules` and `bench/node_modules` linked in), so the library
  * before and after a change can run side by side. `+{…}` passes runner
- * options to Nightshift workers (`BENCH_NIGHTSHIFT_OPTIONS`).
+ * options to Nightshift workers (`BENCH_NIGHTSHIFT_OPTIONS`); `!…` passes
+ * flags to that contestant's node processes (`BENCH_NODE_ARGS`, spaces as
+ * commas), e.g. `!--max-semi-space-size=64`.
  */
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -36,17 +38,27 @@ interface Contestant {
   readonly driver: DriverName
   readonly base: string | undefined
   readonly options: string
+  readonly nodeArgs: string
 }
 
 const contestants: ReadonlyArray<Contestant> = (option("contestants") ?? "nightshift-pg;graphile-batched")
   .split(";")
-  .map((text) => {
+  .map((full) => {
+    const [text, flags] = full.split("!") as [string, string | undefined]
     const [head, ...json] = text.split("+")
     const [label, target] = head!.includes("=") ? head!.split("=") : [head!, head!]
     const [driver, where] = target!.split("@")
-    return { label: label!, driver: driver as DriverName, base: where, options: json.join("+") }
+    return {
+      label: label!,
+      driver: driver as DriverName,
+      base: where,
+      options: json.join("+"),
+      nodeArgs: (flags ?? "").replaceAll(",", " ")
+    }
   })
 
+/** Flags for every contestant's processes, set by the caller. */
+const globalNodeArgs = process.env.BENCH_NODE_ARGS ?? ""
 const runId = Date.now().toString(36)
 let sequence = 0
 
@@ -64,6 +76,7 @@ const main = async () => {
       const e = c.base === "base" ? baseEntry : c.base === "base2" ? base2Entry : entry
       if (e === undefined) throw new Error(`${c.label}: --base is needed`)
       process.env.BENCH_NIGHTSHIFT_OPTIONS = c.options
+      process.env.BENCH_NODE_ARGS = `${globalNodeArgs} ${c.nodeArgs}`
       const ctx = {
         entry: e,
         spec: (driver: DriverName) => ({

@@ -391,9 +391,16 @@ export const makeEngine = <R>(
       })
     )
 
+    // While the fetcher is stopped (`leaderOnly` and not the leader), buffered jobs wait for it,
+    // as they did when only the fetcher started them.
     const fetchLoop: Effect.Effect<never, never, R> = Effect.flatMap(Effect.runtime<R>(), (rt) => {
       runtime = rt
-      return loop
+      return Effect.ensuring(
+        loop,
+        Effect.sync(() => {
+          runtime = undefined
+        })
+      )
     })
 
     const interrupt = (id: string, reason: InterruptReason) =>
