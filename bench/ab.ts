@@ -21,7 +21,7 @@ import { bundleChild, ensurePeers } from "./lib/build.js"
 import { databaseUrl, redisUrl } from "./lib/env.js"
 import type { DriverName } from "./lib/protocol.js"
 import { pairedRatio, summarize } from "./lib/stats.js"
-import { drain } from "./lib/workloads.js"
+import { drain, latency } from "./lib/workloads.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const rootDir = dirname(benchDir)
@@ -32,6 +32,8 @@ const option = (name: string) => {
 const rounds = Number(option("rounds") ?? 3)
 const jobs = Number(option("jobs") ?? 20_000)
 const baseDir = option("base")
+/** W1 (one worker process), W2 (two) or W3 (latency: p50 and p99 instead of rate and CPU). */
+const workload = option("workload") ?? "W1"
 
 interface Contestant {
   readonly label: string
@@ -89,7 +91,23 @@ const main = async () => {
       }
       try {
         // As in bench/run.ts: memory and SQLite enqueue and work in one process.
-        const processes = c.driver === "nightshift-memory" || c.driver === "nightshift-sqlite" ? 0 : 1
+        const sameProcess = c.driver === "nightshift-memory" || c.driver === "nightshift-sqlite"
+        if (workload === "W3") {
+          const l = await latency(ctx, c.driver, {
+            n: 500,
+            warmup: 20,
+            perSecond: 100,
+            concurrency: 10,
+            sameProcess
+          })
+          rates.get(c.label)!.set(round, l.p50)
+          cpu.get(c.label)!.set(round, l.p99)
+          console.error(
+            `[round ${round}] ${c.label}: p50 ${l.p50.toFixed(2)} ms, p99 ${l.p99.toFixed(2)} ms (dup ${l.duplicates}, lost ${l.lost})`
+          )
+          continue
+        }
+        const processes = sameProcess ? 0 : workload === "W2" ? 2 : 1
         const r = await drain(ctx, c.driver, { n: jobs, processes, concurrency: 10, timeoutMs: 180_000 })
         const rate = (r.n / r.drainMs) * 1000
         rates.get(c.label)!.set(round, rate)
@@ -104,8 +122,11 @@ const main = async () => {
     }
   }
   const reference = contestants[contestants.length - 1]!.label
+  const fmt = (x: number) => (workload === "W3" ? x.toFixed(2) : String(Math.round(x)))
+  const [first, second] =
+    workload === "W3" ? ["p50 ms", "p99 ms"] : ["drain jobs/s", "worker CPU µs/job (all workers)"]
   console.log(
-    `| contestant | drain jobs/s (median, min–max) | ÷ ${reference} (median of rounds, min–max) | worker CPU µs/job (median, min–max) |`
+    `| contestant | ${workload} ${first} (median, min–max) | ÷ ${reference} (median of rounds, min–max) | ${second} (median, min–max) |`
   )
   console.log("| --- | --- | --- | --- |")
   for (const c of contestants) {
@@ -113,7 +134,7 @@ const main = async () => {
     const r = pairedRatio(rates.get(c.label)!, rates.get(reference)!)
     const u = summarize([...cpu.get(c.label)!.values()])
     console.log(
-      `| ${c.label} | ${Math.round(s.median)} (${Math.round(s.min)}–${Math.round(s.max)}) | ${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)}) | ${u.median.toFixed(0)} (${u.min.toFixed(0)}–${u.max.toFixed(0)}) |`
+      `| ${c.label} | ${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)}) | ${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)}) | ${fmt(u.median)} (${fmt(u.min)}–${fmt(u.max)}) |`
     )
   }
 }
