@@ -69,13 +69,14 @@ export interface Options {
    * Default `"auto"`: the runner measures how long its attempts take (a
    * moving average) and how long a claim takes, and holds what its slots
    * would start in four claim round trips, at most what they start in a
-   * tenth of the lease, and at most `min(500, 50 × concurrency)`. Slow jobs get no buffer (it rounds
-   * to 0, as does a runner that has not measured yet: it then claims for
-   * free slots only); a runner draining a backlog of fast jobs claims in
-   * batches of hundreds. A number holds exactly that many ahead; `0` claims
-   * only for free slots (the former default; choose it for large
-   * payloads, or when a newly enqueued higher-priority job must never wait
-   * behind claimed ones).
+   * tenth of the lease, and at most `min(500, 50 × concurrency)`. Slow jobs
+   * get no buffer (the target rounds to 0, as it is for a runner that has
+   * not measured yet: it then claims for free slots only); a runner
+   * draining a backlog of quick jobs claims in batches of hundreds. A
+   * number holds exactly that many ahead; `0` claims only for free slots
+   * (the former default; choose it for large payloads, or when a newly
+   * enqueued higher-priority job must never wait behind claimed ones).
+   * Trade-offs and measurements: docs/benchmarks.md.
    */
   readonly prefetch?: number | "auto" | undefined
   /** How long a claim holds a job before the rescuer may take it back. Default 30 seconds. */
