@@ -6,14 +6,15 @@
  * contestant listed (the reference).
  *
  *   tsx bench/ab.ts [--rounds 5] [--jobs 20000] [--base <dir>] \
- *     --contestants 'label=driver[@base|@base2][+{json options}][!node flags]', …  (separated by ;)
+ *     --contestants 'label=driver[@base|@base2][?url query][+{json options}][!node flags]', …  (separated by ;)
  *
  * `@base` runs the child bundled from `<dir>` (a checkout of another commit,
  * with `node_modules` and `bench/node_modules` linked in), so the library
  * before and after a change can run side by side. `+{…}` passes runner
  * options to Nightshift workers (`BENCH_NIGHTSHIFT_OPTIONS`); `!…` passes
  * flags to that contestant's node processes (`BENCH_NODE_ARGS`, spaces as
- * commas), e.g. `!--max-semi-space-size=64`.
+ * commas), e.g. `!--max-semi-space-size=64`; `?…` is added to its
+ * PostgreSQL URL, e.g. `?options=-c%20synchronous_commit%3Doff`.
  */
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -41,6 +42,7 @@ interface Contestant {
   readonly base: string | undefined
   readonly options: string
   readonly nodeArgs: string
+  readonly urlQuery: string
 }
 
 const contestants: ReadonlyArray<Contestant> = (option("contestants") ?? "nightshift-pg;graphile-batched")
@@ -48,14 +50,17 @@ const contestants: ReadonlyArray<Contestant> = (option("contestants") ?? "nights
   .map((full) => {
     const [text, flags] = full.split("!") as [string, string | undefined]
     const [head, ...json] = text.split("+")
-    const [label, target] = head!.includes("=") ? head!.split("=") : [head!, head!]
-    const [driver, where] = target!.split("@")
+    const eq = head!.indexOf("=")
+    const [label, target] = eq >= 0 ? [head!.slice(0, eq), head!.slice(eq + 1)] : [head!, head!]
+    const [driverAndBase, urlQuery] = target!.split("?") as [string, string | undefined]
+    const [driver, where] = driverAndBase.split("@")
     return {
       label: label!,
       driver: driver as DriverName,
       base: where,
       options: json.join("+"),
-      nodeArgs: (flags ?? "").replaceAll(",", " ")
+      nodeArgs: (flags ?? "").replaceAll(",", " "),
+      urlQuery: urlQuery ?? ""
     }
   })
 
@@ -84,7 +89,10 @@ const main = async () => {
         spec: (driver: DriverName) => ({
           driver,
           namespace: `nsab_${runId}_${sequence++}`,
-          databaseUrl: databaseUrl(),
+          databaseUrl:
+            c.urlQuery === ""
+              ? databaseUrl()
+              : `${databaseUrl()}${databaseUrl().includes("?") ? "&" : "?"}${c.urlQuery}`,
           redisUrl: redisUrl(),
           tmpDir: "/tmp"
         })
