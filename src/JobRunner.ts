@@ -50,18 +50,35 @@ export interface Options {
   readonly autoscale?: { readonly min: number; readonly max: number } | undefined
   /** How often to look for work when no hint arrives. Default 1 second. */
   readonly pollInterval?: Duration.DurationInput | undefined
-  /** Most jobs claimed in one call. Default: the concurrency plus `prefetch`. */
+  /**
+   * Most jobs claimed in one call. Default: the concurrency plus `prefetch`
+   * (plus the adaptive maximum, `min(500, 50 × concurrency)`, when
+   * `prefetch` is `"auto"`).
+   */
   readonly claimBatchSize?: number | undefined
   /**
    * Jobs to claim ahead and hold in this process, under lease, beyond the
    * running ones, so that a busy runner claims in large batches instead of
    * one round trip per freed slot. Buffered jobs are heartbeated, dropped
-   * when cancelled or when their lease is lost, and released (without using
-   * an attempt) at shutdown. While buffered they keep their place: a
+   * when cancelled or when their lease is lost, released (without using an
+   * attempt) at shutdown, and released instead of started when heartbeats
+   * failed while they waited. While buffered they keep their place: a
    * higher-priority job enqueued meanwhile waits behind them, and they show
-   * as `running` in the store. Default 0 (claim only for free slots).
+   * as `running` in the store.
+   *
+   * Default `"auto"`: the runner measures how long its attempts take (a
+   * moving average) and how long a claim takes, and holds what its slots
+   * would start in four claim round trips, at most what they start in a
+   * tenth of the lease, and at most `min(500, 50 × concurrency)`. Slow jobs
+   * get no buffer (the target rounds to 0, as it is for a runner that has
+   * not measured yet: it then claims for free slots only); a runner
+   * draining a backlog of quick jobs claims in batches of hundreds. A
+   * number holds exactly that many ahead; `0` claims only for free slots
+   * (the former default; choose it for large payloads, or when a newly
+   * enqueued higher-priority job must never wait behind claimed ones).
+   * Trade-offs and measurements: docs/benchmarks.md.
    */
-  readonly prefetch?: number | undefined
+  readonly prefetch?: number | "auto" | undefined
   /**
    * How long a claim holds a job before the rescuer may take it back.
    * Default 30 seconds; at most `JobStore.maxLeaseMs` (24 hours).
@@ -163,14 +180,17 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
   Effect.gen(function* () {
     const concurrency = options.autoscale?.max ?? options.concurrency ?? 10
     const leaseMs = ms(options.leaseDuration, 30_000)
+    const adaptivePrefetch = options.prefetch === undefined || options.prefetch === "auto"
+    const prefetch = adaptivePrefetch ? Math.min(500, 50 * concurrency) : (options.prefetch as number)
     const config: Config = {
       owner: options.id ?? defaultId(),
       queues:
         options.queues ??
         Array.from(new Set(["default", ...Array.from(handlers.byKind.values(), (h) => h.kind.queue)])),
       concurrency: options.autoscale?.min ?? concurrency,
-      claimBatchSize: options.claimBatchSize ?? concurrency + (options.prefetch ?? 0),
-      prefetch: options.prefetch ?? 0,
+      claimBatchSize: options.claimBatchSize ?? concurrency + prefetch,
+      prefetch,
+      adaptivePrefetch,
       pollIntervalMs: ms(options.pollInterval, 1_000),
       leaseMs,
       heartbeatIntervalMs: ms(options.heartbeatInterval, Math.floor(leaseMs / 3)),
@@ -187,7 +207,7 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
     }
     if (!(config.claimBatchSize >= 1)) yield* fail("claimBatchSize must be >= 1")
     if (!(config.prefetch >= 0 && Number.isInteger(config.prefetch)))
-      yield* fail("prefetch must be an integer >= 0")
+      yield* fail('prefetch must be "auto" or an integer >= 0')
     if (!(leaseMs > 0 && leaseMs <= JobStore.maxLeaseMs)) {
       yield* fail(
         `leaseDuration (${leaseMs} ms) must be positive and at most ${JobStore.maxLeaseMs} ms (24 hours, JobStore.maxLeaseMs): the stores clamp a longer lease to it, and take back a job whose lease ends later`

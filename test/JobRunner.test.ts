@@ -24,6 +24,7 @@ import * as JobStore from "nightshift/JobStore"
 import * as Leader from "nightshift/Leader"
 import * as MemoryStore from "nightshift/MemoryStore"
 import * as Metrics from "nightshift/Metrics"
+import { aheadTarget } from "../src/internal/runner/engine.js"
 
 const Task = Job.make("task", {
   payload: Schema.Struct({ n: Schema.Number }),
@@ -398,6 +399,174 @@ describe("JobRunner", () => {
           if (j.state === "available") expect(j.attempt).toBe(0)
         }
       }).pipe(Effect.provide(Base))
+  )
+
+  it("the default (adaptive) prefetch holds what starts in four claim round trips, bounded by the lease and its maximum", () => {
+    // Nothing measured yet: claims for free slots only.
+    expect(aheadTarget(undefined, undefined, 30_000, 500)).toBe(0)
+    expect(aheadTarget(5, undefined, 30_000, 500)).toBe(0)
+    // 2 starts per ms, 10 ms claims: 4 round trips hold 80 jobs.
+    expect(aheadTarget(2, 10, 30_000, 500)).toBe(80)
+    // Never more than the maximum.
+    expect(aheadTarget(20, 10, 30_000, 500)).toBe(500)
+    // Never more than starts in a tenth of the lease: a 1 s lease with 50 ms claims holds 100 ms of starts.
+    expect(aheadTarget(2, 50, 1_000, 500)).toBe(200)
+    expect(aheadTarget(2, 5_000, 30_000, 10_000)).toBe(6_000)
+    // Slow jobs (10 per second) with 1 ms claims: nothing ahead.
+    expect(aheadTarget(0.01, 1, 30_000, 500)).toBe(0)
+  })
+
+  it.scoped(
+    "by default a runner claims for its free slots until it has measured, then claims ahead of quick jobs, never past its maximum, and releases what it holds at shutdown",
+    () =>
+      Effect.gen(function* () {
+        const real = yield* MemoryStore.make
+        const limits: Array<number> = []
+        const prefetched: Array<number> = []
+        // Every claim takes 10 ms (of the test clock): a round trip to measure.
+        const slow: JobStore.Service = {
+          ...real,
+          claim: (request) =>
+            Effect.zipRight(
+              Effect.zipRight(
+                Effect.sync(() => limits.push(request.limit)),
+                Effect.sleep("10 millis")
+              ),
+              real.claim(request)
+            )
+        }
+        yield* Effect.gen(function* () {
+          const started = yield* Ref.make(0)
+          const gate = yield* Deferred.make<void>()
+          // Quick jobs until 300 have started; the rest wait for the gate (so some stay buffered).
+          const handlers = Job.handlers(
+            Job.handle(Task, () =>
+              Effect.flatMap(
+                Ref.updateAndGet(started, (n) => n + 1),
+                (n) => (n > 300 ? Deferred.await(gate) : Effect.void)
+              )
+            )
+          )
+          const ids = (yield* JobQueue.enqueueMany(
+            Array.from({ length: 1_000 }, (_, n) => JobQueue.item(Task, { n }))
+          )).map((r) => r.id)
+          const { scope, runner } = yield* startRunner(handlers, {
+            concurrency: 2,
+            pollInterval: "1 hour",
+            shutdownTimeout: "1 second"
+          })
+          for (let i = 0; i < 100; i++) {
+            yield* TestClock.adjust("10 millis")
+            prefetched.push((yield* runner.status).prefetched)
+          }
+          expect(limits[0]).toBe(2)
+          expect(Math.max(...limits)).toBeGreaterThan(2)
+          // min(500, 50 × concurrency) ahead, plus the free slots.
+          expect(limits.every((n) => n <= 102)).toBe(true)
+          expect(prefetched.every((n) => n <= 100)).toBe(true)
+          const held = (yield* runner.status).prefetched
+          expect(held).toBeGreaterThan(0)
+
+          const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+          yield* TestClock.adjust("2 seconds")
+          yield* closing.await
+          const counts = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)
+          const byState = Object.fromEntries(counts.map((c) => [c.state, c.count]))
+          // The two waiting at the gate are released at the shutdown timeout, the buffered ones at once.
+          expect(byState.completed).toBe(300)
+          expect(byState.running).toBeUndefined()
+          expect(byState.available).toBe(700)
+          // Released without using an attempt (all but the two that had started).
+          const unused = yield* Effect.forEach(ids, (id) =>
+            Effect.map(job(id), (j) => j.state === "available" && j.attempt === 0)
+          )
+          expect(unused.filter(Boolean).length).toBeGreaterThanOrEqual(698)
+        }).pipe(Effect.provide(onStore(slow)))
+      })
+  )
+
+  it.scoped("by default a runner of slow jobs claims no more than its free slots (nothing ahead)", () =>
+    Effect.gen(function* () {
+      const real = yield* MemoryStore.make
+      const limits: Array<number> = []
+      const slow: JobStore.Service = {
+        ...real,
+        claim: (request) =>
+          Effect.zipRight(
+            Effect.zipRight(
+              Effect.sync(() => limits.push(request.limit)),
+              Effect.sleep("10 millis")
+            ),
+            real.claim(request)
+          )
+      }
+      yield* Effect.gen(function* () {
+        const { handlers } = yield* peakTracking("1 second")
+        yield* JobQueue.enqueueMany(Array.from({ length: 8 }, (_, n) => JobQueue.item(Task, { n })))
+        const { runner } = yield* startRunner(handlers, { concurrency: 2, pollInterval: "1 hour" })
+        const prefetched: Array<number> = []
+        for (let i = 0; i < 500; i++) {
+          yield* TestClock.adjust("10 millis")
+          prefetched.push((yield* runner.status).prefetched)
+        }
+        const counts = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)
+        expect(counts).toEqual([{ queue: "default", state: "completed", count: 8 }])
+        expect(limits.length).toBeGreaterThanOrEqual(4)
+        expect(limits.every((n) => n <= 2)).toBe(true)
+        expect(prefetched.every((n) => n === 0)).toBe(true)
+      }).pipe(Effect.provide(onStore(slow)))
+    })
+  )
+
+  it.scoped(
+    "a buffered job whose lease was not renewed for too long (heartbeats failing) is released and claimed again, not started on the old lease",
+    () =>
+      Effect.gen(function* () {
+        const real = yield* MemoryStore.make
+        const released: Array<string> = []
+        const failingHeartbeats: JobStore.Service = {
+          ...real,
+          heartbeat: () => Effect.fail(new JobStore.JobStoreError({ message: "heartbeat refused" })),
+          settle: (settlements) =>
+            Effect.zipRight(
+              Effect.sync(() => {
+                for (const s of settlements) if (s.outcome._tag === "release") released.push(s.id)
+              }),
+              real.settle(settlements)
+            )
+        }
+        yield* Effect.gen(function* () {
+          const runs = new Map<number, number>()
+          const handlers = Job.handlers(
+            Job.handle(Task, ({ n }) =>
+              Effect.zipRight(
+                Effect.sync(() => runs.set(n, (runs.get(n) ?? 0) + 1)),
+                n === 0 ? Effect.sleep("40 seconds") : Effect.void
+              )
+            )
+          )
+          const ids = (yield* JobQueue.enqueueMany(
+            Array.from({ length: 4 }, (_, n) => JobQueue.item(Task, { n }))
+          )).map((r) => r.id)
+          yield* startRunner(handlers, {
+            concurrency: 1,
+            prefetch: 3,
+            leaseDuration: "30 seconds",
+            rescueInterval: "1 hour",
+            pollInterval: "1 hour"
+          })
+          yield* TestClock.adjust("1 millis")
+          // Job 0 runs; 1–3 wait in the buffer while no heartbeat gets through.
+          for (let i = 0; i < 45; i++) yield* TestClock.adjust("1 second")
+          expect(released.sort()).toEqual(ids.slice(1).sort())
+          for (const n of [0, 1, 2, 3]) expect(runs.get(n)).toBe(1)
+          for (const id of ids.slice(1)) {
+            const j = yield* job(id)
+            // claimed a second time (fence 2) before it ran; the release did not use an attempt
+            expect([j.state, j.fence, j.attempt]).toEqual(["completed", 2, 1])
+          }
+        }).pipe(Effect.provide(onStore(failingHeartbeats)))
+      })
   )
 
   it.scoped("a burst of 500 quick jobs: every outcome is written, several to a settle call", () =>

@@ -38,12 +38,14 @@ class Tally {
   counts: Uint8Array = new Uint8Array(0)
   latencies: Float64Array = new Float64Array(0)
   handled = 0
+  private cpu: NodeJS.CpuUsage | undefined
   private timer: ReturnType<typeof setInterval> | undefined
 
   reset(n: number) {
     this.counts = new Uint8Array(n)
     this.latencies = new Float64Array(n).fill(Number.NaN)
     this.handled = 0
+    this.cpu = process.cpuUsage()
     let last = -1
     this.timer = setInterval(() => {
       if (this.handled !== last) send({ progress: (last = this.handled) })
@@ -60,7 +62,12 @@ class Tally {
 
   report(): WorkerReport {
     clearInterval(this.timer)
-    return { counts: Array.from(this.counts), latencies: Array.from(this.latencies) }
+    const cpu = process.cpuUsage(this.cpu)
+    return {
+      counts: Array.from(this.counts),
+      latencies: Array.from(this.latencies),
+      cpuMs: (cpu.user + cpu.system) / 1000
+    }
   }
 }
 

@@ -103,6 +103,16 @@ const cloneInSql = (schema: string, n: number) =>
     )
   })
 
+/**
+ * Runner options added to every Nightshift worker, from the JSON in
+ * `BENCH_NIGHTSHIFT_OPTIONS` (for experiments with bench/ab.ts; unset in
+ * `npm run bench`).
+ */
+const extraOptions = (): JobRunner.Options => {
+  const json = process.env.BENCH_NIGHTSHIFT_OPTIONS
+  return json === undefined || json === "" ? {} : (JSON.parse(json) as JobRunner.Options)
+}
+
 export const make = async (spec: ChildSpec): Promise<Driver> => {
   const engine = engineOf(spec)
   const runtime = ManagedRuntime.make(JobQueue.layer.pipe(Layer.provideMerge(storeLayer(spec, engine))))
@@ -116,7 +126,8 @@ export const make = async (spec: ChildSpec): Promise<Driver> => {
         yield* Layer.buildWithScope(
           JobRunner.layer(handlers, {
             concurrency,
-            ...(spec.driver === "nightshift-pg-prefetch" ? { prefetch: 500 } : {})
+            ...(spec.driver === "nightshift-pg-prefetch" ? { prefetch: 500 } : {}),
+            ...extraOptions()
           }),
           scope
         )

@@ -20,10 +20,16 @@ export interface Child {
 
 const defaultTimeoutMs = 180_000
 
+/**
+ * Extra `node` flags for every child, from `BENCH_NODE_ARGS` (split on
+ * spaces), e.g. `BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"`.
+ */
+const nodeArgs = () => (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a.length > 0)
+
 /** Start `node <entry> <spec>` with an IPC channel; resolves once the driver is loaded. */
 export const start = (entry: string, spec: ChildSpec): Promise<Child> =>
   new Promise((resolve, reject) => {
-    const proc: ChildProcess = spawn(process.execPath, [entry, JSON.stringify(spec)], {
+    const proc: ChildProcess = spawn(process.execPath, [...nodeArgs(), entry, JSON.stringify(spec)], {
       stdio: ["ignore", 2, 2, "ipc"],
       env: { ...process.env, NO_LOG_SUCCESS: "1" }
     })

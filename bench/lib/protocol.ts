@@ -43,6 +43,8 @@ export type Command =
 export interface WorkerReport {
   readonly counts: ReadonlyArray<number>
   readonly latencies: ReadonlyArray<number>
+  /** CPU time (user + system) of the worker process from starting the worker to stopping it, in ms. */
+  readonly cpuMs?: number
 }
 
 /** A reply to a command, or a progress note from a running worker. */

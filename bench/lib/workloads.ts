@@ -24,6 +24,8 @@ export interface DrainResult extends Integrity {
   readonly enqueueMs: number
   readonly drainMs: number
   readonly n: number
+  /** CPU time of the worker processes, summed (when they report it). */
+  readonly cpuMs: number
 }
 
 export interface LatencyResult extends Integrity {
@@ -120,7 +122,8 @@ export const drain = (
     const done = await awaitDrained(owner, workers, n, options.timeoutMs)
     const drainMs = done ? now() - t0 : Number.NaN
     const reports = await Promise.all(workers.map((w) => w.call<WorkerReport>({ cmd: "stopWorker" })))
-    return { enqueueMs, drainMs, n, ...integrity(reports, n) }
+    const cpuMs = reports.reduce((sum, r) => sum + (r.cpuMs ?? Number.NaN), 0)
+    return { enqueueMs, drainMs, n, cpuMs, ...integrity(reports, n) }
   })
 
 /**

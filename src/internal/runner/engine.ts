@@ -4,6 +4,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Events from "../../Events.js"
@@ -26,13 +27,50 @@ export interface Config {
   readonly queues: ReadonlyArray<string>
   readonly concurrency: number
   readonly claimBatchSize: number
-  /** Jobs claimed ahead and held here, under lease, beyond the running ones. */
+  /**
+   * Jobs claimed ahead and held here, under lease, beyond the running ones:
+   * exactly this many when `adaptivePrefetch` is false, at most this many
+   * when it is true.
+   */
   readonly prefetch: number
+  /**
+   * Size the buffer of jobs claimed ahead from what this runner measures:
+   * the jobs it starts in a few claim round trips (see `aheadTarget`).
+   */
+  readonly adaptivePrefetch: boolean
   readonly pollIntervalMs: number
   readonly leaseMs: number
   readonly heartbeatIntervalMs: number
   readonly shutdownTimeoutMs: number
 }
+
+/** A job claimed ahead, with the local time until which its lease is known to hold. */
+interface Buffered {
+  readonly job: JobStore.JobRecord
+  heldUntil: number
+}
+
+/** Claim round trips of work an adaptive buffer holds (it is refilled at half, one round trip ahead of need with a 2× margin). */
+const horizonRoundTrips = 4
+
+/**
+ * The adaptive number of jobs to hold ahead: what this runner starts, at
+ * its measured start rate, in `horizonRoundTrips` claim round trips, never
+ * more than it starts in a tenth of the lease, and at most `max`. Without a
+ * measurement yet, 0 (claims for free slots only).
+ */
+export const aheadTarget = (
+  startsPerMs: number | undefined,
+  claimRoundTripMs: number | undefined,
+  leaseMs: number,
+  max: number
+): number =>
+  startsPerMs === undefined || claimRoundTripMs === undefined
+    ? 0
+    : Math.max(
+        0,
+        Math.min(max, Math.floor(startsPerMs * Math.min(horizonRoundTrips * claimRoundTripMs, leaseMs / 10)))
+      )
 
 interface Running {
   readonly job: JobStore.JobRecord
@@ -96,8 +134,15 @@ export const makeEngine = <R>(
     yield* Effect.addFinalizer(() =>
       Fiber.interruptAll(Array.from(running.values(), (r) => r.fiber).filter((f) => f !== undefined))
     )
-    // Claimed ahead (when `prefetch` > 0), in claim order: priority, run-at, id.
-    let buffer: Array<JobStore.JobRecord> = []
+    // Claimed ahead, in claim order (priority, run-at, id), from `buffer[head]` on.
+    let buffer: Array<Buffered> = []
+    let head = 0
+    const buffered = () => buffer.length - head
+    /** Jobs to hold ahead: fixed, or adapted after every claim (`retarget`). */
+    let ahead = config.adaptivePrefetch ? 0 : config.prefetch
+    // Adaptive measurements (moving averages): how long an attempt takes, and a claim round trip.
+    let attemptMs: number | undefined
+    let claimMs: number | undefined
     const signal = yield* Queue.sliding<true>(1)
     const kinds = Array.from(handlers.byKind.keys())
     let capacity = config.concurrency
@@ -109,17 +154,30 @@ export const makeEngine = <R>(
 
     const wake = Effect.asVoid(Queue.offer(signal, true))
 
-    /** Free the slot, hand the outcome to the settler and wake the fetcher (once per attempt). */
+    /**
+     * The fetcher's runtime (its context and fiber refs), captured when it
+     * starts: an attempt that ends starts the next buffered job with it, as
+     * the fetcher would have.
+     */
+    let runtime: Runtime.Runtime<R> | undefined
+
+    /**
+     * Free the slot, hand the outcome to the settler, start the next
+     * buffered jobs, and wake the fetcher when it has work: a claim to make
+     * (the buffer is down to half its target) or slots to fill (once per
+     * attempt).
+     */
     const finish = (entry: Running, outcome: JobStore.Outcome | undefined) => {
       if (entry.finished) return
       entry.finished = true
       running.delete(entry.job.id)
       Metrics.unsafeRunning(config.owner, running.size)
-      if (outcome !== undefined) {
-        const durationMs = clockService.unsafeCurrentTimeMillis() - entry.startedAt
-        settler.unsafeOffer({ job: entry.job, outcome, durationMs })
-      }
-      signal.unsafeOffer(true)
+      const now = clockService.unsafeCurrentTimeMillis()
+      const durationMs = now - entry.startedAt
+      attemptMs = attemptMs === undefined ? durationMs : 0.8 * attemptMs + 0.2 * durationMs
+      if (outcome !== undefined) settler.unsafeOffer({ job: entry.job, outcome, durationMs })
+      startNext(now)
+      if (buffered() <= ahead / 2 || running.size < capacity) signal.unsafeOffer(true)
     }
 
     /**
@@ -137,19 +195,46 @@ export const makeEngine = <R>(
             : defectOutcome(entry.job, exit.cause)
       )
 
-    const start = (job: JobStore.JobRecord, now: number) => {
+    /** Record a job as running; its attempt's effect. */
+    const enter = (job: JobStore.JobRecord, now: number) => {
       const entry: Running = { job, startedAt: now, fiber: undefined, reason: undefined, finished: false }
       running.set(job.id, entry)
       const attempt = Effect.zipRight(
         annotateJob(job),
         execute(handlers.byKind.get(job.kind), job, () => entry.reason)
       )
-      // The observer is attached before the fiber first runs (forked fibers start on the
-      // scheduler), so no interrupt can end an attempt without it.
-      return Effect.map(Effect.forkDaemon(attempt), (fiber) => {
-        entry.fiber = fiber
-        fiber.addObserver((exit) => onAttemptExit(entry, exit))
-      })
+      return { entry, attempt }
+    }
+
+    // The observer is attached before the fiber first runs (forked fibers start on the
+    // scheduler), so no interrupt can end an attempt without it.
+    const observe = (entry: Running, fiber: Fiber.RuntimeFiber<Settle>) => {
+      entry.fiber = fiber
+      fiber.addObserver((exit) => onAttemptExit(entry, exit))
+    }
+
+    const start = (job: JobStore.JobRecord, now: number) => {
+      const { entry, attempt } = enter(job, now)
+      return Effect.map(Effect.forkDaemon(attempt), (fiber) => observe(entry, fiber))
+    }
+
+    /**
+     * Start buffered jobs in the free slots now, in plain code (from an
+     * attempt's end), with the fetcher's runtime: no fetcher round per job.
+     * The attempt publishes its own `started` event before it runs.
+     */
+    const startNext = (now: number) => {
+      if (draining || runtime === undefined || head === buffer.length) return
+      const next = takeStartable(capacity - running.size, now)
+      for (const job of next) {
+        const { entry, attempt } = enter(job, now)
+        const fiber = Runtime.runFork(
+          runtime,
+          events._tag === "None" ? attempt : Effect.zipRight(publishStarted([job], now), attempt),
+          { immediate: false }
+        )
+        observe(entry, fiber)
+      }
     }
 
     /** The `started` events of jobs about to start, published before their fibers run. */
@@ -174,18 +259,63 @@ export const makeEngine = <R>(
         health = { ...health, healthy: false, lastError: e.message, lastErrorAt: now }
       })
 
+    /**
+     * A buffered job is started only while its lease, as last confirmed by
+     * the claim or a heartbeat (timed from before the call), still has
+     * `leaseMargin` to run. Heartbeats that succeed never let it get that
+     * low; when they have been failing while the job waited, it is released
+     * instead of run, as it may have been rescued and claimed elsewhere.
+     */
+    const leaseMargin = Math.min(
+      config.heartbeatIntervalMs,
+      (config.leaseMs - config.heartbeatIntervalMs) / 2
+    )
+    const startable = (b: Buffered, now: number) => now < b.heldUntil - leaseMargin
+
+    /**
+     * Take up to `free` jobs to start from the buffer, releasing the lapsed
+     * ones met on the way.
+     */
+    const takeStartable = (free: number, now: number): Array<JobStore.JobRecord> => {
+      const next: Array<JobStore.JobRecord> = []
+      while (head < buffer.length && next.length < free) {
+        const b = buffer[head++]!
+        if (startable(b, now)) next.push(b.job)
+        else settler.unsafeOffer({ job: b.job, outcome: { _tag: "release" }, durationMs: 0 })
+      }
+      if (head === buffer.length) {
+        buffer = []
+        head = 0
+      }
+      return next
+    }
+
     /** Start buffered jobs while there are free slots. */
     const startBuffered = Effect.suspend(() => {
-      const n = Math.min(capacity - running.size, buffer.length)
-      if (n <= 0) return Effect.void
-      const next = buffer.slice(0, n)
-      buffer = buffer.slice(n)
+      const free = capacity - running.size
+      if (free <= 0 || head === buffer.length) return Effect.void
       const now = clockService.unsafeCurrentTimeMillis()
+      const next = takeStartable(free, now)
+      if (next.length === 0) return Effect.void
       return Effect.zipRight(
         publishStarted(next, now),
         Effect.forEach(next, (job) => start(job, now), { discard: true })
       )
     })
+
+    /**
+     * After a claim (sent at `sentAt`, answered at `now`): update the round
+     * trip and the target. The start rate is what the slots sustain while
+     * busy, `capacity / attemptMs` (the clock counts whole ms: an attempt
+     * under 1 ms counts as 0.01 ms).
+     */
+    const retarget = (sentAt: number, now: number) => {
+      if (!config.adaptivePrefetch) return
+      const roundTrip = now - sentAt
+      claimMs = claimMs === undefined ? roundTrip : (claimMs + roundTrip) / 2
+      const startsPerMs = attemptMs === undefined ? undefined : capacity / Math.max(attemptMs, 0.01)
+      ahead = aheadTarget(startsPerMs, claimMs, config.leaseMs, config.prefetch)
+    }
 
     /**
      * One round of the fetcher: fill free slots from the buffer, then claim
@@ -200,19 +330,25 @@ export const makeEngine = <R>(
       // buffered (and so drained or released at shutdown), never stranded under a stopped runner.
       yield* Effect.uninterruptible(startBuffered)
       const slots = Math.max(0, capacity - running.size)
-      const room = slots + config.prefetch - buffer.length
-      if (room <= 0 || buffer.length > config.prefetch / 2) return -1
+      const room = slots + ahead - buffered()
+      if (room <= 0 || buffered() > ahead / 2) return -1
       const limit = Math.min(room, config.claimBatchSize)
+      const sentAt = clockService.unsafeCurrentTimeMillis()
       const jobs = yield* Effect.uninterruptible(
         Effect.tap(
           store.claim({ queues: config.queues, kinds, limit, leaseMs: config.leaseMs, owner: config.owner }),
           (claimed) => {
-            buffer = buffer.concat(claimed)
+            if (claimed.length > 0) {
+              const heldUntil = sentAt + config.leaseMs
+              buffer = buffer.slice(head).concat(claimed.map((job) => ({ job, heldUntil })))
+              head = 0
+            }
             return startBuffered
           }
         )
       )
       const now = yield* clock
+      retarget(sentAt, now)
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
       health = { ...health, healthy: true, lastClaimAt: now }
       if (jobs.length > 0) yield* Metrics.running(config.owner, running.size)
@@ -222,9 +358,11 @@ export const makeEngine = <R>(
     /** Take a job out of the buffer and settle it as `reason` says; false when it is not there. */
     const unbuffer = (id: string, reason: InterruptReason) =>
       Effect.suspend(() => {
-        const job = buffer.find((j) => j.id === id)
-        if (job === undefined) return Effect.succeed(false)
-        buffer = buffer.filter((j) => j !== job)
+        const at = buffer.findIndex((b, i) => i >= head && b.job.id === id)
+        if (at < 0) return Effect.succeed(false)
+        const job = buffer[at]!.job
+        buffer = buffer.slice(head).filter((b) => b.job !== job)
+        head = 0
         const outcome = interruptedOutcome(reason)
         return Effect.as(
           outcome === undefined ? Effect.void : settler.offer({ job, outcome, durationMs: 0 }),
@@ -237,7 +375,7 @@ export const makeEngine = <R>(
 
     // Back off on store errors: 100 ms doubling up to 5 s, reset on success.
     let failures = 0
-    const fetchLoop: Effect.Effect<never, never, R> = Effect.forever(
+    const loop: Effect.Effect<never, never, R> = Effect.forever(
       Effect.matchEffect(claimOnce, {
         onFailure: (e) =>
           Effect.zipRight(
@@ -253,6 +391,18 @@ export const makeEngine = <R>(
       })
     )
 
+    // While the fetcher is stopped (`leaderOnly` and not the leader), buffered jobs wait for it,
+    // as they did when only the fetcher started them.
+    const fetchLoop: Effect.Effect<never, never, R> = Effect.flatMap(Effect.runtime<R>(), (rt) => {
+      runtime = rt
+      return Effect.ensuring(
+        loop,
+        Effect.sync(() => {
+          runtime = undefined
+        })
+      )
+    })
+
     const interrupt = (id: string, reason: InterruptReason) =>
       Effect.suspend(() => {
         const entry = running.get(id)
@@ -263,15 +413,20 @@ export const makeEngine = <R>(
 
     const heartbeat = Effect.gen(function* () {
       const settling = settler.held()
-      if (running.size === 0 && buffer.length === 0 && settling.length === 0) return
+      const waiting = buffer.slice(head)
+      if (running.size === 0 && waiting.length === 0 && settling.length === 0) return
       // Jobs whose outcome waits to be written keep their lease too: a stalled settle must not
       // let a finished job be rescued and run again.
       const leases = Array.from(running.values(), (r) => ({ id: r.job.id, fence: r.job.fence })).concat(
-        buffer.map((j) => ({ id: j.id, fence: j.fence })),
+        waiting.map((b) => ({ id: b.job.id, fence: b.job.fence })),
         settling
       )
+      const sentAt = yield* clock
       const statuses = yield* store.heartbeat(config.owner, leases, config.leaseMs)
+      const renewed = new Map(waiting.map((b) => [b.job.id, b]))
       for (const s of statuses) {
+        const b = renewed.get(s.id)
+        if (b !== undefined && s.held) b.heldUntil = Math.max(b.heldUntil, sentAt + config.leaseMs)
         if (!s.held) yield* interrupt(s.id, "lost")
         else if (s.cancelRequested) yield* interrupt(s.id, "cancel")
       }
@@ -291,9 +446,10 @@ export const makeEngine = <R>(
     const drain = Effect.gen(function* () {
       draining = true
       // Jobs claimed ahead go straight back, without using up an attempt.
-      const held = buffer
+      const held = buffer.slice(head)
       buffer = []
-      for (const job of held) yield* settler.offer({ job, outcome: { _tag: "release" }, durationMs: 0 })
+      head = 0
+      for (const b of held) yield* settler.offer({ job: b.job, outcome: { _tag: "release" }, durationMs: 0 })
       const fibers = () => Array.from(running.values(), (r) => r.fiber).filter((f) => f !== undefined)
       // interruptible: drain runs as a finalizer, and the timeout must be able to stop the wait
       const done = yield* Effect.interruptible(Fiber.awaitAll(fibers())).pipe(
@@ -319,7 +475,7 @@ export const makeEngine = <R>(
     return {
       config,
       running: () => Array.from(running.values(), (r) => r.job),
-      prefetched: () => buffer.length,
+      prefetched: buffered,
       capacity: () => capacity,
       setCapacity: (n) => {
         capacity = n
