@@ -97,6 +97,9 @@ const handle = async (target: Driver | Baseline, tally: Tally, command: Command)
     }
     case "produce":
       return produce(target, command.n, command.perSecond)
+    case "produceOne":
+      await target.enqueueOne(command.index, now())
+      return 1
     case "startWorker":
       tally.reset(command.n)
       return target.startWorker(command.concurrency, tally.onJob)

@@ -32,6 +32,7 @@ export type Command =
   | { readonly id: number; readonly cmd: "setup" }
   | { readonly id: number; readonly cmd: "enqueueBulk"; readonly n: number }
   | { readonly id: number; readonly cmd: "produce"; readonly n: number; readonly perSecond: number }
+  | { readonly id: number; readonly cmd: "produceOne"; readonly index: number }
   | { readonly id: number; readonly cmd: "startWorker"; readonly n: number; readonly concurrency: number }
   | { readonly id: number; readonly cmd: "stopWorker" }
   | { readonly id: number; readonly cmd: "committed"; readonly total: number }

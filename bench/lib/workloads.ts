@@ -29,6 +29,7 @@ export interface DrainResult extends Integrity {
 }
 
 export interface LatencyResult extends Integrity {
+  readonly mean: number
   readonly p50: number
   readonly p95: number
   readonly p99: number
@@ -127,8 +128,11 @@ export const drain = (
   })
 
 /**
- * With an idle worker running, enqueue `warmup + n` jobs one at a time at
- * `perSecond`; latency is enqueue call to handler start, over the last `n`.
+ * With an idle worker running, enqueue `warmup + n` jobs one at a time;
+ * latency is enqueue call to handler start, over the last `n`. Paced at
+ * `perSecond`, or `serial`: each job is enqueued only once the previous one
+ * has started (and the worker has reported it, every 10 ms), so the worker
+ * is idle whenever a job arrives (graphile-worker's `latencyTest` method).
  */
 export const latency = (
   ctx: Context,
@@ -137,6 +141,7 @@ export const latency = (
     readonly n: number
     readonly warmup: number
     readonly perSecond: number
+    readonly serial?: boolean
     readonly concurrency: number
     readonly sameProcess: boolean
   }
@@ -146,11 +151,19 @@ export const latency = (
     const [worker] = options.sameProcess ? [owner] : await spawn(1)
     await worker!.call({ cmd: "startWorker", n: total, concurrency: options.concurrency })
     await sleep(1_000)
-    await owner.call({ cmd: "produce", n: total, perSecond: options.perSecond })
+    if (options.serial) {
+      for (let i = 0; i < total; i++) {
+        await owner.call({ cmd: "produceOne", index: i })
+        if (!(await until(() => worker!.progress() >= i + 1, 10_000, 1))) break
+      }
+    } else {
+      await owner.call({ cmd: "produce", n: total, perSecond: options.perSecond })
+    }
     await until(() => worker!.progress() >= total, 10_000)
     const report = await worker!.call<WorkerReport>({ cmd: "stopWorker" })
     const measured = report.latencies.slice(options.warmup).filter(Number.isFinite)
     return {
+      mean: measured.reduce((sum, x) => sum + x, 0) / measured.length,
       p50: percentile(measured, 50),
       p95: percentile(measured, 95),
       p99: percentile(measured, 99),
