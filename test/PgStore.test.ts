@@ -311,6 +311,71 @@ describe("PgStore claim path", () => {
     )
   }
 
+  it.live(
+    "a settle of 500 jobs with 500 running in a 200,000-job table, on statistics from before they ran, joins each job once",
+    () =>
+      Effect.gen(function* () {
+        const { schema, store, sql } = yield* setup("settleplan", { listen: false })
+        yield* sql.unsafe(`ALTER TABLE ${schema}.jobs SET (autovacuum_enabled = false)`)
+        const [template] = yield* store.enqueue([input()])
+        yield* sql.unsafe(
+          `INSERT INTO ${schema}.jobs (kind, queue, payload, state, priority, max_attempts, run_at, created_at)
+           SELECT kind, queue, payload, state, priority, max_attempts, run_at, created_at
+           FROM ${schema}.jobs, generate_series(1, 199999) WHERE id = ${template!.id}`
+        )
+        // Statistics from a backlog of 200,000 with nothing running, as after a bulk enqueue.
+        yield* sql.unsafe(`ANALYZE ${schema}.jobs`)
+        const claimed = yield* store.claim({
+          queues: ["q"],
+          kinds: ["k"],
+          limit: 500,
+          leaseMs: 30_000,
+          owner: "x"
+        })
+        expect(claimed).toHaveLength(500)
+        const applicable = Core.applicable(
+          claimed.map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" } as const }))
+        )
+        const ctx = Ctx.make(sql, schema, "database")
+        const [text, params] = Jobs.settleSql(ctx, applicable, {
+          ts: sql.literal("now()"),
+          ms: sql.literal("0")
+        }).compile()
+        // Run the real statement under EXPLAIN ANALYZE, then roll it back.
+        let explainedRows: ReadonlyArray<object> = []
+        yield* sql
+          .withTransaction(
+            Effect.flatMap(sql.unsafe(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, params), (rows) => {
+              explainedRows = rows
+              return Effect.fail("rollback" as const)
+            })
+          )
+          .pipe(
+            Effect.catchIf(
+              (e) => e === "rollback",
+              () => Effect.void
+            )
+          )
+        const removedByJoinFilters = (node: Record<string, unknown>): number =>
+          Number(node["Rows Removed by Join Filter"] ?? 0) +
+          ((node.Plans as Array<Record<string, unknown>> | undefined) ?? []).reduce(
+            (sum, child) => sum + removedByJoinFilters(child),
+            0
+          )
+        const explained = (explainedRows[0] as Record<string, unknown>)["QUERY PLAN"]
+        const root = (typeof explained === "string" ? JSON.parse(explained) : explained) as Array<{
+          Plan: Record<string, unknown>
+        }>
+        // Joining each settled job to every running one would drop about 500 × 500 rows.
+        expect(removedByJoinFilters(root[0]!.Plan)).toBeLessThan(5_000)
+        expect(
+          yield* store.settle(
+            claimed.map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" } }))
+          )
+        ).toHaveLength(500)
+      }).pipe(Effect.scoped)
+  )
+
   it.live("a backlog in other queues, paused or not served here, is not read by a claim", () =>
     Effect.gen(function* () {
       const { schema, store, sql } = yield* setup("queues", { listen: false })

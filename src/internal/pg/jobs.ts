@@ -107,6 +107,14 @@ export const claim = (ctx: Ctx, request: JobStore.ClaimRequest) => {
  * A `locked` CTE: the running rows matching `input` (a CTE with `id` and
  * `fence`), locked in id order. Heartbeats and settles over the same jobs
  * then wait for each other instead of deadlocking.
+ *
+ * The statement that updates the locked rows tests neither their state nor
+ * (for heartbeats) their owner again: the lock was taken on rows that passed
+ * those tests on their latest version, and nothing else can change them
+ * before this transaction ends. Testing `state = 'running'` there again lets
+ * the planner, with statistics from before the jobs ran (a backlog analysed
+ * while nothing ran), walk the running jobs' partial index once per settled
+ * row: 158 ms instead of 10 ms for a settle of 510 jobs with 530 running.
  */
 const lockedInIdOrder = (ctx: Ctx, input: string, extra: Statement.Fragment) =>
   ctx.sql`locked AS (
@@ -139,7 +147,7 @@ export const heartbeat = (
       ${lockedInIdOrder(ctx, "l", sql`AND j.lease_owner = ${owner}`)}
       UPDATE ${ctx.table("jobs")} AS j SET lease_expires_at = ${now.ts} + ${millis(ctx, storableLease(leaseMs))}
       FROM locked
-      WHERE j.id = locked.id AND j.state = 'running'
+      WHERE j.id = locked.id
       RETURNING j.id::text AS id, j.cancel_requested`.pipe(
       Effect.map((rows) => {
         const held = new Map(rows.map((r) => [r.id, r.cancel_requested]))
@@ -162,13 +170,14 @@ const cancelWins = "(j.cancel_requested AND NOT s.final)"
  * The settle statement: all outcomes in one fenced `UPDATE … FROM unnest(…)`;
  * the jobs it makes due now wake runners in the same statement.
  */
-const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) => {
+const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) =>
+  Effect.flatMap(ctx.now, (now) => settleSql(ctx, valid, now))
+
+/** The settle statement at `now` (exported for plan tests). */
+export const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) => {
   const col = <A>(f: (c: Core.Change) => A) => valid.map((s) => f(s.change))
   const { sql } = ctx
-  return Effect.flatMap(
-    ctx.now,
-    (now) =>
-      sql<{ id: string; state: JobStore.JobState }>`
+  return sql<{ id: string; state: JobStore.JobState }>`
       WITH s AS (
         SELECT * FROM unnest(
           ${valid.map((s) => s.settlement.id)}::bigint[], ${valid.map((s) => s.settlement.fence)}::int[],
@@ -189,7 +198,7 @@ const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) => {
         errors = CASE WHEN s.err_kind IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
           'attempt', j.attempt, 'at', ${now.ms}, 'kind', s.err_kind, 'message', s.err_message)) END
       FROM s JOIN locked USING (id)
-      WHERE j.id = s.id AND j.fence = s.fence AND j.state = 'running'
+      WHERE j.id = s.id AND j.fence = s.fence
       RETURNING j.id, j.state, j.queue, j.run_at
       ),
       -- Jobs due again at once (released, snoozed or retried without delay) wake
@@ -200,7 +209,6 @@ const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) => {
         HAVING count(*) > 0
       )
       SELECT settled.id::text AS id, settled.state FROM settled LEFT JOIN woken ON true`
-  )
 }
 
 /**
