@@ -40,7 +40,6 @@ const onStore = (store: JobStore.Service) =>
     Layer.provideMerge(Events.layer)
   )
 
-/** Start a runner in a fresh child scope of the test; returns the scope so a test can shut it down. */
 /** A memory store that records how many outcomes each settle call writes. */
 const countingSettles = Effect.map(MemoryStore.make, (real) => {
   const sizes: Array<number> = []
@@ -55,6 +54,24 @@ const countingSettles = Effect.map(MemoryStore.make, (real) => {
   return { sizes, counting }
 })
 
+/** A memory store whose claims each take 10 ms of the test clock (a round trip to measure), recording their limits. */
+const slowClaims = Effect.map(MemoryStore.make, (real) => {
+  const limits: Array<number> = []
+  const slow: JobStore.Service = {
+    ...real,
+    claim: (request) =>
+      Effect.zipRight(
+        Effect.zipRight(
+          Effect.sync(() => limits.push(request.limit)),
+          Effect.sleep("10 millis")
+        ),
+        real.claim(request)
+      )
+  }
+  return { limits, slow }
+})
+
+/** Start a runner in a fresh child scope of the test; returns the scope so a test can shut it down. */
 const startRunner = <R>(handlers: Job.Handlers<R>, options: JobRunner.Options = {}) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
@@ -420,21 +437,8 @@ describe("JobRunner", () => {
     "by default a runner claims for its free slots until it has measured, then claims ahead of quick jobs, never past its maximum, and releases what it holds at shutdown",
     () =>
       Effect.gen(function* () {
-        const real = yield* MemoryStore.make
-        const limits: Array<number> = []
+        const { limits, slow } = yield* slowClaims
         const prefetched: Array<number> = []
-        // Every claim takes 10 ms (of the test clock): a round trip to measure.
-        const slow: JobStore.Service = {
-          ...real,
-          claim: (request) =>
-            Effect.zipRight(
-              Effect.zipRight(
-                Effect.sync(() => limits.push(request.limit)),
-                Effect.sleep("10 millis")
-              ),
-              real.claim(request)
-            )
-        }
         yield* Effect.gen(function* () {
           const started = yield* Ref.make(0)
           const gate = yield* Deferred.make<void>()
@@ -487,19 +491,7 @@ describe("JobRunner", () => {
 
   it.scoped("by default a runner of slow jobs claims no more than its free slots (nothing ahead)", () =>
     Effect.gen(function* () {
-      const real = yield* MemoryStore.make
-      const limits: Array<number> = []
-      const slow: JobStore.Service = {
-        ...real,
-        claim: (request) =>
-          Effect.zipRight(
-            Effect.zipRight(
-              Effect.sync(() => limits.push(request.limit)),
-              Effect.sleep("10 millis")
-            ),
-            real.claim(request)
-          )
-      }
+      const { limits, slow } = yield* slowClaims
       yield* Effect.gen(function* () {
         const { handlers } = yield* peakTracking("1 second")
         yield* JobQueue.enqueueMany(Array.from({ length: 8 }, (_, n) => JobQueue.item(Task, { n })))

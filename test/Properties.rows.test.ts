@@ -75,6 +75,10 @@ const job = (id: string) =>
   Effect.flatMap(JobStore.JobStore, (store) => store.get(id)).pipe(Effect.map((j) => j!))
 
 /** Step the engine's clock until `check` holds (at most `steps` times). */
+/** Has job `id` ended discarded with an error of `kind` last? */
+const discardedWith = (id: string, kind: string) =>
+  Effect.map(job(id), (j) => j.state === "discarded" && j.errors.at(-1)?.kind === kind)
+
 const until = (engine: Engine, check: Effect.Effect<boolean, unknown, Env>, steps = 200) =>
   Effect.gen(function* () {
     for (let i = 0; i < steps; i++) {
@@ -143,15 +147,7 @@ const suite = (engine: Engine) => {
         Effect.gen(function* () {
           const t = yield* scenario(sql(`UPDATE $table SET attempt = 7 WHERE id = $1`))
           expect(yield* until(engine, t.othersDone)).toBe(true)
-          expect(
-            yield* until(
-              engine,
-              Effect.map(
-                job(t.victim),
-                (j) => j.state === "discarded" && j.errors.at(-1)?.kind === "attempts"
-              )
-            )
-          ).toBe(true)
+          expect(yield* until(engine, discardedWith(t.victim, "attempts"))).toBe(true)
         }).pipe(Effect.scoped, Effect.provide(engine.layer))
     )
 
@@ -174,15 +170,7 @@ const suite = (engine: Engine) => {
         Effect.gen(function* () {
           const t = yield* scenario(sql(`UPDATE $table SET attempt = ${JobStore.maxCounter} WHERE id = $1`))
           expect(yield* until(engine, t.othersDone)).toBe(true)
-          expect(
-            yield* until(
-              engine,
-              Effect.map(
-                job(t.victim),
-                (j) => j.state === "discarded" && j.errors.at(-1)?.kind === "attempts"
-              )
-            )
-          ).toBe(true)
+          expect(yield* until(engine, discardedWith(t.victim, "attempts"))).toBe(true)
           expect((yield* job(t.victim)).attempt).toBe(JobStore.maxCounter)
         }).pipe(Effect.scoped, Effect.provide(engine.layer))
     )

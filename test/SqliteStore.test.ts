@@ -15,6 +15,8 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -458,6 +460,8 @@ describe("SqliteStore across processes", () => {
 })
 
 describe("SqliteStore wake-ups from other connections", () => {
+  /** How the tests wait for a condition: every 10 ms, at most 20 s. */
+  const poll = Schedule.intersect(Schedule.spaced("10 millis"), Schedule.recurs(2_000))
   const Ping = Job.make("ping", { payload: Schema.Struct({ n: Schema.Number }) })
 
   it.live(
@@ -466,18 +470,31 @@ describe("SqliteStore wake-ups from other connections", () => {
       Effect.gen(function* () {
         const filename = tempFile()
         yield* withStore(filename, (store) =>
-          Effect.gen(function* () {
-            const hints = yield* store.wakeups.pipe(Stream.take(2), Stream.runCollect, Effect.fork)
-            yield* Effect.sleep("50 millis") // let the subscription start
-            // Our own enqueue: an `enqueued` hint, and no `changed` one.
-            yield* store.enqueue([job({ queue: "own" })])
-            yield* withStore(filename, (other) => other.enqueue([job({ queue: "theirs" })]))
-            const seen = yield* Fiber.join(hints).pipe(Effect.timeout("20 seconds"))
-            expect(Chunk.toReadonlyArray(seen)).toEqual([
-              { _tag: "enqueued", queue: "own" },
-              { _tag: "changed" }
-            ])
-          })
+          Effect.scoped(
+            Effect.gen(function* () {
+              const seen = yield* Ref.make<ReadonlyArray<JobStore.Wakeup>>([])
+              yield* store.wakeups.pipe(
+                Stream.runForEach((hint) => Ref.update(seen, (hints) => [...hints, hint])),
+                Effect.forkScoped
+              )
+              // Our own enqueues (repeated until the subscription is up): `enqueued` hints only.
+              yield* store
+                .enqueue([job({ queue: "own" })])
+                .pipe(
+                  Effect.zipRight(Ref.get(seen)),
+                  Effect.repeat({ until: (hints) => hints.length > 0, schedule: poll })
+                )
+              const isOwn = (hint: JobStore.Wakeup) => hint._tag === "enqueued" && hint.queue === "own"
+              expect((yield* Ref.get(seen)).every(isOwn)).toBe(true)
+              // Another connection's commit: one `changed` hint (late hints of our own may still come).
+              yield* withStore(filename, (other) => other.enqueue([job({ queue: "theirs" })]))
+              const changed = (hints: ReadonlyArray<JobStore.Wakeup>) => hints.filter((hint) => !isOwn(hint))
+              yield* Ref.get(seen).pipe(
+                Effect.repeat({ until: (hints) => changed(hints).length > 0, schedule: poll })
+              )
+              expect(changed(yield* Ref.get(seen))).toEqual([{ _tag: "changed" }])
+            })
+          )
         )
       })
   )
@@ -491,9 +508,11 @@ describe("SqliteStore wake-ups from other connections", () => {
         Layer.provide(SqliteStore.layer({ filename }))
       )
       yield* Effect.gen(function* () {
-        yield* JobRunner.JobRunner
-        // The runner made its first claim on start and now waits for a hint or the hourly poll.
-        yield* Effect.sleep("200 millis")
+        const runnerService = yield* JobRunner.JobRunner
+        // Once the runner has made its first claim, it waits for a hint or the hourly poll.
+        yield* runnerService.status.pipe(
+          Effect.repeat({ until: (s) => s.lastClaimAt !== null, schedule: poll })
+        )
         yield* withStore(filename, (other) =>
           other.enqueue([{ kind: "ping", queue: "default", payload: { n: 7 }, priority: 0, maxAttempts: 3 }])
         )
