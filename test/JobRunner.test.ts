@@ -5,10 +5,13 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -560,6 +563,130 @@ describe("JobRunner", () => {
         }).pipe(Effect.provide(onStore(failingHeartbeats)))
       })
   )
+
+  describe("attempts run back to back on a fiber, each as isolated as on its own", () => {
+    /** Enqueue `n` tasks and run them at concurrency 1 with 50 held ahead, until all completed. */
+    const runAll = <R>(n: number, handlers: Job.Handlers<R>) =>
+      Effect.gen(function* () {
+        const done = yield* awaitEvents(n, ["completed"])
+        yield* JobQueue.enqueueMany(Array.from({ length: n }, (_, i) => JobQueue.item(Task, { n: i })))
+        yield* startRunner(handlers, { concurrency: 1, prefetch: 50 })
+        yield* done.await
+      })
+
+    it.scoped("quick jobs share fibers, and each sees only its own log annotations", () =>
+      Effect.gen(function* () {
+        const fibers = new Set<string>()
+        const seen: Array<[string, unknown, unknown]> = []
+        yield* runAll(
+          40,
+          Job.handlers(
+            Job.handle(Task, (_, ctx) =>
+              Effect.gen(function* () {
+                fibers.add(FiberId.threadName(yield* Effect.fiberId))
+                const annotations = yield* FiberRef.get(FiberRef.currentLogAnnotations)
+                seen.push([
+                  ctx.id,
+                  Option.getOrUndefined(HashMap.get(annotations, "job.id")),
+                  Option.getOrUndefined(HashMap.get(annotations, "job.attempt"))
+                ])
+              })
+            )
+          )
+        )
+        expect(seen).toHaveLength(40)
+        for (const [id, annotated, attempt] of seen) {
+          expect(annotated).toBe(id)
+          expect(attempt).toBe(1)
+        }
+        // Without reuse there would be one fiber per job.
+        expect(fibers.size).toBeLessThan(20)
+      }).pipe(Effect.provide(Base))
+    )
+
+    it.scoped("a fiber ref a handler sets does not leak into the next attempt", () =>
+      Effect.gen(function* () {
+        const ref = FiberRef.unsafeMake("unset")
+        const seen: Array<string> = []
+        yield* runAll(
+          30,
+          Job.handlers(
+            Job.handle(Task, ({ n }) =>
+              Effect.gen(function* () {
+                seen.push(yield* FiberRef.get(ref))
+                if (n % 3 === 0) yield* FiberRef.set(ref, `set by ${n}`)
+              })
+            )
+          )
+        )
+        expect(seen).toEqual(Array.from({ length: 30 }, () => "unset"))
+      }).pipe(Effect.provide(Base))
+    )
+
+    it.scoped("a fiber a handler forks and leaves running is interrupted when its attempt ends", () =>
+      Effect.gen(function* () {
+        const interrupted: Array<number> = []
+        const ran: Array<number> = []
+        yield* runAll(
+          20,
+          Job.handlers(
+            Job.handle(Task, ({ n }) =>
+              Effect.gen(function* () {
+                ran.push(n)
+                if (n % 4 === 0) {
+                  const forked = yield* Deferred.make<void>()
+                  yield* Effect.fork(
+                    Effect.onInterrupt(
+                      Effect.zipRight(Deferred.succeed(forked, undefined), Effect.never),
+                      () => Effect.sync(() => interrupted.push(n))
+                    )
+                  )
+                  yield* Deferred.await(forked)
+                }
+              })
+            )
+          )
+        )
+        // Interrupting a forked fiber completes on the scheduler, after the attempt's end.
+        yield* Effect.repeat(Effect.yieldNow(), { until: () => interrupted.length === 5, times: 1_000 })
+        expect(ran.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i))
+        expect(interrupted.sort((a, b) => a - b)).toEqual([0, 4, 8, 12, 16])
+      }).pipe(Effect.provide(Base))
+    )
+
+    it.scoped("cancelling a running job ends only that job: the ones after it run to completion", () =>
+      Effect.gen(function* () {
+        const started = yield* Deferred.make<void>()
+        const completed: Array<number> = []
+        const handlers = Job.handlers(
+          Job.handle(Task, ({ n }) =>
+            n === 0
+              ? Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
+              : Effect.zipRight(
+                  Effect.sleep("10 millis"),
+                  Effect.sync(() => completed.push(n))
+                )
+          )
+        )
+        const done = yield* awaitEvents(10, ["completed", "cancelled"])
+        const items = yield* JobQueue.enqueueMany(
+          Array.from({ length: 10 }, (_, n) => JobQueue.item(Task, { n }))
+        )
+        yield* startRunner(handlers, { concurrency: 1, prefetch: 50 })
+        yield* Deferred.await(started)
+        yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.cancel(items[0]!.id))
+        for (let i = 0; i < 20; i++) yield* TestClock.adjust("10 millis")
+        yield* done.await
+        expect((yield* job(items[0]!.id)).state).toBe("cancelled")
+        for (const item of items.slice(1)) {
+          const j = yield* job(item.id)
+          expect(j.state).toBe("completed")
+          expect(j.attempt).toBe(1)
+        }
+        expect(completed).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9])
+      }).pipe(Effect.provide(Base))
+    )
+  })
 
   it.scoped("a burst of 500 quick jobs: every outcome is written, several to a settle call", () =>
     Effect.gen(function* () {
