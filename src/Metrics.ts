@@ -43,25 +43,60 @@ export const jobsRunning = Metric.gauge("nightshift_jobs_running", {
   description: "Jobs running in this process"
 })
 
-const labels = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
-const tags = (a: string, av: string, b?: string, bv?: string): ReadonlyArray<MetricLabel.MetricLabel> => {
-  const key = `${a}\u0000${av}\u0000${b}\u0000${bv}`
-  let l = labels.get(key)
-  if (l === undefined) {
-    l = b === undefined ? [MetricLabel.make(a, av)] : [MetricLabel.make(a, av), MetricLabel.make(b, bv ?? "")]
-    if (labels.size < 10_000) labels.set(key, l)
+/**
+ * Label arrays, one per combination of values, so that each metric finds
+ * its hook by array identity (Effect caches hooks per labels array): a
+ * record costs one or two map lookups. At most `maxCached` arrays are kept
+ * per label set; past that (a runaway number of kinds or queues) they are
+ * built per record.
+ */
+type Labels = ReadonlyArray<MetricLabel.MetricLabel>
+const maxCached = 10_000
+const labels1 = (a: string) => {
+  const cache = new Map<string, Labels>()
+  return (av: string): Labels => {
+    let l = cache.get(av)
+    if (l === undefined) {
+      l = [MetricLabel.make(a, av)]
+      if (cache.size < maxCached) cache.set(av, l)
+    }
+    return l
   }
-  return l
 }
+const labels2 = (a: string, b: string) => {
+  const cache = new Map<string, Map<string, Labels>>()
+  let size = 0
+  return (av: string, bv: string): Labels => {
+    let byB = cache.get(av)
+    if (byB === undefined) {
+      byB = new Map()
+      if (size < maxCached) cache.set(av, byB)
+    }
+    let l = byB.get(bv)
+    if (l === undefined) {
+      l = [MetricLabel.make(a, av), MetricLabel.make(b, bv)]
+      if (size < maxCached) {
+        byB.set(bv, l)
+        size++
+      }
+    }
+    return l
+  }
+}
+const kindDeduped = labels2("kind", "deduped")
+const kindOutcome = labels2("kind", "outcome")
+const queueState = labels2("queue", "state")
+const byKind = labels1("kind")
+const byRunner = labels1("runner")
 
 /** Record an enqueue. @internal */
 export const enqueued = (kind: string, deduped: boolean): Effect.Effect<void> =>
-  Effect.sync(() => jobsEnqueued.unsafeUpdate(1, tags("kind", kind, "deduped", String(deduped))))
+  Effect.sync(() => jobsEnqueued.unsafeUpdate(1, kindDeduped(kind, String(deduped))))
 
 /** Record a finished attempt, synchronously (for the runner's hot path). @internal */
 export const unsafeAttempt = (kind: string, outcome: string, durationMs: number): void => {
-  jobAttempts.unsafeUpdate(1, tags("kind", kind, "outcome", outcome))
-  jobDuration.unsafeUpdate(durationMs / 1000, tags("kind", kind))
+  jobAttempts.unsafeUpdate(1, kindOutcome(kind, outcome))
+  jobDuration.unsafeUpdate(durationMs / 1000, byKind(kind))
 }
 
 /** Record a finished attempt. @internal */
@@ -70,15 +105,14 @@ export const attempt = (kind: string, outcome: string, durationMs: number): Effe
 
 /** Record a queue depth sample. @internal */
 export const depth = (queue: string, state: string, count: number): Effect.Effect<void> =>
-  Effect.sync(() => queueDepth.unsafeUpdate(count, tags("queue", queue, "state", state)))
+  Effect.sync(() => queueDepth.unsafeUpdate(count, queueState(queue, state)))
 
 /** Record rescued jobs. @internal */
 export const rescued = (kind: string, n: number): Effect.Effect<void> =>
-  Effect.sync(() => jobsRescued.unsafeUpdate(n, tags("kind", kind)))
+  Effect.sync(() => jobsRescued.unsafeUpdate(n, byKind(kind)))
 
 /** Record the number of running jobs, synchronously (for the runner's hot path). @internal */
-export const unsafeRunning = (owner: string, n: number): void =>
-  jobsRunning.unsafeUpdate(n, tags("runner", owner))
+export const unsafeRunning = (owner: string, n: number): void => jobsRunning.unsafeUpdate(n, byRunner(owner))
 
 /** Record the number of running jobs. @internal */
 export const running = (owner: string, n: number): Effect.Effect<void> =>

@@ -404,14 +404,15 @@ export const makeEngine = <R>(
     })
 
     /**
-     * After a claim (sent at `sentAt`, answered at `now`): update the round
-     * trip and the target. The start rate is what the slots sustain while
-     * busy, `capacity / attemptMs` (the clock counts whole ms: an attempt
-     * under 1 ms counts as 0.01 ms).
+     * After a claim that took `roundTrip` ms (timed in nanoseconds: on an
+     * embedded store it is well under a millisecond, and a round trip
+     * counted as 0 would hold nothing ahead): update the round trip and the
+     * target. The start rate is what the slots sustain while busy,
+     * `capacity / attemptMs` (attempts are timed in whole ms: one under 1 ms
+     * counts as 0.01 ms).
      */
-    const retarget = (sentAt: number, now: number) => {
+    const retarget = (roundTrip: number) => {
       if (!config.adaptivePrefetch) return
-      const roundTrip = now - sentAt
       claimMs = claimMs === undefined ? roundTrip : (claimMs + roundTrip) / 2
       const startsPerMs = attemptMs === undefined ? undefined : capacity / Math.max(attemptMs, 0.01)
       ahead = aheadTarget(startsPerMs, claimMs, config.leaseMs, config.prefetch)
@@ -434,6 +435,7 @@ export const makeEngine = <R>(
       if (room <= 0 || buffered() > ahead / 2) return -1
       const limit = Math.min(room, config.claimBatchSize)
       const sentAt = clockService.unsafeCurrentTimeMillis()
+      const sentNanos = clockService.unsafeCurrentTimeNanos()
       const jobs = yield* Effect.uninterruptible(
         Effect.tap(
           store.claim({ queues: config.queues, kinds, limit, leaseMs: config.leaseMs, owner: config.owner }),
@@ -447,8 +449,8 @@ export const makeEngine = <R>(
           }
         )
       )
+      retarget(Number(clockService.unsafeCurrentTimeNanos() - sentNanos) / 1e6)
       const now = yield* clock
-      retarget(sentAt, now)
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
       health = { ...health, healthy: true, lastClaimAt: now }
       if (jobs.length > 0) yield* Metrics.running(config.owner, running.size)
