@@ -12,13 +12,9 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as PubSub from "effect/PubSub"
-import * as Stream from "effect/Stream"
 import { Engine } from "./internal/memory/engine.js"
+import * as Hints from "./internal/store/hints.js"
 import * as JobStore from "./JobStore.js"
-
-/** How many undelivered hints a slow `wakeups` subscriber may lag behind before older ones are dropped. */
-const hintCapacity = 1024
 
 /**
  * Make a fresh, empty memory store.
@@ -27,26 +23,15 @@ const hintCapacity = 1024
  */
 export const make: Effect.Effect<JobStore.Service> = Effect.gen(function* () {
   const engine = new Engine()
-  const hints = yield* PubSub.sliding<JobStore.Wakeup>(hintCapacity)
+  const hints = yield* Hints.make
+  engine.listening = () => hints.subscribers() > 0
 
   const step = <A>(f: (now: number) => A): Effect.Effect<A> =>
     Effect.clockWith((clock) => {
       const result = f(clock.unsafeCurrentTimeMillis())
       const wakeups = engine.takeHints()
-      return wakeups.length === 0
-        ? Effect.succeed(result)
-        : Effect.as(PubSub.publishAll(hints, wakeups), result)
+      return wakeups.length === 0 ? Effect.succeed(result) : Effect.as(hints.publish(wakeups), result)
     })
-
-  const subscribe = Effect.acquireRelease(
-    Effect.tap(PubSub.subscribe(hints), () => {
-      engine.subscribers++
-    }),
-    () =>
-      Effect.sync(() => {
-        engine.subscribers--
-      })
-  )
 
   const service: JobStore.Service = {
     engine: "memory",
@@ -68,9 +53,9 @@ export const make: Effect.Effect<JobStore.Service> = Effect.gen(function* () {
     lastCronSlot: (name) => Effect.sync(() => engine.lastCronSlot(name)),
     now: Effect.clockWith((clock) => clock.currentTimeMillis),
     ping: Effect.void,
-    wakeups: Stream.unwrapScoped(Effect.map(subscribe, (dequeue) => Stream.fromQueue(dequeue)))
+    wakeups: hints.stream
   }
-  return service
+  return hints.attach(service)
 })
 
 /**

@@ -40,7 +40,7 @@ export class Engine {
   /** The latest lease end ever set: rescue looks past the lease heap only when it is beyond the bound. */
   private latestLease = Number.NEGATIVE_INFINITY
   /** Hints are collected only while someone listens. */
-  subscribers = 0
+  listening: () => boolean = () => false
 
   /** Take the hints the last operations left. */
   takeHints(): Array<JobStore.Wakeup> {
@@ -208,7 +208,7 @@ export class Engine {
     if (Core.isFinal(row.state)) return { _tag: "final", state: row.state }
     if (row.state === "running") {
       row.cancelRequested = true
-      if (this.subscribers > 0) this.hintCancels.push(id)
+      if (this.listening()) this.hintCancels.push(id)
       return { _tag: "requested", owner: row.leaseOwner }
     }
     this.finish(row, now, "cancelled")
@@ -317,7 +317,7 @@ export class Engine {
   }
 
   private hint(queue: string): void {
-    if (this.subscribers > 0 && !this.pausedQueues.has(queue)) this.hintQueues.add(queue)
+    if (this.listening() && !this.pausedQueues.has(queue)) this.hintQueues.add(queue)
   }
 
   private pruneState(

@@ -13,6 +13,7 @@ import * as Events from "../../Events.js"
 import type * as Job from "../../Job.js"
 import type * as JobStore from "../../JobStore.js"
 import * as Metrics from "../../Metrics.js"
+import * as Hints from "../store/hints.js"
 import {
   defectOutcome,
   execute,
@@ -321,9 +322,14 @@ export const makeEngine = <R>(
       })
     }
 
-    const start = (job: JobStore.JobRecord, now: number) => {
-      const l = lane(job, now)
-      return Effect.map(Effect.forkDaemon(Effect.uninterruptible(runLane(l))), (fiber) => observe(l, fiber))
+    /**
+     * Start a lane for `job` with the fetcher's runtime. `immediate`: run it
+     * now, up to its first asynchronous step, instead of after the tasks
+     * already scheduled (the fetcher's first job of a claim: its handler
+     * starts without waiting a scheduler turn behind other fibers).
+     */
+    const startLane = (l: Lane, immediate: boolean) => {
+      observe(l, Runtime.runFork(runtime!, Effect.uninterruptible(runLane(l)), { immediate }))
     }
 
     /**
@@ -334,10 +340,7 @@ export const makeEngine = <R>(
     const startNext = (now: number) => {
       if (draining || runtime === undefined || head === buffer.length) return
       const next = takeStartable(capacity - running.size, now)
-      for (const job of next) {
-        const l = lane(job, now)
-        observe(l, Runtime.runFork(runtime, Effect.uninterruptible(runLane(l)), { immediate: false }))
-      }
+      for (const job of next) startLane(lane(job, now), false)
     }
 
     /** The `started` events of jobs about to start, published before their fibers run. */
@@ -400,7 +403,12 @@ export const makeEngine = <R>(
       const now = clockService.unsafeCurrentTimeMillis()
       const next = takeStartable(free, now)
       if (next.length === 0) return Effect.void
-      return Effect.forEach(next, (job) => start(job, now), { discard: true })
+      // Every job is entered before the first lane runs, so that lane cannot take buffered
+      // jobs ahead of them.
+      const ready = next.map((job) => lane(job, now))
+      return Effect.sync(() => {
+        for (let i = 0; i < ready.length; i++) startLane(ready[i]!, i === 0)
+      })
     })
 
     /**
@@ -472,8 +480,10 @@ export const makeEngine = <R>(
         )
       })
 
-    const idle = Effect.raceFirst(Queue.take(signal), Effect.sleep(config.pollIntervalMs))
-    const waitForSlot = Queue.take(signal)
+    // Idle, the fetcher waits for a signal: a wake-up hint, a finished attempt, or the poll
+    // (a ticker beside the loop, so that waiting forks nothing and sets no timer).
+    const waitForSignal = Queue.take(signal)
+    const poll = Effect.forever(Effect.zipRight(Effect.sleep(config.pollIntervalMs), wake))
 
     // Back off on store errors: 100 ms doubling up to 5 s, reset on success.
     let failures = 0
@@ -486,9 +496,7 @@ export const makeEngine = <R>(
           ),
         onSuccess: (n) => {
           failures = 0
-          if (n > 0) return Effect.yieldNow() // a full batch: more may be waiting
-          if (n < 0 && !draining) return waitForSlot
-          return idle
+          return n > 0 ? Effect.yieldNow() : waitForSignal // a full batch: more may be waiting
         }
       })
     )
@@ -498,7 +506,7 @@ export const makeEngine = <R>(
     const fetchLoop: Effect.Effect<never, never, R> = Effect.flatMap(Effect.runtime<R>(), (rt) => {
       runtime = rt
       return Effect.ensuring(
-        loop,
+        Effect.zipRight(Effect.fork(poll), loop),
         Effect.sync(() => {
           runtime = undefined
         })
@@ -536,15 +544,20 @@ export const makeEngine = <R>(
     }).pipe(Effect.catchAll(recordError))
 
     const ours = new Set(config.queues)
-    const listen = store.wakeups.pipe(
-      Stream.runForEach((hint) =>
-        hint._tag === "cancel"
-          ? interrupt(hint.id, "cancel")
-          : hint._tag === "changed" || ours.has(hint.queue)
-            ? wake
-            : Effect.void
+    const forUs = (hint: JobStore.Wakeup) =>
+      hint._tag === "changed" || (hint._tag === "enqueued" && ours.has(hint.queue))
+    // An in-process store calls this listener as it publishes: the fetcher is woken without a
+    // hop through the stream, which then only carries cancel requests.
+    const direct = Hints.listenTo(store, (hint) => {
+      if (forUs(hint)) signal.unsafeOffer(true)
+    })
+    const follow = (wakes: boolean) =>
+      store.wakeups.pipe(
+        Stream.runForEach((hint) =>
+          hint._tag === "cancel" ? interrupt(hint.id, "cancel") : wakes && forUs(hint) ? wake : Effect.void
+        )
       )
-    )
+    const listen = direct === undefined ? follow(true) : Effect.scoped(Effect.zipRight(direct, follow(false)))
 
     const drain = Effect.gen(function* () {
       draining = true

@@ -9,6 +9,7 @@ import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
 import * as Job from "../../Job.js"
 import type * as JobStore from "../../JobStore.js"
+import { nativeTracer } from "../tracing.js"
 import { delayFor } from "./backoff.js"
 
 /** Why a running attempt was interrupted, when the runner did it. */
@@ -156,10 +157,7 @@ const decodeError = (e: ParseResult.ParseError): JobStore.Outcome => ({
   }
 })
 
-/** The default tracer: its spans go nowhere, so jobs skip creating them (a third of a no-op job's CPU). */
-const nativeTracer = Effect.runSync(Effect.tracer)
-
-/** Wrap an attempt in its consumer span, when a real tracer is installed. */
+/** Wrap an attempt in its consumer span, when a real tracer is installed (a third of a no-op job's CPU otherwise). */
 const traced = <A, E, R>(job: JobStore.JobRecord, self: Effect.Effect<A, E, R>) =>
   Effect.tracerWith((tracer) =>
     tracer === nativeTracer

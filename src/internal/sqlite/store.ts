@@ -7,10 +7,9 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type * as JobStore from "../../JobStore.js"
+import * as Hints from "../store/hints.js"
 import * as Statements from "../store/statements.js"
 import { connect } from "./db.js"
 import * as Enqueue from "./enqueue.js"
@@ -19,8 +18,6 @@ import * as Leases from "./leases.js"
 import { decode, jobColumns } from "./rows.js"
 import { watchCommits } from "./watch.js"
 
-const hintCapacity = 1024
-
 /** Build the service on the `SqlClient` in context (migrations must have run). */
 export const make: Effect.Effect<
   JobStore.Service,
@@ -28,10 +25,9 @@ export const make: Effect.Effect<
   SqlClient.SqlClient | Scope.Scope
 > = Effect.gen(function* () {
   const db = yield* connect
-  const hints = yield* PubSub.sliding<JobStore.Wakeup>(hintCapacity)
-  yield* Effect.addFinalizer(() => PubSub.shutdown(hints))
-  const hint = (wakeups: ReadonlyArray<JobStore.Wakeup>) =>
-    wakeups.length === 0 ? Effect.void : PubSub.publishAll(hints, wakeups)
+  const hints = yield* Hints.make
+  yield* Effect.addFinalizer(() => hints.shutdown)
+  const hint = hints.publish
   const enqueued = (queues: Iterable<string>) =>
     hint(Array.from(new Set(queues), (queue): JobStore.Wakeup => ({ _tag: "enqueued", queue })))
   const { sql } = db
@@ -46,7 +42,7 @@ export const make: Effect.Effect<
     read: (statement) => Effect.flatMap(statement.values, decode)
   }
   const claim = Leases.makeClaim(sql)
-  return {
+  return hints.attach({
     engine: "sqlite",
     enqueue: (jobs) =>
       jobs.length === 0
@@ -111,6 +107,6 @@ export const make: Effect.Effect<
     lastCronSlot: (name) => db.run("lastCronSlot", Statements.lastCronSlot(tables, name)),
     now: Clock.currentTimeMillis,
     ping: db.run("ping", Effect.asVoid(sql`SELECT 1`)),
-    wakeups: Stream.fromPubSub(hints)
-  } satisfies JobStore.Service
+    wakeups: hints.stream
+  } satisfies JobStore.Service)
 })
