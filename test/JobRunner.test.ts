@@ -604,6 +604,25 @@ describe("JobRunner", () => {
       }).pipe(Effect.provide(Base))
     )
 
+    it.scoped("the running gauge counts the job a handler runs in, after a lane took it", () =>
+      Effect.gen(function* () {
+        const seen: Array<number> = []
+        const gauge = Metrics.jobsRunning.pipe(Metric.tagged("runner", "gauge-runner"))
+        const done = yield* awaitEvents(20, ["completed"])
+        yield* JobQueue.enqueueMany(Array.from({ length: 20 }, (_, i) => JobQueue.item(Task, { n: i })))
+        yield* startRunner(
+          Job.handlers(
+            Job.handle(Task, () =>
+              Effect.flatMap(Metric.value(gauge), (state) => Effect.sync(() => seen.push(state.value)))
+            )
+          ),
+          { concurrency: 1, prefetch: 50, id: "gauge-runner" }
+        )
+        yield* done.await
+        expect(seen).toEqual(Array.from({ length: 20 }, () => 1))
+      }).pipe(Effect.provide(Base))
+    )
+
     it.scoped("a fiber ref a handler sets does not leak into the next attempt", () =>
       Effect.gen(function* () {
         const ref = FiberRef.unsafeMake("unset")

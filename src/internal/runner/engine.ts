@@ -200,7 +200,6 @@ export const makeEngine = <R>(
       if (entry.finished) return
       entry.finished = true
       running.delete(entry.job.id)
-      Metrics.unsafeRunning(config.owner, running.size)
       const durationMs = now - entry.startedAt
       attemptMs = attemptMs === undefined ? durationMs : 0.8 * attemptMs + 0.2 * durationMs
       if (outcome !== undefined) settler.unsafeOffer({ job: entry.job, outcome, durationMs })
@@ -213,6 +212,7 @@ export const makeEngine = <R>(
      */
     const afterAttempt = (now: number) => {
       startNext(now)
+      Metrics.unsafeRunning(config.owner, running.size)
       if (buffered() <= ahead / 2 || running.size < capacity) signal.unsafeOffer(true)
     }
 
