@@ -47,6 +47,8 @@ const settings = {
   only: option("only")?.split(","),
   /** W1/W2 jobs. */
   jobs: quick ? 2_000 : 20_000,
+  /** W1/W2 jobs for Sidequest, which drains about 30 jobs/s here (20,000 would take over 10 minutes). */
+  slowJobs: 2_000,
   concurrency: 10,
   latencyJobs: quick ? 100 : 500,
   latencyWarmup: 20,
@@ -70,10 +72,40 @@ const drainers: ReadonlyArray<DriverName> = [
   "graphile",
   "graphile-batched",
   "pg-boss",
-  "bullmq"
+  "bullmq",
+  "plainjob",
+  "sidequest"
 ]
-/** Producer and worker share one process here: the memory store cannot be shared, and SQLite hints stay in-process. */
-const sameProcess = new Set<DriverName>(["nightshift-memory", "nightshift-sqlite"])
+
+/** A line of the latency tables: a driver, and whether its producer and worker share one process. */
+interface LatencyContestant {
+  readonly name: string
+  readonly driver: DriverName
+  readonly sameProcess: boolean
+}
+
+/**
+ * W3 and W7 run every drainer with the producer in one process and the
+ * worker in another, except the memory store (it cannot be shared) and
+ * Nightshift · SQLite, which is measured both ways: in one process (its
+ * in-process hint) and between two processes sharing the file (its file
+ * watch).
+ */
+const latencyContestants: ReadonlyArray<LatencyContestant> = drainers.flatMap(
+  (driver): Array<LatencyContestant> =>
+    driver === "nightshift-memory"
+      ? [{ name: driver, driver, sameProcess: true }]
+      : driver === "nightshift-sqlite"
+        ? [
+            { name: driver, driver, sameProcess: true },
+            { name: "nightshift-sqlite-2p", driver, sameProcess: false }
+          ]
+        : [{ name: driver, driver, sameProcess: false }]
+)
+
+/** `--contestants a,b`: run only these contestants (by their result name). */
+const onlyContestants = option("contestants")?.split(",")
+const included = (name: string) => onlyContestants === undefined || onlyContestants.includes(name)
 
 const results = new Results()
 const tmpDir = mkdtempSync(join(tmpdir(), "nightshift-bench-"))
@@ -125,6 +157,9 @@ const measure = async (
 
 const perSecond = (n: number, ms: number) => (n / ms) * 1000
 
+const jobsFor = (driver: DriverName) =>
+  driver === "sidequest" ? Math.min(settings.jobs, settings.slowJobs) : settings.jobs
+
 const w1w2 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
   for (const [workload, processes] of [
     ["W1", 1],
@@ -132,10 +167,11 @@ const w1w2 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyA
   ] as const) {
     if (!enabled(workload)) continue
     for (const driver of order(drainers)) {
+      if (!included(driver)) continue
       if (driver === "nightshift-memory" && processes > 1) continue
       await measure(workload, driver, round, async () => {
         const r = await drain(ctx, driver, {
-          n: settings.jobs,
+          n: jobsFor(driver),
           processes: driver === "nightshift-memory" ? 0 : processes,
           concurrency: settings.concurrency,
           timeoutMs: settings.drainTimeoutMs
@@ -151,14 +187,15 @@ const w1w2 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyA
 
 const w3 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
   if (!enabled("W3")) return
-  for (const driver of order(drainers)) {
-    await measure("W3", driver, round, async () => {
+  for (const { name, driver, sameProcess } of order(latencyContestants)) {
+    if (!included(name)) continue
+    await measure("W3", name, round, async () => {
       const r = await latency(ctx, driver, {
         n: settings.latencyJobs,
         warmup: settings.latencyWarmup,
         perSecond: settings.latencyPerSecond,
         concurrency: settings.concurrency,
-        sameProcess: sameProcess.has(driver)
+        sameProcess
       })
       return { values: { p50: r.p50, p95: r.p95, p99: r.p99, max: r.max }, integrity: r }
     })
@@ -167,15 +204,16 @@ const w3 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArr
 
 const w7 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
   if (!enabled("W7")) return
-  for (const driver of order(drainers)) {
-    await measure("W7", driver, round, async () => {
+  for (const { name, driver, sameProcess } of order(latencyContestants)) {
+    if (!included(name)) continue
+    await measure("W7", name, round, async () => {
       const r = await latency(ctx, driver, {
         n: settings.serialJobs,
         warmup: settings.latencyWarmup,
         perSecond: 0,
         serial: true,
         concurrency: settings.concurrency,
-        sameProcess: sameProcess.has(driver)
+        sameProcess
       })
       return { values: { mean: r.mean, p50: r.p50, p99: r.p99 }, integrity: r }
     })
@@ -293,6 +331,35 @@ const targets: ReadonlyArray<Target> = [
     goal: 0.9
   },
   {
+    name: "W1 drain: Nightshift · SQLite ÷ the fastest of plainjob and Sidequest (worker in its own process)",
+    a: { workload: "W1", contestant: "nightshift-sqlite", key: "drain" },
+    b: [
+      { workload: "W1", contestant: "plainjob", key: "drain" },
+      { workload: "W1", contestant: "sidequest", key: "drain" }
+    ],
+    goal: 2
+  },
+  {
+    name: "W1 bulk enqueue: Nightshift · SQLite ÷ plainjob `addMany`",
+    a: { workload: "W1", contestant: "nightshift-sqlite", key: "enqueue" },
+    b: { workload: "W1", contestant: "plainjob", key: "enqueue" },
+    goal: 1
+  },
+  {
+    name: "W7 serial latency, p50: Nightshift · SQLite, one process",
+    a: { workload: "W7", contestant: "nightshift-sqlite", key: "p50" },
+    goal: 1,
+    atMost: true,
+    unit: "ms"
+  },
+  {
+    name: "W7 serial latency, p50: Nightshift · SQLite, two processes sharing the file",
+    a: { workload: "W7", contestant: "nightshift-sqlite-2p", key: "p50" },
+    goal: 10,
+    atMost: true,
+    unit: "ms"
+  },
+  {
     name: "W6 100k drain: Nightshift · SQLite ÷ better-sqlite3 baseline",
     a: { workload: "W6", contestant: "scale-nightshift-sqlite", key: "rate" },
     b: { workload: "W6", contestant: "scale-raw-sqlite", key: "rate" },
@@ -324,7 +391,11 @@ const sections = (workers: WorkersOutcome | undefined) => {
     "W1",
     `W1 · bulk enqueue and drain, ${k(settings.jobs)} no-op jobs, one worker process, concurrency ${settings.concurrency}`,
     () => workloadTable(results, "W1", [rate("enqueue", "enqueue jobs/s"), rate("drain", "drain jobs/s")]),
-    "Enqueue: one bulk call, timed. Drain: from starting the worker (its start-up included) until every completion is committed. Nightshift · memory enqueues and works in one process."
+    `Enqueue: one bulk call, timed (Sidequest has none: one \`enqueue\` per job, awaited in turn). Drain: from starting the worker (its start-up included) until every completion is committed. Nightshift · memory enqueues and works in one process; every other contestant enqueues in one process and works in another.${
+      settings.jobs > settings.slowJobs
+        ? ` Sidequest enqueues and drains ${k(settings.slowJobs)} jobs, not ${k(settings.jobs)}: at its rate here the full count would take over 10 minutes.`
+        : ""
+    }`
   )
   add("W2", `W2 · the same drain with two worker processes`, () =>
     workloadTable(results, "W2", [rate("drain", "drain jobs/s")])
@@ -333,7 +404,7 @@ const sections = (workers: WorkersOutcome | undefined) => {
     "W3",
     `W3 · latency, enqueue call to handler start, ${settings.latencyJobs} jobs one at a time at ${settings.latencyPerSecond}/s`,
     () => workloadTable(results, "W3", latencyCols),
-    `An idle worker process runs while another process enqueues (the first ${settings.latencyWarmup} jobs are a warm-up, not counted). Nightshift · SQLite and · memory enqueue and work in one process.`
+    `An idle worker process runs while another process enqueues (the first ${settings.latencyWarmup} jobs are a warm-up, not counted). Nightshift · SQLite and · memory enqueue and work in one process; Nightshift · SQLite · two processes is the same store with the producer and the worker in two processes sharing the file.`
   )
   add(
     "W7",

@@ -24,7 +24,8 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Ctx from "../src/internal/pg/context.js"
 import * as Jobs from "../src/internal/pg/jobs.js"
-import { migrations } from "../src/internal/pg/schema.js"
+import { columns } from "../src/internal/pg/rows.js"
+import { messageOf, migrations } from "../src/internal/pg/schema.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
 import * as Core from "../src/internal/store/core.js"
 import * as Job from "../src/Job.js"
@@ -157,13 +158,14 @@ describe("PgStore migrations", () => {
           [1, "create_jobs"],
           [2, "hot_path_functions"],
           [3, "claim_by_queue"],
-          [4, "claim_skips_exhausted_rows"]
+          [4, "claim_skips_exhausted_rows"],
+          [5, "fewer_steps_per_statement"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
-      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4])
+      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
   )
@@ -859,6 +861,13 @@ describe("PgStore rows a claim cannot take", () => {
       })
     }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
 
+  /** Bring a schema made by `migrateUpTo` on to migration `last`. */
+  const migrateFurther = (sql: SqlClient.SqlClient, schema: string, last: number) =>
+    Migrator.make({})({
+      loader: Effect.map(migrations(schema), (all) => all.filter(([id]) => id <= last)),
+      table: `${schema}.migrations`
+    }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+
   const expectFenceDiscard = (store: JobStore.Service, id: string) =>
     Effect.gen(function* () {
       const bad = (yield* store.get(id))!
@@ -934,6 +943,18 @@ describe("PgStore rows a claim cannot take", () => {
     }).pipe(Effect.scoped)
   )
 
+  /**
+   * The claim statement of the releases before migration 5, which call the
+   * `claim` function: nodes still running one of them keep using it.
+   */
+  const previousClaim = (sql: SqlClient.SqlClient, schema: string, request: JobStore.ClaimRequest) =>
+    sql
+      .unsafe<{ id: string }>(
+        `SELECT ${columns} FROM ${schema}.claim($1::text[], $2::text[], $3::int, $4::text, $5::float8, now()) AS j`,
+        [request.kinds, request.queues, request.limit, request.owner, request.leaseMs]
+      )
+      .pipe(Effect.map((rows) => rows.map((r) => r.id)))
+
   it.live("migration 4 applies to a schema at migration 3, and a claim its row broke works again", () =>
     Effect.gen(function* () {
       const schema = freshSchema("mig3")
@@ -950,16 +971,58 @@ describe("PgStore rows a claim cannot take", () => {
       const ids = (yield* store.enqueue(Array.from({ length: 3 }, () => input()))).map((r) => r.id)
       yield* set(sql, schema, ids[0]!, `fence = ${max}`)
       // The bug: at migration 3 this row fails every claim of its queue.
-      const broken = yield* Effect.flip(store.claim(claimOf(["q"])))
-      expect(broken.message).toContain("integer out of range")
+      const broken = yield* Effect.flip(previousClaim(sql, schema, claimOf(["q"])))
+      expect(messageOf(broken)).toContain("integer out of range")
 
-      const applied = yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-      expect(applied).toEqual([[4, "claim_skips_exhausted_rows"]])
-      expect((yield* store.claim(claimOf(["q"]))).map((j) => j.id)).toEqual(ids.slice(1))
+      expect(yield* migrateFurther(sql, schema, 4)).toEqual([[4, "claim_skips_exhausted_rows"]])
+      expect(yield* previousClaim(sql, schema, claimOf(["q"]))).toEqual(ids.slice(1))
       yield* expectFenceDiscard(store, ids[0]!)
       expect(
         yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-      ).toEqual([])
+      ).toEqual([[5, "fewer_steps_per_statement"]])
     }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "migration 5 applies to a schema at migration 4: claim_rows claims as claim did, and claim still works for older nodes",
+    () =>
+      Effect.gen(function* () {
+        const schema = freshSchema("mig4")
+        const context = yield* Layer.build(clientLayer({ maxConnections: 4 }))
+        const client = Context.get(context, PgClient.PgClient)
+        const sql = client.withoutTransforms()
+        yield* Effect.addFinalizer(() =>
+          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        )
+        expect((yield* migrateUpTo(sql, schema, 4)).map(([id]) => id)).toEqual([1, 2, 3, 4])
+        const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
+          Effect.provideService(PgClient.PgClient, client)
+        )
+        const ids = (yield* store.enqueue(Array.from({ length: 6 }, () => input()))).map((r) => r.id)
+        yield* set(sql, schema, ids[0]!, `fence = ${max}`)
+        // This release's claim needs migration 5.
+        const before = yield* Effect.flip(store.claim(claimOf(["q"])))
+        expect(before.message).toContain("claim_rows")
+
+        expect(
+          yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        ).toEqual([[5, "fewer_steps_per_statement"]])
+        // An older node claims with `claim`, this one with `claim_rows`: the same rules, each
+        // row once, and each discards a row whose fence is at the maximum instead of failing.
+        expect(yield* previousClaim(sql, schema, { ...claimOf(["q"]), limit: 2 })).toEqual([ids[1]])
+        yield* expectFenceDiscard(store, ids[0]!)
+        yield* set(sql, schema, ids[2]!, `fence = ${max}`)
+        const claimed = yield* store.claim({ ...claimOf(["q", "other"]), limit: 2 })
+        expect(claimed.map((j) => j.id)).toEqual([ids[3]])
+        yield* expectFenceDiscard(store, ids[2]!)
+        // The row shape is the store's: every field as `get` reads it.
+        const rest = yield* store.claim(claimOf(["q"]))
+        expect(rest.map((j) => j.id)).toEqual(ids.slice(4))
+        for (const job of [...claimed, ...rest]) {
+          expect(job).toEqual(yield* store.get(job.id))
+          expect(job).toMatchObject({ state: "running", attempt: 1, fence: 1, leaseOwner: "r" })
+        }
+        expect(yield* store.claim(claimOf(["q"]))).toEqual([])
+      }).pipe(Effect.scoped)
   )
 })

@@ -20,6 +20,10 @@ const load = async (name: DriverName): Promise<Make> => {
       return (await import("./pgboss.js")).make
     case "bullmq":
       return (await import("./bullmq.js")).make
+    case "plainjob":
+      return (await import("./plainjob.js")).make
+    case "sidequest":
+      return (await import("./sidequest.js")).make
     case "ceiling-pg":
       return (await import("../baselines/ceiling.js")).make
     case "raw-sqlite":
@@ -52,8 +56,7 @@ class Tally {
     }, 10)
   }
 
-  readonly onJob = (i: number, t: number) => {
-    const at = now()
+  readonly onJob = (i: number, t: number, at = now()) => {
     this.handled++
     if (i < 0 || i >= this.counts.length) return
     if (this.counts[i]! < 255) this.counts[i]!++

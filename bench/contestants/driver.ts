@@ -5,8 +5,12 @@
  */
 import type { ChildSpec } from "../lib/protocol.js"
 
-/** Called by a worker at the start of each handler run. */
-export type OnJob = (i: number, t: number) => void
+/**
+ * Called by a worker at the start of each handler run; `at` is when the
+ * handler started (`now()`), given when the handler ran in another thread or
+ * process and its start is reported afterwards.
+ */
+export type OnJob = (i: number, t: number, at?: number) => void
 
 /** A contestant, driven by the harness one command at a time. */
 export interface Driver {

@@ -19,7 +19,17 @@ const npm = (benchDir: string, command: string) =>
  * and then refuse `npm ci`; `npm install` from the same lock is the fallback.
  */
 export const ensurePeers = (benchDir: string) => {
-  const peers = ["graphile-worker", "pg-boss", "bullmq", "ioredis", "pg"]
+  const peers = [
+    "graphile-worker",
+    "pg-boss",
+    "bullmq",
+    "ioredis",
+    "pg",
+    "plainjob",
+    "sidequest",
+    "@sidequest/sqlite-backend",
+    "better-sqlite3"
+  ]
   if (peers.every((p) => existsSync(join(benchDir, "node_modules", p, "package.json")))) return
   console.error("bench: installing the peers (npm ci --prefix bench) …")
   try {

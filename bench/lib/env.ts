@@ -52,6 +52,10 @@ export const versions = (rootDir: string, benchDir: string) => {
     bullmq: versionOf(benchDir, "bullmq"),
     ioredis: versionOf(benchDir, "ioredis"),
     pg: versionOf(benchDir, "pg"),
+    plainjob: versionOf(benchDir, "plainjob"),
+    sidequest: versionOf(benchDir, "sidequest"),
+    "@sidequest/sqlite-backend": versionOf(benchDir, "@sidequest/sqlite-backend"),
+    "better-sqlite3 (peers)": versionOf(benchDir, "better-sqlite3"),
     postgresql:
       quiet("psql", [databaseUrl(), "-Atc", "SHOW server_version"]).trim().split(" ")[0] || "unknown",
     redis: /redis_version:(\S+)/.exec(redisInfo)?.[1] ?? "unknown"

@@ -13,6 +13,8 @@ export type DriverName =
   | "graphile-batched"
   | "pg-boss"
   | "bullmq"
+  | "plainjob"
+  | "sidequest"
   | "ceiling-pg"
   | "raw-sqlite"
   | "raw-memory"

@@ -3,18 +3,21 @@
  * one-line JSON summary.
  */
 import type { Results } from "./results.js"
-import type { Summary } from "./stats.js"
+import { pairedRatio, type Summary } from "./stats.js"
 
 /** Display names, with the settings that matter. */
 export const labels: Record<string, string> = {
   "nightshift-pg": "Nightshift · PostgreSQL",
   "nightshift-pg-prefetch": "Nightshift · PostgreSQL · prefetch 500",
   "nightshift-sqlite": "Nightshift · SQLite",
+  "nightshift-sqlite-2p": "Nightshift · SQLite · two processes",
   "nightshift-memory": "Nightshift · memory",
   graphile: "graphile-worker · defaults",
   "graphile-batched": "graphile-worker · perfTest batching",
   "pg-boss": "pg-boss · NOTIFY, batch 50",
   bullmq: "BullMQ · Redis",
+  plainjob: "plainjob · SQLite",
+  sidequest: "Sidequest · SQLite",
   "ceiling-b1": "raw pg · SKIP LOCKED claim + delete, batch 1",
   "ceiling-b50": "raw pg · SKIP LOCKED claim + delete, batch 50",
   "backlog-10k": "Nightshift · PostgreSQL, 10,000 waiting",
@@ -65,27 +68,56 @@ export const workloadTable = (
   return table(["contestant", ...columns.map((c) => c.title), ...(faults ? ["duplicates / lost"] : [])], rows)
 }
 
-/** A target: a ratio of two figures, and the side of the goal it must be on. */
+/** One figure of a run: a workload, a contestant and a key of its values. */
+export interface Figure {
+  readonly workload: string
+  readonly contestant: string
+  readonly key: string
+}
+
+/**
+ * A target: a ratio of two figures, and the side of the goal it must be on.
+ * `b` may list several figures (the largest of them in each round counts,
+ * e.g. the fastest peer), or be left out for a goal on `a` itself, in `unit`.
+ */
 export interface Target {
   readonly name: string
-  readonly a: { readonly workload: string; readonly contestant: string; readonly key: string }
-  readonly b: { readonly workload: string; readonly contestant: string; readonly key: string }
+  readonly a: Figure
+  readonly b?: Figure | ReadonlyArray<Figure>
   readonly goal: number
   readonly atMost?: boolean
+  /** The unit of an absolute goal (no `b`). */
+  readonly unit?: string
 }
 
 export interface TargetOutcome {
   readonly name: string
   readonly ratio: Summary
   readonly goal: string
+  readonly unit: string | undefined
   readonly status: "met in every round" | "met (median)" | "missed" | "not measured" | "not ranked"
 }
 
+/** Per round, the largest of several figures (rounds where any of them is missing are left out). */
+const largest = (results: Results, figures: ReadonlyArray<Figure>): Map<number, number> => {
+  const maps = figures.map((f) => results.byRound(f.workload, f.contestant, f.key))
+  const out = new Map<number, number>()
+  for (const round of maps[0]?.keys() ?? []) {
+    const values = maps.map((m) => m.get(round))
+    if (values.every((v) => v !== undefined && Number.isFinite(v)))
+      out.set(round, Math.max(...(values as Array<number>)))
+  }
+  return out
+}
+
 export const evaluate = (results: Results, t: Target): TargetOutcome => {
-  const ratio = results.ratio(t.a, t.b)
-  const goal = `${t.atMost ? "≤" : "≥"} ${t.goal.toFixed(1)}×`
+  const others = t.b === undefined ? [] : "workload" in t.b ? [t.b] : t.b
+  const a = results.byRound(t.a.workload, t.a.contestant, t.a.key)
+  const b = t.b === undefined ? new Map([...a.keys()].map((round) => [round, 1])) : largest(results, others)
+  const ratio = pairedRatio(a, b)
+  const goal = `${t.atMost ? "≤" : "≥"} ${t.unit === undefined ? `${t.goal.toFixed(1)}×` : `${t.goal} ${t.unit}`}`
   const ok = (x: number) => (t.atMost ? x <= t.goal : x >= t.goal)
-  const ranked = results.ranked(t.a.workload, t.a.contestant) && results.ranked(t.b.workload, t.b.contestant)
+  const ranked = [t.a, ...others].every((f) => results.ranked(f.workload, f.contestant))
   const status =
     ratio.n === 0
       ? "not measured"
@@ -96,13 +128,20 @@ export const evaluate = (results: Results, t: Target): TargetOutcome => {
           : ok(ratio.median)
             ? "met (median)"
             : "missed"
-  return { name: t.name, ratio, goal, status }
+  return { name: t.name, ratio, goal, unit: t.unit, status }
 }
 
 export const targetsTable = (outcomes: ReadonlyArray<TargetOutcome>) =>
   table(
-    ["target", "measured: median of per-round ratios (min–max)", "goal", "status"],
-    outcomes.map((o) => [o.name, cell(o.ratio, times, (x) => x.toFixed(2)), o.goal, o.status])
+    ["target", "measured: median of per-round ratios or values (min–max)", "goal", "status"],
+    outcomes.map((o) => [
+      o.name,
+      o.unit === undefined
+        ? cell(o.ratio, times, (x) => x.toFixed(2))
+        : cell(o.ratio, (x) => `${ms1(x)} ${o.unit}`, ms1),
+      o.goal,
+      o.status
+    ])
   )
 
 const json = (s: Summary) => ({ median: round3(s.median), min: round3(s.min), max: round3(s.max), n: s.n })
@@ -126,5 +165,6 @@ export const targetJson = (o: TargetOutcome) => ({
   name: o.name,
   ratio: json(o.ratio),
   goal: o.goal,
+  ...(o.unit === undefined ? {} : { unit: o.unit }),
   status: o.status
 })

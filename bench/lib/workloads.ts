@@ -54,6 +54,27 @@ const until = async (test: () => boolean | Promise<boolean>, timeoutMs: number, 
   return true
 }
 
+/**
+ * Wait until `count()` reaches `total`, for as long as it keeps rising: false
+ * once it stood still for `stallMs` (a slow worker still working through the
+ * jobs is waited for; a stuck one is not).
+ */
+const whileAdvancing = async (count: () => number, total: number, stallMs: number) => {
+  let last = count()
+  let since = now()
+  while (last < total) {
+    await sleep(5)
+    const c = count()
+    if (c !== last) {
+      last = c
+      since = now()
+    } else if (now() - since > stallMs) {
+      return false
+    }
+  }
+  return true
+}
+
 const integrity = (reports: ReadonlyArray<WorkerReport>, n: number, first = 0): Integrity => {
   let duplicates = 0
   let lost = 0
@@ -159,7 +180,7 @@ export const latency = (
     } else {
       await owner.call({ cmd: "produce", n: total, perSecond: options.perSecond })
     }
-    await until(() => worker!.progress() >= total, 10_000)
+    await whileAdvancing(() => worker!.progress(), total, 10_000)
     const report = await worker!.call<WorkerReport>({ cmd: "stopWorker" })
     const measured = report.latencies.slice(options.warmup).filter(Number.isFinite)
     return {

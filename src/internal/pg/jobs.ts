@@ -13,7 +13,7 @@ import * as Core from "../store/core.js"
 import { claimedErrors, storableLease, validFence } from "../store/leases.js"
 import { storableText } from "../store/outcome.js"
 import { type Ctx, millis, type Now } from "./context.js"
-import { columns, type JobRow, toRecord } from "./rows.js"
+import { type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 import { enqueuedPayloads, notify } from "./wakeups.js"
 
@@ -72,17 +72,19 @@ export const enqueue = (
 }
 
 /**
- * The claim statement: a call of the schema's `claim` function, which runs
- * `UPDATE … FROM (SELECT … ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED)`
- * with a plan that does not depend on table statistics (see `functions.ts`).
+ * The claim statement: a call of the schema's `claim_rows` function, which
+ * runs `UPDATE … FROM (SELECT … ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED)`
+ * with a plan that does not depend on table statistics (see `functions.ts`),
+ * and returns the rows in the shape of `rows.ts`'s `columns`: the statement sent is a
+ * bare call, cheap to parse and plan on every call.
  * The lease is clamped to `JobStore.maxLeaseMs`; a due row whose fence is at
  * the maximum is discarded by the function and not returned (migration 4).
  */
 export const claimStatement = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now) =>
   ctx.sql<JobRow>`
-    SELECT ${ctx.sql.literal(columns)} FROM ${ctx.table("claim")}(
+    SELECT * FROM ${ctx.table("claim_rows")}(
       ${request.kinds}::text[], ${request.queues}::text[], ${request.limit}::int, ${request.owner}::text,
-      ${storableLease(request.leaseMs)}::float8, ${now.ts}) AS j`
+      ${storableLease(request.leaseMs)}::float8, ${now.ts})`
 
 /** A claimed row as a record; an errors column that is not a list is read as one (see `claimedErrors`). */
 const claimedRecord = (row: JobRow): JobStore.JobRecord => {

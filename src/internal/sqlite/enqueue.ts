@@ -10,9 +10,76 @@ import * as Core from "../store/core.js"
 import * as Statements from "../store/statements.js"
 import * as Plans from "./plans.js"
 
-const json = (value: unknown) =>
+/** The columns one enqueued job binds, in the order of `insertText`. */
+const insertColumns =
+  "(id, kind, queue, payload, state, priority, max_attempts, run_at, dedupe_key, trace_id, span_id, created_at)"
+const perRow = 12
+
+/** The most rows one statement inserts: 128 × 12 = 1,536 parameters, well under SQLite's 32,766. */
+const chunkRows = 128
+
+const insertTexts = new Map<string, string>()
+
+/**
+ * `INSERT … VALUES (…), … ON CONFLICT DO NOTHING` for `k` rows, with
+ * `RETURNING id` when some row has a dedupe key (only those rows can be
+ * skipped). Batches are cut into chunks of 128 rows and a remainder split in
+ * powers of two, so at most sixteen texts (and prepared statements) exist.
+ */
+const insertText = (k: number, returning: boolean): string => {
+  const key = `${k}${returning ? "r" : ""}`
+  let text = insertTexts.get(key)
+  if (text === undefined) {
+    const row = `(${Array.from({ length: perRow }, () => "?").join(", ")})`
+    text = `INSERT INTO nightshift_jobs ${insertColumns} VALUES ${Array.from({ length: k }, () => row).join(", ")}
+      ON CONFLICT DO NOTHING${returning ? " RETURNING id" : ""}`
+    insertTexts.set(key, text)
+  }
+  return text
+}
+
+/** Chunk sizes for `n` rows: full chunks, then the remainder's powers of two, largest first. */
+const chunkSizes = (n: number): Array<number> => {
+  const sizes: Array<number> = []
+  for (let left = n; left > 0; ) {
+    const k = left >= chunkRows ? chunkRows : 2 ** Math.floor(Math.log2(left))
+    sizes.push(k)
+    left -= k
+  }
+  return sizes
+}
+
+/**
+ * The bound values of every row, `perRow` per job, and each job's state.
+ * Payloads are stringified here; one that JSON cannot hold fails the call.
+ */
+const bindings = (first: number, now: number, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
   Effect.try({
-    try: () => JSON.stringify(value),
+    try: () => {
+      const params: Array<unknown> = new Array(jobs.length * perRow)
+      const available: Array<boolean> = new Array(jobs.length)
+      let p = 0
+      for (let i = 0; i < jobs.length; i++) {
+        const job = jobs[i]!
+        const runAt = job.runAt !== undefined ? Math.ceil(job.runAt) : Plans.after(now, job.delayMs ?? 0)
+        const payload = job.payload === undefined ? null : JSON.stringify(job.payload)
+        if (payload === undefined) throw new TypeError(`the payload of job ${i} has no JSON form`)
+        available[i] = runAt <= now
+        params[p++] = first + i
+        params[p++] = job.kind
+        params[p++] = job.queue
+        params[p++] = payload
+        params[p++] = available[i] ? "available" : "scheduled"
+        params[p++] = job.priority
+        params[p++] = job.maxAttempts
+        params[p++] = runAt
+        params[p++] = job.dedupeKey ?? null
+        params[p++] = job.traceId ?? null
+        params[p++] = job.spanId ?? null
+        params[p++] = now
+      }
+      return { params, available }
+    },
     catch: (cause) =>
       new JobStore.JobStoreError({
         message: `a job payload is not JSON-serialisable (encode it with its kind's Schema first): ${cause}`,
@@ -20,7 +87,14 @@ const json = (value: unknown) =>
       })
   })
 
-/** Insert jobs inside the caller's transaction; results in input order. */
+/**
+ * Insert jobs inside the caller's transaction; results in input order.
+ *
+ * Rows are bound as statement parameters, up to 128 rows a statement. The
+ * batch used to travel as one JSON parameter read by `json_each`: building
+ * that text and SQLite's parse of it cost about a fifth of the call's CPU
+ * time on 20,000 jobs (docs/benchmarks.md, "SQLite peers").
+ */
 export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
   Effect.gen(function* () {
     const folded = Core.foldDuplicates(jobs)
@@ -29,46 +103,52 @@ export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArra
     const [counter] = yield* sql<{ value: number }>`UPDATE nightshift_counters
       SET value = value + ${unique.length} WHERE name = 'job_id' RETURNING value`
     const first = counter!.value - unique.length + 1
-    const plan = unique.map((job, i) => Plans.insertRow(first + i, now, job))
-    const rows = yield* json(plan)
-    const inserted = yield* sql`INSERT INTO nightshift_jobs
-      (id, kind, queue, payload, state, priority, max_attempts, run_at, dedupe_key, trace_id, span_id, created_at)
-      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
-        value ->> 7, value ->> 8, value ->> 9, value ->> 10, ${now}
-      FROM json_each(${rows}) WHERE true ORDER BY key
-      ON CONFLICT DO NOTHING RETURNING id`.values
-    const ids = unique.map((_, i) => first + i)
+    const { params, available } = yield* bindings(first, now, unique)
     const isNew = unique.map(() => true)
-    if (inserted.length < unique.length) {
-      const holders = yield* existingHolders(
-        sql,
-        unique,
-        new Set(inserted.map((row) => row[0] as number)),
-        first
-      )
-      for (const [i, id] of holders) {
-        ids[i] = id
-        isNew[i] = false
+    const missing: Array<number> = []
+    let offset = 0
+    for (const k of chunkSizes(unique.length)) {
+      const chunk = params.slice(offset * perRow, (offset + k) * perRow)
+      if (unique.slice(offset, offset + k).some((job) => job.dedupeKey !== undefined)) {
+        const rows = yield* sql.unsafe(insertText(k, true), chunk).values
+        const inserted = new Set(rows.map((row) => row[0] as number))
+        for (let i = offset; i < offset + k; i++) {
+          if (!inserted.has(first + i)) {
+            missing.push(i)
+            isNew[i] = false
+          }
+        }
+      } else {
+        // Without a dedupe key nothing can conflict but an id, which the counter never hands out twice.
+        const result = (yield* sql.unsafe(insertText(k, false), chunk).raw) as { readonly changes: number }
+        if (result.changes !== k) {
+          return yield* new JobStore.JobStoreError({
+            message: `${k - result.changes} of ${k} jobs without a dedupe key were not inserted (an id was taken: was nightshift_counters edited?)`
+          })
+        }
       }
+      offset += k
+    }
+    const ids = unique.map((_, i) => first + i)
+    if (missing.length > 0) {
+      for (const [i, id] of yield* existingHolders(sql, unique, missing)) ids[i] = id
     }
     return {
       results: Core.unfold(
         folded,
         ids.map((id, s): JobStore.EnqueueResult => ({ id: String(id), deduped: !isNew[s] }))
       ),
-      queues: plan.flatMap((row, i) => (isNew[i] && row[4] === "available" ? [row[2] as string] : []))
+      queues: unique.flatMap((job, i) => (isNew[i] && available[i] ? [job.queue] : []))
     }
   })
 
-/** The active jobs that the jobs not inserted were folded into: `[index in unique, id]`. */
+/** The active jobs that the jobs not inserted (`missing`, indices in `unique`) were folded into: `[index, id]`. */
 const existingHolders = (
   sql: SqlClient.SqlClient,
   unique: ReadonlyArray<JobStore.EnqueueInput>,
-  inserted: Set<number>,
-  first: number
+  missing: ReadonlyArray<number>
 ) =>
   Effect.gen(function* () {
-    const missing = unique.flatMap((_, i) => (inserted.has(first + i) ? [] : [i]))
     const keys = JSON.stringify(missing.map((i) => [unique[i]!.kind, unique[i]!.dedupeKey]))
     const rows = yield* sql<{
       id: number

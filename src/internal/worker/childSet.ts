@@ -123,7 +123,9 @@ const fiberRun = (fiber: Fiber.RuntimeFiber<void, unknown>): Run => ({
 /**
  * The runtime a timer-driven run forks its ticks in: the child's services plus
  * `Children` and `CurrentRun`, and the log annotation `worker`, built with one
- * copy of each.
+ * copy of each. Its fiber refs are those of a fiber forked from `base` with
+ * that context as its current context, so a tick can also run in a fiber
+ * that takes them wholesale (the periodic batch, `batch.ts`).
  */
 const runtimeFor = (
   base: Runtime.Runtime<never>,
@@ -132,13 +134,16 @@ const runtimeFor = (
   run: CurrentRun["Type"]
 ): Runtime.Runtime<any> => {
   const annotations = FiberRefs.getOrDefault(base.fiberRefs, FiberRef.currentLogAnnotations)
+  const context = Context.add(Context.add(child.context, Children, children), CurrentRun, run)
   return Runtime.make({
-    context: Context.add(Context.add(child.context, Children, children), CurrentRun, run),
+    context,
     runtimeFlags: base.runtimeFlags,
-    fiberRefs: FiberRefs.updateAs(base.fiberRefs, {
-      fiberId: annotator,
-      fiberRef: FiberRef.currentLogAnnotations,
-      value: HashMap.set(annotations, "worker", child.fullName)
+    fiberRefs: FiberRefs.updateManyAs(base.fiberRefs, {
+      forkAs: annotator,
+      entries: [
+        [FiberRef.currentLogAnnotations, [[annotator, HashMap.set(annotations, "worker", child.fullName)]]],
+        [FiberRef.currentContext, [[annotator, context]]]
+      ]
     })
   })
 }

@@ -5,6 +5,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Runtime from "effect/Runtime"
@@ -12,6 +14,7 @@ import type * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
 import * as Lock from "../../Lock.js"
+import type * as Batch from "./batch.js"
 import type { Mailbox, Run, RunContext, TickOutcome } from "./core.js"
 import * as Metrics from "./metrics.js"
 import * as Registry from "./registry.js"
@@ -74,22 +77,24 @@ const classify = (exit: Exit.Exit<unknown, unknown>, singleton: boolean): TickOu
   return { _tag: "failure", error: Cause.pretty(cause) }
 }
 
-const counters = Metrics.tickCounters
+const tickLabels = Metrics.tickLabels
 
-/**
- * One run of a periodic worker. It holds no fiber while idle: the shared
- * ticker calls `due` when the next tick is due, and each tick runs in a
- * short-lived fiber started on the spot (synchronously, until it first
- * suspends). The schedule is stepped when a tick ends, so ticks never
- * overlap; forced ticks queue behind a tick in flight.
- */
 /** What the fiber in flight runs: a bare tick, a tick then a schedule step, or only a step. */
 type Job = "tick" | "tick-step" | "step"
 
-class PeriodicRun<E, R> implements Run, Ticker.Entry {
-  at = 0
-  seq = 0
-  index = -1
+/**
+ * One run of a periodic worker. It holds no fiber while idle: the shared
+ * ticker calls `fire` when the next tick is due, and the tick joins the
+ * pass's batch (`batch.ts`), which runs the due ticks one after another in a
+ * shared fiber until one suspends. Ticks started any other way (forced, on
+ * start, after an overrun) and the startup run in a short-lived fiber of
+ * their own, started on the spot. The schedule is stepped when a tick ends,
+ * so ticks never overlap; forced ticks queue behind a tick in flight.
+ */
+class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item {
+  bucket: Ticker.Bucket | undefined = undefined
+  slot = 0
+  readonly refs: FiberRefs.FiberRefs
   private state: unknown
   /** The instant the first schedule step is taken from when it runs ahead of time (the end of the initial jitter). */
   private stepFrom: number | undefined
@@ -115,9 +120,17 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
   constructor(
     private readonly ctx: RunContext,
     private readonly spec: Spec<E, R>,
-    private readonly runtime: Runtime.Runtime<R>,
+    readonly runtime: Runtime.Runtime<R>,
     private readonly closeChildren: Effect.Effect<void>
   ) {
+    this.refs =
+      FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentContext) === runtime.context
+        ? runtime.fiberRefs
+        : FiberRefs.updateAs(runtime.fiberRefs, {
+            fiberId: FiberId.unsafeMake(),
+            fiberRef: FiberRef.currentContext,
+            value: runtime.context as Context.Context<never>
+          })
     this.state = spec.schedule?.initial
     this.now = ctx.registry.ticker.now
     this.marksStart = spec.shouldRun !== undefined || spec.singleton
@@ -139,9 +152,9 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
     return this.stepped_
   }
 
-  /** Called by the ticker when the next tick is due. */
+  /** Called by the ticker when the next tick is due: the tick joins the pass's batch. */
   fire(): void {
-    this.due()
+    this.due(true)
   }
 
   private fork(program: Effect.Effect<unknown, unknown, R>): Fiber.RuntimeFiber<unknown, unknown> {
@@ -247,12 +260,12 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
     this.busy = true
     const fiber = this.fork(startup)
     this.inFlight = fiber
-    fiber.addObserver(this.onStarted)
+    fiber.addObserver((exit) => this.onStarted(exit))
     return this
   }
 
   /** The startup ended: fail the run, stop, or start the schedule. */
-  private readonly onStarted = (exit: Exit.Exit<unknown, unknown>): void => {
+  private onStarted(exit: Exit.Exit<unknown, unknown>): void {
     this.busy = false
     this.inFlight = undefined
     if (this.stopping) {
@@ -291,13 +304,14 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
     }
   }
 
-  private due(): void {
+  /** A scheduled tick is due; `batched` when the ticker fired it (it then runs at the end of the pass). */
+  private due(batched = false): void {
     if (this.result !== undefined || this.stopping) return
     if (this.busy) {
       this.pendingDue = true
       return
     }
-    this.exec(this.spec.interval === undefined ? "tick-step" : "tick", undefined)
+    this.exec(this.spec.interval === undefined ? "tick-step" : "tick", undefined, batched)
   }
 
   /** Arm the ticker for the next tick, at a whole epoch millisecond (never earlier than asked). */
@@ -318,18 +332,42 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
     if (reply !== undefined) this.exec("tick", reply)
   }
 
-  private exec(job: Job, reply: ((outcome: TickOutcome) => void) | undefined): void {
+  /** Run `job` now in a fiber of its own, or (`batched`) queue it in the ticker pass's batch. */
+  private exec(job: Job, reply: ((outcome: TickOutcome) => void) | undefined, batched = false): void {
     this.job = job
     this.reply = reply
-    this.tickStart = this.now()
-    if (job !== "step" && !this.marksStart) this.markStart()
     this.busy = true
-    const fiber = this.fork(job === "tick" ? this.body : job === "tick-step" ? this.stepped : this.next)
+    if (batched) {
+      this.ctx.registry.batch.push(this)
+      return
+    }
+    const fiber = this.fork(this.startJob())
     this.inFlight = fiber
-    fiber.addObserver(this.onEnd)
+    fiber.addObserver((exit) => this.onEnd(exit))
   }
 
-  private readonly onEnd = (exit: Exit.Exit<unknown, unknown>): void => {
+  /** Stamp the start of the job and return its program. */
+  private startJob(): Effect.Effect<unknown, unknown, R> {
+    const job = this.job
+    this.tickStart = this.now()
+    if (job !== "step" && !this.marksStart) this.markStart()
+    return job === "tick" ? this.body : job === "tick-step" ? this.stepped : this.next
+  }
+
+  /** The batch takes the queued tick (`Batch.Item`); nothing to run once the worker has stopped. */
+  claim(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<unknown, unknown> | undefined {
+    if (this.result !== undefined) return undefined
+    this.inFlight = fiber
+    // The batch fiber runs it with this run's fiber refs, which hold the services `R`.
+    return this.startJob() as Effect.Effect<unknown, unknown>
+  }
+
+  /** The batched tick ended (`Batch.Item`). */
+  done(exit: Exit.Exit<unknown, unknown>): void {
+    this.onEnd(exit)
+  }
+
+  private onEnd(exit: Exit.Exit<unknown, unknown>): void {
     this.busy = false
     this.inFlight = undefined
     const { job, reply } = this
@@ -390,7 +428,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry {
 /** Record a finished tick in the status cell and metrics (no publish). */
 const record = (cell: RunContext["cell"], outcome: TickOutcome, start: number, end: number) => {
   cell.state = "idle"
-  counters[outcome._tag].unsafeUpdate(1, [])
+  Metrics.ticks.unsafeUpdate(1, tickLabels[outcome._tag])
   if (outcome._tag === "skipped") {
     cell.skips++
     return

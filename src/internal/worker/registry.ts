@@ -3,6 +3,7 @@ import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as WorkerStatus from "../../WorkerStatus.js"
+import * as Batch from "./batch.js"
 import type { Mailbox, WorkerNotFound } from "./core.js"
 import * as Metrics from "./metrics.js"
 import * as Ticker from "./ticker.js"
@@ -77,11 +78,13 @@ export const node = (
 
 /**
  * State shared by every worker of one started tree: the status table, the
- * change feed, the shared ticker and live-node lookup for forced ticks and
+ * change feed, the shared ticker and its tick batch, and live-node lookup for forced ticks and
  * restarts.
  */
 export interface Registry {
   readonly ticker: Ticker.Ticker
+  /** Where periodic workers queue the ticks a ticker pass makes due. */
+  readonly batch: Batch.Batch
   readonly nodes: Map<string, Node>
   readonly changed: (cell: Cell) => void
   readonly snapshot: () => ReadonlyArray<WorkerStatus.WorkerStatus>
@@ -146,6 +149,7 @@ export const make = (capacity = 4096): Effect.Effect<Registry, never, Scope.Scop
     )
     return {
       ticker,
+      batch: Batch.make(ticker),
       nodes,
       changed: (cell) => {
         if (subscribers > 0) pubsub.unsafeOffer(copy(cell))

@@ -6,77 +6,96 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 
 /**
- * One timer for many waiters. An entry is armed at an instant; the ticker
- * keeps armed entries in an indexed binary min-heap (no allocation per arm)
- * and one fiber that sleeps (on Effect's `Clock`, so `TestClock` drives it)
- * until the earliest, then fires every entry that is due.
+ * One timer for many waiters. An entry is armed at a whole epoch millisecond;
+ * the ticker keeps one bucket per armed millisecond (entries in arm order)
+ * and a binary min-heap of the buckets, and one fiber that sleeps (on
+ * Effect's `Clock`, so `TestClock` drives it) until the earliest bucket, then
+ * fires every entry that is due, in (instant, arm order).
+ *
+ * Periodic workers re-arm at about the same instants, so 10,000 entries fall
+ * into a few hundred buckets: arming is a map lookup and an array push, and a
+ * pass takes whole buckets off the heap instead of sifting the heap once per
+ * entry.
  */
 export interface Entry {
   /** Called once when the entry is due. */
   fire(): void
-  at: number
-  seq: number
-  /** Position in the heap; -1 when not armed. */
+  /** The bucket the entry is armed in; `undefined` when not armed. */
+  bucket: Bucket | undefined
+  /** Position in its bucket. */
+  slot: number
+}
+
+/** The entries armed for one instant, in arm order; a disarmed entry leaves a hole. */
+export interface Bucket {
+  readonly at: number
+  readonly entries: Array<Entry | undefined>
+  live: number
+  /** Position in the heap; -1 once taken off it. */
   index: number
 }
 
 export interface Ticker {
   readonly entry: (fire: () => void) => Entry
-  /** Arm (or re-arm) `entry` for epoch-ms instant `at`. */
+  /** Arm (or re-arm) `entry` for epoch-ms instant `at` (rounded up to a whole millisecond). */
   readonly arm: (entry: Entry, at: number) => void
   readonly disarm: (entry: Entry) => void
   readonly now: () => number
+  /**
+   * Run `hook` after every pass that fired at least one entry, once the pass
+   * has fired them all (periodic workers start their due ticks there, in
+   * batches).
+   */
+  readonly afterPass: (hook: () => void) => void
 }
 
-const before = (a: Entry, b: Entry) => a.at < b.at || (a.at === b.at && a.seq < b.seq)
-
 class Heap {
-  readonly items: Array<Entry> = []
-  private place(entry: Entry, i: number): void {
-    this.items[i] = entry
-    entry.index = i
+  readonly items: Array<Bucket> = []
+  private place(bucket: Bucket, i: number): void {
+    this.items[i] = bucket
+    bucket.index = i
   }
-  private up(entry: Entry, i: number): void {
+  private up(bucket: Bucket, i: number): void {
     const items = this.items
     while (i > 0) {
       const parent = (i - 1) >> 1
       const p = items[parent]!
-      if (!before(entry, p)) break
+      if (p.at <= bucket.at) break
       this.place(p, i)
       i = parent
     }
-    this.place(entry, i)
+    this.place(bucket, i)
   }
-  private down(entry: Entry, i: number): void {
+  private down(bucket: Bucket, i: number): void {
     const items = this.items
     const n = items.length
     for (;;) {
       const l = 2 * i + 1
       if (l >= n) break
       const r = l + 1
-      const c = r < n && before(items[r]!, items[l]!) ? r : l
+      const c = r < n && items[r]!.at < items[l]!.at ? r : l
       const child = items[c]!
-      if (!before(child, entry)) break
+      if (child.at >= bucket.at) break
       this.place(child, i)
       i = c
     }
-    this.place(entry, i)
+    this.place(bucket, i)
   }
-  push(entry: Entry): void {
-    this.items.push(entry)
-    this.up(entry, this.items.length - 1)
+  push(bucket: Bucket): void {
+    this.items.push(bucket)
+    this.up(bucket, this.items.length - 1)
   }
-  peek(): Entry | undefined {
+  peek(): Bucket | undefined {
     return this.items[0]
   }
-  remove(entry: Entry): void {
-    const i = entry.index
+  remove(bucket: Bucket): void {
+    const i = bucket.index
     if (i < 0) return
-    entry.index = -1
+    bucket.index = -1
     const last = this.items.pop()!
-    if (last === entry) return
+    if (last === bucket) return
     this.place(last, i)
-    if (i > 0 && before(last, this.items[(i - 1) >> 1]!)) this.up(last, i)
+    if (i > 0 && last.at < this.items[(i - 1) >> 1]!.at) this.up(last, i)
     else this.down(last, i)
   }
 }
@@ -86,20 +105,50 @@ export const make: Effect.Effect<Ticker, never, Scope.Scope> = Effect.gen(functi
   const runtime = yield* Effect.runtime<never>()
   const clock = yield* Effect.clock
   const heap = new Heap()
+  const buckets = new Map<number, Bucket>()
+  const hooks: Array<() => void> = []
   const fork = Runtime.runFork(runtime)
-  let seq = 0
   let armedAt = Number.POSITIVE_INFINITY
   let timer: Fiber.RuntimeFiber<void> | undefined
   let generation = 0
   let closed = false
 
-  /** Fire the entries due by `now` that were armed before this pass began. */
-  const fireDue = (now: number) => {
-    const last = seq
-    for (let top = heap.peek(); top !== undefined && top.at <= now && top.seq <= last; top = heap.peek()) {
-      heap.remove(top)
-      top.fire()
+  const disarm = (entry: Entry): void => {
+    const bucket = entry.bucket
+    if (bucket === undefined) return
+    entry.bucket = undefined
+    bucket.entries[entry.slot] = undefined
+    if (--bucket.live === 0 && bucket.index >= 0) {
+      heap.remove(bucket)
+      buckets.delete(bucket.at)
     }
+  }
+
+  /**
+   * Fire the entries due by `now` that were armed before this pass began:
+   * the due buckets are taken off the heap first, so an entry armed while
+   * they fire lands in a fresh bucket and waits for the next pass.
+   */
+  const fireDue = (now: number) => {
+    let top = heap.peek()
+    if (top === undefined || top.at > now) return
+    const due: Array<Bucket> = []
+    for (; top !== undefined && top.at <= now; top = heap.peek()) {
+      heap.remove(top)
+      buckets.delete(top.at)
+      due.push(top)
+    }
+    for (const bucket of due) {
+      const entries = bucket.entries
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]
+        if (entry === undefined) continue
+        entries[i] = undefined
+        entry.bucket = undefined
+        entry.fire()
+      }
+    }
+    for (const hook of hooks) hook()
   }
 
   /** One pass; `target` is the instant the pass slept for (the clock may read a hair less in floating point). */
@@ -136,15 +185,26 @@ export const make: Effect.Effect<Ticker, never, Scope.Scope> = Effect.gen(functi
   )
 
   return {
-    entry: (fire) => ({ fire, at: 0, seq: 0, index: -1 }),
-    arm: (entry, at) => {
-      heap.remove(entry)
-      entry.at = at
-      entry.seq = ++seq
-      heap.push(entry)
+    entry: (fire) => ({ fire, bucket: undefined, slot: 0 }),
+    arm: (entry, instant) => {
+      disarm(entry)
+      const at = Math.ceil(instant)
+      let bucket = buckets.get(at)
+      if (bucket === undefined) {
+        bucket = { at, entries: [], live: 0, index: -1 }
+        buckets.set(at, bucket)
+        heap.push(bucket)
+      }
+      entry.bucket = bucket
+      entry.slot = bucket.entries.length
+      bucket.entries.push(entry)
+      bucket.live++
       wake(at)
     },
-    disarm: (entry) => heap.remove(entry),
-    now: () => clock.unsafeCurrentTimeMillis()
+    disarm,
+    now: () => clock.unsafeCurrentTimeMillis(),
+    afterPass: (hook) => {
+      hooks.push(hook)
+    }
   }
 })
