@@ -187,7 +187,8 @@ export const latency = (
     const [worker] = options.sameProcess ? [owner] : await spawn(1)
     // Enqueue times are read on the owner's clock, start times on the worker's.
     const skew = options.sameProcess ? 0 : (await clockOffset(worker!)) - (await clockOffset(owner))
-    if (Math.abs(skew) >= 0.5) console.error(`    (worker clock ${skew.toFixed(2)} ms off the producer's; corrected)`)
+    if (Math.abs(skew) >= 0.5)
+      console.error(`    (worker clock ${skew.toFixed(2)} ms off the producer's; corrected)`)
     await worker!.call({ cmd: "startWorker", n: total, concurrency: options.concurrency })
     await sleep(1_000)
     if (options.serial) {
