@@ -86,6 +86,7 @@ const produce = async (driver: Driver, n: number, perSecond: number) => {
 }
 
 const handle = async (target: Driver | Baseline, tally: Tally, command: Command): Promise<unknown> => {
+  if (command.cmd === "clock") return now()
   if ("run" in target) {
     if (command.cmd !== "run") throw new Error(`a baseline only answers "run", not "${command.cmd}"`)
     return target.run(command.args)

@@ -41,6 +41,8 @@ export type Command =
   | { readonly id: number; readonly cmd: "fill"; readonly n: number }
   | { readonly id: number; readonly cmd: "run"; readonly args: Record<string, number> }
   | { readonly id: number; readonly cmd: "teardown" }
+  /** The child's `now()`, to measure its clock against the harness's. */
+  | { readonly id: number; readonly cmd: "clock" }
 
 /** What a worker saw: handler starts per job index, and per-job latency in ms (NaN when not measured). */
 export interface WorkerReport {
@@ -56,5 +58,10 @@ export type Message =
   | { readonly id: number; readonly ok: false; readonly error: string }
   | { readonly progress: number }
 
-/** Wall-clock time in ms with sub-ms resolution, comparable across processes on one machine. */
+/**
+ * Wall-clock time in ms with sub-ms resolution. Across processes it is
+ * comparable only after correcting each process's offset: a process's
+ * `performance.timeOrigin` can be several ms off another's (8 ms seen here),
+ * so the latency workloads measure every child's offset first (`clock`).
+ */
 export const now = (): number => performance.timeOrigin + performance.now()

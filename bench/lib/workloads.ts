@@ -87,6 +87,21 @@ const integrity = (reports: ReadonlyArray<WorkerReport>, n: number, first = 0): 
   return { duplicates, lost }
 }
 
+/**
+ * How far a child's `now()` runs ahead of the harness's, in ms: from the
+ * fastest of 20 round trips, to within half its round trip (about 0.05 ms).
+ */
+const clockOffset = async (child: Child): Promise<number> => {
+  let best = { rtt: Number.POSITIVE_INFINITY, offset: 0 }
+  for (let i = 0; i < 20; i++) {
+    const t0 = now()
+    const theirs = await child.call<number>({ cmd: "clock" })
+    const t1 = now()
+    if (t1 - t0 < best.rtt) best = { rtt: t1 - t0, offset: theirs - (t0 + t1) / 2 }
+  }
+  return best.offset
+}
+
 /** Run `body` with an owner child that set up the namespace; tear down and close everything after. */
 const withOwner = async <A>(
   ctx: Context,
@@ -170,6 +185,10 @@ export const latency = (
   withOwner(ctx, driver, async (owner, spawn) => {
     const total = options.warmup + options.n
     const [worker] = options.sameProcess ? [owner] : await spawn(1)
+    // Enqueue times are read on the owner's clock, start times on the worker's.
+    const skew = options.sameProcess ? 0 : (await clockOffset(worker!)) - (await clockOffset(owner))
+    if (Math.abs(skew) >= 0.5)
+      console.error(`    (worker clock ${skew.toFixed(2)} ms off the producer's; corrected)`)
     await worker!.call({ cmd: "startWorker", n: total, concurrency: options.concurrency })
     await sleep(1_000)
     if (options.serial) {
@@ -182,7 +201,10 @@ export const latency = (
     }
     await whileAdvancing(() => worker!.progress(), total, 10_000)
     const report = await worker!.call<WorkerReport>({ cmd: "stopWorker" })
-    const measured = report.latencies.slice(options.warmup).filter(Number.isFinite)
+    const measured = report.latencies
+      .slice(options.warmup)
+      .filter(Number.isFinite)
+      .map((x) => x - skew)
     return {
       mean: measured.reduce((sum, x) => sum + x, 0) / measured.length,
       p50: percentile(measured, 50),
