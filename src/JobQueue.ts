@@ -274,27 +274,94 @@ const storableFilter = (filter: JobStore.ListFilter): JobStore.ListFilter | unde
  * encoder, which gives the authoritative answer and also serves schemas with
  * asynchronous or service-dependent transformations.
  */
+const tooDeep = (kind: Job.Any) =>
+  new InvalidPayload({
+    kind: kind.name,
+    message: `payload for ${kind.name} is nested too deeply to encode`
+  })
+
+const mismatch = (kind: Job.Any, e: ParseResult.ParseError) =>
+  new InvalidPayload({
+    kind: kind.name,
+    message: `payload for ${kind.name} does not match its schema:\n${formatParseError(e)}`
+  })
+
+/**
+ * Encode the payload, synchronously when its schema allows: the encoded
+ * value, the error, or (a schema that needs effects) the effect that
+ * encodes it.
+ */
 const encodePayload = <A, I, R>(
   kind: Job.Kind<string, A, I, R>,
   payload: A
-): Effect.Effect<I, ParseResult.ParseError | InvalidPayload, R> => {
-  const tooDeep = () =>
-    new InvalidPayload({
-      kind: kind.name,
-      message: `payload for ${kind.name} is nested too deeply to encode`
-    })
+): I | InvalidPayload | Effect.Effect<I, InvalidPayload, R> => {
   const sync = guardDepth(
     () => Schema.encodeEither(kind.payload as Schema.Schema<A, I, never>)(payload),
-    tooDeep
+    () => tooDeep(kind)
   )
-  if (sync instanceof InvalidPayload) return Effect.fail(sync)
-  return Either.isRight(sync)
-    ? Effect.succeed(sync.right)
-    : Schema.encode(kind.payload)(payload).pipe(
-        Effect.catchSomeDefect((d) =>
-          d instanceof RangeError ? Option.some(Effect.fail(tooDeep())) : Option.none()
-        )
-      )
+  if (sync instanceof InvalidPayload) return sync
+  if (Either.isRight(sync)) return sync.right
+  // Left: either a mismatch or a schema that needs effects (encodeEither cannot run those).
+  return Schema.encode(kind.payload)(payload).pipe(
+    Effect.catchSomeDefect((d) =>
+      d instanceof RangeError ? Option.some(Effect.fail(tooDeep(kind))) : Option.none()
+    ),
+    Effect.mapError((e) => (e._tag === "InvalidPayload" ? e : mismatch(kind, e)))
+  )
+}
+
+/** The store's input for an encoded payload, or why it cannot be stored. */
+const inputOf = (
+  kind: Job.Any,
+  encoded: unknown,
+  resolved: Exclude<ReturnType<typeof resolveOptions>, string>,
+  options: EnqueueOptions,
+  trace: Option.Option<{ traceId: string; spanId: string }>
+): JobStore.EnqueueInput | InvalidPayload => {
+  const unsafe = jsonProblem(encoded, "payload", 0)
+  if (unsafe !== undefined) {
+    return new InvalidPayload({
+      kind: kind.name,
+      message: `payload for ${kind.name} cannot be stored as JSON: ${unsafe}`
+    })
+  }
+  return {
+    kind: kind.name,
+    ...resolved,
+    payload: encoded,
+    dedupeKey: options.dedupeKey,
+    traceId: Option.getOrUndefined(Option.map(trace, (t) => t.traceId)),
+    spanId: Option.getOrUndefined(Option.map(trace, (t) => t.spanId))
+  }
+}
+
+/**
+ * The store's input for one job at `now`, synchronously when the payload
+ * schema allows (no effect per job in a bulk enqueue): the input, the
+ * error, or the effect that makes it.
+ */
+const inputAt = <A, I, R>(
+  kind: Job.Kind<string, A, I, R>,
+  payload: A,
+  options: EnqueueOptions,
+  trace: Option.Option<{ traceId: string; spanId: string }>,
+  now: number
+):
+  | JobStore.EnqueueInput
+  | InvalidPayload
+  | InvalidOptions
+  | Effect.Effect<JobStore.EnqueueInput, InvalidPayload, R> => {
+  const resolved = resolveOptions(kind, options, now)
+  if (typeof resolved === "string") return new InvalidOptions({ kind: kind.name, message: resolved })
+  const encoded = encodePayload(kind, payload)
+  if (encoded instanceof InvalidPayload) return encoded
+  if (Effect.isEffect(encoded)) {
+    return Effect.flatMap(encoded, (value) => {
+      const input = inputOf(kind, value, resolved, options, trace)
+      return input instanceof InvalidPayload ? Effect.fail(input) : Effect.succeed(input)
+    })
+  }
+  return inputOf(kind, encoded, resolved, options, trace)
 }
 
 /**
@@ -308,39 +375,13 @@ export const toInput = <A, I, R>(
   options: EnqueueOptions,
   trace: Option.Option<{ traceId: string; spanId: string }>
 ): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> =>
-  Effect.clockWith((clock): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> => {
-    const resolved = resolveOptions(kind, options, clock.unsafeCurrentTimeMillis())
-    if (typeof resolved === "string")
-      return Effect.fail(new InvalidOptions({ kind: kind.name, message: resolved }))
-    return Effect.flatMap(
-      Effect.mapError(encodePayload(kind, payload), (e) =>
-        e._tag === "InvalidPayload"
-          ? e
-          : new InvalidPayload({
-              kind: kind.name,
-              message: `payload for ${kind.name} does not match its schema:\n${formatParseError(e)}`
-            })
-      ),
-      (encoded): Effect.Effect<JobStore.EnqueueInput, InvalidPayload> => {
-        const unsafe = jsonProblem(encoded, "payload", 0)
-        if (unsafe !== undefined) {
-          return Effect.fail(
-            new InvalidPayload({
-              kind: kind.name,
-              message: `payload for ${kind.name} cannot be stored as JSON: ${unsafe}`
-            })
-          )
-        }
-        return Effect.succeed({
-          kind: kind.name,
-          ...resolved,
-          payload: encoded,
-          dedupeKey: options.dedupeKey,
-          traceId: Option.getOrUndefined(Option.map(trace, (t) => t.traceId)),
-          spanId: Option.getOrUndefined(Option.map(trace, (t) => t.spanId))
-        })
-      }
-    )
+  Effect.clockWith((clock) => {
+    const input = inputAt(kind, payload, options, trace, clock.unsafeCurrentTimeMillis())
+    return input instanceof InvalidPayload || input instanceof InvalidOptions
+      ? Effect.fail(input)
+      : Effect.isEffect(input)
+        ? input
+        : Effect.succeed(input)
   })
 
 /** Why an encoded payload would not survive JSON and the database unchanged, if it would not. */
@@ -398,20 +439,22 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
       const results = yield* store.enqueue(inputs)
       const now = clock.unsafeCurrentTimeMillis()
       const published: Array<Events.JobEvent> = []
-      for (let i = 0; i < inputs.length; i++) {
-        const input = inputs[i]!
-        const result = results[i]!
-        yield* Metrics.enqueued(input.kind, result.deduped)
-        published.push({
-          _tag: "enqueued",
-          id: result.id,
-          kind: input.kind,
-          queue: input.queue,
-          at: now,
-          deduped: result.deduped
-        })
+      Metrics.unsafeEnqueuedBatch(inputs, results)
+      if (events !== undefined) {
+        for (let i = 0; i < inputs.length; i++) {
+          const input = inputs[i]!
+          const result = results[i]!
+          published.push({
+            _tag: "enqueued",
+            id: result.id,
+            kind: input.kind,
+            queue: input.queue,
+            at: now,
+            deduped: result.deduped
+          })
+        }
+        yield* events.publishAll(published)
       }
-      if (events !== undefined) yield* events.publishAll(published)
       return results
     })
 
@@ -441,8 +484,14 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
   const enqueueMany: Service["enqueueMany"] = (items) =>
     Effect.gen(function* () {
       const trace = yield* currentTrace
+      const now = clock.unsafeCurrentTimeMillis()
       const inputs: Array<JobStore.EnqueueInput> = []
-      for (const it of items) inputs.push(yield* toInput(it.kind, it.payload, it.options ?? {}, trace))
+      for (const it of items) {
+        const input = inputAt(it.kind, it.payload, it.options ?? {}, trace, now)
+        if (input instanceof InvalidPayload || input instanceof InvalidOptions)
+          return yield* Effect.fail(input)
+        inputs.push(Effect.isEffect(input) ? yield* input : input)
+      }
       if (inputs.length === 0) return []
       return yield* insert(inputs)
     }).pipe(withSpanIfTraced("nightshift.enqueueMany"))

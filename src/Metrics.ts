@@ -89,9 +89,27 @@ const queueState = labels2("queue", "state")
 const byKind = labels1("kind")
 const byRunner = labels1("runner")
 
-/** Record an enqueue. @internal */
-export const enqueued = (kind: string, deduped: boolean): Effect.Effect<void> =>
-  Effect.sync(() => jobsEnqueued.unsafeUpdate(1, kindDeduped(kind, String(deduped))))
+/** Record the enqueues of one call: one update per kind and `deduped` value. @internal */
+export const unsafeEnqueuedBatch = (
+  inputs: ReadonlyArray<{ readonly kind: string }>,
+  results: ReadonlyArray<{ readonly deduped: boolean }>
+): void => {
+  let kind = inputs[0]?.kind
+  let deduped = results[0]?.deduped
+  let n = 0
+  for (let i = 0; i <= inputs.length; i++) {
+    const k = inputs[i]?.kind
+    const d = results[i]?.deduped
+    if (i < inputs.length && k === kind && d === deduped) {
+      n++
+      continue
+    }
+    if (n > 0) jobsEnqueued.unsafeUpdate(n, kindDeduped(kind!, String(deduped)))
+    kind = k
+    deduped = d
+    n = 1
+  }
+}
 
 /** Record a finished attempt, synchronously (for the runner's hot path). @internal */
 export const unsafeAttempt = (kind: string, outcome: string, durationMs: number): void => {

@@ -4,6 +4,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -14,6 +15,7 @@ import * as Job from "nightshift/Job"
 import * as JobQueue from "nightshift/JobQueue"
 import * as JobStore from "nightshift/JobStore"
 import * as MemoryStore from "nightshift/MemoryStore"
+import * as Metrics from "nightshift/Metrics"
 
 const Email = Job.make("send_email", {
   payload: Schema.Struct({ to: Schema.String.pipe(Schema.pattern(/@/)), at: Schema.DateFromString }),
@@ -145,6 +147,31 @@ describe("JobQueue", () => {
         { dedupeKey: "welcome:a" }
       )
       expect(second).toEqual({ id: first.id, deduped: true })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("a bulk enqueue counts its jobs per kind and deduped in the enqueued counter", () =>
+    Effect.gen(function* () {
+      const A = Job.make("bulk_count_a", { payload: Schema.Struct({ n: Schema.Number }) })
+      const B = Job.make("bulk_count_b", { payload: Schema.Struct({ n: Schema.Number }) })
+      const count = (kind: string, deduped: boolean) =>
+        Effect.map(
+          Metric.value(
+            Metrics.jobsEnqueued.pipe(Metric.tagged("kind", kind), Metric.tagged("deduped", String(deduped)))
+          ),
+          (state) => state.count
+        )
+      yield* JobQueue.enqueueMany([
+        JobQueue.item(A, { n: 1 }),
+        JobQueue.item(A, { n: 2 }, { dedupeKey: "k" }),
+        JobQueue.item(B, { n: 3 }),
+        JobQueue.item(A, { n: 4 }, { dedupeKey: "k" }),
+        JobQueue.item(A, { n: 5 })
+      ])
+      expect(yield* count(A.name, false)).toBe(3)
+      expect(yield* count(A.name, true)).toBe(1)
+      expect(yield* count(B.name, false)).toBe(1)
+      expect(yield* count(B.name, true)).toBe(0)
     }).pipe(Effect.provide(TestLayer))
   )
 
