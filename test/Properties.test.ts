@@ -131,7 +131,10 @@ const checkNames = (queue: string, kind: string, dedupeKey: string) =>
     if (Exit.isSuccess(exit)) {
       expect(acceptable).toBe(true)
       const stored = yield* store.get(exit.value.id)
-      expect([stored?.queue, stored?.kind, stored?.dedupeKey]).toStrictEqual([queue, kind, dedupeKey])
+      // A kind and key drawn twice (short strings come up often) fold into the first job,
+      // which keeps its own queue.
+      if (exit.value.deduped) expect([stored?.kind, stored?.dedupeKey]).toStrictEqual([kind, dedupeKey])
+      else expect([stored?.queue, stored?.kind, stored?.dedupeKey]).toStrictEqual([queue, kind, dedupeKey])
     } else {
       expect(acceptable && dedupeKey.length <= 1000).toBe(false)
       expect(failureOf(exit)).toBeInstanceOf(JobQueue.InvalidOptions)
