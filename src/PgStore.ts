@@ -123,14 +123,14 @@ export const make = (
       yield* Schema.migrate(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     }
     const ctx = Ctx.make(sql, schema, options.clock ?? "database")
-    const wakeups =
-      options.listen === false
-        ? Stream.empty
-        : yield* Wakeups.start(client, ctx, {
-            heartbeat: Duration.decode(options.listenerHeartbeat ?? "500 millis"),
-            retryDelay: Duration.millis(250)
-          })
-    return service(ctx, wakeups)
+    if (options.listen === false) return service(ctx, Stream.empty)
+    // Runners in this process register a listener on the hints and are woken as a
+    // notification arrives, without a hop through the `wakeups` stream.
+    const hints = yield* Wakeups.start(client, ctx, {
+      heartbeat: Duration.decode(options.listenerHeartbeat ?? "500 millis"),
+      retryDelay: Duration.millis(250)
+    })
+    return hints.attach(service(ctx, hints.stream))
   })
 
 /**

@@ -819,7 +819,7 @@ describe("PgStore wake-ups", () => {
         expect(attempts).toBe(outage + 1)
         // And hints flow.
         const hint = yield* awaitHint(
-          { wakeups: hints } as unknown as JobStore.Service,
+          { wakeups: hints.stream } as unknown as JobStore.Service,
           (w) => w._tag === "enqueued" && w.queue === "back",
           Wakeups.notify(ctx, Wakeups.enqueuedPayloads(["back"]))
         )

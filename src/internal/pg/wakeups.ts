@@ -20,12 +20,12 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as JobStore from "../../JobStore.js"
+import * as Hints from "../store/hints.js"
 import type { Ctx } from "./context.js"
 import { messageOf } from "./schema.js"
 
@@ -135,9 +135,10 @@ export const start = (
   client: PgClient.PgClient,
   ctx: Ctx,
   options: ListenerOptions
-): Effect.Effect<Stream.Stream<JobStore.Wakeup>, never, Scope.Scope> =>
+): Effect.Effect<Hints.Hints, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const hub = yield* PubSub.sliding<JobStore.Wakeup>(4096)
+    const hub = yield* Hints.make
+    yield* Effect.addFinalizer(() => hub.shutdown)
     const ready = yield* Deferred.make<void>()
     const outage = yield* Ref.make<Outage>({ failures: 0, since: 0 })
     // A session that delivers anything (at least its own heartbeat) ends an outage: say so once.
@@ -196,7 +197,7 @@ export const start = (
       const received = (payload: string) => {
         last = live.unsafeCurrentTimeMillis()
         const hints = decode(payload)
-        const publish = hints.length === 0 ? Effect.void : PubSub.publishAll(hub, hints)
+        const publish = hub.publish(hints)
         if (heard) return publish
         heard = true
         return Effect.zipRight(Effect.zipRight(Deferred.succeed(ready, undefined), connected), publish)
@@ -233,5 +234,5 @@ export const start = (
             )
       )
     )
-    return Stream.fromPubSub(hub)
+    return hub
   })
