@@ -297,7 +297,13 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
       if (jitter > 0) this.arm(from)
       else this.due()
     } else if (spec.interval !== undefined) {
-      this.arm(from + spec.interval)
+      if (jitter === 0 && registry.starting !== undefined) {
+        // One of many workers started together: armed with them once they have all started (`later`).
+        registry.starting.push(this)
+        cell.nextTickAt = from + spec.interval
+      } else {
+        this.arm(from + spec.interval)
+      }
     } else {
       this.stepFrom = from
       this.exec("step", undefined)
@@ -395,7 +401,11 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
     }
   }
 
-  /** Arm the next tick of a plain interval from `now`, the end of the batch run its tick ended in (`Batch.Later`). */
+  /**
+   * Arm the next tick of a plain interval from `now` (`Batch.Later`): the end
+   * of the batch run its tick ended in, or the end of the start request it
+   * was started in.
+   */
   later(now: number): void {
     if (this.result === undefined && !this.stopping) this.arm(now + this.spec.interval!)
   }
