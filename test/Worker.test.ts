@@ -492,6 +492,24 @@ describe("ticks due together", () => {
     })
   )
 
+  it.scopedLive(
+    "workers started together get one first tick, an interval after the last of them started",
+    () =>
+      Effect.gen(function* () {
+        const before = Date.now()
+        const handle = yield* Crew.start(herd(2000, () => Effect.void))
+        const after = Date.now()
+        const firsts = new Set(
+          (yield* handle.status).flatMap((r) => (r.kind === "periodic" ? [r.nextTickAt] : []))
+        )
+        // starting 2,000 workers takes milliseconds: one first tick each before, one for all now
+        expect(firsts.size).toBe(1)
+        const [first] = firsts
+        expect(first).toBeGreaterThanOrEqual(before + 1000)
+        expect(first).toBeLessThanOrEqual(after + 1000)
+      })
+  )
+
   it.live("on the live clock, workers tick from a Node timer and stop with their crew", () =>
     Effect.gen(function* () {
       const ticks = yield* Queue.unbounded<string>()
