@@ -25,7 +25,11 @@ export interface Item {
   readonly refs: FiberRefs.FiberRefs
   /** Take the item in `fiber`: the program to run, or `undefined` when it no longer runs (its worker stopped). */
   claim(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<unknown, unknown> | undefined
-  /** The program ended with `exit` (and what it forked was interrupted); called in the batch fiber. */
+  /**
+   * The program ended with `exit` (and what it forked was interrupted):
+   * called in the batch fiber, or by its observer when the fiber was
+   * interrupted while running the program.
+   */
   done(exit: Exit.Exit<unknown, unknown>): void
 }
 
