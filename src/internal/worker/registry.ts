@@ -78,8 +78,8 @@ export const node = (
 
 /**
  * State shared by every worker of one started tree: the status table, the
- * change feed, the shared ticker and its tick batch, and live-node lookup for forced ticks and
- * restarts.
+ * change feed, the shared ticker and its tick batch, and live-node lookup
+ * for forced ticks and restarts.
  */
 export interface Registry {
   readonly ticker: Ticker.Ticker
