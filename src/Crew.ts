@@ -1,9 +1,10 @@
 /**
  * Crews: supervisors of workers.
  *
- * A crew runs each worker in its own fiber inside the crew's scope (a
- * periodic worker in a short-lived fiber per tick: the periodic workers of
- * one started tree share a single timer and hold no fiber while idle),
+ * A crew runs each worker in its own fiber inside the crew's scope (not
+ * periodic workers: those of one started tree share a single timer and hold
+ * no fiber while idle, and the ticks that fall due together run one after
+ * another in a shared fiber, a tick that suspends keeping it to itself),
  * restarts it according to its policy (with backoff and restart intensity),
  * nests (a crew is itself a worker, so a subtree restarts together), lets
  * running workers manage child workers (`Children`), shuts down in reverse

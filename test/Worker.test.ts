@@ -5,6 +5,10 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
@@ -368,6 +372,160 @@ describe("Worker.periodic startup", () => {
         "startup@1000"
       ])
       expect(yield* statusOf(handle, "app/slow")).toMatchObject({ state: "stopped", runs: 0, failures: 0 })
+    })
+  )
+})
+
+describe("ticks due together", () => {
+  /** `count` workers `app/w0`, `app/w1`, … on a 1 s interval, each running `tick`. */
+  const herd = <E, R>(count: number, tick: (i: number) => Effect.Effect<unknown, E, R>) =>
+    Crew.make(
+      "app",
+      Array.from({ length: count }, (_, i) => Worker.periodic(`w${i}`, { schedule: "1 second" }, tick(i)))
+    )
+
+  it.scoped("share a few fibers, each tick with its own worker's services and log annotation", () =>
+    Effect.gen(function* () {
+      const seen = yield* Ref.make<Array<{ run: string; annotated: unknown; fiber: string }>>([])
+      yield* Crew.start(
+        herd(50, () =>
+          Effect.gen(function* () {
+            const run = yield* Worker.CurrentRun
+            const annotations = yield* Effect.logAnnotations
+            const fiber = yield* Effect.fiberId
+            yield* Ref.update(seen, (xs) => [
+              ...xs,
+              {
+                run: run.name,
+                annotated: Option.getOrUndefined(HashMap.get(annotations, "worker")),
+                fiber: FiberId.threadName(fiber)
+              }
+            ])
+          })
+        )
+      )
+      yield* TestClock.adjust("1 second")
+      const rows = yield* Ref.get(seen)
+      expect(rows.map((r) => r.run).sort()).toEqual(Array.from({ length: 50 }, (_, i) => `app/w${i}`).sort())
+      for (const row of rows) expect(row.annotated).toBe(row.run)
+      // one batch fiber ran them (a fiber per tick before)
+      expect(new Set(rows.map((r) => r.fiber)).size).toBeLessThan(5)
+    })
+  )
+
+  it.scoped("a tick that suspends keeps its fiber; the ticks after it start at once", () =>
+    Effect.gen(function* () {
+      const { times, tick } = yield* recorder
+      const finished = yield* Ref.make(0)
+      yield* Crew.start(
+        herd(3, (i) =>
+          i === 0
+            ? Effect.zipRight(
+                Effect.sleep("10 seconds"),
+                Ref.update(finished, (n) => n + 1)
+              )
+            : tick
+        )
+      )
+      yield* TestClock.adjust("1 second")
+      expect(yield* Ref.get(times)).toEqual([1000, 1000])
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Ref.get(times)).toEqual([1000, 1000, 2000, 2000, 3000, 3000])
+      expect(yield* Ref.get(finished)).toBe(0)
+      yield* TestClock.adjust("8 seconds")
+      expect(yield* Ref.get(finished)).toBe(1)
+    })
+  )
+
+  it.scoped("what a tick forks is interrupted when the tick ends, as with a fiber per tick", () =>
+    Effect.gen(function* () {
+      const forked = yield* Ref.make<Array<Fiber.RuntimeFiber<never>>>([])
+      const { times, tick } = yield* recorder
+      yield* Crew.start(
+        herd(3, (i) =>
+          i === 1
+            ? Effect.flatMap(Effect.fork(Effect.never), (f) => Ref.update(forked, (xs) => [...xs, f]))
+            : // the next tick of the pass keeps the shared fiber busy
+              i === 2
+              ? Effect.sleep("1 hour")
+              : tick
+        )
+      )
+      yield* TestClock.adjust("1 second")
+      const [child] = yield* Ref.get(forked)
+      const exit = yield* Fiber.poll(child!)
+      expect(Option.isSome(exit) && Exit.isInterrupted(exit.value)).toBe(true)
+      expect(yield* Ref.get(times)).toEqual([1000])
+    })
+  )
+
+  it.scoped("a fiber ref one tick sets does not reach the next worker's tick", () =>
+    Effect.gen(function* () {
+      const ref = FiberRef.unsafeMake(0)
+      const read = yield* Ref.make<Array<number>>([])
+      yield* Crew.start(
+        herd(4, (i) =>
+          Effect.zipRight(
+            Effect.flatMap(FiberRef.get(ref), (v) => Ref.update(read, (xs) => [...xs, v])),
+            FiberRef.set(ref, i + 1)
+          )
+        )
+      )
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Ref.get(read)).toEqual([0, 0, 0, 0, 0, 0, 0, 0])
+    })
+  )
+
+  it.scoped("stopping a worker interrupts its suspended tick without touching the others", () =>
+    Effect.gen(function* () {
+      const { times, tick } = yield* recorder
+      const stopped = yield* Ref.make(false)
+      const handle = yield* Crew.start(
+        herd(2, (i) => (i === 0 ? Effect.onInterrupt(Effect.never, () => Ref.set(stopped, true)) : tick))
+      )
+      yield* TestClock.adjust("1 second")
+      yield* handle.remove("app/w0")
+      expect(yield* Ref.get(stopped)).toBe(true)
+      yield* TestClock.adjust("1 second")
+      expect(yield* Ref.get(times)).toEqual([1000, 2000])
+      expect((yield* handle.status).map((r) => r.name)).not.toContain("app/w0")
+    })
+  )
+
+  it.scopedLive(
+    "workers started together get one first tick, an interval after the last of them started",
+    () =>
+      Effect.gen(function* () {
+        const before = Date.now()
+        const handle = yield* Crew.start(herd(2000, () => Effect.void))
+        const after = Date.now()
+        const firsts = new Set(
+          (yield* handle.status).flatMap((r) => (r.kind === "periodic" ? [r.nextTickAt] : []))
+        )
+        // starting 2,000 workers takes milliseconds: one first tick each before, one for all now
+        expect(firsts.size).toBe(1)
+        const [first] = firsts
+        expect(first).toBeGreaterThanOrEqual(before + 1000)
+        expect(first).toBeLessThanOrEqual(after + 1000)
+      })
+  )
+
+  it.live("on the live clock, workers tick from a Node timer and stop with their crew", () =>
+    Effect.gen(function* () {
+      const ticks = yield* Queue.unbounded<string>()
+      const scope = yield* Scope.make()
+      yield* Crew.start(
+        Crew.make("live", [
+          Worker.periodic("a", { schedule: "5 millis" }, Queue.offer(ticks, "a")),
+          Worker.periodic("b", { schedule: "7 millis" }, Queue.offer(ticks, "b"))
+        ])
+      ).pipe(Scope.extend(scope))
+      const seen = new Set<string>()
+      for (let taken = 0; seen.size < 2 || taken < 6; taken++) seen.add(yield* Queue.take(ticks))
+      yield* Scope.close(scope, Exit.void)
+      yield* Queue.takeAll(ticks)
+      yield* Effect.sleep("50 millis")
+      expect(yield* Queue.size(ticks)).toBe(0)
     })
   )
 })

@@ -16,6 +16,7 @@ import * as Runtime from "effect/Runtime"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
 import type * as WorkerStatus from "../../WorkerStatus.js"
+import type * as Batch from "./batch.js"
 import { ChildrenHandle } from "./children.js"
 import {
   Children,
@@ -179,6 +180,21 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
     let closed = false
     let escalated = false
 
+    /**
+     * The interval workers of the start request being handled, armed when it
+     * has started them all (from one clock reading, so they share the
+     * ticker's wake-ups; each first tick comes at least an interval after
+     * its worker started).
+     */
+    let starting: Array<Batch.Later> | undefined
+    const armStarted = () => {
+      const started = starting
+      starting = undefined
+      if (started === undefined || started.length === 0) return
+      const now = ticker.now()
+      for (const run of started) run.later(now)
+    }
+
     const fullName = (name: string) => (prefix === "" ? name : `${prefix}/${name}`)
     const offer = (message: Message) => queue.unsafeOffer(message)
     const notFound = (name: string) => Effect.failSync(() => workerNotFound(fullName(name)))
@@ -244,9 +260,14 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         )
       const body = child.worker.body
       if (body._tag === "Timer") {
-        return Effect.map(Effect.runtime<never>(), (base) =>
-          body.launch(ctx, runtimeFor(base, child, handle, run), handle.close)
-        )
+        return Effect.map(Effect.runtime<never>(), (base) => {
+          registry.starting = starting
+          try {
+            return body.launch(ctx, runtimeFor(base, child, handle, run), handle.close)
+          } finally {
+            registry.starting = undefined
+          }
+        })
       }
       const program = body.run(ctx).pipe(
         Effect.ensuring(handle.close),
@@ -497,6 +518,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
             ? launch(message.child)
             : Effect.void
         case "Add":
+          starting = []
           return Effect.forEach(
             message.workers,
             (worker) => place(worker, message.context, message.replace, message.dynamic),
@@ -505,6 +527,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
             }
           ).pipe(
             Effect.exit,
+            Effect.tap(() => Effect.sync(armStarted)),
             Effect.flatMap((exit) => Deferred.done(message.reply, exit))
           )
         case "Remove": {

@@ -91,7 +91,7 @@ type Job = "tick" | "tick-step" | "step"
  * their own, started on the spot. The schedule is stepped when a tick ends,
  * so ticks never overlap; forced ticks queue behind a tick in flight.
  */
-class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item {
+class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   bucket: Ticker.Bucket | undefined = undefined
   slot = 0
   readonly refs: FiberRefs.FiberRefs
@@ -205,9 +205,9 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item {
   }
 
   /** Classify and record a finished tick; a failure is logged and handed to `onError` in a fiber of its own. */
-  private settle(exit: Exit.Exit<unknown, unknown>): TickOutcome {
+  private settle(exit: Exit.Exit<unknown, unknown>, end = this.now()): TickOutcome {
     const outcome = classify(exit, this.spec.singleton)
-    record(this.ctx.cell, outcome, this.tickStart, this.now())
+    record(this.ctx.cell, outcome, this.tickStart, end)
     if (outcome._tag === "failure" || outcome._tag === "timeout") this.report(outcome, exit)
     return outcome
   }
@@ -297,7 +297,13 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item {
       if (jitter > 0) this.arm(from)
       else this.due()
     } else if (spec.interval !== undefined) {
-      this.arm(from + spec.interval)
+      if (jitter === 0 && registry.starting !== undefined) {
+        // One of many workers started together: armed with them once they have all started (`later`).
+        registry.starting.push(this)
+        cell.nextTickAt = from + spec.interval
+      } else {
+        this.arm(from + spec.interval)
+      }
     } else {
       this.stepFrom = from
       this.exec("step", undefined)
@@ -373,12 +379,13 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item {
     const { job, reply } = this
     this.reply = undefined
     if (job === "tick") {
-      const outcome = this.settle(exit)
+      const end = this.now()
+      const outcome = this.settle(exit, end)
       if (reply !== undefined) {
         reply(outcome)
         this.ctx.registry.changed(this.ctx.cell)
-      } else if (!this.stopping) {
-        this.arm(this.now() + this.spec.interval!)
+      } else if (!this.stopping && !this.ctx.registry.batch.afterRun(this)) {
+        this.arm(end + this.spec.interval!)
       }
     } else if (Exit.isFailure(exit) && !this.stopping) {
       this.end(exit as Exit.Exit<void, unknown>)
@@ -392,6 +399,15 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item {
       this.pendingDue = false
       this.due()
     }
+  }
+
+  /**
+   * Arm the next tick of a plain interval from `now` (`Batch.Later`): the end
+   * of the batch run its tick ended in, or the end of the start request it
+   * was started in.
+   */
+  later(now: number): void {
+    if (this.result === undefined && !this.stopping) this.arm(now + this.spec.interval!)
   }
 
   interrupt(): void {

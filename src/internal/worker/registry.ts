@@ -78,8 +78,8 @@ export const node = (
 
 /**
  * State shared by every worker of one started tree: the status table, the
- * change feed, the shared ticker and its tick batch, and live-node lookup for forced ticks and
- * restarts.
+ * change feed, the shared ticker and its tick batch, and live-node lookup
+ * for forced ticks and restarts.
  */
 export interface Registry {
   readonly ticker: Ticker.Ticker
@@ -90,6 +90,13 @@ export interface Registry {
   readonly snapshot: () => ReadonlyArray<WorkerStatus.WorkerStatus>
   readonly changes: Stream.Stream<WorkerStatus.WorkerStatus>
   readonly running: (delta: number) => void
+  /**
+   * Set by a child set while it launches a worker of a start request: plain
+   * interval workers then arm their first tick when the whole request has
+   * started (`Batch.Later`), from one clock reading, so workers started
+   * together tick together.
+   */
+  starting: Array<Batch.Later> | undefined
 }
 
 /** The blank status of a worker that has not started. */
@@ -159,6 +166,7 @@ export const make = (capacity = 4096): Effect.Effect<Registry, never, Scope.Scop
       running: (delta) => {
         running += delta
         Metrics.running.unsafeUpdate(running, [])
-      }
+      },
+      starting: undefined
     }
   })
