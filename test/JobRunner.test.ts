@@ -627,11 +627,13 @@ describe("JobRunner", () => {
       Effect.gen(function* () {
         const ref = FiberRef.unsafeMake("unset")
         const seen: Array<string> = []
+        const fibers = new Set<string>()
         yield* runAll(
           30,
           Job.handlers(
             Job.handle(Task, ({ n }) =>
               Effect.gen(function* () {
+                fibers.add(FiberId.threadName(yield* Effect.fiberId))
                 seen.push(yield* FiberRef.get(ref))
                 if (n % 3 === 0) yield* FiberRef.set(ref, `set by ${n}`)
               })
@@ -639,6 +641,34 @@ describe("JobRunner", () => {
           )
         )
         expect(seen).toEqual(Array.from({ length: 30 }, () => "unset"))
+        // Setting one does not cost the attempts after it their shared fiber.
+        expect(fibers.size).toBeLessThan(10)
+      }).pipe(Effect.provide(Base))
+    )
+
+    it.scoped("with a kind's timeout, a late attempt times out and the ones after it complete", () =>
+      Effect.gen(function* () {
+        const Timed = Job.make("timed_lane", {
+          payload: Schema.Struct({ n: Schema.Number }),
+          timeout: "1 second",
+          retry: { maxAttempts: 1 }
+        })
+        const done = yield* awaitEvents(20, ["completed", "discarded"])
+        yield* JobQueue.enqueueMany(Array.from({ length: 20 }, (_, n) => JobQueue.item(Timed, { n })))
+        yield* startRunner(
+          Job.handlers(Job.handle(Timed, ({ n }) => (n === 10 ? Effect.never : Effect.void))),
+          { concurrency: 1, prefetch: 50 }
+        )
+        for (let i = 0; i < 5; i++) yield* TestClock.adjust("500 millis")
+        const events = yield* done.await
+        expect(Exit.isSuccess(events)).toBe(true)
+        const counts = yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)
+        expect(counts).toEqual(
+          expect.arrayContaining([
+            { queue: "default", state: "completed", count: 19 },
+            { queue: "default", state: "discarded", count: 1 }
+          ])
+        )
       }).pipe(Effect.provide(Base))
     )
 

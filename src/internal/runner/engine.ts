@@ -13,6 +13,7 @@ import * as Events from "../../Events.js"
 import type * as Job from "../../Job.js"
 import type * as JobStore from "../../JobStore.js"
 import * as Metrics from "../../Metrics.js"
+import { internals } from "../fiberInternals.js"
 import * as Hints from "../store/hints.js"
 import {
   defectOutcome,
@@ -89,21 +90,6 @@ interface Lane {
   current: Running | undefined
   fiber: Fiber.RuntimeFiber<void> | undefined
 }
-
-/**
- * What a lane checks after each attempt, read from the fiber's internals
- * (effect 3's `FiberRuntime` keeps its fiber refs in `_fiberRefs`, replaced
- * on every change, and its forked fibers in `_children`); the public
- * `getFiberRefs()` cannot tell, as it writes the runtime flags into the refs
- * on every call. Where either field is missing, lanes run one attempt per
- * fiber, as a fiber per attempt did.
- */
-interface FiberInternals {
-  readonly _fiberRefs: object
-  readonly _children: ReadonlySet<unknown> | null
-}
-const internals = (fiber: Fiber.RuntimeFiber<unknown, unknown>): FiberInternals | undefined =>
-  "_fiberRefs" in fiber && "_children" in fiber ? (fiber as unknown as FiberInternals) : undefined
 
 /** Health of the runner's conversation with its store. */
 export interface Health {
@@ -230,35 +216,49 @@ export const makeEngine = <R>(
      * fork, a fiber-ref copy and the garbage they leave, about half of a
      * quick job's CPU.
      *
-     * Attempts stay as isolated as on a fiber of their own: the lane goes on
-     * only after an attempt that was not interrupted (an interrupt is only
-     * ever sent for the lane's current job, whose `reason` is set first, and
-     * everything but the handler is uninterruptible, so it cannot reach the
-     * next job), that left the fiber refs as it found them (a handler's
-     * `FiberRef.set` would otherwise leak into the next attempt) and that
-     * left no forked fibers behind (they are interrupted when the lane's
-     * fiber ends, as they would be at the end of an attempt's own fiber).
+     * Attempts stay as isolated as on a fiber of their own (with effect's
+     * fiber internals, `fiberInternals.ts`; without them a lane runs one
+     * attempt): each starts from the lane's own fiber refs, what it forked
+     * is interrupted when it ends, and the lane goes on only after an
+     * attempt that was not interrupted (an interrupt is only ever sent for
+     * the lane's current job, whose `reason` is set first, and everything
+     * but the handler is uninterruptible, so it cannot reach the next job).
      */
     const runLane = (lane: Lane): Effect.Effect<void, never, R> =>
       Effect.withFiberRuntime<void, never, R>((fiber) => {
-        const annotations = fiber.getFiberRef(FiberRef.currentLogAnnotations)
         const inside = internals(fiber)
-        let refs: object | undefined
-        const annotate = Effect.suspend(() =>
-          FiberRef.set(FiberRef.currentLogAnnotations, jobAnnotations(annotations, lane.current!.job))
-        )
-        const attempt = Effect.zipRight(
-          events._tag === "None"
-            ? annotate
-            : Effect.zipRight(
-                Effect.suspend(() => publishStarted([lane.current!.job], lane.current!.startedAt)),
-                annotate
-              ),
-          Effect.suspend(() => {
-            refs = inside?._fiberRefs
-            const entry = lane.current!
-            return execute(handlers.byKind.get(entry.job.kind), entry.job, () => entry.reason)
-          })
+        // The lane's own fiber refs, put back before every attempt after the first: nothing
+        // an attempt sets (`FiberRef.set`, a provided service) reaches the next one. Not over
+        // an interrupt that arrived meanwhile (it lives in the refs): that attempt is then
+        // interrupted at once, and the lane ends after it.
+        const refs = fiber.getFiberRefs()
+        const annotations = fiber.getFiberRef(FiberRef.currentLogAnnotations)
+        let fresh = true
+        const annotate = Effect.suspend(() => {
+          if (!fresh && !inside!.isInterrupted()) inside!.setFiberRefs(refs)
+          fresh = false
+          return FiberRef.set(FiberRef.currentLogAnnotations, jobAnnotations(annotations, lane.current!.job))
+        })
+        const run = Effect.suspend(() => {
+          const entry = lane.current!
+          return execute(handlers.byKind.get(entry.job.kind), entry.job, () => entry.reason)
+        })
+        // What an attempt forked and left running is interrupted as it ends, as when a fiber
+        // of its own would have ended.
+        const attempt = Effect.flatMap(
+          Effect.zipRight(
+            events._tag === "None"
+              ? annotate
+              : Effect.zipRight(
+                  Effect.suspend(() => publishStarted([lane.current!.job], lane.current!.startedAt)),
+                  annotate
+                ),
+            run
+          ),
+          (outcome) => {
+            const children = inside?.interruptAllChildren() ?? null
+            return children === null ? Effect.succeed(outcome) : Effect.as(children, outcome)
+          }
         )
         return Effect.whileLoop({
           while: () => lane.current !== undefined,
@@ -273,8 +273,7 @@ export const makeEngine = <R>(
               !closed &&
               entry.reason === undefined &&
               inside !== undefined &&
-              inside._fiberRefs === refs &&
-              (inside._children === null || inside._children.size === 0)
+              !inside.isInterrupted()
             ) {
               const next = takeStartable(Math.min(1, capacity - running.size), now)[0]
               if (next !== undefined) lane.current = enter(next, now, lane)

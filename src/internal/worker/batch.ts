@@ -4,6 +4,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as FiberRefs from "effect/FiberRefs"
 import * as Runtime from "effect/Runtime"
+import { internals } from "../fiberInternals.js"
 import type * as Ticker from "./ticker.js"
 
 /**
@@ -51,28 +52,6 @@ export interface Batch {
 /** Work left for the end of a batch run. */
 export interface Later {
   later(now: number): void
-}
-
-/**
- * What a batch fiber needs of the fiber it runs in, beyond the public
- * `RuntimeFiber` interface: the `FiberRuntime` methods that replace its fiber
- * refs, tell whether it was interrupted, and interrupt its children (what
- * `FiberRuntime` does itself when a fiber ends). Without them (another
- * Effect version), each tick gets a fiber of its own.
- */
-interface Internals {
-  setFiberRefs(fiberRefs: FiberRefs.FiberRefs): void
-  isInterrupted(): boolean
-  interruptAllChildren(): Effect.Effect<unknown> | null
-}
-
-const internals = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Internals | undefined => {
-  const f = fiber as unknown as Partial<Internals>
-  return typeof f.setFiberRefs === "function" &&
-    typeof f.isInterrupted === "function" &&
-    typeof f.interruptAllChildren === "function"
-    ? (f as Internals)
-    : undefined
 }
 
 /** The shared state of one batch fiber and the pass that started it. */

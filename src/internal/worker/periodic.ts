@@ -14,6 +14,7 @@ import type * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
 import * as Lock from "../../Lock.js"
+import { nativeTracer } from "../tracing.js"
 import type * as Batch from "./batch.js"
 import type { Mailbox, Run, RunContext, TickOutcome } from "./core.js"
 import * as Metrics from "./metrics.js"
@@ -48,9 +49,6 @@ const gated: TickOutcome = { _tag: "skipped", reason: "shouldRun returned false"
 const locked: TickOutcome = { _tag: "skipped", reason: "another replica holds the singleton lock" }
 const stopped: TickOutcome = { _tag: "skipped", reason: "the worker stopped before the tick could run" }
 const notRunning: TickOutcome = { _tag: "skipped", reason: "the worker is not running" }
-
-/** The tracer of a runtime with no tracer layer: its spans reach no exporter. */
-const nativeTracer = Effect.runSync(Effect.tracer)
 
 /** Ask the periodic run behind `box` for one tick now; it runs after a tick in flight. */
 export const force = (box: Mailbox): Effect.Effect<TickOutcome> =>
