@@ -94,20 +94,17 @@ export const unsafeEnqueuedBatch = (
   inputs: ReadonlyArray<{ readonly kind: string }>,
   results: ReadonlyArray<{ readonly deduped: boolean }>
 ): void => {
-  let kind = inputs[0]?.kind
-  let deduped = results[0]?.deduped
-  let n = 0
-  for (let i = 0; i <= inputs.length; i++) {
-    const k = inputs[i]?.kind
-    const d = results[i]?.deduped
-    if (i < inputs.length && k === kind && d === deduped) {
-      n++
+  // One update per run of equal (kind, deduped): a bulk enqueue is usually one run.
+  let start = 0
+  for (let i = 1; i <= inputs.length; i++) {
+    if (
+      i < inputs.length &&
+      inputs[i]!.kind === inputs[start]!.kind &&
+      results[i]!.deduped === results[start]!.deduped
+    )
       continue
-    }
-    if (n > 0) jobsEnqueued.unsafeUpdate(n, kindDeduped(kind!, String(deduped)))
-    kind = k
-    deduped = d
-    n = 1
+    jobsEnqueued.unsafeUpdate(i - start, kindDeduped(inputs[start]!.kind, String(results[start]!.deduped)))
+    start = i
   }
 }
 

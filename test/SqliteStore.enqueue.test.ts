@@ -12,15 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as JobStore from "../src/JobStore.js"
 import * as SqliteStore from "../src/SqliteStore.js"
-
-const job = (overrides: Partial<JobStore.EnqueueInput> = {}): JobStore.EnqueueInput => ({
-  kind: "k",
-  queue: "q",
-  payload: { n: 1 },
-  priority: 0,
-  maxAttempts: 3,
-  ...overrides
-})
+import { input as job } from "./store/helpers.js"
 
 const store = SqliteStore.layer({ filename: ":memory:" })
 
