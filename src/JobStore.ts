@@ -18,6 +18,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
+import type * as FlowControl from "./FlowControl.js"
 
 /**
  * The states a job moves through.
@@ -94,6 +95,15 @@ export interface JobRecord {
    */
   readonly fence: number
   readonly dedupeKey: string | null
+  /** Partition key (a tenant, an account): claims are fair across keys and `perPartition` limits count per key. */
+  readonly partition: string | null
+  /**
+   * Why a job that has not started is held back (see `FlowControl.Waiting`);
+   * `null` when it is only waiting its turn, or not waiting. Set by
+   * `JobQueue.get`/`list` and the admin API; the store's own reads leave it
+   * out.
+   */
+  readonly waiting?: FlowControl.Waiting | null | undefined
   /** Set by `cancel` on a running job; the runner interrupts it. */
   readonly cancelRequested: boolean
   readonly errors: ReadonlyArray<AttemptError>
@@ -119,6 +129,8 @@ export interface EnqueueInput {
   /** Run after this many ms from the store's now. Default 0. */
   readonly delayMs?: number | undefined
   readonly dedupeKey?: string | undefined
+  /** Partition key, already checked with `FlowControl.partitionProblem`. */
+  readonly partition?: string | undefined
   readonly traceId?: string | undefined
   readonly spanId?: string | undefined
 }
@@ -388,6 +400,63 @@ export type Wakeup =
   | { readonly _tag: "changed" }
 
 /**
+ * Running jobs of one queue, kind and partition key.
+ *
+ * @since 0.2.0
+ */
+export interface RunningGroup {
+  readonly queue: string
+  readonly kind: string
+  readonly partition: string | null
+  readonly running: number
+}
+
+/**
+ * Due jobs (`available`, or `scheduled`/`retryable` whose run-at has passed)
+ * of one queue, kind and partition key.
+ *
+ * @since 0.2.0
+ */
+export interface DueGroup {
+  readonly queue: string
+  readonly kind: string
+  readonly partition: string | null
+  readonly due: number
+}
+
+/**
+ * Starts counted against a rate limit in its current window: per rule, and
+ * per partition key for a rule whose rate is counted `by: "partition"`
+ * (`partition` is `null` otherwise).
+ *
+ * @since 0.2.0
+ */
+export interface RateUsage {
+  readonly scope: "kind" | "queue"
+  readonly name: string
+  readonly partition: string | null
+  readonly starts: number
+}
+
+/**
+ * What flow control looks at, read in one consistent step: the rules, the
+ * paused queues, the running jobs grouped by queue, kind and partition key,
+ * the rate limits' usage and, when asked, the due jobs grouped the same way.
+ *
+ * @since 0.2.0
+ */
+export interface FlowState {
+  /** Store clock, epoch ms. */
+  readonly now: number
+  readonly rules: ReadonlyArray<FlowControl.Rule>
+  readonly paused: ReadonlyArray<string>
+  readonly running: ReadonlyArray<RunningGroup>
+  readonly rate: ReadonlyArray<RateUsage>
+  /** Empty unless `flowState({ due: true })`. */
+  readonly due: ReadonlyArray<DueGroup>
+}
+
+/**
  * A store operation failed (database unreachable, constraint error, …).
  *
  * @since 0.1.0
@@ -416,7 +485,19 @@ export interface Service {
   /**
    * Claim up to `limit` due jobs (`available`, or `scheduled`/`retryable`
    * whose run-at has passed) of the given queues and kinds, skipping paused
-   * queues, in order of priority, run-at, id. Each claimed job becomes
+   * queues, in order of priority, run-at, id.
+   *
+   * Flow control: the rules stored by `declareLimits` for the jobs' queues
+   * and kinds hold for every claim on every node. A claim never leaves more
+   * than `global` jobs of a rule's scope running, more than `perPartition`
+   * of one partition key, or more than `rateLimit` starts of the scope (or
+   * partition key) within any `rateWindowMs`; a job held back stays as it
+   * was (not claimed, no attempt counted). In a queue whose due jobs carry
+   * partition keys, a claim serves the keys with due work in turn (jobs
+   * without a key count as one more key), starting after the key this
+   * store instance served last in that queue, so a key with a large backlog
+   * does not delay the others; within a key, priority, run-at and id order
+   * hold. Each claimed job becomes
    * `running` with a lease of `leaseMs` (clamped to `maxLeaseMs`), its
    * `attempt` and `fence` incremented (an attempt at `maxCounter` stays
    * there). A due job whose fence is at `maxCounter` is ended `discarded`
@@ -462,6 +543,15 @@ export interface Service {
   readonly enqueueCronSlot: (input: CronSlotInput) => Effect.Effect<EnqueueResult | undefined, JobStoreError>
   /** The latest slot recorded for a cron name (epoch ms). */
   readonly lastCronSlot: (name: string) => Effect.Effect<number | undefined, JobStoreError>
+  /**
+   * Store the limits of kinds and queues, one rule per scope and name: each
+   * replaces what was stored for its scope and name, and a rule with no
+   * limit (`FlowControl.isEmpty`) removes it. Takes effect at the next
+   * claim on every node.
+   */
+  readonly declareLimits: (rules: ReadonlyArray<FlowControl.Rule>) => Effect.Effect<void, JobStoreError>
+  /** What flow control looks at now (see `FlowState`); due groups only when `due` is true. */
+  readonly flowState: (options: { readonly due: boolean }) => Effect.Effect<FlowState, JobStoreError>
   /** Current time on the store's clock (epoch ms). */
   readonly now: Effect.Effect<number, JobStoreError>
   /** Succeeds when the store is reachable. */

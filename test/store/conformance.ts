@@ -16,6 +16,7 @@ import { claimSuite } from "./suite/claim.js"
 import { cancelSuite, retrySuite } from "./suite/control.js"
 import { cronSuite, wakeupSuite } from "./suite/cron.js"
 import { dedupeSuite } from "./suite/dedupe.js"
+import { flowSuite } from "./suite/flow.js"
 import { enqueueSuite } from "./suite/enqueue.js"
 import { idSuite, rescueMessageSuite } from "./suite/ids.js"
 import { countsSuite, listSuite, pruneSuite } from "./suite/inspect.js"
@@ -44,5 +45,6 @@ export const conformance = (engine: string, harness: Harness): void => {
     cronSuite(test)
     wakeupSuite(test)
     idSuite(test)
+    flowSuite(test)
   })
 }

@@ -1,0 +1,154 @@
+/**
+ * Flow control logic every engine shares: which rules hold for a job, how
+ * much room they leave, and why a job waits. The memory and SQLite engines
+ * claim through `Budget`; PostgreSQL does the same arithmetic in SQL; every
+ * engine's `flowState` feeds `waitingOf`.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type * as FlowControl from "../../FlowControl.js"
+import type * as JobStore from "../../JobStore.js"
+
+type Scope = "kind" | "queue"
+
+const scopeKey = (scope: Scope, name: string) => `${scope}\u0001${name}`
+const partitionKey = (scope: Scope, name: string, partition: string | null) =>
+  `${scope}\u0001${name}\u0001${partition ?? ""}`
+
+/** Rules by scope and name. */
+export class Rules {
+  private readonly byScope = new Map<string, FlowControl.Rule>()
+  constructor(rules: ReadonlyArray<FlowControl.Rule>) {
+    for (const rule of rules) this.byScope.set(scopeKey(rule.scope, rule.name), rule)
+  }
+  get size(): number {
+    return this.byScope.size
+  }
+  get(scope: Scope, name: string): FlowControl.Rule | undefined {
+    return this.byScope.get(scopeKey(scope, name))
+  }
+  /** The rules that hold for a job of this queue and kind: the queue's, then the kind's. */
+  forJob(queue: string, kind: string): ReadonlyArray<FlowControl.Rule> {
+    const q = this.get("queue", queue)
+    const k = this.get("kind", kind)
+    return q === undefined ? (k === undefined ? none : [k]) : k === undefined ? [q] : [q, k]
+  }
+  /** Whether any rule holds for some of these queues or kinds. */
+  touches(queues: ReadonlyArray<string>, kinds: ReadonlyArray<string>): boolean {
+    if (this.byScope.size === 0) return false
+    return queues.some((q) => this.get("queue", q) !== undefined) || kinds.some((k) => this.get("kind", k) !== undefined)
+  }
+}
+
+const none: ReadonlyArray<FlowControl.Rule> = []
+
+/** The name a rule counts a job under: its queue or its kind. */
+const nameFor = (rule: FlowControl.Rule, queue: string, kind: string) => (rule.scope === "queue" ? queue : kind)
+
+/** The partition a rate limit counts a start under (`null`: the whole scope). */
+export const ratePartition = (rule: FlowControl.Rule, partition: string | null): string | null =>
+  rule.rateByPartition ? partition : null
+
+/**
+ * Room left under a set of rules, given what runs and what started in each
+ * rate window; `take` counts one more start. One claim builds one budget
+ * from a consistent view and admits jobs through it in claim order.
+ */
+export class Budget {
+  private readonly running = new Map<string, number>()
+  private readonly rate = new Map<string, number>()
+  constructor(
+    readonly rules: Rules,
+    running: ReadonlyArray<JobStore.RunningGroup>,
+    rate: ReadonlyArray<JobStore.RateUsage>
+  ) {
+    for (const group of running) this.addRunning(group.queue, group.kind, group.partition, group.running)
+    for (const usage of rate) {
+      const key = partitionKey(usage.scope, usage.name, usage.partition)
+      this.rate.set(key, (this.rate.get(key) ?? 0) + usage.starts)
+    }
+  }
+
+  private addRunning(queue: string, kind: string, partition: string | null, n: number): void {
+    for (const rule of this.rules.forJob(queue, kind)) {
+      const name = nameFor(rule, queue, kind)
+      const whole = scopeKey(rule.scope, name)
+      this.running.set(whole, (this.running.get(whole) ?? 0) + n)
+      if (partition !== null) {
+        const part = partitionKey(rule.scope, name, partition)
+        this.running.set(part, (this.running.get(part) ?? 0) + n)
+      }
+    }
+  }
+
+  /** Why one more job of this queue, kind and partition cannot start now, or `null` when it can. */
+  blocked(queue: string, kind: string, partition: string | null): FlowControl.Waiting | null {
+    const rules = this.rules.forJob(queue, kind)
+    for (const rule of rules) {
+      if (rule.perPartition === null || partition === null) continue
+      const running = this.running.get(partitionKey(rule.scope, nameFor(rule, queue, kind), partition)) ?? 0
+      if (running >= rule.perPartition) return "partition at limit"
+    }
+    for (const rule of rules) {
+      if (rule.global === null) continue
+      if ((this.running.get(scopeKey(rule.scope, nameFor(rule, queue, kind))) ?? 0) >= rule.global)
+        return "global limit"
+    }
+    for (const rule of rules) {
+      if (rule.rateLimit === null) continue
+      const key = partitionKey(rule.scope, nameFor(rule, queue, kind), ratePartition(rule, partition))
+      if ((this.rate.get(key) ?? 0) >= rule.rateLimit) return "rate limited"
+    }
+    return null
+  }
+
+  /** Count one start of this queue, kind and partition against every rule that holds for it. */
+  take(queue: string, kind: string, partition: string | null): void {
+    this.addRunning(queue, kind, partition, 1)
+    for (const rule of this.rules.forJob(queue, kind)) {
+      if (rule.rateLimit === null) continue
+      const key = partitionKey(rule.scope, nameFor(rule, queue, kind), ratePartition(rule, partition))
+      this.rate.set(key, (this.rate.get(key) ?? 0) + 1)
+    }
+  }
+}
+
+const dueStates: ReadonlySet<JobStore.JobState> = new Set(["available", "scheduled", "retryable"])
+
+/**
+ * Why a job waits (see `FlowControl.Waiting`), given the flow state read
+ * with it: `null` for a job that is due and free to start, or that is not
+ * waiting at all (running or final).
+ */
+export const waitingOf = (
+  job: JobStore.JobRecord,
+  state: { readonly now: number; readonly paused: ReadonlySet<string>; readonly budget: Budget }
+): FlowControl.Waiting | null => {
+  if (!dueStates.has(job.state)) return null
+  if (job.runAt > state.now) return "scheduled"
+  if (state.paused.has(job.queue)) return "queue paused"
+  return state.budget.blocked(job.queue, job.kind, job.partition)
+}
+
+/** The budget and paused set of a flow state, for `waitingOf`. */
+export const viewOf = (state: JobStore.FlowState) => ({
+  now: state.now,
+  paused: new Set(state.paused),
+  budget: new Budget(new Rules(state.rules), state.running, state.rate)
+})
+
+/**
+ * Jobs with `waiting` set from the store's flow state, which is read only
+ * when one of them has not started.
+ */
+export const withWaiting = (
+  store: JobStore.Service,
+  jobs: ReadonlyArray<JobStore.JobRecord>
+): Effect.Effect<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError> =>
+  jobs.some((job) => dueStates.has(job.state))
+    ? Effect.map(store.flowState({ due: false }), (state) => {
+        const view = viewOf(state)
+        return jobs.map((job) => ({ ...job, waiting: waitingOf(job, view) }))
+      })
+    : Effect.succeed(jobs.map((job) => ({ ...job, waiting: null })))
