@@ -12,6 +12,7 @@ import * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as FlowControl from "./FlowControl.js"
 import { isValidName } from "./internal/input.js"
 
 /**
@@ -54,6 +55,10 @@ export interface Kind<out Name extends string, in out A, in out I = A, out R = n
   readonly timeout: Duration.Duration | undefined
   readonly queue: string
   readonly priority: number
+  /** Derives a job's partition key from its payload when the enqueue gives none. @since 0.2.0 */
+  readonly partition: ((payload: A) => string) | undefined
+  /** Flow control limits of this kind, across every node. @since 0.2.0 */
+  readonly limits: FlowControl.Limits | undefined
 }
 
 /** Any job kind. @since 0.1.0 */
@@ -72,6 +77,17 @@ export interface KindOptions<A, I, R> {
   readonly queue?: string | undefined
   /** Default priority (lower runs first). Default 0. */
   readonly priority?: number | undefined
+  /**
+   * The partition key of a job (a tenant or account id), derived from its
+   * payload when the enqueue gives none: claims serve keys in turn, and
+   * `concurrency.perPartition` and `rateLimit` with `by: "partition"` count
+   * per key. Must return 1 to 1,000 characters of text.
+   */
+  readonly partition?: ((payload: A) => string) | undefined
+  /** Jobs of this kind running at once across every node: in all (`global`) and per partition key. */
+  readonly concurrency?: FlowControl.Concurrency | undefined
+  /** Starts of this kind per window, across every node: in all or per partition key. */
+  readonly rateLimit?: FlowControl.RateLimit | undefined
 }
 
 /**
@@ -99,10 +115,20 @@ export const make = <const Name extends string, A, I, R = never>(
     retry: { ...defaultRetry, ...options.retry },
     timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
     queue: options.queue ?? "default",
-    priority: options.priority ?? 0
+    priority: options.priority ?? 0,
+    partition: options.partition,
+    limits:
+      options.concurrency === undefined && options.rateLimit === undefined
+        ? undefined
+        : { concurrency: options.concurrency, rateLimit: options.rateLimit }
   }
   const problem = kindProblem(kind)
   if (problem !== undefined) throw new InvalidJobKind({ kind: name, message: `Job.make: ${problem}` })
+  if (kind.limits !== undefined) {
+    const bad = FlowControl.limitsProblem(kind.limits)
+    if (bad !== undefined)
+      throw new FlowControl.InvalidLimits({ scope: `kind ${name}`, message: `Job.make("${name}"): ${bad}` })
+  }
   return kind
 }
 
@@ -119,6 +145,8 @@ const kindProblem = (kind: Kind<string, any, any, any>): string | undefined => {
     return `retry.maxAttempts must be an integer from 1 to 1000000, got ${kind.retry.maxAttempts}`
   if (kind.timeout !== undefined && !(Duration.toMillis(kind.timeout) > 0))
     return `timeout must be a positive duration, got ${Duration.format(kind.timeout)}`
+  if (kind.partition !== undefined && typeof kind.partition !== "function")
+    return "partition must be a function from the payload to a key"
   return undefined
 }
 
@@ -188,6 +216,8 @@ export interface Context {
   readonly attempt: number
   readonly maxAttempts: number
   readonly priority: number
+  /** The job's partition key, if it has one. */
+  readonly partition: string | null
   readonly createdAt: number
   readonly errors: ReadonlyArray<{
     readonly attempt: number

@@ -17,6 +17,8 @@ import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Events from "./Events.js"
+import * as FlowControl from "./FlowControl.js"
+import * as Flow from "./internal/store/flow.js"
 import { formatParseError, guardDepth, isStorableText, isValidName as validName } from "./internal/input.js"
 import { withSpanIfTraced } from "./internal/tracing.js"
 import type * as Job from "./Job.js"
@@ -45,6 +47,12 @@ export interface EnqueueOptions {
    * running or retryable, a new enqueue is folded into it.
    */
   readonly dedupeKey?: string | undefined
+  /**
+   * Partition key (a tenant or account id, 1 to 1,000 characters): claims
+   * serve keys in turn, and per-partition limits count per key. Default:
+   * what the kind's `partition` derives from the payload, else none.
+   */
+  readonly partition?: string | undefined
 }
 
 /**
@@ -316,6 +324,7 @@ const inputOf = (
   encoded: unknown,
   resolved: Exclude<ReturnType<typeof resolveOptions>, string>,
   options: EnqueueOptions,
+  partition: string | undefined,
   trace: Option.Option<{ traceId: string; spanId: string }>
 ): JobStore.EnqueueInput | InvalidPayload => {
   const unsafe = jsonProblem(encoded, "payload", 0)
@@ -330,9 +339,36 @@ const inputOf = (
     ...resolved,
     payload: encoded,
     dedupeKey: options.dedupeKey,
+    partition,
     traceId: Option.getOrUndefined(Option.map(trace, (t) => t.traceId)),
     spanId: Option.getOrUndefined(Option.map(trace, (t) => t.spanId))
   }
+}
+
+/** The job's partition key: the option, else the kind's derivation, checked; or why it cannot be one. */
+const partitionOf = <A, I, R>(
+  kind: Job.Kind<string, A, I, R>,
+  payload: A,
+  options: EnqueueOptions
+): string | undefined | InvalidOptions => {
+  let partition: unknown = options.partition
+  let source: string | undefined
+  if (partition === undefined && kind.partition !== undefined) {
+    source = `the partition that kind ${kind.name} derives from the payload`
+    try {
+      partition = kind.partition(payload)
+    } catch (e) {
+      return new InvalidOptions({
+        kind: kind.name,
+        message: `kind ${kind.name} could not derive a partition from the payload: ${e instanceof Error ? e.message : String(e)}`
+      })
+    }
+  }
+  if (partition === undefined) return undefined
+  const problem = FlowControl.partitionProblem(partition)
+  return problem === undefined
+    ? (partition as string)
+    : new InvalidOptions({ kind: kind.name, message: source === undefined ? problem : `${source}: ${problem}` })
 }
 
 /**
@@ -353,15 +389,17 @@ const inputAt = <A, I, R>(
   | Effect.Effect<JobStore.EnqueueInput, InvalidPayload, R> => {
   const resolved = resolveOptions(kind, options, now)
   if (typeof resolved === "string") return new InvalidOptions({ kind: kind.name, message: resolved })
+  const partition = partitionOf(kind, payload, options)
+  if (partition instanceof InvalidOptions) return partition
   const encoded = encodePayload(kind, payload)
   if (encoded instanceof InvalidPayload) return encoded
   if (Effect.isEffect(encoded)) {
     return Effect.flatMap(encoded, (value) => {
-      const input = inputOf(kind, value, resolved, options, trace)
+      const input = inputOf(kind, value, resolved, options, partition, trace)
       return input instanceof InvalidPayload ? Effect.fail(input) : Effect.succeed(input)
     })
   }
-  return inputOf(kind, encoded, resolved, options, trace)
+  return inputOf(kind, encoded, resolved, options, partition, trace)
 }
 
 /**
@@ -507,10 +545,19 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
         return result!
       }).pipe(withSpanIfTraced("nightshift.enqueue", { attributes: { "job.kind": kind.name } })),
     enqueueMany,
-    get: (id) => Effect.map(store.get(id), Option.fromNullable),
+    get: (id) =>
+      Effect.flatMap(store.get(id), (job) =>
+        job === undefined
+          ? Effect.succeedNone
+          : Effect.map(Flow.withWaiting(store, [job]), ([withReason]) => Option.some(withReason!))
+      ),
     list: (filter = {}) => {
       const storable = storableFilter(filter)
-      return storable === undefined ? Effect.succeed({ jobs: [], nextCursor: null }) : store.list(storable)
+      return storable === undefined
+        ? Effect.succeed({ jobs: [], nextCursor: null })
+        : Effect.flatMap(store.list(storable), (page) =>
+            Effect.map(Flow.withWaiting(store, page.jobs), (jobs) => ({ jobs, nextCursor: page.nextCursor }))
+          )
     },
     counts: store.counts,
     cancel,

@@ -21,6 +21,8 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Crew from "./Crew.js"
+import * as FlowControl from "./FlowControl.js"
+import { isValidName } from "./internal/input.js"
 import type * as CronJob from "./CronJob.js"
 import { type Config, makeEngine } from "./internal/runner/engine.js"
 import {
@@ -104,6 +106,16 @@ export interface Options {
     | undefined
   /** Cron jobs to enqueue. */
   readonly cron?: ReadonlyArray<CronJob.CronJob> | undefined
+  /**
+   * Flow control limits per queue, across every node: running jobs in all
+   * and per partition key (`concurrency`), starts per window
+   * (`rateLimit`). The runner stores them, with its kinds' limits, before
+   * its first claim, and clears the stored limits of the queues and kinds
+   * it serves that declare none: every runner serving a queue should
+   * declare the same limits (the last one to start wins). See
+   * docs/flow-control.md.
+   */
+  readonly queueLimits?: Readonly<Record<string, FlowControl.Limits>> | undefined
   /** Claim only while this process is the leader. Default false. */
   readonly leaderOnly?: boolean | undefined
   /** This runner's identity in leases. Default: host, pid and a random suffix. */
@@ -194,7 +206,8 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
       pollIntervalMs: ms(options.pollInterval, 1_000),
       leaseMs,
       heartbeatIntervalMs: ms(options.heartbeatInterval, Math.floor(leaseMs / 3)),
-      shutdownTimeoutMs: ms(options.shutdownTimeout, 10_000)
+      shutdownTimeoutMs: ms(options.shutdownTimeout, 10_000),
+      flowLimited: false
     }
     const fail = (message: string) => Effect.fail(new InvalidRunnerOptions({ message }))
     if (!(concurrency >= 1 && Number.isInteger(concurrency)))
@@ -220,6 +233,29 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
     }
     if (!(config.pollIntervalMs > 0)) yield* fail("pollInterval must be positive")
     if (config.queues.length === 0) yield* fail("queues must name at least one queue")
+    const queueLimits = options.queueLimits ?? {}
+    for (const [queue, limits] of Object.entries(queueLimits)) {
+      if (!isValidName(queue)) yield* fail(`queueLimits: invalid queue name ${JSON.stringify(queue)}`)
+      const problem = FlowControl.limitsProblem(limits)
+      if (problem !== undefined) yield* fail(`queueLimits.${queue}: ${problem}`)
+    }
+    const rules = [
+      ...Array.from(handlers.byKind.values(), (h) => FlowControl.toRule("kind", h.kind.name, h.kind.limits)),
+      ...Array.from(new Set([...config.queues, ...Object.keys(queueLimits)]), (queue) =>
+        FlowControl.toRule("queue", queue, queueLimits[queue])
+      )
+    ]
+    const limited = rules.filter((rule) => !FlowControl.isEmpty(rule))
+    // A rate limit's window frees places with time, not with a settle: look that often.
+    const windows = limited.flatMap((rule) => (rule.rateWindowMs === null ? [] : [rule.rateWindowMs]))
+    const flow = {
+      rules,
+      flowLimited: limited.length > 0,
+      pollIntervalMs:
+        windows.length === 0
+          ? config.pollIntervalMs
+          : Math.min(config.pollIntervalMs, Math.max(10, Math.min(...windows) / 4))
+    }
     const retention: Retention = {
       completedMs: ms(options.retention?.completed, 86_400_000),
       discardedMs: ms(options.retention?.discarded, 7 * 86_400_000),
@@ -229,7 +265,13 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
     const settleBatchSize = options.settleBatchSize ?? 500
     if (!(settleBatchSize >= 1 && Number.isInteger(settleBatchSize)))
       yield* fail("settleBatchSize must be an integer >= 1")
-    return { config, retention, maxConcurrency: concurrency, settleBatchSize }
+    return {
+      config: { ...config, flowLimited: flow.flowLimited, pollIntervalMs: flow.pollIntervalMs },
+      rules: flow.rules,
+      retention,
+      maxConcurrency: concurrency,
+      settleBatchSize
+    }
   })
 
 const leaderOf = Effect.map(Effect.serviceOption(Leader.Leader), (leader) =>
@@ -253,7 +295,7 @@ export const make = <R>(
   JobStore.JobStore | R | Scope.Scope
 > =>
   Effect.gen(function* () {
-    const { config, maxConcurrency, retention, settleBatchSize } = yield* resolve(handlers, options)
+    const { config, maxConcurrency, retention, rules, settleBatchSize } = yield* resolve(handlers, options)
     const store = yield* JobStore.JobStore
     const leader = yield* leaderOf
     const settler = yield* makeSettler(store, settleBatchSize)
@@ -266,9 +308,16 @@ export const make = <R>(
     const logged = <A>(what: string, effect: Effect.Effect<A, JobStore.JobStoreError>) =>
       Effect.tapError(effect, (e) => Effect.logWarning(`nightshift: ${what} failed`, e))
 
+    // Limits are stored before the first claim, so no claim runs under an older deploy's.
+    const declare = store.declareLimits(rules).pipe(
+      Effect.tapError((e) => Effect.logWarning("nightshift: storing flow control limits failed; retrying", e)),
+      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+      Effect.orDie // the schedule above never ends
+    )
+    const claimLoop = Effect.zipRight(declare, engine.fetchLoop)
     const fetch = options.leaderOnly
-      ? Leader.whileLeader(engine.fetchLoop).pipe(Effect.provideService(Leader.Leader, leader))
-      : engine.fetchLoop
+      ? Leader.whileLeader(claimLoop).pipe(Effect.provideService(Leader.Leader, leader))
+      : claimLoop
     const fetcher: Effect.Effect<unknown> = Effect.ensuring(provide(fetch), engine.drain)
 
     const samplePass = makeSampler(store, config.queues)

@@ -49,6 +49,8 @@ export const make: Effect.Effect<JobStore.Service> = Effect.gen(function* () {
     pause: (queue) => Effect.sync(() => engine.pause(queue)),
     resume: (queue) => step(() => engine.resume(queue)),
     paused: Effect.sync(() => engine.paused()),
+    declareLimits: (rules) => Effect.sync(() => engine.declareLimits(rules)),
+    flowState: (options) => step((now) => engine.flowState(now, options)),
     enqueueCronSlot: (input) => step((now) => engine.enqueueCronSlot(now, input)),
     lastCronSlot: (name) => Effect.sync(() => engine.lastCronSlot(name)),
     now: Effect.clockWith((clock) => clock.currentTimeMillis),

@@ -233,6 +233,7 @@ export const perform = <A, R>(
       leaseExpiresAt: null,
       fence: 1,
       dedupeKey: null,
+      partition: input.partition ?? null,
       cancelRequested: false,
       errors: [],
       traceId: null,

@@ -21,6 +21,9 @@ export * as CronJob from "./CronJob.js"
 /** @since 0.1.0 */
 export * as Events from "./Events.js"
 
+/** @since 0.2.0 */
+export * as FlowControl from "./FlowControl.js"
+
 /** @since 0.1.0 */
 export * as Job from "./Job.js"
 

@@ -5,8 +5,10 @@
  *
  * @internal
  */
+import * as FlowControl from "../../FlowControl.js"
 import type * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
+import * as Flow from "../store/flow.js"
 import {
   claimableFence,
   fenceExhausted,
@@ -39,6 +41,13 @@ export class Engine {
   private readonly claimHeaps: Array<Heap<Row>> = []
   /** The latest lease end ever set: rescue looks past the lease heap only when it is beyond the bound. */
   private latestLease = Number.NEGATIVE_INFINITY
+  /** Flow control rules, by scope and name. */
+  private rules = new Flow.Rules([])
+  /** Rate-limit starts per rule (and key), oldest first. */
+  private readonly starts = new Map<
+    string,
+    { readonly scope: "kind" | "queue"; readonly name: string; readonly partition: string | null; at: Array<number> }
+  >()
   /** Hints are collected only while someone listens. */
   listening: () => boolean = () => false
 
@@ -62,37 +71,175 @@ export class Engine {
   claim(now: number, request: JobStore.ClaimRequest): Array<JobStore.JobRecord> {
     if (request.limit <= 0) return []
     this.index.promote(now)
+    const claim: Claim = {
+      now,
+      request,
+      leaseEnd: now + storableLease(request.leaseMs),
+      claimed: [],
+      budget: this.rules.touches(request.queues, request.kinds) ? this.budget(now) : undefined
+    }
     const heaps = this.claimHeaps
     heaps.length = 0
+    let fair = claim.budget !== undefined
     for (const queue of request.queues) {
-      if (!this.pausedQueues.has(queue)) this.index.readyHeaps(queue, request.kinds, heaps)
+      if (!fair && !this.pausedQueues.has(queue)) fair = !this.index.readyHeaps(queue, request.kinds, heaps)
     }
-    const leaseEnd = now + storableLease(request.leaseMs)
-    const claimed: Array<JobStore.JobRecord> = []
-    let picked = 0
-    while (picked < request.limit) {
-      const heap = bestHeap(heaps)
-      if (heap === undefined) break
-      const row = heap.pop()!
-      picked++
-      // As on PostgreSQL, whose integer column ends there: a fence that cannot
-      // be incremented ends the job instead of claiming it.
-      if (!claimableFence(row.fence)) {
-        this.recordError(row, now, fenceExhausted)
-        this.finish(row, now, "discarded")
+    if (!fair) {
+      // No rule holds and no queue spans partition keys: the best jobs across the queues.
+      while (claim.claimed.length < request.limit) {
+        const heap = bestHeap(heaps)
+        if (heap === undefined) break
+        this.take(claim, heap.pop()!)
+      }
+      return claim.claimed
+    }
+    for (const queue of request.queues) {
+      if (claim.claimed.length >= request.limit) break
+      if (!this.pausedQueues.has(queue)) this.claimFair(claim, queue)
+    }
+    return claim.claimed
+  }
+
+  /**
+   * Claim from one queue, serving its partition keys in turn (least recently
+   * served first), one job per key per round, each admitted by the budget.
+   */
+  private claimFair(claim: Claim, queue: string): void {
+    const partitions = this.index.partitions(queue)
+    if (partitions === undefined) return
+    const { kinds, limit } = claim.request
+    const heaps: Array<Heap<Row>> = []
+    let turn = [...partitions.keys()]
+    while (claim.claimed.length < limit && turn.length > 0) {
+      const next: Array<string | null> = []
+      for (const partition of turn) {
+        if (claim.claimed.length >= limit) break
+        const byKind = partitions.get(partition)
+        if (byKind === undefined) continue
+        heaps.length = 0
+        for (const kind of kinds) {
+          const heap = byKind.get(kind)
+          // Every job of one heap shares queue, kind and key, so one admits as all do.
+          if (heap?.clean() && claim.budget?.blocked(queue, kind, partition) == null) heaps.push(heap)
+        }
+        const heap = bestHeap(heaps)
+        if (heap === undefined) {
+          this.index.dropIfEmpty(queue, partition)
+          continue
+        }
+        this.take(claim, heap.pop()!)
+        this.index.served(queue, partition)
+        next.push(partition)
+      }
+      turn = next
+    }
+  }
+
+  /** Claim one due row (or discard it when its fence cannot grow). */
+  private take(claim: Claim, row: Row): void {
+    const { now, request } = claim
+    // As on PostgreSQL, whose integer column ends there: a fence that cannot
+    // be incremented ends the job instead of claiming it.
+    if (!claimableFence(row.fence)) {
+      this.recordError(row, now, fenceExhausted)
+      this.finish(row, now, "discarded")
+      return
+    }
+    if (claim.budget !== undefined) {
+      claim.budget.take(row.queue, row.kind, row.partition)
+      this.recordStart(now, row)
+    }
+    this.index.move(row, "running")
+    row.attempt = nextAttempt(row.attempt)
+    row.fence++
+    row.attemptedAt = now
+    row.leaseOwner = request.owner
+    row.leaseExpiresAt = claim.leaseEnd
+    this.latestLease = Math.max(this.latestLease, claim.leaseEnd)
+    this.index.place(row, now)
+    claim.claimed.push(snapshot(row))
+  }
+
+  declareLimits(rules: ReadonlyArray<FlowControl.Rule>): void {
+    const byScope = new Map(this.rules.all().map((rule) => [`${rule.scope}\u0001${rule.name}`, rule]))
+    for (const rule of rules) {
+      const key = `${rule.scope}\u0001${rule.name}`
+      if (FlowControl.isEmpty(rule)) byScope.delete(key)
+      else byScope.set(key, rule)
+    }
+    this.rules = new Flow.Rules([...byScope.values()])
+  }
+
+  flowState(now: number, options: { readonly due: boolean }): JobStore.FlowState {
+    const due = new Map<string, { queue: string; kind: string; partition: string | null; due: number }>()
+    if (options.due) {
+      this.index.promote(now)
+      this.index.forEachReady((row) => {
+        const key = groupKey(row)
+        const group = due.get(key)
+        if (group === undefined) due.set(key, { queue: row.queue, kind: row.kind, partition: row.partition, due: 1 })
+        else group.due++
+      })
+    }
+    return {
+      now,
+      rules: this.rules.all(),
+      paused: this.paused(),
+      running: this.runningGroups(now),
+      rate: this.rateUsage(now),
+      due: [...due.values()]
+    }
+  }
+
+  /** The budget of a claim at `now`. */
+  private budget(now: number): Flow.Budget {
+    return new Flow.Budget(this.rules, this.runningGroups(now), this.rateUsage(now))
+  }
+
+  /** Running jobs whose lease holds, grouped by queue, kind and key. */
+  private runningGroups(now: number): Array<JobStore.RunningGroup> {
+    const groups = new Map<string, { queue: string; kind: string; partition: string | null; running: number }>()
+    for (const row of this.index.runningRows) {
+      if (!(row.leaseExpiresAt !== null && row.leaseExpiresAt > now)) continue
+      const key = groupKey(row)
+      const group = groups.get(key)
+      if (group === undefined)
+        groups.set(key, { queue: row.queue, kind: row.kind, partition: row.partition, running: 1 })
+      else group.running++
+    }
+    return [...groups.values()]
+  }
+
+  /** Starts in each rate window, dropping those no window counts any more. */
+  private rateUsage(now: number): Array<JobStore.RateUsage> {
+    const usage: Array<JobStore.RateUsage> = []
+    for (const [key, entry] of this.starts) {
+      const rule = this.rules.get(entry.scope, entry.name)
+      if (rule === undefined || rule.rateLimit === null || rule.rateWindowMs === null) {
+        this.starts.delete(key)
         continue
       }
-      this.index.move(row, "running")
-      row.attempt = nextAttempt(row.attempt)
-      row.fence++
-      row.attemptedAt = now
-      row.leaseOwner = request.owner
-      row.leaseExpiresAt = leaseEnd
-      this.latestLease = Math.max(this.latestLease, leaseEnd)
-      this.index.place(row, now)
-      claimed.push(snapshot(row))
+      const from = now - rule.rateWindowMs
+      let drop = 0
+      while (drop < entry.at.length && !(entry.at[drop]! > from)) drop++
+      if (drop > 0) entry.at.splice(0, drop)
+      if (entry.at.length === 0) this.starts.delete(key)
+      else usage.push({ scope: entry.scope, name: entry.name, partition: entry.partition, starts: entry.at.length })
     }
-    return claimed
+    return usage
+  }
+
+  /** Record a start against every rate limit that holds for the row. */
+  private recordStart(now: number, row: Row): void {
+    for (const rule of this.rules.forJob(row.queue, row.kind)) {
+      if (rule.rateLimit === null) continue
+      const name = rule.scope === "queue" ? row.queue : row.kind
+      const partition = Flow.ratePartition(rule, row.partition)
+      const key = `${rule.scope}\u0001${name}\u0001${partition ?? ""}`
+      const entry = this.starts.get(key)
+      if (entry === undefined) this.starts.set(key, { scope: rule.scope, name, partition, at: [now] })
+      else entry.at.push(now)
+    }
   }
 
   heartbeat(
@@ -171,6 +318,7 @@ export class Engine {
     pruned += this.pruneState(now, "discarded", request.discardedMs, request.limit - pruned)
     pruned += this.pruneState(now, "cancelled", request.cancelledMs, request.limit - pruned)
     this.pruneCronSlots(now, request.completedMs)
+    this.rateUsage(now)
     this.compactOrder()
     return pruned
   }
@@ -366,6 +514,18 @@ export class Engine {
     return lo - 1
   }
 }
+
+/** One claim in progress. */
+interface Claim {
+  readonly now: number
+  readonly request: JobStore.ClaimRequest
+  readonly leaseEnd: number
+  readonly claimed: Array<JobStore.JobRecord>
+  /** Room under the flow rules; undefined when no rule holds for the request. */
+  readonly budget: Flow.Budget | undefined
+}
+
+const groupKey = (row: Row) => `${row.queue}\u0001${row.kind}\u0001${row.partition ?? ""}\u0001${row.partition === null}`
 
 /** When a final row finished: its finish time, or else its latest attempt, or else its creation. */
 const finishedAt = (row: Row): number => row.finalizedAt ?? row.attemptedAt ?? row.createdAt

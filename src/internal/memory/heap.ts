@@ -160,6 +160,12 @@ export class Heap<A extends Versioned> {
     return value
   }
 
+  /** Call `f` on every current value, in no particular order. */
+  forEachCurrent(f: (value: A) => void): void {
+    for (let i = 0; i < this.heap.length; i++) if (this.heap.isCurrent(i)) f(this.heap.values[i]!)
+    for (let i = this.runHead; i < this.run.length; i++) if (this.run.isCurrent(i)) f(this.run.values[i]!)
+  }
+
   /** Drop every slot that is no longer current, in O(n). */
   compact(): void {
     this.heap.retainCurrent(0)

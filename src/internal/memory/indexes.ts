@@ -1,6 +1,7 @@
 /**
- * The memory engine's indexes over its rows: ready heaps per (queue, kind)
- * by (priority, run-at, id), a timer heap of not-yet-due rows by run-at, a
+ * The memory engine's indexes over its rows: ready heaps per (queue,
+ * partition key, kind) by (priority, run-at, id), the partitions of a queue
+ * kept least recently served first, a timer heap of not-yet-due rows by run-at, a
  * lease heap of running rows by expiry, a finalization-ordered list per final
  * state, and counts per queue and state. Nothing is removed eagerly: a slot
  * whose row has moved on (its `seq` changed) is stale and skipped.
@@ -26,7 +27,10 @@ const emptyCounts = (): Counts => ({
 
 /** @internal */
 export class Indexes {
-  private readonly ready = new Map<string, Map<string, Heap<Row>>>()
+  /** queue → partition key (null: none) → kind → heap; a queue's keys in least-recently-served order. */
+  private readonly ready = new Map<string, Map<string | null, Map<string, Heap<Row>>>>()
+  /** Rows in state `running`. */
+  readonly runningRows = new Set<Row>()
   private readonly timers = new Heap<Row>()
   readonly leases = new Heap<Row>()
   readonly finals = {
@@ -42,8 +46,14 @@ export class Indexes {
     const counts = this.countsOf(row.queue)
     counts[row.state]--
     counts[state]++
-    if (row.state === "running") this.running--
-    if (state === "running") this.running++
+    if (row.state === "running") {
+      this.running--
+      this.runningRows.delete(row)
+    }
+    if (state === "running") {
+      this.running++
+      this.runningRows.add(row)
+    }
     row.state = state
     row.seq++
   }
@@ -56,6 +66,7 @@ export class Indexes {
   /** Forget a deleted row's count. */
   remove(row: Row): void {
     this.countsOf(row.queue)[row.state]--
+    this.runningRows.delete(row)
   }
 
   /** Index `row` under its current state and `seq`. */
@@ -71,7 +82,8 @@ export class Indexes {
         this.finals[row.state].push(row)
         break
       default:
-        if (row.runAt <= now) this.readyHeap(row.queue, row.kind).push(row.priority, row.runAt, row.num, row)
+        if (row.runAt <= now)
+          this.readyHeap(row.queue, row.partition, row.kind).push(row.priority, row.runAt, row.num, row)
         else this.timers.push(row.runAt, row.num, 0, row)
     }
   }
@@ -81,14 +93,51 @@ export class Indexes {
     while (this.timers.clean() && this.timers.topKey() <= now) this.place(this.timers.pop()!, now)
   }
 
-  /** Add to `into` the non-empty ready heaps for these queues and kinds. */
-  readyHeaps(queue: string, kinds: ReadonlyArray<string>, into: Array<Heap<Row>>): void {
-    const byKind = this.ready.get(queue)
-    if (byKind === undefined) return
-    for (const kind of kinds) {
-      const heap = byKind.get(kind)
-      if (heap !== undefined && heap.size > 0) into.push(heap)
+  /**
+   * Add to `into` the non-empty ready heaps for these queues and kinds;
+   * false (and nothing added) when the queue's ready jobs span several
+   * partition keys, which a claim must serve in turn (`partitions`).
+   */
+  readyHeaps(queue: string, kinds: ReadonlyArray<string>, into: Array<Heap<Row>>): boolean {
+    const byPartition = this.ready.get(queue)
+    if (byPartition === undefined) return true
+    if (byPartition.size > 1) return false
+    for (const byKind of byPartition.values()) {
+      for (const kind of kinds) {
+        const heap = byKind.get(kind)
+        if (heap !== undefined && heap.size > 0) into.push(heap)
+      }
     }
+    return true
+  }
+
+  /** A queue's partition keys with ready heaps, least recently served first (a live view). */
+  partitions(queue: string): Map<string | null, Map<string, Heap<Row>>> | undefined {
+    return this.ready.get(queue)
+  }
+
+  /** Mark a partition key as just served: it goes to the back of its queue's turn. */
+  served(queue: string, partition: string | null): void {
+    const byPartition = this.ready.get(queue)
+    const byKind = byPartition?.get(partition)
+    if (byPartition === undefined || byKind === undefined) return
+    byPartition.delete(partition)
+    byPartition.set(partition, byKind)
+  }
+
+  /** Forget a partition key whose heaps hold no current row. */
+  dropIfEmpty(queue: string, partition: string | null): void {
+    const byPartition = this.ready.get(queue)
+    const byKind = byPartition?.get(partition)
+    if (byPartition === undefined || byKind === undefined) return
+    for (const heap of byKind.values()) if (heap.clean()) return
+    byPartition.delete(partition)
+  }
+
+  /** Every row that is due now: ready heaps hold them (and stale slots). */
+  forEachReady(f: (row: Row) => void): void {
+    for (const byPartition of this.ready.values())
+      for (const byKind of byPartition.values()) for (const heap of byKind.values()) heap.forEachCurrent(f)
   }
 
   /** Non-zero counts per queue and state. */
@@ -109,9 +158,11 @@ export class Indexes {
     return counts
   }
 
-  private readyHeap(queue: string, kind: string): Heap<Row> {
-    let byKind = this.ready.get(queue)
-    if (byKind === undefined) this.ready.set(queue, (byKind = new Map()))
+  private readyHeap(queue: string, partition: string | null, kind: string): Heap<Row> {
+    let byPartition = this.ready.get(queue)
+    if (byPartition === undefined) this.ready.set(queue, (byPartition = new Map()))
+    let byKind = byPartition.get(partition)
+    if (byKind === undefined) byPartition.set(partition, (byKind = new Map()))
     let heap = byKind.get(kind)
     if (heap === undefined) byKind.set(kind, (heap = new Heap()))
     return heap

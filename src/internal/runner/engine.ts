@@ -43,6 +43,12 @@ export interface Config {
    */
   readonly adaptivePrefetch: boolean
   readonly pollIntervalMs: number
+  /**
+   * Flow control limits hold for some of the runner's kinds or queues: a
+   * claim that came back short may have been held back by a limit that a
+   * settle frees, so each settled batch wakes the fetcher.
+   */
+  readonly flowLimited: boolean
   readonly leaseMs: number
   readonly heartbeatIntervalMs: number
   readonly shutdownTimeoutMs: number
@@ -425,6 +431,9 @@ export const makeEngine = <R>(
       ahead = aheadTarget(startsPerMs, claimMs, config.leaseMs, config.prefetch)
     }
 
+    /** The last claim came back with fewer jobs than it asked for. */
+    let short = false
+
     /**
      * One round of the fetcher: fill free slots from the buffer, then claim
      * when there is room (free slots, plus buffer space once the buffer is
@@ -457,6 +466,7 @@ export const makeEngine = <R>(
         )
       )
       retarget(Number(clockService.unsafeCurrentTimeNanos() - sentNanos) / 1e6)
+      short = jobs.length < limit
       const now = yield* clock
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
       health = { ...health, healthy: true, lastClaimAt: now }
@@ -477,6 +487,13 @@ export const makeEngine = <R>(
           outcome === undefined ? Effect.void : settler.offer({ job, outcome, durationMs: 0 }),
           true
         )
+      })
+
+    // A short claim under flow control may have been held back by running jobs: their settles
+    // free places, so each written batch wakes the fetcher (the poll is the backstop).
+    if (config.flowLimited)
+      settler.onWritten(() => {
+        if (short) signal.unsafeOffer(true)
       })
 
     // Idle, the fetcher waits for a signal: a wake-up hint, a finished attempt, or the poll

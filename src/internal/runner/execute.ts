@@ -71,6 +71,7 @@ export const jobContext = (job: JobStore.JobRecord): Job.Context => ({
   attempt: job.attempt,
   maxAttempts: job.maxAttempts,
   priority: job.priority,
+  partition: job.partition,
   createdAt: job.createdAt,
   errors: job.errors
 })

@@ -58,6 +58,8 @@ export interface Settler {
    * again.
    */
   readonly held: () => ReadonlyArray<JobStore.Lease>
+  /** Call `f` after every batch the store took (one listener; the last set wins). */
+  readonly onWritten: (f: () => void) => void
 }
 
 /** Scheduler turns a batch waits for more outcomes before it is written. */
@@ -95,6 +97,7 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
       })
     const clock = yield* Effect.clock
     const lock = yield* Effect.makeSemaphore(1)
+    let written = () => {}
     // Offered and not yet written, by job id.
     const holding = new Map<string, JobStore.JobRecord>()
 
@@ -106,6 +109,7 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
         Effect.tap(() =>
           Effect.sync(() => {
             for (const p of batch) if (holding.get(p.job.id) === p.job) holding.delete(p.job.id)
+            written()
           })
         ),
         Effect.flatMap((results) => report(batch, results))
@@ -215,6 +219,9 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
       flush,
       run: Effect.forever(step),
       size: Effect.sync(() => queue.length),
-      held: () => Array.from(holding.values(), (job) => ({ id: job.id, fence: job.fence }))
+      held: () => Array.from(holding.values(), (job) => ({ id: job.id, fence: job.fence })),
+      onWritten: (f) => {
+        written = f
+      }
     }
   })

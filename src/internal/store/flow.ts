@@ -25,6 +25,12 @@ export class Rules {
   get size(): number {
     return this.byScope.size
   }
+  /** Every rule, by scope then name. */
+  all(): Array<FlowControl.Rule> {
+    return [...this.byScope.values()].sort((a, b) =>
+      a.scope === b.scope ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.scope < b.scope ? -1 : 1
+    )
+  }
   get(scope: Scope, name: string): FlowControl.Rule | undefined {
     return this.byScope.get(scopeKey(scope, name))
   }

@@ -1,0 +1,247 @@
+/**
+ * Flow control as a user declares it: limits on kinds and queues, partition
+ * keys on enqueue, and a runner that keeps to them. Store-level semantics on
+ * every engine are in the conformance suite (test/store/suite/flow.ts).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as Events from "nightshift/Events"
+import * as FlowControl from "nightshift/FlowControl"
+import * as Job from "nightshift/Job"
+import * as JobQueue from "nightshift/JobQueue"
+import * as JobRunner from "nightshift/JobRunner"
+import * as JobStore from "nightshift/JobStore"
+import * as MemoryStore from "nightshift/MemoryStore"
+
+const Payload = Schema.Struct({ tenant: Schema.String, n: Schema.Number })
+
+const Base = JobQueue.layer.pipe(Layer.provideMerge(MemoryStore.layer), Layer.provideMerge(Events.layer))
+
+/** Let the runner's fibers run for a while of test time. */
+const settle = Effect.gen(function* () {
+  for (let i = 0; i < 20; i++) {
+    yield* TestClock.adjust("10 millis")
+    yield* Effect.yieldNow()
+  }
+})
+
+const startRunner = <R>(handlers: Job.Handlers<R>, options: JobRunner.Options = {}) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    yield* Layer.buildWithScope(JobRunner.layer(handlers, options), scope)
+    return scope
+  })
+
+describe("FlowControl definitions", () => {
+  it("Job.make refuses limits no job can have", () => {
+    const bad: Array<Partial<Job.KindOptions<any, any, never>>> = [
+      { concurrency: { global: 0 } },
+      { concurrency: { perPartition: -1 } },
+      { concurrency: { global: Number.NaN } },
+      { concurrency: { global: 1.5 } },
+      { concurrency: {} },
+      { rateLimit: { limit: 0, per: "1 second" } },
+      { rateLimit: { limit: 10, per: "0 seconds" } },
+      { rateLimit: { limit: 10, per: "not a duration" as any } },
+      { rateLimit: { limit: 10, per: "1 second", by: "tenant" as any } }
+    ]
+    for (const options of bad) {
+      const error = (() => {
+        try {
+          Job.make("limited", { payload: Payload, ...options })
+          return undefined
+        } catch (e) {
+          return e
+        }
+      })()
+      expect(error, JSON.stringify(options)).toBeInstanceOf(FlowControl.InvalidLimits)
+      expect((error as FlowControl.InvalidLimits).message).toMatch(/Job.make\("limited"\)/)
+    }
+    const ok = Job.make("limited", {
+      payload: Payload,
+      concurrency: { global: 20, perPartition: 2 },
+      rateLimit: { limit: 100, per: "1 second", by: "partition" }
+    })
+    expect(FlowControl.toRule("kind", ok.name, ok.limits)).toEqual({
+      scope: "kind",
+      name: "limited",
+      global: 20,
+      perPartition: 2,
+      rateLimit: 100,
+      rateWindowMs: 1000,
+      rateByPartition: true
+    })
+  })
+
+  it.effect("a runner refuses invalid queue limits before it starts", () =>
+    Effect.gen(function* () {
+      const Plain = Job.make("plain", { payload: Payload })
+      const handlers = Job.handlers(Job.handle(Plain, () => Effect.void))
+      const exit = yield* Effect.exit(
+        Effect.scoped(JobRunner.make(handlers, { queueLimits: { default: { concurrency: { global: -2 } } } }))
+      )
+      expect(Exit.isFailure(exit)).toBe(true)
+      const error = Option.getOrThrow(Exit.causeOption(exit).pipe(Option.flatMap((c) => Option.fromNullable(c))))
+      expect(String(error)).toMatch(/queueLimits.default: concurrency.global must be an integer/)
+    }).pipe(Effect.provide(Base))
+  )
+})
+
+describe("partition keys on enqueue", () => {
+  const Tenant = Job.make("tenant_task", { payload: Payload, partition: (p) => p.tenant })
+
+  it.effect("a kind derives the key from the payload; an enqueue option wins", () =>
+    Effect.gen(function* () {
+      const derived = yield* JobQueue.enqueue(Tenant, { tenant: "acme", n: 1 })
+      const given = yield* JobQueue.enqueue(Tenant, { tenant: "acme", n: 2 }, { partition: "other" })
+      const queue = yield* JobQueue.JobQueue
+      expect(Option.getOrThrow(yield* queue.get(derived.id)).partition).toBe("acme")
+      expect(Option.getOrThrow(yield* queue.get(given.id)).partition).toBe("other")
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.effect("a key that cannot be stored is InvalidOptions and nothing is written", () =>
+    Effect.gen(function* () {
+      const Plain = Job.make("plain_task", { payload: Payload })
+      const bad: Array<unknown> = ["", "x".repeat(1001), "a\u0000b", "\uD800", 42]
+      for (const partition of bad) {
+        const error = yield* Effect.flip(
+          JobQueue.enqueue(Plain, { tenant: "t", n: 1 }, { partition: partition as string })
+        )
+        expect(error._tag, String(partition)).toBe("InvalidOptions")
+        expect(error.message).toMatch(/partition must be/)
+      }
+      const Throws = Job.make("throws_task", {
+        payload: Payload,
+        partition: () => {
+          throw new Error("no tenant here")
+        }
+      })
+      const thrown = yield* Effect.flip(JobQueue.enqueue(Throws, { tenant: "t", n: 1 }))
+      expect(thrown.message).toMatch(/could not derive a partition from the payload: no tenant here/)
+      const Long = Job.make("long_task", { payload: Payload, partition: (p) => p.tenant.repeat(600) })
+      const long = yield* Effect.flip(JobQueue.enqueue(Long, { tenant: "ab", n: 1 }))
+      expect(long.message).toMatch(/the partition that kind long_task derives from the payload: partition must be 1 to 1000/)
+      const counts = yield* (yield* JobQueue.JobQueue).counts
+      expect(counts).toEqual([])
+    }).pipe(Effect.provide(Base))
+  )
+})
+
+describe("a runner under flow control", () => {
+  it.effect("never runs more than perPartition jobs of a key, and runs every job", () =>
+    Effect.gen(function* () {
+      const Limited = Job.make("per_tenant", {
+        payload: Payload,
+        partition: (p) => p.tenant,
+        concurrency: { perPartition: 2 }
+      })
+      const running = new Map<string, number>()
+      const most = new Map<string, number>()
+      let done = 0
+      const handlers = Job.handlers(
+        Job.handle(Limited, (p) =>
+          Effect.gen(function* () {
+            const now = (running.get(p.tenant) ?? 0) + 1
+            running.set(p.tenant, now)
+            most.set(p.tenant, Math.max(most.get(p.tenant) ?? 0, now))
+            yield* Effect.sleep("100 millis")
+            running.set(p.tenant, running.get(p.tenant)! - 1)
+            done++
+          })
+        )
+      )
+      for (let i = 0; i < 12; i++) yield* JobQueue.enqueue(Limited, { tenant: i % 3 === 0 ? "b" : "a", n: i })
+      const scope = yield* startRunner(handlers, { concurrency: 10 })
+      // While a's jobs wait, get and list say why.
+      yield* settle
+      const queue = yield* JobQueue.JobQueue
+      const page = yield* queue.list({ states: ["available"] })
+      expect(page.jobs.length).toBeGreaterThan(0)
+      for (const job of page.jobs) expect(job.waiting).toBe("partition at limit")
+      for (let i = 0; i < 60 && done < 12; i++) yield* settle
+      yield* Scope.close(scope, Exit.void)
+      expect(done).toBe(12)
+      expect(most.get("a")).toBe(2)
+      expect(most.get("b")).toBe(2)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.effect("a queue's global limit holds across two runners", () =>
+    Effect.gen(function* () {
+      const Work = Job.make("capped", { payload: Payload, queue: "expensive" })
+      let running = 0
+      let most = 0
+      let done = 0
+      const gate = yield* Deferred.make<void>()
+      const handlers = Job.handlers(
+        Job.handle(Work, () =>
+          Effect.gen(function* () {
+            running++
+            most = Math.max(most, running)
+            yield* Deferred.await(gate)
+            yield* Effect.sleep("10 millis")
+            running--
+            done++
+          })
+        )
+      )
+      for (let i = 0; i < 20; i++) yield* JobQueue.enqueue(Work, { tenant: "t", n: i })
+      const options = { concurrency: 10, queueLimits: { expensive: { concurrency: { global: 3 } } } }
+      const a = yield* startRunner(handlers, options)
+      const b = yield* startRunner(handlers, options)
+      yield* settle
+      expect(running).toBe(3)
+      yield* Deferred.succeed(gate, undefined)
+      for (let i = 0; i < 60 && done < 20; i++) yield* settle
+      yield* Scope.close(a, Exit.void)
+      yield* Scope.close(b, Exit.void)
+      expect(done).toBe(20)
+      expect(most).toBe(3)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.effect("a runner stores its kinds' and queues' limits, and clears those no longer declared", () =>
+    Effect.gen(function* () {
+      const store = yield* JobStore.JobStore
+      yield* store.declareLimits([FlowControl.toRule("kind", "was_limited", { concurrency: { global: 1 } })])
+      const WasLimited = Job.make("was_limited", { payload: Payload })
+      const Rated = Job.make("rated", { payload: Payload, rateLimit: { limit: 5, per: "1 second" } })
+      const handlers = Job.handlers(
+        Job.handle(WasLimited, () => Effect.void),
+        Job.handle(Rated, () => Effect.void)
+      )
+      const scope = yield* startRunner(handlers, { queueLimits: { default: { concurrency: { perPartition: 4 } } } })
+      yield* settle
+      const { rules } = yield* store.flowState({ due: false })
+      expect(rules.map((r) => `${r.scope}:${r.name}`)).toEqual(["kind:rated", "queue:default"])
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.effect("a rate limit spaces starts: at most limit per window", () =>
+    Effect.gen(function* () {
+      const Rated = Job.make("rated_calls", { payload: Payload, rateLimit: { limit: 5, per: "1 second" } })
+      const starts: Array<number> = []
+      const handlers = Job.handlers(
+        Job.handle(Rated, () => Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (t) => Effect.sync(() => starts.push(t))))
+      )
+      for (let i = 0; i < 20; i++) yield* JobQueue.enqueue(Rated, { tenant: "t", n: i })
+      const scope = yield* startRunner(handlers, { concurrency: 10 })
+      for (let i = 0; i < 40 && starts.length < 20; i++) yield* settle
+      yield* Scope.close(scope, Exit.void)
+      expect(starts).toHaveLength(20)
+      // Any two starts 5 apart are a full window apart.
+      for (let i = 5; i < starts.length; i++) expect(starts[i]! - starts[i - 5]!).toBeGreaterThanOrEqual(1000)
+      // And the limiter does not starve the kind: 20 starts at 5 per second take about 4 seconds.
+      expect(starts[19]! - starts[0]!).toBeLessThan(5000)
+    }).pipe(Effect.provide(Base))
+  )
+})
