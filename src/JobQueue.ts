@@ -18,8 +18,8 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Events from "./Events.js"
 import * as FlowControl from "./FlowControl.js"
-import * as Flow from "./internal/store/flow.js"
 import { formatParseError, guardDepth, isStorableText, isValidName as validName } from "./internal/input.js"
+import * as Flow from "./internal/store/flow.js"
 import { withSpanIfTraced } from "./internal/tracing.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
@@ -368,7 +368,10 @@ const partitionOf = <A, I, R>(
   const problem = FlowControl.partitionProblem(partition)
   return problem === undefined
     ? (partition as string)
-    : new InvalidOptions({ kind: kind.name, message: source === undefined ? problem : `${source}: ${problem}` })
+    : new InvalidOptions({
+        kind: kind.name,
+        message: source === undefined ? problem : `${source}: ${problem}`
+      })
 }
 
 /**

@@ -21,9 +21,9 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Crew from "./Crew.js"
+import type * as CronJob from "./CronJob.js"
 import * as FlowControl from "./FlowControl.js"
 import { isValidName } from "./internal/input.js"
-import type * as CronJob from "./CronJob.js"
 import { type Config, makeEngine } from "./internal/runner/engine.js"
 import {
   cronLoop,
@@ -310,7 +310,9 @@ export const make = <R>(
 
     // Limits are stored before the first claim, so no claim runs under an older deploy's.
     const declare = store.declareLimits(rules).pipe(
-      Effect.tapError((e) => Effect.logWarning("nightshift: storing flow control limits failed; retrying", e)),
+      Effect.tapError((e) =>
+        Effect.logWarning("nightshift: storing flow control limits failed; retrying", e)
+      ),
       Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
       Effect.orDie // the schedule above never ends
     )

@@ -88,7 +88,9 @@ describe("FlowControl definitions", () => {
         Effect.scoped(JobRunner.make(handlers, { queueLimits: { default: { concurrency: { global: -2 } } } }))
       )
       expect(Exit.isFailure(exit)).toBe(true)
-      const error = Option.getOrThrow(Exit.causeOption(exit).pipe(Option.flatMap((c) => Option.fromNullable(c))))
+      const error = Option.getOrThrow(
+        Exit.causeOption(exit).pipe(Option.flatMap((c) => Option.fromNullable(c)))
+      )
       expect(String(error)).toMatch(/queueLimits.default: concurrency.global must be an integer/)
     }).pipe(Effect.provide(Base))
   )
@@ -128,7 +130,9 @@ describe("partition keys on enqueue", () => {
       expect(thrown.message).toMatch(/could not derive a partition from the payload: no tenant here/)
       const Long = Job.make("long_task", { payload: Payload, partition: (p) => p.tenant.repeat(600) })
       const long = yield* Effect.flip(JobQueue.enqueue(Long, { tenant: "ab", n: 1 }))
-      expect(long.message).toMatch(/the partition that kind long_task derives from the payload: partition must be 1 to 1000/)
+      expect(long.message).toMatch(
+        /the partition that kind long_task derives from the payload: partition must be 1 to 1000/
+      )
       const counts = yield* (yield* JobQueue.JobQueue).counts
       expect(counts).toEqual([])
     }).pipe(Effect.provide(Base))
@@ -218,7 +222,9 @@ describe("a runner under flow control", () => {
         Job.handle(WasLimited, () => Effect.void),
         Job.handle(Rated, () => Effect.void)
       )
-      const scope = yield* startRunner(handlers, { queueLimits: { default: { concurrency: { perPartition: 4 } } } })
+      const scope = yield* startRunner(handlers, {
+        queueLimits: { default: { concurrency: { perPartition: 4 } } }
+      })
       yield* settle
       const { rules } = yield* store.flowState({ due: false })
       expect(rules.map((r) => `${r.scope}:${r.name}`)).toEqual(["kind:rated", "queue:default"])
@@ -231,7 +237,12 @@ describe("a runner under flow control", () => {
       const Rated = Job.make("rated_calls", { payload: Payload, rateLimit: { limit: 5, per: "1 second" } })
       const starts: Array<number> = []
       const handlers = Job.handlers(
-        Job.handle(Rated, () => Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (t) => Effect.sync(() => starts.push(t))))
+        Job.handle(Rated, () =>
+          Effect.flatMap(
+            Effect.clockWith((c) => c.currentTimeMillis),
+            (t) => Effect.sync(() => starts.push(t))
+          )
+        )
       )
       for (let i = 0; i < 20; i++) yield* JobQueue.enqueue(Rated, { tenant: "t", n: i })
       const scope = yield* startRunner(handlers, { concurrency: 10 })

@@ -46,7 +46,12 @@ export class Engine {
   /** Rate-limit starts per rule (and key), oldest first. */
   private readonly starts = new Map<
     string,
-    { readonly scope: "kind" | "queue"; readonly name: string; readonly partition: string | null; at: Array<number> }
+    {
+      readonly scope: "kind" | "queue"
+      readonly name: string
+      readonly partition: string | null
+      at: Array<number>
+    }
   >()
   /** Hints are collected only while someone listens. */
   listening: () => boolean = () => false
@@ -177,7 +182,8 @@ export class Engine {
       this.index.forEachReady((row) => {
         const key = groupKey(row)
         const group = due.get(key)
-        if (group === undefined) due.set(key, { queue: row.queue, kind: row.kind, partition: row.partition, due: 1 })
+        if (group === undefined)
+          due.set(key, { queue: row.queue, kind: row.kind, partition: row.partition, due: 1 })
         else group.due++
       })
     }
@@ -198,7 +204,10 @@ export class Engine {
 
   /** Running jobs whose lease holds, grouped by queue, kind and key. */
   private runningGroups(now: number): Array<JobStore.RunningGroup> {
-    const groups = new Map<string, { queue: string; kind: string; partition: string | null; running: number }>()
+    const groups = new Map<
+      string,
+      { queue: string; kind: string; partition: string | null; running: number }
+    >()
     for (const row of this.index.runningRows) {
       if (!(row.leaseExpiresAt !== null && row.leaseExpiresAt > now)) continue
       const key = groupKey(row)
@@ -224,7 +233,13 @@ export class Engine {
       while (drop < entry.at.length && !(entry.at[drop]! > from)) drop++
       if (drop > 0) entry.at.splice(0, drop)
       if (entry.at.length === 0) this.starts.delete(key)
-      else usage.push({ scope: entry.scope, name: entry.name, partition: entry.partition, starts: entry.at.length })
+      else
+        usage.push({
+          scope: entry.scope,
+          name: entry.name,
+          partition: entry.partition,
+          starts: entry.at.length
+        })
     }
     return usage
   }
@@ -525,7 +540,8 @@ interface Claim {
   readonly budget: Flow.Budget | undefined
 }
 
-const groupKey = (row: Row) => `${row.queue}\u0001${row.kind}\u0001${row.partition ?? ""}\u0001${row.partition === null}`
+const groupKey = (row: Row) =>
+  `${row.queue}\u0001${row.kind}\u0001${row.partition ?? ""}\u0001${row.partition === null}`
 
 /** When a final row finished: its finish time, or else its latest attempt, or else its creation. */
 const finishedAt = (row: Row): number => row.finalizedAt ?? row.attemptedAt ?? row.createdAt

@@ -43,14 +43,18 @@ export class Rules {
   /** Whether any rule holds for some of these queues or kinds. */
   touches(queues: ReadonlyArray<string>, kinds: ReadonlyArray<string>): boolean {
     if (this.byScope.size === 0) return false
-    return queues.some((q) => this.get("queue", q) !== undefined) || kinds.some((k) => this.get("kind", k) !== undefined)
+    return (
+      queues.some((q) => this.get("queue", q) !== undefined) ||
+      kinds.some((k) => this.get("kind", k) !== undefined)
+    )
   }
 }
 
 const none: ReadonlyArray<FlowControl.Rule> = []
 
 /** The name a rule counts a job under: its queue or its kind. */
-const nameFor = (rule: FlowControl.Rule, queue: string, kind: string) => (rule.scope === "queue" ? queue : kind)
+const nameFor = (rule: FlowControl.Rule, queue: string, kind: string) =>
+  rule.scope === "queue" ? queue : kind
 
 /** The partition a rate limit counts a start under (`null`: the whole scope). */
 export const ratePartition = (rule: FlowControl.Rule, partition: string | null): string | null =>

@@ -123,7 +123,12 @@ export const flowState = (
       now: ms,
       rules: rulesNow,
       paused: pausedNow,
-      running: running.map((g) => ({ queue: g.queue, kind: g.kind, partition: g.partition, running: Number(g.n) })),
+      running: running.map((g) => ({
+        queue: g.queue,
+        kind: g.kind,
+        partition: g.partition,
+        running: Number(g.n)
+      })),
       rate: rate.map((r) => ({
         scope: r.scope,
         name: r.name,
@@ -142,8 +147,10 @@ export const flowState = (
  */
 export const pruneStarts = (t: FlowTables) => {
   const { sql } = t
-  return Effect.flatMap(t.now, (now) =>
-    sql`DELETE FROM ${t.flowStarts} WHERE NOT EXISTS (
+  return Effect.flatMap(
+    t.now,
+    (now) =>
+      sql`DELETE FROM ${t.flowStarts} WHERE NOT EXISTS (
         SELECT 1 FROM ${t.flowRules} r WHERE r.scope = ${t.flowStarts}.scope AND r.name = ${t.flowStarts}.name
           AND r.rate_limit IS NOT NULL AND ${t.flowStarts}.started_at > ${before(t, now, "r.rate_window_ms")})`
   )
