@@ -1,8 +1,8 @@
 import { describe, expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as FlowControl from "../../../src/FlowControl.js"
-import type * as JobStore from "../../../src/JobStore.js"
 import { withWaiting } from "../../../src/internal/store/flow.js"
+import type * as JobStore from "../../../src/JobStore.js"
 import { freshKind, getJob, input, request, type StoreTest, settleOne } from "../helpers.js"
 
 const rule = (scope: "kind" | "queue", name: string, limits: FlowControl.Limits) =>
@@ -44,7 +44,9 @@ export const flowSuite = (test: StoreTest) =>
         expect(claimed.map((j) => j.partition).sort()).toEqual([null, "tenant-1"].sort())
       }))
 
-    test("declared rules are stored per scope and name, replaced, and removed by an empty rule", ({ store }) =>
+    test("declared rules are stored per scope and name, replaced, and removed by an empty rule", ({
+      store
+    }) =>
       Effect.gen(function* () {
         const kind = freshKind()
         yield* store.declareLimits([
@@ -90,7 +92,9 @@ export const flowSuite = (test: StoreTest) =>
         ])
       }))
 
-    test("perPartition caps running jobs per key; held-back jobs stay available with no attempt", ({ store }) =>
+    test("perPartition caps running jobs per key; held-back jobs stay available with no attempt", ({
+      store
+    }) =>
       Effect.gen(function* () {
         const kind = freshKind()
         yield* store.declareLimits([rule("kind", kind, { concurrency: { perPartition: 2 } })])
@@ -154,7 +158,9 @@ export const flowSuite = (test: StoreTest) =>
         ])
         yield* enqueueN(store, 3, { kind, queue, partition: "p" })
         yield* enqueueN(store, 3, { kind, queue, partition: "r" })
-        expect(byPartition(yield* store.claim(request({ queues: [queue], kinds: [kind], limit: 10 })))).toEqual({
+        expect(
+          byPartition(yield* store.claim(request({ queues: [queue], kinds: [kind], limit: 10 })))
+        ).toEqual({
           p: 1,
           r: 1
         })
@@ -199,7 +205,11 @@ export const flowSuite = (test: StoreTest) =>
         yield* advance(1)
         const [again] = yield* store.claim(request({ kinds: [kind] }))
         expect(again?.id).toBe(job!.id)
-        yield* settleOne(store, again!, { _tag: "retry", delayMs: 0, error: { kind: "failure", message: "x" } })
+        yield* settleOne(store, again!, {
+          _tag: "retry",
+          delayMs: 0,
+          error: { kind: "failure", message: "x" }
+        })
         yield* advance(1)
         expect(yield* store.claim(request({ kinds: [kind] }))).toEqual([])
       }))
@@ -340,7 +350,9 @@ export const flowSuite = (test: StoreTest) =>
     test("flowState groups running and due jobs by queue, kind and key, and counts rate usage", ({ store }) =>
       Effect.gen(function* () {
         const kind = freshKind()
-        yield* store.declareLimits([rule("kind", kind, { rateLimit: { limit: 100, per: "1 minute", by: "partition" } })])
+        yield* store.declareLimits([
+          rule("kind", kind, { rateLimit: { limit: 100, per: "1 minute", by: "partition" } })
+        ])
         yield* enqueueN(store, 3, { kind, partition: "a" })
         yield* enqueueN(store, 2, { kind })
         yield* enqueueN(store, 1, { kind, delayMs: 60_000 })
