@@ -1,0 +1,193 @@
+/**
+ * PostgreSQL flow control across real processes.
+ *
+ * Four node processes (test/fixtures/pg-flow-node.ts) claim from one queue
+ * in a loop, each on its own store and connections, under a rule of
+ * `global: 5, perPartition: 2`. Meanwhile a sampler connection reads the
+ * running jobs per partition key in one statement (one snapshot) over and
+ * over. Each process reports, per job, an interval inside the job's real
+ * running time (from its claim's return to just before its settle), so the
+ * audit's overlaps happened for real. The scenario runs once; each test
+ * checks one guarantee in what was recorded.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Path from "node:path"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import { beforeAll, describe, expect, it } from "vitest"
+import * as FlowControl from "../src/FlowControl.js"
+import * as PgStore from "../src/PgStore.js"
+import { clientLayer, databaseUrl, dropSchema, freshSchema } from "./setup/pg.js"
+
+const fixture = Path.join(import.meta.dirname, "fixtures", "pg-flow-node.ts")
+const globalLimit = 5
+const perPartition = 2
+const nodes = 4
+
+/** Three keys with a backlog, sixteen small ones, and jobs without a key. */
+const keyOf = (i: number): string | undefined =>
+  i % 10 < 6 ? ["a", "b", "c"][i % 3] : i % 10 < 9 ? `t${i % 16}` : undefined
+const total = 500
+
+interface Node {
+  readonly name: string
+  readonly process: ChildProcess.ChildProcess
+  readonly exited: Promise<number | null>
+  readonly output: () => string
+}
+
+const spawnNode = (schema: string, name: string) =>
+  Effect.acquireRelease(
+    Effect.sync((): Node => {
+      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", fixture], {
+        env: { ...process.env, DATABASE_URL: databaseUrl(), NS_SCHEMA: schema, NS_NODE: name },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      const collect = (chunk: unknown) => {
+        output = (output + String(chunk)).slice(-8000)
+      }
+      child.stdout?.on("data", collect)
+      child.stderr?.on("data", collect)
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+      return { name, process: child, exited, output: () => output }
+    }),
+    (node) =>
+      Effect.promise(async () => {
+        if (node.process.exitCode === null && node.process.signalCode === null) node.process.kill("SIGKILL")
+        await node.exited
+      })
+  )
+
+/** The most intervals open at once: ends sort before starts at the same instant. */
+const maxOverlap = (intervals: ReadonlyArray<readonly [number, number]>) => {
+  const events = intervals.flatMap(([from, to]) => [
+    [from, 1],
+    [to, -1]
+  ])
+  events.sort((x, y) => x[0]! - y[0]! || x[1]! - y[1]!)
+  let open = 0
+  let most = 0
+  for (const [, delta] of events) {
+    open += delta!
+    most = Math.max(most, open)
+  }
+  return most
+}
+
+const scenario = Effect.gen(function* () {
+  const context = yield* Layer.build(clientLayer({ maxConnections: 4 }))
+  const sql = Context.get(context, SqlClient.SqlClient)
+  const client = Context.get(context, PgClient.PgClient)
+  const schema = freshSchema("flowmp")
+  yield* Effect.addFinalizer(() => dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql)))
+  yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+  yield* sql.unsafe(`CREATE TABLE ${schema}.runs (job_id bigint, node text, partition text, attempt integer,
+    claimed_at float8, settling_at float8)`)
+  const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
+    Effect.provideService(PgClient.PgClient, client)
+  )
+  yield* store.declareLimits([
+    FlowControl.toRule("queue", "flow", { concurrency: { global: globalLimit, perPartition } })
+  ])
+  yield* store.enqueue(
+    Array.from({ length: total }, (_, i) => ({
+      kind: "fw",
+      queue: "flow",
+      payload: { i },
+      priority: 0,
+      maxAttempts: 3,
+      partition: keyOf(i)
+    }))
+  )
+
+  // The sampler: running jobs per key, read in one statement (one snapshot).
+  const samples: Array<{ total: number; perKey: number }> = []
+  const sampler = yield* Effect.fork(
+    Effect.forever(
+      Effect.map(
+        sql<{ p: string | null; n: number }>`SELECT partition_key AS p, count(*)::int AS n
+          FROM ${sql(`${schema}.jobs`)} WHERE state = 'running' AND lease_expires_at > now()
+          GROUP BY partition_key`,
+        (rows) => {
+          samples.push({
+            total: rows.reduce((n, r) => n + r.n, 0),
+            perKey: Math.max(0, ...rows.filter((r) => r.p !== null).map((r) => r.n))
+          })
+        }
+      )
+    )
+  )
+
+  const running: Array<Node> = []
+  for (let n = 1; n <= nodes; n++) running.push(yield* spawnNode(schema, `n${n}`))
+  const codes = yield* Effect.promise(() =>
+    Promise.race([
+      Promise.all(running.map((node) => node.exited)),
+      new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 240_000))
+    ])
+  )
+  yield* Fiber.interrupt(sampler)
+  if (codes === "timeout" || codes.some((code) => code !== 0)) {
+    for (const node of running) console.error(`--- ${node.name} ---\n${node.output()}`)
+  }
+  return {
+    codes,
+    samples,
+    states: yield* sql<{ state: string; attempt: number; n: number }>`
+      SELECT state, attempt, count(*)::int AS n FROM ${sql(`${schema}.jobs`)} GROUP BY state, attempt`,
+    runs: yield* sql<{ job_id: string; node: string; partition: string | null; from: number; to: number }>`
+      SELECT job_id::text, node, partition, claimed_at AS "from", settling_at AS "to" FROM ${sql(`${schema}.runs`)}`
+  }
+}).pipe(Effect.scoped)
+
+type Report = Effect.Effect.Success<typeof scenario>
+
+describe(`PostgreSQL flow control, ${nodes} claiming processes, global ${globalLimit}, perPartition ${perPartition}`, () => {
+  let r: Report
+  beforeAll(async () => {
+    r = await Effect.runPromise(scenario)
+    const most = Math.max(...r.samples.map((s) => s.total))
+    console.log(
+      `${r.samples.length} samples, most running ${most} (per key ${Math.max(...r.samples.map((s) => s.perKey))}); audit overlap ${maxOverlap(r.runs.map((x) => [x.from, x.to]))}`
+    )
+  }, 300_000)
+
+  it("every process ran to the end and every job completed, once", () => {
+    expect(r.codes).toEqual(Array.from({ length: nodes }, () => 0))
+    expect(r.states).toEqual([{ state: "completed", attempt: 1, n: total }])
+    expect(r.runs).toHaveLength(total)
+    expect(new Set(r.runs.map((x) => x.job_id)).size).toBe(total)
+  })
+
+  it("the work was spread over the processes", () => {
+    expect(new Set(r.runs.map((x) => x.node)).size).toBeGreaterThanOrEqual(2)
+  })
+
+  it("no sample saw more than global running, nor more than perPartition of one key", () => {
+    expect(r.samples.length).toBeGreaterThan(20)
+    // The limits were reached, so they were put to the test.
+    expect(Math.max(...r.samples.map((s) => s.total))).toBeGreaterThanOrEqual(3)
+    for (const sample of r.samples) {
+      expect(sample.total).toBeLessThanOrEqual(globalLimit)
+      expect(sample.perKey).toBeLessThanOrEqual(perPartition)
+    }
+  })
+
+  it("no instant in the processes' own reports had more running than the limits allow", () => {
+    expect(maxOverlap(r.runs.map((x) => [x.from, x.to]))).toBeLessThanOrEqual(globalLimit)
+    const byKey = new Map<string, Array<readonly [number, number]>>()
+    for (const x of r.runs) {
+      if (x.partition === null) continue
+      byKey.set(x.partition, [...(byKey.get(x.partition) ?? []), [x.from, x.to]])
+    }
+    expect(byKey.size).toBe(19)
+    for (const [key, intervals] of byKey) {
+      expect(maxOverlap(intervals), `key ${key}`).toBeLessThanOrEqual(perPartition)
+    }
+  })
+})
