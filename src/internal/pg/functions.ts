@@ -756,6 +756,24 @@ export const v6 = (schema: string) => {
   const expire = (rule: string, scope: string, name: string, keys: string) => `
         DELETE FROM ${schema}.flow_starts s WHERE s.scope = '${scope}' AND s.name = ${name}
           AND s.partition_key = ANY(${keys}) AND s.started_at <= p_now - ${rule}.rate_window_ms * interval '1 millisecond';`
+  /**
+   * Whether the claim serves key `p` (an SQL expression): not full as this
+   * snapshot sees it, then try-locked for every limit counted per key.
+   */
+  const admit = (p: string) => `CASE
+                WHEN v_rq.per_partition IS NOT NULL AND ${p} <> ''
+                  AND ${running(`c.queue = v_queue AND c.partition_key = ${p}`)} >= v_rq.per_partition THEN false
+                WHEN v_rk.per_partition IS NOT NULL AND ${p} <> ''
+                  AND ${running(`c.kind = v_kind AND c.partition_key = ${p}`)} >= v_rk.per_partition THEN false
+                ELSE (v_rq.per_partition IS NULL OR ${p} = ''
+                      OR pg_try_advisory_xact_lock(v_hq, hashtext('partition/' || ${p})))
+                  AND (v_rk.per_partition IS NULL OR ${p} = ''
+                      OR pg_try_advisory_xact_lock(v_hk, hashtext('partition/' || ${p})))
+                  AND (NOT coalesce(v_rq.rate_by_partition, false)
+                      OR pg_try_advisory_xact_lock(v_hq, hashtext('rate/' || ${p})))
+                  AND (NOT coalesce(v_rk.rate_by_partition, false)
+                      OR pg_try_advisory_xact_lock(v_hk, hashtext('rate/' || ${p})))
+                END`
   const byKey = (rule: string) => `coalesce(${rule}.rate_by_partition, false)`
   const wholeRate = (rule: string) => `(${rule}.rate_limit IS NOT NULL AND NOT ${rule}.rate_by_partition)`
   return `
@@ -895,29 +913,32 @@ export const v6 = (schema: string) => {
         CONTINUE WHEN v_rk.global_limit IS NOT NULL
           AND ${running("c.kind = v_kind")} >= v_rk.global_limit;
 
-        -- 1. The keys with due work, in ring order after the cursor; try-locked where a
-        --    limit counts per key (a key another claim holds is left to it).
+        -- 1. The keys with due work, in ring order after the cursor, try-locked where a
+        --    limit counts per key. A key another claim holds is left to it, and so is a
+        --    key already full as this snapshot sees it (a count that can only be stale
+        --    high, so it never admits too many); the walk goes on past them, up to
+        --    four times as many keys as places, so that claims running together (all
+        --    from the same cursor) or full keys do not leave the batch short.
         v_parts := ARRAY(
-          WITH RECURSIVE r(p, n, first) AS (
-            SELECT f.p, 1, f.p FROM (
-              SELECT CASE WHEN v_cursor IS NULL THEN ${nextKey(">=", "''")}
-                ELSE coalesce(${nextKey(">", "v_cursor")}, ${nextKey(">=", "''")}) END AS p
-            ) f
-            WHERE f.p IS NOT NULL
+          WITH RECURSIVE r(p, n, first, ok, got) AS (
+            SELECT f.p, 1, f.p, f.ok, f.ok::integer FROM (
+              SELECT s.p, ${admit("s.p")} AS ok FROM (
+                SELECT CASE WHEN v_cursor IS NULL THEN ${nextKey(">=", "''")}
+                  ELSE coalesce(${nextKey(">", "v_cursor")}, ${nextKey(">=", "''")}) END AS p
+                OFFSET 0) s
+              WHERE s.p IS NOT NULL
+              OFFSET 0) f
             UNION ALL
-            SELECT x.p, r.n + 1, r.first FROM r
+            SELECT x.p, r.n + 1, r.first, x.ok, r.got + x.ok::integer FROM r
+            -- OFFSET 0 keeps each step a subquery of its own: inlined, the descents ran
+            -- once per reference to the key, and the locks would be tried as often.
             CROSS JOIN LATERAL (
-              SELECT coalesce(${nextKey(">", "r.p")}, ${nextKey(">=", "''")}) AS p OFFSET 0) x
-            WHERE r.n < v_left AND x.p <> r.first
+              SELECT s.p, ${admit("s.p")} AS ok FROM (
+                SELECT coalesce(${nextKey(">", "r.p")}, ${nextKey(">=", "''")}) AS p OFFSET 0) s
+              OFFSET 0) x
+            WHERE r.got < v_left AND r.n < 4 * v_left AND x.p <> r.first
           )
-          SELECT r.p FROM r
-          WHERE (v_rq.per_partition IS NULL OR r.p = ''
-                 OR pg_try_advisory_xact_lock(v_hq, hashtext('partition/' || r.p)))
-            AND (v_rk.per_partition IS NULL OR r.p = ''
-                 OR pg_try_advisory_xact_lock(v_hk, hashtext('partition/' || r.p)))
-            AND (NOT ${byKey("v_rq")} OR pg_try_advisory_xact_lock(v_hq, hashtext('rate/' || r.p)))
-            AND (NOT ${byKey("v_rk")} OR pg_try_advisory_xact_lock(v_hk, hashtext('rate/' || r.p)))
-          ORDER BY r.n);
+          SELECT r.p FROM r WHERE r.ok ORDER BY r.n);
         CONTINUE WHEN cardinality(v_parts) = 0;
 
         -- 2. The locks of limits over a whole scope, in key order; waited for only
