@@ -842,6 +842,7 @@ export const v6 = (schema: string) => {
     v_round integer;
     v_waited boolean := false;
     v_skip boolean;
+    v_seen integer;
     v_k1 integer;
     v_k2 integer;
   BEGIN
@@ -907,11 +908,15 @@ export const v6 = (schema: string) => {
           CONTINUE;
         END IF;
 
-        -- A scope already full, read without its lock: no need to queue for it.
-        CONTINUE WHEN v_rq.global_limit IS NOT NULL
-          AND ${running("c.queue = v_queue")} >= v_rq.global_limit;
-        CONTINUE WHEN v_rk.global_limit IS NOT NULL
-          AND ${running("c.kind = v_kind")} >= v_rk.global_limit;
+        -- The room this snapshot sees under the limits over a whole scope, without their
+        -- locks. It can only miss claims in flight (or count jobs since settled), so a
+        -- scope it sees full is full: the claim returns at once instead of queueing.
+        v_seen := least(
+          CASE WHEN v_rq.global_limit IS NOT NULL THEN v_rq.global_limit - ${running("c.queue = v_queue")} END,
+          CASE WHEN v_rk.global_limit IS NOT NULL THEN v_rk.global_limit - ${running("c.kind = v_kind")} END,
+          CASE WHEN ${wholeRate("v_rq")} THEN v_rq.rate_limit - ${starts("v_rq", "queue", "v_queue", "''")} END,
+          CASE WHEN ${wholeRate("v_rk")} THEN v_rk.rate_limit - ${starts("v_rk", "kind", "v_kind", "''")} END);
+        CONTINUE WHEN v_seen <= 0;
 
         -- 1. The keys with due work, in ring order after the cursor, try-locked where a
         --    limit counts per key. A key another claim holds is left to it, and so is a
@@ -941,8 +946,11 @@ export const v6 = (schema: string) => {
           SELECT r.p FROM r WHERE r.ok ORDER BY r.n);
         CONTINUE WHEN cardinality(v_parts) = 0;
 
-        -- 2. The locks of limits over a whole scope, in key order; waited for only
-        --    while this claim holds no lock it waited for.
+        -- 2. The locks of limits over a whole scope, in key order. A lock another claim
+        --    holds is waited for only when the room seen above leaves enough for that
+        --    claim's batch and this one's (else the holder takes what there is, and this
+        --    claim would queue only to find nothing left), and only while this claim holds
+        --    no such lock from an earlier group (so waits cannot form a cycle).
         v_skip := false;
         FOR v_k1, v_k2 IN
           SELECT l.k1, l.k2 FROM (VALUES
@@ -954,12 +962,10 @@ export const v6 = (schema: string) => {
           WHERE l.needed
           ORDER BY l.k1, l.k2
         LOOP
-          IF v_waited THEN
-            v_skip := NOT pg_try_advisory_xact_lock(v_k1, v_k2);
-            EXIT WHEN v_skip;
-          ELSE
-            PERFORM pg_advisory_xact_lock(v_k1, v_k2);
-          END IF;
+          CONTINUE WHEN pg_try_advisory_xact_lock(v_k1, v_k2);
+          v_skip := v_waited OR v_seen < 2 * v_left;
+          EXIT WHEN v_skip;
+          PERFORM pg_advisory_xact_lock(v_k1, v_k2);
         END LOOP;
         CONTINUE WHEN v_skip;
         v_waited := v_waited OR v_rq.global_limit IS NOT NULL OR v_rk.global_limit IS NOT NULL
