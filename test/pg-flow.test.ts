@@ -12,6 +12,7 @@
  */
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
+import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Context from "effect/Context"
@@ -20,6 +21,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import { beforeAll, describe, expect, it } from "vitest"
 import * as FlowControl from "../src/FlowControl.js"
+import { migrations } from "../src/internal/pg/schema.js"
 import * as PgStore from "../src/PgStore.js"
 import { clientLayer, databaseUrl, dropSchema, freshSchema } from "./setup/pg.js"
 
@@ -189,5 +191,47 @@ describe(`PostgreSQL flow control, ${nodes} claiming processes, global ${globalL
     for (const [key, intervals] of byKey) {
       expect(maxOverlap(intervals), `key ${key}`).toBeLessThanOrEqual(perPartition)
     }
+  })
+})
+
+describe("PostgreSQL flow control, migration 6 next to nodes on the previous version", () => {
+  it("a node still on migration 5's statements enqueues (without keys) and claims (with claim_rows) as before", async () => {
+    const program = Effect.gen(function* () {
+      const context = yield* Layer.build(clientLayer({ maxConnections: 4 }))
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const client = Context.get(context, PgClient.PgClient)
+      const schema = freshSchema("flowmig")
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      )
+      yield* sql`CREATE SCHEMA ${sql(schema)}`
+      const upTo5 = yield* Migrator.make({})({
+        loader: Effect.map(migrations(schema), (all) => all.filter(([id]) => id <= 5)),
+        table: `${schema}.migrations`
+      }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      expect(upTo5.map(([id]) => id)).toEqual([1, 2, 3, 4, 5])
+      expect(
+        yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      ).toEqual([[6, "flow_control"]])
+      const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
+        Effect.provideService(PgClient.PgClient, client)
+      )
+      // The previous release's enqueue document: ten positions, no partition key.
+      const [old] = yield* sql<{ ids: string }>`SELECT ids FROM ${sql(`${schema}.enqueue`)}(
+        ${JSON.stringify([["k", "q", { n: 1 }, 0, 3, null, null, null, null, null]])}::jsonb, now(), false)`
+      const [keyed] = yield* store.enqueue([
+        { kind: "k", queue: "q", payload: {}, priority: 0, maxAttempts: 3, partition: "t" }
+      ])
+      expect((yield* store.get(old!.ids))!.partition).toBeNull()
+      expect((yield* store.get(keyed!.id))!.partition).toBe("t")
+      // The previous release's claim: claim_rows, which knows no keys and no rules.
+      const claimed = yield* sql<{ id: string }>`SELECT id FROM ${sql(`${schema}.claim_rows`)}(
+        ${["k"]}::text[], ${["q"]}::text[], 10, 'old-node', 30000::float8, now())`
+      expect(claimed.map((r) => r.id).sort()).toEqual([old!.ids, keyed!.id].sort())
+      expect(
+        yield* store.claim({ queues: ["q"], kinds: ["k"], limit: 10, leaseMs: 30_000, owner: "new-node" })
+      ).toEqual([])
+    }).pipe(Effect.scoped)
+    await Effect.runPromise(program)
   })
 })
