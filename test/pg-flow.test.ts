@@ -22,6 +22,7 @@ import * as Layer from "effect/Layer"
 import { beforeAll, describe, expect, it } from "vitest"
 import * as FlowControl from "../src/FlowControl.js"
 import { migrations } from "../src/internal/pg/schema.js"
+import type * as JobStore from "../src/JobStore.js"
 import * as PgStore from "../src/PgStore.js"
 import { clientLayer, databaseUrl, dropSchema, freshSchema } from "./setup/pg.js"
 
@@ -231,6 +232,67 @@ describe("PostgreSQL flow control, migration 6 next to nodes on the previous ver
       expect(
         yield* store.claim({ queues: ["q"], kinds: ["k"], limit: 10, leaseMs: 30_000, owner: "new-node" })
       ).toEqual([])
+    }).pipe(Effect.scoped)
+    await Effect.runPromise(program)
+  })
+})
+
+describe("PostgreSQL global limits over shards", () => {
+  it("a global limit lowered while jobs run under more shards still caps the running jobs", async () => {
+    const program = Effect.gen(function* () {
+      const context = yield* Layer.build(clientLayer({ maxConnections: 4 }))
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const client = Context.get(context, PgClient.PgClient)
+      const schema = freshSchema("flowshard")
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      )
+      yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
+        Effect.provideService(PgClient.PgClient, client)
+      )
+      const claim = (limit: number) =>
+        store.claim({ queues: ["q"], kinds: ["k"], limit, leaseMs: 60_000, owner: "r" })
+      const declare = (global: number) =>
+        store.declareLimits([FlowControl.toRule("queue", "q", { concurrency: { global } })])
+      yield* store.enqueue(
+        Array.from({ length: 300 }, (_, i) => ({
+          kind: "k",
+          queue: "q",
+          payload: {},
+          priority: 0,
+          maxAttempts: 3,
+          partition: `t${i % 30}`
+        }))
+      )
+      // 100 over 4 shards of 25.
+      yield* declare(100)
+      const first: Array<JobStore.JobRecord> = []
+      for (let i = 0; i < 10; i++) first.push(...(yield* claim(25)))
+      expect(first).toHaveLength(100)
+      const shards = yield* sql<{ shard: number; n: number }>`SELECT flow_shard AS shard, count(*)::int AS n
+        FROM ${sql(`${schema}.jobs`)} WHERE state = 'running' GROUP BY flow_shard ORDER BY flow_shard`
+      expect(shards).toEqual([0, 1, 2, 3].map((shard) => ({ shard, n: 25 })))
+      // Lowered to 50 over 2 shards: the jobs of shards 2 and 3 count against both.
+      yield* declare(50)
+      expect(yield* claim(25)).toEqual([])
+      const settle = (jobs: ReadonlyArray<JobStore.JobRecord>) =>
+        store.settle(
+          jobs.map((job) => ({ id: job.id, fence: job.fence, outcome: { _tag: "completed" as const } }))
+        )
+      yield* settle(first.slice(0, 60))
+      // 40 still run; at most 10 more may start, however they are claimed.
+      const more: Array<JobStore.JobRecord> = []
+      for (let i = 0; i < 6; i++) more.push(...(yield* claim(25)))
+      expect(more.length).toBeLessThanOrEqual(10)
+      const [running] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.jobs`)}
+        WHERE state = 'running'`
+      expect(running!.n).toBeLessThanOrEqual(50)
+      // Once the old jobs finish, the full 50 run again.
+      yield* settle([...first.slice(60), ...more])
+      const again: Array<JobStore.JobRecord> = []
+      for (let i = 0; i < 6; i++) again.push(...(yield* claim(25)))
+      expect(again).toHaveLength(50)
     }).pipe(Effect.scoped)
     await Effect.runPromise(program)
   })
