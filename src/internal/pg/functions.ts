@@ -682,8 +682,10 @@ const inputRowsV6 = `
  *   to x1.0 or more, and global 50, which binds, from x0.35 to x0.45. Running
  *   jobs of the scope outside the current shards (claimed before the rule
  *   existed, or under another shard count after the limit changed) are
- *   counted without a lock and charged to every shard, ceil(U / S) each, so a
- *   limit change never lets more run. Before any lock, a count without locks
+ *   counted without a lock and charged in full to every shard (a share each
+ *   would not do: a shard over its share cannot give its excess back), so a
+ *   limit change never lets more run; such jobs exist only until the jobs
+ *   running when the rule changed finish. Before any lock, a count without locks
  *   that already sees the scope full ends the claim at once (a count that can
  *   only miss claims in flight never admits too many). When every shard is
  *   held by claims in flight, the claim waits for one only if that count
@@ -789,10 +791,10 @@ export const v6 = (schema: string) => {
   const shardRoom = `least(
               CASE WHEN v_rq.global_limit IS NOT NULL THEN v_rq.global_limit / v_sq
                 + CASE WHEN v_s < v_rq.global_limit % v_sq THEN 1 ELSE 0 END
-                - ${running("c.queue = v_queue AND c.flow_shard = v_s")} - ceil(v_uq::numeric / v_sq)::integer END,
+                - ${running("c.queue = v_queue AND c.flow_shard = v_s")} - v_uq END,
               CASE WHEN v_rk.global_limit IS NOT NULL THEN v_rk.global_limit / v_sk
                 + CASE WHEN v_s < v_rk.global_limit % v_sk THEN 1 ELSE 0 END
-                - ${running("c.kind = v_kind AND c.flow_shard = v_s")} - ceil(v_uk::numeric / v_sk)::integer END)`
+                - ${running("c.kind = v_kind AND c.flow_shard = v_s")} - v_uk END)`
   const byKey = (rule: string) => `coalesce(${rule}.rate_by_partition, false)`
   const wholeRate = (rule: string) => `(${rule}.rate_limit IS NOT NULL AND NOT ${rule}.rate_by_partition)`
   return `
@@ -876,6 +878,7 @@ export const v6 = (schema: string) => {
     v_start integer;
     v_shard integer;
     v_room integer;
+    v_want integer;
     v_held boolean;
     v_a boolean;
     v_b boolean;
@@ -948,7 +951,7 @@ export const v6 = (schema: string) => {
         -- locks. It can only miss claims in flight (or count jobs since settled), so a
         -- scope it sees full is full: the claim returns at once instead of queueing.
         -- Also the running jobs of a global limit's scope outside its shards (claimed
-        -- before the rule, or under another shard count), which every shard makes room for.
+        -- before the rule, or under another shard count), which every shard counts in full.
         v_sq := CASE WHEN v_rq.global_limit IS NOT NULL THEN greatest(1, least(10, v_rq.global_limit / 25)) END;
         v_sk := CASE WHEN v_rk.global_limit IS NOT NULL THEN greatest(1, least(10, v_rk.global_limit / 25)) END;
         SELECT least(
@@ -963,35 +966,7 @@ export const v6 = (schema: string) => {
         INTO v_seen, v_uq, v_uk;
         CONTINUE WHEN v_seen <= 0;
 
-        -- 1. The keys with due work, in ring order after the cursor, try-locked where a
-        --    limit counts per key. A key another claim holds is left to it, and so is a
-        --    key already full as this snapshot sees it (a count that can only be stale
-        --    high, so it never admits too many); the walk goes on past them, up to
-        --    four times as many keys as places, so that claims running together (all
-        --    from the same cursor) or full keys do not leave the batch short.
-        v_parts := ARRAY(
-          WITH RECURSIVE r(p, n, first, ok, got) AS (
-            SELECT f.p, 1, f.p, f.ok, f.ok::integer FROM (
-              SELECT s.p, ${admit("s.p")} AS ok FROM (
-                SELECT CASE WHEN v_cursor IS NULL THEN ${nextKey(">=", "''")}
-                  ELSE coalesce(${nextKey(">", "v_cursor")}, ${nextKey(">=", "''")}) END AS p
-                OFFSET 0) s
-              WHERE s.p IS NOT NULL
-              OFFSET 0) f
-            UNION ALL
-            SELECT x.p, r.n + 1, r.first, x.ok, r.got + x.ok::integer FROM r
-            -- OFFSET 0 keeps each step a subquery of its own: inlined, the descents ran
-            -- once per reference to the key, and the locks would be tried as often.
-            CROSS JOIN LATERAL (
-              SELECT s.p, ${admit("s.p")} AS ok FROM (
-                SELECT coalesce(${nextKey(">", "r.p")}, ${nextKey(">=", "''")}) AS p OFFSET 0) s
-              OFFSET 0) x
-            WHERE r.got < v_left AND r.n < 4 * v_left AND x.p <> r.first
-          )
-          SELECT r.p FROM r WHERE r.ok ORDER BY r.n);
-        CONTINUE WHEN cardinality(v_parts) = 0;
-
-        -- 2. Global limits: a shard with room. A global limit L is split over S shards
+        -- 1. Global limits: a shard with room. A global limit L is split over S shards
         --    (S = L / 25, from 1 to 10; shard s may run L / S jobs, one more for the
         --    first L % S), each with its own lock; a claimed job carries its shard
         --    (flow_shard). The claim tries the shards from a random one and takes the
@@ -999,7 +974,9 @@ export const v6 = (schema: string) => {
         --    claim waits for another while a shard is free. A job under both a queue's
         --    and a kind's global limit takes the same shard number under both. Only when
         --    every shard is held by claims in flight, and the room seen above leaves
-        --    enough for them and this batch, does the claim wait, for one shard.
+        --    enough for them and this batch, does the claim wait, for one shard. This
+        --    comes before the walk over the keys, so that a claim finding no shard
+        --    returns without walking, and the walk goes no further than the room.
         v_shard := NULL;
         v_n := least(v_sq, v_sk);
         IF v_n IS NOT NULL THEN
@@ -1039,6 +1016,35 @@ export const v6 = (schema: string) => {
           v_waited := v_waited OR v_held;
           CONTINUE WHEN v_shard IS NULL;
         END IF;
+
+        -- 2. The keys with due work, in ring order after the cursor, try-locked where a
+        --    limit counts per key. A key another claim holds is left to it, and so is a
+        --    key already full as this snapshot sees it (a count that can only be stale
+        --    high, so it never admits too many); the walk goes on past them, up to
+        --    four times as many keys as places, so that claims running together (all
+        --    from the same cursor) or full keys do not leave the batch short.
+        v_want := least(v_left, CASE WHEN v_shard IS NOT NULL THEN v_room END);
+        v_parts := ARRAY(
+          WITH RECURSIVE r(p, n, first, ok, got) AS (
+            SELECT f.p, 1, f.p, f.ok, f.ok::integer FROM (
+              SELECT s.p, ${admit("s.p")} AS ok FROM (
+                SELECT CASE WHEN v_cursor IS NULL THEN ${nextKey(">=", "''")}
+                  ELSE coalesce(${nextKey(">", "v_cursor")}, ${nextKey(">=", "''")}) END AS p
+                OFFSET 0) s
+              WHERE s.p IS NOT NULL
+              OFFSET 0) f
+            UNION ALL
+            SELECT x.p, r.n + 1, r.first, x.ok, r.got + x.ok::integer FROM r
+            -- OFFSET 0 keeps each step a subquery of its own: inlined, the descents ran
+            -- once per reference to the key, and the locks would be tried as often.
+            CROSS JOIN LATERAL (
+              SELECT s.p, ${admit("s.p")} AS ok FROM (
+                SELECT coalesce(${nextKey(">", "r.p")}, ${nextKey(">=", "''")}) AS p OFFSET 0) s
+              OFFSET 0) x
+            WHERE r.got < v_want AND r.n < 4 * v_want AND x.p <> r.first
+          )
+          SELECT r.p FROM r WHERE r.ok ORDER BY r.n);
+        CONTINUE WHEN cardinality(v_parts) = 0;
 
         -- 3. Rates over a whole scope: the rate key's lock, in key order. One another
         --    claim holds is waited for only when the room seen above leaves enough for
