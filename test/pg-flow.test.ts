@@ -297,3 +297,36 @@ describe("PostgreSQL global limits over shards", () => {
     await Effect.runPromise(program)
   })
 })
+
+describe("PostgreSQL flowState", () => {
+  it("reads one snapshot on its own, and works inside the application's transaction too", async () => {
+    const program = Effect.gen(function* () {
+      const context = yield* Layer.build(clientLayer({ maxConnections: 4 }))
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const client = Context.get(context, PgClient.PgClient)
+      const schema = freshSchema("flowstate")
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      )
+      yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
+        Effect.provideService(PgClient.PgClient, client)
+      )
+      yield* store.declareLimits([FlowControl.toRule("kind", "k", { concurrency: { perPartition: 1 } })])
+      yield* store.enqueue([
+        { kind: "k", queue: "q", payload: {}, priority: 0, maxAttempts: 3, partition: "t" }
+      ])
+      const alone = yield* store.flowState({ due: true })
+      expect(alone.due).toEqual([{ queue: "q", kind: "k", partition: "t", due: 1 }])
+      // In the caller's transaction, after it already ran a statement.
+      const inside = yield* sql`SELECT 1`.pipe(
+        Effect.zipRight(store.flowState({ due: true })),
+        sql.withTransaction,
+        Effect.provideService(SqlClient.SqlClient, sql)
+      )
+      expect(inside.due).toEqual(alone.due)
+      expect(inside.rules).toEqual(alone.rules)
+    }).pipe(Effect.scoped)
+    await Effect.runPromise(program)
+  })
+})
