@@ -330,3 +330,58 @@ describe("PostgreSQL flowState", () => {
     await Effect.runPromise(program)
   })
 })
+
+describe("PostgreSQL flow control over several queues and kinds", () => {
+  it("a claim of several queues fills the batch queue by queue, each under its own rules", async () => {
+    const program = Effect.gen(function* () {
+      const context = yield* Layer.build(clientLayer({ maxConnections: 4 }))
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const client = Context.get(context, PgClient.PgClient)
+      const schema = freshSchema("flowmulti")
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      )
+      yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
+        Effect.provideService(PgClient.PgClient, client)
+      )
+      yield* store.declareLimits([
+        FlowControl.toRule("queue", "limited", { concurrency: { perPartition: 1 } }),
+        FlowControl.toRule("kind", "capped", { concurrency: { global: 2 } })
+      ])
+      const job = (queue: string, kind: string, partition?: string, priority = 0) => ({
+        kind,
+        queue,
+        payload: {},
+        priority,
+        maxAttempts: 3,
+        partition
+      })
+      yield* store.enqueue([
+        ...Array.from({ length: 4 }, () => job("limited", "free", "a")),
+        ...Array.from({ length: 4 }, () => job("limited", "free", "b")),
+        ...Array.from({ length: 5 }, () => job("plain", "free", undefined, 1)),
+        ...Array.from({ length: 5 }, () => job("plain", "capped", undefined, 1))
+      ])
+      const claimed = yield* store.claim({
+        queues: ["plain", "limited"],
+        kinds: ["free", "capped"],
+        limit: 20,
+        leaseMs: 60_000,
+        owner: "r"
+      })
+      const count = (f: (j: JobStore.JobRecord) => boolean) => claimed.filter(f).length
+      // One of each key in "limited"; every free job of "plain" and two capped ones.
+      expect(count((j) => j.queue === "limited" && j.partition === "a")).toBe(1)
+      expect(count((j) => j.queue === "limited" && j.partition === "b")).toBe(1)
+      expect(count((j) => j.queue === "plain" && j.kind === "free")).toBe(5)
+      expect(count((j) => j.kind === "capped")).toBe(2)
+      expect(claimed).toHaveLength(9)
+      // Held back, untouched.
+      const [untouched] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.jobs`)}
+        WHERE state = 'available' AND attempt = 0 AND fence = 0`
+      expect(untouched!.n).toBe(18 - 9)
+    }).pipe(Effect.scoped)
+    await Effect.runPromise(program)
+  })
+})
