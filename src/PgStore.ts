@@ -123,19 +123,28 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
         Ctx.operation("declareLimits")
       ),
     flowState: (options) =>
-      // One snapshot for every statement: the counts agree with each other.
-      ctx.sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`.pipe(
-        Effect.zipRight(Flow.flowState(ctx.tables, options, Admin.paused(ctx), Admin.now(ctx))),
-        // The shared statement's error channel is untyped; what fails in it is a SqlError.
-        Effect.mapError((cause) =>
-          cause instanceof SqlError.SqlError
-            ? cause
-            : new JobStore.JobStoreError({
-                message: `PgStore.flowState failed: ${Schema.messageOf(cause)}`,
-                cause
-              })
+      // Read before the transaction below opens: is the caller already in one?
+      Effect.serviceOption(SqlClient.TransactionConnection).pipe(
+        Effect.flatMap((outer) =>
+          // One snapshot for every statement, so the counts agree with each other; inside
+          // the caller's transaction (a savepoint here) its isolation level stands.
+          (outer._tag === "Some"
+            ? Effect.void
+            : ctx.sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`
+          ).pipe(
+            Effect.zipRight(Flow.flowState(ctx.tables, options, Admin.paused(ctx), Admin.now(ctx))),
+            // The shared statement's error channel is untyped; what fails in it is a SqlError.
+            Effect.mapError((cause) =>
+              cause instanceof SqlError.SqlError
+                ? cause
+                : new JobStore.JobStoreError({
+                    message: `PgStore.flowState failed: ${Schema.messageOf(cause)}`,
+                    cause
+                  })
+            ),
+            ctx.sql.withTransaction
+          )
         ),
-        ctx.sql.withTransaction,
         Ctx.operation("flowState")
       ),
     now: Admin.now(ctx).pipe(Ctx.operation("now")),

@@ -636,7 +636,9 @@ const inputRowsV6 = `
  *   characters), so they take their turn as one more key, first in the ring.
  * - `jobs_running_queue_idx (queue, partition_key, lease_expires_at)` and
  *   `jobs_running_kind_idx (kind, partition_key, lease_expires_at)` over
- *   running rows: the counts of running jobs per queue or kind, and per key.
+ *   running rows: the counts of running jobs per queue or kind, and per key;
+ *   `jobs_running_queue_shard_idx` and `jobs_running_kind_shard_idx` over
+ *   running rows stamped with a global shard (`flow_shard`, below).
  *
  * `claim_flow` is the claim from this version on (`claim_rows` stays for
  * nodes on the previous version; it knows nothing of limits, so a cluster
@@ -666,26 +668,36 @@ const inputRowsV6 = `
  *   that takes the lock could miss the jobs the previous holder claimed; in a
  *   later statement it sees every claim committed before the lock was
  *   granted, and a holder's lock goes only at its commit.
- * - Global limits: one lock per scope, waited for, then the running rows
- *   counted in a fresh snapshot, and at most the room left is taken. Chosen
- *   over the spike's sharded try-locks (bench/flow): sharding needs a shard
- *   stamped on every claimed row, miscounts rows stamped under another shard
- *   count when the limit changes, and cannot cover a job under both a queue's
- *   and a kind's global limit; when the limit binds it also did worse than
- *   the single lock (x0.57 against x0.66 on the spike's drain). The single
- *   lock's cost, claims of one scope taking turns (River #1145), is cut two
- *   ways: a claim that finds the scope full without the lock (an unlocked
- *   count can only miss claims in flight, so it never admits too many)
- *   returns at once instead of queueing, and the lock is taken after the
- *   candidate scan, just before the statement that counts and claims.
- *   Measured in docs/postgres.md ("Flow control").
+ * - Global limits: sharded try-locks, as the spike recommended. The limit L
+ *   of a scope is split over S = L / 25 shards (1 to 10); shard s may run
+ *   L / S jobs (one more for the first L % S). A claim tries the shards'
+ *   locks from a random one, counts the chosen shard's running jobs in a
+ *   fresh snapshot and takes at most its room, stamping the shard on the jobs
+ *   (`flow_shard`, counted through two partial indexes that hold only stamped
+ *   running rows). Claims of one scope run side by side, one per shard,
+ *   instead of taking turns on one lock (the River #1145 effect). Measured
+ *   with the single waited-for lock first, on a 20,000-job drain over 1,000
+ *   keys with 10 claimers of 25 (docs/postgres.md, "Flow control"): global
+ *   500, which never binds, went from x0.65 of the same drain without rules
+ *   to x1.0 or more, and global 50, which binds, from x0.35 to x0.45. Running
+ *   jobs of the scope outside the current shards (claimed before the rule
+ *   existed, or under another shard count after the limit changed) are
+ *   counted without a lock and charged in full to every shard (a share each
+ *   would not do: a shard over its share cannot give its excess back), so a
+ *   limit change never lets more run; such jobs exist only until the jobs
+ *   running when the rule changed finish. Before any lock, a count without locks
+ *   that already sees the scope full ends the claim at once (a count that can
+ *   only miss claims in flight never admits too many). When every shard is
+ *   held by claims in flight, the claim waits for one only if that count
+ *   leaves room for them and for its own batch.
  * - Rate limits over the whole scope: the same waited-for lock on the rate
  *   key, then the starts within the window counted; the claim takes at most
  *   `limit - count` and writes one `flow_starts` row per start, and deletes
  *   its key's rows the window no longer counts.
- * - Deadlocks: a claim waits for a lock only while it holds no lock it
- *   waited for, and takes the locks of one group in key order; any other
- *   lock is only tried. Claims never wait for rows (SKIP LOCKED).
+ * - Deadlocks: a claim waits for a lock of a whole scope (a global shard, a
+ *   rate key) only while it holds no such lock, and takes those of one group
+ *   in key order; every other lock is only tried. Claims never wait for rows
+ *   (SKIP LOCKED).
  * - Lock keys: the two-integer advisory lock form, whose key space is apart
  *   from the single-bigint keys of PgLock and the migrations, so the two can
  *   never collide: (hashtext(schema/scope/name), hashtext(what/key)).
@@ -700,9 +712,10 @@ export const v6 = (schema: string) => {
   const due = (a: string) => `${a}.${dueState} AND ${a}.run_at <= p_now`
   const ms = (column: string) => `floor(extract(epoch from t.${column}) * 1000)::float8`
   /** The claim's update of the rows `pick` (id, ord) selects, as migration 5's. */
-  const take = (pick: string) => `
+  const take = (pick: string, shard: string) => `
           UPDATE ${schema}.jobs AS j SET
             state = CASE WHEN ${ok} THEN 'running' ELSE 'discarded' END,
+            flow_shard = ${shard},
             attempt = CASE WHEN ${ok} AND j.attempt < ${max} THEN j.attempt + 1 ELSE j.attempt END,
             fence = CASE WHEN ${ok} THEN j.fence + 1 ELSE j.fence END,
             attempted_at = CASE WHEN ${ok} THEN p_now ELSE j.attempted_at END,
@@ -729,7 +742,7 @@ export const v6 = (schema: string) => {
       RETURN QUERY
         WITH due AS (${due}),
         pick AS (SELECT due.id, 0 AS ord FROM due),
-        taken AS (${take("pick")})
+        taken AS (${take("pick", "NULL")})
         ${rowsOf("taken")};`
   /** Migration 5's arm: the due jobs of one queue of kinds `kinds`, in claim order. */
   const arm = (queue: string, columns: string, kinds: string, limit: string) => `
@@ -756,16 +769,46 @@ export const v6 = (schema: string) => {
   const expire = (rule: string, scope: string, name: string, keys: string) => `
         DELETE FROM ${schema}.flow_starts s WHERE s.scope = '${scope}' AND s.name = ${name}
           AND s.partition_key = ANY(${keys}) AND s.started_at <= p_now - ${rule}.rate_window_ms * interval '1 millisecond';`
+  /**
+   * Whether the claim serves key `p` (an SQL expression): not full as this
+   * snapshot sees it, then try-locked for every limit counted per key.
+   */
+  const admit = (p: string) => `CASE
+                WHEN v_rq.per_partition IS NOT NULL AND ${p} <> ''
+                  AND ${running(`c.queue = v_queue AND c.partition_key = ${p}`)} >= v_rq.per_partition THEN false
+                WHEN v_rk.per_partition IS NOT NULL AND ${p} <> ''
+                  AND ${running(`c.kind = v_kind AND c.partition_key = ${p}`)} >= v_rk.per_partition THEN false
+                ELSE (v_rq.per_partition IS NULL OR ${p} = ''
+                      OR pg_try_advisory_xact_lock(v_hq, hashtext('partition/' || ${p})))
+                  AND (v_rk.per_partition IS NULL OR ${p} = ''
+                      OR pg_try_advisory_xact_lock(v_hk, hashtext('partition/' || ${p})))
+                  AND (NOT coalesce(v_rq.rate_by_partition, false)
+                      OR pg_try_advisory_xact_lock(v_hq, hashtext('rate/' || ${p})))
+                  AND (NOT coalesce(v_rk.rate_by_partition, false)
+                      OR pg_try_advisory_xact_lock(v_hk, hashtext('rate/' || ${p})))
+                END`
+  /** The room left in global shard `v_s` under the group's global limits (see step 2). */
+  const shardRoom = `least(
+              CASE WHEN v_rq.global_limit IS NOT NULL THEN v_rq.global_limit / v_sq
+                + CASE WHEN v_s < v_rq.global_limit % v_sq THEN 1 ELSE 0 END
+                - ${running("c.queue = v_queue AND c.flow_shard = v_s")} - v_uq END,
+              CASE WHEN v_rk.global_limit IS NOT NULL THEN v_rk.global_limit / v_sk
+                + CASE WHEN v_s < v_rk.global_limit % v_sk THEN 1 ELSE 0 END
+                - ${running("c.kind = v_kind AND c.flow_shard = v_s")} - v_uk END)`
   const byKey = (rule: string) => `coalesce(${rule}.rate_by_partition, false)`
   const wholeRate = (rule: string) => `(${rule}.rate_limit IS NOT NULL AND NOT ${rule}.rate_by_partition)`
   return `
-  ALTER TABLE ${schema}.jobs ADD COLUMN partition_key text;
+  ALTER TABLE ${schema}.jobs ADD COLUMN partition_key text, ADD COLUMN flow_shard smallint;
   CREATE INDEX jobs_partition_claim_idx ON ${schema}.jobs (queue, (coalesce(partition_key, '')), priority, run_at, id)
     WHERE ${dueState};
   CREATE INDEX jobs_running_queue_idx ON ${schema}.jobs (queue, partition_key, lease_expires_at)
     WHERE state = 'running';
   CREATE INDEX jobs_running_kind_idx ON ${schema}.jobs (kind, partition_key, lease_expires_at)
     WHERE state = 'running';
+  CREATE INDEX jobs_running_queue_shard_idx ON ${schema}.jobs (queue, flow_shard, lease_expires_at)
+    WHERE state = 'running' AND flow_shard IS NOT NULL;
+  CREATE INDEX jobs_running_kind_shard_idx ON ${schema}.jobs (kind, flow_shard, lease_expires_at)
+    WHERE state = 'running' AND flow_shard IS NOT NULL;
   CREATE TABLE ${schema}.flow_rules (
     scope text NOT NULL CHECK (scope IN ('kind', 'queue')),
     name text NOT NULL,
@@ -824,6 +867,21 @@ export const v6 = (schema: string) => {
     v_round integer;
     v_waited boolean := false;
     v_skip boolean;
+    v_seen integer;
+    v_sq integer;
+    v_sk integer;
+    v_uq integer;
+    v_uk integer;
+    v_n integer;
+    v_i integer;
+    v_s integer;
+    v_start integer;
+    v_shard integer;
+    v_room integer;
+    v_want integer;
+    v_held boolean;
+    v_a boolean;
+    v_b boolean;
     v_k1 integer;
     v_k2 integer;
   BEGIN
@@ -889,65 +947,130 @@ export const v6 = (schema: string) => {
           CONTINUE;
         END IF;
 
-        -- A scope already full, read without its lock: no need to queue for it.
-        CONTINUE WHEN v_rq.global_limit IS NOT NULL
-          AND ${running("c.queue = v_queue")} >= v_rq.global_limit;
-        CONTINUE WHEN v_rk.global_limit IS NOT NULL
-          AND ${running("c.kind = v_kind")} >= v_rk.global_limit;
+        -- The room this snapshot sees under the limits over a whole scope, without their
+        -- locks. It can only miss claims in flight (or count jobs since settled), so a
+        -- scope it sees full is full: the claim returns at once instead of queueing.
+        -- Also the running jobs of a global limit's scope outside its shards (claimed
+        -- before the rule, or under another shard count), which every shard counts in full.
+        v_sq := CASE WHEN v_rq.global_limit IS NOT NULL THEN greatest(1, least(10, v_rq.global_limit / 25)) END;
+        v_sk := CASE WHEN v_rk.global_limit IS NOT NULL THEN greatest(1, least(10, v_rk.global_limit / 25)) END;
+        SELECT least(
+          CASE WHEN v_rq.global_limit IS NOT NULL THEN v_rq.global_limit - ${running("c.queue = v_queue")} END,
+          CASE WHEN v_rk.global_limit IS NOT NULL THEN v_rk.global_limit - ${running("c.kind = v_kind")} END,
+          CASE WHEN ${wholeRate("v_rq")} THEN v_rq.rate_limit - ${starts("v_rq", "queue", "v_queue", "''")} END,
+          CASE WHEN ${wholeRate("v_rk")} THEN v_rk.rate_limit - ${starts("v_rk", "kind", "v_kind", "''")} END),
+          CASE WHEN v_sq IS NOT NULL
+            THEN ${running("c.queue = v_queue AND (c.flow_shard IS NULL OR c.flow_shard >= v_sq)")} END,
+          CASE WHEN v_sk IS NOT NULL
+            THEN ${running("c.kind = v_kind AND (c.flow_shard IS NULL OR c.flow_shard >= v_sk)")} END
+        INTO v_seen, v_uq, v_uk;
+        CONTINUE WHEN v_seen <= 0;
 
-        -- 1. The keys with due work, in ring order after the cursor; try-locked where a
-        --    limit counts per key (a key another claim holds is left to it).
+        -- 1. Global limits: a shard with room. A global limit L is split over S shards
+        --    (S = L / 25, from 1 to 10; shard s may run L / S jobs, one more for the
+        --    first L % S), each with its own lock; a claimed job carries its shard
+        --    (flow_shard). The claim tries the shards from a random one and takes the
+        --    first it locks with room, counted in a new statement after the lock, so no
+        --    claim waits for another while a shard is free. A job under both a queue's
+        --    and a kind's global limit takes the same shard number under both. Only when
+        --    every shard is held by claims in flight, and the room seen above leaves
+        --    enough for them and this batch, does the claim wait, for one shard. This
+        --    comes before the walk over the keys, so that a claim finding no shard
+        --    returns without walking, and the walk goes no further than the room.
+        v_shard := NULL;
+        v_n := least(v_sq, v_sk);
+        IF v_n IS NOT NULL THEN
+          v_start := floor(random() * v_n)::integer;
+          v_held := false;
+          FOR v_i IN 0 .. v_n - 1 LOOP
+            v_s := (v_start + v_i) % v_n;
+            v_a := v_rq.global_limit IS NULL OR pg_try_advisory_xact_lock(v_hq, hashtext('global/' || v_s));
+            v_b := v_a AND (v_rk.global_limit IS NULL OR pg_try_advisory_xact_lock(v_hk, hashtext('global/' || v_s)));
+            v_held := v_held OR v_a;
+            IF v_b THEN
+              SELECT ${shardRoom} INTO v_room;
+              IF v_room > 0 THEN
+                v_shard := v_s;
+                EXIT;
+              END IF;
+            END IF;
+          END LOOP;
+          IF v_shard IS NULL AND NOT v_held AND NOT v_waited AND v_seen >= 2 * v_left THEN
+            v_s := v_start;
+            FOR v_k1, v_k2 IN
+              SELECT l.k1, l.k2 FROM (VALUES
+                (v_hq, hashtext('global/' || v_s), v_rq.global_limit IS NOT NULL),
+                (v_hk, hashtext('global/' || v_s), v_rk.global_limit IS NOT NULL)
+              ) AS l(k1, k2, needed)
+              WHERE l.needed
+              ORDER BY l.k1, l.k2
+            LOOP
+              PERFORM pg_advisory_xact_lock(v_k1, v_k2);
+            END LOOP;
+            v_held := true;
+            SELECT ${shardRoom} INTO v_room;
+            IF v_room > 0 THEN
+              v_shard := v_s;
+            END IF;
+          END IF;
+          v_waited := v_waited OR v_held;
+          CONTINUE WHEN v_shard IS NULL;
+        END IF;
+
+        -- 2. The keys with due work, in ring order after the cursor, try-locked where a
+        --    limit counts per key. A key another claim holds is left to it, and so is a
+        --    key already full as this snapshot sees it (a count that can only be stale
+        --    high, so it never admits too many); the walk goes on past them, up to
+        --    four times as many keys as places, so that claims running together (all
+        --    from the same cursor) or full keys do not leave the batch short.
+        v_want := least(v_left, CASE WHEN v_shard IS NOT NULL THEN v_room END);
         v_parts := ARRAY(
-          WITH RECURSIVE r(p, n, first) AS (
-            SELECT f.p, 1, f.p FROM (
-              SELECT CASE WHEN v_cursor IS NULL THEN ${nextKey(">=", "''")}
-                ELSE coalesce(${nextKey(">", "v_cursor")}, ${nextKey(">=", "''")}) END AS p
-            ) f
-            WHERE f.p IS NOT NULL
+          WITH RECURSIVE r(p, n, first, ok, got) AS (
+            SELECT f.p, 1, f.p, f.ok, f.ok::integer FROM (
+              SELECT s.p, ${admit("s.p")} AS ok FROM (
+                SELECT CASE WHEN v_cursor IS NULL THEN ${nextKey(">=", "''")}
+                  ELSE coalesce(${nextKey(">", "v_cursor")}, ${nextKey(">=", "''")}) END AS p
+                OFFSET 0) s
+              WHERE s.p IS NOT NULL
+              OFFSET 0) f
             UNION ALL
-            SELECT x.p, r.n + 1, r.first FROM r
+            SELECT x.p, r.n + 1, r.first, x.ok, r.got + x.ok::integer FROM r
+            -- OFFSET 0 keeps each step a subquery of its own: inlined, the descents ran
+            -- once per reference to the key, and the locks would be tried as often.
             CROSS JOIN LATERAL (
-              SELECT coalesce(${nextKey(">", "r.p")}, ${nextKey(">=", "''")}) AS p OFFSET 0) x
-            WHERE r.n < v_left AND x.p <> r.first
+              SELECT s.p, ${admit("s.p")} AS ok FROM (
+                SELECT coalesce(${nextKey(">", "r.p")}, ${nextKey(">=", "''")}) AS p OFFSET 0) s
+              OFFSET 0) x
+            WHERE r.got < v_want AND r.n < 4 * v_want AND x.p <> r.first
           )
-          SELECT r.p FROM r
-          WHERE (v_rq.per_partition IS NULL OR r.p = ''
-                 OR pg_try_advisory_xact_lock(v_hq, hashtext('partition/' || r.p)))
-            AND (v_rk.per_partition IS NULL OR r.p = ''
-                 OR pg_try_advisory_xact_lock(v_hk, hashtext('partition/' || r.p)))
-            AND (NOT ${byKey("v_rq")} OR pg_try_advisory_xact_lock(v_hq, hashtext('rate/' || r.p)))
-            AND (NOT ${byKey("v_rk")} OR pg_try_advisory_xact_lock(v_hk, hashtext('rate/' || r.p)))
-          ORDER BY r.n);
+          SELECT r.p FROM r WHERE r.ok ORDER BY r.n);
         CONTINUE WHEN cardinality(v_parts) = 0;
 
-        -- 2. The locks of limits over a whole scope, in key order; waited for only
-        --    while this claim holds no lock it waited for.
+        -- 3. Rates over a whole scope: the rate key's lock, in key order. One another
+        --    claim holds is waited for only when the room seen above leaves enough for
+        --    that claim's batch and this one's (else the holder takes what there is), and
+        --    only while this claim holds no lock of a whole scope (so waits cannot form a
+        --    cycle: a claim waits only holding the locks before, in key order, the one
+        --    it waits for).
         v_skip := false;
         FOR v_k1, v_k2 IN
           SELECT l.k1, l.k2 FROM (VALUES
-            (v_hq, hashtext('global'), v_rq.global_limit IS NOT NULL),
             (v_hq, hashtext('rate/'), ${wholeRate("v_rq")}),
-            (v_hk, hashtext('global'), v_rk.global_limit IS NOT NULL),
             (v_hk, hashtext('rate/'), ${wholeRate("v_rk")})
           ) AS l(k1, k2, needed)
           WHERE l.needed
           ORDER BY l.k1, l.k2
         LOOP
-          IF v_waited THEN
-            v_skip := NOT pg_try_advisory_xact_lock(v_k1, v_k2);
-            EXIT WHEN v_skip;
-          ELSE
-            PERFORM pg_advisory_xact_lock(v_k1, v_k2);
-          END IF;
+          CONTINUE WHEN pg_try_advisory_xact_lock(v_k1, v_k2);
+          v_skip := v_waited OR v_seen < 2 * v_left;
+          EXIT WHEN v_skip;
+          PERFORM pg_advisory_xact_lock(v_k1, v_k2);
         END LOOP;
         CONTINUE WHEN v_skip;
-        v_waited := v_waited OR v_rq.global_limit IS NOT NULL OR v_rk.global_limit IS NOT NULL
-          OR ${wholeRate("v_rq")} OR ${wholeRate("v_rk")};
+        v_waited := v_waited OR ${wholeRate("v_rq")} OR ${wholeRate("v_rk")};
 
-        -- 3. A new statement, so a snapshot taken after the locks: the room left.
-        SELECT least(v_left,
-          CASE WHEN v_rq.global_limit IS NOT NULL THEN v_rq.global_limit - ${running("c.queue = v_queue")} END,
-          CASE WHEN v_rk.global_limit IS NOT NULL THEN v_rk.global_limit - ${running("c.kind = v_kind")} END,
+        -- A new statement, so a snapshot taken after the locks: the room left.
+        SELECT least(v_left, CASE WHEN v_shard IS NOT NULL THEN v_room END,
           CASE WHEN ${wholeRate("v_rq")} THEN v_rq.rate_limit - ${starts("v_rq", "queue", "v_queue", "''")} END,
           CASE WHEN ${wholeRate("v_rk")} THEN v_rk.rate_limit - ${starts("v_rk", "kind", "v_kind", "''")} END)
         INTO v_cap;
@@ -986,7 +1109,7 @@ export const v6 = (schema: string) => {
                 FOR UPDATE SKIP LOCKED) x
               LIMIT v_cap
             ),
-            taken AS (${take("pick")}),
+            taken AS (${take("pick", "v_shard")}),
             started AS (
               INSERT INTO ${schema}.flow_starts (scope, name, partition_key, started_at)
               SELECT 'queue', v_queue, CASE WHEN v_rq.rate_by_partition THEN coalesce(t.partition_key, '') ELSE '' END, p_now
