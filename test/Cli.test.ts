@@ -258,8 +258,10 @@ describe("nightshift (in-process)", () => {
       expect(ids(page2)).toEqual(["2", "1"])
       expect(page2.nextCursor).toBeNull()
       const table = (yield* cli(["jobs", "list", "-d", db, "--limit", "2"])).stdout.split("\n")
-      expect(table[0]).toMatch(/^ID\s+KIND\s+QUEUE\s+STATE\s+ATTEMPT\s+RUN AT\s+LAST ERROR$/)
-      expect(table[1]).toMatch(/^6\s+a\s+other\s+available\s+0\/20\s/)
+      expect(table[0]).toMatch(
+        /^ID\s+KIND\s+QUEUE\s+PARTITION\s+STATE\s+WAITING\s+ATTEMPT\s+RUN AT\s+LAST ERROR$/
+      )
+      expect(table[1]).toMatch(/^6\s+a\s+other\s+-\s+available\s+-\s+0\/20\s/)
       expect(table.at(-1)).toBe(`more: add --cursor ${page1.jobs[1].id}`)
       const badState = yield* cli(["jobs", "list", "-d", db, "--state", "done"])
       expect(badState.code).toBe(2)
