@@ -122,7 +122,9 @@ describe("nightshift (in-process)", () => {
       const db = freshDb()
       const first = yield* cli(["migrate", "-d", db])
       expect(first).toMatchObject({ code: 0, stderr: "" })
-      expect(first.stdout).toMatch(/^migrated sqlite .*t\d+\.db: 1 create_jobs, 2 index_unfinalized(, \d+ \w+)*$/)
+      expect(first.stdout).toMatch(
+        /^migrated sqlite .*t\d+\.db: 1 create_jobs, 2 index_unfinalized(, \d+ \w+)*$/
+      )
       expect(yield* cliJson(["migrate", "-d", db])).toMatchObject({ ran: [] })
       expect((yield* cli(["migrate", "-d", db])).stdout).toContain("is up to date")
     })
