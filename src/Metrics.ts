@@ -32,6 +32,18 @@ export const jobDuration = Metric.histogram(
 /** Jobs per `queue` and `state`, sampled by the runner. @since 0.1.0 */
 export const queueDepth = Metric.gauge("nightshift_queue_depth", { description: "Jobs per queue and state" })
 
+/**
+ * Due jobs that flow control holds back now, by `queue`, `kind` and `reason`
+ * (`partition at limit`, `global limit`, `rate limited`, `queue paused`):
+ * the due jobs beyond the room their limits leave. Sampled by the runner
+ * from the store, so every node reports the same cluster-wide figures.
+ *
+ * @since 0.2.0
+ */
+export const jobsThrottled = Metric.gauge("nightshift_jobs_throttled", {
+  description: "Due jobs held back by flow control (or a paused queue), by queue, kind and reason"
+})
+
 /** Jobs rescued after their lease expired. @since 0.1.0 */
 export const jobsRescued = Metric.counter("nightshift_jobs_rescued_total", {
   description: "Jobs whose lease expired and were rescued",
@@ -87,6 +99,22 @@ const kindDeduped = labels2("kind", "deduped")
 const kindOutcome = labels2("kind", "outcome")
 const queueState = labels2("queue", "state")
 const byKind = labels1("kind")
+const throttledLabels = (() => {
+  const cache = new Map<string, Labels>()
+  return (queue: string, kind: string, reason: string): Labels => {
+    const key = JSON.stringify([queue, kind, reason])
+    let l = cache.get(key)
+    if (l === undefined) {
+      l = [
+        MetricLabel.make("queue", queue),
+        MetricLabel.make("kind", kind),
+        MetricLabel.make("reason", reason)
+      ]
+      if (cache.size < maxCached) cache.set(key, l)
+    }
+    return l
+  }
+})()
 const byRunner = labels1("runner")
 
 /** Record the enqueues of one call: one update per kind and `deduped` value. @internal */
@@ -121,6 +149,10 @@ export const attempt = (kind: string, outcome: string, durationMs: number): Effe
 /** Record a queue depth sample. @internal */
 export const depth = (queue: string, state: string, count: number): Effect.Effect<void> =>
   Effect.sync(() => queueDepth.unsafeUpdate(count, queueState(queue, state)))
+
+/** Record a throttled-jobs sample. @internal */
+export const throttled = (queue: string, kind: string, reason: string, count: number): Effect.Effect<void> =>
+  Effect.sync(() => jobsThrottled.unsafeUpdate(count, throttledLabels(queue, kind, reason)))
 
 /** Record rescued jobs. @internal */
 export const rescued = (kind: string, n: number): Effect.Effect<void> =>

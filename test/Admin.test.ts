@@ -25,11 +25,13 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Admin from "nightshift/Admin"
 import * as Events from "nightshift/Events"
+import * as FlowControl from "nightshift/FlowControl"
 import * as Job from "nightshift/Job"
 import * as JobStore from "nightshift/JobStore"
 import * as MemoryStore from "nightshift/MemoryStore"
 import * as Nightshift from "nightshift/Nightshift"
 import * as Worker from "nightshift/Worker"
+import { makeSampler } from "../src/internal/runner/maintenance.js"
 
 const token = "s3cret-token"
 
@@ -217,6 +219,7 @@ const routes: ReadonlyArray<readonly [string, string]> = [
   ["POST", "/jobs/1/retry"],
   ["POST", "/jobs/1/cancel"],
   ["GET", "/queues"],
+  ["GET", "/queues/default/partitions"],
   ["POST", "/queues/default/pause"],
   ["POST", "/queues/default/resume"],
   ["GET", "/events"],
@@ -615,6 +618,117 @@ describe("Admin queues", () => {
   )
 })
 
+const Sync = Job.make("sync", {
+  payload: Schema.Struct({ tenant: Schema.String }),
+  partition: (p) => p.tenant,
+  concurrency: { perPartition: 1 }
+})
+
+describe("Admin flow control", () => {
+  it.scoped("held-back jobs say why, with their partition; queues show limits and the busiest keys", () =>
+    Effect.gen(function* () {
+      const { base, store } = yield* serve(
+        Nightshift.define({ handlers: Job.handlers(Job.handle(Sync, () => Effect.void)), runner: false })
+      )
+      yield* store.declareLimits([
+        FlowControl.toRule("kind", "sync", { concurrency: { perPartition: 1 } }),
+        FlowControl.toRule("queue", "bulk", { concurrency: { global: 3 } })
+      ])
+      const add = (tenant: string, extra: Record<string, unknown> = {}) =>
+        Effect.map(
+          call(base, "POST", "/jobs", { body: { kind: "sync", payload: { tenant }, ...extra } }),
+          (r) => {
+            expect(r.status).toBe(201)
+            return r.json.id as string
+          }
+        )
+      const first = yield* add("acme")
+      const held = yield* add("acme")
+      yield* add("acme")
+      const zeta = yield* add("zeta")
+      const explicit = yield* add("acme", { partition: "other" })
+      const later = yield* add("acme", { delay: "1 hour" })
+      const paused = yield* add("acme", { queue: "frozen" })
+      yield* call(base, "POST", "/queues/frozen/pause")
+      const claimed = yield* store.claim({
+        queues: ["default"],
+        kinds: ["sync"],
+        limit: 10,
+        leaseMs: 60_000,
+        owner: "elsewhere"
+      })
+      expect(claimed.map((j) => j.id).sort()).toEqual([first, zeta, explicit].sort())
+
+      const detail = yield* call(base, "GET", `/jobs/${held}`)
+      expect(detail.status).toBe(200)
+      expect(detail.json).toMatchObject({
+        partition: "acme",
+        waiting: "partition at limit",
+        state: "available"
+      })
+      expect((yield* call(base, "GET", `/jobs/${explicit}`)).json).toMatchObject({
+        partition: "other",
+        waiting: null,
+        state: "running"
+      })
+      const list = yield* call(base, "GET", "/jobs?kind=sync")
+      const byId = new Map<string, any>(list.json.jobs.map((j: any) => [j.id, j]))
+      expect(byId.get(held)).toMatchObject({ partition: "acme", waiting: "partition at limit" })
+      expect(byId.get(first)).toMatchObject({ partition: "acme", waiting: null, state: "running" })
+      expect(byId.get(later)).toMatchObject({ waiting: "scheduled" })
+      expect(byId.get(paused)).toMatchObject({ waiting: "queue paused" })
+
+      const queues = yield* call(base, "GET", "/queues")
+      expect(queues.status).toBe(200)
+      const byName = new Map<string, any>(queues.json.queues.map((q: any) => [q.name, q]))
+      expect(byName.get("default").flow).toEqual({
+        rules: [FlowControl.toRule("kind", "sync", { concurrency: { perPartition: 1 } })],
+        running: 3,
+        due: 2,
+        throttled: 2,
+        keys: 3,
+        partitions: [
+          { partition: "acme", running: 1, due: 2, throttled: 2, waiting: "partition at limit" },
+          { partition: "other", running: 1, due: 0, throttled: 0, waiting: null },
+          { partition: "zeta", running: 1, due: 0, throttled: 0, waiting: null }
+        ]
+      })
+      // A queue with only a rule is listed, with its limit.
+      expect(byName.get("bulk").flow).toMatchObject({
+        rules: [{ scope: "queue", name: "bulk", global: 3 }],
+        running: 0
+      })
+      expect(byName.get("frozen")).toMatchObject({ paused: true, flow: { throttled: 1, due: 1 } })
+      expect(queues.json.throttled).toEqual([
+        { queue: "default", kind: "sync", reason: "partition at limit", count: 2 },
+        { queue: "frozen", kind: "sync", reason: "queue paused", count: 1 }
+      ])
+      expect(queues.json.rules).toHaveLength(2)
+
+      const one = yield* call(base, "GET", "/queues/default/partitions?limit=1")
+      expect(one.status).toBe(200)
+      expect(one.json).toMatchObject({ queue: "default", paused: false, keys: 3, throttled: 2 })
+      expect(one.json.partitions).toEqual([
+        { partition: "acme", running: 1, due: 2, throttled: 2, waiting: "partition at limit" }
+      ])
+      const empty = yield* call(base, "GET", "/queues/nothing-here/partitions")
+      expect(empty.json).toMatchObject({ queue: "nothing-here", keys: 0, partitions: [], rules: [] })
+      expect((yield* call(base, "GET", "/queues/bad%20name/partitions")).status).toBe(400)
+      expect((yield* call(base, "GET", "/queues/default/partitions?limit=0")).status).toBe(400)
+
+      // The throttled gauge on /metrics, as the runner's sampler sets it.
+      yield* makeSampler(store, ["default"])
+      const metrics = yield* call(base, "GET", "/metrics")
+      expect(metrics.text).toContain(
+        'nightshift_jobs_throttled{queue="default",kind="sync",reason="partition at limit"} 2'
+      )
+      expect(metrics.text).toContain(
+        'nightshift_jobs_throttled{queue="frozen",kind="sync",reason="queue paused"} 1'
+      )
+    })
+  )
+})
+
 describe("Admin health", () => {
   it.scoped("readiness is 503 while the store is unreachable", () =>
     Effect.gen(function* () {
@@ -746,6 +860,7 @@ describe("Admin observability", () => {
         "/jobs",
         "/jobs/{id}",
         "/queues",
+        "/queues/{name}/partitions",
         "/events"
       ]) {
         expect(paths).toContain(p)

@@ -2,8 +2,12 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as FlowControl from "nightshift/FlowControl"
+import type * as JobStore from "nightshift/JobStore"
+import * as MemoryStore from "nightshift/MemoryStore"
 import { hostName, isLoopback, tokenMatches } from "../src/internal/admin/auth.js"
 import * as Prometheus from "../src/internal/admin/prometheus.js"
+import { makeSampler } from "../src/internal/runner/maintenance.js"
 
 /** Format only the metrics whose name starts with `prefix`. */
 const render = (prefix: string) =>
@@ -73,6 +77,82 @@ describe("Prometheus text format", () => {
     expect(Prometheus.formatValue(10n)).toBe("10")
     expect(Prometheus.metricName("9lives.count")).toBe("_9lives_count")
   })
+})
+
+describe("throttled jobs gauge", () => {
+  const job = (kind: string, queue: string, partition?: string): JobStore.EnqueueInput => ({
+    kind,
+    queue,
+    payload: {},
+    priority: 0,
+    maxAttempts: 3,
+    partition
+  })
+  const claimAll = (store: JobStore.Service, queue: string) =>
+    store.claim({ queues: [queue], kinds: ["t9_sync", "t9_api"], limit: 100, leaseMs: 60_000, owner: "test" })
+  /** The gauge's samples of one queue, as Prometheus serves them. */
+  const samples = (queue: string) =>
+    Effect.map(Metric.snapshot, (pairs) =>
+      Prometheus.format(pairs.filter((p) => p.metricKey.name === "nightshift_jobs_throttled"))
+        .split("\n")
+        .filter((line) => line.startsWith("#") || line.includes(`queue="${queue}"`))
+        .join("\n")
+    )
+
+  it.effect(
+    "the runner's sampler sets it per queue, kind and reason, and back to 0 when the jobs start",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* MemoryStore.make
+        yield* store.declareLimits([
+          FlowControl.toRule("kind", "t9_sync", { concurrency: { perPartition: 1 } }),
+          FlowControl.toRule("kind", "t9_api", { rateLimit: { limit: 2, per: "1 hour" } })
+        ])
+        yield* store.enqueue([
+          job("t9_sync", "t9q", "acme"),
+          job("t9_sync", "t9q", "acme"),
+          job("t9_sync", "t9q", "acme"),
+          job("t9_sync", "t9q", "zeta"),
+          job("t9_api", "t9q"),
+          job("t9_api", "t9q"),
+          job("t9_api", "t9q"),
+          job("t9_sync", "t9p", "acme")
+        ])
+        yield* store.pause("t9p")
+        const claimed = yield* claimAll(store, "t9q")
+        expect(claimed).toHaveLength(4) // one per key, and two starts of the rate
+        const sample = makeSampler(store, ["t9q"])
+        yield* sample
+        expect(yield* samples("t9q")).toBe(
+          [
+            "# HELP nightshift_jobs_throttled Due jobs held back by flow control (or a paused queue), by queue, kind and reason",
+            "# TYPE nightshift_jobs_throttled gauge",
+            'nightshift_jobs_throttled{queue="t9q",kind="t9_api",reason="rate limited"} 1',
+            'nightshift_jobs_throttled{queue="t9q",kind="t9_sync",reason="partition at limit"} 2'
+          ].join("\n")
+        )
+        expect(yield* samples("t9p")).toContain(
+          'nightshift_jobs_throttled{queue="t9p",kind="t9_sync",reason="queue paused"} 1'
+        )
+
+        // The running acme job completes: one more acme job starts, one is still held.
+        const acme = claimed.find((j) => j.partition === "acme")!
+        yield* store.settle([{ id: acme.id, fence: acme.fence, outcome: { _tag: "completed" } }])
+        expect(yield* claimAll(store, "t9q")).toHaveLength(1)
+        yield* store.resume("t9p")
+        yield* sample
+        const after = yield* samples("t9q")
+        expect(after).toContain(
+          'nightshift_jobs_throttled{queue="t9q",kind="t9_sync",reason="partition at limit"} 1'
+        )
+        expect(after).toContain(
+          'nightshift_jobs_throttled{queue="t9q",kind="t9_api",reason="rate limited"} 1'
+        )
+        expect(yield* samples("t9p")).toContain(
+          'nightshift_jobs_throttled{queue="t9p",kind="t9_sync",reason="queue paused"} 0'
+        )
+      })
+  )
 })
 
 describe("admin auth helpers", () => {

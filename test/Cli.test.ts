@@ -17,6 +17,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
+import * as FlowControl from "../src/FlowControl.js"
 import * as JobStore from "../src/JobStore.js"
 import * as Leader from "../src/Leader.js"
 import * as Lock from "../src/Lock.js"
@@ -121,7 +122,9 @@ describe("nightshift (in-process)", () => {
       const db = freshDb()
       const first = yield* cli(["migrate", "-d", db])
       expect(first).toMatchObject({ code: 0, stderr: "" })
-      expect(first.stdout).toMatch(/^migrated sqlite .*t\d+\.db: 1 create_jobs, 2 index_unfinalized$/)
+      expect(first.stdout).toMatch(
+        /^migrated sqlite .*t\d+\.db: 1 create_jobs, 2 index_unfinalized(, \d+ \w+)*$/
+      )
       expect(yield* cliJson(["migrate", "-d", db])).toMatchObject({ ran: [] })
       expect((yield* cli(["migrate", "-d", db])).stdout).toContain("is up to date")
     })
@@ -258,8 +261,10 @@ describe("nightshift (in-process)", () => {
       expect(ids(page2)).toEqual(["2", "1"])
       expect(page2.nextCursor).toBeNull()
       const table = (yield* cli(["jobs", "list", "-d", db, "--limit", "2"])).stdout.split("\n")
-      expect(table[0]).toMatch(/^ID\s+KIND\s+QUEUE\s+STATE\s+ATTEMPT\s+RUN AT\s+LAST ERROR$/)
-      expect(table[1]).toMatch(/^6\s+a\s+other\s+available\s+0\/20\s/)
+      expect(table[0]).toMatch(
+        /^ID\s+KIND\s+QUEUE\s+PARTITION\s+STATE\s+WAITING\s+ATTEMPT\s+RUN AT\s+LAST ERROR$/
+      )
+      expect(table[1]).toMatch(/^6\s+a\s+other\s+-\s+available\s+-\s+0\/20\s/)
       expect(table.at(-1)).toBe(`more: add --cursor ${page1.jobs[1].id}`)
       const badState = yield* cli(["jobs", "list", "-d", db, "--state", "done"])
       expect(badState.code).toBe(2)
@@ -315,8 +320,18 @@ describe("nightshift (in-process)", () => {
       expect(yield* cliJson(["queues", "pause", "idle", "-d", db])).toEqual({ queue: "idle", paused: true })
       const queues = yield* cliJson(["queues", "list", "-d", db])
       expect(queues).toEqual([
-        { queue: "idle", paused: true, counts: expect.objectContaining({ available: 0 }) },
-        { queue: "mail", paused: true, counts: expect.objectContaining({ available: 1, completed: 0 }) }
+        {
+          queue: "idle",
+          paused: true,
+          counts: expect.objectContaining({ available: 0 }),
+          flow: { rules: [], running: 0, due: 0, throttled: 0, keys: 0, partitions: [] }
+        },
+        {
+          queue: "mail",
+          paused: true,
+          counts: expect.objectContaining({ available: 1, completed: 0 }),
+          flow: expect.objectContaining({ due: 1, throttled: 1 })
+        }
       ])
       yield* cli(["queues", "resume", "mail", "-d", db])
       const table = (yield* cli(["queues", "list", "-d", db])).stdout.split("\n")
@@ -324,6 +339,66 @@ describe("nightshift (in-process)", () => {
       expect(table[2]).toMatch(/^mail\s+no\s+0\s+1\s+0/)
       const bad = yield* cli(["queues", "pause", "no spaces", "-d", db])
       expect(bad.code).toBe(2)
+    })
+  )
+
+  it.live("queues list shows limits, throttled jobs and the busiest partitions; jobs say why they wait", () =>
+    Effect.gen(function* () {
+      const db = freshDb()
+      for (const tenant of ["acme", "acme", "acme", "zeta"])
+        yield* enqueue(db, "sync", {}, "--partition", tenant)
+      // Another node declared the kind's limit and runs one job per key.
+      yield* Effect.gen(function* () {
+        const store = yield* JobStore.JobStore
+        yield* store.declareLimits([FlowControl.toRule("kind", "sync", { concurrency: { perPartition: 1 } })])
+        const claimed = yield* store.claim({
+          queues: ["default"],
+          kinds: ["sync"],
+          limit: 10,
+          leaseMs: 600_000,
+          owner: "elsewhere"
+        })
+        expect(claimed.map((j) => j.partition).sort()).toEqual(["acme", "zeta"])
+      }).pipe(Effect.provide(Store.layerJobStore({ _tag: "Sqlite", filename: db })))
+
+      const text = (yield* cli(["queues", "list", "-d", db])).stdout
+      const lines = text.split("\n")
+      expect(lines[0]).toMatch(/^QUEUE\s+PAUSED\s+SCHEDULED\s+AVAILABLE\s+RUNNING\s+.*\s+THROTTLED$/)
+      expect(lines[1]).toMatch(/^default\s+no\s+0\s+2\s+2\s+0\s+0\s+0\s+0\s+2$/)
+      expect(text).toContain("limits\n  default\n    kind sync: 1 per partition")
+      expect(text).toMatch(/^QUEUE\s+PARTITION\s+RUNNING\s+DUE\s+THROTTLED\s+WAITING$/m)
+      expect(text).toMatch(/^default\s+acme\s+1\s+2\s+2\s+partition at limit$/m)
+      expect(text).toMatch(/^default\s+zeta\s+1\s+0\s+0\s+-$/m)
+      const one = (yield* cli(["queues", "list", "-d", db, "--partitions", "1"])).stdout
+      expect(one).not.toMatch(/zeta/)
+      expect(one).toContain("default: 1 more keys")
+      const [queue] = yield* cliJson(["queues", "list", "-d", db])
+      expect(queue.flow).toMatchObject({ running: 2, due: 2, throttled: 2, keys: 2 })
+      expect(queue.flow.partitions[0]).toEqual({
+        partition: "acme",
+        running: 1,
+        due: 2,
+        throttled: 2,
+        waiting: "partition at limit"
+      })
+      expect((yield* cli(["queues", "list", "-d", db, "--partitions", "-1"])).code).toBe(2)
+
+      const page = yield* cliJson(["jobs", "list", "-d", db])
+      const waiting = page.jobs.map((j: any) => [j.partition, j.state, j.waiting]).sort()
+      expect(waiting).toEqual(
+        [
+          ["acme", "available", "partition at limit"],
+          ["acme", "available", "partition at limit"],
+          ["acme", "running", null],
+          ["zeta", "running", null]
+        ].sort()
+      )
+      const table = (yield* cli(["jobs", "list", "-d", db])).stdout
+      expect(table).toMatch(/^\d+\s+sync\s+default\s+acme\s+available\s+partition at limit\s+0\/20\s/m)
+      const held = page.jobs.find((j: any) => j.state === "available").id
+      const shown = (yield* cli(["jobs", "show", held, "-d", db])).stdout
+      expect(shown).toMatch(/^waiting\s+partition at limit$/m)
+      expect(shown).toMatch(/^partition\s+acme$/m)
     })
   )
 

@@ -27,6 +27,11 @@ const Charge = Job.make("charge", {
   retry: { maxAttempts: 3, backoff: Schedule.spaced("1500 millis") }
 })
 const Report = Job.make("report", { payload: Schema.Struct({ month: Schema.String }) })
+const Sync = Job.make("sync", {
+  payload: Schema.Struct({ tenant: Schema.String }),
+  partition: (p) => p.tenant,
+  concurrency: { perPartition: 1 }
+})
 
 const app = Nightshift.define({
   workers: [
@@ -35,7 +40,8 @@ const app = Nightshift.define({
   ],
   handlers: Job.handlers(
     Job.handle(Charge, () => Effect.fail(new Error("card declined"))),
-    Job.handle(Report, () => Effect.never)
+    Job.handle(Report, () => Effect.never),
+    Job.handle(Sync, () => Effect.never)
   )
 })
 
@@ -128,6 +134,46 @@ describe("dashboard", () => {
     const queue = page.locator(`tr[data-testid="queue-row"][data-name="default"]`)
     await queue.locator('[data-state="cancelled"]', { hasText: /^1$/ }).waitFor()
   }, 120_000)
+
+  it("says why a held-back job waits, and shows the queue's limits and running per partition", async () => {
+    await page.goto(`${url}?token=${token}`)
+    await page.locator('[data-testid="connection"]', { hasText: /^live$/ }).waitFor()
+    const enqueueForm = page.getByTestId("enqueue")
+    if (!(await enqueueForm.isVisible())) await page.locator("summary", { hasText: "Enqueue a job" }).click()
+    await page.locator("#e-kind").selectOption("sync")
+    await page.locator("#e-payload").fill('{"tenant": "acme"}')
+    await enqueueForm.getByRole("button", { name: "Enqueue" }).click()
+    const syncRow = (state: string) =>
+      page.locator(`tr[data-testid="job-row"][data-state="${state}"]`, { hasText: "sync" }).first()
+    await syncRow("running")
+      .getByTestId("partition")
+      .filter({ hasText: /^acme$/ })
+      .waitFor()
+
+    // The second job of the key: its partition given in the form, over what the payload would derive.
+    await page.locator("#e-payload").fill('{"tenant": "someone-else"}')
+    await page.locator("#e-partition").fill("acme")
+    await enqueueForm.getByRole("button", { name: "Enqueue" }).click()
+    const held = syncRow("available")
+    await held
+      .getByTestId("waiting")
+      .filter({ hasText: /^partition at limit$/ })
+      .waitFor()
+    expect(await held.getByTestId("partition").textContent()).toBe("acme")
+
+    const queue = page.locator(`tr[data-testid="queue-row"][data-name="default"]`)
+    await queue.getByTestId("limits").filter({ hasText: "kind sync: 1 per partition" }).waitFor()
+    await queue.getByTestId("throttled").filter({ hasText: /^1$/ }).waitFor()
+    const acme = page.locator(`tr[data-testid="partition-row"][data-queue="default"][data-partition="acme"]`)
+    await acme.locator('[data-field="waiting"]', { hasText: /^partition at limit$/ }).waitFor()
+    expect(await acme.locator('[data-field="running"]').textContent()).toBe("1")
+    expect(await acme.locator('[data-field="due"]').textContent()).toBe("1")
+
+    await held.click()
+    const detail = page.getByTestId("job-detail")
+    await detail.locator('[data-field="waiting"]', { hasText: /^partition at limit$/ }).waitFor()
+    expect(await detail.locator('[data-field="partition"]').textContent()).toBe("acme")
+  }, 60_000)
 })
 
 describe("dashboard under a prefix", () => {

@@ -116,7 +116,25 @@ export const jobs = HttpApiGroup.make("jobs")
 
 /** Queues: depths and pausing. */
 export const queues = HttpApiGroup.make("queues")
-  .add(HttpApiEndpoint.get("list", "/queues").addSuccess(S.QueuesResponse))
+  .add(
+    HttpApiEndpoint.get("list", "/queues")
+      .addSuccess(S.QueuesResponse)
+      .annotate(
+        OpenApi.Description,
+        "Every queue with its job counts per state, whether it is paused, its flow control (limits, running, due and throttled jobs, the 5 busiest partition keys), every stored limit, and throttled counts per queue, kind and reason."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("partitions", "/queues/:name/partitions")
+      .setPath(QueuePath)
+      .setUrlParams(S.PartitionParams)
+      .addSuccess(S.QueuePartitions)
+      .addError(S.InvalidRequest, { status: 400 })
+      .annotate(
+        OpenApi.Description,
+        "A queue's flow control: its limits, running, due and throttled jobs, and its busiest partition keys (most running first, then most due; `limit` keys, default 20)."
+      )
+  )
   .add(
     HttpApiEndpoint.post("pause", "/queues/:name/pause")
       .setPath(QueuePath)

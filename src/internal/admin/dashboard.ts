@@ -30,6 +30,9 @@ const body = `
   <table data-testid="workers"><thead><tr><th>Name</th><th>Kind</th><th>State</th><th>Schedule</th><th>Next tick</th><th>Runs</th><th>Failures</th><th>Last error</th><th></th></tr></thead><tbody id="workers"></tbody></table>
   <h2>Queues</h2>
   <table data-testid="queues"><thead><tr id="queue-head"><th>Queue</th></tr></thead><tbody id="queues"></tbody></table>
+  <h3>Busiest partitions</h3>
+  <p id="no-partitions" class="muted">No partition keys with running or due jobs.</p>
+  <table data-testid="partitions" id="partitions-table" hidden><thead><tr><th>Queue</th><th>Partition</th><th>Running</th><th>Due</th><th>Throttled</th><th>Waiting</th></tr></thead><tbody id="partitions"></tbody></table>
   <h2>Jobs</h2>
   <form id="filters" data-testid="filters">
     <label>State<select id="f-state"><option value="">any</option></select></label>
@@ -42,10 +45,11 @@ const body = `
       <label>Kind<select id="e-kind" required></select></label>
       <label>Payload (JSON)<textarea id="e-payload" rows="2" cols="40">{}</textarea></label>
       <label>Delay<input id="e-delay" size="10" placeholder="e.g. 10 seconds"></label>
+      <label>Partition<input id="e-partition" size="12" placeholder="optional key"></label>
       <button>Enqueue</button>
     </form>
   </details>
-  <table data-testid="jobs"><thead><tr><th>ID</th><th>Kind</th><th>Queue</th><th>State</th><th>Attempt</th><th>Run at</th><th>Last error</th><th></th></tr></thead><tbody id="jobs"></tbody></table>
+  <table data-testid="jobs"><thead><tr><th>ID</th><th>Kind</th><th>Queue</th><th>Partition</th><th>State</th><th>Waiting</th><th>Attempt</th><th>Run at</th><th>Last error</th><th></th></tr></thead><tbody id="jobs"></tbody></table>
   <button id="more" hidden>Older jobs</button>
   <section id="detail" hidden data-testid="job-detail"></section>
 </main>
@@ -134,14 +138,39 @@ async function loadWorkers() {
     " running on " + r.runner.queues.join(", ") + (r.runner.healthy ? "" : " — unhealthy: " + (r.runner.lastError || "")) : "No job runner in this process.";
 }
 
+function windowText(ms) {
+  for (const [u, n] of [["d", 86400000], ["h", 3600000], ["m", 60000], ["s", 1000]]) if (ms >= n && ms % n === 0) return ms / n + u;
+  return ms + "ms";
+}
+function ruleText(r) {
+  const parts = [];
+  if (r.perPartition != null) parts.push(r.perPartition + " per partition");
+  if (r.global != null) parts.push(r.global + " in all");
+  if (r.rateLimit != null) parts.push(r.rateLimit + " starts per " + windowText(r.rateWindowMs || 0) + (r.rateByPartition ? " per partition" : ""));
+  return r.scope + " " + r.name + ": " + (parts.length ? parts.join(", ") : "no limits");
+}
 async function loadQueues() {
   const r = await api("queues");
-  $("queue-head").replaceChildren(el("th", {}, "Queue"), el("th", {}, "Paused"), ...STATES.map((s) => el("th", {}, s)), el("th", {}));
+  $("queue-head").replaceChildren(el("th", {}, "Queue"), el("th", {}, "Paused"), ...STATES.map((s) => el("th", {}, s)),
+    el("th", {}, "throttled"), el("th", {}, "Limits"), el("th", {}));
   $("queues").replaceChildren(...r.queues.map((q) => el("tr", { "data-testid": "queue-row", "data-name": q.name },
     el("td", {}, q.name), el("td", {}, q.paused ? "paused" : ""), ...STATES.map((s) => el("td", { "data-state": s }, q.counts[s])),
+    el("td", { "data-testid": "throttled" }, q.flow.throttled),
+    el("td", { class: "muted", "data-testid": "limits" }, ...q.flow.rules.map((rule) => el("div", {}, ruleText(rule)))),
     el("td", {}, el("button", { onclick: () => act("queue", async () => {
       await post("queues/" + encodeURIComponent(q.name) + (q.paused ? "/resume" : "/pause")); await loadQueues();
     }) }, q.paused ? "Resume" : "Pause")))));
+  const rows = [];
+  for (const q of r.queues) {
+    for (const p of q.flow.partitions) rows.push(el("tr", { "data-testid": "partition-row", "data-queue": q.name, "data-partition": p.partition },
+      el("td", {}, q.name), el("td", {}, p.partition), el("td", { "data-field": "running" }, p.running), el("td", { "data-field": "due" }, p.due),
+      el("td", { "data-field": "throttled" }, p.throttled), el("td", { "data-field": "waiting" }, p.waiting || "")));
+    if (q.flow.keys > q.flow.partitions.length) rows.push(el("tr", {}, el("td", {}, q.name),
+      el("td", { class: "muted", colspan: "5" }, "and " + (q.flow.keys - q.flow.partitions.length) + " more keys (GET queues/" + q.name + "/partitions)")));
+  }
+  $("partitions").replaceChildren(...rows);
+  $("partitions-table").hidden = rows.length === 0;
+  $("no-partitions").hidden = rows.length > 0;
 }
 
 async function loadKinds() {
@@ -167,7 +196,8 @@ function jobActions(j) {
   ];
 }
 const jobRow = (j) => el("tr", { class: "job", "data-testid": "job-row", "data-id": j.id, "data-state": j.state, onclick: () => act("job", () => showJob(j.id)) },
-  el("td", {}, j.id, j.problems ? el("span", { class: "err", "data-testid": "problems", title: j.problems.join("\\n") }, " ⚠") : ""), el("td", {}, j.kind), el("td", {}, j.queue), stateCell(j.state),
+  el("td", {}, j.id, j.problems ? el("span", { class: "err", "data-testid": "problems", title: j.problems.join("\\n") }, " ⚠") : ""), el("td", {}, j.kind), el("td", {}, j.queue),
+  el("td", { "data-testid": "partition" }, j.partition || ""), stateCell(j.state), el("td", { class: "muted", "data-testid": "waiting" }, j.waiting || ""),
   el("td", { "data-testid": "attempt" }, j.attempt + "/" + j.maxAttempts), el("td", {}, when(j.runAt)),
   el("td", { class: "err" }, j.lastError || ""), el("td", {}, ...jobActions(j)));
 async function loadJobs(more) {
@@ -187,6 +217,7 @@ $("enqueue").addEventListener("submit", (ev) => {
     try { payload = JSON.parse($("e-payload").value || "null"); } catch (e) { throw new Error("the payload is not valid JSON"); }
     const body = { kind: $("e-kind").value, payload };
     if ($("e-delay").value.trim()) body.delay = $("e-delay").value.trim();
+    if ($("e-partition").value.trim()) body.partition = $("e-partition").value.trim();
     const r = await post("jobs", body);
     notice(r.deduped ? "folded into job " + r.id : "");
     await refresh();
@@ -196,7 +227,7 @@ $("enqueue").addEventListener("submit", (ev) => {
 async function showJob(id) {
   const j = await api("jobs/" + encodeURIComponent(id));
   openJob = id;
-  const fields = ["state", "kind", "queue", "priority", "attempt", "maxAttempts", "dedupeKey", "leaseOwner", "cancelRequested"];
+  const fields = ["state", "waiting", "kind", "queue", "partition", "priority", "attempt", "maxAttempts", "dedupeKey", "leaseOwner", "cancelRequested"];
   $("detail").replaceChildren(
     el("h2", {}, "Job " + j.id, " ", el("button", { onclick: () => { openJob = null; $("detail").hidden = true; } }, "Close")),
     el("table", {}, el("tbody", {},

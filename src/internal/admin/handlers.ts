@@ -15,6 +15,7 @@ import * as JobQueue from "../../JobQueue.js"
 import * as JobStore from "../../JobStore.js"
 import * as Nightshift from "../../Nightshift.js"
 import { formatParseError, isStorableText, jsonTooDeep, maxDepth } from "../input.js"
+import * as FlowReport from "../store/flowReport.js"
 import { Api } from "./api.js"
 import * as Dashboard from "./dashboard.js"
 import * as Prometheus from "./prometheus.js"
@@ -122,6 +123,7 @@ const enqueueOptions = (body: typeof S.EnqueueRequest.Type): JobQueue.EnqueueOpt
   priority: body.priority,
   maxAttempts: body.maxAttempts,
   dedupeKey: body.dedupeKey,
+  partition: body.partition,
   runAt: body.runAt,
   delay: body.delay as Duration.DurationInput | undefined
 })
@@ -351,16 +353,46 @@ const jobs = (settings: Settings) =>
 const zeroCounts = () =>
   Object.fromEntries(JobStore.JobState.literals.map((s) => [s, 0])) as Record<JobStore.JobState, number>
 
+/** Partition keys listed per queue by `GET /queues`. */
+const queueListTop = FlowReport.defaultTop
+
+/** Partition keys listed by `GET /queues/:name/partitions` without a limit. */
+const partitionsTop = 20
+
+const emptyFlow = (queue: string, paused: boolean): FlowReport.QueueFlow => ({
+  queue,
+  paused,
+  rules: [],
+  running: 0,
+  due: 0,
+  throttled: 0,
+  keys: 0,
+  partitions: []
+})
+
+const flowOf = (flow: FlowReport.QueueFlow): typeof S.QueueFlow.Type => ({
+  rules: flow.rules,
+  running: flow.running,
+  due: flow.due,
+  throttled: flow.throttled,
+  keys: flow.keys,
+  partitions: flow.partitions
+})
+
 const queues = HttpApiBuilder.group(Api, "queues", (handlers) =>
   Effect.gen(function* () {
     const { runner } = yield* Nightshift.Nightshift
     const queue = yield* JobQueue.JobQueue
+    const store = yield* JobStore.JobStore
     const list = Effect.gen(function* () {
-      const [counts, paused, status] = yield* Effect.all([
+      const [counts, paused, status, state] = yield* Effect.all([
         queue.counts,
         queue.paused,
-        runner === undefined ? Effect.succeed(undefined) : runner.status
+        runner === undefined ? Effect.succeed(undefined) : runner.status,
+        store.flowState({ due: true })
       ])
+      const report = FlowReport.report(state, { top: queueListTop })
+      const flows = new Map(report.queues.map((f) => [f.queue, f]))
       const byName = new Map<string, Record<JobStore.JobState, number>>()
       const entry = (name: string) => {
         let e = byName.get(name)
@@ -370,11 +402,34 @@ const queues = HttpApiBuilder.group(Api, "queues", (handlers) =>
       for (const name of status?.queues ?? []) entry(name)
       for (const name of paused) entry(name)
       for (const c of counts) entry(c.queue)[c.state] += c.count
+      for (const name of flows.keys()) entry(name)
       const names = Array.from(byName.keys()).sort()
       return {
-        queues: names.map((name) => ({ name, paused: paused.includes(name), counts: byName.get(name)! }))
+        queues: names.map((name) => {
+          const isPaused = paused.includes(name)
+          return {
+            name,
+            paused: isPaused,
+            counts: byName.get(name)!,
+            flow: flowOf(flows.get(name) ?? emptyFlow(name, isPaused))
+          }
+        }),
+        rules: report.rules,
+        throttled: report.throttled
       }
     })
+    const partitions = (name: string, limit: number | undefined) =>
+      Effect.gen(function* () {
+        if (!JobQueue.isValidName(name))
+          return yield* new S.InvalidRequest({
+            message: `invalid queue name ${JSON.stringify(name)}: use 1-128 of [A-Za-z0-9_.:-]`
+          })
+        const state = yield* Effect.catchTag(store.flowState({ due: true }), "JobStoreError", storeFailed)
+        const flow =
+          FlowReport.report(state, { top: limit ?? partitionsTop }).queues.find((f) => f.queue === name) ??
+          emptyFlow(name, state.paused.includes(name))
+        return { queue: name, paused: flow.paused, ...flowOf(flow) }
+      })
     const set = (name: string, pause: boolean) =>
       (pause ? queue.pause(name) : queue.resume(name)).pipe(
         Effect.as({ queue: name, paused: pause }),
@@ -385,6 +440,7 @@ const queues = HttpApiBuilder.group(Api, "queues", (handlers) =>
       )
     return handlers
       .handle("list", () => Effect.catchTag(list, "JobStoreError", storeFailed))
+      .handle("partitions", ({ path, urlParams }) => partitions(path.name, urlParams.limit))
       .handle("pause", ({ path }) => set(path.name, true))
       .handle("resume", ({ path }) => set(path.name, false))
   })

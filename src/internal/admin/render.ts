@@ -4,6 +4,7 @@
  * by a faulty engine) is shown as far as it can be, with a list of what
  * could not be read or does not add up, instead of failing the whole page.
  */
+import * as FlowControl from "../../FlowControl.js"
 import * as JobStore from "../../JobStore.js"
 import { tooDeep } from "../input.js"
 import type * as S from "./schema.js"
@@ -33,6 +34,7 @@ const isMs = (v: unknown): v is number => typeof v === "number" && Number.isFini
 export const isPrintableTime = (v: unknown): v is number => isMs(v) && Math.abs(v) <= 8.64e15
 
 const states: ReadonlySet<string> = new Set(JobStore.JobState.literals)
+const reasons: ReadonlySet<string> = new Set(FlowControl.Waiting.literals)
 
 /**
  * Read one stored job into the API's shape. Fails (with the reason) only when
@@ -123,6 +125,15 @@ export const show = (job: JobStore.JobRecord): Shown | { readonly unreadable: st
     payload = null
   }
 
+  // Filled by JobQueue.get/list (and the CLI) from the store's flow state; absent on a bare store read.
+  let waiting: FlowControl.Waiting | null = null
+  if (typeof raw.waiting === "string" && reasons.has(raw.waiting))
+    waiting = raw.waiting as FlowControl.Waiting
+  else if (raw.waiting !== null && raw.waiting !== undefined)
+    problems.push(
+      `waiting is ${describe(raw.waiting)}, not one of ${FlowControl.Waiting.literals.join(", ")}`
+    )
+
   const cancel = raw.cancelRequested
   if (typeof cancel !== "boolean") problems.push(`cancelRequested is ${describe(cancel)}, not true or false`)
 
@@ -141,6 +152,8 @@ export const show = (job: JobStore.JobRecord): Shown | { readonly unreadable: st
     leaseOwner: textOrNull("leaseOwner"),
     leaseExpiresAt: timeOrNull("leaseExpiresAt"),
     dedupeKey: textOrNull("dedupeKey"),
+    partition: textOrNull("partition"),
+    waiting,
     cancelRequested: cancel === true,
     payload,
     fence: int("fence"),

@@ -1,5 +1,6 @@
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
+import * as FlowControl from "../../FlowControl.js"
 import * as JobStore from "../../JobStore.js"
 import * as Worker from "../../Worker.js"
 import * as WorkerStatus from "../../WorkerStatus.js"
@@ -29,6 +30,15 @@ const jobFields = {
   leaseOwner: Schema.NullOr(Schema.String),
   leaseExpiresAt: Millis,
   dedupeKey: Schema.NullOr(Schema.String),
+  /** The job's partition key, if it has one. */
+  partition: Schema.NullOr(Schema.String).annotations({
+    description: "The partition key (a tenant, an account) flow control counts the job under; null when none"
+  }),
+  /** Why a job that has not started is held back. */
+  waiting: Schema.NullOr(FlowControl.Waiting).annotations({
+    description:
+      "Why a job that has not started is held back: scheduled, queue paused, partition at limit, global limit or rate limited; null when it is only waiting its turn, or not waiting"
+  }),
   cancelRequested: Schema.Boolean
 }
 
@@ -118,6 +128,8 @@ export const EnqueueRequest = Schema.Struct({
   priority: Schema.optional(Schema.Int),
   maxAttempts: Schema.optional(Schema.Int),
   dedupeKey: Schema.optional(Schema.String),
+  /** A partition key; default: what the kind derives from the payload, if anything. */
+  partition: Schema.optional(Schema.String),
   /** Epoch milliseconds or an ISO 8601 date. */
   runAt: Schema.optional(
     Schema.Union(Schema.Number, Schema.Date).annotations(
@@ -183,15 +195,77 @@ const stateCounts = Object.fromEntries(JobStore.JobState.literals.map((s) => [s,
   readonly [K in JobStore.JobState]: typeof Schema.Number
 }
 
-/** One queue: whether it is paused and how many jobs it holds per state. */
+const Count = Schema.Int.pipe(Schema.nonNegative())
+
+/** One partition key of a queue: what runs, what is due, how much of that is throttled and why. */
+export const PartitionInfo = Schema.Struct({
+  partition: Schema.String,
+  running: Count,
+  due: Count,
+  throttled: Count.annotations({ description: "Due jobs of this key that cannot start now" }),
+  waiting: Schema.NullOr(FlowControl.Waiting).annotations({
+    description: "Why its throttled jobs wait (the reason of most of them); null when none is"
+  })
+})
+
+/** A queue's flow control: its limits, what runs and waits, and its busiest partition keys. */
+export const QueueFlow = Schema.Struct({
+  rules: Schema.Array(FlowControl.Rule).annotations({
+    description: "The queue's own limits and those of the kinds with running or due jobs in it"
+  }),
+  running: Count.annotations({ description: "Running jobs whose lease holds, across every node" }),
+  due: Count.annotations({ description: "Due jobs (available, or scheduled/retryable past their run-at)" }),
+  throttled: Count.annotations({
+    description: "Due jobs that cannot start now: beyond the room the limits leave, or in a paused queue"
+  }),
+  keys: Count.annotations({ description: "Partition keys with running or due jobs" }),
+  partitions: Schema.Array(PartitionInfo).annotations({
+    description: "The busiest partition keys: most running first, then most due"
+  })
+})
+
+/** One queue: whether it is paused, how many jobs it holds per state, and its flow control. */
 export const QueueInfo = Schema.Struct({
   name: Schema.String,
   paused: Schema.Boolean,
-  counts: Schema.Struct(stateCounts)
+  counts: Schema.Struct(stateCounts),
+  flow: QueueFlow
 })
 
-/** Every known queue. */
-export const QueuesResponse = Schema.Struct({ queues: Schema.Array(QueueInfo) })
+/** Due jobs of one queue and kind held back now, and why. */
+export const ThrottledCount = Schema.Struct({
+  queue: Schema.String,
+  kind: Schema.String,
+  reason: FlowControl.Waiting,
+  count: Count
+})
+
+/** Every known queue, every stored limit, and what flow control holds back. */
+export const QueuesResponse = Schema.Struct({
+  queues: Schema.Array(QueueInfo),
+  rules: Schema.Array(FlowControl.Rule).annotations({
+    description: "Every limit the runners declared, by scope (kind, queue) and name"
+  }),
+  throttled: Schema.Array(ThrottledCount).annotations({
+    description: "Non-zero counts of due jobs held back, by queue, kind and reason"
+  })
+})
+
+/** The partitions of one queue, from `GET /queues/:name/partitions`. */
+export const QueuePartitions = Schema.Struct({
+  queue: Schema.String,
+  paused: Schema.Boolean,
+  ...QueueFlow.fields
+})
+
+/** How many partition keys to list. */
+export const PartitionParams = Schema.Struct({
+  limit: Schema.optional(
+    Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations(
+      says("limit must be an integer from 1 to 1000")
+    )
+  )
+})
 
 /** A queue after pause or resume. */
 export const QueueState = Schema.Struct({ queue: Schema.String, paused: Schema.Boolean })

@@ -50,6 +50,12 @@ const options = {
     Options.withDescription("Fold into a live job of the same kind with this key instead of adding one."),
     Options.optional
   ),
+  partition: Options.text("partition").pipe(
+    Options.withDescription(
+      "Partition key (a tenant, an account): flow control serves keys in turn and per-partition limits count per key (default: what the kind derives from the payload, with --app)."
+    ),
+    Options.optional
+  ),
   app: Options.text("app").pipe(
     Options.withDescription("App module whose declared kinds validate the payload (TypeScript allowed)."),
     Options.withFallbackConfig(Config.string("NIGHTSHIFT_APP")),
@@ -113,7 +119,8 @@ const enqueueOptions = (input: Input) =>
       priority: Option.getOrUndefined(input.priority),
       queue: Option.getOrUndefined(input.queue),
       maxAttempts: Option.getOrUndefined(input.maxAttempts),
-      dedupeKey: Option.getOrUndefined(input.dedupeKey)
+      dedupeKey: Option.getOrUndefined(input.dedupeKey),
+      partition: Option.getOrUndefined(input.partition)
     }
     return options
   })

@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import * as JobStore from "../../JobStore.js"
 import * as Render from "../admin/render.js"
 import { isStorableText } from "../input.js"
+import * as Flow from "../store/flow.js"
 import { database, failure, json, printJson, usageError, withStore } from "./common.js"
 import { fields, indent, table, time } from "./format.js"
 
@@ -48,12 +49,14 @@ const listTable = (page: ShownPage) => {
     page.jobs.length === 0 && page.unreadable === undefined
       ? "no jobs match"
       : table(
-          ["ID", "KIND", "QUEUE", "STATE", "ATTEMPT", "RUN AT", "LAST ERROR"],
+          ["ID", "KIND", "QUEUE", "PARTITION", "STATE", "WAITING", "ATTEMPT", "RUN AT", "LAST ERROR"],
           page.jobs.map((job) => [
             job.id,
             job.kind,
             job.queue,
+            job.partition ?? "-",
             job.state,
+            job.waiting ?? "-",
             `${job.attempt}/${job.maxAttempts}`,
             time(job.runAt),
             lastError(job)
@@ -122,7 +125,11 @@ const list = Command.make(
       yield* checkFilter("--cursor", Option.toArray(input.cursor))
       const page = yield* withStore(
         input.database,
-        Effect.flatMap(JobStore.JobStore, (store) => store.list(filter))
+        Effect.flatMap(JobStore.JobStore, (store) =>
+          Effect.flatMap(store.list(filter), (page) =>
+            Effect.map(Flow.withWaiting(store, page.jobs), (jobs) => ({ jobs, nextCursor: page.nextCursor }))
+          )
+        )
       )
       const shown = showPage(page)
       yield* input.json ? printJson(shown) : Console.log(listTable(shown))
@@ -139,6 +146,7 @@ const showText = (job: Detail) => {
     ["kind", job.kind],
     ["queue", job.queue],
     ["state", job.state + (job.cancelRequested ? " (cancel requested)" : "")],
+    ["waiting", job.waiting ?? "-"],
     ["attempt", `${job.attempt} of ${job.maxAttempts}`],
     ["priority", String(job.priority)],
     ["run at", time(job.runAt)],
@@ -147,6 +155,7 @@ const showText = (job: Detail) => {
     ["finalized", time(job.finalizedAt)],
     ["lease", job.leaseOwner === null ? "-" : `${job.leaseOwner} until ${time(job.leaseExpiresAt)}`],
     ["dedupe key", job.dedupeKey ?? "-"],
+    ["partition", job.partition ?? "-"],
     ["payload", Render.safeJson(job.payload)]
   ])
   const errors = job.errors.map(
@@ -165,7 +174,13 @@ const show = Command.make("show", { id, database, json }, (input) =>
   Effect.gen(function* () {
     const job = yield* withStore(
       input.database,
-      Effect.flatMap(JobStore.JobStore, (store) => store.get(input.id))
+      Effect.flatMap(JobStore.JobStore, (store) =>
+        Effect.flatMap(store.get(input.id), (found) =>
+          found === undefined
+            ? Effect.succeed(undefined)
+            : Effect.map(Flow.withWaiting(store, [found]), ([j]) => j)
+        )
+      )
     )
     if (job === undefined) return yield* Effect.fail(notFound(input.id))
     const shown = Render.show(job)

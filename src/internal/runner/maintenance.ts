@@ -6,6 +6,7 @@ import * as Events from "../../Events.js"
 import * as JobQueue from "../../JobQueue.js"
 import * as JobStore from "../../JobStore.js"
 import * as Metrics from "../../Metrics.js"
+import * as FlowReport from "../store/flowReport.js"
 
 /** Retention per final state and the batch bound of one delete. */
 export interface Retention {
@@ -53,7 +54,9 @@ export const prunePass = (store: JobStore.Service, retention: Retention) =>
   })
 
 /**
- * Sample queue depths into the gauge; returns the due depth of `queues`.
+ * Sample queue depths into the gauge, and throttled jobs into theirs (a
+ * failure there is logged and does not fail the depths); returns the due
+ * depth of `queues`.
  * Counts leave out zeros, so every (queue, state) pair of the served queues,
  * and every pair reported before, that is missing now reads 0: a drained
  * queue's gauge goes back to 0 instead of keeping its last count.
@@ -65,6 +68,7 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
     for (const state of JobStore.JobState.literals) served.set(key(queue, state), [queue, state])
   }
   let known = new Map(served)
+  const throttledPass = makeThrottledSampler(store)
   return Effect.gen(function* () {
     const counts = yield* store.counts
     const ours = new Set(queues)
@@ -82,7 +86,34 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
     }
     // Bounded: past 10,000 pairs, forget the queues this node neither serves nor saw just now.
     if (known.size > 10_000) known = new Map([...served, ...[...known].filter(([k]) => seen.has(k))])
+    yield* throttledPass.pipe(
+      Effect.catchAll((e) => Effect.logWarning("nightshift: sampling throttled jobs failed", e))
+    )
     return waiting
+  })
+}
+
+/**
+ * Sample the throttled-jobs gauge from the store's flow state (with due
+ * groups). As with depths, a (queue, kind, reason) reported before and
+ * missing now reads 0, so a limit that stops holding jobs back shows it.
+ */
+export const makeThrottledSampler = (store: JobStore.Service) => {
+  let known = new Map<string, readonly [string, string, string]>()
+  return Effect.gen(function* () {
+    const state = yield* store.flowState({ due: true })
+    const seen = new Set<string>()
+    for (const t of FlowReport.throttled(state)) {
+      const k = JSON.stringify([t.queue, t.kind, t.reason])
+      seen.add(k)
+      if (!known.has(k)) known.set(k, [t.queue, t.kind, t.reason])
+      yield* Metrics.throttled(t.queue, t.kind, t.reason, t.count)
+    }
+    for (const [k, [queue, kind, reason]] of known) {
+      if (!seen.has(k)) yield* Metrics.throttled(queue, kind, reason, 0)
+    }
+    // Bounded: past 10,000 label sets, forget the ones at 0 (they were just set to 0).
+    if (known.size > 10_000) known = new Map([...known].filter(([k]) => seen.has(k)))
   })
 }
 
