@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as FlowControl from "../src/FlowControl.js"
@@ -59,6 +60,76 @@ const request = (owner: string): JobStore.ClaimRequest => ({
   limit: 4,
   leaseMs: 600_000,
   owner
+})
+
+describe("SqliteStore flow-controlled claim", () => {
+  const store = SqliteStore.layer({ filename: ":memory:" })
+  const job = (overrides: Partial<JobStore.EnqueueInput>): JobStore.EnqueueInput => ({
+    kind: "k",
+    queue: "q",
+    payload: null,
+    priority: 0,
+    maxAttempts: 3,
+    ...overrides
+  })
+
+  it.effect("a claim of several queues fills the batch queue by queue, best due job first", () =>
+    Effect.gen(function* () {
+      const s = yield* JobStore.JobStore
+      // "keyed" has jobs with keys (claimed fairly); "plain" has none, and the best job.
+      yield* s.enqueue([
+        job({ queue: "keyed", partition: "x" }),
+        job({ queue: "keyed", partition: "x" }),
+        job({ queue: "keyed", partition: "y" })
+      ])
+      const [urgent, second] = yield* s.enqueue([
+        job({ queue: "plain", priority: -1 }),
+        job({ queue: "plain", priority: -1 })
+      ])
+      const jobs = yield* s.claim({
+        queues: ["keyed", "plain"],
+        kinds: ["k"],
+        limit: 4,
+        leaseMs: 60_000,
+        owner: "o"
+      })
+      expect(jobs.map((j) => j.queue).sort()).toEqual(["keyed", "keyed", "plain", "plain"])
+      expect(jobs.filter((j) => j.queue === "plain").map((j) => j.id)).toEqual([urgent!.id, second!.id])
+      // One job of each key: x's second waits for the next claim.
+      expect(
+        jobs
+          .filter((j) => j.queue === "keyed")
+          .map((j) => j.partition)
+          .sort()
+      ).toEqual(["x", "y"])
+      const rest = yield* s.claim({
+        queues: ["keyed", "plain"],
+        kinds: ["k"],
+        limit: 4,
+        leaseMs: 60_000,
+        owner: "o"
+      })
+      expect(rest.map((j) => j.partition)).toEqual(["x"])
+    }).pipe(Effect.provide(store))
+  )
+
+  it.effect(
+    "a keyed job whose fence is exhausted is discarded by the flow-controlled claim and counts no start",
+    () =>
+      Effect.gen(function* () {
+        const s = yield* JobStore.JobStore
+        const sql = yield* SqlClient.SqlClient
+        yield* s.declareLimits([FlowControl.toRule("kind", "k", { rateLimit: { limit: 1, per: "1 hour" } })])
+        const [worn, fresh] = yield* s.enqueue([job({ partition: "p" }), job({ partition: "p" })])
+        yield* sql`UPDATE nightshift_jobs SET fence = ${JobStore.maxCounter} WHERE id = ${Number(worn!.id)}`
+        const claimed = yield* s.claim({ queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 60_000, owner: "o" })
+        expect(claimed).toEqual([])
+        expect((yield* s.get(worn!.id))?.state).toBe("discarded")
+        // The discard used no start of the rate limit: the next job starts.
+        const next = yield* s.claim({ queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 60_000, owner: "o" })
+        expect(next.map((j) => j.id)).toEqual([fresh!.id])
+      }).pipe(Effect.provide(store))
+  )
 })
 
 describe("SqliteStore flow control across connections", () => {
