@@ -41,6 +41,14 @@ const claimable = `fence < ${JobStore.maxCounter}`
 /** A due job (one parameter: now). */
 const due = `state IN ${Core.waitingList} AND (run_at <= ? OR state = 'available')`
 
+/**
+ * A bound row limit. SQLite's planner reads the value of a plain `LIMIT ?`,
+ * so every new binding expires the statement and it is compiled again at
+ * each execution (measured: one prepare per claim, about a tenth of the
+ * claim's instructions); `? + 0` is an expression the planner leaves alone.
+ */
+const boundLimit = "? + 0"
+
 /** The kinds of a claim, bound as one JSON list. */
 const kindsIn = "kind IN (SELECT value FROM json_each(?))"
 
@@ -87,7 +95,7 @@ const plainStatements = () => {
       WHERE queue = ? AND partition_key IS NULL AND state IN ${Core.waitingList} AND (run_at <= ? OR state = 'available')
         AND kind IN (${marks(kinds)})
         AND NOT EXISTS (SELECT 1 FROM nightshift_paused_queues WHERE queue = ?)
-      ORDER BY priority, run_at, id LIMIT ?`
+      ORDER BY priority, run_at, id LIMIT ${boundLimit}`
   const build = (queues: number, kinds: number, guarded: boolean) => {
     const candidates =
       queues === 1
@@ -95,7 +103,7 @@ const plainStatements = () => {
         : `SELECT id FROM (${Array.from(
             { length: queues },
             () => `SELECT * FROM (${arm(kinds, "id, priority, run_at")})`
-          ).join(" UNION ALL ")}) ORDER BY priority, run_at, id LIMIT ?`
+          ).join(" UNION ALL ")}) ORDER BY priority, run_at, id LIMIT ${boundLimit}`
     // Parameters: claimSet's, then the arms', then the guard's.
     return `UPDATE nightshift_jobs ${claimSet}
       WHERE id IN (${candidates})${guarded ? ` AND NOT ${flowApplies(queues, kinds)}` : ""}
@@ -173,12 +181,12 @@ const unkeyedText = `SELECT 1 FROM nightshift_jobs
 /** A key's due jobs in claim order (parameters: queue, key, now, kinds, limit). */
 const pageText = `SELECT id, kind, priority, run_at, fence FROM nightshift_jobs
   WHERE queue = ? AND partition_key IS ? AND ${due} AND ${kindsIn}
-  ORDER BY priority, run_at, id LIMIT ?`
+  ORDER BY priority, run_at, id LIMIT ${boundLimit}`
 
 /** A key's next due jobs after one (parameters: queue, key, now, kinds, priority, run-at, id, limit). */
 const nextPageText = `SELECT id, kind, priority, run_at, fence FROM nightshift_jobs
   WHERE queue = ? AND partition_key IS ? AND ${due} AND ${kindsIn} AND (priority, run_at, id) > (?, ?, ?)
-  ORDER BY priority, run_at, id LIMIT ?`
+  ORDER BY priority, run_at, id LIMIT ${boundLimit}`
 
 const updateText = `UPDATE nightshift_jobs ${claimSet}
   WHERE id IN (SELECT value FROM json_each(?))
