@@ -114,7 +114,8 @@ export const make: Effect.Effect<
         ).pipe(Effect.map(({ result }) => result))
       ),
     lastCronSlot: (name) => db.run("lastCronSlot", Statements.lastCronSlot(tables, name)),
-    declareLimits: (rules) => db.run("declareLimits", sql.withTransaction(Limits.declareLimits(sql, rules))),
+    declareLimits: (rules) =>
+      db.run("declareLimits", sql.withTransaction(FlowStatements.declareLimits(tables, rules))),
     flowState: (options) => db.run("flowState", Limits.flowState(tables, options)),
     now: Clock.currentTimeMillis,
     ping: db.run("ping", Effect.asVoid(sql`SELECT 1`)),

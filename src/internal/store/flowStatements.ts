@@ -49,6 +49,10 @@ const toRule = (row: RuleRow): FlowControl.Rule => ({
   rateByPartition: row.rate_by_partition === true || row.rate_by_partition === 1
 })
 
+/** A flag as the engine stores one: a boolean, or 0/1 on SQLite (whose driver binds no booleans). */
+const flag = (t: FlowTables, value: boolean) =>
+  t.sql.onDialectOrElse({ sqlite: () => (value ? 1 : 0), orElse: () => value })
+
 /** `JobStore.declareLimits`, to run in a transaction. */
 export const declareLimits = (t: FlowTables, rules: ReadonlyArray<FlowControl.Rule>) =>
   Effect.forEach(
@@ -59,7 +63,7 @@ export const declareLimits = (t: FlowTables, rules: ReadonlyArray<FlowControl.Ru
         : t.sql`INSERT INTO ${t.flowRules}
             (scope, name, global_limit, per_partition, rate_limit, rate_window_ms, rate_by_partition)
           VALUES (${rule.scope}, ${rule.name}, ${rule.global}, ${rule.perPartition}, ${rule.rateLimit},
-            ${rule.rateWindowMs}, ${rule.rateByPartition})
+            ${rule.rateWindowMs}, ${flag(t, rule.rateByPartition)})
           ON CONFLICT (scope, name) DO UPDATE SET global_limit = excluded.global_limit,
             per_partition = excluded.per_partition, rate_limit = excluded.rate_limit,
             rate_window_ms = excluded.rate_window_ms, rate_by_partition = excluded.rate_by_partition`,
