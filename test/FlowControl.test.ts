@@ -4,6 +4,7 @@
  * every engine are in the conformance suite (test/store/suite/flow.ts).
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -253,6 +254,31 @@ describe("a runner under flow control", () => {
       for (let i = 5; i < starts.length; i++) expect(starts[i]! - starts[i - 5]!).toBeGreaterThanOrEqual(1000)
       // And the limiter does not starve the kind: 20 starts at 5 per second take about 4 seconds.
       expect(starts[19]! - starts[0]!).toBeLessThan(5000)
+    }).pipe(Effect.provide(Base))
+  )
+
+  it.effect("autoscale does not add slots for jobs a limit holds back", () =>
+    Effect.gen(function* () {
+      const OneAtATime = Job.make("one_at_a_time", {
+        payload: Payload,
+        partition: (p) => p.tenant,
+        concurrency: { perPartition: 1 }
+      })
+      const gate = yield* Deferred.make<void>()
+      const handlers = Job.handlers(Job.handle(OneAtATime, () => Deferred.await(gate)))
+      for (let i = 0; i < 12; i++) yield* JobQueue.enqueue(OneAtATime, { tenant: "solo", n: i })
+      const scope = yield* Scope.make()
+      const runner = yield* Layer.buildWithScope(
+        JobRunner.layer(handlers, { autoscale: { min: 1, max: 10 } }),
+        scope
+      ).pipe(Effect.map((context) => Context.get(context, JobRunner.JobRunner)))
+      for (let i = 0; i < 30; i++) yield* settle
+      const status = yield* runner.status
+      expect(status.running).toBe(1)
+      // 11 jobs wait, all held back by the key's limit: one slot is all that can be used.
+      expect(status.concurrency).toBe(1)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Scope.close(scope, Exit.void)
     }).pipe(Effect.provide(Base))
   )
 })

@@ -86,24 +86,37 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
     }
     // Bounded: past 10,000 pairs, forget the queues this node neither serves nor saw just now.
     if (known.size > 10_000) known = new Map([...served, ...[...known].filter(([k]) => seen.has(k))])
-    yield* throttledPass.pipe(
-      Effect.catchAll((e) => Effect.logWarning("nightshift: sampling throttled jobs failed", e))
+    const throttled = yield* throttledPass.pipe(
+      Effect.catchAll((e) =>
+        Effect.as(
+          Effect.logWarning("nightshift: sampling throttled jobs failed", e),
+          new Map<string, number>()
+        )
+      )
     )
-    return waiting
+    // Autoscale counts what could start: jobs a limit holds back need no more slots.
+    for (const queue of ours) waiting -= throttled.get(queue) ?? 0
+    return Math.max(0, waiting)
   })
 }
 
 /**
  * Sample the throttled-jobs gauge from the store's flow state (with due
- * groups). As with depths, a (queue, kind, reason) reported before and
- * missing now reads 0, so a limit that stops holding jobs back shows it.
+ * groups), and return the throttled jobs per queue. As with depths, a
+ * (queue, kind, reason) reported before and missing now reads 0, so a limit
+ * that stops holding jobs back shows it. Without rules or paused queues
+ * nothing can be throttled, and the due jobs are not counted.
  */
 export const makeThrottledSampler = (store: JobStore.Service) => {
   let known = new Map<string, readonly [string, string, string]>()
   return Effect.gen(function* () {
-    const state = yield* store.flowState({ due: true })
+    const light = yield* store.flowState({ due: false })
+    const state =
+      light.rules.length === 0 && light.paused.length === 0 ? light : yield* store.flowState({ due: true })
     const seen = new Set<string>()
+    const perQueue = new Map<string, number>()
     for (const t of FlowReport.throttled(state)) {
+      perQueue.set(t.queue, (perQueue.get(t.queue) ?? 0) + t.count)
       const k = JSON.stringify([t.queue, t.kind, t.reason])
       seen.add(k)
       if (!known.has(k)) known.set(k, [t.queue, t.kind, t.reason])
@@ -114,6 +127,7 @@ export const makeThrottledSampler = (store: JobStore.Service) => {
     }
     // Bounded: past 10,000 label sets, forget the ones at 0 (they were just set to 0).
     if (known.size > 10_000) known = new Map([...known].filter(([k]) => seen.has(k)))
+    return perQueue
   })
 }
 
