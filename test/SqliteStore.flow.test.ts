@@ -4,17 +4,16 @@
  * limit and a per-partition limit, and no committed state ever holds more
  * running jobs than the limits allow.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as FlowControl from "../src/FlowControl.js"
 import * as JobStore from "../src/JobStore.js"
 import * as SqliteStore from "../src/SqliteStore.js"
+import { srcDir, startChild as startSqliteChild } from "./fixtures/sqliteChild.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nightshift-sqlite-flow-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -172,8 +171,6 @@ describe("SqliteStore flow control across connections", () => {
   )
 })
 
-const srcDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../src")
-
 /**
  * A child process that claims the limited kind in a loop until every job
  * is done: it finishes the jobs of its previous claim after each new claim,
@@ -224,33 +221,7 @@ interface ChildResult {
   readonly most: { readonly total: number; readonly perKey: number }
 }
 
-const startChild = (filename: string) => {
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", childScript], {
-    cwd: path.dirname(srcDir),
-    env: { ...process.env, NIGHTSHIFT_FILE: filename },
-    stdio: ["pipe", "pipe", "pipe"]
-  })
-  let out = ""
-  let err = ""
-  child.stderr.on("data", (chunk: Buffer) => {
-    err += chunk.toString()
-  })
-  const done = new Promise<ChildResult>((resolve, reject) =>
-    child.on("exit", (code) =>
-      code === 0
-        ? resolve(JSON.parse(out.trim().split("\n").at(-1)!))
-        : reject(new Error(`child failed: ${err}`))
-    )
-  )
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString()
-      if (out.includes("ready")) resolve()
-    })
-    done.then(() => reject(new Error("child exited before it was ready")), reject)
-  })
-  return { ready, done, go: () => child.stdin.end("go\n") }
-}
+const startChild = (filename: string) => startSqliteChild<ChildResult>(childScript, filename)
 
 describe("SqliteStore flow control across processes", () => {
   it.live(

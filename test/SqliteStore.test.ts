@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { afterAll, describe, expect, it } from "@effect/vitest"
@@ -24,6 +22,7 @@ import * as Job from "../src/Job.js"
 import * as JobRunner from "../src/JobRunner.js"
 import * as JobStore from "../src/JobStore.js"
 import * as SqliteStore from "../src/SqliteStore.js"
+import { srcDir, startChild as startSqliteChild } from "./fixtures/sqliteChild.js"
 import { conformance } from "./store/conformance.js"
 import { type RowEdit, RowEditor } from "./store/helpers.js"
 
@@ -362,8 +361,6 @@ describe("SqliteStore", () => {
   )
 })
 
-const srcDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../src")
-
 /** A child process that seeds keyed jobs and drains `q`, printing what it got. */
 const childScript = `
 import * as Chunk from "effect/Chunk"
@@ -402,33 +399,7 @@ interface ChildResult {
   readonly claimed: ReadonlyArray<string>
 }
 
-const startChild = (filename: string) => {
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", childScript], {
-    cwd: path.dirname(srcDir),
-    env: { ...process.env, NIGHTSHIFT_FILE: filename },
-    stdio: ["pipe", "pipe", "pipe"]
-  })
-  let out = ""
-  let err = ""
-  child.stderr.on("data", (chunk: Buffer) => {
-    err += chunk.toString()
-  })
-  const done = new Promise<ChildResult>((resolve, reject) =>
-    child.on("exit", (code) =>
-      code === 0
-        ? resolve(JSON.parse(out.trim().split("\n").at(-1)!))
-        : reject(new Error(`child failed: ${err}`))
-    )
-  )
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString()
-      if (out.includes("ready")) resolve()
-    })
-    done.then(() => reject(new Error("child exited before it was ready")), reject)
-  })
-  return { ready, done, go: () => child.stdin.end("go\n") }
-}
+const startChild = (filename: string) => startSqliteChild<ChildResult>(childScript, filename)
 
 describe("SqliteStore across processes", () => {
   it.live(
