@@ -9,6 +9,7 @@ import * as FlowControl from "../../FlowControl.js"
 import type * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
 import * as Flow from "../store/flow.js"
+import { keepStartsMs } from "../store/flow.js"
 import {
   claimableFence,
   fenceExhausted,
@@ -229,17 +230,13 @@ export class Engine {
         continue
       }
       const from = now - rule.rateWindowMs
-      let drop = 0
-      while (drop < entry.at.length && !(entry.at[drop]! > from)) drop++
+      // Kept past the window as the SQL engines keep them (see `keepStartsMs`).
+      const drop = firstAfter(entry.at, from - keepStartsMs)
       if (drop > 0) entry.at.splice(0, drop)
+      const starts = entry.at.length - firstAfter(entry.at, from)
       if (entry.at.length === 0) this.starts.delete(key)
-      else
-        usage.push({
-          scope: entry.scope,
-          name: entry.name,
-          partition: entry.partition,
-          starts: entry.at.length
-        })
+      else if (starts > 0)
+        usage.push({ scope: entry.scope, name: entry.name, partition: entry.partition, starts })
     }
     return usage
   }
@@ -253,7 +250,7 @@ export class Engine {
       const key = `${rule.scope}\u0001${name}\u0001${partition ?? ""}`
       const entry = this.starts.get(key)
       if (entry === undefined) this.starts.set(key, { scope: rule.scope, name, partition, at: [now] })
-      else entry.at.push(now)
+      else entry.at.splice(firstAfter(entry.at, now), 0, now) // in time order, even if the clock went back
     }
   }
 
@@ -542,6 +539,18 @@ interface Claim {
 
 const groupKey = (row: Row) =>
   `${row.queue}\u0001${row.kind}\u0001${row.partition ?? ""}\u0001${row.partition === null}`
+
+/** The index of the first time after `t` in ascending `times`. */
+const firstAfter = (times: ReadonlyArray<number>, t: number): number => {
+  let lo = 0
+  let hi = times.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (times[mid]! > t) hi = mid
+    else lo = mid + 1
+  }
+  return lo
+}
 
 /** When a final row finished: its finish time, or else its latest attempt, or else its creation. */
 const finishedAt = (row: Row): number => row.finalizedAt ?? row.attemptedAt ?? row.createdAt

@@ -22,6 +22,8 @@
  * @internal
  */
 
+import { keepStartsMs } from "../store/flow.js"
+
 const activeStates = "('scheduled', 'available', 'running', 'retryable')"
 
 /**
@@ -766,9 +768,16 @@ export const v6 = (schema: string) => {
   const starts = (rule: string, scope: string, name: string, key: string) =>
     `(SELECT count(*) FROM ${schema}.flow_starts s WHERE s.scope = '${scope}' AND s.name = ${name}
        AND s.partition_key = ${key} AND s.started_at > p_now - ${rule}.rate_window_ms * interval '1 millisecond')::integer`
+  /**
+   * Starts are deleted a minute after their window: a claim whose \`p_now\`
+   * was read before it waited for a lock still counts every start its
+   * window holds, even when a claim with a later \`p_now\` expired starts
+   * first.
+   */
   const expire = (rule: string, scope: string, name: string, keys: string) => `
         DELETE FROM ${schema}.flow_starts s WHERE s.scope = '${scope}' AND s.name = ${name}
-          AND s.partition_key = ANY(${keys}) AND s.started_at <= p_now - ${rule}.rate_window_ms * interval '1 millisecond';`
+          AND s.partition_key = ANY(${keys})
+          AND s.started_at <= p_now - ${rule}.rate_window_ms * interval '1 millisecond' - interval '${keepStartsMs} milliseconds';`
   /**
    * Whether the claim serves key `p` (an SQL expression): not full as this
    * snapshot sees it, then try-locked for every limit counted per key.

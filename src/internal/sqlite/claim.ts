@@ -26,7 +26,7 @@ import * as Effect from "effect/Effect"
 import type * as FlowControl from "../../FlowControl.js"
 import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
-import { Budget, Rules, ratePartition } from "../store/flow.js"
+import { Budget, keepStartsMs, Rules, ratePartition } from "../store/flow.js"
 import * as FlowStatements from "../store/flowStatements.js"
 import { claimableFence, fenceExhausted, storableLease } from "../store/leases.js"
 import { errorList } from "./leases.js"
@@ -538,7 +538,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
             ratePartition(rule, partition) ?? ""
           ] as const
           starts.push(start)
-          expire.set(JSON.stringify(start), [...start, now - rule.rateWindowMs])
+          expire.set(JSON.stringify(start), [...start, now - rule.rateWindowMs - keepStartsMs])
         }
       }
       if (starts.length === 0) return

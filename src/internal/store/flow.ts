@@ -10,6 +10,17 @@ import * as Effect from "effect/Effect"
 import type * as FlowControl from "../../FlowControl.js"
 import type * as JobStore from "../../JobStore.js"
 
+/**
+ * How long a rate-limit start is kept past its rule's window before it is
+ * deleted. A claim reads "now" before it may wait for a lock (SQLite's write
+ * lock, PostgreSQL's advisory locks, whose transaction's now() is its
+ * start); it must still find every start its window holds, even after a
+ * claim with a later "now" has deleted the expired ones. Counting is
+ * conservative with an early "now" (it has no upper bound), so only the
+ * deletion needs this margin.
+ */
+export const keepStartsMs = 60_000
+
 type Scope = "kind" | "queue"
 
 const scopeKey = (scope: Scope, name: string) => `${scope}\u0001${name}`

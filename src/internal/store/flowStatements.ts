@@ -21,6 +21,7 @@ import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as FlowControl from "../../FlowControl.js"
 import type * as JobStore from "../../JobStore.js"
+import { keepStartsMs } from "./flow.js"
 import type { Tables } from "./statements.js"
 
 /** The flow tables of an engine. */
@@ -81,8 +82,8 @@ export const rules = (t: FlowTables) =>
 /** `now` minus a number of milliseconds held in a column, as the engine stores a time. */
 const before = (t: FlowTables, now: Statement.Fragment, msColumn: string) =>
   t.sql.onDialectOrElse({
-    pg: () => t.sql`${now}::timestamptz - ${t.sql.literal(msColumn)} * interval '1 millisecond'`,
-    orElse: () => t.sql`${now} - ${t.sql.literal(msColumn)}`
+    pg: () => t.sql`${now}::timestamptz - (${t.sql.literal(msColumn)}) * interval '1 millisecond'`,
+    orElse: () => t.sql`${now} - (${t.sql.literal(msColumn)})`
   })
 
 interface GroupRow {
@@ -147,7 +148,8 @@ export const flowState = (
 
 /**
  * Delete rate-limit starts that no window counts any more: older than their
- * rule's window, or left by a rule that is gone. Part of `prune`.
+ * rule's window (and `keepStartsMs`), or left by a rule that is gone. Part
+ * of `prune`.
  */
 export const pruneStarts = (t: FlowTables) => {
   const { sql } = t
@@ -156,6 +158,7 @@ export const pruneStarts = (t: FlowTables) => {
     (now) =>
       sql`DELETE FROM ${t.flowStarts} WHERE NOT EXISTS (
         SELECT 1 FROM ${t.flowRules} r WHERE r.scope = ${t.flowStarts}.scope AND r.name = ${t.flowStarts}.name
-          AND r.rate_limit IS NOT NULL AND ${t.flowStarts}.started_at > ${before(t, now, "r.rate_window_ms")})`
+          AND r.rate_limit IS NOT NULL
+          AND ${t.flowStarts}.started_at > ${before(t, now, `r.rate_window_ms + ${keepStartsMs}`)})`
   )
 }

@@ -182,6 +182,24 @@ export const flowSuite = (test: StoreTest) =>
         expect(yield* store.claim(request({ kinds: [kind], limit: 10 }))).toHaveLength(3)
       }))
 
+    test("a claim whose clock reads earlier still counts every start in its window", ({
+      advance,
+      rewind,
+      store
+    }) =>
+      Effect.gen(function* () {
+        // A claim may read "now" and then wait for a lock while a later claim expires old starts.
+        const kind = freshKind()
+        yield* store.declareLimits([rule("kind", kind, { rateLimit: { limit: 3, per: "1 second" } })])
+        yield* enqueueN(store, 10, { kind })
+        expect(yield* store.claim(request({ kinds: [kind], limit: 2 }))).toHaveLength(2)
+        yield* advance(1_500)
+        expect(yield* store.claim(request({ kinds: [kind], limit: 1 }))).toHaveLength(1)
+        // Back to 0.9 s after the first starts: their window holds those 2 and this 1 already.
+        yield* rewind(600)
+        expect(yield* store.claim(request({ kinds: [kind], limit: 10 }))).toEqual([])
+      }))
+
     test("a rate limit by partition counts each key on its own", ({ store }) =>
       Effect.gen(function* () {
         const kind = freshKind()
