@@ -11,14 +11,15 @@
  *    `perPartition: 2`, one with `global: 50`, one with keys and no limits
  *    (the reference), and one without keys or limits. Target: each limited
  *    drain ≥ 0.8× the reference, paired round by round.
- * 2. Fairness: key A has a 50,000-job backlog; once the worker has started
- *    A's jobs, key B enqueues 100 jobs one at a time (100/s). B's wait from
- *    enqueue to handler start, p50/p99, with keys (fair claiming) and the
- *    same jobs without keys.
+ * 2. Fairness: key A has a 50,000-job backlog; once 1,000 of A's jobs have
+ *    completed, key B enqueues 100 jobs one at a time (100/s). B's wait from
+ *    enqueue to handler start, p50/p99, with keys (fair claiming), with keys
+ *    and the runner at `prefetch: 0` (not a default: it shows what the
+ *    buffer adds), and the same jobs without keys.
  * 3. Rate limit: a kind with `rateLimit: { limit: 100, per: "1 second" }`,
  *    a 6,000-job backlog, two worker processes for 30 s. The most claims in
- *    any 1 s window ÷ 100 (must never exceed 1.0) and the mean claims per
- *    1 s ÷ 100.
+ *    any 1 s window ÷ 100 (must never exceed 1.0), the mean claims per
+ *    1 s ÷ 100, and the same for handler starts as the workers see them.
  *
  * Every measurement runs in fresh processes on a fresh PostgreSQL schema or
  * SQLite file, dropped afterwards. Rounds alternate the variants' order.
@@ -96,7 +97,7 @@ const settings = {
     concurrency: 10
   },
   /** How often the owner process samples the running jobs (`JobStore.flowState`) during a drain. */
-  sampleEveryMs: 25
+  sampleEveryMs: 50
 }
 
 for (const e of settings.engines)
@@ -254,14 +255,15 @@ const drainRound = async (
 // ---------------------------------------------------------------------------------------------
 // 2. Fairness
 
-type FairVariant = "keyed" | "plain"
-const fairVariants: ReadonlyArray<FairVariant> = ["keyed", "plain"]
+type FairVariant = "keyed" | "keyedNoPrefetch" | "plain"
+const fairVariants: ReadonlyArray<FairVariant> = ["keyed", "keyedNoPrefetch", "plain"]
 const fairLabels: Record<FairVariant, string> = {
   keyed: "keys A and B (fair claiming)",
+  keyedNoPrefetch: "keys A and B, the runner at `prefetch: 0` (not a default)",
   plain: "the same jobs without keys"
 }
 
-const fairOnce = (engine: Engine, kind: FlowKind) =>
+const fairOnce = (engine: Engine, kind: FlowKind, prefetch: number | undefined) =>
   withOwner(engine, async (owner, spawn) => {
     const { backlog, bJobs, warm, concurrency } = settings.fair
     const total = backlog + bJobs
@@ -269,12 +271,20 @@ const fairOnce = (engine: Engine, kind: FlowKind) =>
     const [worker] = await spawn(1)
     // Enqueue times are read on the owner's clock, start times on the worker's.
     const skew = worker === owner ? 0 : (await clockOffset(worker!)) - (await clockOffset(owner))
-    await ask(worker!, { cmd: "startWorker", kind, concurrency, n: total })
-    if (!(await until(() => worker!.progress() >= warm, 60_000)))
+    await ask(worker!, {
+      cmd: "startWorker",
+      kind,
+      concurrency,
+      n: total,
+      ...(prefetch === undefined ? {} : { prefetch })
+    })
+    // A's progress is read from the store by the producer: a worker draining a backlog on an
+    // embedded store (SQLite) answers its IPC channel only once the backlog is gone.
+    const completed = () => ask<number>(owner, { cmd: "committed" })
+    if (!(await until(async () => (await completed()) >= warm, 60_000, 10)))
       throw new Error("the worker did not start A")
-    const aBefore = worker!.progress()
-    // In one process (memory), a drain can starve the IPC channel until it ends: B must arrive while A waits.
-    if (aBefore >= backlog) throw new Error("A's backlog was drained before B's first enqueue")
+    // With the worker in the producer's process (memory), B cannot arrive while A drains.
+    if ((await completed()) >= backlog) throw new Error("A's backlog was drained before B's first enqueue")
     await ask(owner, {
       cmd: "produce",
       kind,
@@ -290,16 +300,20 @@ const fairOnce = (engine: Engine, kind: FlowKind) =>
     )
     const report = await ask<FlowReport>(worker!, { cmd: "stopWorker" })
     const waits: Array<number> = []
+    let firstEnqueue = Number.POSITIVE_INFINITY
     let lastStart = 0
     for (let i = backlog; i < total; i++) {
       if ((report.counts[i] ?? 0) === 0) continue
       waits.push(report.starts[i]! - report.enqueued[i]! - skew)
+      firstEnqueue = Math.min(firstEnqueue, report.enqueued[i]! + skew)
       lastStart = Math.max(lastStart, report.starts[i]!)
     }
-    // A's jobs started before B's last start (after the warm-up): how far into A's backlog B waited.
-    let aStarted = 0
-    for (let i = 0; i < backlog; i++)
-      if ((report.counts[i] ?? 0) > 0 && report.starts[i]! <= lastStart) aStarted++
+    // A's jobs started from B's first enqueue to B's last start (worker clock): what B waited behind.
+    let aMeanwhile = 0
+    for (let i = 0; i < backlog; i++) {
+      const t = report.starts[i]!
+      if ((report.counts[i] ?? 0) > 0 && t >= firstEnqueue && t <= lastStart) aMeanwhile++
+    }
     const b = duplicatesOf([report], backlog, total)
     const all = duplicatesOf([report], 0, total)
     return {
@@ -307,7 +321,7 @@ const fairOnce = (engine: Engine, kind: FlowKind) =>
         p50: percentile(waits, 50),
         p99: percentile(waits, 99),
         max: percentile(waits, 100),
-        aMeanwhile: aStarted - aBefore
+        aMeanwhile
       },
       integrity: { duplicates: all.duplicates, lost: b.lost }
     }
@@ -320,7 +334,9 @@ const fairRound = async (
 ) => {
   if (!enabled("fair")) return
   for (const variant of order(fairVariants))
-    await measure(`fair:${engine}`, variant, round, () => fairOnce(engine, variant))
+    await measure(`fair:${engine}`, variant, round, () =>
+      variant === "keyedNoPrefetch" ? fairOnce(engine, "keyed", 0) : fairOnce(engine, variant, undefined)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,19 +355,27 @@ const rateOnce = (engine: Engine) =>
     if (!(await until(() => handled() >= 1, 60_000))) throw new Error("no job started")
     await sleep(seconds * 1000 + 500)
     const reports = await Promise.all(workers.map((w) => ask<FlowReport>(w, { cmd: "stopWorker" })))
-    const claims = await ask<Array<number>>(owner, { cmd: "claimTimes", kind: "rate100" }, 120_000)
+    const claimed = await ask<Array<[number, number]>>(owner, { cmd: "claimTimes", kind: "rate100" }, 120_000)
+    const claims = claimed.map(([, t]) => t)
     const first = Math.min(...claims)
     const inSpan = claims.filter((t) => t < first + seconds * 1000).length
-    // Handler starts, on the harness's clock.
-    const starts = reports.flatMap((r, k) =>
-      r.starts.flatMap((t, i) => ((r.counts[i] ?? 0) > 0 ? [t - offsets[k]!] : []))
-    )
+    // Handler starts, on the harness's clock (first start of each index; indexes are unique across workers).
+    const startOf = new Map<number, number>()
+    for (const [k, r] of reports.entries())
+      for (const [i, t] of r.starts.entries())
+        if ((r.counts[i] ?? 0) > 0 && !startOf.has(i)) startOf.set(i, t - offsets[k]!)
+    const starts = [...startOf.values()]
+    // Claim to handler start: the store's clock (the database server's, or the claiming process's
+    // for SQLite) against the harness's, all on this machine.
+    const lags = claimed.flatMap(([i, t]) => (startOf.has(i) ? [startOf.get(i)! - t] : []))
     const seen = duplicatesOf(reports, 0, backlog)
     return {
       values: {
         maxClaims: maxInWindow(claims, windowMs) / limit,
         meanClaims: inSpan / (seconds * (1000 / windowMs)) / limit,
         maxHandlerStarts: maxInWindow(starts, windowMs) / limit,
+        lagP50: percentile(lags, 50),
+        lagP99: percentile(lags, 99),
         claims: claims.length
       },
       // Not every job is meant to run within the 30 s: only duplicates count.
@@ -369,19 +393,19 @@ const rateRound = async (engine: Engine, round: number) => {
 
 const targets = (engine: Engine): ReadonlyArray<Target> => [
   {
-    name: `${engineNames[engine]} · drain, \`perPartition: 2\` ÷ no limits`,
+    name: "drain, `perPartition: 2` ÷ keys without limits",
     a: { workload: `drain:${engine}`, contestant: "perPartition2", key: "drain" },
     b: { workload: `drain:${engine}`, contestant: "keyed", key: "drain" },
     goal: 0.8
   },
   {
-    name: `${engineNames[engine]} · drain, \`global: 50\` ÷ no limits`,
+    name: "drain, `global: 50` ÷ keys without limits",
     a: { workload: `drain:${engine}`, contestant: "global50", key: "drain" },
     b: { workload: `drain:${engine}`, contestant: "keyed", key: "drain" },
     goal: 0.8
   },
   {
-    name: `${engineNames[engine]} · rate limit, most claims in any 1 s ÷ 100`,
+    name: "rate limit, most claims in any 1 s ÷ 100",
     a: { workload: `rate:${engine}`, contestant: "rate100", key: "maxClaims" },
     goal: 1,
     atMost: true
@@ -405,31 +429,29 @@ const faults = (workload: string, contestant: string) => {
   return `${f.duplicates} / ${f.lost}${f.errors.length > 0 ? `, ${f.errors.length} failed run(s): ${f.errors[0]}` : ""}`
 }
 
-const measuredEngines = (scenario: string) =>
-  settings.engines.filter((e) => results.contestants(`${scenario}:${e}`).length > 0)
+const measured = (workload: string) => results.contestants(workload).length > 0
 
-const drainTable = () =>
-  table(
+const drainTable = (engine: Engine) => {
+  const w = `drain:${engine}`
+  return table(
     [
-      "store",
       "variant",
       "drain jobs/s",
-      "÷ keys, no limits (paired)",
+      "÷ keys without limits (paired)",
       "most running (sampled)",
-      "most running, one key (sampled)",
+      "most running with one key (sampled)",
       "worker CPU µs/job",
       "duplicates / lost"
     ],
-    measuredEngines("drain").flatMap((engine) =>
-      drainVariants.map((v) => {
-        const w = `drain:${engine}`
+    drainVariants
+      .filter((v) => results.contestants(w).includes(v))
+      .map((v) => {
         const s = (key: string) => results.summary(w, v, key)
         const ratio = results.ratio(
           { workload: w, contestant: v, key: "drain" },
           { workload: w, contestant: "keyed", key: "drain" }
         )
         return [
-          engineNames[engine],
           drainLabels[v],
           cell(s("drain"), int),
           v === "keyed" ? "1" : cell(ratio, fixed(2)),
@@ -439,73 +461,135 @@ const drainTable = () =>
           faults(w, v)
         ]
       })
-    )
   )
+}
 
-const fairTable = () =>
-  table(
+const fairTable = (engine: Engine) => {
+  const w = `fair:${engine}`
+  return table(
     [
-      "store",
       "claiming",
       "B wait p50 ms",
       "p99 ms",
       "max ms",
-      "A jobs started while B waited",
+      "A's jobs started while B waited",
       "duplicates / B lost"
     ],
-    measuredEngines("fair").flatMap((engine) =>
-      fairVariants.map((v) => {
-        const s = (key: string) => results.summary(`fair:${engine}`, v, key)
+    fairVariants
+      .filter((v) => results.contestants(w).includes(v))
+      .map((v) => {
+        const s = (key: string) => results.summary(w, v, key)
         return [
-          engineNames[engine],
           fairLabels[v],
           cell(s("p50"), fixed(1)),
           cell(s("p99"), fixed(1)),
           cell(s("max"), fixed(1)),
           cell(s("aMeanwhile"), int),
-          faults(`fair:${engine}`, v)
+          faults(w, v)
         ]
       })
-    )
   )
+}
 
-const rateTable = () =>
-  table(
+const rateTable = (engine: Engine) => {
+  const s = (key: string) => results.summary(`rate:${engine}`, "rate100", key)
+  return table(
     [
-      "store",
       "most claims in any 1 s ÷ 100",
       "mean claims per 1 s ÷ 100",
       "most handler starts in any 1 s ÷ 100",
-      "claims",
+      "claim → handler start p50 / p99 ms",
+      "claims in the run",
       "duplicates"
     ],
-    measuredEngines("rate").map((engine) => {
-      const s = (key: string) => results.summary(`rate:${engine}`, "rate100", key)
-      return [
-        engineNames[engine],
+    [
+      [
         cell(s("maxClaims"), fixed(2)),
         cell(s("meanClaims"), fixed(3)),
         cell(s("maxHandlerStarts"), fixed(2)),
+        `${cell(s("lagP50"), fixed(1))} / ${cell(s("lagP99"), fixed(1))}`,
         cell(s("claims"), int),
-        faults(`rate:${engine}`, "rate100").split(" / ")[0]!
+        String(results.faults(`rate:${engine}`, "rate100").duplicates)
       ]
-    })
+    ]
   )
+}
 
 const k = (n: number) => n.toLocaleString("en-US")
 
-/** Replace the "Flow control" section of BENCHMARKS.md, or add it at the end. */
-const writeSection = (file: string, section: string) => {
+/** One store's block of the section: its own date, rounds, targets and tables. */
+const engineBlock = (
+  engine: Engine,
+  run: { readonly startedAt: Date; readonly minutes: number; readonly load: string }
+) => {
+  const { drain, fair, rate } = settings
+  const drainSlots =
+    engine === "memory"
+      ? `one process at concurrency ${drain.processes * drain.concurrency} (the memory store cannot be shared)`
+      : `${drain.processes} worker processes at concurrency ${drain.concurrency}`
+  const workers = (n: number, c: number) =>
+    engine === "memory"
+      ? `the producer's own process at concurrency ${c}`
+      : `${n} worker process${n > 1 ? "es" : ""} at concurrency ${c}`
+  const parts = [
+    `### ${engineNames[engine]}`,
+    `\`npm run bench:flow\`, ${run.startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC: ${settings.rounds} round(s), ${run.minutes.toFixed(1)} minutes for the whole run, load average ${run.load}.`,
+    targetsTable(
+      targets(engine)
+        .filter((t) => measured(t.a.workload))
+        .map((t) => evaluate(results, t))
+    )
+  ]
+  if (measured(`drain:${engine}`))
+    parts.push(
+      `**Drain**: ${k(drain.jobs)} no-op jobs over ${k(drain.partitions)} partition keys, ${drainSlots}.\n\n${drainTable(engine)}`
+    )
+  if (measured(`fair:${engine}`))
+    parts.push(
+      `**Fairness**: B's ${fair.bJobs} jobs (${fair.bPerSecond}/s, one at a time) behind A's backlog of ${k(fair.backlog)}, ${workers(1, fair.concurrency)}.\n\n${fairTable(engine)}`
+    )
+  if (measured(`rate:${engine}`))
+    parts.push(
+      `**Rate limit accuracy**: \`rateLimit: { limit: ${rate.limit}, per: "1 second" }\`, a backlog of ${k(rate.backlog)}, ${workers(rate.processes, rate.concurrency)}, ${rate.seconds} s.\n\n${rateTable(engine)}`
+    )
+  return parts.join("\n\n")
+}
+
+const intro = () =>
+  [
+    "## Flow control",
+    "Written by `npm run bench:flow` (bench/flowcontrol.ts), one block per store; a run rewrites the blocks of the stores it measured and keeps the others, and `npm run bench` keeps this section as it is. Method and analysis: [docs/benchmarks.md](docs/benchmarks.md#flow-control).",
+    `Every measurement is a producer process that sets up a fresh schema or file and enqueues, and fresh worker processes running \`JobRunner.layer\` with every option at its default apart from \`concurrency\` (so \`prefetch\` is \`"auto"\`), serving one job kind. Rounds alternate the variants' order; ratios are paired round by round; cells are medians with the min–max over rounds. Drain: timed from starting the workers until every completion is committed; "most running" is sampled every ${settings.sampleEveryMs} ms from the producer process through \`JobStore.flowState\` (claimed jobs, counting those a runner holds ahead). Fairness: B's wait runs from just before its enqueue call to its handler's start, the two processes' clocks corrected; B starts once ${k(settings.fair.warm)} of A's jobs have completed. Rate: claims are the jobs' \`attemptedAt\` on the store's clock (what the limit counts), a window is any \`[t, t + 1 s)\`, and the mean is the claims in the ${settings.rate.seconds} s from the first claim ÷ ${settings.rate.seconds}; handler starts are read in the workers and lag their claims.`
+  ].join("\n\n")
+
+const order: ReadonlyArray<Engine> = ["pg", "sqlite", "memory"]
+
+/**
+ * Write the "Flow control" section of BENCHMARKS.md: this run's blocks, and
+ * the blocks of stores this run did not measure as they were.
+ */
+const writeSection = (file: string, blocks: ReadonlyMap<Engine, string>) => {
   const text = existsSync(file) ? readFileSync(file, "utf8") : "# Benchmarks\n"
   const start = text.search(/^## Flow control\b.*$/m)
-  if (start < 0) {
-    writeFileSync(file, `${text.trimEnd()}\n\n${section}\n`)
-    return
+  const rest = start < 0 ? "" : text.slice(start + 1)
+  const endAt = rest.search(/^## /m)
+  const old = start < 0 ? "" : endAt < 0 ? text.slice(start) : text.slice(start, start + 1 + endAt)
+  const kept = new Map<Engine, string>()
+  for (const piece of old.split(/^(?=### )/m).slice(1)) {
+    const engine = order.find((e) => piece.startsWith(`### ${engineNames[e]}\n`))
+    if (engine !== undefined && !blocks.has(engine)) kept.set(engine, piece.trimEnd())
   }
-  const rest = text.slice(start + 1)
-  const end = rest.search(/^## /m)
-  const after = end < 0 ? "" : `\n\n${text.slice(start + 1 + end).trimEnd()}`
-  writeFileSync(file, `${text.slice(0, start)}${section}${after}\n`)
+  const section = [
+    intro(),
+    ...order.flatMap((e) => {
+      const block = blocks.get(e) ?? kept.get(e)
+      return block === undefined ? [] : [block]
+    })
+  ].join("\n\n")
+  const before = start < 0 ? `${text.trimEnd()}\n\n` : text.slice(0, start)
+  const after = start < 0 || endAt < 0 ? "" : `\n\n${text.slice(start + 1 + endAt).trimEnd()}`
+  writeFileSync(file, `${before}${section}${after}\n`)
+  return section
 }
 
 const main = async () => {
@@ -526,26 +610,15 @@ const main = async () => {
   }
   rmSync(tmpDir, { recursive: true, force: true })
 
-  const outcomes = settings.engines.flatMap((e) =>
-    targets(e)
-      .filter((t) => results.contestants(t.a.workload).length > 0)
-      .map((t) => evaluate(results, t))
-  )
   const minutes = (now() - started) / 60_000
   const machineAtEnd = machine()
-  const v = versions(rootDir, benchDir)
-  const { drain, fair, rate } = settings
-  const parts = [
-    "## Flow control",
-    `Latest \`npm run bench:flow\` (bench/flowcontrol.ts; \`npm run bench\` keeps this section as it is): ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, ${settings.rounds} round(s), ${minutes.toFixed(1)} minutes, on ${settings.engines.map((e) => engineNames[e]).join(" and ")}. ${machineAtStart.cores} shared cores, load average ${machineAtStart.loadAverage.join(" / ")} at the start, ${machineAtEnd.loadAverage.join(" / ")} at the end; Nightshift ${v.nightshift}, PostgreSQL ${v.postgresql}. Method: [docs/benchmarks.md](docs/benchmarks.md#flow-control).`,
-    'Every run is a producer process that sets up a fresh schema or file and enqueues, and fresh worker processes running `JobRunner.layer` at its defaults apart from `concurrency` (so `prefetch` is `"auto"`). Rounds alternate the order of the variants; ratios are paired round by round; cells are medians with the min–max over rounds.',
-    `### Targets (issue 14)\n\n${targetsTable(outcomes)}`,
-    `### Drain: ${k(drain.jobs)} no-op jobs over ${k(drain.partitions)} partition keys\n\nKeys \`p<i % ${drain.partitions}>\`, interleaved in enqueue order; ${drain.processes} worker processes at concurrency ${drain.concurrency} (${drain.processes * drain.concurrency} slots, so \`global: 50\` binds; the memory store, which cannot be shared, runs one process at ${drain.processes * drain.concurrency}). Timed from starting the workers until every completion is committed. "Most running" is sampled every ${settings.sampleEveryMs} ms from the producer process through \`JobStore.flowState\` (jobs claimed, including those held ahead by prefetch).\n\n${drainTable()}`,
-    `### Fairness: B's wait behind A's backlog of ${k(fair.backlog)}\n\nOne worker process at concurrency ${fair.concurrency}. Once it has started ${k(fair.warm)} of A's jobs, the producer enqueues B's ${fair.bJobs} jobs one at a time at ${fair.bPerSecond}/s. Wait: from just before B's enqueue call to its handler's start (clocks of the two processes corrected). The run stops once every B job has started.\n\n${fairTable()}`,
-    `### Rate limit accuracy: \`rateLimit: { limit: ${rate.limit}, per: "1 second" }\`, ${rate.seconds} s\n\nA backlog of ${k(rate.backlog)} jobs, ${rate.processes} worker processes at concurrency ${rate.concurrency}, run for ${rate.seconds} s. Claims are the jobs' \`attemptedAt\` on the store's clock (what the limit counts); a window is any \`[t, t + 1 s)\`. The mean is the claims in the ${rate.seconds} s from the first claim ÷ ${rate.seconds}. Handler starts are read in the worker processes (clocks corrected) and lag their claims.\n\n${rateTable()}`
-  ]
-  const section = parts.join("\n\n")
-  if (!flag("no-write")) writeSection(join(rootDir, "BENCHMARKS.md"), section)
+  const load = `${machineAtStart.loadAverage.join(" / ")} at the start, ${machineAtEnd.loadAverage.join(" / ")} at the end (${machineAtStart.cores} shared cores)`
+  const blocks = new Map(
+    settings.engines.map((e) => [e, engineBlock(e, { startedAt, minutes, load })] as const)
+  )
+  const section = flag("no-write")
+    ? [intro(), ...blocks.values()].join("\n\n")
+    : writeSection(join(rootDir, "BENCHMARKS.md"), blocks)
   process.stdout.write(`${section}\n`)
   const summary = {
     date: startedAt.toISOString(),
@@ -553,8 +626,12 @@ const main = async () => {
     rounds: settings.rounds,
     engines: settings.engines,
     machine: { ...machineAtStart, loadAverageAtEnd: machineAtEnd.loadAverage },
-    versions: v,
-    targets: outcomes.map(targetJson),
+    versions: versions(rootDir, benchDir),
+    targets: settings.engines.flatMap((e) =>
+      targets(e)
+        .filter((t) => measured(t.a.workload))
+        .map((t) => ({ engine: e, ...targetJson(evaluate(results, t)) }))
+    ),
     samples: results.samples
   }
   process.stdout.write(`${JSON.stringify(summary)}\n`)

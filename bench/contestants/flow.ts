@@ -224,7 +224,10 @@ const main = async () => {
               Job.handle(kind, ({ i, t }: typeof Payload.Type) => Effect.sync(() => tally.onJob(i, t)))
             )
             yield* Layer.buildWithScope(
-              JobRunner.layer(handlers, { concurrency: command.concurrency }),
+              JobRunner.layer(handlers, {
+                concurrency: command.concurrency,
+                ...(command.prefetch === undefined ? {} : { prefetch: command.prefetch })
+              }),
               scope
             )
             worker = scope
@@ -260,7 +263,7 @@ const main = async () => {
         return runtime.runPromise(
           Effect.gen(function* () {
             const queue = yield* JobQueue.JobQueue
-            const out: Array<number> = []
+            const out: Array<readonly [number, number]> = []
             let cursor: string | null = null
             do {
               const page: JobStore.ListPage = yield* queue.list({
@@ -268,7 +271,8 @@ const main = async () => {
                 limit: JobStore.maxListLimit,
                 cursor
               })
-              for (const job of page.jobs) if (job.attemptedAt !== null) out.push(job.attemptedAt)
+              for (const job of page.jobs)
+                if (job.attemptedAt !== null) out.push([(job.payload as { i: number }).i, job.attemptedAt])
               cursor = page.nextCursor
             } while (cursor !== null)
             return out

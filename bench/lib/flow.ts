@@ -37,15 +37,21 @@ export type FlowCommand =
       readonly perSecond: number
       readonly tenant: string
     }
-  /** Start a runner serving `kind` only, at `concurrency`, all else default; tally indexes 0 … n-1. */
-  | { readonly cmd: "startWorker"; readonly kind: FlowKind; readonly concurrency: number; readonly n: number }
+  /** Start a runner serving `kind` only, at `concurrency` (and `prefetch` when given), all else default; tally indexes 0 … n-1. */
+  | {
+      readonly cmd: "startWorker"
+      readonly kind: FlowKind
+      readonly concurrency: number
+      readonly n: number
+      readonly prefetch?: number
+    }
   /** How many indexes in `from … to - 1` have started. */
   | { readonly cmd: "started"; readonly from: number; readonly to: number }
   | { readonly cmd: "stopWorker" }
   | { readonly cmd: "committed" }
   | { readonly cmd: "startSampler"; readonly everyMs: number }
   | { readonly cmd: "stopSampler" }
-  /** Every job of `kind` that was claimed: its latest claim time, on the store's clock. */
+  /** Every job of `kind` that was claimed: `[index, latest claim time on the store's clock]`. */
   | { readonly cmd: "claimTimes"; readonly kind: FlowKind }
   | { readonly cmd: "teardown" }
 
