@@ -27,6 +27,7 @@
  * writes the "Flow control" section of BENCHMARKS.md (which
  * `npm run bench` keeps). Method: docs/benchmarks.md, "Flow control".
  */
+import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -517,10 +518,30 @@ const rateTable = (engine: Engine) => {
 
 const k = (n: number) => n.toLocaleString("en-US")
 
+/** The commit measured: HEAD, and whether src/ differs from it. */
+const commit = () => {
+  const git = (args: ReadonlyArray<string>) => {
+    try {
+      return execFileSync("git", args, {
+        cwd: rootDir,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"]
+      }).trim()
+    } catch {
+      return ""
+    }
+  }
+  const head = git(["rev-parse", "--short", "HEAD"])
+  if (head === "") return "an unknown commit"
+  return git(["status", "--porcelain", "--", "src"]) === ""
+    ? head
+    : `${head} with uncommitted changes in src/`
+}
+
 /** One store's block of the section: its own date, rounds, targets and tables. */
 const engineBlock = (
   engine: Engine,
-  run: { readonly startedAt: Date; readonly minutes: number; readonly load: string }
+  run: { readonly startedAt: Date; readonly minutes: number; readonly load: string; readonly commit: string }
 ) => {
   const { drain, fair, rate } = settings
   const drainSlots =
@@ -533,7 +554,7 @@ const engineBlock = (
       : `${n} worker process${n > 1 ? "es" : ""} at concurrency ${c}`
   const parts = [
     `### ${engineNames[engine]}`,
-    `\`npm run bench:flow\`, ${run.startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC: ${settings.rounds} round(s), ${run.minutes.toFixed(1)} minutes for the whole run, load average ${run.load}.`,
+    `\`npm run bench:flow\`, ${run.startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, at ${run.commit}: ${settings.rounds} round(s), ${run.minutes.toFixed(1)} minutes for the whole run, load average ${run.load}.`,
     targetsTable(
       targets(engine)
         .filter((t) => measured(t.a.workload))
@@ -595,6 +616,7 @@ const writeSection = (file: string, blocks: ReadonlyMap<Engine, string>) => {
 const main = async () => {
   const started = now()
   const startedAt = new Date()
+  const measuredCommit = commit()
   const machineAtStart = machine()
   entry = bundleFlowChild(rootDir, benchDir)
   console.error(
@@ -614,7 +636,9 @@ const main = async () => {
   const machineAtEnd = machine()
   const load = `${machineAtStart.loadAverage.join(" / ")} at the start, ${machineAtEnd.loadAverage.join(" / ")} at the end (${machineAtStart.cores} shared cores)`
   const blocks = new Map(
-    settings.engines.map((e) => [e, engineBlock(e, { startedAt, minutes, load })] as const)
+    settings.engines.map(
+      (e) => [e, engineBlock(e, { startedAt, minutes, load, commit: measuredCommit })] as const
+    )
   )
   const section = flag("no-write")
     ? [intro(), ...blocks.values()].join("\n\n")
