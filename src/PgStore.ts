@@ -20,6 +20,7 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlError from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -27,11 +28,13 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as FlowControl from "./FlowControl.js"
 import * as Admin from "./internal/pg/admin.js"
 import * as Ctx from "./internal/pg/context.js"
 import * as Jobs from "./internal/pg/jobs.js"
 import * as Schema from "./internal/pg/schema.js"
 import * as Wakeups from "./internal/pg/wakeups.js"
+import * as Flow from "./internal/store/flowStatements.js"
 import * as JobStore from "./JobStore.js"
 
 /**
@@ -82,29 +85,73 @@ export const migrate = (
   SqlClient.SqlClient
 > => Effect.flatMap(Schema.validateSchema(options.schema ?? defaultSchema), Schema.migrate)
 
-const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStore.Service => ({
-  engine: "postgres",
-  enqueue: (jobs) => Jobs.enqueue(ctx, jobs).pipe(Ctx.operation("enqueue")),
-  claim: (request) => Jobs.claim(ctx, request).pipe(Ctx.operation("claim")),
-  heartbeat: (owner, leases, leaseMs) =>
-    Jobs.heartbeat(ctx, owner, leases, leaseMs).pipe(Ctx.operation("heartbeat")),
-  settle: (settlements) => Jobs.settle(ctx, settlements).pipe(Ctx.operation("settle")),
-  rescue: (limit) => Jobs.rescue(ctx, limit).pipe(Ctx.operation("rescue")),
-  prune: (request) => Jobs.prune(ctx, request).pipe(Ctx.operation("prune")),
-  get: (id) => Admin.get(ctx, id).pipe(Ctx.operation("get")),
-  list: (filter) => Admin.list(ctx, filter).pipe(Ctx.operation("list")),
-  counts: Admin.counts(ctx).pipe(Ctx.operation("counts")),
-  cancel: (id) => Admin.cancel(ctx, id).pipe(Ctx.operation("cancel")),
-  retry: (id) => Admin.retry(ctx, id).pipe(Ctx.operation("retry")),
-  pause: (queue) => Admin.pause(ctx, queue).pipe(Ctx.operation("pause")),
-  resume: (queue) => Admin.resume(ctx, queue).pipe(Ctx.operation("resume")),
-  paused: Admin.paused(ctx).pipe(Ctx.operation("paused")),
-  enqueueCronSlot: (input) => Admin.enqueueCronSlot(ctx, input).pipe(Ctx.operation("enqueueCronSlot")),
-  lastCronSlot: (name) => Admin.lastCronSlot(ctx, name).pipe(Ctx.operation("lastCronSlot")),
-  now: Admin.now(ctx).pipe(Ctx.operation("now")),
-  ping: Admin.ping(ctx).pipe(Ctx.operation("ping")),
-  wakeups
-})
+/**
+ * Rules in key order, so that runners declaring overlapping rules at once
+ * lock the same rows in the same order instead of deadlocking.
+ */
+const byKey = (rules: ReadonlyArray<FlowControl.Rule>) =>
+  [...rules].sort((a, b) =>
+    a.scope === b.scope ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.scope < b.scope ? -1 : 1
+  )
+
+const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStore.Service => {
+  // Where this instance's next fair claim starts in each queue (see `Jobs.Cursors`).
+  const cursors: Jobs.Cursors = new Map()
+  return {
+    engine: "postgres",
+    enqueue: (jobs) => Jobs.enqueue(ctx, jobs).pipe(Ctx.operation("enqueue")),
+    claim: (request) => Jobs.claim(ctx, request, cursors).pipe(Ctx.operation("claim")),
+    heartbeat: (owner, leases, leaseMs) =>
+      Jobs.heartbeat(ctx, owner, leases, leaseMs).pipe(Ctx.operation("heartbeat")),
+    settle: (settlements) => Jobs.settle(ctx, settlements).pipe(Ctx.operation("settle")),
+    rescue: (limit) => Jobs.rescue(ctx, limit).pipe(Ctx.operation("rescue")),
+    prune: (request) =>
+      Jobs.prune(ctx, request).pipe(Effect.zipLeft(Flow.pruneStarts(ctx.tables)), Ctx.operation("prune")),
+    get: (id) => Admin.get(ctx, id).pipe(Ctx.operation("get")),
+    list: (filter) => Admin.list(ctx, filter).pipe(Ctx.operation("list")),
+    counts: Admin.counts(ctx).pipe(Ctx.operation("counts")),
+    cancel: (id) => Admin.cancel(ctx, id).pipe(Ctx.operation("cancel")),
+    retry: (id) => Admin.retry(ctx, id).pipe(Ctx.operation("retry")),
+    pause: (queue) => Admin.pause(ctx, queue).pipe(Ctx.operation("pause")),
+    resume: (queue) => Admin.resume(ctx, queue).pipe(Ctx.operation("resume")),
+    paused: Admin.paused(ctx).pipe(Ctx.operation("paused")),
+    enqueueCronSlot: (input) => Admin.enqueueCronSlot(ctx, input).pipe(Ctx.operation("enqueueCronSlot")),
+    lastCronSlot: (name) => Admin.lastCronSlot(ctx, name).pipe(Ctx.operation("lastCronSlot")),
+    declareLimits: (rules) =>
+      Flow.declareLimits(ctx.tables, byKey(rules)).pipe(
+        ctx.sql.withTransaction,
+        Ctx.operation("declareLimits")
+      ),
+    flowState: (options) =>
+      // Read before the transaction below opens: is the caller already in one?
+      Effect.serviceOption(SqlClient.TransactionConnection).pipe(
+        Effect.flatMap((outer) =>
+          // One snapshot for every statement, so the counts agree with each other; inside
+          // the caller's transaction (a savepoint here) its isolation level stands.
+          (outer._tag === "Some"
+            ? Effect.void
+            : ctx.sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`
+          ).pipe(
+            Effect.zipRight(Flow.flowState(ctx.tables, options, Admin.paused(ctx), Admin.now(ctx))),
+            // The shared statement's error channel is untyped; what fails in it is a SqlError.
+            Effect.mapError((cause) =>
+              cause instanceof SqlError.SqlError
+                ? cause
+                : new JobStore.JobStoreError({
+                    message: `PgStore.flowState failed: ${Schema.messageOf(cause)}`,
+                    cause
+                  })
+            ),
+            ctx.sql.withTransaction
+          )
+        ),
+        Ctx.operation("flowState")
+      ),
+    now: Admin.now(ctx).pipe(Ctx.operation("now")),
+    ping: Admin.ping(ctx).pipe(Ctx.operation("ping")),
+    wakeups
+  }
+}
 
 /**
  * Build the store on the `PgClient` in context: migrate (unless disabled),

@@ -159,13 +159,14 @@ describe("PgStore migrations", () => {
           [2, "hot_path_functions"],
           [3, "claim_by_queue"],
           [4, "claim_skips_exhausted_rows"],
-          [5, "fewer_steps_per_statement"]
+          [5, "fewer_steps_per_statement"],
+          [6, "flow_control"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
-      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5])
+      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5, 6])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
   )
@@ -177,6 +178,8 @@ describe("PgStore migrations", () => {
         SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema} ORDER BY table_name`
       expect(tables.map((t) => t.table_name)).toEqual([
         "cron_slots",
+        "flow_rules",
+        "flow_starts",
         "jobs",
         "leaders",
         "migrations",
@@ -950,7 +953,8 @@ describe("PgStore rows a claim cannot take", () => {
   const previousClaim = (sql: SqlClient.SqlClient, schema: string, request: JobStore.ClaimRequest) =>
     sql
       .unsafe<{ id: string }>(
-        `SELECT ${columns} FROM ${schema}.claim($1::text[], $2::text[], $3::int, $4::text, $5::float8, now()) AS j`,
+        // The columns those releases read: the partition key came with migration 6.
+        `SELECT ${columns.replace(", j.partition_key", "")} FROM ${schema}.claim($1::text[], $2::text[], $3::int, $4::text, $5::float8, now()) AS j`,
         [request.kinds, request.queues, request.limit, request.owner, request.leaseMs]
       )
       .pipe(Effect.map((rows) => rows.map((r) => r.id)))
@@ -976,10 +980,14 @@ describe("PgStore rows a claim cannot take", () => {
 
       expect(yield* migrateFurther(sql, schema, 4)).toEqual([[4, "claim_skips_exhausted_rows"]])
       expect(yield* previousClaim(sql, schema, claimOf(["q"]))).toEqual(ids.slice(1))
-      yield* expectFenceDiscard(store, ids[0]!)
       expect(
         yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-      ).toEqual([[5, "fewer_steps_per_statement"]])
+      ).toEqual([
+        [5, "fewer_steps_per_statement"],
+        [6, "flow_control"]
+      ])
+      // This release reads the partition key, which came with migration 6.
+      yield* expectFenceDiscard(store, ids[0]!)
     }).pipe(Effect.scoped)
   )
 
@@ -1000,14 +1008,17 @@ describe("PgStore rows a claim cannot take", () => {
         )
         const ids = (yield* store.enqueue(Array.from({ length: 6 }, () => input()))).map((r) => r.id)
         yield* set(sql, schema, ids[0]!, `fence = ${max}`)
-        // This release's claim needs migration 5.
+        // This release's claim needs migration 6.
         const before = yield* Effect.flip(store.claim(claimOf(["q"])))
-        expect(before.message).toContain("claim_rows")
+        expect(before.message).toContain("claim_flow")
 
         expect(
           yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-        ).toEqual([[5, "fewer_steps_per_statement"]])
-        // An older node claims with `claim`, this one with `claim_rows`: the same rules, each
+        ).toEqual([
+          [5, "fewer_steps_per_statement"],
+          [6, "flow_control"]
+        ])
+        // An older node claims with `claim`, this one with `claim_flow`: the same rules, each
         // row once, and each discards a row whose fence is at the maximum instead of failing.
         expect(yield* previousClaim(sql, schema, { ...claimOf(["q"]), limit: 2 })).toEqual([ids[1]])
         yield* expectFenceDiscard(store, ids[0]!)

@@ -111,7 +111,7 @@ export const sharedStore = (
     Effect.gen(function* () {
       const sql = yield* SqlClient.SqlClient
       yield* sql.unsafe(
-        ["jobs", "paused_queues", "cron_slots", "leaders"]
+        ["jobs", "paused_queues", "cron_slots", "leaders", "flow_rules", "flow_starts"]
           .map((t) => `DELETE FROM ${schema}.${t};`)
           .join("\n")
       )

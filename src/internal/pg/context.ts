@@ -9,7 +9,7 @@ import type * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Core from "../store/core.js"
-import type { Tables } from "../store/statements.js"
+import type { FlowTables } from "../store/flowStatements.js"
 import { columns, type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 
@@ -34,7 +34,7 @@ export interface Ctx {
   /** "Now" for one statement. */
   readonly now: Effect.Effect<Now>
   /** What the statements shared with SQLite need. */
-  readonly tables: Tables
+  readonly tables: FlowTables
 }
 
 /** Build the query context; `sql` must not transform names. */
@@ -63,6 +63,8 @@ export const make = (sql: SqlClient.SqlClient, schema: string, clock: ClockSourc
       jobs: sql`${table("jobs")}`,
       pausedQueues: sql`${table("paused_queues")}`,
       cronSlots: sql`${table("cron_slots")}`,
+      flowRules: sql`${table("flow_rules")}`,
+      flowStarts: sql`${table("flow_starts")}`,
       now: Effect.map(now, (n) => n.ts),
       columns: sql.literal(columns),
       read: (statement) => Effect.map(statement, (rows) => (rows as ReadonlyArray<JobRow>).map(toRecord))

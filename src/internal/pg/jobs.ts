@@ -31,7 +31,8 @@ const encodeInput = (job: JobStore.EnqueueInput) => [
   float(job.delayMs),
   job.dedupeKey,
   job.traceId,
-  job.spanId
+  job.spanId,
+  job.partition
 ]
 
 /**
@@ -72,35 +73,76 @@ export const enqueue = (
 }
 
 /**
- * The claim statement: a call of the schema's `claim_rows` function, which
- * runs `UPDATE … FROM (SELECT … ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED)`
- * with a plan that does not depend on table statistics (see `functions.ts`),
- * and returns the rows in the shape of `rows.ts`'s `columns`: the statement sent is a
- * bare call, cheap to parse and plan on every call.
+ * The last partition key a store instance served in each queue (`''` for
+ * the jobs without a key): where its next fair claim starts. Kept in memory,
+ * per instance, never shared (see `claim_flow` in `functions.ts`).
+ */
+export type Cursors = Map<string, string>
+
+/** A row of `claim_flow`: a job row and its key's place in the claim's ring (0 outside the fair path). */
+interface ClaimRow extends JobRow {
+  readonly flow_ord: number
+}
+
+/**
+ * The claim statement: a call of the schema's `claim_flow` function
+ * (migration 6), which enforces the stored flow rules, serves partition keys
+ * in turn from each queue's cursor, and otherwise runs migration 5's
+ * `UPDATE … FROM (SELECT … ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED)`
+ * with a plan that does not depend on table statistics (see `functions.ts`).
+ * It returns the rows in the shape of `rows.ts`'s `columns` plus `flow_ord`:
+ * the statement sent is a bare call, cheap to parse and plan on every call.
  * The lease is clamped to `JobStore.maxLeaseMs`; a due row whose fence is at
  * the maximum is discarded by the function and not returned (migration 4).
+ * `queues` must not repeat a queue.
  */
-export const claimStatement = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now) =>
-  ctx.sql<JobRow>`
-    SELECT * FROM ${ctx.table("claim_rows")}(
-      ${request.kinds}::text[], ${request.queues}::text[], ${request.limit}::int, ${request.owner}::text,
-      ${storableLease(request.leaseMs)}::float8, ${now.ts})`
+export const claimStatement = (
+  ctx: Ctx,
+  request: JobStore.ClaimRequest,
+  now: Now,
+  queues: ReadonlyArray<string> = request.queues,
+  cursors: ReadonlyArray<string | null> = queues.map(() => null)
+) =>
+  ctx.sql<ClaimRow>`
+    SELECT * FROM ${ctx.table("claim_flow")}(
+      ${request.kinds}::text[], ${queues}::text[], ${request.limit}::int, ${request.owner}::text,
+      ${storableLease(request.leaseMs)}::float8, ${now.ts}, ${cursors}::text[])`
 
 /** A claimed row as a record; an errors column that is not a list is read as one (see `claimedErrors`). */
 const claimedRecord = (row: JobRow): JobStore.JobRecord => {
-  const record = toRecord(row)
+  const { flow_ord: _, ...job } = row as ClaimRow
+  const record = toRecord(job)
   return Array.isArray(record.errors)
     ? record
     : { ...record, errors: claimedErrors(record.errors, record.attempt) }
 }
 
-/** `JobStore.claim`. */
-export const claim = (ctx: Ctx, request: JobStore.ClaimRequest) => {
+/**
+ * `JobStore.claim`: passes each queue's cursor and moves it to the key of
+ * the highest ring position served in that queue.
+ */
+export const claim = (ctx: Ctx, request: JobStore.ClaimRequest, cursors: Cursors) => {
   if (request.limit <= 0 || request.queues.length === 0 || request.kinds.length === 0)
     return Effect.succeed([])
+  const queues = [...new Set(request.queues)]
   return Effect.flatMap(ctx.now, (now) =>
-    claimStatement(ctx, request, now).pipe(
-      Effect.map((rows) => rows.map(claimedRecord).sort(Core.claimOrder))
+    claimStatement(
+      ctx,
+      request,
+      now,
+      queues,
+      queues.map((queue) => cursors.get(queue) ?? null)
+    ).pipe(
+      Effect.map((rows) => {
+        const last = new Map<string, ClaimRow>()
+        for (const row of rows) {
+          const best = last.get(row.queue)
+          if (row.flow_ord > 0 && (best === undefined || row.flow_ord > best.flow_ord))
+            last.set(row.queue, row)
+        }
+        for (const [queue, row] of last) cursors.set(queue, row.partition_key ?? "")
+        return rows.map(claimedRecord).sort(Core.claimOrder)
+      })
     )
   )
 }

@@ -28,7 +28,8 @@ export const columns = [
   "j.cancel_requested",
   "j.errors",
   "j.trace_id",
-  "j.span_id"
+  "j.span_id",
+  "j.partition_key"
 ].join(", ")
 
 /** A row as selected with `columns`. */
@@ -53,6 +54,7 @@ export interface JobRow {
   readonly errors: ReadonlyArray<JobStore.AttemptError>
   readonly trace_id: string | null
   readonly span_id: string | null
+  readonly partition_key: string | null
 }
 
 /** @internal */
@@ -76,5 +78,6 @@ export const toRecord = (row: JobRow): JobStore.JobRecord => ({
   cancelRequested: row.cancel_requested,
   errors: row.errors,
   traceId: row.trace_id,
-  spanId: row.span_id
+  spanId: row.span_id,
+  partition: row.partition_key
 })

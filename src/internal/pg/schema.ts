@@ -8,7 +8,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
-import { v2, v3, v4, v5 } from "./functions.js"
+import { v2, v3, v4, v5, v6 } from "./functions.js"
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 48 characters. */
 const identifier = /^[a-z_][a-z0-9_]{0,47}$/
@@ -89,7 +89,8 @@ export const migrations = (schema: string) =>
     "2_hot_path_functions": ddl(v2(schema)),
     "3_claim_by_queue": ddl(v3(schema)),
     "4_claim_skips_exhausted_rows": ddl(v4(schema)),
-    "5_fewer_steps_per_statement": ddl(v5(schema))
+    "5_fewer_steps_per_statement": ddl(v5(schema)),
+    "6_flow_control": ddl(v6(schema))
   })
 
 /**
