@@ -8,8 +8,10 @@
  * built. Time comes from Effect's `Clock` and is stored as epoch ms, so
  * `TestClock` drives run-at times, backoff, leases and retention.
  *
- * Several processes may share one file: SQLite serialises writers, every
- * claim is one `UPDATE … RETURNING` statement, and dedupe is a unique index.
+ * Several processes may share one file: SQLite serialises writers, a claim
+ * is one `UPDATE … RETURNING` statement (or, when flow control has a say,
+ * one write transaction that counts running jobs and rate starts and
+ * claims under the write lock it took first), and dedupe is a unique index.
  * Another process's commits wake this one's runner within milliseconds (the
  * file's directory is watched; polling stays the backstop).
  *

@@ -69,6 +69,24 @@ describe("SqliteStore bulk insert", () => {
     }).pipe(Effect.provide(store))
   )
 
+  it.effect(
+    "partition keys are stored row by row across chunk boundaries, with and without dedupe keys",
+    () =>
+      Effect.gen(function* () {
+        const s = yield* JobStore.JobStore
+        const partitionOf = (i: number) => (i % 4 === 3 ? undefined : `tenant-${i % 7}`)
+        const batch = Array.from({ length: 300 }, (_, i) =>
+          job({ payload: { i }, partition: partitionOf(i), ...(i % 5 === 0 ? { dedupeKey: `p-${i}` } : {}) })
+        )
+        const results = yield* s.enqueue(batch)
+        for (const i of [0, 3, 126, 127, 128, 129, 255, 256, 257, 299]) {
+          const stored = yield* s.get(results[i]!.id)
+          expect(stored?.payload).toEqual({ i })
+          expect(stored?.partition).toBe(partitionOf(i) ?? null)
+        }
+      }).pipe(Effect.provide(store))
+  )
+
   it.effect("duplicates inside one batch still fold into the first, across chunks", () =>
     Effect.gen(function* () {
       const s = yield* JobStore.JobStore

@@ -12,10 +12,10 @@ import * as Plans from "./plans.js"
 
 /** The columns one enqueued job binds, in the order of `insertText`. */
 const insertColumns =
-  "(id, kind, queue, payload, state, priority, max_attempts, run_at, dedupe_key, trace_id, span_id, created_at)"
-const perRow = 12
+  "(id, kind, queue, payload, state, priority, max_attempts, run_at, dedupe_key, trace_id, span_id, created_at, partition_key)"
+const perRow = 13
 
-/** The most rows one statement inserts: 128 × 12 = 1,536 parameters, well under SQLite's 32,766. */
+/** The most rows one statement inserts: 128 × 13 = 1,664 parameters, well under SQLite's 32,766. */
 const chunkRows = 128
 
 const insertTexts = new Map<string, string>()
@@ -77,6 +77,7 @@ const bindings = (first: number, now: number, jobs: ReadonlyArray<JobStore.Enque
         params[p++] = job.traceId ?? null
         params[p++] = job.spanId ?? null
         params[p++] = now
+        params[p++] = job.partition ?? null
       }
       return { params, available }
     },

@@ -1,15 +1,15 @@
 /**
- * The runner's hot path: claim, heartbeat, settle, and the rescue of
- * expired leases. Each is one statement whatever the batch size.
+ * The runner's hot path after the claim (`claim.ts`): heartbeat, settle,
+ * and the rescue of expired leases. Each is one statement whatever the
+ * batch size.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as JobStore from "../../JobStore.js"
+import type * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
-import { fenceExhausted, latestLeaseEnd, storableLease } from "../store/leases.js"
+import { latestLeaseEnd, storableLease } from "../store/leases.js"
 import * as Plans from "./plans.js"
-import { decode, jobColumns } from "./rows.js"
 
 /**
  * The errors column as a JSON list: text that is not JSON, or JSON that is
@@ -17,81 +17,11 @@ import { decode, jobColumns } from "./rows.js"
  * error appended to it is kept. (Nested CASEs: SQLite does not promise to
  * short-circuit AND, and json_type fails on text that is not JSON.)
  */
-const errorList = `CASE WHEN json_valid(errors) THEN CASE WHEN json_type(errors) = 'array' THEN errors
+export const errorList = `CASE WHEN json_valid(errors) THEN CASE WHEN json_type(errors) = 'array' THEN errors
     ELSE json_array(json_object('attempt', attempt, 'at', 0, 'kind', 'unreadable',
       'message', 'the errors column held JSON that is not a list: ' || substr(errors, 1, 2000))) END
   ELSE json_array(json_object('attempt', attempt, 'at', 0, 'kind', 'unreadable',
     'message', 'the errors column held text that is not JSON: ' || substr(errors, 1, 2000))) END`
-
-/** A row the claim can take: its fence can still be incremented. */
-const claimable = `fence < ${JobStore.maxCounter}`
-
-/**
- * The claim statement for a request shape (queue count, kind count), built
- * once: the hot path binds parameters to a cached text instead of compiling
- * a template. One arm per queue walks that queue's claim index in order and
- * stops at the limit; several arms are merged and cut to the limit again.
- * A picked row whose fence is at `JobStore.maxCounter` is discarded instead
- * of claimed (as on PostgreSQL, whose integer column ends there), and an
- * attempt at that maximum stays there.
- */
-const claimStatements = () => {
-  const cache = new Map<string, string>()
-  const arm = (kinds: number, columns: string) =>
-    `SELECT ${columns} FROM nightshift_jobs
-      WHERE queue = ? AND state IN ${Core.waitingList} AND (run_at <= ? OR state = 'available')
-        AND kind IN (${Array.from({ length: kinds }, () => "?").join(", ")})
-        AND NOT EXISTS (SELECT 1 FROM nightshift_paused_queues WHERE queue = ?)
-      ORDER BY priority, run_at, id LIMIT ?`
-  const build = (queues: number, kinds: number) => {
-    const candidates =
-      queues === 1
-        ? arm(kinds, "id")
-        : `SELECT id FROM (${Array.from(
-            { length: queues },
-            () => `SELECT * FROM (${arm(kinds, "id, priority, run_at")})`
-          ).join(" UNION ALL ")}) ORDER BY priority, run_at, id LIMIT ?`
-    // Parameters: now, owner, lease end, now, now, error message, then the arms'.
-    return `UPDATE nightshift_jobs
-      SET state = CASE WHEN ${claimable} THEN 'running' ELSE 'discarded' END,
-        attempt = CASE WHEN ${claimable} AND attempt < ${JobStore.maxCounter} THEN attempt + 1 ELSE attempt END,
-        fence = CASE WHEN ${claimable} THEN fence + 1 ELSE fence END,
-        attempted_at = CASE WHEN ${claimable} THEN ? ELSE attempted_at END,
-        lease_owner = CASE WHEN ${claimable} THEN ? END,
-        lease_expires_at = CASE WHEN ${claimable} THEN ? END,
-        finalized_at = CASE WHEN ${claimable} THEN finalized_at ELSE ? END,
-        errors = CASE WHEN ${claimable} THEN errors ELSE json_insert(${errorList}, '$[#]',
-          json_object('attempt', attempt, 'at', ?, 'kind', '${fenceExhausted.kind}', 'message', ?)) END
-      WHERE id IN (${candidates})
-      RETURNING ${jobColumns}`
-  }
-  return (queues: number, kinds: number): string => {
-    const key = `${queues}:${kinds}`
-    let text = cache.get(key)
-    if (text === undefined) cache.set(key, (text = build(queues, kinds)))
-    return text
-  }
-}
-
-/** The claim operation, with its statements cached per request shape. */
-export const makeClaim = (sql: SqlClient.SqlClient) => {
-  const claimSql = claimStatements()
-  return (request: JobStore.ClaimRequest) =>
-    Effect.gen(function* () {
-      const limit = Math.floor(request.limit)
-      if (limit <= 0 || request.queues.length === 0 || request.kinds.length === 0) return []
-      const now = yield* Clock.currentTimeMillis
-      const queues = request.queues.length === 1 ? request.queues : Array.from(new Set(request.queues))
-      const leaseEnd = Plans.after(now, storableLease(request.leaseMs))
-      const params: Array<unknown> = [now, request.owner, leaseEnd, now, now, fenceExhausted.message]
-      for (const queue of queues) params.push(queue, now, ...request.kinds, queue, limit)
-      if (queues.length > 1) params.push(limit)
-      const rows = yield* sql.unsafe(claimSql(queues.length, request.kinds.length), params).values
-      // Rows the claim discarded (fence at the maximum) are not returned.
-      const jobs = yield* decode(rows.filter((row) => row[4] === "running"))
-      return jobs.length > 1 ? jobs.sort(Core.claimOrder) : jobs
-    })
-}
 
 /** Extend held leases (to now + `leaseMs`, clamped to `JobStore.maxLeaseMs`); report lost ones with their cancel flag. */
 export const heartbeat = (

@@ -7,7 +7,8 @@ import * as JobStore from "../../JobStore.js"
 /** The columns of `nightshift_jobs`, in the order `JobValues` lists them. */
 export const jobColumns =
   "id, kind, queue, payload, state, priority, attempt, max_attempts, run_at, created_at, attempted_at, " +
-  "finalized_at, lease_owner, lease_expires_at, fence, dedupe_key, cancel_requested, errors, trace_id, span_id"
+  "finalized_at, lease_owner, lease_expires_at, fence, dedupe_key, cancel_requested, errors, trace_id, span_id, " +
+  "partition_key"
 
 /**
  * One row of `nightshift_jobs` as an array in `jobColumns` order: rows are
@@ -33,7 +34,8 @@ export type JobValues = readonly [
   cancelRequested: number,
   errors: string,
   traceId: string | null,
-  spanId: string | null
+  spanId: string | null,
+  partition: string | null
 ]
 
 const noErrors: ReadonlyArray<JobStore.AttemptError> = []
@@ -95,7 +97,8 @@ export const toRecord = (row: ReadonlyArray<unknown>): JobStore.JobRecord => {
     cancelRequested: v[16] !== 0,
     errors: parseErrors(v[17], v[6]),
     traceId: v[18],
-    spanId: v[19]
+    spanId: v[19],
+    partition: v[20]
   }
 }
 

@@ -9,12 +9,15 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as JobStore from "../../JobStore.js"
+import * as FlowStatements from "../store/flowStatements.js"
 import * as Hints from "../store/hints.js"
 import * as Statements from "../store/statements.js"
+import * as Claim from "./claim.js"
 import { connect } from "./db.js"
 import * as Enqueue from "./enqueue.js"
 import * as Inspect from "./inspect.js"
 import * as Leases from "./leases.js"
+import * as Limits from "./limits.js"
 import { decode, jobColumns } from "./rows.js"
 import { watchCommits } from "./watch.js"
 
@@ -32,16 +35,18 @@ export const make: Effect.Effect<
     hint(Array.from(new Set(queues), (queue): JobStore.Wakeup => ({ _tag: "enqueued", queue })))
   const { sql } = db
   yield* watchCommits(sql, hint([{ _tag: "changed" }]))
-  const tables: Statements.Tables = {
+  const tables: FlowStatements.FlowTables = {
     sql,
     jobs: sql.literal("nightshift_jobs"),
     pausedQueues: sql.literal("nightshift_paused_queues"),
     cronSlots: sql.literal("nightshift_cron_slots"),
+    flowRules: sql.literal("nightshift_flow_rules"),
+    flowStarts: sql.literal("nightshift_flow_starts"),
     now: Effect.map(Clock.currentTimeMillis, (now) => sql`${now}`),
     columns: sql.literal(jobColumns),
     read: (statement) => Effect.flatMap(statement.values, decode)
   }
-  const claim = Leases.makeClaim(sql)
+  const claim = Claim.makeClaim(tables)
   return hints.attach({
     engine: "sqlite",
     enqueue: (jobs) =>
@@ -72,7 +77,11 @@ export const make: Effect.Effect<
           enqueued(rescued.filter((r) => r.state === "retryable").map((r) => r.queue))
         )
       ),
-    prune: (request) => db.run("prune", Inspect.prune(sql, request)),
+    prune: (request) =>
+      db.run(
+        "prune",
+        Effect.tap(Inspect.prune(sql, request), () => FlowStatements.pruneStarts(tables))
+      ),
     get: (id) => db.run("get", Statements.get(tables, id)),
     list: (filter) => db.run("list", Statements.list(tables, filter)),
     counts: db.run("counts", Statements.counts(tables)),
@@ -105,6 +114,8 @@ export const make: Effect.Effect<
         ).pipe(Effect.map(({ result }) => result))
       ),
     lastCronSlot: (name) => db.run("lastCronSlot", Statements.lastCronSlot(tables, name)),
+    declareLimits: (rules) => db.run("declareLimits", sql.withTransaction(Limits.declareLimits(sql, rules))),
+    flowState: (options) => db.run("flowState", Limits.flowState(tables, options)),
     now: Clock.currentTimeMillis,
     ping: db.run("ping", Effect.asVoid(sql`SELECT 1`)),
     wakeups: hints.stream
