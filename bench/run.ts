@@ -446,8 +446,11 @@ const sections = (workers: WorkersOutcome | undefined) => {
   return out
 }
 
-/** The sections of BENCHMARKS.md written by hand: kept verbatim when this harness rewrites the file. */
-const handWritten = ["Workers", "Start-up"]
+/**
+ * The sections of BENCHMARKS.md this harness does not write: kept verbatim when it rewrites the
+ * file ("Flow control" is written by `npm run bench:flow`, bench/flowcontrol.ts).
+ */
+const handWritten = ["Workers", "Start-up", "Flow control"]
 
 /** The hand-written sections of the existing BENCHMARKS.md, in their order there. */
 const keptSections = (file: string): string | undefined => {
@@ -499,7 +502,7 @@ const main = async () => {
   const header = [
     "# Benchmarks",
     "",
-    `Latest \`npm run bench\`: ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, ${settings.rounds} round(s), ${minutes.toFixed(1)} minutes. Written by \`bench/run.ts\`; only the "Workers" and "Start-up" sections are written by hand. Method and analysis: [docs/benchmarks.md](docs/benchmarks.md).`,
+    `Latest \`npm run bench\`: ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, ${settings.rounds} round(s), ${minutes.toFixed(1)} minutes. Written by \`bench/run.ts\`; the "Workers" and "Start-up" sections are written by hand, and "Flow control" by \`npm run bench:flow\`. Method and analysis: [docs/benchmarks.md](docs/benchmarks.md).`,
     "",
     `**Machine:** ${machineAtStart.cpu}, ${machineAtStart.cores} shared cores, ${machineAtStart.memoryGb} GB, ${machineAtStart.os}, Node ${machineAtStart.node}. Load average ${machineAtStart.loadAverage.join(" / ")} at the start, ${machineAtEnd.loadAverage.join(" / ")} at the end: absolute figures drift between runs; compare within a run.`,
     "",
