@@ -989,3 +989,34 @@ describe("JobRunner", () => {
       }).pipe(Effect.provide(Base))
   )
 })
+
+describe("JobRunner on an in-process store", () => {
+  it.live(
+    "a backlog drain lets the event loop run timers and I/O (heartbeats, the poll, the admin API)",
+    () =>
+      Effect.gen(function* () {
+        // Memory-store calls complete synchronously: without a turn of the event loop now and then,
+        // a 10 ms timer set when the drain starts would fire only once the backlog is gone.
+        const total = 50_000
+        let done = 0
+        const handlers = Job.handlers(
+          Job.handle(Task, () =>
+            Effect.sync(() => {
+              done++
+            })
+          )
+        )
+        yield* JobQueue.enqueueMany(Array.from({ length: total }, (_, n) => JobQueue.item(Task, { n })))
+        let doneWhenTimerFired: number | undefined
+        const timer = setTimeout(() => {
+          doneWhenTimerFired = done
+        }, 10)
+        const { scope } = yield* startRunner(handlers, { concurrency: 10 })
+        while (done < total) yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+        clearTimeout(timer)
+        yield* Scope.close(scope, Exit.void)
+        expect(doneWhenTimerFired).toBeDefined()
+        expect(doneWhenTimerFired!).toBeLessThan(total)
+      }).pipe(Effect.provide(Base))
+  )
+})

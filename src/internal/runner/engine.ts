@@ -25,6 +25,19 @@ import {
 } from "./execute.js"
 import type { Settler } from "./settler.js"
 
+/** How often, in wall-clock ms, a busy fetcher lets the event loop run timers and I/O. */
+const breathMs = 20
+
+/** Wait for one turn of the event loop (its timers and I/O), not only for the microtasks. */
+const macrotask: Effect.Effect<void> = Effect.async<void>((resume) => {
+  if (typeof setImmediate === "function") {
+    const handle = setImmediate(() => resume(Effect.void))
+    return Effect.sync(() => clearImmediate(handle))
+  }
+  const handle = setTimeout(() => resume(Effect.void), 0)
+  return Effect.sync(() => clearTimeout(handle))
+})
+
 /** Runner settings with every default filled in. */
 export interface Config {
   readonly owner: string
@@ -501,6 +514,18 @@ export const makeEngine = <R>(
     const waitForSignal = Queue.take(signal)
     const poll = Effect.forever(Effect.zipRight(Effect.sleep(config.pollIntervalMs), wake))
 
+    // With an in-process store (memory, SQLite) every step of a drain completes synchronously
+    // or on a microtask, so nothing ever returns to the event loop: timers (heartbeats, the
+    // rescuer, the poll) and I/O (the admin API, metrics) would wait for the backlog to end.
+    // The fetcher lets the event loop turn once every `breathMs` of wall time.
+    let lastBreath = Date.now()
+    const breathe: Effect.Effect<void> = Effect.suspend(() => {
+      const now = Date.now()
+      if (now - lastBreath < breathMs) return Effect.void
+      lastBreath = now
+      return macrotask
+    })
+
     // Back off on store errors: 100 ms doubling up to 5 s, reset on success.
     let failures = 0
     const loop: Effect.Effect<never, never, R> = Effect.forever(
@@ -512,7 +537,8 @@ export const makeEngine = <R>(
           ),
         onSuccess: (n) => {
           failures = 0
-          return n > 0 ? Effect.yieldNow() : waitForSignal // a full batch: more may be waiting
+          const next = n > 0 ? Effect.yieldNow() : waitForSignal // a full batch: more may be waiting
+          return Effect.zipRight(breathe, next)
         }
       })
     )
