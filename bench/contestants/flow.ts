@@ -14,7 +14,6 @@
  * the claim times.
  */
 import { rmSync } from "node:fs"
-import { join } from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -27,12 +26,10 @@ import * as Job from "../../src/Job.js"
 import * as JobQueue from "../../src/JobQueue.js"
 import * as JobRunner from "../../src/JobRunner.js"
 import * as JobStore from "../../src/JobStore.js"
-import * as MemoryStore from "../../src/MemoryStore.js"
-import * as PgStore from "../../src/PgStore.js"
-import * as SqliteStore from "../../src/SqliteStore.js"
 import type { FlowCommand, FlowKind, FlowReport, FlowSample } from "../lib/flow.js"
 import type { ChildSpec, Message } from "../lib/protocol.js"
 import { now } from "../lib/protocol.js"
+import { type Engine, sqliteFile, storeLayer } from "./nightshift.js"
 
 const Payload = Schema.Struct({ i: Schema.Number, t: Schema.Number, tenant: Schema.String })
 const tenantOf = (p: typeof Payload.Type) => p.tenant
@@ -54,26 +51,8 @@ const kinds = {
   rate100: Job.make("flow_rate_100", { payload: Payload, rateLimit: { limit: 100, per: "1 second" } })
 } satisfies Record<FlowKind, unknown>
 
-type Engine = "pg" | "sqlite" | "memory"
-
 const engineOf = (spec: ChildSpec): Engine =>
   spec.driver === "nightshift-pg" ? "pg" : spec.driver === "nightshift-sqlite" ? "sqlite" : "memory"
-
-const sqliteFile = (spec: ChildSpec) => join(spec.tmpDir, `${spec.namespace}.db`)
-
-const storeLayer = (
-  spec: ChildSpec,
-  engine: Engine
-): Layer.Layer<JobStore.JobStore, JobStore.JobStoreError> => {
-  switch (engine) {
-    case "pg":
-      return PgStore.layerUrl(spec.databaseUrl, { schema: spec.namespace })
-    case "sqlite":
-      return SqliteStore.layer({ filename: sqliteFile(spec) })
-    case "memory":
-      return MemoryStore.layer
-  }
-}
 
 const send = (message: Message) => process.send?.(message)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -29,7 +29,7 @@ import type { Driver, OnJob } from "./driver.js"
 
 const Noop = Job.make("bench_noop", { payload: Schema.Struct({ i: Schema.Number, t: Schema.Number }) })
 
-type Engine = "pg" | "sqlite" | "memory"
+export type Engine = "pg" | "sqlite" | "memory"
 
 const engineOf = (spec: ChildSpec): Engine =>
   spec.driver === "nightshift-pg" || spec.driver === "nightshift-pg-prefetch"
@@ -38,9 +38,9 @@ const engineOf = (spec: ChildSpec): Engine =>
       ? "sqlite"
       : "memory"
 
-const sqliteFile = (spec: ChildSpec) => join(spec.tmpDir, `${spec.namespace}.db`)
+export const sqliteFile = (spec: ChildSpec) => join(spec.tmpDir, `${spec.namespace}.db`)
 
-const storeLayer = (
+export const storeLayer = (
   spec: ChildSpec,
   engine: Engine
 ): Layer.Layer<JobStore.JobStore, JobStore.JobStoreError> => {

@@ -65,20 +65,12 @@ const linkModules = (target: string, sources: ReadonlyArray<string>) => {
   }
 }
 
-/**
- * Bundle `bench/contestants/child.ts` to `child.mjs` in a fresh directory
- * under the OS temp dir (removed when this process exits), beside a
- * `node_modules` of links to the installed packages; returns its path.
- */
-export const bundleChild = (rootDir: string, benchDir: string) => {
-  const outDir = mkdtempSync(join(tmpdir(), "nightshift-bench-child-"))
-  process.on("exit", () => rmSync(outDir, { recursive: true, force: true }))
-  linkModules(join(outDir, "node_modules"), [join(benchDir, "node_modules"), join(rootDir, "node_modules")])
-  const out = join(outDir, "child.mjs")
+/** Bundle one entry point for plain `node` with esbuild, packages left external. */
+export const bundle = (rootDir: string, entry: string, out: string) =>
   execFileSync(
     join(rootDir, "node_modules", ".bin", "esbuild"),
     [
-      join(benchDir, "contestants", "child.ts"),
+      entry,
       "--bundle",
       "--platform=node",
       "--format=esm",
@@ -89,5 +81,17 @@ export const bundleChild = (rootDir: string, benchDir: string) => {
     ],
     { stdio: ["ignore", 2, 2] }
   )
+
+/**
+ * Bundle `bench/contestants/child.ts` to `child.mjs` in a fresh directory
+ * under the OS temp dir (removed when this process exits), beside a
+ * `node_modules` of links to the installed packages; returns its path.
+ */
+export const bundleChild = (rootDir: string, benchDir: string) => {
+  const outDir = mkdtempSync(join(tmpdir(), "nightshift-bench-child-"))
+  process.on("exit", () => rmSync(outDir, { recursive: true, force: true }))
+  linkModules(join(outDir, "node_modules"), [join(benchDir, "node_modules"), join(rootDir, "node_modules")])
+  const out = join(outDir, "child.mjs")
+  bundle(rootDir, join(benchDir, "contestants", "child.ts"), out)
   return out
 }

@@ -3,9 +3,8 @@
  * the commands they answer, bundling them, and driving them through
  * bench/lib/proc.ts (same IPC framing as the main harness's children).
  */
-import { execFileSync } from "node:child_process"
 import { dirname, join } from "node:path"
-import { bundleChild } from "./build.js"
+import { bundle, bundleChild } from "./build.js"
 import { type Child, start } from "./proc.js"
 import type { ChildSpec } from "./protocol.js"
 import { now } from "./protocol.js"
@@ -82,20 +81,7 @@ export const ask = <A = unknown>(child: Child, request: FlowCommand, timeoutMs?:
  */
 export const bundleFlowChild = (rootDir: string, benchDir: string) => {
   const out = join(dirname(bundleChild(rootDir, benchDir)), "flow.mjs")
-  execFileSync(
-    join(rootDir, "node_modules", ".bin", "esbuild"),
-    [
-      join(benchDir, "contestants", "flow.ts"),
-      "--bundle",
-      "--platform=node",
-      "--format=esm",
-      "--target=node20",
-      "--packages=external",
-      `--outfile=${out}`,
-      "--log-level=warning"
-    ],
-    { stdio: ["ignore", 2, 2] }
-  )
+  bundle(rootDir, join(benchDir, "contestants", "flow.ts"), out)
   return out
 }
 

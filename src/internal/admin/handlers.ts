@@ -359,26 +359,6 @@ const queueListTop = FlowReport.defaultTop
 /** Partition keys listed by `GET /queues/:name/partitions` without a limit. */
 const partitionsTop = 20
 
-const emptyFlow = (queue: string, paused: boolean): FlowReport.QueueFlow => ({
-  queue,
-  paused,
-  rules: [],
-  running: 0,
-  due: 0,
-  throttled: 0,
-  keys: 0,
-  partitions: []
-})
-
-const flowOf = (flow: FlowReport.QueueFlow): typeof S.QueueFlow.Type => ({
-  rules: flow.rules,
-  running: flow.running,
-  due: flow.due,
-  throttled: flow.throttled,
-  keys: flow.keys,
-  partitions: flow.partitions
-})
-
 const queues = HttpApiBuilder.group(Api, "queues", (handlers) =>
   Effect.gen(function* () {
     const { runner } = yield* Nightshift.Nightshift
@@ -411,7 +391,7 @@ const queues = HttpApiBuilder.group(Api, "queues", (handlers) =>
             name,
             paused: isPaused,
             counts: byName.get(name)!,
-            flow: flowOf(flows.get(name) ?? emptyFlow(name, isPaused))
+            flow: FlowReport.flowOf(flows.get(name) ?? FlowReport.emptyFlow(name, isPaused))
           }
         }),
         rules: report.rules,
@@ -427,8 +407,8 @@ const queues = HttpApiBuilder.group(Api, "queues", (handlers) =>
         const state = yield* Effect.catchTag(store.flowState({ due: true }), "JobStoreError", storeFailed)
         const flow =
           FlowReport.report(state, { top: limit ?? partitionsTop }).queues.find((f) => f.queue === name) ??
-          emptyFlow(name, state.paused.includes(name))
-        return { queue: name, paused: flow.paused, ...flowOf(flow) }
+          FlowReport.emptyFlow(name, state.paused.includes(name))
+        return { queue: name, paused: flow.paused, ...FlowReport.flowOf(flow) }
       })
     const set = (name: string, pause: boolean) =>
       (pause ? queue.pause(name) : queue.resume(name)).pipe(

@@ -23,8 +23,6 @@ export interface QueueRow {
 const emptyCounts = (): Record<JobStore.JobState, number> =>
   Object.fromEntries(JobStore.JobState.literals.map((s) => [s, 0])) as Record<JobStore.JobState, number>
 
-const noFlow: QueueRow["flow"] = { rules: [], running: 0, due: 0, throttled: 0, keys: 0, partitions: [] }
-
 const rows = (
   counts: ReadonlyArray<JobStore.QueueCount>,
   paused: ReadonlyArray<string>,
@@ -46,17 +44,7 @@ const rows = (
       queue,
       paused: paused.includes(queue),
       counts,
-      flow:
-        flow === undefined
-          ? noFlow
-          : {
-              rules: flow.rules,
-              running: flow.running,
-              due: flow.due,
-              throttled: flow.throttled,
-              keys: flow.keys,
-              partitions: flow.partitions
-            }
+      flow: FlowReport.flowOf(flow ?? FlowReport.emptyFlow(queue, false))
     }
   }).sort((a, b) => a.queue.localeCompare(b.queue))
 }

@@ -54,6 +54,28 @@ export interface QueueFlow {
   readonly partitions: ReadonlyArray<PartitionFlow>
 }
 
+/** A queue's flow without its name and paused flag, as the admin API and the CLI show it. */
+export const flowOf = ({ due, keys, partitions, rules, running, throttled }: QueueFlow) => ({
+  rules,
+  running,
+  due,
+  throttled,
+  keys,
+  partitions
+})
+
+/** A queue's flow when it has no rule and no running or due job. */
+export const emptyFlow = (queue: string, paused: boolean): QueueFlow => ({
+  queue,
+  paused,
+  rules: [],
+  running: 0,
+  due: 0,
+  throttled: 0,
+  keys: 0,
+  partitions: []
+})
+
 /** The whole report. */
 export interface FlowReport {
   /** Store clock when the state was read, epoch ms. */
