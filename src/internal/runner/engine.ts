@@ -528,20 +528,22 @@ export const makeEngine = <R>(
 
     // Back off on store errors: 100 ms doubling up to 5 s, reset on success.
     let failures = 0
-    const loop: Effect.Effect<never, never, R> = Effect.forever(
-      Effect.matchEffect(claimOnce, {
-        onFailure: (e) =>
-          Effect.zipRight(
-            recordError(e),
-            Effect.suspend(() => Effect.sleep(Math.min(5_000, 100 * 2 ** Math.min(failures++, 6))))
-          ),
-        onSuccess: (n) => {
-          failures = 0
-          const next = n > 0 ? Effect.yieldNow() : waitForSignal // a full batch: more may be waiting
-          return Effect.zipRight(breathe, next)
-        }
-      })
-    )
+    const step: Effect.Effect<void, never, R> = Effect.matchEffect(claimOnce, {
+      onFailure: (e) =>
+        Effect.zipRight(
+          recordError(e),
+          Effect.suspend(() => Effect.sleep(Math.min(5_000, 100 * 2 ** Math.min(failures++, 6))))
+        ),
+      onSuccess: (n) => {
+        failures = 0
+        const next = n > 0 ? Effect.yieldNow() : waitForSignal // a full batch: more may be waiting
+        return Effect.zipRight(breathe, next)
+      }
+    })
+    // Not `Effect.forever`: it yields to the scheduler after every round, which put a wake-up's
+    // claim behind every other ready fiber (0.15 ms of an idle runner's 0.3 ms from a memory
+    // store's enqueue to the handler). A round that claimed a full batch yields above.
+    const loop: Effect.Effect<never, never, R> = Effect.flatMap(step, () => loop)
 
     // While the fetcher is stopped (`leaderOnly` and not the leader), buffered jobs wait for it,
     // as they did when only the fetcher started them.
