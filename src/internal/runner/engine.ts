@@ -187,7 +187,26 @@ export const makeEngine = <R>(
     const clock = Effect.sync(() => clockService.unsafeCurrentTimeMillis())
     const events = yield* Effect.serviceOption(Events.Events)
 
-    const wake = Effect.asVoid(Queue.offer(signal, true))
+    /**
+     * Wake-ups from outside the fetcher (a store hint, the poll, a written
+     * settle under flow control), counted: a claim sent after the last of
+     * them that came back short leaves nothing to claim until the next.
+     */
+    let wakeups = 0
+    /**
+     * A claim now may find work: the last claim came back full, or a wake-up
+     * came after it was sent. Without it, an attempt's end does not wake the
+     * fetcher (on an idle queue that claim would come back empty: one more
+     * statement per job). Every way work becomes due publishes a hint (an
+     * enqueue, a settle or rescue that makes a job due now, a retry, a
+     * resume); a scheduled job falling due is the poll's.
+     */
+    let more = true
+    const hinted = () => {
+      wakeups++
+      signal.unsafeOffer(true)
+    }
+    const wake = Effect.sync(hinted)
 
     /**
      * The fetcher's runtime (its context and fiber refs), captured when it
@@ -218,7 +237,10 @@ export const makeEngine = <R>(
     const afterAttempt = (now: number) => {
       startNext(now)
       Metrics.unsafeRunning(config.owner, running.size)
-      if (buffered() <= ahead / 2 || running.size < capacity) signal.unsafeOffer(true)
+      // Under flow control a place freed elsewhere (a settle on another node) sends no hint, so
+      // every end of an attempt looks again.
+      if ((more || config.flowLimited) && (buffered() <= ahead / 2 || running.size < capacity))
+        signal.unsafeOffer(true)
     }
 
     /** Record a job as running, on `lane`. */
@@ -464,6 +486,7 @@ export const makeEngine = <R>(
       if (room <= 0 || buffered() > ahead / 2) return -1
       const limit = Math.min(room, config.claimBatchSize)
       const sentAt = clockService.unsafeCurrentTimeMillis()
+      const seen = wakeups
       const sentNanos = clockService.unsafeCurrentTimeNanos()
       const jobs = yield* Effect.uninterruptible(
         Effect.tap(
@@ -480,6 +503,7 @@ export const makeEngine = <R>(
       )
       retarget(Number(clockService.unsafeCurrentTimeNanos() - sentNanos) / 1e6)
       short = jobs.length < limit
+      more = !short || wakeups !== seen
       const now = yield* clock
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
       health = { ...health, healthy: true, lastClaimAt: now }
@@ -506,7 +530,7 @@ export const makeEngine = <R>(
     // free places, so each written batch wakes the fetcher (the poll is the backstop).
     if (config.flowLimited)
       settler.onWritten(() => {
-        if (short) signal.unsafeOffer(true)
+        if (short) hinted()
       })
 
     // Idle, the fetcher waits for a signal: a wake-up hint, a finished attempt, or the poll
@@ -593,7 +617,7 @@ export const makeEngine = <R>(
     // An in-process store calls this listener as it publishes: the fetcher is woken without a
     // hop through the stream, which then only carries cancel requests.
     const direct = Hints.listenTo(store, (hint) => {
-      if (forUs(hint)) signal.unsafeOffer(true)
+      if (forUs(hint)) hinted()
     })
     const follow = (wakes: boolean) =>
       store.wakeups.pipe(
