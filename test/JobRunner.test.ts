@@ -143,31 +143,34 @@ describe("JobRunner", () => {
     }).pipe(Effect.provide(Base))
   )
 
-  it.scoped("an idle runner claims once per job: the end of an attempt does not claim an empty queue again", () =>
-    Effect.gen(function* () {
-      const real = yield* MemoryStore.make
-      const claimed: Array<number> = []
-      const counting: JobStore.Service = {
-        ...real,
-        claim: (request) => Effect.tap(real.claim(request), (jobs) => Effect.sync(() => claimed.push(jobs.length)))
-      }
-      yield* Effect.gen(function* () {
-        const ran = yield* Queue.unbounded<number>()
-        const handlers = Job.handlers(Job.handle(Task, ({ n }) => Queue.offer(ran, n)))
-        yield* startRunner(handlers, { pollInterval: "1 hour" })
-        yield* TestClock.adjust("1 millis")
-        for (let n = 0; n < 5; n++) {
-          const done = yield* awaitEvents(1, ["completed"])
-          yield* JobQueue.enqueue(Task, { n })
-          expect(yield* Queue.take(ran)).toBe(n)
-          expect(Exit.isSuccess(yield* done.await)).toBe(true)
-          // Whatever the end of the attempt set off has run before the next enqueue.
-          yield* TestClock.adjust("1 millis")
+  it.scoped(
+    "an idle runner claims once per job: the end of an attempt does not claim an empty queue again",
+    () =>
+      Effect.gen(function* () {
+        const real = yield* MemoryStore.make
+        const claimed: Array<number> = []
+        const counting: JobStore.Service = {
+          ...real,
+          claim: (request) =>
+            Effect.tap(real.claim(request), (jobs) => Effect.sync(() => claimed.push(jobs.length)))
         }
-      }).pipe(Effect.provide(onStore(counting)))
-      // The claim at start found nothing; then one claim per enqueue's wake-up, each finding its job.
-      expect(claimed).toEqual([0, 1, 1, 1, 1, 1])
-    })
+        yield* Effect.gen(function* () {
+          const ran = yield* Queue.unbounded<number>()
+          const handlers = Job.handlers(Job.handle(Task, ({ n }) => Queue.offer(ran, n)))
+          yield* startRunner(handlers, { pollInterval: "1 hour" })
+          yield* TestClock.adjust("1 millis")
+          for (let n = 0; n < 5; n++) {
+            const done = yield* awaitEvents(1, ["completed"])
+            yield* JobQueue.enqueue(Task, { n })
+            expect(yield* Queue.take(ran)).toBe(n)
+            expect(Exit.isSuccess(yield* done.await)).toBe(true)
+            // Whatever the end of the attempt set off has run before the next enqueue.
+            yield* TestClock.adjust("1 millis")
+          }
+        }).pipe(Effect.provide(onStore(counting)))
+        // The claim at start found nothing; then one claim per enqueue's wake-up, each finding its job.
+        expect(claimed).toEqual([0, 1, 1, 1, 1, 1])
+      })
   )
 
   it.scoped("claims only kinds it has handlers for", () =>
