@@ -33,7 +33,7 @@ const option = (name: string) => {
 const rounds = Number(option("rounds") ?? 3)
 const jobs = Number(option("jobs") ?? 20_000)
 const baseDir = option("base")
-/** W1 (one worker process), W2 (two) or W3 (latency: p50 and p99 instead of rate and CPU). */
+/** W1 (one worker process), W2 (two), W3 (latency at 100 jobs/s) or W7 (serial latency): p50 and p99 instead of rate and CPU. */
 const workload = option("workload") ?? "W1"
 
 interface Contestant {
@@ -100,11 +100,12 @@ const main = async () => {
       try {
         // As in bench/run.ts: memory and SQLite enqueue and work in one process.
         const sameProcess = c.driver === "nightshift-memory" || c.driver === "nightshift-sqlite"
-        if (workload === "W3") {
+        if (workload === "W3" || workload === "W7") {
           const l = await latency(ctx, c.driver, {
-            n: 500,
+            n: workload === "W3" ? 500 : 200,
             warmup: 20,
-            perSecond: 100,
+            perSecond: workload === "W3" ? 100 : 0,
+            serial: workload === "W7",
             concurrency: 10,
             sameProcess
           })
@@ -130,9 +131,10 @@ const main = async () => {
     }
   }
   const reference = contestants[contestants.length - 1]!.label
-  const fmt = (x: number) => (workload === "W3" ? x.toFixed(2) : String(Math.round(x)))
+  const latencyWorkload = workload === "W3" || workload === "W7"
+  const fmt = (x: number) => (latencyWorkload ? x.toFixed(2) : String(Math.round(x)))
   const [first, second] =
-    workload === "W3" ? ["p50 ms", "p99 ms"] : ["drain jobs/s", "worker CPU µs/job (all workers)"]
+    latencyWorkload ? ["p50 ms", "p99 ms"] : ["drain jobs/s", "worker CPU µs/job (all workers)"]
   console.log(
     `| contestant | ${workload} ${first} (median, min–max) | ÷ ${reference} (median of rounds, min–max) | ${second} (median, min–max) |`
   )

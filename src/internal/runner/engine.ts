@@ -199,7 +199,10 @@ export const makeEngine = <R>(
      * fetcher (on an idle queue that claim would come back empty: one more
      * statement per job). Every way work becomes due publishes a hint (an
      * enqueue, a settle or rescue that makes a job due now, a retry, a
-     * resume); a scheduled job falling due is the poll's.
+     * resume); a scheduled job falling due is the poll's. Under flow control
+     * a short claim may have been held back by a limit: each settle this
+     * runner writes then wakes the fetcher (`flowLimited`), and a place freed
+     * on another node is seen by that claim or the poll.
      */
     let more = true
     const hinted = () => {
@@ -237,10 +240,7 @@ export const makeEngine = <R>(
     const afterAttempt = (now: number) => {
       startNext(now)
       Metrics.unsafeRunning(config.owner, running.size)
-      // Under flow control a place freed elsewhere (a settle on another node) sends no hint, so
-      // every end of an attempt looks again.
-      if ((more || config.flowLimited) && (buffered() <= ahead / 2 || running.size < capacity))
-        signal.unsafeOffer(true)
+      if (more && (buffered() <= ahead / 2 || running.size < capacity)) signal.unsafeOffer(true)
     }
 
     /** Record a job as running, on `lane`. */
