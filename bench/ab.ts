@@ -133,8 +133,9 @@ const main = async () => {
   const reference = contestants[contestants.length - 1]!.label
   const latencyWorkload = workload === "W3" || workload === "W7"
   const fmt = (x: number) => (latencyWorkload ? x.toFixed(2) : String(Math.round(x)))
-  const [first, second] =
-    latencyWorkload ? ["p50 ms", "p99 ms"] : ["drain jobs/s", "worker CPU µs/job (all workers)"]
+  const [first, second] = latencyWorkload
+    ? ["p50 ms", "p99 ms"]
+    : ["drain jobs/s", "worker CPU µs/job (all workers)"]
   console.log(
     `| contestant | ${workload} ${first} (median, min–max) | ÷ ${reference} (median of rounds, min–max) | ${second} (median, min–max) |`
   )

@@ -179,7 +179,11 @@ const w1w2 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyA
           timeoutMs: settings.drainTimeoutMs
         })
         return {
-          values: { enqueue: perSecond(r.n, r.enqueueMs), drain: perSecond(r.n, r.drainMs) },
+          values: {
+            enqueue: perSecond(r.n, r.enqueueMs),
+            drain: perSecond(r.n, r.drainMs),
+            ...(processes > 1 ? { busiestShare: r.busiestShare } : {})
+          },
           integrity: r
         }
       })
@@ -300,6 +304,13 @@ const targets: ReadonlyArray<Target> = [
     goal: 1
   },
   {
+    name: "W2 per-process split, Nightshift · PostgreSQL: the busier worker's share of the jobs",
+    a: { workload: "W2", contestant: "nightshift-pg", key: "busiestShare" },
+    goal: 0.6,
+    atMost: true,
+    unit: "of the jobs"
+  },
+  {
     name: "W3 p50: Nightshift · PostgreSQL ÷ graphile-worker · defaults",
     a: { workload: "W3", contestant: "nightshift-pg", key: "p50" },
     b: { workload: "W3", contestant: "graphile", key: "p50" },
@@ -362,6 +373,20 @@ const targets: ReadonlyArray<Target> = [
     unit: "ms"
   },
   {
+    name: "W7 serial latency, p50: Nightshift · memory, one process",
+    a: { workload: "W7", contestant: "nightshift-memory", key: "p50" },
+    goal: 0.1,
+    atMost: true,
+    unit: "ms"
+  },
+  {
+    name: "W3 p50: Nightshift · memory, one process",
+    a: { workload: "W3", contestant: "nightshift-memory", key: "p50" },
+    goal: 0.2,
+    atMost: true,
+    unit: "ms"
+  },
+  {
     name: "W6 100k drain: Nightshift · SQLite ÷ better-sqlite3 baseline",
     a: { workload: "W6", contestant: "scale-nightshift-sqlite", key: "rate" },
     b: { workload: "W6", contestant: "scale-raw-sqlite", key: "rate" },
@@ -400,7 +425,10 @@ const sections = (workers: WorkersOutcome | undefined) => {
     }`
   )
   add("W2", `W2 · the same drain with two worker processes`, () =>
-    workloadTable(results, "W2", [rate("drain", "drain jobs/s")])
+    workloadTable(results, "W2", [
+      rate("drain", "drain jobs/s"),
+      { key: "busiestShare", title: "the busier worker's share of the jobs", format: "ms" }
+    ])
   )
   add(
     "W3",

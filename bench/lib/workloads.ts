@@ -26,6 +26,8 @@ export interface DrainResult extends Integrity {
   readonly n: number
   /** CPU time of the worker processes, summed (when they report it). */
   readonly cpuMs: number
+  /** The largest share of the jobs one worker process ran (1 with one process). */
+  readonly busiestShare: number
 }
 
 export interface LatencyResult extends Integrity {
@@ -160,7 +162,10 @@ export const drain = (
     const drainMs = done ? now() - t0 : Number.NaN
     const reports = await Promise.all(workers.map((w) => w.call<WorkerReport>({ cmd: "stopWorker" })))
     const cpuMs = reports.reduce((sum, r) => sum + (r.cpuMs ?? Number.NaN), 0)
-    return { enqueueMs, drainMs, n, cpuMs, ...integrity(reports, n) }
+    const ran = reports.map((r) => r.counts.reduce((sum, c) => sum + (c > 0 ? 1 : 0), 0))
+    const total = ran.reduce((sum, c) => sum + c, 0)
+    const busiestShare = Math.max(...ran) / Math.max(1, total)
+    return { enqueueMs, drainMs, n, cpuMs, busiestShare, ...integrity(reports, n) }
   })
 
 /**
