@@ -101,9 +101,12 @@ const handle = async (target: Driver | Baseline, tally: Tally, command: Command)
     }
     case "produce":
       return produce(target, command.n, command.perSecond)
-    case "produceOne":
-      await target.enqueueOne(command.index, now())
-      return 1
+    case "produceOne": {
+      // The enqueue call's own duration, for W7's single-enqueue figure.
+      const t = now()
+      await target.enqueueOne(command.index, t)
+      return now() - t
+    }
     case "startWorker":
       tally.reset(command.n)
       return target.startWorker(command.concurrency, tally.onJob)

@@ -37,6 +37,8 @@ export interface LatencyResult extends Integrity {
   readonly p99: number
   readonly max: number
   readonly samples: number
+  /** Serial runs: the p50 of the enqueue call itself (producer side), over the measured jobs. */
+  readonly enqueueCallP50: number
 }
 
 export interface RateResult {
@@ -196,9 +198,11 @@ export const latency = (
       console.error(`    (worker clock ${skew.toFixed(2)} ms off the producer's; corrected)`)
     await worker!.call({ cmd: "startWorker", n: total, concurrency: options.concurrency })
     await sleep(1_000)
+    const calls: Array<number> = []
     if (options.serial) {
       for (let i = 0; i < total; i++) {
-        await owner.call({ cmd: "produceOne", index: i })
+        const callMs = await owner.call<number>({ cmd: "produceOne", index: i })
+        if (i >= options.warmup) calls.push(callMs)
         if (!(await until(() => worker!.progress() >= i + 1, 10_000, 1))) break
       }
     } else {
@@ -217,6 +221,7 @@ export const latency = (
       p99: percentile(measured, 99),
       max: percentile(measured, 100),
       samples: measured.length,
+      enqueueCallP50: calls.length === 0 ? Number.NaN : percentile(calls, 50),
       ...integrity([report], total, options.warmup)
     }
   })
