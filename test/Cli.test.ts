@@ -493,6 +493,44 @@ describe("nightshift (in-process)", () => {
     })
   )
 
+  it.live("workers sends the admin token, and says how to pass it when the node refuses the request", () =>
+    Effect.gen(function* () {
+      const stdout: Array<string> = []
+      const stderr: Array<string> = []
+      const node = yield* Effect.fork(
+        cliTo(stdout, stderr, [
+          "run",
+          fixtureApp,
+          "-d",
+          "memory:",
+          "--admin-port",
+          "0",
+          "--admin-token",
+          "s3cret"
+        ])
+      )
+      const url = yield* Effect.sync(() => stdout.join("\n").match(/dashboard (\S+)/)?.[1]).pipe(
+        Effect.flatMap((found) => (found === undefined ? Effect.fail("not yet") : Effect.succeed(found))),
+        Effect.retry(Schedule.spaced("50 millis")),
+        Effect.timeout("60 seconds")
+      )
+      const refused = yield* cli(["workers", "--admin-url", url])
+      expect(refused.code).toBe(1)
+      expect(refused.stderr).toContain("refused the request (401)")
+      expect(refused.stderr).toContain("--admin-token")
+      const wrong = yield* cli(["workers", "--admin-url", url, "--admin-token", "nope"])
+      expect(wrong.code).toBe(1)
+      expect(wrong.stderr).toContain("refused the request (401)")
+      const workers = yield* cli(["workers", "--admin-url", url, "--json"], {
+        NIGHTSHIFT_ADMIN_TOKEN: "s3cret"
+      })
+      expect(workers.code).toBe(0)
+      const status = JSON.parse(workers.stdout) as { workers: ReadonlyArray<{ name: string }> }
+      expect(status.workers.map((w) => w.name)).toContain("cli-app/heartbeat")
+      yield* Fiber.interrupt(node)
+    })
+  )
+
   it.live(
     "run checks its whole configuration before anything starts: a refused admin setup runs no job",
     () =>

@@ -4,34 +4,21 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
-import * as WorkerStatus from "../../WorkerStatus.js"
+import { Api } from "../admin/api.js"
+import type { WorkersResponse } from "../admin/schema.js"
 import * as Admin from "./admin.js"
 import { failure, json, printJson, usageError } from "./common.js"
 import { table, time } from "./format.js"
 
-const Response = Schema.Struct({
-  workers: Schema.Array(WorkerStatus.WorkerStatus),
-  runner: Schema.NullOr(
-    Schema.Struct({
-      id: Schema.String,
-      concurrency: Schema.Number,
-      running: Schema.Number,
-      // absent from nodes older than the prefetch option
-      prefetched: Schema.optionalWith(Schema.Number, { default: () => 0 }),
-      healthy: Schema.Boolean
-    })
-  )
-})
-
-const statusTable = (response: typeof Response.Type) => {
+const statusTable = (response: typeof WorkersResponse.Type) => {
   const rows = table(
     [
       "NAME",
@@ -64,48 +51,58 @@ const statusTable = (response: typeof Response.Type) => {
     : `${rows}\n\nrunner ${runner.id}: ${runner.running}/${runner.concurrency} jobs running, ${runner.prefetched} prefetched, ${runner.healthy ? "healthy" : "store unreachable"}`
 }
 
+/**
+ * The status table of the node at `base`, through a client derived from the
+ * admin API's own definition (`HttpApiClient`): the same routes and schemas
+ * the server serves.
+ */
 const fetchStatus = (base: string, token: Option.Option<Redacted.Redacted>) =>
   Effect.gen(function* () {
-    const url = yield* Effect.try({
-      try: () => new URL("workers", base.endsWith("/") ? base : `${base}/`),
+    const baseUrl = yield* Effect.try({
+      try: () => new URL(base.endsWith("/") ? base : `${base}/`),
       catch: () => usageError(`--admin-url: ${JSON.stringify(base)} is not a URL; e.g. http://127.0.0.1:4280`)
     })
-    const request = Option.match(token, {
-      onNone: () => HttpClientRequest.get(url),
-      onSome: (t) => HttpClientRequest.bearerToken(HttpClientRequest.get(url), Redacted.value(t))
+    const client = yield* HttpApiClient.make(Api, {
+      // The admin API may be served under a path prefix: keep it, without a trailing slash.
+      baseUrl: baseUrl.href.replace(/\/$/, ""),
+      transformClient: Option.match(token, {
+        onNone: () => identity,
+        onSome: (t) => HttpClient.mapRequest(HttpClientRequest.bearerToken(Redacted.value(t)))
+      })
     })
-    const response = yield* HttpClient.execute(request).pipe(
+    return yield* client.workers.list().pipe(
       Effect.timeoutFail({
         duration: "10 seconds",
         onTimeout: () => failure(`the admin API at ${base} did not answer within 10 seconds`)
       }),
-      Effect.catchTag("ResponseError", (e) =>
-        Effect.fail(failure(`the admin API at ${base} failed: ${e.message}`))
-      ),
-      Effect.catchTag("RequestError", (e) =>
-        Effect.fail(
-          failure(
-            `cannot reach the admin API at ${base} (${e.cause instanceof Error ? e.cause.message : e.reason}). Is a node running with its admin server on? Point --admin-url (or NIGHTSHIFT_ADMIN_URL) at it.`
+      Effect.catchTags({
+        Unauthorized: () =>
+          Effect.fail(
+            failure(
+              `the admin API at ${base} refused the request (401); pass its token with --admin-token or NIGHTSHIFT_ADMIN_TOKEN`
+            )
+          ),
+        Forbidden: (e) =>
+          Effect.fail(failure(`the admin API at ${base} refused the request (403): ${e.message}`)),
+        HttpApiDecodeError: (e) =>
+          Effect.fail(failure(`the admin API at ${base} refused the request as malformed: ${e.message}`)),
+        ParseError: () =>
+          Effect.fail(failure(`the admin API at ${base} sent a status table this CLI does not understand`)),
+        ResponseError: (e) =>
+          Effect.fail(
+            failure(
+              e.reason === "StatusCode"
+                ? `the admin API at ${base} answered ${e.response.status} to GET /workers`
+                : `the admin API at ${base} failed: ${e.message}`
+            )
+          ),
+        RequestError: (e) =>
+          Effect.fail(
+            failure(
+              `cannot reach the admin API at ${base} (${e.cause instanceof Error ? e.cause.message : e.reason}). Is a node running with its admin server on? Point --admin-url (or NIGHTSHIFT_ADMIN_URL) at it.`
+            )
           )
-        )
-      )
-    )
-    if (response.status === 401 || response.status === 403) {
-      return yield* Effect.fail(
-        failure(
-          `the admin API at ${base} refused the request (${response.status}); pass its token with --admin-token or NIGHTSHIFT_ADMIN_TOKEN`
-        )
-      )
-    }
-    if (response.status !== 200) {
-      return yield* Effect.fail(
-        failure(`the admin API at ${base} answered ${response.status} to GET /workers`)
-      )
-    }
-    return yield* HttpClientResponse.schemaBodyJson(Response)(response).pipe(
-      Effect.mapError(() =>
-        failure(`the admin API at ${base} sent a status table this CLI does not understand`)
-      )
+      })
     )
   }).pipe(Effect.provide(FetchHttpClient.layer))
 
