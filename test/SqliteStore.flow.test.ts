@@ -112,6 +112,75 @@ describe("SqliteStore flow-controlled claim", () => {
     }).pipe(Effect.provide(store))
   )
 
+  const keyName = (i: number) => `p${String(i).padStart(3, "0")}`
+  const partitionsOf = (jobs: ReadonlyArray<JobStore.JobRecord>) => jobs.map((j) => j.partition!)
+
+  it.effect("claims go round many keys in turn: every key once before any key twice", () =>
+    Effect.gen(function* () {
+      const s = yield* JobStore.JobStore
+      yield* s.enqueue(
+        Array.from({ length: 300 }, (_, i) => job({ kind: "ring", partition: keyName(i % 150) }))
+      )
+      const claim = s.claim({ queues: ["q"], kinds: ["ring"], limit: 40, leaseMs: 60_000, owner: "o" })
+      const first = [...(yield* claim), ...(yield* claim), ...(yield* claim)]
+      expect(new Set(partitionsOf(first)).size).toBe(120)
+      const fourth = partitionsOf(yield* claim)
+      expect(fourth).toHaveLength(40)
+      const counts = new Map<string, number>()
+      for (const key of [...partitionsOf(first), ...fourth]) counts.set(key, (counts.get(key) ?? 0) + 1)
+      // The last 30 keys, then round again from the first: 10 keys have their second job.
+      expect(counts.size).toBe(150)
+      expect([...counts.values()].filter((n) => n === 2)).toHaveLength(10)
+      expect(fourth.filter((key) => counts.get(key) === 2).sort()).toEqual(
+        Array.from({ length: 10 }, (_, i) => keyName(i))
+      )
+    }).pipe(Effect.provide(store))
+  )
+
+  it.effect("keys held back at their limit are stepped over, and a later claim finds the ones freed", () =>
+    Effect.gen(function* () {
+      const s = yield* JobStore.JobStore
+      yield* s.declareLimits([FlowControl.toRule("kind", "held", { concurrency: { perPartition: 1 } })])
+      yield* s.enqueue(
+        Array.from({ length: 300 }, (_, i) => job({ kind: "held", partition: keyName(i % 100) }))
+      )
+      const claim = s.claim({ queues: ["q"], kinds: ["held"], limit: 30, leaseMs: 60_000, owner: "o" })
+      const taken: Array<JobStore.JobRecord> = []
+      for (let i = 0; i < 4; i++) taken.push(...(yield* claim))
+      expect(taken).toHaveLength(100)
+      expect(new Set(partitionsOf(taken)).size).toBe(100)
+      expect(yield* claim).toEqual([])
+      // Free keys p000 … p009: the next claims find exactly them, one job each.
+      yield* s.settle(
+        taken
+          .filter((j) => j.partition! < keyName(10))
+          .map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" } as const }))
+      )
+      const again = [...(yield* claim), ...(yield* claim)]
+      expect(partitionsOf(again).sort()).toEqual(Array.from({ length: 10 }, (_, i) => keyName(i)))
+    }).pipe(Effect.provide(store))
+  )
+
+  it.effect("under a global limit a claim takes exactly the room left, one job per key", () =>
+    Effect.gen(function* () {
+      const s = yield* JobStore.JobStore
+      yield* s.declareLimits([FlowControl.toRule("kind", "room", { concurrency: { global: 7 } })])
+      yield* s.enqueue(
+        Array.from({ length: 200 }, (_, i) => job({ kind: "room", partition: keyName(i % 100) }))
+      )
+      const claim = s.claim({ queues: ["q"], kinds: ["room"], limit: 50, leaseMs: 60_000, owner: "o" })
+      const first = yield* claim
+      expect(new Set(partitionsOf(first)).size).toBe(7)
+      expect(yield* claim).toEqual([])
+      yield* s.settle(
+        first.slice(0, 3).map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" } }))
+      )
+      const next = partitionsOf(yield* claim)
+      // The ring goes on after the last key served.
+      expect(next.sort()).toEqual([keyName(7), keyName(8), keyName(9)])
+    }).pipe(Effect.provide(store))
+  )
+
   it.effect(
     "a keyed job whose fence is exhausted is discarded by the flow-controlled claim and counts no start",
     () =>

@@ -166,22 +166,44 @@ const rateText = `SELECT s.scope, s.name, s.partition_key, count(*)
     ON s.scope = r.value ->> 0 AND s.name = r.value ->> 1 AND s.started_at > r.value ->> 2
   GROUP BY s.scope, s.name, s.partition_key`
 
-/** The first key with due jobs of the kinds (parameters: queue, now, kinds). */
-const firstKeyText = `SELECT partition_key FROM nightshift_jobs
-  WHERE queue = ? AND partition_key IS NOT NULL AND ${due} AND ${kindsIn} ORDER BY partition_key LIMIT 1`
+/** The next key after `walk.key` with due jobs of the kinds (parameters: queue, now, kinds). */
+const stepKey = `SELECT partition_key FROM nightshift_jobs
+    WHERE queue = ? AND partition_key > walk.key AND ${due} AND ${kindsIn} ORDER BY partition_key LIMIT 1`
 
-/** The next key after one (parameters: queue, key, now, kinds). */
-const nextKeyText = `SELECT partition_key FROM nightshift_jobs
-  WHERE queue = ? AND partition_key > ? AND ${due} AND ${kindsIn} ORDER BY partition_key LIMIT 1`
+/**
+ * Up to n keys with due jobs of the kinds, in key order, in one statement:
+ * each step is one seek in `nightshift_jobs_partition` past the key before.
+ * Fewer than n rows: the last key has been reached.
+ */
+const keysText = (first: string) => `WITH RECURSIVE walk(key, n) AS (
+    SELECT (${first}), 1
+    UNION ALL
+    SELECT (${stepKey}), n + 1 FROM walk WHERE walk.key IS NOT NULL AND n < ${boundLimit})
+  SELECT key FROM walk WHERE key IS NOT NULL`
+
+/** Keys from the first (parameters: queue, now, kinds, then queue, now, kinds, n). */
+const firstKeysText = keysText(`SELECT partition_key FROM nightshift_jobs
+    WHERE queue = ? AND partition_key IS NOT NULL AND ${due} AND ${kindsIn} ORDER BY partition_key LIMIT 1`)
+
+/** Keys after one (parameters: queue, key, now, kinds, then queue, now, kinds, n). */
+const nextKeysText = keysText(`SELECT partition_key FROM nightshift_jobs
+    WHERE queue = ? AND partition_key > ? AND ${due} AND ${kindsIn} ORDER BY partition_key LIMIT 1`)
 
 /** Are there due jobs of the kinds without a key (parameters: queue, now, kinds)? */
 const unkeyedText = `SELECT 1 FROM nightshift_jobs
   WHERE queue = ? AND partition_key IS NULL AND ${due} AND ${kindsIn} LIMIT 1`
 
-/** A key's due jobs in claim order (parameters: queue, key, now, kinds, limit). */
-const pageText = `SELECT id, kind, priority, run_at, fence FROM nightshift_jobs
-  WHERE queue = ? AND partition_key IS ? AND ${due} AND ${kindsIn}
-  ORDER BY priority, run_at, id LIMIT ${boundLimit}`
+/**
+ * The first due jobs of several keys in claim order, in one statement: the
+ * position of the key in the list, then the job (parameters: the keys as a
+ * JSON list, queue, now, kinds, jobs per key).
+ */
+const pagesText = `SELECT k.key, j.id, j.kind, j.priority, j.run_at, j.fence
+  FROM json_each(?) AS k, nightshift_jobs AS j
+  WHERE j.id IN (SELECT id FROM nightshift_jobs
+    WHERE queue = ? AND partition_key IS k.value AND ${due} AND ${kindsIn}
+    ORDER BY priority, run_at, id LIMIT ${boundLimit})
+  ORDER BY k.key, j.priority, j.run_at, j.id`
 
 /** A key's next due jobs after one (parameters: queue, key, now, kinds, priority, run-at, id, limit). */
 const nextPageText = `SELECT id, kind, priority, run_at, fence FROM nightshift_jobs
@@ -233,12 +255,13 @@ interface KeyWork {
 /** The most pages the claim reads of one key. */
 const maxReads = 4
 
-const toCandidate = (row: ReadonlyArray<unknown>): Candidate => ({
-  id: row[0] as number,
-  kind: row[1] as string,
-  priority: row[2] as number,
-  runAt: row[3] as number,
-  fence: row[4] as number
+/** A candidate from a row whose job columns start at `at`. */
+const toCandidate = (row: ReadonlyArray<unknown>, at = 0): Candidate => ({
+  id: row[at] as number,
+  kind: row[at + 1] as string,
+  priority: row[at + 2] as number,
+  runAt: row[at + 3] as number,
+  fence: row[at + 4] as number
 })
 
 const compareCandidates = (a: Candidate, b: Candidate) =>
@@ -382,11 +405,16 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
 
   /**
    * Plan one queue's flow-controlled claim: walk the keys with due work in
-   * ring order after the queue's cursor (at most `limit` keys with room),
-   * and read each key's first jobs. `take` then picks up to `need` jobs,
-   * one per key per round, each admitted by the budget, and moves the
+   * ring order after the queue's cursor (at most `want` keys with room:
+   * the limit, or less when a global limit or a whole-scope rate leaves less
+   * room), and read each key's first jobs. `take` then picks up to `need`
+   * jobs, one per key per round, each admitted by the budget, and moves the
    * cursor to the last key served. It returns the ids picked (a job whose
    * fence is exhausted is picked to be discarded, and counts no start).
+   *
+   * The keys come from one statement per stretch of the ring, and the first
+   * pages of all of them from one more: the walk costs a few statements
+   * whatever the number of keys.
    */
   const walk = (queue: string, allKinds: ReadonlyArray<string>, limit: number, now: number, budget: Budget) =>
     Effect.gen(function* () {
@@ -395,13 +423,16 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
       if (kinds.length === 0) return undefined
       const kindsJson = JSON.stringify(kinds)
       const hasRoom = (key: string | null) => kinds.some((kind) => budget.blocked(queue, kind, key) === null)
+      const admitsNone = () => kinds.every((kind) => blockedEverywhere(budget, queue, kind))
+      // No more jobs than this can start: more keys would only be read and passed over.
+      const want = Math.min(limit, Math.max(1, Math.max(...kinds.map((kind) => budget.room(queue, kind)))))
 
       const keys: Array<KeyWork> = []
       const seen = new Set<string>()
-      const maxSteps = limit + extraSteps
+      const maxSteps = want + extraSteps
       let steps = 0
       let lastLooked: string | null | undefined
-      const full = () => keys.length >= limit || steps >= maxSteps
+      const full = () => keys.length >= want || steps >= maxSteps
       const look = (key: string | null) => {
         lastLooked = key
         if (hasRoom(key)) keys.push({ key, buffer: [], more: true, last: undefined, reads: 0 })
@@ -411,21 +442,34 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
         steps++
         if ((yield* values(unkeyedText, [queue, now, kindsJson])).length > 0) look(null)
       })
-      /** Step through the keys after `from` (`null`: from the first) until a key seen already or the end. */
+      /**
+       * Step through the keys after `from` (`null`: from the first) until a
+       * key seen already or the end, a step per key as one seek each would
+       * (the lookup that finds the end counts one too). Each statement reads
+       * as many keys as could still be looked at.
+       */
       const stepKeys = (from: string | null) =>
         Effect.gen(function* () {
           let previous = from
           while (!full()) {
-            steps++
-            const [row] =
+            const ask = Math.max(1, Math.min(maxSteps - steps, want - keys.length))
+            const rows =
               previous === null
-                ? yield* values(firstKeyText, [queue, now, kindsJson])
-                : yield* values(nextKeyText, [queue, previous, now, kindsJson])
-            const key = row?.[0] as string | undefined
-            if (key === undefined || seen.has(key)) return
-            seen.add(key)
-            look(key)
-            previous = key
+                ? yield* values(firstKeysText, [queue, now, kindsJson, queue, now, kindsJson, ask])
+                : yield* values(nextKeysText, [queue, previous, now, kindsJson, queue, now, kindsJson, ask])
+            for (const row of rows) {
+              if (full()) return
+              steps++
+              const key = row[0] as string
+              if (seen.has(key)) return
+              seen.add(key)
+              look(key)
+              previous = key
+            }
+            if (rows.length < ask) {
+              if (!full()) steps++
+              return
+            }
           }
         })
       const cursor = cursors.get(queue)
@@ -449,24 +493,22 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
         return undefined
       }
 
+      /** A key's next page after its last read job. */
       const read = (work: KeyWork, size: number) =>
         Effect.gen(function* () {
           work.reads++
-          const last = work.last
-          const rows =
-            last === undefined
-              ? yield* values(pageText, [queue, work.key, now, kindsJson, size])
-              : yield* values(nextPageText, [
-                  queue,
-                  work.key,
-                  now,
-                  kindsJson,
-                  last.priority,
-                  last.runAt,
-                  last.id,
-                  size
-                ])
-          work.buffer = rows.map(toCandidate)
+          const last = work.last!
+          const rows = yield* values(nextPageText, [
+            queue,
+            work.key,
+            now,
+            kindsJson,
+            last.priority,
+            last.runAt,
+            last.id,
+            size
+          ])
+          work.buffer = rows.map((row) => toCandidate(row))
           work.more = rows.length === size
           work.last = work.buffer.at(-1) ?? last
         })
@@ -484,10 +526,21 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
           }
         })
 
-      const firstPage = Math.min(limit, Math.ceil(limit / keys.length) + 1)
+      // Every key's first page, in one statement.
+      const firstPage = Math.min(want, Math.ceil(want / keys.length) + 1)
+      const pages = yield* values(pagesText, [
+        JSON.stringify(keys.map((work) => work.key)),
+        queue,
+        now,
+        kindsJson,
+        firstPage
+      ])
+      for (const row of pages) keys[row[0] as number]!.buffer.push(toCandidate(row, 1))
       let best: Candidate | undefined
       for (const work of keys) {
-        yield* read(work, firstPage)
+        work.reads = 1
+        work.more = work.buffer.length === firstPage
+        work.last = work.buffer.at(-1)
         const first = work.buffer[0]
         if (first !== undefined && (best === undefined || compareCandidates(first, best) < 0)) best = first
       }
@@ -497,7 +550,8 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
           const picked: Array<number> = []
           let served: string | null | undefined
           let live = keys
-          while (picked.length < need && live.length > 0) {
+          // Stops as well once no kind can start anywhere (a global limit or a whole-scope rate used up).
+          while (picked.length < need && live.length > 0 && !admitsNone()) {
             const still: Array<KeyWork> = []
             for (const work of live) {
               if (picked.length >= need) break
@@ -507,6 +561,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
               if (claimableFence(job.fence)) budget.take(queue, job.kind, work.key)
               served = work.key
               still.push(work)
+              if (admitsNone()) break
             }
             live = still
           }

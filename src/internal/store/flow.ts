@@ -124,6 +124,25 @@ export class Budget {
     return null
   }
 
+  /**
+   * How many more jobs of this queue and kind the rules counted over a whole
+   * scope admit, whatever their keys: the room under a global limit or a
+   * rate not counted by key (`Infinity` when no such rule holds).
+   */
+  room(queue: string, kind: string): number {
+    let room = Number.POSITIVE_INFINITY
+    for (const rule of this.rules.forJob(queue, kind)) {
+      const name = nameFor(rule, queue, kind)
+      if (rule.global !== null) {
+        room = Math.min(room, rule.global - (this.running.get(scopeKey(rule.scope, name)) ?? 0))
+      }
+      if (rule.rateLimit !== null && !rule.rateByPartition) {
+        room = Math.min(room, rule.rateLimit - (this.rate.get(partitionKey(rule.scope, name, null)) ?? 0))
+      }
+    }
+    return Math.max(0, room)
+  }
+
   /** Count one start of this queue, kind and partition against every rule that holds for it. */
   take(queue: string, kind: string, partition: string | null): void {
     this.addRunning(queue, kind, partition, 1)
