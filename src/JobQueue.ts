@@ -11,14 +11,14 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import type * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Events from "./Events.js"
 import * as FlowControl from "./FlowControl.js"
-import { formatParseError, guardDepth, isStorableText, isValidName as validName } from "./internal/input.js"
+import { formatParseError, isStorableText, isValidName as validName } from "./internal/input.js"
 import * as Flow from "./internal/store/flow.js"
 import { withSpanIfTraced } from "./internal/tracing.js"
 import type * as Job from "./Job.js"
@@ -213,12 +213,15 @@ interface Resolved {
   readonly delayMs: number | undefined
 }
 
+const noOptions: EnqueueOptions = {}
+
 /** The options with the kind's defaults filled in, or what is wrong with them. */
 const resolveOptions = (
   kind: Job.Kind<string, any, any, any>,
-  options: EnqueueOptions,
+  given: EnqueueOptions | undefined,
   now: number
 ): Resolved | string => {
+  const options = given ?? noOptions
   const queue = options.queue ?? kind.queue
   const priority = options.priority ?? kind.priority
   const maxAttempts = options.maxAttempts ?? kind.retry.maxAttempts
@@ -276,12 +279,6 @@ const storableFilter = (filter: JobStore.ListFilter): JobStore.ListFilter | unde
   return { ...filter, kinds, queues }
 }
 
-/**
- * Encode a payload with its kind's schema: synchronously when that succeeds
- * (the common case, and much cheaper), otherwise through the effectful
- * encoder, which gives the authoritative answer and also serves schemas with
- * asynchronous or service-dependent transformations.
- */
 const tooDeep = (kind: Job.Any) =>
   new InvalidPayload({
     kind: kind.name,
@@ -294,21 +291,40 @@ const mismatch = (kind: Job.Any, e: ParseResult.ParseError) =>
     message: `payload for ${kind.name} does not match its schema:\n${formatParseError(e)}`
   })
 
+type SyncEncoder = (a: unknown) => Either.Either<unknown, ParseResult.ParseError>
+
+/** Each payload schema's synchronous encoder, built once (building one costs as much as running it). */
+const encoders = new WeakMap<Schema.Schema.All, SyncEncoder>()
+
+const encoderOf = (schema: Schema.Schema.All): SyncEncoder => {
+  let encode = encoders.get(schema)
+  if (encode === undefined) {
+    encode = Schema.encodeEither(schema as Schema.Schema<unknown, unknown, never>)
+    encoders.set(schema, encode)
+  }
+  return encode
+}
+
 /**
- * Encode the payload, synchronously when its schema allows: the encoded
- * value, the error, or (a schema that needs effects) the effect that
+ * Encode a payload with its kind's schema: synchronously when that succeeds
+ * (the common case, and much cheaper), otherwise through the effectful
+ * encoder, which gives the authoritative answer and also serves schemas with
+ * asynchronous or service-dependent transformations. The result is the
+ * encoded value, the error, or (a schema that needs effects) the effect that
  * encodes it.
  */
 const encodePayload = <A, I, R>(
   kind: Job.Kind<string, A, I, R>,
   payload: A
 ): I | InvalidPayload | Effect.Effect<I, InvalidPayload, R> => {
-  const sync = guardDepth(
-    () => Schema.encodeEither(kind.payload as Schema.Schema<A, I, never>)(payload),
-    () => tooDeep(kind)
-  )
-  if (sync instanceof InvalidPayload) return sync
-  if (Either.isRight(sync)) return sync.right
+  let sync: Either.Either<unknown, ParseResult.ParseError>
+  try {
+    sync = encoderOf(kind.payload)(payload)
+  } catch (e) {
+    if (e instanceof RangeError) return tooDeep(kind)
+    throw e
+  }
+  if (sync._tag === "Right") return sync.right as I
   // Left: either a mismatch or a schema that needs effects (encodeEither cannot run those).
   return Schema.encode(kind.payload)(payload).pipe(
     Effect.catchSomeDefect((d) =>
@@ -318,30 +334,42 @@ const encodePayload = <A, I, R>(
   )
 }
 
+/** The trace context an enqueue stores on its jobs. */
+interface Trace {
+  readonly traceId: string | undefined
+  readonly spanId: string | undefined
+}
+
+const noTrace: Trace = { traceId: undefined, spanId: undefined }
+
 /** The store's input for an encoded payload, or why it cannot be stored. */
 const inputOf = (
   kind: Job.Any,
   encoded: unknown,
-  resolved: Exclude<ReturnType<typeof resolveOptions>, string>,
-  options: EnqueueOptions,
+  resolved: Resolved,
+  dedupeKey: string | undefined,
   partition: string | undefined,
-  trace: Option.Option<{ traceId: string; spanId: string }>
+  trace: Trace
 ): JobStore.EnqueueInput | InvalidPayload => {
-  const unsafe = jsonProblem(encoded, "payload", 0)
-  if (unsafe !== undefined) {
+  if (!jsonSafe(encoded, 0)) {
     return new InvalidPayload({
       kind: kind.name,
-      message: `payload for ${kind.name} cannot be stored as JSON: ${unsafe}`
+      message: `payload for ${kind.name} cannot be stored as JSON: ${jsonProblem(encoded, "payload", 0)}`
     })
   }
+  // One object shape for every input, whatever was given.
   return {
     kind: kind.name,
-    ...resolved,
+    queue: resolved.queue,
+    priority: resolved.priority,
+    maxAttempts: resolved.maxAttempts,
+    runAt: resolved.runAt,
+    delayMs: resolved.delayMs,
     payload: encoded,
-    dedupeKey: options.dedupeKey,
+    dedupeKey,
     partition,
-    traceId: Option.getOrUndefined(Option.map(trace, (t) => t.traceId)),
-    spanId: Option.getOrUndefined(Option.map(trace, (t) => t.spanId))
+    traceId: trace.traceId,
+    spanId: trace.spanId
   }
 }
 
@@ -349,11 +377,12 @@ const inputOf = (
 const partitionOf = <A, I, R>(
   kind: Job.Kind<string, A, I, R>,
   payload: A,
-  options: EnqueueOptions
+  given: string | undefined
 ): string | undefined | InvalidOptions => {
-  let partition: unknown = options.partition
+  let partition: unknown = given
   let source: string | undefined
-  if (partition === undefined && kind.partition !== undefined) {
+  if (partition === undefined) {
+    if (kind.partition === undefined) return undefined
     source = `the partition that kind ${kind.name} derives from the payload`
     try {
       partition = kind.partition(payload)
@@ -377,33 +406,37 @@ const partitionOf = <A, I, R>(
 /**
  * The store's input for one job at `now`, synchronously when the payload
  * schema allows (no effect per job in a bulk enqueue): the input, the
- * error, or the effect that makes it.
+ * error, or the effect that makes it. `resolved` is the job's options with
+ * the kind's defaults, or what is wrong with them (`resolveOptions`).
  */
 const inputAt = <A, I, R>(
   kind: Job.Kind<string, A, I, R>,
   payload: A,
-  options: EnqueueOptions,
-  trace: Option.Option<{ traceId: string; spanId: string }>,
-  now: number
+  options: EnqueueOptions | undefined,
+  resolved: Resolved | string,
+  trace: Trace
 ):
   | JobStore.EnqueueInput
   | InvalidPayload
   | InvalidOptions
   | Effect.Effect<JobStore.EnqueueInput, InvalidPayload, R> => {
-  const resolved = resolveOptions(kind, options, now)
   if (typeof resolved === "string") return new InvalidOptions({ kind: kind.name, message: resolved })
-  const partition = partitionOf(kind, payload, options)
+  const partition = partitionOf(kind, payload, options?.partition)
   if (partition instanceof InvalidOptions) return partition
+  const dedupeKey = options?.dedupeKey
   const encoded = encodePayload(kind, payload)
   if (encoded instanceof InvalidPayload) return encoded
   if (Effect.isEffect(encoded)) {
     return Effect.flatMap(encoded, (value) => {
-      const input = inputOf(kind, value, resolved, options, partition, trace)
+      const input = inputOf(kind, value, resolved, dedupeKey, partition, trace)
       return input instanceof InvalidPayload ? Effect.fail(input) : Effect.succeed(input)
     })
   }
-  return inputOf(kind, encoded, resolved, options, partition, trace)
+  return inputOf(kind, encoded, resolved, dedupeKey, partition, trace)
 }
+
+const traceOf = (trace: Option.Option<{ traceId: string; spanId: string }>): Trace =>
+  trace._tag === "Some" ? { traceId: trace.value.traceId, spanId: trace.value.spanId } : noTrace
 
 /**
  * Validate options and encode the payload into what the store inserts.
@@ -417,13 +450,50 @@ export const toInput = <A, I, R>(
   trace: Option.Option<{ traceId: string; spanId: string }>
 ): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> =>
   Effect.clockWith((clock) => {
-    const input = inputAt(kind, payload, options, trace, clock.unsafeCurrentTimeMillis())
+    const input = inputAt(
+      kind,
+      payload,
+      options,
+      resolveOptions(kind, options, clock.unsafeCurrentTimeMillis()),
+      traceOf(trace)
+    )
     return input instanceof InvalidPayload || input instanceof InvalidOptions
       ? Effect.fail(input)
       : Effect.isEffect(input)
         ? input
         : Effect.succeed(input)
   })
+
+/**
+ * Whether an encoded payload survives JSON and the database unchanged: the
+ * same walk as `jsonProblem` without building paths, which only a refusal
+ * needs.
+ */
+const jsonSafe = (value: unknown, depth: number): boolean => {
+  if (depth > 64) return false
+  switch (typeof value) {
+    case "string":
+      return isStorableText(value)
+    case "number":
+      return Number.isFinite(value)
+    case "boolean":
+      return true
+    case "object": {
+      if (value === null || value instanceof Date) return true
+      const isArray = Array.isArray(value)
+      const keys = Object.keys(value)
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!
+        const v = (value as Record<string, unknown>)[key]
+        if (!isArray && v === undefined) continue
+        if (!isStorableText(key) || !jsonSafe(v, depth + 1)) return false
+      }
+      return true
+    }
+    default:
+      return false
+  }
+}
 
 /** Why an encoded payload would not survive JSON and the database unchanged, if it would not. */
 const jsonProblem = (value: unknown, path: string, depth: number): string | undefined => {
@@ -524,11 +594,20 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
 
   const enqueueMany: Service["enqueueMany"] = (items) =>
     Effect.gen(function* () {
-      const trace = yield* currentTrace
+      const trace = traceOf(yield* currentTrace)
       const now = clock.unsafeCurrentTimeMillis()
       const inputs: Array<JobStore.EnqueueInput> = []
+      // A batch is usually one kind without options: its defaults are resolved once per run of a kind.
+      let kind: Job.Any | undefined
+      let defaults: Resolved | string = ""
       for (const it of items) {
-        const input = inputAt(it.kind, it.payload, it.options ?? {}, trace, now)
+        if (it.kind !== kind) {
+          kind = it.kind
+          defaults = resolveOptions(kind, undefined, now)
+        }
+        const options = it.options
+        const resolved = options === undefined ? defaults : resolveOptions(kind, options, now)
+        const input = inputAt(kind, it.payload, options, resolved, trace)
         if (input instanceof InvalidPayload || input instanceof InvalidOptions)
           return yield* Effect.fail(input)
         inputs.push(Effect.isEffect(input) ? yield* input : input)
