@@ -8,19 +8,22 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import type * as Either from "effect/Either"
+import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as ParseResult from "effect/ParseResult"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
 import * as Events from "./Events.js"
 import * as FlowControl from "./FlowControl.js"
-import { formatParseError, guardDepth, isStorableText, isValidName as validName } from "./internal/input.js"
+import { formatParseError, isStorableText, isValidName as validName } from "./internal/input.js"
 import * as Flow from "./internal/store/flow.js"
-import { withSpanIfTraced } from "./internal/tracing.js"
+import { nativeTracer, withSpanIfTraced } from "./internal/tracing.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
 import * as Metrics from "./Metrics.js"
@@ -213,12 +216,15 @@ interface Resolved {
   readonly delayMs: number | undefined
 }
 
+const noOptions: EnqueueOptions = {}
+
 /** The options with the kind's defaults filled in, or what is wrong with them. */
 const resolveOptions = (
   kind: Job.Kind<string, any, any, any>,
-  options: EnqueueOptions,
+  given: EnqueueOptions | undefined,
   now: number
 ): Resolved | string => {
+  const options = given ?? noOptions
   const queue = options.queue ?? kind.queue
   const priority = options.priority ?? kind.priority
   const maxAttempts = options.maxAttempts ?? kind.retry.maxAttempts
@@ -276,12 +282,6 @@ const storableFilter = (filter: JobStore.ListFilter): JobStore.ListFilter | unde
   return { ...filter, kinds, queues }
 }
 
-/**
- * Encode a payload with its kind's schema: synchronously when that succeeds
- * (the common case, and much cheaper), otherwise through the effectful
- * encoder, which gives the authoritative answer and also serves schemas with
- * asynchronous or service-dependent transformations.
- */
 const tooDeep = (kind: Job.Any) =>
   new InvalidPayload({
     kind: kind.name,
@@ -294,21 +294,133 @@ const mismatch = (kind: Job.Any, e: ParseResult.ParseError) =>
     message: `payload for ${kind.name} does not match its schema:\n${formatParseError(e)}`
   })
 
+type SyncEncoder = (a: unknown) => Either.Either<unknown, ParseResult.ParseIssue>
+
+/** Each payload schema's synchronous encoder, built once (building one costs as much as running it). */
+const encoders = new WeakMap<Schema.Schema.All, SyncEncoder>()
+
+const encoderOf = (schema: Schema.Schema.All): SyncEncoder => {
+  let encode = encoders.get(schema)
+  if (encode === undefined) {
+    // The issue on the left is not read: a failure is encoded again below, with its full error.
+    encode = ParseResult.encodeUnknownEither(schema as Schema.Schema<unknown, unknown, never>)
+    encoders.set(schema, encode)
+  }
+  return encode
+}
+
+/** What a plain encoder returns when the payload is not the plain case: the schema's own encoder decides. */
+const notPlain: unique symbol = Symbol("notPlain")
+
+type PlainEncoder = (payload: unknown) => Record<string, unknown> | typeof notPlain
+
+/** The `typeof` a field of a plain struct must have, or the literals it must be one of. */
+type PlainField = "string" | "number" | "boolean" | { readonly literals: ReadonlyArray<AST.LiteralValue> }
+
+const hasParseOptions = (ast: AST.AST) => ast.annotations[AST.ParseOptionsAnnotationId] !== undefined
+
+/** A literal stored as it is: not a bigint, storable text, a finite number. */
+const plainLiteral = (ast: AST.AST): ast is AST.Literal =>
+  ast._tag === "Literal" &&
+  !hasParseOptions(ast) &&
+  typeof ast.literal !== "bigint" &&
+  (typeof ast.literal !== "string" || isStorableText(ast.literal)) &&
+  (typeof ast.literal !== "number" || Number.isFinite(ast.literal))
+
+const plainField = (ast: AST.AST): PlainField | undefined => {
+  if (hasParseOptions(ast)) return undefined
+  switch (ast._tag) {
+    case "StringKeyword":
+      return "string"
+    case "NumberKeyword":
+      return "number"
+    case "BooleanKeyword":
+      return "boolean"
+    case "Literal":
+      return plainLiteral(ast) ? { literals: [ast.literal] } : undefined
+    case "Union":
+      // `Schema.Literal("a", "b")`: a union of literals, each encoded as itself.
+      return ast.types.every(plainLiteral)
+        ? { literals: ast.types.map((t) => (t as AST.Literal).literal) }
+        : undefined
+    default:
+      return undefined
+  }
+}
+
 /**
- * Encode the payload, synchronously when its schema allows: the encoded
- * value, the error, or (a schema that needs effects) the effect that
+ * The encoder of a plain struct schema: a `Schema.Struct` of required
+ * string, number, boolean or literal (or union of literals) fields, with no transformation,
+ * refinement or parse options anywhere. Its encoding copies those fields in
+ * order into a new object, dropping any other key, which is what this does
+ * in plain JS, checking on the way what `jsonSafe` checks (storable text,
+ * finite numbers). Any payload it does not pass (`notPlain`) goes through
+ * the schema's encoder, which then gives the answer and the error.
+ * `undefined` when the schema is not plain.
+ */
+const makePlainEncoder = (ast: AST.AST): PlainEncoder | undefined => {
+  if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0 || hasParseOptions(ast)) return undefined
+  const names: Array<string> = []
+  const fields: Array<PlainField> = []
+  for (const ps of ast.propertySignatures) {
+    if (typeof ps.name !== "string" || ps.isOptional || !isStorableText(ps.name)) return undefined
+    const field = plainField(ps.type)
+    if (field === undefined) return undefined
+    names.push(ps.name)
+    fields.push(field)
+  }
+  return (payload) => {
+    if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return notPlain
+    const out: Record<string, unknown> = {}
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!
+      const v = (payload as Record<string, unknown>)[name]
+      const field = fields[i]!
+      if (field === "string") {
+        if (typeof v !== "string" || !isStorableText(v)) return notPlain
+      } else if (field === "number") {
+        if (typeof v !== "number" || !Number.isFinite(v)) return notPlain
+      } else if (field === "boolean") {
+        if (typeof v !== "boolean") return notPlain
+      } else if (!field.literals.includes(v as AST.LiteralValue)) return notPlain
+      out[name] = v
+    }
+    return out
+  }
+}
+
+/** Each payload schema's plain encoder, or `null` for a schema that is not plain. */
+const plainEncoders = new WeakMap<Schema.Schema.All, PlainEncoder | null>()
+
+const plainEncoderOf = (schema: Schema.Schema.All): PlainEncoder | null => {
+  let encode = plainEncoders.get(schema)
+  if (encode === undefined) {
+    encode = makePlainEncoder(schema.ast) ?? null
+    plainEncoders.set(schema, encode)
+  }
+  return encode
+}
+
+/**
+ * Encode a payload with its kind's schema: synchronously when that succeeds
+ * (the common case, and much cheaper), otherwise through the effectful
+ * encoder, which gives the authoritative answer and also serves schemas with
+ * asynchronous or service-dependent transformations. The result is the
+ * encoded value, the error, or (a schema that needs effects) the effect that
  * encodes it.
  */
 const encodePayload = <A, I, R>(
   kind: Job.Kind<string, A, I, R>,
   payload: A
 ): I | InvalidPayload | Effect.Effect<I, InvalidPayload, R> => {
-  const sync = guardDepth(
-    () => Schema.encodeEither(kind.payload as Schema.Schema<A, I, never>)(payload),
-    () => tooDeep(kind)
-  )
-  if (sync instanceof InvalidPayload) return sync
-  if (Either.isRight(sync)) return sync.right
+  let sync: Either.Either<unknown, ParseResult.ParseIssue>
+  try {
+    sync = encoderOf(kind.payload)(payload)
+  } catch (e) {
+    if (e instanceof RangeError) return tooDeep(kind)
+    throw e
+  }
+  if (sync._tag === "Right") return sync.right as I
   // Left: either a mismatch or a schema that needs effects (encodeEither cannot run those).
   return Schema.encode(kind.payload)(payload).pipe(
     Effect.catchSomeDefect((d) =>
@@ -318,30 +430,53 @@ const encodePayload = <A, I, R>(
   )
 }
 
+/** The trace context an enqueue stores on its jobs. */
+interface Trace {
+  readonly traceId: string | undefined
+  readonly spanId: string | undefined
+}
+
+const noTrace: Trace = { traceId: undefined, spanId: undefined }
+
 /** The store's input for an encoded payload, or why it cannot be stored. */
 const inputOf = (
   kind: Job.Any,
   encoded: unknown,
-  resolved: Exclude<ReturnType<typeof resolveOptions>, string>,
-  options: EnqueueOptions,
+  resolved: Resolved,
+  dedupeKey: string | undefined,
   partition: string | undefined,
-  trace: Option.Option<{ traceId: string; spanId: string }>
+  trace: Trace
 ): JobStore.EnqueueInput | InvalidPayload => {
-  const unsafe = jsonProblem(encoded, "payload", 0)
-  if (unsafe !== undefined) {
+  if (!jsonSafe(encoded, 0)) {
     return new InvalidPayload({
       kind: kind.name,
-      message: `payload for ${kind.name} cannot be stored as JSON: ${unsafe}`
+      message: `payload for ${kind.name} cannot be stored as JSON: ${jsonProblem(encoded, "payload", 0)}`
     })
   }
+  return inputFrom(kind, encoded, resolved, dedupeKey, partition, trace)
+}
+
+/** The store's input for a payload already encoded and checked; one object shape for every input. */
+const inputFrom = (
+  kind: Job.Any,
+  encoded: unknown,
+  resolved: Resolved,
+  dedupeKey: string | undefined,
+  partition: string | undefined,
+  trace: Trace
+): JobStore.EnqueueInput => {
   return {
     kind: kind.name,
-    ...resolved,
+    queue: resolved.queue,
+    priority: resolved.priority,
+    maxAttempts: resolved.maxAttempts,
+    runAt: resolved.runAt,
+    delayMs: resolved.delayMs,
     payload: encoded,
-    dedupeKey: options.dedupeKey,
+    dedupeKey,
     partition,
-    traceId: Option.getOrUndefined(Option.map(trace, (t) => t.traceId)),
-    spanId: Option.getOrUndefined(Option.map(trace, (t) => t.spanId))
+    traceId: trace.traceId,
+    spanId: trace.spanId
   }
 }
 
@@ -349,11 +484,12 @@ const inputOf = (
 const partitionOf = <A, I, R>(
   kind: Job.Kind<string, A, I, R>,
   payload: A,
-  options: EnqueueOptions
+  given: string | undefined
 ): string | undefined | InvalidOptions => {
-  let partition: unknown = options.partition
+  let partition: unknown = given
   let source: string | undefined
-  if (partition === undefined && kind.partition !== undefined) {
+  if (partition === undefined) {
+    if (kind.partition === undefined) return undefined
     source = `the partition that kind ${kind.name} derives from the payload`
     try {
       partition = kind.partition(payload)
@@ -377,33 +513,43 @@ const partitionOf = <A, I, R>(
 /**
  * The store's input for one job at `now`, synchronously when the payload
  * schema allows (no effect per job in a bulk enqueue): the input, the
- * error, or the effect that makes it.
+ * error, or the effect that makes it. `resolved` is the job's options with
+ * the kind's defaults, or what is wrong with them (`resolveOptions`).
  */
 const inputAt = <A, I, R>(
   kind: Job.Kind<string, A, I, R>,
   payload: A,
-  options: EnqueueOptions,
-  trace: Option.Option<{ traceId: string; spanId: string }>,
-  now: number
+  options: EnqueueOptions | undefined,
+  resolved: Resolved | string,
+  trace: Trace
 ):
   | JobStore.EnqueueInput
   | InvalidPayload
   | InvalidOptions
   | Effect.Effect<JobStore.EnqueueInput, InvalidPayload, R> => {
-  const resolved = resolveOptions(kind, options, now)
   if (typeof resolved === "string") return new InvalidOptions({ kind: kind.name, message: resolved })
-  const partition = partitionOf(kind, payload, options)
+  const partition = partitionOf(kind, payload, options?.partition)
   if (partition instanceof InvalidOptions) return partition
+  const dedupeKey = options?.dedupeKey
+  const plain = plainEncoderOf(kind.payload)
+  if (plain !== null) {
+    const out = plain(payload)
+    // Already checked for JSON: build the input directly.
+    if (out !== notPlain) return inputFrom(kind, out, resolved, dedupeKey, partition, trace)
+  }
   const encoded = encodePayload(kind, payload)
   if (encoded instanceof InvalidPayload) return encoded
   if (Effect.isEffect(encoded)) {
     return Effect.flatMap(encoded, (value) => {
-      const input = inputOf(kind, value, resolved, options, partition, trace)
+      const input = inputOf(kind, value, resolved, dedupeKey, partition, trace)
       return input instanceof InvalidPayload ? Effect.fail(input) : Effect.succeed(input)
     })
   }
-  return inputOf(kind, encoded, resolved, options, partition, trace)
+  return inputOf(kind, encoded, resolved, dedupeKey, partition, trace)
 }
+
+const traceOf = (trace: Option.Option<{ traceId: string; spanId: string }>): Trace =>
+  trace._tag === "Some" ? { traceId: trace.value.traceId, spanId: trace.value.spanId } : noTrace
 
 /**
  * Validate options and encode the payload into what the store inserts.
@@ -417,13 +563,50 @@ export const toInput = <A, I, R>(
   trace: Option.Option<{ traceId: string; spanId: string }>
 ): Effect.Effect<JobStore.EnqueueInput, InvalidPayload | InvalidOptions, R> =>
   Effect.clockWith((clock) => {
-    const input = inputAt(kind, payload, options, trace, clock.unsafeCurrentTimeMillis())
+    const input = inputAt(
+      kind,
+      payload,
+      options,
+      resolveOptions(kind, options, clock.unsafeCurrentTimeMillis()),
+      traceOf(trace)
+    )
     return input instanceof InvalidPayload || input instanceof InvalidOptions
       ? Effect.fail(input)
       : Effect.isEffect(input)
         ? input
         : Effect.succeed(input)
   })
+
+/**
+ * Whether an encoded payload survives JSON and the database unchanged: the
+ * same walk as `jsonProblem` without building paths, which only a refusal
+ * needs.
+ */
+const jsonSafe = (value: unknown, depth: number): boolean => {
+  if (depth > 64) return false
+  switch (typeof value) {
+    case "string":
+      return isStorableText(value)
+    case "number":
+      return Number.isFinite(value)
+    case "boolean":
+      return true
+    case "object": {
+      if (value === null || value instanceof Date) return true
+      const isArray = Array.isArray(value)
+      const keys = Object.keys(value)
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!
+        const v = (value as Record<string, unknown>)[key]
+        if (!isArray && v === undefined) continue
+        if (!isStorableText(key) || !jsonSafe(v, depth + 1)) return false
+      }
+      return true
+    }
+    default:
+      return false
+  }
+}
 
 /** Why an encoded payload would not survive JSON and the database unchanged, if it would not. */
 const jsonProblem = (value: unknown, path: string, depth: number): string | undefined => {
@@ -475,33 +658,82 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
   const events = Option.getOrUndefined(yield* Effect.serviceOption(Events.Events))
   const clock = yield* Effect.clock
 
-  const write = (inputs: ReadonlyArray<JobStore.EnqueueInput>) =>
-    Effect.gen(function* () {
-      const results = yield* store.enqueue(inputs)
-      const now = clock.unsafeCurrentTimeMillis()
-      const published: Array<Events.JobEvent> = []
-      Metrics.unsafeEnqueuedBatch(inputs, results)
-      if (events !== undefined) {
-        for (let i = 0; i < inputs.length; i++) {
-          const input = inputs[i]!
-          const result = results[i]!
-          published.push({
-            _tag: "enqueued",
-            id: result.id,
-            kind: input.kind,
-            queue: input.queue,
-            at: now,
-            deduped: result.deduped
-          })
-        }
-        yield* events.publishAll(published)
+  /** One `enqueued` event per input, in input order. */
+  const enqueuedEvents = (
+    inputs: ReadonlyArray<JobStore.EnqueueInput>,
+    results: ReadonlyArray<JobStore.EnqueueResult>
+  ): Array<Events.JobEvent> => {
+    const now = clock.unsafeCurrentTimeMillis()
+    const published: Array<Events.JobEvent> = new Array(inputs.length)
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!
+      const result = results[i]!
+      published[i] = {
+        _tag: "enqueued",
+        id: result.id,
+        kind: input.kind,
+        queue: input.queue,
+        at: now,
+        deduped: result.deduped
       }
-      return results
-    })
+    }
+    return published
+  }
 
   // Under `enqueueing`, a runner woken by the commit cannot get a job's `started` out before its `enqueued`.
-  const insert = (inputs: ReadonlyArray<JobStore.EnqueueInput>) =>
-    events === undefined ? write(inputs) : events.enqueueing(write(inputs))
+  const insert: (
+    inputs: ReadonlyArray<JobStore.EnqueueInput>
+  ) => Effect.Effect<ReadonlyArray<JobStore.EnqueueResult>, JobStore.JobStoreError> =
+    events === undefined
+      ? (inputs) =>
+          Effect.map(store.enqueue(inputs), (results) => {
+            Metrics.unsafeEnqueuedBatch(inputs, results)
+            return results
+          })
+      : (inputs) =>
+          events.enqueueing(
+            Effect.flatMap(store.enqueue(inputs), (results) => {
+              Metrics.unsafeEnqueuedBatch(inputs, results)
+              return Effect.as(events.publishAll(enqueuedEvents(inputs, results)), results)
+            })
+          )
+
+  const first = (results: ReadonlyArray<JobStore.EnqueueResult>) => results[0]!
+  const insertOne = (input: JobStore.EnqueueInput) => Effect.map(insert([input]), first)
+
+  /**
+   * One enqueue from its fiber: the clock, the span and the tracer are read
+   * from the fiber itself, so that without a tracer the call is this step,
+   * the store's and the events'.
+   */
+  const enqueueFrom = <A, I, R>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    kind: Job.Kind<string, A, I, R>,
+    payload: A,
+    options: EnqueueOptions | undefined
+  ): Effect.Effect<Enqueued, InvalidPayload | InvalidOptions | JobStore.JobStoreError, R> => {
+    const span = fiber.currentSpan
+    const trace = span?._tag === "Span" ? { traceId: span.traceId, spanId: span.spanId } : noTrace
+    const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+    const input = inputAt(kind, payload, options, resolveOptions(kind, options, now), trace)
+    return input instanceof InvalidPayload || input instanceof InvalidOptions
+      ? Effect.fail(input)
+      : Effect.isEffect(input)
+        ? Effect.flatMap(input, insertOne)
+        : insertOne(input)
+  }
+
+  const enqueue: Service["enqueue"] = (kind, payload, options) =>
+    Effect.withFiberRuntime((fiber) =>
+      fiber.currentTracer === nativeTracer
+        ? enqueueFrom(fiber, kind, payload, options)
+        : // The job carries the enqueue span's context, as a child of the caller's.
+          Effect.withSpan(
+            Effect.withFiberRuntime((inner) => enqueueFrom(inner, kind, payload, options)),
+            "nightshift.enqueue",
+            { attributes: { "job.kind": kind.name } }
+          )
+    )
 
   const cancel = (id: string) =>
     Effect.gen(function* () {
@@ -524,11 +756,20 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
 
   const enqueueMany: Service["enqueueMany"] = (items) =>
     Effect.gen(function* () {
-      const trace = yield* currentTrace
+      const trace = traceOf(yield* currentTrace)
       const now = clock.unsafeCurrentTimeMillis()
       const inputs: Array<JobStore.EnqueueInput> = []
+      // A batch is usually one kind without options: its defaults are resolved once per run of a kind.
+      let kind: Job.Any | undefined
+      let defaults: Resolved | string = ""
       for (const it of items) {
-        const input = inputAt(it.kind, it.payload, it.options ?? {}, trace, now)
+        if (it.kind !== kind) {
+          kind = it.kind
+          defaults = resolveOptions(kind, undefined, now)
+        }
+        const options = it.options
+        const resolved = options === undefined ? defaults : resolveOptions(kind, options, now)
+        const input = inputAt(kind, it.payload, options, resolved, trace)
         if (input instanceof InvalidPayload || input instanceof InvalidOptions)
           return yield* Effect.fail(input)
         inputs.push(Effect.isEffect(input) ? yield* input : input)
@@ -541,12 +782,7 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
     isValidName(queue) ? Effect.void : invalid("", `invalid queue name ${JSON.stringify(queue)}`)
 
   return {
-    enqueue: (kind, payload, options) =>
-      Effect.gen(function* () {
-        const input = yield* toInput(kind, payload, options ?? {}, yield* currentTrace)
-        const [result] = yield* insert([input])
-        return result!
-      }).pipe(withSpanIfTraced("nightshift.enqueue", { attributes: { "job.kind": kind.name } })),
+    enqueue,
     enqueueMany,
     get: (id) =>
       Effect.flatMap(store.get(id), (job) =>

@@ -1,7 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as fc from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -23,6 +26,15 @@ const Email = Job.make("send_email", {
   priority: 5,
   retry: { maxAttempts: 3 }
 })
+
+/** Whether a flat encoded payload survives JSON and a database: well-formed text without NUL, finite numbers. */
+const storable = (value: unknown) =>
+  Object.values(value as object).every((v) =>
+    typeof v === "string"
+      ? !v.includes("\u0000") &&
+        !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(v)
+      : typeof v !== "number" || Number.isFinite(v)
+  )
 
 const TestLayer = JobQueue.layer.pipe(Layer.provideMerge(MemoryStore.layer), Layer.provideMerge(Events.layer))
 
@@ -272,5 +284,87 @@ describe("JobQueue", () => {
       expect((yield* q.list({ kinds: ["send_email", "x\u0000"] })).jobs).toHaveLength(1)
       expect((yield* q.list({ cursor: "1\u0000" })).jobs).toEqual([])
     }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect(
+    "a struct of plain fields is stored as its schema encodes it, and refused as the schema refuses it",
+    () =>
+      Effect.gen(function* () {
+        // A plain struct (required string, number, boolean and literal fields) is copied without
+        // running the schema's encoder: what is stored, and what is refused, must be the same.
+        const Plain = Job.make("plain_fields", {
+          payload: Schema.Struct({
+            s: Schema.String,
+            n: Schema.Number,
+            b: Schema.Boolean,
+            l: Schema.Literal("x", 1)
+          })
+        })
+        const encode = Schema.encodeUnknownEither(Plain.payload)
+        const q = yield* JobQueue.JobQueue
+        const cases = fc.sample(
+          fc.oneof(
+            fc.record(
+              {
+                s: fc.oneof(
+                  fc.string(),
+                  fc.fullUnicodeString(),
+                  fc.constantFrom("\u0000", "\uD800", "a\uDC00")
+                ),
+                n: fc.oneof(
+                  fc.double(),
+                  fc.integer(),
+                  fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, -0)
+                ),
+                b: fc.oneof(fc.boolean(), fc.constant("true")),
+                l: fc.constantFrom("x", 1, "y", 2, null)
+              },
+              { requiredKeys: ["s", "n"] }
+            ),
+            fc
+              .tuple(
+                fc.record({ s: fc.string(), n: fc.integer(), b: fc.boolean(), l: fc.constant("x") }),
+                fc.dictionary(fc.string(), fc.anything())
+              )
+              .map(([v, extra]) => ({ ...extra, ...v })),
+            fc.anything()
+          ),
+          { numRuns: 400, seed: 13 }
+        )
+        let stored = 0
+        for (const payload of cases) {
+          const exit = yield* Effect.exit(q.enqueue(Plain, payload as never))
+          const expected = encode(payload)
+          if (exit._tag === "Success") {
+            stored++
+            expect(Either.isRight(expected)).toBe(true)
+            const job = Option.getOrThrow(yield* q.get(exit.value.id))
+            expect(job.payload).toStrictEqual(Either.getOrThrow(expected))
+            expect(storable(Either.getOrThrow(expected))).toBe(true)
+          } else {
+            const error = Option.getOrThrow(Cause.failureOption(exit.cause))
+            expect(error._tag).toBe("InvalidPayload")
+            // Refused: either the schema refuses it, or its encoding is not storable as JSON.
+            if (Either.isRight(expected)) {
+              expect(error.message).toMatch(/cannot be stored as JSON/)
+              expect(storable(expected.right)).toBe(false)
+            }
+          }
+        }
+        expect(stored).toBeGreaterThan(20)
+        // The same through enqueueMany, all or nothing.
+        const good = { s: "a", n: 1, b: true, l: 1 as const }
+        const results = yield* q.enqueueMany([
+          JobQueue.item(Plain, good),
+          JobQueue.item(Plain, { ...good, extra: 1 } as typeof good)
+        ])
+        for (const r of results) expect(Option.getOrThrow(yield* q.get(r.id)).payload).toStrictEqual(good)
+        const before = (yield* q.list({ limit: 1000 })).jobs.length
+        const bad = yield* Effect.flip(
+          q.enqueueMany([JobQueue.item(Plain, good), JobQueue.item(Plain, { ...good, n: Number.NaN })])
+        )
+        expect(bad._tag).toBe("InvalidPayload")
+        expect((yield* q.list({ limit: 1000 })).jobs.length).toBe(before)
+      }).pipe(Effect.provide(TestLayer))
   )
 })

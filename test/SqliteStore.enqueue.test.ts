@@ -1,8 +1,9 @@
 /**
  * SqliteStore's bulk insert: rows are bound as statement parameters in
- * chunks (128 rows, then powers of two), so batches are checked across the
- * chunk boundaries, with and without dedupe keys, and for payloads that JSON
- * cannot hold.
+ * chunks (128 rows, then powers of two; 512 rows for a uniform batch, whose
+ * shared columns are bound once), so batches are checked across the chunk
+ * boundaries, uniform or mixed, with and without dedupe keys, and for
+ * payloads that JSON cannot hold.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
@@ -112,6 +113,51 @@ describe("SqliteStore bulk insert", () => {
       // The counter was rolled back with the rest: the next job takes id 1.
       const [next] = yield* s.enqueue([job()])
       expect(next!.id).toBe("1")
+    }).pipe(Effect.provide(store))
+  )
+
+  it.effect("uniform batches across the 512-row boundary, and batches that are uniform only in parts", () =>
+    Effect.gen(function* () {
+      const s = yield* JobStore.JobStore
+      let previous = 0
+      for (const n of [511, 512, 513, 1100]) {
+        const results = yield* s.enqueue(Array.from({ length: n }, (_, i) => job({ payload: { n, i } })))
+        expect(results.map((r) => Number(r.id))).toEqual(
+          Array.from({ length: n }, (_, i) => previous + 1 + i)
+        )
+        for (const i of [0, 510, 511, 512, n - 1].filter((i) => i < n)) {
+          expect((yield* s.get(results[i]!.id))?.payload).toEqual({ n, i })
+        }
+        previous += n
+      }
+      // Rows 0-199 share everything; from 200 on, queues, priorities, partitions and run times vary.
+      const mixed = Array.from({ length: 400 }, (_, i) =>
+        i < 200
+          ? job({ payload: { i } })
+          : job({
+              payload: { i },
+              queue: `q${i % 3}`,
+              priority: i % 5,
+              partition: i % 2 === 0 ? `p${i % 7}` : undefined,
+              ...(i % 4 === 0 ? { delayMs: 60_000 } : {})
+            })
+      )
+      const results = yield* s.enqueue(mixed)
+      for (const i of [0, 127, 128, 199, 200, 255, 256, 300, 399]) {
+        const stored = yield* s.get(results[i]!.id)
+        const expected = mixed[i]!
+        expect(stored?.payload).toEqual({ i })
+        expect(stored?.queue).toBe(expected.queue)
+        expect(stored?.priority).toBe(expected.priority)
+        expect(stored?.partition).toBe(expected.partition ?? null)
+        expect(stored?.state).toBe(expected.delayMs === undefined ? "available" : "scheduled")
+      }
+      // A uniform batch run later: every row scheduled.
+      const later = yield* s.enqueue(
+        Array.from({ length: 600 }, (_, i) => job({ payload: { i }, delayMs: 60_000 }))
+      )
+      for (const i of [0, 511, 512, 599]) expect((yield* s.get(later[i]!.id))?.state).toBe("scheduled")
+      expect(yield* countRows).toBe(previous + 400 + 600)
     }).pipe(Effect.provide(store))
   )
 })

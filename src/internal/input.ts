@@ -59,8 +59,14 @@ export const isValidName = (name: string): boolean => namePattern.test(name)
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const loneSurrogates = new RegExp(loneSurrogate.source, "g")
 
+/** `String.prototype.isWellFormed` (ES2024, in every Node this package supports), else the pattern. */
+const wellFormed: (s: string) => boolean =
+  typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === "function"
+    ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
+    : (s) => !loneSurrogate.test(s)
+
 /** Text a database can store as is: no NUL character, no lone surrogate. */
-export const isStorableText = (s: string): boolean => !s.includes("\u0000") && !loneSurrogate.test(s)
+export const isStorableText = (s: string): boolean => !s.includes("\u0000") && wellFormed(s)
 
 /** `s` with every NUL character and lone surrogate replaced by U+FFFD, so a database can store it. */
 export const replaceUnstorable = (s: string): string =>
