@@ -67,6 +67,10 @@ describe("Telemetry", () => {
       expect(run.links).toHaveLength(1)
       expect(run.links[0]!.context.traceId).toBe(enqueue.spanContext().traceId)
       expect(run.links[0]!.context.spanId).toBe(enqueue.spanContext().spanId)
+      // With a tracer installed, the store's operations are spans too, under the enqueue.
+      const stored = spans.find((s) => s.name === "SqliteStore.enqueue")!
+      expect(stored.parentSpanContext?.spanId).toBe(enqueue.spanContext().spanId)
+      expect(spans.some((s) => s.name === "SqliteStore.claim")).toBe(true)
     })
   )
 

@@ -8,6 +8,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
+import { withSpanIfTraced } from "../tracing.js"
 import { storableOutcome } from "./outcome.js"
 
 // ---------------------------------------------------------------------------
@@ -245,7 +246,9 @@ export const rescuedState = (job: {
 /**
  * Run one store operation of a SQL engine: a driver error becomes a
  * `JobStoreError` whose message names the engine, the operation and what the
- * driver said (`describe`), and the operation is traced as `<engine>.<name>`.
+ * driver said (`describe`), and the operation is traced as `<engine>.<name>`
+ * when a tracer is installed (with Effect's default tracer no span is made:
+ * nothing would read it).
  */
 export const operation =
   (engine: "PgStore" | "SqliteStore", name: string, describe: (error: SqlError) => string) =>
@@ -261,5 +264,5 @@ export const operation =
           })
         )
       ),
-      Effect.withSpan(`${engine}.${name}`, { captureStackTrace: false })
+      withSpanIfTraced(`${engine}.${name}`, { captureStackTrace: false })
     )
