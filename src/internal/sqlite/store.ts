@@ -1,8 +1,9 @@
 /**
  * The SQLite engine: every `JobStore` operation as a few prepared statements
- * on one `SqlClient`. Batches travel as one JSON parameter read by
+ * on one `SqlClient`. Most batches travel as one JSON parameter read by
  * `json_each`, so a statement's text (and its prepared form) does not depend
- * on the batch size. Time is read from Effect's `Clock` and bound as epoch ms.
+ * on the batch size; enqueue binds rows in chunks of fixed sizes instead
+ * (`enqueue.ts`). Time is read from Effect's `Clock` and bound as epoch ms.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
