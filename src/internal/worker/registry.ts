@@ -54,7 +54,7 @@ export interface Node {
 }
 
 /** The mailbox of workers that cannot be ticked: never active. */
-const inert: Mailbox = { active: false, forced: [], waiter: undefined }
+const inert: Mailbox = { active: false, forced: undefined, waiter: undefined }
 
 /** Find the node of a full name (kept when the kind matches, so counts survive re-adds) or make one. */
 export const node = (
@@ -70,7 +70,7 @@ export const node = (
     existing.cell.schedule = schedule
     return existing
   }
-  const mailbox: Mailbox = kind === "periodic" ? { active: false, forced: [], waiter: undefined } : inert
+  const mailbox: Mailbox = kind === "periodic" ? { active: false, forced: undefined, waiter: undefined } : inert
   const fresh: Node = { cell: blank(name, kind, restart, schedule), mailbox, owner: undefined, key: name }
   registry.nodes.set(name, fresh)
   return fresh
