@@ -235,7 +235,8 @@ const formatted = new Map<string | number, string>()
 
 const describe = (schedule: PeriodicOptions<any, any, any, any>["schedule"]): string | undefined => {
   if (Schedule.isSchedule(schedule)) return descriptions.get(schedule)
-  if (typeof schedule !== "string" && typeof schedule !== "number") return `every ${Duration.format(schedule)}`
+  if (typeof schedule !== "string" && typeof schedule !== "number")
+    return `every ${Duration.format(schedule)}`
   let text = formatted.get(schedule)
   if (text === undefined) {
     text = `every ${Duration.format(schedule)}`
@@ -317,15 +318,15 @@ const periodicWorker = <E, R, R2, ES, RS>(
     policy: core.policy(options),
     schedule: options.description ?? description ?? "custom schedule",
     body: Periodic.body<E, R | R2 | RS>({
-        schedule,
-        interval,
-        initialJitter: options.initialJitter === undefined ? 0 : Duration.toMillis(options.initialJitter),
-        runOnStart: options.runOnStart ?? false,
-        startup: options.startup,
-        shouldRun: options.shouldRun,
-        timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
-        onError: options.onError,
-        singleton: options.singleton ?? false,
+      schedule,
+      interval,
+      initialJitter: options.initialJitter === undefined ? 0 : Duration.toMillis(options.initialJitter),
+      runOnStart: options.runOnStart ?? false,
+      startup: options.startup,
+      shouldRun: options.shouldRun,
+      timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
+      onError: options.onError,
+      singleton: options.singleton ?? false,
       tick
     })
   })

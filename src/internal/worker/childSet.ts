@@ -85,6 +85,7 @@ interface Child {
   ctx: RunContext | undefined
   generation: number
   launches: number
+  /** When the run started, as a cell time (`Registry.stamp`). */
   startedAt: number
   restartTimes: Array<number> | undefined
   backoffState: unknown
@@ -144,7 +145,9 @@ const runtimeFor = (
   const annotations = FiberRefs.getOrDefault(forked, FiberRef.currentLogAnnotations)
   const context = Context.add(Context.add(child.context, Children, children), CurrentRun, run)
   const locals = new Map(forked.locals)
-  locals.set(FiberRef.currentLogAnnotations, [[annotator, HashMap.set(annotations, "worker", child.fullName)]])
+  locals.set(FiberRef.currentLogAnnotations, [
+    [annotator, HashMap.set(annotations, "worker", child.fullName)]
+  ])
   locals.set(FiberRef.currentContext, [[annotator, context]])
   return Runtime.make({ context, runtimeFlags: base.runtimeFlags, fiberRefs: FiberRefs.unsafeMake(locals) })
 }
@@ -272,7 +275,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         ),
       remove: (name) => ask<WorkerNotFound>((reply) => ({ _tag: "Remove", name, reply }), notFound(name)),
       restart: (name) => ask<WorkerNotFound>((reply) => ({ _tag: "Restart", name, reply }), notFound(name)),
-      list: Effect.sync(() => Array.from(children.values(), (c) => Registry.copy(c.node.cell))),
+      list: Effect.sync(() => Array.from(children.values(), (c) => registry.copy(c.node.cell))),
       close: Effect.suspend(() => {
         if (!closeRequested) {
           closeRequested = true
@@ -326,7 +329,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
       Effect.suspend(() => {
         const generation = ++child.generation
         const cell = child.node.cell
-        const now = ticker.now()
+        const now = registry.stamp(ticker.now())
         if (child.launches++ > 0) {
           cell.restarts++
           child.restartCounter ??= Metric.tagged(Metrics.restarts, "worker", child.fullName)
@@ -364,7 +367,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
       )
     }
 
-    /** Record how a run ended; returns the failure cause, if it failed. */
+    /** Record how a run ended (at cell time `now`); returns the failure cause, if it failed. */
     const recordExit = (child: Child, exit: Exit.Exit<void, unknown>, now: number) => {
       const { cell } = child.node
       const cause: Cause.Cause<unknown> | undefined =
@@ -398,7 +401,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         const { cell } = child.node
         const policy = child.worker.policy
         const now = ticker.now()
-        const failed = recordExit(child, exit, now) !== undefined
+        const failed = recordExit(child, exit, registry.stamp(now)) !== undefined
         if (!(policy.restart === "permanent" || (policy.restart === "transient" && failed))) {
           cell.state = failed ? "failed" : "stopped"
           registry.changed(cell)
@@ -415,14 +418,14 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         }
         recent.push(now)
         child.restartTimes = recent
-        if (now - child.startedAt >= windowMs) child.backoffState = policy.backoff.initial
+        if (registry.stamp(now) - child.startedAt >= windowMs) child.backoffState = policy.backoff.initial
         return Effect.map(policy.backoff.step(now, undefined, child.backoffState), ([state, , decision]) => {
           child.backoffState = state
           if (ScheduleDecision.isDone(decision)) return giveUp(child, "used up its backoff schedule")
           // A whole epoch millisecond (a jittered backoff is fractional), never earlier than the decision.
           const at = Math.ceil(Math.max(now, Intervals.start(decision.intervals)))
           cell.state = "backing off"
-          cell.nextRestartAt = at
+          cell.nextRestartAt = registry.stamp(at)
           registry.changed(cell)
           child.backoffEntry ??= ticker.entry(() =>
             offer({ _tag: "Due", child, generation: child.generation })

@@ -99,7 +99,11 @@ export const force = (box: Mailbox): Effect.Effect<TickOutcome> =>
   })
 
 /** The outcome of a tick that failed with `cause`, or (no cause) succeeded with `value`. */
-const classify = (cause: Cause.Cause<unknown> | undefined, value: unknown, singleton: boolean): TickOutcome => {
+const classify = (
+  cause: Cause.Cause<unknown> | undefined,
+  value: unknown,
+  singleton: boolean
+): TickOutcome => {
   if (cause === undefined) {
     if (value === gated) return gated
     return singleton && Option.isNone(value as Option.Option<unknown>) ? locked : success
@@ -111,6 +115,7 @@ const classify = (cause: Cause.Cause<unknown> | undefined, value: unknown, singl
 }
 
 const tickLabels = Metrics.tickLabels
+const noLabels: ReadonlyArray<never> = []
 
 /** What the fiber in flight runs: a bare tick, a tick then a schedule step, or only a step. */
 type Job = "tick" | "tick-step" | "step"
@@ -140,6 +145,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   private pendingDue = false
   private stopping = false
   private finished = false
+  /** When the job in flight started, as a cell time (`Registry.stamp`). */
   private tickStart = 0
   /** A tick (or step) is running; set before its fiber starts, which may run synchronously and force a tick. */
   private busy = false
@@ -171,7 +177,6 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
     this.state = spec.schedule?.initial
     this.body = this.makeBody()
   }
-
 
   private now(): number {
     return this.ctx.registry.ticker.now()
@@ -248,10 +253,13 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
       : body
   }
 
-  /** Classify and record a finished tick; a failure is logged and handed to `onError` in a fiber of its own. */
+  /**
+   * Classify and record a finished tick (that ended at the epoch millisecond
+   * `end`); a failure is logged and handed to `onError` in a fiber of its own.
+   */
   private settle(cause: Cause.Cause<unknown> | undefined, value: unknown, end: number): TickOutcome {
     const outcome = classify(cause, value, this.spec.singleton)
-    record(this.ctx.cell, outcome, this.tickStart, end)
+    record(this.ctx.cell, outcome, this.tickStart, this.ctx.registry.stamp(end))
     if (outcome._tag === "failure" || outcome._tag === "timeout") this.report(outcome, cause!)
     return outcome
   }
@@ -350,7 +358,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
       if (jitter === 0 && registry.starting !== undefined) {
         // One of many workers started together: armed with them once they have all started (`later`).
         registry.starting.push(this)
-        cell.nextTickAt = from + spec.interval
+        cell.nextTickAt = registry.stamp(from + spec.interval)
       } else {
         this.arm(from + spec.interval)
       }
@@ -374,7 +382,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   private arm(instant: number): void {
     const { cell, registry } = this.ctx
     const at = Math.ceil(instant)
-    cell.nextTickAt = at
+    cell.nextTickAt = registry.stamp(at)
     registry.changed(cell)
     registry.ticker.arm(this, at)
   }
@@ -408,7 +416,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   /** Stamp the start of the job and return its program. */
   private startJob(): Effect.Effect<unknown, unknown, R> {
     const job = this.job
-    this.tickStart = this.now()
+    this.tickStart = this.ctx.registry.stamp(this.now())
     if (job !== "step" && !this.marksStart) this.markStart()
     return job === "tick" ? this.body : job === "tick-step" ? this.stepped : this.next
   }
@@ -499,7 +507,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   }
 }
 
-/** Record a finished tick in the status cell and metrics (no publish). */
+/** Record a finished tick in the status cell and metrics (no publish); `start` and `end` are cell times. */
 const record = (cell: RunContext["cell"], outcome: TickOutcome, start: number, end: number) => {
   cell.state = "idle"
   Metrics.ticks.unsafeUpdate(1, tickLabels[outcome._tag])
@@ -508,7 +516,7 @@ const record = (cell: RunContext["cell"], outcome: TickOutcome, start: number, e
     return
   }
   cell.lastFinishAt = end
-  Metrics.tickDuration.unsafeUpdate((end - start) / 1000, [])
+  Metrics.tickDuration.unsafeUpdate((end - start) / 1000, noLabels)
   switch (outcome._tag) {
     case "success":
       cell.successes++
