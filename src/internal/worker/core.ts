@@ -150,13 +150,23 @@ export interface Worker<out E = unknown, out R = never> extends Pipeable {
 /** A worker name must be non-empty and must not contain `/` (it separates nested names). */
 export const validName = (name: string): boolean => name.length > 0 && !name.includes("/")
 
-const proto = {
-  [TypeId]: { _E: (_: never) => _, _R: (_: never) => _ },
+/** A worker value: a class, so its six fields sit in the object itself (a worker per job type, or ten thousand). */
+class WorkerImpl<E, R> implements Worker<E, R> {
+  declare readonly [TypeId]: { readonly _E: Types.Covariant<E>; readonly _R: Types.Covariant<R> }
+  constructor(
+    readonly name: string,
+    readonly kind: WorkerStatus.Kind,
+    readonly policy: Policy,
+    readonly schedule: string | undefined,
+    readonly workers: ReadonlyArray<Worker<any, any>>,
+    readonly body: Body<E, R>
+  ) {}
   pipe() {
     // biome-ignore lint/complexity/noArguments: pipeArguments takes the call's arguments object
     return pipeArguments(this, arguments)
   }
 }
+Object.defineProperty(WorkerImpl.prototype, TypeId, { value: { _E: (_: never) => _, _R: (_: never) => _ } })
 
 const noWorkers: ReadonlyArray<Worker<any, any>> = []
 
@@ -175,14 +185,14 @@ export const make = <E, R>(fields: {
       message: `worker name ${JSON.stringify(fields.name)} must be non-empty and contain no "/" (it separates nested names)`
     })
   }
-  return Object.assign(Object.create(proto), {
-    name: fields.name,
-    kind: fields.kind,
-    policy: fields.policy,
-    schedule: fields.schedule,
-    workers: fields.workers ?? noWorkers,
-    body: fields.body
-  })
+  return new WorkerImpl(
+    fields.name,
+    fields.kind,
+    fields.policy,
+    fields.schedule,
+    fields.workers ?? noWorkers,
+    fields.body
+  )
 }
 
 /** Supervision options common to every worker constructor. */

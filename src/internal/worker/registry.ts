@@ -47,18 +47,26 @@ export interface Owner {
   readonly remove?: ((name: string) => Effect.Effect<void, WorkerNotFound>) | undefined
 }
 
-/** What the registry keeps per full name, across runs and re-adds. */
-export interface Node {
-  readonly cell: Cell
-  /** Forced-tick requests; only periodic workers have their own. */
-  readonly mailbox: Mailbox
-  owner: Owner | undefined
-  /** The short name under the owner. */
-  key: string
+/**
+ * What the registry keeps per full name, across runs and re-adds. It is its
+ * own mailbox for forced-tick requests (one object less per worker); only a
+ * periodic run ever makes it active.
+ */
+export class Node implements Mailbox {
+  active = false
+  forced: Mailbox["forced"] = undefined
+  waiter: Mailbox["waiter"] = undefined
+  owner: Owner | undefined = undefined
+  constructor(
+    readonly cell: Cell,
+    /** The short name under the owner. */
+    public key: string
+  ) {}
+  /** Forced-tick requests. */
+  get mailbox(): Mailbox {
+    return this
+  }
 }
-
-/** The mailbox of workers that cannot be ticked: never active. */
-const inert: Mailbox = { active: false, forced: undefined, waiter: undefined }
 
 /** Find the node of a full name (kept when the kind matches, so counts survive re-adds) or make one. */
 export const node = (
@@ -74,9 +82,7 @@ export const node = (
     existing.cell.schedule = schedule
     return existing
   }
-  const mailbox: Mailbox =
-    kind === "periodic" ? { active: false, forced: undefined, waiter: undefined } : inert
-  const fresh: Node = { cell: blank(name, kind, restart, schedule), mailbox, owner: undefined, key: name }
+  const fresh = new Node(blank(name, kind, restart, schedule), name)
   registry.nodes.set(name, fresh)
   return fresh
 }
