@@ -220,7 +220,7 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
       }
       top.state = "running"
       top.runs = 1
-      top.lastStartAt = registry.ticker.now()
+      top.lastStartAt = registry.stamp(registry.ticker.now())
     }
     yield* Effect.addFinalizer(() =>
       set.close.pipe(
@@ -228,7 +228,7 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
           Effect.sync(() => {
             if (top !== undefined && top.state !== "failed") {
               top.state = "stopped"
-              top.lastFinishAt = registry.ticker.now()
+              top.lastFinishAt = registry.stamp(registry.ticker.now())
               registry.changed(top)
             }
           })
@@ -244,7 +244,7 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
       })
     const handle: Handle = {
       status: Effect.sync(registry.snapshot),
-      statusOf: (name) => Effect.map(lookup(name), (node) => Registry.copy(node.cell)),
+      statusOf: (name) => Effect.map(lookup(name), (node) => registry.copy(node.cell)),
       changes: registry.changes,
       tick: (name) =>
         Effect.flatMap(lookup(name), (node) =>

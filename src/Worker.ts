@@ -230,8 +230,20 @@ export const make = <E, R>(
 /** Descriptions of the schedules made by `spaced`, `fixed`, `exponential` and `described`. */
 const descriptions = new WeakMap<object, string>()
 
-const describe = (schedule: PeriodicOptions<any, any, any, any>["schedule"]): string | undefined =>
-  Schedule.isSchedule(schedule) ? descriptions.get(schedule) : `every ${Duration.format(schedule)}`
+/** Descriptions of plain durations given as a string or a number of ms, made once each (workers often share one). */
+const formatted = new Map<string | number, string>()
+
+const describe = (schedule: PeriodicOptions<any, any, any, any>["schedule"]): string | undefined => {
+  if (Schedule.isSchedule(schedule)) return descriptions.get(schedule)
+  if (typeof schedule !== "string" && typeof schedule !== "number")
+    return `every ${Duration.format(schedule)}`
+  let text = formatted.get(schedule)
+  if (text === undefined) {
+    text = `every ${Duration.format(schedule)}`
+    if (formatted.size < 1000) formatted.set(schedule, text)
+  }
+  return text
+}
 
 /**
  * A copy of `schedule` that the status table describes as `description`.
@@ -305,21 +317,18 @@ const periodicWorker = <E, R, R2, ES, RS>(
     kind: "periodic",
     policy: core.policy(options),
     schedule: options.description ?? description ?? "custom schedule",
-    body: {
-      _tag: "Timer",
-      launch: Periodic.launch<E, R | R2 | RS>({
-        schedule,
-        interval,
-        initialJitter: options.initialJitter === undefined ? 0 : Duration.toMillis(options.initialJitter),
-        runOnStart: options.runOnStart ?? false,
-        startup: options.startup,
-        shouldRun: options.shouldRun,
-        timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
-        onError: options.onError,
-        singleton: options.singleton ?? false,
-        tick
-      })
-    }
+    body: Periodic.body<E, R | R2 | RS>({
+      schedule,
+      interval,
+      initialJitter: options.initialJitter === undefined ? 0 : Duration.toMillis(options.initialJitter),
+      runOnStart: options.runOnStart ?? false,
+      startup: options.startup,
+      shouldRun: options.shouldRun,
+      timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
+      onError: options.onError,
+      singleton: options.singleton ?? false,
+      tick
+    })
   })
 }
 

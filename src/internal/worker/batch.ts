@@ -27,11 +27,12 @@ export interface Item {
   /** Take the item in `fiber`: the program to run, or `undefined` when it no longer runs (its worker stopped). */
   claim(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<unknown, unknown> | undefined
   /**
-   * The program ended with `exit` (and what it forked was interrupted):
-   * called in the batch fiber, or by its observer when the fiber was
-   * interrupted while running the program.
+   * The program failed with `cause`, or (no cause) succeeded with `value`,
+   * and what it forked was interrupted: called in the batch fiber, or by its
+   * observer when the fiber was interrupted while running the program. No
+   * `Exit` is built for a success.
    */
-  done(exit: Exit.Exit<unknown, unknown>): void
+  done(cause: Cause.Cause<unknown> | undefined, value: unknown): void
 }
 
 export interface Batch {
@@ -56,7 +57,9 @@ export interface Later {
 
 /** The shared state of one batch fiber and the pass that started it. */
 interface Cursor {
-  readonly items: ReadonlyArray<Item>
+  /** The pass's items: the first `count` entries of `items`. */
+  readonly items: ReadonlyArray<Item | undefined>
+  readonly count: number
   /** The first item not taken by the fiber. */
   next: number
   /** The item whose program the fiber is running. */
@@ -74,7 +77,7 @@ interface Cursor {
  */
 const program = (cursor: Cursor): Effect.Effect<void> =>
   Effect.withFiberRuntime<void>((fiber) => {
-    const { items } = cursor
+    const { items, count } = cursor
     const first = cursor.next
     const flags = items[first]!.runtime.runtimeFlags
     const access = internals(fiber)
@@ -82,7 +85,7 @@ const program = (cursor: Cursor): Effect.Effect<void> =>
     const take = (): Effect.Effect<void> => {
       for (;;) {
         const i = cursor.next
-        if (i >= items.length) return Effect.void
+        if (i >= count) return Effect.void
         const item = items[i]!
         // The fiber was made for the first item; later ones need the same flags and a way to swap refs.
         if (i > first && (access === undefined || item.runtime.runtimeFlags !== flags)) return Effect.void
@@ -95,31 +98,35 @@ const program = (cursor: Cursor): Effect.Effect<void> =>
       }
     }
 
-    const after = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+    const after = (cause: Cause.Cause<unknown> | undefined, value: unknown): Effect.Effect<void> => {
       const children = access?.interruptAllChildren() ?? null
-      return children === null ? finish(exit) : Effect.flatMap(children, () => finish(exit))
+      return children === null ? finish(cause, value) : Effect.flatMap(children, () => finish(cause, value))
     }
 
-    const finish = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+    const finish = (cause: Cause.Cause<unknown> | undefined, value: unknown): Effect.Effect<void> => {
       const item = cursor.current!
       cursor.current = undefined
-      item.done(exit)
+      item.done(cause, value)
       return cursor.detached || access === undefined || access.isInterrupted() ? Effect.void : take()
     }
 
     const handlers = {
-      onFailure: (cause: Cause.Cause<unknown>) => after(Exit.failCause(cause)),
-      onSuccess: (value: unknown) => after(Exit.succeed(value))
+      onFailure: (cause: Cause.Cause<unknown>) => after(cause, undefined),
+      onSuccess: (value: unknown) => after(undefined, value)
     }
 
     return Effect.suspend(take)
   })
 
-/** Run `items` in batch fibers, each started on the spot and run until it ends or suspends. */
-const run = (items: ReadonlyArray<Item>): void => {
+/**
+ * Run the first `count` of `items` in batch fibers, each started on the spot
+ * and run until it ends or suspends. A fiber reads `items` only until it is
+ * detached, before this returns, so the caller may reuse the array.
+ */
+const run = (items: ReadonlyArray<Item | undefined>, count: number): void => {
   let from = 0
-  while (from < items.length) {
-    const cursor: Cursor = { items, next: from, current: undefined, detached: false }
+  while (from < count) {
+    const cursor: Cursor = { items, count, next: from, current: undefined, detached: false }
     const fiber = Runtime.runFork(items[from]!.runtime, program(cursor))
     cursor.detached = true
     from = cursor.next
@@ -129,32 +136,64 @@ const run = (items: ReadonlyArray<Item>): void => {
       fiber.addObserver((exit) => {
         if (cursor.current !== item) return
         cursor.current = undefined
-        item.done(exit)
+        if (Exit.isSuccess(exit)) item.done(undefined, exit.value)
+        else item.done(exit.cause, undefined)
       })
     }
   }
 }
 
+/**
+ * An array reused from pass to pass: its first `count` entries are live, the
+ * rest `undefined`. Ten thousand ticks a second would otherwise grow (and
+ * drop) a fresh array of ten thousand entries, twice, every pass.
+ */
+class Reused<A> {
+  items: Array<A | undefined> = []
+  count = 0
+  push(a: A): void {
+    this.items[this.count++] = a
+  }
+  clear(): void {
+    const { items, count } = this
+    for (let i = 0; i < count; i++) items[i] = undefined
+    this.count = 0
+  }
+}
+
 /** The batch of `ticker`: items pushed during a pass run when the pass ends. */
 export const make = (ticker: Ticker.Ticker): Batch => {
-  let pending: Array<Item> = []
+  // A finished pass's arrays are kept for the next one; a pass that starts inside another (the ticker's fiber, under
+  // a test clock, can run one while a tick arms it) finds none spare and makes its own.
+  let pending = new Reused<Item>()
+  let spare: Reused<Item> | undefined = new Reused<Item>()
+  let tasks = new Reused<Later>()
+  let spareTasks: Reused<Later> | undefined = new Reused<Later>()
   let running = false
-  let tasks: Array<Later> = []
   ticker.afterPass(() => {
-    if (pending.length === 0) return
+    if (pending.count === 0) return
     const items = pending
-    pending = []
+    pending = spare ?? new Reused<Item>()
+    spare = undefined
     running = true
     try {
-      run(items)
+      run(items.items, items.count)
     } finally {
       running = false
+      items.clear()
+      spare = items
     }
-    if (tasks.length === 0) return
+    if (tasks.count === 0) return
     const now = ticker.now()
     const due = tasks
-    tasks = []
-    for (const task of due) task.later(now)
+    tasks = spareTasks ?? new Reused<Later>()
+    spareTasks = undefined
+    try {
+      for (let i = 0; i < due.count; i++) due.items[i]!.later(now)
+    } finally {
+      due.clear()
+      spareTasks = due
+    }
   })
   return {
     push: (item) => {

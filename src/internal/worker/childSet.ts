@@ -24,6 +24,7 @@ import {
   CurrentRun,
   type DuplicateWorker,
   duplicateWorker,
+  type Mailbox,
   type Run,
   type RunContext,
   type Worker,
@@ -84,6 +85,7 @@ interface Child {
   ctx: RunContext | undefined
   generation: number
   launches: number
+  /** When the run started, as a cell time (`Registry.stamp`). */
   startedAt: number
   restartTimes: Array<number> | undefined
   backoffState: unknown
@@ -123,33 +125,74 @@ const fiberRun = (fiber: Fiber.RuntimeFiber<void, unknown>): Run => ({
 
 /**
  * The runtime a timer-driven run forks its ticks in: the child's services plus
- * `Children` and `CurrentRun`, and the log annotation `worker`, built with one
- * copy of each. Its fiber refs are those of a fiber forked from `base` with
- * that context as its current context, so a tick can also run in a fiber
- * that takes them wholesale (the periodic batch, `batch.ts`).
+ * `Children` and `CurrentRun`, and the log annotation `worker`. Its fiber
+ * refs are those of a fiber forked from `base` (`forked`, made once per
+ * `base`) with that context as its current context, so a tick can also run
+ * in a fiber that takes them wholesale (the periodic batch, `batch.ts`).
+ *
+ * Ten thousand workers keep one each, so they are built small: the refs map
+ * shares every entry with `forked` but the two that differ, and those two
+ * hold one value each (a fork would stack them on `forked`'s history, which
+ * only a join back into the forking fiber reads, and nothing joins this one).
  */
 const runtimeFor = (
   base: Runtime.Runtime<never>,
+  forked: FiberRefs.FiberRefs,
   child: Child,
   children: ChildrenHandle,
   run: CurrentRun["Type"]
 ): Runtime.Runtime<any> => {
-  const annotations = FiberRefs.getOrDefault(base.fiberRefs, FiberRef.currentLogAnnotations)
+  const annotations = FiberRefs.getOrDefault(forked, FiberRef.currentLogAnnotations)
   const context = Context.add(Context.add(child.context, Children, children), CurrentRun, run)
-  return Runtime.make({
-    context,
-    runtimeFlags: base.runtimeFlags,
-    fiberRefs: FiberRefs.updateManyAs(base.fiberRefs, {
-      forkAs: annotator,
-      entries: [
-        [FiberRef.currentLogAnnotations, [[annotator, HashMap.set(annotations, "worker", child.fullName)]]],
-        [FiberRef.currentContext, [[annotator, context]]]
-      ]
-    })
-  })
+  const locals = new Map(forked.locals)
+  locals.set(FiberRef.currentLogAnnotations, [
+    [annotator, HashMap.set(annotations, "worker", child.fullName)]
+  ])
+  locals.set(FiberRef.currentContext, [[annotator, context]])
+  return Runtime.make({ context, runtimeFlags: base.runtimeFlags, fiberRefs: FiberRefs.unsafeMake(locals) })
 }
 
 const annotator = FiberId.unsafeMake()
+
+/** What a run's context reaches of its child set. */
+interface Owner {
+  readonly registry: Registry.Registry
+  /** The run of `child` started as `generation` ended. */
+  readonly exited: (child: Child, generation: number, exit: Exit.Exit<void, unknown>) => void
+}
+
+/**
+ * The context of one run: a class (its methods on the prototype), since ten
+ * thousand periodic workers keep one each for as long as they run.
+ */
+class ChildRun implements RunContext {
+  failureRecorded = false
+  isReady = false
+  constructor(
+    private readonly owner: Owner,
+    private readonly child: Child,
+    private readonly generation: number,
+    readonly children: ChildrenHandle
+  ) {}
+  get name(): string {
+    return this.child.fullName
+  }
+  get cell(): Registry.Cell {
+    return this.child.node.cell
+  }
+  get registry(): Registry.Registry {
+    return this.owner.registry
+  }
+  get mailbox(): Mailbox {
+    return this.child.node.mailbox
+  }
+  ready(): void {
+    this.isReady = true
+  }
+  ended(exit: Exit.Exit<void, unknown>): void {
+    this.owner.exited(this.child, this.generation, exit)
+  }
+}
 
 /** Wait until a crew's run has started its static children (or has ended). */
 const started = (ctx: RunContext, run: Run) =>
@@ -197,6 +240,17 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
 
     const fullName = (name: string) => (prefix === "" ? name : `${prefix}/${name}`)
     const offer = (message: Message) => queue.unsafeOffer(message)
+    const owner: Owner = {
+      registry,
+      exited: (child, generation, exit) => offer({ _tag: "Exit", child, generation, exit })
+    }
+    const escalateFrom = (child: Child, error: CrewFailed) => {
+      child.escalation = error
+      child.run?.interrupt()
+    }
+    /** The actor's fiber refs forked once for timer-driven runs (`runtimeFor`), by the actor's refs they came from. */
+    let forkedFrom: FiberRefs.FiberRefs | undefined
+    let forked: FiberRefs.FiberRefs | undefined
     const notFound = (name: string) => Effect.failSync(() => workerNotFound(fullName(name)))
 
     const ask = <E>(message: (reply: Reply<E>) => Message, onClosed: Effect.Effect<void, E>) =>
@@ -221,7 +275,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         ),
       remove: (name) => ask<WorkerNotFound>((reply) => ({ _tag: "Remove", name, reply }), notFound(name)),
       restart: (name) => ask<WorkerNotFound>((reply) => ({ _tag: "Restart", name, reply }), notFound(name)),
-      list: Effect.sync(() => Array.from(children.values(), (c) => Registry.copy(c.node.cell))),
+      list: Effect.sync(() => Array.from(children.values(), (c) => registry.copy(c.node.cell))),
       close: Effect.suspend(() => {
         if (!closeRequested) {
           closeRequested = true
@@ -232,38 +286,22 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
     }
 
     /** Start one run of a child: a fiber, or a timer-driven run for periodic workers. */
-    const start = (child: Child): Effect.Effect<Run> => {
-      const handle = new ChildrenHandle(child.fullName, registry, make, (error) => {
-        child.escalation = error
-        child.run?.interrupt()
-      })
-      const ctx: RunContext = {
-        failureRecorded: false,
-        isReady: false,
-        ready: () => {
-          ctx.isReady = true
-        },
-        name: child.fullName,
-        cell: child.node.cell,
-        registry,
-        mailbox: child.node.mailbox,
-        children: handle
-      }
+    const start = (child: Child, generation: number): Effect.Effect<Run> => {
+      const handle = new ChildrenHandle(child.fullName, registry, make, escalateFrom, child)
+      const ctx = new ChildRun(owner, child, generation, handle)
       child.ctx = ctx
       const run: CurrentRun["Type"] = { name: child.fullName, attempt: child.launches - 1 }
-      const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        effect.pipe(
-          Effect.provideService(Children, handle),
-          Effect.provideService(CurrentRun, run),
-          Effect.annotateLogs("worker", child.fullName),
-          Effect.provide(child.context)
-        )
       const body = child.worker.body
       if (body._tag === "Timer") {
+        // The run reports its own end (`ctx.ended`).
         return Effect.map(Effect.runtime<never>(), (base) => {
+          if (forked === undefined || forkedFrom !== base.fiberRefs) {
+            forkedFrom = base.fiberRefs
+            forked = FiberRefs.forkAs(base.fiberRefs, annotator)
+          }
           registry.starting = starting
           try {
-            return body.launch(ctx, runtimeFor(base, child, handle, run), handle.close)
+            return body.launch(ctx, runtimeFor(base, forked, child, handle, run))
           } finally {
             registry.starting = undefined
           }
@@ -274,16 +312,24 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         Effect.withSpan("nightshift.worker.run", {
           captureStackTrace: false,
           attributes: { "nightshift.worker": child.fullName, "nightshift.worker.kind": child.worker.kind }
-        })
+        }),
+        Effect.provideService(Children, handle),
+        Effect.provideService(CurrentRun, run),
+        Effect.annotateLogs("worker", child.fullName),
+        Effect.provide(child.context)
       )
-      return Effect.map(Effect.forkDaemon(wrap(program)), fiberRun)
+      return Effect.map(Effect.forkDaemon(program), (fiber) => {
+        const run = fiberRun(fiber)
+        run.observe((exit) => ctx.ended(exit))
+        return run
+      })
     }
 
     const launch = (child: Child): Effect.Effect<void> =>
       Effect.suspend(() => {
         const generation = ++child.generation
         const cell = child.node.cell
-        const now = ticker.now()
+        const now = registry.stamp(ticker.now())
         if (child.launches++ > 0) {
           cell.restarts++
           child.restartCounter ??= Metric.tagged(Metrics.restarts, "worker", child.fullName)
@@ -299,9 +345,8 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         }
         registry.changed(cell)
         registry.running(1)
-        return Effect.flatMap(start(child), (run) => {
+        return Effect.flatMap(start(child, generation), (run) => {
           child.run = run
-          run.observe((exit) => offer({ _tag: "Exit", child, generation, exit }))
           return child.worker.kind === "crew" ? started(child.ctx!, run) : Effect.void
         })
       })
@@ -322,7 +367,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
       )
     }
 
-    /** Record how a run ended; returns the failure cause, if it failed. */
+    /** Record how a run ended (at cell time `now`); returns the failure cause, if it failed. */
     const recordExit = (child: Child, exit: Exit.Exit<void, unknown>, now: number) => {
       const { cell } = child.node
       const cause: Cause.Cause<unknown> | undefined =
@@ -356,7 +401,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         const { cell } = child.node
         const policy = child.worker.policy
         const now = ticker.now()
-        const failed = recordExit(child, exit, now) !== undefined
+        const failed = recordExit(child, exit, registry.stamp(now)) !== undefined
         if (!(policy.restart === "permanent" || (policy.restart === "transient" && failed))) {
           cell.state = failed ? "failed" : "stopped"
           registry.changed(cell)
@@ -373,14 +418,14 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         }
         recent.push(now)
         child.restartTimes = recent
-        if (now - child.startedAt >= windowMs) child.backoffState = policy.backoff.initial
+        if (registry.stamp(now) - child.startedAt >= windowMs) child.backoffState = policy.backoff.initial
         return Effect.map(policy.backoff.step(now, undefined, child.backoffState), ([state, , decision]) => {
           child.backoffState = state
           if (ScheduleDecision.isDone(decision)) return giveUp(child, "used up its backoff schedule")
           // A whole epoch millisecond (a jittered backoff is fractional), never earlier than the decision.
           const at = Math.ceil(Math.max(now, Intervals.start(decision.intervals)))
           cell.state = "backing off"
-          cell.nextRestartAt = at
+          cell.nextRestartAt = registry.stamp(at)
           registry.changed(cell)
           child.backoffEntry ??= ticker.entry(() =>
             offer({ _tag: "Due", child, generation: child.generation })

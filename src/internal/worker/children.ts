@@ -20,7 +20,9 @@ export class ChildrenHandle implements ChildrenService {
     private readonly prefix: string,
     private readonly registry: Registry.Registry,
     private readonly makeSet: MakeSet,
-    private readonly escalate: (error: CrewFailed) => void
+    /** Shared by the handles of one child set (no closure per handle); called with `token`. */
+    private readonly escalateFrom: (token: any, error: CrewFailed) => void,
+    private readonly token: any
   ) {}
 
   private acquire(): Effect.Effect<ChildSet> {
@@ -31,7 +33,7 @@ export class ChildrenHandle implements ChildrenService {
             this.makeSet({
               prefix: this.prefix,
               registry: this.registry,
-              escalate: this.escalate,
+              escalate: (error) => this.escalateFrom(this.token, error),
               forgetOnClose: true
             }),
             (set) => {

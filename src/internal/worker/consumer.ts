@@ -18,7 +18,7 @@ const tracked = <X, E, R>(ctx: RunContext, handle: (x: X) => Effect.Effect<unkno
     Effect.suspend(() => {
       inflight++
       cell.state = "running"
-      cell.lastStartAt = registry.ticker.now()
+      cell.lastStartAt = registry.stamp(registry.ticker.now())
       cell.runs++
       registry.changed(cell)
       return handle(x)
@@ -26,7 +26,7 @@ const tracked = <X, E, R>(ctx: RunContext, handle: (x: X) => Effect.Effect<unkno
       Effect.onExit((exit) =>
         Effect.sync(() => {
           inflight--
-          const now = registry.ticker.now()
+          const now = registry.stamp(registry.ticker.now())
           if (inflight === 0) cell.state = "idle"
           if (Exit.isSuccess(exit)) {
             cell.lastFinishAt = cell.lastSuccessAt = now

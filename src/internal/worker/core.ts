@@ -47,8 +47,10 @@ export type TickOutcome = typeof TickOutcome.Type
  */
 export interface Mailbox {
   active: boolean
-  readonly forced: Array<(outcome: TickOutcome) => void>
-  waiter: (() => void) | undefined
+  /** Made on the first request (most workers are never forced). */
+  forced: Array<(outcome: TickOutcome) => void> | undefined
+  /** The run to wake when a request arrives. */
+  waiter: { readonly kick: () => void } | undefined
 }
 
 /** The service a running worker uses to manage its own child workers. */
@@ -89,6 +91,8 @@ export type Provided = Children | CurrentRun
 
 /** What the runtime hands to a worker's program for one run. */
 export interface RunContext {
+  /** Tell the supervisor that the run ended (what a timer-driven run calls once it has finished). */
+  readonly ended: (exit: Exit.Exit<void, unknown>) => void
   /** Set when the program already recorded the failure that ends the run (a consumer's item). */
   failureRecorded: boolean
   /** A crew calls this once its static children are started; its parent waits for it before starting the next sibling. */
@@ -101,6 +105,8 @@ export interface RunContext {
   readonly children: ChildrenService & {
     /** Start several children in order, in one request (a crew's static children). */
     readonly addAll: (workers: ReadonlyArray<Worker<any, any>>) => Effect.Effect<void, DuplicateWorker>
+    /** Stop the children (if any were started); run when the run ends. */
+    readonly close: Effect.Effect<void>
   }
 }
 
@@ -119,11 +125,12 @@ export type Body<E, R> =
   | { readonly _tag: "Fiber"; readonly run: (context: RunContext) => Effect.Effect<void, E, R> }
   | {
       readonly _tag: "Timer"
-      readonly launch: (
-        context: RunContext,
-        runtime: Runtime.Runtime<any>,
-        closeChildren: Effect.Effect<void>
-      ) => Run
+      /**
+       * Start a run in `runtime` (the worker's services and log annotations);
+       * the run calls `context.ended` once it has finished, and closes
+       * `context.children` itself.
+       */
+      readonly launch: (context: RunContext, runtime: Runtime.Runtime<any>) => Run
     }
 
 /** A worker: a named program plus how it runs and is supervised. */
@@ -143,13 +150,23 @@ export interface Worker<out E = unknown, out R = never> extends Pipeable {
 /** A worker name must be non-empty and must not contain `/` (it separates nested names). */
 export const validName = (name: string): boolean => name.length > 0 && !name.includes("/")
 
-const proto = {
-  [TypeId]: { _E: (_: never) => _, _R: (_: never) => _ },
+/** A worker value: a class, so its six fields sit in the object itself (a worker per job type, or ten thousand). */
+class WorkerImpl<E, R> implements Worker<E, R> {
+  declare readonly [TypeId]: { readonly _E: Types.Covariant<E>; readonly _R: Types.Covariant<R> }
+  constructor(
+    readonly name: string,
+    readonly kind: WorkerStatus.Kind,
+    readonly policy: Policy,
+    readonly schedule: string | undefined,
+    readonly workers: ReadonlyArray<Worker<any, any>>,
+    readonly body: Body<E, R>
+  ) {}
   pipe() {
     // biome-ignore lint/complexity/noArguments: pipeArguments takes the call's arguments object
     return pipeArguments(this, arguments)
   }
 }
+Object.defineProperty(WorkerImpl.prototype, TypeId, { value: { _E: (_: never) => _, _R: (_: never) => _ } })
 
 const noWorkers: ReadonlyArray<Worker<any, any>> = []
 
@@ -168,14 +185,14 @@ export const make = <E, R>(fields: {
       message: `worker name ${JSON.stringify(fields.name)} must be non-empty and contain no "/" (it separates nested names)`
     })
   }
-  return Object.assign(Object.create(proto), {
-    name: fields.name,
-    kind: fields.kind,
-    policy: fields.policy,
-    schedule: fields.schedule,
-    workers: fields.workers ?? noWorkers,
-    body: fields.body
-  })
+  return new WorkerImpl(
+    fields.name,
+    fields.kind,
+    fields.policy,
+    fields.schedule,
+    fields.workers ?? noWorkers,
+    fields.body
+  )
 }
 
 /** Supervision options common to every worker constructor. */

@@ -16,7 +16,7 @@ import * as Intervals from "effect/ScheduleIntervals"
 import * as Lock from "../../Lock.js"
 import { nativeTracer } from "../tracing.js"
 import type * as Batch from "./batch.js"
-import type { Mailbox, Run, RunContext, TickOutcome } from "./core.js"
+import type { Body, Mailbox, Run, RunContext, TickOutcome } from "./core.js"
 import * as Metrics from "./metrics.js"
 import * as Registry from "./registry.js"
 import type * as Ticker from "./ticker.js"
@@ -38,6 +38,41 @@ export interface Spec<E, R> {
   readonly tick: Effect.Effect<unknown, E, R>
 }
 
+/**
+ * The body of a periodic worker (`Body`, `_tag: "Timer"`): its resolved
+ * spec, and `launch` on the prototype, so a worker value costs one object
+ * and no closure.
+ */
+class PeriodicBody<E, R> implements Spec<E, R> {
+  readonly _tag = "Timer"
+  readonly schedule: Schedule.Schedule<unknown, unknown> | undefined
+  readonly interval: number | undefined
+  readonly initialJitter: number
+  readonly runOnStart: boolean
+  readonly startup: Effect.Effect<unknown, unknown, R> | undefined
+  readonly shouldRun: Effect.Effect<boolean, never, R> | undefined
+  readonly timeout: Duration.Duration | undefined
+  readonly onError: ((cause: Cause.Cause<E>) => Effect.Effect<unknown, never, R>) | undefined
+  readonly singleton: boolean
+  readonly tick: Effect.Effect<unknown, E, R>
+  constructor(spec: Spec<E, R>) {
+    this.schedule = spec.schedule
+    this.interval = spec.interval
+    this.initialJitter = spec.initialJitter
+    this.runOnStart = spec.runOnStart
+    this.startup = spec.startup
+    this.shouldRun = spec.shouldRun
+    this.timeout = spec.timeout
+    this.onError = spec.onError
+    this.singleton = spec.singleton
+    this.tick = spec.tick
+  }
+  /** Start a periodic run in `runtime` (which carries the worker's services and log annotations). */
+  launch(ctx: RunContext, runtime: Runtime.Runtime<any>): Run {
+    return new PeriodicRun<E, R>(ctx, this, runtime).start()
+  }
+}
+
 class TickTimeout {
   readonly _tag = "TickTimeout"
 }
@@ -55,20 +90,24 @@ export const force = (box: Mailbox): Effect.Effect<TickOutcome> =>
   Effect.async<TickOutcome>((resume) => {
     if (!box.active) return resume(Effect.succeed(notRunning))
     const reply = (outcome: TickOutcome) => resume(Effect.succeed(outcome))
-    box.forced.push(reply)
-    box.waiter?.()
+    ;(box.forced ??= []).push(reply)
+    box.waiter?.kick()
     return Effect.sync(() => {
-      const i = box.forced.indexOf(reply)
-      if (i >= 0) box.forced.splice(i, 1)
+      const i = box.forced?.indexOf(reply) ?? -1
+      if (i >= 0) box.forced!.splice(i, 1)
     })
   })
 
-const classify = (exit: Exit.Exit<unknown, unknown>, singleton: boolean): TickOutcome => {
-  if (Exit.isSuccess(exit)) {
-    if (exit.value === gated) return gated
-    return singleton && Option.isNone(exit.value as Option.Option<unknown>) ? locked : success
+/** The outcome of a tick that failed with `cause`, or (no cause) succeeded with `value`. */
+const classify = (
+  cause: Cause.Cause<unknown> | undefined,
+  value: unknown,
+  singleton: boolean
+): TickOutcome => {
+  if (cause === undefined) {
+    if (value === gated) return gated
+    return singleton && Option.isNone(value as Option.Option<unknown>) ? locked : success
   }
-  const cause = exit.cause
   if (Cause.isInterruptedOnly(cause)) return interrupted
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure) && failure.value instanceof TickTimeout) return timedOut
@@ -76,6 +115,7 @@ const classify = (exit: Exit.Exit<unknown, unknown>, singleton: boolean): TickOu
 }
 
 const tickLabels = Metrics.tickLabels
+const noLabels: ReadonlyArray<never> = []
 
 /** What the fiber in flight runs: a bare tick, a tick then a schedule step, or only a step. */
 type Job = "tick" | "tick-step" | "step"
@@ -88,38 +128,43 @@ type Job = "tick" | "tick-step" | "step"
  * start, after an overrun) and the startup run in a short-lived fiber of
  * their own, started on the spot. The schedule is stepped when a tick ends,
  * so ticks never overlap; forced ticks queue behind a tick in flight.
+ *
+ * Ten thousand of these stay alive for as long as their workers run, so the
+ * object keeps only what a tick needs: no closures of its own (the mailbox
+ * wakes it through `kick`, the supervisor learns of its end through
+ * `ctx.ended`), and its rarely used effects are built on first use.
  */
 class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   bucket: Ticker.Bucket | undefined = undefined
   slot = 0
+  /** The fiber refs of a tick (`Batch.Item`): the runtime's, with the runtime's context as the current context. */
   readonly refs: FiberRefs.FiberRefs
   private state: unknown
   /** The instant the first schedule step is taken from when it runs ahead of time (the end of the initial jitter). */
-  private stepFrom: number | undefined
+  private stepFrom: number | undefined = undefined
   private pendingDue = false
   private stopping = false
   private finished = false
+  /** When the job in flight started, as a cell time (`Registry.stamp`). */
   private tickStart = 0
   /** A tick (or step) is running; set before its fiber starts, which may run synchronously and force a tick. */
   private busy = false
-  private inFlight: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  private inFlight: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
   private job: Job = "tick"
   /** The reply of the forced tick in flight, if it is one. */
-  private reply: ((outcome: TickOutcome) => void) | undefined
-  private result: Exit.Exit<void, unknown> | undefined
-  private observers: Array<(exit: Exit.Exit<void, unknown>) => void> | undefined
-  private readonly now: () => number
+  private reply: ((outcome: TickOutcome) => void) | undefined = undefined
+  private result: Exit.Exit<void, unknown> | undefined = undefined
+  /** Who else waits for the end (`observe`), besides the supervisor (`ctx.ended`); rarely anyone. */
+  private observers: Array<(exit: Exit.Exit<void, unknown>) => void> | undefined = undefined
   /** Gate, lock and timeout around the user's tick; marks the start itself when gated or locked. */
   private readonly body: Effect.Effect<unknown, unknown, R>
-  private readonly marksStart: boolean
-  private next_: Effect.Effect<boolean> | undefined
-  private stepped_: Effect.Effect<boolean, never, R> | undefined
+  private next_: Effect.Effect<boolean> | undefined = undefined
+  private stepped_: Effect.Effect<boolean, never, R> | undefined = undefined
 
   constructor(
     private readonly ctx: RunContext,
-    private readonly spec: Spec<E, R>,
-    readonly runtime: Runtime.Runtime<R>,
-    private readonly closeChildren: Effect.Effect<void>
+    private readonly spec: PeriodicBody<E, R>,
+    readonly runtime: Runtime.Runtime<R>
   ) {
     this.refs =
       FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentContext) === runtime.context
@@ -130,9 +175,16 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
             value: runtime.context as Context.Context<never>
           })
     this.state = spec.schedule?.initial
-    this.now = ctx.registry.ticker.now
-    this.marksStart = spec.shouldRun !== undefined || spec.singleton
     this.body = this.makeBody()
+  }
+
+  private now(): number {
+    return this.ctx.registry.ticker.now()
+  }
+
+  /** Whether the start is marked inside the body (after the gate and the lock) rather than before it. */
+  private get marksStart(): boolean {
+    return this.spec.shouldRun !== undefined || this.spec.singleton
   }
 
   /** Step the schedule (never used for plain intervals). */
@@ -144,7 +196,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   /** A scheduled tick of a `Schedule`-driven worker: the tick, then the step, in one fiber. */
   private get stepped(): Effect.Effect<boolean, never, R> {
     this.stepped_ ??= Effect.flatMap(Effect.exit(this.body), (exit) => {
-      this.settle(exit)
+      this.settleExit(exit)
       return this.next
     })
     return this.stepped_
@@ -192,8 +244,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
       const guarded = body
       body = Effect.flatMap(spec.shouldRun, (ok) => (ok ? guarded : Effect.succeed(gated)))
     }
-    const traced = Runtime.runSync(runtime)(Effect.tracer) !== nativeTracer
-    return traced
+    return Runtime.runSync(runtime)(Effect.tracer) !== nativeTracer
       ? Effect.withSpan(body, "nightshift.worker.tick", {
           root: true,
           captureStackTrace: false,
@@ -202,15 +253,24 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
       : body
   }
 
-  /** Classify and record a finished tick; a failure is logged and handed to `onError` in a fiber of its own. */
-  private settle(exit: Exit.Exit<unknown, unknown>, end = this.now()): TickOutcome {
-    const outcome = classify(exit, this.spec.singleton)
-    record(this.ctx.cell, outcome, this.tickStart, end)
-    if (outcome._tag === "failure" || outcome._tag === "timeout") this.report(outcome, exit)
+  /**
+   * Classify and record a finished tick (that ended at the epoch millisecond
+   * `end`); a failure is logged and handed to `onError` in a fiber of its own.
+   */
+  private settle(cause: Cause.Cause<unknown> | undefined, value: unknown, end: number): TickOutcome {
+    const outcome = classify(cause, value, this.spec.singleton)
+    record(this.ctx.cell, outcome, this.tickStart, this.ctx.registry.stamp(end))
+    if (outcome._tag === "failure" || outcome._tag === "timeout") this.report(outcome, cause!)
     return outcome
   }
 
-  private report(outcome: TickOutcome, exit: Exit.Exit<unknown, unknown>): void {
+  private settleExit(exit: Exit.Exit<unknown, unknown>): TickOutcome {
+    return Exit.isSuccess(exit)
+      ? this.settle(undefined, exit.value, this.now())
+      : this.settle(exit.cause, undefined, this.now())
+  }
+
+  private report(outcome: TickOutcome, failure: Cause.Cause<unknown>): void {
     const { spec, ctx } = this
     const cause: Cause.Cause<E> =
       outcome._tag === "timeout"
@@ -219,7 +279,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
               `tick of "${ctx.name}" timed out after ${Duration.format(spec.timeout ?? 0)}`
             )
           )
-        : (exit as Exit.Failure<unknown, E>).cause
+        : (failure as Cause.Cause<E>)
     const log = Effect.logWarning(`tick of "${ctx.name}" failed`, cause)
     this.fork(
       spec.onError === undefined
@@ -248,7 +308,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   start(): this {
     const { mailbox: box } = this.ctx
     box.active = true
-    box.waiter = () => this.kick()
+    box.waiter = this
     const startup = this.spec.startup
     if (startup === undefined) {
       this.begin()
@@ -298,7 +358,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
       if (jitter === 0 && registry.starting !== undefined) {
         // One of many workers started together: armed with them once they have all started (`later`).
         registry.starting.push(this)
-        cell.nextTickAt = from + spec.interval
+        cell.nextTickAt = registry.stamp(from + spec.interval)
       } else {
         this.arm(from + spec.interval)
       }
@@ -322,17 +382,18 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   private arm(instant: number): void {
     const { cell, registry } = this.ctx
     const at = Math.ceil(instant)
-    cell.nextTickAt = at
+    cell.nextTickAt = registry.stamp(at)
     registry.changed(cell)
     registry.ticker.arm(this, at)
   }
 
-  private kick(): void {
+  /** A forced tick was asked for (the mailbox's waiter). */
+  kick(): void {
     if (!this.busy && this.result === undefined && !this.stopping) this.drainForced()
   }
 
   private drainForced(): void {
-    const reply = this.ctx.mailbox.forced.shift()
+    const reply = this.ctx.mailbox.forced?.shift()
     if (reply !== undefined) this.exec("tick", reply)
   }
 
@@ -347,13 +408,15 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
     }
     const fiber = this.fork(this.startJob())
     this.inFlight = fiber
-    fiber.addObserver((exit) => this.onEnd(exit))
+    fiber.addObserver((exit) =>
+      Exit.isSuccess(exit) ? this.onEnd(undefined, exit.value) : this.onEnd(exit.cause, undefined)
+    )
   }
 
   /** Stamp the start of the job and return its program. */
   private startJob(): Effect.Effect<unknown, unknown, R> {
     const job = this.job
-    this.tickStart = this.now()
+    this.tickStart = this.ctx.registry.stamp(this.now())
     if (job !== "step" && !this.marksStart) this.markStart()
     return job === "tick" ? this.body : job === "tick-step" ? this.stepped : this.next
   }
@@ -367,32 +430,33 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   }
 
   /** The batched tick ended (`Batch.Item`). */
-  done(exit: Exit.Exit<unknown, unknown>): void {
-    this.onEnd(exit)
+  done(cause: Cause.Cause<unknown> | undefined, value: unknown): void {
+    this.onEnd(cause, value)
   }
 
-  private onEnd(exit: Exit.Exit<unknown, unknown>): void {
+  /** The job in flight ended: failed with `cause`, or (no cause) succeeded with `value`. */
+  private onEnd(cause: Cause.Cause<unknown> | undefined, value: unknown): void {
     this.busy = false
     this.inFlight = undefined
     const { job, reply } = this
     this.reply = undefined
     if (job === "tick") {
       const end = this.now()
-      const outcome = this.settle(exit, end)
+      const outcome = this.settle(cause, value, end)
       if (reply !== undefined) {
         reply(outcome)
         this.ctx.registry.changed(this.ctx.cell)
       } else if (!this.stopping && !this.ctx.registry.batch.afterRun(this)) {
         this.arm(end + this.spec.interval!)
       }
-    } else if (Exit.isFailure(exit) && !this.stopping) {
-      this.end(exit as Exit.Exit<void, unknown>)
-    } else if (Exit.isSuccess(exit) && exit.value === false) {
+    } else if (cause !== undefined && !this.stopping) {
+      this.end(Exit.failCause(cause))
+    } else if (cause === undefined && value === false) {
       this.end(Exit.void)
     }
     if (this.result !== undefined) return
     if (this.stopping) this.end(Exit.interrupt(FiberId.none))
-    else if (this.ctx.mailbox.forced.length > 0) this.drainForced()
+    else if ((this.ctx.mailbox.forced?.length ?? 0) > 0) this.drainForced()
     else if (this.pendingDue) {
       this.pendingDue = false
       this.due()
@@ -419,17 +483,21 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   private end(exit: Exit.Exit<void, unknown>): void {
     if (this.result !== undefined) return
     this.result = exit
-    const { mailbox: box, cell, registry } = this.ctx
+    const { ctx } = this
+    const { mailbox: box, cell, registry } = ctx
     registry.ticker.disarm(this)
     box.active = false
     box.waiter = undefined
-    for (const reply of box.forced.splice(0)) reply(stopped)
+    const forced = box.forced
+    box.forced = undefined
+    if (forced !== undefined) for (const reply of forced) reply(stopped)
     cell.nextTickAt = Registry.never
-    this.fork(this.closeChildren).addObserver(() => {
+    this.fork(ctx.children.close).addObserver(() => {
       this.finished = true
-      const observers = this.observers ?? []
+      const observers = this.observers
       this.observers = undefined
-      for (const observer of observers) observer(exit)
+      ctx.ended(exit)
+      if (observers !== undefined) for (const observer of observers) observer(exit)
     })
   }
 
@@ -439,7 +507,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
   }
 }
 
-/** Record a finished tick in the status cell and metrics (no publish). */
+/** Record a finished tick in the status cell and metrics (no publish); `start` and `end` are cell times. */
 const record = (cell: RunContext["cell"], outcome: TickOutcome, start: number, end: number) => {
   cell.state = "idle"
   Metrics.ticks.unsafeUpdate(1, tickLabels[outcome._tag])
@@ -448,7 +516,7 @@ const record = (cell: RunContext["cell"], outcome: TickOutcome, start: number, e
     return
   }
   cell.lastFinishAt = end
-  Metrics.tickDuration.unsafeUpdate((end - start) / 1000, [])
+  Metrics.tickDuration.unsafeUpdate((end - start) / 1000, noLabels)
   switch (outcome._tag) {
     case "success":
       cell.successes++
@@ -464,8 +532,5 @@ const record = (cell: RunContext["cell"], outcome: TickOutcome, start: number, e
   }
 }
 
-/** Start a periodic run in `runtime` (which carries the worker's services and log annotations). */
-export const launch =
-  <E, R>(spec: Spec<E, R>) =>
-  (ctx: RunContext, runtime: Runtime.Runtime<R>, closeChildren: Effect.Effect<void>): Run =>
-    new PeriodicRun(ctx, spec, runtime, closeChildren).start()
+/** The body of a periodic worker following `spec`. */
+export const body = <E, R>(spec: Spec<E, R>): Body<E, R> => new PeriodicBody(spec)

@@ -21,21 +21,25 @@ type Times =
 /**
  * The mutable status of one worker. Writers change fields and then call
  * `changed()`, which publishes a snapshot only when someone subscribes.
- * Times are numbers with `NaN` for "never" (shown as `null`): a field that
- * only ever holds doubles is updated in place, where a `number | null` field
- * would allocate a fresh heap number on every tick.
+ *
+ * Times are milliseconds since the registry's `base` (`Registry.stamp`), or
+ * `null` for "never"; `copy` adds `base` back. An epoch millisecond is a
+ * double, and a field holding one either keeps a boxed number per cell (a
+ * double field) or allocates a fresh box on every write (a field that also
+ * holds `null`); a time since `base` is a small integer for 24 days, stored
+ * in the field itself. (After that, writes box again: slower, still exact.)
  */
 export interface Cell extends Mutable<Omit<WorkerStatus.WorkerStatus, Times>> {
-  nextTickAt: number
-  nextRestartAt: number
-  lastStartAt: number
-  lastFinishAt: number
-  lastSuccessAt: number
-  lastFailureAt: number
+  nextTickAt: number | null
+  nextRestartAt: number | null
+  lastStartAt: number | null
+  lastFinishAt: number | null
+  lastSuccessAt: number | null
+  lastFailureAt: number | null
 }
 
 /** "Never", for a time field of a cell. */
-export const never = Number.NaN
+export const never = null
 
 /** Whoever supervises a node and can restart (and, unless it is the top, remove) it by its short name. */
 export interface Owner {
@@ -43,18 +47,26 @@ export interface Owner {
   readonly remove?: ((name: string) => Effect.Effect<void, WorkerNotFound>) | undefined
 }
 
-/** What the registry keeps per full name, across runs and re-adds. */
-export interface Node {
-  readonly cell: Cell
-  /** Forced-tick requests; only periodic workers have their own. */
-  readonly mailbox: Mailbox
-  owner: Owner | undefined
-  /** The short name under the owner. */
-  key: string
+/**
+ * What the registry keeps per full name, across runs and re-adds. It is its
+ * own mailbox for forced-tick requests (one object less per worker); only a
+ * periodic run ever makes it active.
+ */
+export class Node implements Mailbox {
+  active = false
+  forced: Mailbox["forced"] = undefined
+  waiter: Mailbox["waiter"] = undefined
+  owner: Owner | undefined = undefined
+  constructor(
+    readonly cell: Cell,
+    /** The short name under the owner. */
+    public key: string
+  ) {}
+  /** Forced-tick requests. */
+  get mailbox(): Mailbox {
+    return this
+  }
 }
-
-/** The mailbox of workers that cannot be ticked: never active. */
-const inert: Mailbox = { active: false, forced: [], waiter: undefined }
 
 /** Find the node of a full name (kept when the kind matches, so counts survive re-adds) or make one. */
 export const node = (
@@ -70,8 +82,7 @@ export const node = (
     existing.cell.schedule = schedule
     return existing
   }
-  const mailbox: Mailbox = kind === "periodic" ? { active: false, forced: [], waiter: undefined } : inert
-  const fresh: Node = { cell: blank(name, kind, restart, schedule), mailbox, owner: undefined, key: name }
+  const fresh = new Node(blank(name, kind, restart, schedule), name)
   registry.nodes.set(name, fresh)
   return fresh
 }
@@ -90,6 +101,10 @@ export interface Registry {
   readonly snapshot: () => ReadonlyArray<WorkerStatus.WorkerStatus>
   readonly changes: Stream.Stream<WorkerStatus.WorkerStatus>
   readonly running: (delta: number) => void
+  /** The cell time of the epoch millisecond `at` (of `ticker.now()`): milliseconds since the registry's base. */
+  readonly stamp: (at: number) => number
+  /** The JSON-ready status record of a cell. */
+  readonly copy: (cell: Cell) => WorkerStatus.WorkerStatus
   /**
    * Set by a child set while it launches a worker of a start request: plain
    * interval workers then arm their first tick when the whole request has
@@ -126,18 +141,21 @@ export const blank = (
   restarts: 0
 })
 
-const time = (t: number) => (Number.isNaN(t) ? null : t)
+/** The JSON-ready status record of a cell whose times count from `base`. */
+const copyFrom = (cell: Cell, base: number): WorkerStatus.WorkerStatus => {
+  const time = (t: number | null) => (t === null ? null : t + base)
+  return {
+    ...cell,
+    nextTickAt: time(cell.nextTickAt),
+    nextRestartAt: time(cell.nextRestartAt),
+    lastStartAt: time(cell.lastStartAt),
+    lastFinishAt: time(cell.lastFinishAt),
+    lastSuccessAt: time(cell.lastSuccessAt),
+    lastFailureAt: time(cell.lastFailureAt)
+  }
+}
 
-/** The JSON-ready status record of a cell. */
-export const copy = (cell: Cell): WorkerStatus.WorkerStatus => ({
-  ...cell,
-  nextTickAt: time(cell.nextTickAt),
-  nextRestartAt: time(cell.nextRestartAt),
-  lastStartAt: time(cell.lastStartAt),
-  lastFinishAt: time(cell.lastFinishAt),
-  lastSuccessAt: time(cell.lastSuccessAt),
-  lastFailureAt: time(cell.lastFailureAt)
-})
+const noLabels: ReadonlyArray<never> = []
 
 /** A registry for a tree started in the current scope. */
 export const make = (capacity = 4096): Effect.Effect<Registry, never, Scope.Scope> =>
@@ -148,6 +166,9 @@ export const make = (capacity = 4096): Effect.Effect<Registry, never, Scope.Scop
       PubSub.shutdown
     )
     const nodes = new Map<string, Node>()
+    // Whole milliseconds, so a time since it is exact both ways (`t - base + base === t`).
+    const base = Math.floor(ticker.now())
+    const copy = (cell: Cell) => copyFrom(cell, base)
     let subscribers = 0
     let running = 0
     const subscribe = Effect.acquireRelease(
@@ -165,8 +186,10 @@ export const make = (capacity = 4096): Effect.Effect<Registry, never, Scope.Scop
       changes: Stream.unwrapScoped(Effect.map(subscribe, (queue) => Stream.fromQueue(queue))),
       running: (delta) => {
         running += delta
-        Metrics.running.unsafeUpdate(running, [])
+        Metrics.running.unsafeUpdate(running, noLabels)
       },
+      stamp: (at) => at - base,
+      copy,
       starting: undefined
     }
   })
