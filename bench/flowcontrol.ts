@@ -48,7 +48,6 @@ import { type DriverName, now } from "./lib/protocol.js"
 import { evaluate, type Target, targetJson, targetsTable } from "./lib/report.js"
 import { Results } from "./lib/results.js"
 import { percentile, type Summary } from "./lib/stats.js"
-import type { Integrity } from "./lib/workloads.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const rootDir = dirname(benchDir)
@@ -123,11 +122,6 @@ const until = async (test: () => boolean | Promise<boolean>, timeoutMs: number, 
   return true
 }
 
-const firstLine = (e: unknown) =>
-  String(e instanceof Error ? e.message : e)
-    .split("\n")[0]!
-    .slice(0, 300)
-
 /** Run `body` with an owner child that set up a fresh namespace; `spawn` adds worker processes (memory: the owner itself). */
 const withOwner = async <A>(
   engine: Engine,
@@ -169,31 +163,7 @@ const duplicatesOf = (reports: ReadonlyArray<FlowReport>, from: number, to: numb
   return { duplicates, lost }
 }
 
-const describe = (values: Record<string, number>, integrity: Integrity | undefined) =>
-  [
-    ...Object.entries(values).map(
-      ([k, v]) => `${k} ${Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(2)}`
-    ),
-    ...(integrity ? [`dup ${integrity.duplicates}`, `lost ${integrity.lost}`] : [])
-  ].join(", ")
-
-const measure = async (
-  workload: string,
-  contestant: string,
-  round: number,
-  body: () => Promise<{ values: Record<string, number>; integrity?: Integrity }>
-) => {
-  const t0 = now()
-  try {
-    const { values, integrity } = await body()
-    results.add({ workload, contestant, round, values, integrity })
-    console.error(`[round ${round}] ${workload} ${contestant}: ${describe(values, integrity)}`)
-  } catch (error) {
-    results.add({ workload, contestant, round, values: {}, error: firstLine(error) })
-    console.error(`[round ${round}] ${workload} ${contestant}: FAILED ${firstLine(error)}`)
-  }
-  console.error(`    (${((now() - t0) / 1000).toFixed(1)} s)`)
-}
+const measure = results.measure.bind(results)
 
 // ---------------------------------------------------------------------------------------------
 // 1. Drain

@@ -125,37 +125,7 @@ const ctx: { entry: string; readonly spec: Context["spec"] } = {
   })
 }
 
-const firstLine = (e: unknown) =>
-  String(e instanceof Error ? e.message : e)
-    .split("\n")[0]!
-    .slice(0, 300)
-
-const describe = (values: Record<string, number>, integrity: Integrity | undefined) =>
-  [
-    ...Object.entries(values).map(
-      ([k, v]) => `${k} ${v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(2)}`
-    ),
-    ...(integrity ? [`dup ${integrity.duplicates}`, `lost ${integrity.lost}`] : [])
-  ].join(", ")
-
-/** Run one measurement and record it (a failure is recorded as such, never thrown). */
-const measure = async (
-  workload: string,
-  contestant: string,
-  round: number,
-  body: () => Promise<{ values: Record<string, number>; integrity?: Integrity }>
-) => {
-  const t0 = now()
-  try {
-    const { values, integrity } = await body()
-    results.add({ workload, contestant, round, values, integrity })
-    console.error(`[round ${round}] ${workload} ${contestant}: ${describe(values, integrity)}`)
-  } catch (error) {
-    results.add({ workload, contestant, round, values: {}, error: firstLine(error) })
-    console.error(`[round ${round}] ${workload} ${contestant}: FAILED ${firstLine(error)}`)
-  }
-  console.error(`    (${((now() - t0) / 1000).toFixed(1)} s)`)
-}
+const measure = results.measure.bind(results)
 
 const perSecond = (n: number, ms: number) => (n / ms) * 1000
 

@@ -3,6 +3,7 @@
  * round, and the summaries and paired ratios drawn from them.
  */
 
+import { now } from "./protocol.js"
 import { pairedRatio, type Summary, summarize } from "./stats.js"
 import type { Integrity } from "./workloads.js"
 
@@ -16,12 +17,44 @@ export interface Sample {
   readonly error?: string | undefined
 }
 
+const firstLine = (e: unknown) =>
+  String(e instanceof Error ? e.message : e)
+    .split("\n")[0]!
+    .slice(0, 300)
+
+const describe = (values: Record<string, number>, integrity: Integrity | undefined) =>
+  [
+    ...Object.entries(values).map(
+      ([k, v]) => `${k} ${Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(2)}`
+    ),
+    ...(integrity ? [`dup ${integrity.duplicates}`, `lost ${integrity.lost}`] : [])
+  ].join(", ")
+
 /** All samples of a run. */
 export class Results {
   readonly samples: Array<Sample> = []
 
   add(sample: Sample) {
     this.samples.push(sample)
+  }
+
+  /** Run one measurement and record it, with progress on stderr (a failure is recorded as such, never thrown). */
+  async measure(
+    workload: string,
+    contestant: string,
+    round: number,
+    body: () => Promise<{ values: Record<string, number>; integrity?: Integrity }>
+  ): Promise<void> {
+    const t0 = now()
+    try {
+      const { values, integrity } = await body()
+      this.add({ workload, contestant, round, values, integrity })
+      console.error(`[round ${round}] ${workload} ${contestant}: ${describe(values, integrity)}`)
+    } catch (error) {
+      this.add({ workload, contestant, round, values: {}, error: firstLine(error) })
+      console.error(`[round ${round}] ${workload} ${contestant}: FAILED ${firstLine(error)}`)
+    }
+    console.error(`    (${((now() - t0) / 1000).toFixed(1)} s)`)
   }
 
   private of(workload: string, contestant: string) {
