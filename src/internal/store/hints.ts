@@ -69,10 +69,16 @@ export const make: Effect.Effect<Hints> = Effect.gen(function* () {
           }),
     stream: Stream.unwrapScoped(Effect.map(counted, (dequeue) => Stream.fromQueue(dequeue))),
     subscribers: () => streams + listeners.size,
-    attach: (service) => Object.assign(service, { [listenersKey]: listen }),
+    attach: (service) => hook(service, listen),
     shutdown: PubSub.shutdown(pubsub)
   }
 })
+
+/** Give a store service the synchronous-listener hook (`listenTo` calls `listen`). */
+export const hook = <S extends JobStore.Service>(
+  service: S,
+  listen: (listener: Listener) => Effect.Effect<void, never, Scope.Scope>
+): S => Object.assign(service, { [listenersKey]: listen })
 
 /** Register a synchronous hint listener on `store` for the scope, when the store offers it. */
 export const listenTo = (

@@ -1,0 +1,561 @@
+/**
+ * A job store spread over several stores (shards), each on its own database
+ * or server: past one PostgreSQL's write ceiling with ordinary servers.
+ *
+ * - **Placement.** An enqueued job goes to one shard, chosen by rendezvous
+ *   hashing of its shard key: its partition key when it has one, else its
+ *   kind and dedupe key, else its queue. The same key always lands on the
+ *   same shard, on every node and across restarts. A cron slot is recorded on
+ *   the shard its name hashes to, so it still enqueues once.
+ * - **Ids** carry their shard (a shard's own id × 256 + the shard number), so
+ *   `get`, `cancel`, `retry`, heartbeats and settles go straight to it.
+ * - **Claims** take turns over the shards (each claim starts one shard further
+ *   on and fills up from the next ones), so no shard starves. A shard that
+ *   fails is skipped for a short backoff while the others keep working; its
+ *   jobs wait for it. `shardHealth` says which shard is unreachable.
+ * - **Reads** (`list`, `counts`, `flowState`) merge every shard's answer;
+ *   `pause`, `resume` and `declareLimits` apply to every shard; `rescue` and
+ *   `prune` run on each shard.
+ *
+ * What a shard does not share with the others: a batch of jobs is atomic
+ * per shard (jobs of one call that land on different shards commit
+ * separately); a dedupe key is unique among jobs with the same partition key
+ * (or none); and flow-control limits hold per shard (a partition key's jobs
+ * are all on one shard, so `perPartition` is exact; `global` and unkeyed
+ * rate limits hold on each shard, so a cluster-wide cap of n over k shards
+ * is declared as n / k).
+ *
+ * @since 0.2.0
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as Route from "./internal/sharded/route.js"
+import { claimOrder, parseId } from "./internal/store/core.js"
+import { listLimit } from "./internal/store/list.js"
+import * as Hints from "./internal/store/hints.js"
+import type * as FlowControl from "./FlowControl.js"
+import * as JobStore from "./JobStore.js"
+
+/**
+ * One shard: a store and its number. The number is the shard's identity:
+ * ids carry it and placement hashes it, so it must never change or be
+ * reused for another database. Numbers run from 0 to 255.
+ *
+ * @since 0.2.0
+ */
+export interface Shard {
+  readonly shard: number
+  readonly store: JobStore.Service
+  /** A name for messages (a host, a database); default `shard <n>`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * A shard's reachability as the sharded store last saw it.
+ *
+ * @since 0.2.0
+ */
+export interface ShardHealth {
+  readonly shard: number
+  readonly name: string
+  readonly reachable: boolean
+  /** The last failure's message, while unreachable. */
+  readonly lastError: string | null
+  /** Epoch ms of the last failure. */
+  readonly lastErrorAt: number | null
+}
+
+/**
+ * A sharded store: the `JobStore` service plus each shard's health.
+ *
+ * @since 0.2.0
+ */
+export interface Service extends JobStore.Service {
+  readonly shardHealth: () => ReadonlyArray<ShardHealth>
+}
+
+/** Backoff before a failed shard is asked again: doubling from 250 ms up to 5 s. */
+const backoffMs = (failures: number) => Math.min(5_000, 250 * 2 ** Math.min(failures - 1, 5))
+
+interface ShardState {
+  readonly shard: number
+  readonly name: string
+  readonly store: JobStore.Service
+  failures: number
+  retryAt: number
+  lastError: string | null
+  lastErrorAt: number | null
+}
+
+const invalid = (message: string) => new JobStore.JobStoreError({ message })
+
+/** Keep, in input order, the answers of per-shard calls made on groups of the input. */
+const byShard = <A>(items: ReadonlyArray<A>, shardOf: (item: A) => number | undefined) => {
+  const groups = new Map<number, Array<number>>()
+  const unplaced: Array<number> = []
+  items.forEach((item, i) => {
+    const shard = shardOf(item)
+    if (shard === undefined) unplaced.push(i)
+    else {
+      const group = groups.get(shard)
+      if (group === undefined) groups.set(shard, [i])
+      else group.push(i)
+    }
+  })
+  return { groups, unplaced }
+}
+
+/**
+ * Build a sharded store over `shards` (at least one; numbers unique, from 0
+ * to 255).
+ *
+ * @since 0.2.0
+ */
+export const make = (
+  shards: ReadonlyArray<Shard>
+): Effect.Effect<Service, JobStore.JobStoreError> =>
+  Effect.suspend(() => {
+    if (shards.length === 0) return Effect.fail(invalid("A sharded store needs at least one shard."))
+    const numbers = new Set<number>()
+    for (const s of shards) {
+      if (!Number.isInteger(s.shard) || s.shard < 0 || s.shard >= Route.shardSlots)
+        return Effect.fail(
+          invalid(`Shard number ${s.shard} is out of range: use a whole number from 0 to ${Route.shardSlots - 1}.`)
+        )
+      if (numbers.has(s.shard))
+        return Effect.fail(invalid(`Shard number ${s.shard} is given twice: every shard needs its own number.`))
+      numbers.add(s.shard)
+    }
+    const store = build(shards)
+    return Effect.as(store.refreshRules, store)
+  })
+
+/** How long placement trusts the rules it last read from the shards. */
+const rulesTtlMs = 5_000
+
+const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules: Effect.Effect<void> } => {
+  const states: ReadonlyArray<ShardState> = shards.map((s) => ({
+    shard: s.shard,
+    name: s.name ?? `shard ${s.shard}`,
+    store: s.store,
+    failures: 0,
+    retryAt: 0,
+    lastError: null,
+    lastErrorAt: null
+  }))
+  const byNumber = new Map(states.map((s) => [s.shard, s]))
+  const numbers = states.map((s) => s.shard)
+  const place = (key: string) => byNumber.get(Route.shardOf(key, numbers))!
+
+  /**
+   * The rules that pin a whole kind or queue to one shard: a `global` limit,
+   * or a rate limit over the whole scope, is only exact when every job it
+   * counts is on one shard. Learnt from `declareLimits` here and from the
+   * shards (every `rulesTtlMs`), so rules declared on another node reach
+   * this node's placement within that time.
+   */
+  const pinned = new Map<string, FlowControl.Rule>()
+  const learn = (rule: FlowControl.Rule) => {
+    const key = `${rule.scope}:${rule.name}`
+    if (rule.global !== null || (rule.rateLimit !== null && !rule.rateByPartition)) pinned.set(key, rule)
+    else pinned.delete(key)
+  }
+  let rulesAt = Number.NEGATIVE_INFINITY
+  /** Read the rules from the first shard that answers (every shard holds the same); no shard, no change. */
+  const refreshRules = Effect.suspend(() => {
+    rulesAt = Date.now()
+    return Effect.firstSuccessOf(states.map((s) => on(s, (store) => store.flowState({ due: false })))).pipe(
+      Effect.map((state) => {
+        pinned.clear()
+        for (const rule of state.rules) learn(rule)
+      }),
+      Effect.ignore
+    )
+  })
+  const placeJob = (job: JobStore.EnqueueInput) =>
+    pinned.has(`queue:${job.queue}`)
+      ? place(`pin:queue:${job.queue}`)
+      : pinned.has(`kind:${job.kind}`)
+        ? place(`pin:kind:${job.kind}`)
+        : place(Route.shardKey(job))
+
+  const up = (s: ShardState) => {
+    s.failures = 0
+    s.lastError = null
+  }
+  const down = (s: ShardState, error: JobStore.JobStoreError) => {
+    s.failures++
+    s.retryAt = Date.now() + backoffMs(s.failures)
+    s.lastError = error.message
+    s.lastErrorAt = Date.now()
+  }
+  /** Run `f` on one shard, recording whether it answered; the error names the shard. */
+  const on = <A>(s: ShardState, f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>) =>
+    f(s.store).pipe(
+      Effect.tapBoth({
+        onFailure: (error) => Effect.sync(() => down(s, error)),
+        onSuccess: () => Effect.sync(() => up(s))
+      }),
+      Effect.mapError(
+        (error) => new JobStore.JobStoreError({ message: `${s.name}: ${error.message}`, cause: error })
+      )
+    )
+  /** Run `f` on every shard at once; fails with the first failure after all have run. */
+  const everywhere = <A>(f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>) =>
+    Effect.flatMap(
+      Effect.all(
+        states.map((s) => Effect.either(on(s, f))),
+        { concurrency: "unbounded" }
+      ),
+      (results) => {
+        const answers: Array<A> = []
+        for (const r of results) {
+          if (r._tag === "Left") return Effect.fail(r.left)
+          answers.push(r.right)
+        }
+        return Effect.succeed(answers)
+      }
+    )
+
+  /** A shard's id as a sharded id. A shard's ids stay far below the bound for any real table. */
+  const toGlobal = (s: ShardState, id: string) => {
+    const g = Route.globalId(s.shard, id)
+    if (g === undefined)
+      throw new RangeError(
+        `${s.name}: job id ${id} is too large to carry its shard number (at most ${Math.floor(Number.MAX_SAFE_INTEGER / Route.shardSlots)})`
+      )
+    return g
+  }
+  const safeGlobal = <A>(f: () => A) =>
+    Effect.try({ try: f, catch: (e) => invalid(e instanceof Error ? e.message : String(e)) })
+  const recordOf = (s: ShardState, job: JobStore.JobRecord): JobStore.JobRecord => ({ ...job, id: toGlobal(s, job.id) })
+  const locate = (id: string) => {
+    const local = Route.localId(id)
+    if (local === undefined) return undefined
+    const s = byNumber.get(local.shard)
+    return s === undefined ? undefined : { state: s, id: local.id }
+  }
+
+  let turn = 0
+
+  const enqueue = (jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
+    Effect.suspend(() => {
+      if (Date.now() - rulesAt > rulesTtlMs) return Effect.zipRight(refreshRules, enqueueNow(jobs))
+      return enqueueNow(jobs)
+    })
+  const enqueueNow = (jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
+    Effect.suspend(() => {
+      const { groups } = byShard(jobs, (job) => placeJob(job).shard)
+      return Effect.flatMap(
+        Effect.all(
+          [...groups].map(([shard, indexes]) => {
+            const s = byNumber.get(shard)!
+            return on(s, (store) => store.enqueue(indexes.map((i) => jobs[i]!))).pipe(
+              Effect.flatMap((results) =>
+                safeGlobal(() => results.map((r, k) => [indexes[k]!, { ...r, id: toGlobal(s, r.id) }] as const))
+              )
+            )
+          }),
+          { concurrency: "unbounded" }
+        ),
+        (parts) => {
+          const out = new Array<JobStore.EnqueueResult>(jobs.length)
+          for (const part of parts) for (const [i, r] of part) out[i] = r
+          return Effect.succeed(out)
+        }
+      )
+    })
+
+  /**
+   * A claim asks every reachable shard at once for a share of `limit` (the
+   * shares start one shard further on each time), then fills what is left
+   * from the shards not yet asked and those that gave their whole share, one
+   * after another. Jobs come back in claim order (priority, run-at, id)
+   * within what was claimed.
+   */
+  const claim = (request: JobStore.ClaimRequest): Effect.Effect<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError> =>
+    Effect.suspend(() => {
+      if (request.limit <= 0) return Effect.succeed([])
+      const start = turn++ % states.length
+      const now = Date.now()
+      const ready = states
+        .map((_, i) => states[(start + i) % states.length]!)
+        .filter((s) => s.failures === 0 || s.retryAt <= now)
+      if (ready.length === 0)
+        return Effect.fail(
+          invalid(`Every shard is unreachable: ${states.map((s) => `${s.name} (${s.lastError ?? "failed"})`).join("; ")}`)
+        )
+      const base = Math.floor(request.limit / ready.length)
+      const extra = request.limit % ready.length
+      const shares = ready.map((_, i) => base + (i < extra ? 1 : 0))
+      const claimed: Array<JobStore.JobRecord> = []
+      let answered = 0
+      let firstError: JobStore.JobStoreError | undefined
+      const ask = (s: ShardState, limit: number) =>
+        on(s, (store) => store.claim({ ...request, limit })).pipe(
+          Effect.match({
+            onFailure: (error) => {
+              firstError ??= error
+              return -1
+            },
+            onSuccess: (jobs) => {
+              answered++
+              for (const job of jobs) claimed.push(recordOf(s, job))
+              return jobs.length
+            }
+          })
+        )
+      return Effect.gen(function* () {
+        const got = yield* Effect.all(
+          ready.map((s, i) => (shares[i]! > 0 ? ask(s, shares[i]!) : Effect.succeed(-2))),
+          { concurrency: "unbounded" }
+        )
+        // Not asked first (their share was 0), then those that may hold more.
+        const again = [
+          ...ready.filter((_, i) => got[i] === -2),
+          ...ready.filter((_, i) => got[i]! > 0 && got[i] === shares[i])
+        ]
+        for (const s of again) {
+          const left = request.limit - claimed.length
+          if (left <= 0) break
+          yield* ask(s, left)
+        }
+        // Every shard asked failed: the claim fails (the runner backs off and reports it).
+        if (answered === 0 && firstError !== undefined) return yield* Effect.fail(firstError)
+        return claimed.sort(claimOrder)
+      })
+    })
+
+  /** Split id-keyed calls by shard, run each shard's part, and answer in input order. */
+  const perShardById = <I extends { readonly id: string }, O extends { readonly id: string }>(
+    items: ReadonlyArray<I>,
+    call: (store: JobStore.Service, items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, JobStore.JobStoreError>,
+    missing: (item: I) => O
+  ) =>
+    Effect.suspend(() => {
+      const located = items.map((item) => locate(item.id))
+      const { groups, unplaced } = byShard(located, (l) => l?.state.shard)
+      return Effect.map(
+        Effect.all(
+          [...groups].map(([shard, indexes]) => {
+            const s = byNumber.get(shard)!
+            const local = indexes.map((i) => ({ ...items[i]!, id: located[i]!.id }))
+            return Effect.map(on(s, (store) => call(store, local)), (answers) =>
+              answers.map((a, k) => [indexes[k]!, { ...a, id: items[indexes[k]!]!.id }] as const)
+            )
+          }),
+          { concurrency: "unbounded" }
+        ),
+        (parts) => {
+          const out = new Array<O>(items.length)
+          for (const part of parts) for (const [i, o] of part) out[i] = o
+          for (const i of unplaced) out[i] = missing(items[i]!)
+          return out
+        }
+      )
+    })
+
+  const list = (filter: JobStore.ListFilter): Effect.Effect<JobStore.ListPage, JobStore.JobStoreError> =>
+    Effect.suspend(() => {
+      const limit = listLimit(filter.limit)
+      let below = Number.POSITIVE_INFINITY
+      if (filter.cursor != null) {
+        const parsed = parseId(filter.cursor)
+        if (parsed === undefined) return Effect.succeed<JobStore.ListPage>({ jobs: [], nextCursor: null })
+        below = parsed
+      }
+      return Effect.map(
+        Effect.all(
+          states.map((s) => {
+            const bound = below === Number.POSITIVE_INFINITY ? null : Route.localBound(s.shard, below)
+            if (bound !== null && bound <= 1)
+              return Effect.succeed({ jobs: [] as ReadonlyArray<JobStore.JobRecord>, more: false })
+            return on(s, (store) =>
+              store.list({ ...filter, limit, cursor: bound === null ? null : String(bound) })
+            ).pipe(
+              Effect.map((page) => ({ jobs: page.jobs.map((job) => recordOf(s, job)), more: page.nextCursor !== null }))
+            )
+          }),
+          { concurrency: "unbounded" }
+        ),
+        (pages) => {
+          const all = pages.flatMap((p) => p.jobs).sort((a, b) => Number(b.id) - Number(a.id))
+          const jobs = all.slice(0, limit)
+          // More remain when a shard's jobs did not all fit, or a shard said it had more.
+          const more = all.length > limit || pages.some((p) => p.more)
+          return { jobs, nextCursor: more && jobs.length > 0 ? jobs[jobs.length - 1]!.id : null }
+        }
+      )
+    })
+
+  const sumBy = <A>(rows: ReadonlyArray<A>, key: (a: A) => string, add: (a: A, b: A) => A) => {
+    const out = new Map<string, A>()
+    for (const row of rows) {
+      const k = key(row)
+      const seen = out.get(k)
+      out.set(k, seen === undefined ? row : add(seen, row))
+    }
+    return [...out.values()]
+  }
+
+  const service: Service & { readonly refreshRules: Effect.Effect<void> } = {
+    refreshRules,
+    engine: `sharded(${[...new Set(states.map((s) => s.store.engine))].join(", ")} × ${states.length})`,
+    enqueue,
+    claim,
+    heartbeat: (owner, leases, leaseMs) =>
+      perShardById(
+        leases,
+        (store, local) => store.heartbeat(owner, local, leaseMs),
+        (lease): JobStore.LeaseStatus => ({ id: lease.id, held: false, cancelRequested: false })
+      ),
+    settle: (settlements) =>
+      perShardById(
+        settlements,
+        (store, local) => store.settle(local),
+        (s): JobStore.SettleResult => ({ id: s.id, applied: false, state: null })
+      ),
+    rescue: (limit) =>
+      Effect.map(
+        everywhere((store) => store.rescue(limit)),
+        (parts) => parts.flatMap((rescued, i) => rescued.map((r) => ({ ...r, id: toGlobal(states[i]!, r.id) })))
+      ),
+    prune: (request) =>
+      Effect.map(
+        everywhere((store) => store.prune(request)),
+        (counts) => counts.reduce((a, b) => a + b, 0)
+      ),
+    get: (id) =>
+      Effect.suspend(() => {
+        const at = locate(id)
+        if (at === undefined) return Effect.succeed(undefined)
+        return Effect.map(on(at.state, (store) => store.get(at.id)), (job) =>
+          job === undefined ? undefined : recordOf(at.state, job)
+        )
+      }),
+    list,
+    counts: Effect.map(
+      everywhere((store) => store.counts),
+      (parts) =>
+        sumBy(
+          parts.flat(),
+          (c) => `${c.queue}\u0000${c.state}`,
+          (a, b) => ({ ...a, count: a.count + b.count })
+        )
+    ),
+    cancel: (id) =>
+      Effect.suspend(() => {
+        const at = locate(id)
+        if (at === undefined) return Effect.succeed<JobStore.CancelResult>({ _tag: "not-found" })
+        return on(at.state, (store) => store.cancel(at.id))
+      }),
+    retry: (id) =>
+      Effect.suspend(() => {
+        const at = locate(id)
+        if (at === undefined) return Effect.succeed<JobStore.RetryResult>({ _tag: "not-found" })
+        return on(at.state, (store) => store.retry(at.id))
+      }),
+    pause: (queue) => Effect.asVoid(everywhere((store) => store.pause(queue))),
+    resume: (queue) => Effect.asVoid(everywhere((store) => store.resume(queue))),
+    paused: Effect.map(
+      everywhere((store) => store.paused),
+      (parts) => [...new Set(parts.flat())].sort()
+    ),
+    enqueueCronSlot: (input) =>
+      Effect.suspend(() => {
+        // Placed like the job itself (so its dedupe key is checked where it lives): every
+        // node places the same slot's job on the same shard, which records the slot once.
+        const s = placeJob(input.job)
+        return Effect.flatMap(on(s, (store) => store.enqueueCronSlot(input)), (result) =>
+          result === undefined ? Effect.succeed(undefined) : safeGlobal(() => ({ ...result, id: toGlobal(s, result.id) }))
+        )
+      }),
+    lastCronSlot: (name) =>
+      Effect.map(everywhere((store) => store.lastCronSlot(name)), (slots) => {
+        const known = slots.filter((slot): slot is number => slot !== undefined)
+        return known.length === 0 ? undefined : Math.max(...known)
+      }),
+    declareLimits: (rules) =>
+      Effect.zipRight(
+        everywhere((store) => store.declareLimits(rules)),
+        Effect.sync(() => {
+          for (const rule of rules) learn(rule)
+        })
+      ),
+    flowState: (options) =>
+      Effect.map(everywhere((store) => store.flowState(options)), (parts) => ({
+        now: Math.max(...parts.map((p) => p.now)),
+        rules: parts[0]!.rules,
+        paused: [...new Set(parts.flatMap((p) => p.paused))].sort(),
+        running: sumBy(
+          parts.flatMap((p) => p.running),
+          (g) => `${g.queue}\u0000${g.kind}\u0000${g.partition}`,
+          (a, b) => ({ ...a, running: a.running + b.running })
+        ),
+        rate: sumBy(
+          parts.flatMap((p) => p.rate),
+          (r) => `${r.scope}\u0000${r.name}\u0000${r.partition}`,
+          (a, b) => ({ ...a, starts: a.starts + b.starts })
+        ),
+        due: sumBy(
+          parts.flatMap((p) => p.due),
+          (g) => `${g.queue}\u0000${g.kind}\u0000${g.partition}`,
+          (a, b) => ({ ...a, due: a.due + b.due })
+        )
+      })),
+    // The first shard that answers tells the time (shards on the database clock agree closely).
+    now: Effect.firstSuccessOf(states.map((s) => on(s, (store) => store.now))),
+    ping: Effect.asVoid(everywhere((store) => store.ping)),
+    wakeups: Stream.mergeAll(
+      states.map((s) =>
+        s.store.wakeups.pipe(
+          Stream.map((hint) => translateHint(s, hint)),
+          // One shard's hints failing leaves the others'; the runner's poll is the backstop.
+          Stream.retry(Schedule.spaced("1 second"))
+        )
+      ),
+      { concurrency: "unbounded" }
+    ),
+    shardHealth: () =>
+      states.map((s) => ({
+        shard: s.shard,
+        name: s.name,
+        reachable: s.failures === 0,
+        lastError: s.lastError,
+        lastErrorAt: s.lastErrorAt
+      }))
+  }
+  const translateHint = (s: ShardState, hint: JobStore.Wakeup): JobStore.Wakeup =>
+    hint._tag === "cancel" ? { _tag: "cancel", id: Route.globalId(s.shard, hint.id) ?? hint.id } : hint
+  // Runners in this process hear every shard's hints without a hop through the stream.
+  return Hints.hook(service, (listener) =>
+    Effect.forEach(
+      states,
+      (s) =>
+        Hints.listenTo(s.store, (hint) => listener(translateHint(s, hint))) ??
+        Effect.forkScoped(Stream.runForEach(s.store.wakeups, (hint) => Effect.sync(() => listener(translateHint(s, hint))))),
+      { discard: true }
+    )
+  )
+}
+
+/**
+ * Is this `JobStore` a sharded store (whose `shardHealth` says which shard
+ * is unreachable)?
+ *
+ * @since 0.2.0
+ */
+export const isSharded = (store: JobStore.Service): store is Service => "shardHealth" in store
+
+/**
+ * A layer of the sharded store over shards built in the layer's scope.
+ *
+ * @since 0.2.0
+ */
+export const layer = <E, R>(
+  shards: Effect.Effect<ReadonlyArray<Shard>, E, R | Scope.Scope>
+): Layer.Layer<JobStore.JobStore, E | JobStore.JobStoreError, Exclude<R, Scope.Scope>> =>
+  Layer.scoped(JobStore.JobStore, Effect.flatMap(shards, make))
