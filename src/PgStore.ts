@@ -22,6 +22,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlError from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -36,6 +37,7 @@ import * as Schema from "./internal/pg/schema.js"
 import * as Wakeups from "./internal/pg/wakeups.js"
 import * as Flow from "./internal/store/flowStatements.js"
 import * as JobStore from "./JobStore.js"
+import * as ShardedStore from "./ShardedStore.js"
 
 /**
  * Where the store reads "now": `database` (the default) uses the server's
@@ -222,4 +224,80 @@ export const layerUrl = (
             cause
           })
     )
+  )
+
+/**
+ * One shard of `layerSharded`: its database URL and its shard number (its
+ * identity: ids carry it and placement hashes it, so it must never change).
+ *
+ * @since 0.2.0
+ */
+export interface ShardUrl {
+  readonly shard: number
+  readonly url: string | Redacted.Redacted
+  /** A name for messages and health; default host, port and database from the URL. */
+  readonly name?: string | undefined
+}
+
+/** `host:port/database` of a URL, without user or password. */
+const shardName = (url: string | Redacted.Redacted, shard: number): string => {
+  try {
+    const parsed = new URL(typeof url === "string" ? url : Redacted.value(url))
+    return `shard ${shard} (${parsed.host}${parsed.pathname})`
+  } catch {
+    return `shard ${shard}`
+  }
+}
+
+/**
+ * A store sharded over several PostgreSQL databases or servers (see
+ * `ShardedStore`): a `PgStore` per shard, each with its own client, schema,
+ * notifications, leases and fencing. A plain list of URLs numbers the
+ * shards 0, 1, 2, … in order; to add a shard later, append its URL (or give
+ * numbers explicitly). Every shard must be reachable when the layer is
+ * built (each is migrated then); afterwards a shard that goes down only
+ * holds back its own jobs.
+ *
+ * @example
+ * ```ts
+ * const Store = PgStore.layerSharded([
+ *   "postgres://jobs-a.internal/app",
+ *   "postgres://jobs-b.internal/app",
+ *   "postgres://jobs-c.internal/app"
+ * ])
+ * ```
+ *
+ * @since 0.2.0
+ */
+export const layerSharded = (
+  shards: ReadonlyArray<string | Redacted.Redacted | ShardUrl>,
+  options: Options & { readonly maxConnections?: number | undefined } = {}
+): Layer.Layer<JobStore.JobStore, JobStore.JobStoreError> =>
+  Layer.scoped(
+    JobStore.JobStore,
+    Effect.gen(function* () {
+      const numbered = shards.map((s, i) =>
+        typeof s === "string" || Redacted.isRedacted(s) ? { shard: i, url: s, name: undefined } : s
+      )
+      const stores = yield* Effect.forEach(
+        numbered,
+        (s) =>
+          Layer.build(layerUrl(s.url, options)).pipe(
+            Effect.map((context) => ({
+              shard: s.shard,
+              name: s.name ?? shardName(s.url, s.shard),
+              store: Context.get(context, JobStore.JobStore)
+            })),
+            Effect.mapError(
+              (error) =>
+                new JobStore.JobStoreError({
+                  message: `${s.name ?? shardName(s.url, s.shard)}: ${error.message}`,
+                  cause: error
+                })
+            )
+          ),
+        { concurrency: "unbounded" }
+      )
+      return yield* ShardedStore.make(stores)
+    })
   )

@@ -29,14 +29,14 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as FlowControl from "./FlowControl.js"
 import * as Route from "./internal/sharded/route.js"
 import { claimOrder, parseId } from "./internal/store/core.js"
-import { listLimit } from "./internal/store/list.js"
 import * as Hints from "./internal/store/hints.js"
-import type * as FlowControl from "./FlowControl.js"
+import { listLimit } from "./internal/store/list.js"
 import * as JobStore from "./JobStore.js"
 
 /**
@@ -114,19 +114,21 @@ const byShard = <A>(items: ReadonlyArray<A>, shardOf: (item: A) => number | unde
  *
  * @since 0.2.0
  */
-export const make = (
-  shards: ReadonlyArray<Shard>
-): Effect.Effect<Service, JobStore.JobStoreError> =>
+export const make = (shards: ReadonlyArray<Shard>): Effect.Effect<Service, JobStore.JobStoreError> =>
   Effect.suspend(() => {
     if (shards.length === 0) return Effect.fail(invalid("A sharded store needs at least one shard."))
     const numbers = new Set<number>()
     for (const s of shards) {
       if (!Number.isInteger(s.shard) || s.shard < 0 || s.shard >= Route.shardSlots)
         return Effect.fail(
-          invalid(`Shard number ${s.shard} is out of range: use a whole number from 0 to ${Route.shardSlots - 1}.`)
+          invalid(
+            `Shard number ${s.shard} is out of range: use a whole number from 0 to ${Route.shardSlots - 1}.`
+          )
         )
       if (numbers.has(s.shard))
-        return Effect.fail(invalid(`Shard number ${s.shard} is given twice: every shard needs its own number.`))
+        return Effect.fail(
+          invalid(`Shard number ${s.shard} is given twice: every shard needs its own number.`)
+        )
       numbers.add(s.shard)
     }
     const store = build(shards)
@@ -168,10 +170,12 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
   const refreshRules = Effect.suspend(() => {
     rulesAt = Date.now()
     return Effect.firstSuccessOf(states.map((s) => on(s, (store) => store.flowState({ due: false })))).pipe(
-      Effect.map((state) => {
-        pinned.clear()
-        for (const rule of state.rules) learn(rule)
-      }),
+      Effect.tap((state) =>
+        Effect.sync(() => {
+          pinned.clear()
+          for (const rule of state.rules) learn(rule)
+        })
+      ),
       Effect.ignore
     )
   })
@@ -231,7 +235,10 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
   }
   const safeGlobal = <A>(f: () => A) =>
     Effect.try({ try: f, catch: (e) => invalid(e instanceof Error ? e.message : String(e)) })
-  const recordOf = (s: ShardState, job: JobStore.JobRecord): JobStore.JobRecord => ({ ...job, id: toGlobal(s, job.id) })
+  const recordOf = (s: ShardState, job: JobStore.JobRecord): JobStore.JobRecord => ({
+    ...job,
+    id: toGlobal(s, job.id)
+  })
   const locate = (id: string) => {
     const local = Route.localId(id)
     if (local === undefined) return undefined
@@ -255,7 +262,9 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
             const s = byNumber.get(shard)!
             return on(s, (store) => store.enqueue(indexes.map((i) => jobs[i]!))).pipe(
               Effect.flatMap((results) =>
-                safeGlobal(() => results.map((r, k) => [indexes[k]!, { ...r, id: toGlobal(s, r.id) }] as const))
+                safeGlobal(() =>
+                  results.map((r, k) => [indexes[k]!, { ...r, id: toGlobal(s, r.id) }] as const)
+                )
               )
             )
           }),
@@ -276,7 +285,9 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
    * after another. Jobs come back in claim order (priority, run-at, id)
    * within what was claimed.
    */
-  const claim = (request: JobStore.ClaimRequest): Effect.Effect<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError> =>
+  const claim = (
+    request: JobStore.ClaimRequest
+  ): Effect.Effect<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError> =>
     Effect.suspend(() => {
       if (request.limit <= 0) return Effect.succeed([])
       const start = turn++ % states.length
@@ -286,7 +297,9 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
         .filter((s) => s.failures === 0 || s.retryAt <= now)
       if (ready.length === 0)
         return Effect.fail(
-          invalid(`Every shard is unreachable: ${states.map((s) => `${s.name} (${s.lastError ?? "failed"})`).join("; ")}`)
+          invalid(
+            `Every shard is unreachable: ${states.map((s) => `${s.name} (${s.lastError ?? "failed"})`).join("; ")}`
+          )
         )
       const base = Math.floor(request.limit / ready.length)
       const extra = request.limit % ready.length
@@ -332,7 +345,10 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
   /** Split id-keyed calls by shard, run each shard's part, and answer in input order. */
   const perShardById = <I extends { readonly id: string }, O extends { readonly id: string }>(
     items: ReadonlyArray<I>,
-    call: (store: JobStore.Service, items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, JobStore.JobStoreError>,
+    call: (
+      store: JobStore.Service,
+      items: ReadonlyArray<I>
+    ) => Effect.Effect<ReadonlyArray<O>, JobStore.JobStoreError>,
     missing: (item: I) => O
   ) =>
     Effect.suspend(() => {
@@ -343,8 +359,9 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
           [...groups].map(([shard, indexes]) => {
             const s = byNumber.get(shard)!
             const local = indexes.map((i) => ({ ...items[i]!, id: located[i]!.id }))
-            return Effect.map(on(s, (store) => call(store, local)), (answers) =>
-              answers.map((a, k) => [indexes[k]!, { ...a, id: items[indexes[k]!]!.id }] as const)
+            return Effect.map(
+              on(s, (store) => call(store, local)),
+              (answers) => answers.map((a, k) => [indexes[k]!, { ...a, id: items[indexes[k]!]!.id }] as const)
             )
           }),
           { concurrency: "unbounded" }
@@ -376,7 +393,10 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
             return on(s, (store) =>
               store.list({ ...filter, limit, cursor: bound === null ? null : String(bound) })
             ).pipe(
-              Effect.map((page) => ({ jobs: page.jobs.map((job) => recordOf(s, job)), more: page.nextCursor !== null }))
+              Effect.map((page) => ({
+                jobs: page.jobs.map((job) => recordOf(s, job)),
+                more: page.nextCursor !== null
+              }))
             )
           }),
           { concurrency: "unbounded" }
@@ -421,7 +441,8 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
     rescue: (limit) =>
       Effect.map(
         everywhere((store) => store.rescue(limit)),
-        (parts) => parts.flatMap((rescued, i) => rescued.map((r) => ({ ...r, id: toGlobal(states[i]!, r.id) })))
+        (parts) =>
+          parts.flatMap((rescued, i) => rescued.map((r) => ({ ...r, id: toGlobal(states[i]!, r.id) })))
       ),
     prune: (request) =>
       Effect.map(
@@ -432,8 +453,9 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
       Effect.suspend(() => {
         const at = locate(id)
         if (at === undefined) return Effect.succeed(undefined)
-        return Effect.map(on(at.state, (store) => store.get(at.id)), (job) =>
-          job === undefined ? undefined : recordOf(at.state, job)
+        return Effect.map(
+          on(at.state, (store) => store.get(at.id)),
+          (job) => (job === undefined ? undefined : recordOf(at.state, job))
         )
       }),
     list,
@@ -469,15 +491,22 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
         // Placed like the job itself (so its dedupe key is checked where it lives): every
         // node places the same slot's job on the same shard, which records the slot once.
         const s = placeJob(input.job)
-        return Effect.flatMap(on(s, (store) => store.enqueueCronSlot(input)), (result) =>
-          result === undefined ? Effect.succeed(undefined) : safeGlobal(() => ({ ...result, id: toGlobal(s, result.id) }))
+        return Effect.flatMap(
+          on(s, (store) => store.enqueueCronSlot(input)),
+          (result) =>
+            result === undefined
+              ? Effect.succeed(undefined)
+              : safeGlobal(() => ({ ...result, id: toGlobal(s, result.id) }))
         )
       }),
     lastCronSlot: (name) =>
-      Effect.map(everywhere((store) => store.lastCronSlot(name)), (slots) => {
-        const known = slots.filter((slot): slot is number => slot !== undefined)
-        return known.length === 0 ? undefined : Math.max(...known)
-      }),
+      Effect.map(
+        everywhere((store) => store.lastCronSlot(name)),
+        (slots) => {
+          const known = slots.filter((slot): slot is number => slot !== undefined)
+          return known.length === 0 ? undefined : Math.max(...known)
+        }
+      ),
     declareLimits: (rules) =>
       Effect.zipRight(
         everywhere((store) => store.declareLimits(rules)),
@@ -486,26 +515,29 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
         })
       ),
     flowState: (options) =>
-      Effect.map(everywhere((store) => store.flowState(options)), (parts) => ({
-        now: Math.max(...parts.map((p) => p.now)),
-        rules: parts[0]!.rules,
-        paused: [...new Set(parts.flatMap((p) => p.paused))].sort(),
-        running: sumBy(
-          parts.flatMap((p) => p.running),
-          (g) => `${g.queue}\u0000${g.kind}\u0000${g.partition}`,
-          (a, b) => ({ ...a, running: a.running + b.running })
-        ),
-        rate: sumBy(
-          parts.flatMap((p) => p.rate),
-          (r) => `${r.scope}\u0000${r.name}\u0000${r.partition}`,
-          (a, b) => ({ ...a, starts: a.starts + b.starts })
-        ),
-        due: sumBy(
-          parts.flatMap((p) => p.due),
-          (g) => `${g.queue}\u0000${g.kind}\u0000${g.partition}`,
-          (a, b) => ({ ...a, due: a.due + b.due })
-        )
-      })),
+      Effect.map(
+        everywhere((store) => store.flowState(options)),
+        (parts) => ({
+          now: Math.max(...parts.map((p) => p.now)),
+          rules: parts[0]!.rules,
+          paused: [...new Set(parts.flatMap((p) => p.paused))].sort(),
+          running: sumBy(
+            parts.flatMap((p) => p.running),
+            (g) => `${g.queue}\u0000${g.kind}\u0000${g.partition}`,
+            (a, b) => ({ ...a, running: a.running + b.running })
+          ),
+          rate: sumBy(
+            parts.flatMap((p) => p.rate),
+            (r) => `${r.scope}\u0000${r.name}\u0000${r.partition}`,
+            (a, b) => ({ ...a, starts: a.starts + b.starts })
+          ),
+          due: sumBy(
+            parts.flatMap((p) => p.due),
+            (g) => `${g.queue}\u0000${g.kind}\u0000${g.partition}`,
+            (a, b) => ({ ...a, due: a.due + b.due })
+          )
+        })
+      ),
     // The first shard that answers tells the time (shards on the database clock agree closely).
     now: Effect.firstSuccessOf(states.map((s) => on(s, (store) => store.now))),
     ping: Effect.asVoid(everywhere((store) => store.ping)),
@@ -536,7 +568,9 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
       states,
       (s) =>
         Hints.listenTo(s.store, (hint) => listener(translateHint(s, hint))) ??
-        Effect.forkScoped(Stream.runForEach(s.store.wakeups, (hint) => Effect.sync(() => listener(translateHint(s, hint))))),
+        Effect.forkScoped(
+          Stream.runForEach(s.store.wakeups, (hint) => Effect.sync(() => listener(translateHint(s, hint))))
+        ),
       { discard: true }
     )
   )

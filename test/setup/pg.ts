@@ -32,12 +32,19 @@ export const databaseUrl = (): string => {
 
 /** A `PgClient` on the test server. */
 export const clientLayer = (
-  options: { readonly maxConnections?: number; readonly applicationName?: string } = {}
+  options: {
+    readonly maxConnections?: number
+    readonly applicationName?: string
+    /** Default the test server's; a function is read when the layer is built. */
+    readonly url?: string | (() => string)
+  } = {}
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown> =>
   Layer.unwrapEffect(
     Effect.sync(() =>
       PgClient.layer({
-        url: Redacted.make(databaseUrl()),
+        url: Redacted.make(
+          typeof options.url === "function" ? options.url() : (options.url ?? databaseUrl())
+        ),
         maxConnections: options.maxConnections ?? 20,
         applicationName: options.applicationName ?? "nightshift-test"
       })
@@ -85,26 +92,33 @@ export const storeLayer = (
  * provides a `RowEditor` on that schema, for tests of hand-edited rows.
  */
 export const sharedStore = (
-  options: PgStore.Options & { readonly label?: string; readonly maxConnections?: number } = {}
+  options: PgStore.Options & {
+    readonly label?: string
+    readonly maxConnections?: number
+    readonly url?: string | (() => string)
+  } = {}
 ): Layer.Layer<JobStore.JobStore | RowEditor> => {
   const runtime = ManagedRuntime.make(clientLayer(options))
   const schema = freshSchema(options.label)
-  const migrated = runtime.runPromise(PgStore.migrate({ schema }))
-  // Keeps the client's LISTEN connection open between builds, so that each
-  // build's listener does not pay for a new connection.
-  const keepListening = runtime.runFork(
-    Effect.flatMap(PgClient.PgClient, (client) => Stream.runDrain(client.listen(`${schema}_keepalive`)))
-  )
+  // Migrated, and the client's LISTEN connection kept open between builds (so that each
+  // build's listener does not pay for a new connection), from the first build on.
+  let keepListening: Fiber.RuntimeFiber<void, unknown> | undefined
+  let migrated: Promise<unknown> | undefined
+  const prepare = () => {
+    keepListening ??= runtime.runFork(
+      Effect.flatMap(PgClient.PgClient, (client) => Stream.runDrain(client.listen(`${schema}_keepalive`)))
+    )
+    migrated ??= runtime.runPromise(PgStore.migrate({ schema }))
+    return migrated
+  }
   afterAll(async () => {
-    await runtime.runPromise(Fiber.interrupt(keepListening))
+    if (migrated === undefined) return runtime.dispose()
+    if (keepListening !== undefined) await runtime.runPromise(Fiber.interrupt(keepListening))
     await runtime.runPromise(dropSchema(schema)).catch(() => undefined)
     await runtime.dispose()
   })
   const context = Layer.effectContext(
-    Effect.flatMap(
-      Effect.promise(() => migrated),
-      () => Effect.map(runtime.runtimeEffect, (rt) => rt.context)
-    )
+    Effect.flatMap(Effect.promise(prepare), () => Effect.map(runtime.runtimeEffect, (rt) => rt.context))
   )
   const store = Layer.scoped(
     JobStore.JobStore,
