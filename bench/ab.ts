@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url"
 import { bundleChild, ensurePeers } from "./lib/build.js"
 import { databaseUrl, redisUrl } from "./lib/env.js"
 import type { DriverName } from "./lib/protocol.js"
+import { serverCpuReader } from "./lib/servercpu.js"
 import { pairedRatio, summarize } from "./lib/stats.js"
 import { drain, latency } from "./lib/workloads.js"
 
@@ -77,6 +78,8 @@ const main = async () => {
   const base2Entry = base2Dir === undefined ? undefined : bundleChild(base2Dir, join(base2Dir, "bench"))
   const rates = new Map<string, Map<number, number>>(contestants.map((c) => [c.label, new Map()]))
   const cpu = new Map<string, Map<number, number>>(contestants.map((c) => [c.label, new Map()]))
+  const serverCpu = new Map<string, Map<number, number>>(contestants.map((c) => [c.label, new Map()]))
+  const readServerCpu = await serverCpuReader(databaseUrl())
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 === 1 ? contestants : [...contestants].reverse()
     for (const c of order) {
@@ -117,13 +120,21 @@ const main = async () => {
           continue
         }
         const processes = sameProcess ? 0 : workload === "W2" ? 2 : 1
-        const r = await drain(ctx, c.driver, { n: jobs, processes, concurrency: 10, timeoutMs: 180_000 })
+        const r = await drain(ctx, c.driver, {
+          n: jobs,
+          processes,
+          concurrency: 10,
+          timeoutMs: 180_000,
+          serverCpu: readServerCpu
+        })
         const rate = (r.n / r.drainMs) * 1000
         rates.get(c.label)!.set(round, rate)
         const us = (r.cpuMs * 1000) / r.n
         cpu.get(c.label)!.set(round, us)
+        const serverUs = (r.serverCpuMs * 1000) / r.n
+        serverCpu.get(c.label)!.set(round, serverUs)
         console.error(
-          `[round ${round}] ${c.label}: ${Math.round(rate)} jobs/s, worker CPU ${us.toFixed(1)} µs/job (dup ${r.duplicates}, lost ${r.lost})`
+          `[round ${round}] ${c.label}: ${Math.round(rate)} jobs/s, worker CPU ${us.toFixed(1)} µs/job, database server CPU ${serverUs.toFixed(1)} µs/job (dup ${r.duplicates}, lost ${r.lost})`
         )
       } catch (error) {
         console.error(`[round ${round}] ${c.label}: FAILED ${String(error).split("\n")[0]}`)
@@ -136,16 +147,21 @@ const main = async () => {
   const [first, second] = latencyWorkload
     ? ["p50 ms", "p99 ms"]
     : ["drain jobs/s", "worker CPU µs/job (all workers)"]
+  // The database server's CPU is read from /proc when PostgreSQL runs on this machine (drains only).
+  const third =
+    latencyWorkload || readServerCpu === undefined ? "" : " database server CPU µs/job (median, min–max) |"
   console.log(
-    `| contestant | ${workload} ${first} (median, min–max) | ÷ ${reference} (median of rounds, min–max) | ${second} (median, min–max) |`
+    `| contestant | ${workload} ${first} (median, min–max) | ÷ ${reference} (median of rounds, min–max) | ${second} (median, min–max) |${third}`
   )
-  console.log("| --- | --- | --- | --- |")
+  console.log(`| --- | --- | --- | --- |${third === "" ? "" : " --- |"}`)
   for (const c of contestants) {
     const s = summarize([...rates.get(c.label)!.values()])
     const r = pairedRatio(rates.get(c.label)!, rates.get(reference)!)
     const u = summarize([...cpu.get(c.label)!.values()])
+    const v = summarize([...serverCpu.get(c.label)!.values()])
+    const server = third === "" ? "" : ` ${fmt(v.median)} (${fmt(v.min)}–${fmt(v.max)}) |`
     console.log(
-      `| ${c.label} | ${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)}) | ${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)}) | ${fmt(u.median)} (${fmt(u.min)}–${fmt(u.max)}) |`
+      `| ${c.label} | ${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)}) | ${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)}) | ${fmt(u.median)} (${fmt(u.min)}–${fmt(u.max)}) |${server}`
     )
   }
 }

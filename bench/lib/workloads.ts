@@ -28,6 +28,8 @@ export interface DrainResult extends Integrity {
   readonly cpuMs: number
   /** The largest share of the jobs one worker process ran (1 with one process). */
   readonly busiestShare: number
+  /** CPU time of the database server over the drain (`serverCpu` given), else NaN. */
+  readonly serverCpuMs: number
 }
 
 export interface LatencyResult extends Integrity {
@@ -152,6 +154,8 @@ export const drain = (
     readonly processes: number
     readonly concurrency: number
     readonly timeoutMs: number
+    /** Reads the database server's cumulative CPU ms (see `servercpu.ts`). */
+    readonly serverCpu?: (() => number) | undefined
   }
 ): Promise<DrainResult> =>
   withOwner(ctx, driver, async (owner, spawn) => {
@@ -159,15 +163,17 @@ export const drain = (
     const enqueueMs = await owner.call<number>({ cmd: "enqueueBulk", n })
     const workers = options.processes === 0 ? [owner] : await spawn(options.processes)
     const t0 = now()
+    const server0 = options.serverCpu?.() ?? Number.NaN
     await Promise.all(workers.map((w) => w.call({ cmd: "startWorker", n, concurrency })))
     const done = await awaitDrained(owner, workers, n, options.timeoutMs)
     const drainMs = done ? now() - t0 : Number.NaN
+    const serverCpuMs = (options.serverCpu?.() ?? Number.NaN) - server0
     const reports = await Promise.all(workers.map((w) => w.call<WorkerReport>({ cmd: "stopWorker" })))
     const cpuMs = reports.reduce((sum, r) => sum + (r.cpuMs ?? Number.NaN), 0)
     const ran = reports.map((r) => r.counts.reduce((sum, c) => sum + (c > 0 ? 1 : 0), 0))
     const total = ran.reduce((sum, c) => sum + c, 0)
     const busiestShare = Math.max(...ran) / Math.max(1, total)
-    return { enqueueMs, drainMs, n, cpuMs, busiestShare, ...integrity(reports, n) }
+    return { enqueueMs, drainMs, n, cpuMs, busiestShare, serverCpuMs, ...integrity(reports, n) }
   })
 
 /**
