@@ -36,6 +36,7 @@ import { makeSettler } from "./internal/runner/settler.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
 import * as Leader from "./Leader.js"
+import * as ShardedStore from "./ShardedStore.js"
 import * as Worker from "./Worker.js"
 
 /**
@@ -149,11 +150,14 @@ export interface Status {
     readonly kind: string
     readonly attempt: number
   }>
-  /** False while the store is unreachable. */
+  /** False while the store (or, with a sharded store, any of its shards) is unreachable. */
   readonly healthy: boolean
+  /** The store's last error; with a sharded store, the first unreachable shard's, naming it. */
   readonly lastError: string | null
   readonly lastErrorAt: number | null
   readonly lastClaimAt: number | null
+  /** Each shard's reachability with a sharded store (see `ShardedStore`), else `null`. */
+  readonly shards: ReadonlyArray<ShardedStore.ShardHealth> | null
 }
 
 /**
@@ -375,6 +379,9 @@ export const make = <R>(
       status: Effect.sync(() => {
         const health = engine.health()
         const running = engine.running()
+        const shards = ShardedStore.isSharded(store) ? store.shardHealth() : null
+        // Claims go on from the other shards while one is down: say which one is.
+        const down = shards?.find((s) => !s.reachable)
         return {
           id: config.owner,
           queues: config.queues,
@@ -382,7 +389,15 @@ export const make = <R>(
           running: running.length,
           prefetched: engine.prefetched(),
           runningJobs: running.map((j) => ({ id: j.id, kind: j.kind, attempt: j.attempt })),
-          ...health
+          ...health,
+          ...(health.healthy && down !== undefined
+            ? {
+                healthy: false,
+                lastError: `${down.name} is unreachable: ${down.lastError}`,
+                lastErrorAt: down.lastErrorAt
+              }
+            : {}),
+          shards
         }
       })
     }

@@ -27,6 +27,7 @@
  *
  * @since 0.2.0
  */
+import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
@@ -131,14 +132,20 @@ export const make = (shards: ReadonlyArray<Shard>): Effect.Effect<Service, JobSt
         )
       numbers.add(s.shard)
     }
-    const store = build(shards)
-    return Effect.as(store.refreshRules, store)
+    return Effect.flatMap(Effect.clock, (clock) => {
+      const store = build(shards, clock)
+      return Effect.as(store.refreshRules, store)
+    })
   })
 
 /** How long placement trusts the rules it last read from the shards. */
 const rulesTtlMs = 5_000
 
-const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules: Effect.Effect<void> } => {
+const build = (
+  shards: ReadonlyArray<Shard>,
+  clock: Clock.Clock
+): Service & { readonly refreshRules: Effect.Effect<void> } => {
+  const now = () => clock.unsafeCurrentTimeMillis()
   const states: ReadonlyArray<ShardState> = shards.map((s) => ({
     shard: s.shard,
     name: s.name ?? `shard ${s.shard}`,
@@ -168,7 +175,7 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
   let rulesAt = Number.NEGATIVE_INFINITY
   /** Read the rules from the first shard that answers (every shard holds the same); no shard, no change. */
   const refreshRules = Effect.suspend(() => {
-    rulesAt = Date.now()
+    rulesAt = now()
     return Effect.firstSuccessOf(states.map((s) => on(s, (store) => store.flowState({ due: false })))).pipe(
       Effect.tap((state) =>
         Effect.sync(() => {
@@ -192,9 +199,9 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
   }
   const down = (s: ShardState, error: JobStore.JobStoreError) => {
     s.failures++
-    s.retryAt = Date.now() + backoffMs(s.failures)
+    s.retryAt = now() + backoffMs(s.failures)
     s.lastError = error.message
-    s.lastErrorAt = Date.now()
+    s.lastErrorAt = now()
   }
   /** Run `f` on one shard, recording whether it answered; the error names the shard. */
   const on = <A>(s: ShardState, f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>) =>
@@ -250,7 +257,7 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
 
   const enqueue = (jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
     Effect.suspend(() => {
-      if (Date.now() - rulesAt > rulesTtlMs) return Effect.zipRight(refreshRules, enqueueNow(jobs))
+      if (now() - rulesAt > rulesTtlMs) return Effect.zipRight(refreshRules, enqueueNow(jobs))
       return enqueueNow(jobs)
     })
   const enqueueNow = (jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
@@ -291,10 +298,10 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
     Effect.suspend(() => {
       if (request.limit <= 0) return Effect.succeed([])
       const start = turn++ % states.length
-      const now = Date.now()
+      const at = now()
       const ready = states
         .map((_, i) => states[(start + i) % states.length]!)
-        .filter((s) => s.failures === 0 || s.retryAt <= now)
+        .filter((s) => s.failures === 0 || s.retryAt <= at)
       if (ready.length === 0)
         return Effect.fail(
           invalid(
@@ -306,12 +313,12 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
       const shares = ready.map((_, i) => base + (i < extra ? 1 : 0))
       const claimed: Array<JobStore.JobRecord> = []
       let answered = 0
-      let firstError: JobStore.JobStoreError | undefined
+      const errors: Array<JobStore.JobStoreError> = []
       const ask = (s: ShardState, limit: number) =>
         on(s, (store) => store.claim({ ...request, limit })).pipe(
           Effect.match({
             onFailure: (error) => {
-              firstError ??= error
+              errors.push(error)
               return -1
             },
             onSuccess: (jobs) => {
@@ -337,7 +344,15 @@ const build = (shards: ReadonlyArray<Shard>): Service & { readonly refreshRules:
           yield* ask(s, left)
         }
         // Every shard asked failed: the claim fails (the runner backs off and reports it).
-        if (answered === 0 && firstError !== undefined) return yield* Effect.fail(firstError)
+        if (answered === 0 && errors.length > 0)
+          return yield* Effect.fail(
+            errors.length === 1
+              ? errors[0]!
+              : new JobStore.JobStoreError({
+                  message: `No shard answered the claim: ${errors.map((e) => e.message).join("; ")}`,
+                  cause: errors[0]
+                })
+          )
         return claimed.sort(claimOrder)
       })
     })

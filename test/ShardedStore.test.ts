@@ -6,12 +6,16 @@
  * while a shard is down.
  */
 
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as TestClock from "effect/TestClock"
+import * as Route from "../src/internal/sharded/route.js"
 import * as JobStore from "../src/JobStore.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as ShardedStore from "../src/ShardedStore.js"
 import { conformance } from "./store/conformance.js"
+import { input, request } from "./store/helpers.js"
 
 const threeMemoryShards = Effect.flatMap(
   Effect.all([MemoryStore.make, MemoryStore.make, MemoryStore.make]),
@@ -20,4 +24,143 @@ const threeMemoryShards = Effect.flatMap(
 
 conformance("sharded over three memory stores", {
   layer: Layer.effect(JobStore.JobStore, threeMemoryShards)
+})
+
+/** A store whose every call fails while `down` is set, as a shard whose server is gone. */
+const flaky = (store: JobStore.Service, state: { down: boolean }): JobStore.Service => {
+  const gate = <A>(effect: Effect.Effect<A, JobStore.JobStoreError>) =>
+    Effect.suspend(() =>
+      state.down ? Effect.fail(new JobStore.JobStoreError({ message: "connection refused" })) : effect
+    )
+  return {
+    ...store,
+    enqueue: (jobs) => gate(store.enqueue(jobs)),
+    claim: (r) => gate(store.claim(r)),
+    heartbeat: (o, l, ms) => gate(store.heartbeat(o, l, ms)),
+    settle: (s) => gate(store.settle(s)),
+    get: (id) => gate(store.get(id)),
+    list: (f) => gate(store.list(f)),
+    counts: gate(store.counts),
+    ping: gate(store.ping),
+    flowState: (o) => gate(store.flowState(o))
+  }
+}
+
+const shardOfId = (id: string) => Route.localId(id)!.shard
+
+describe("ShardedStore", () => {
+  it("places by a stable hash: the same key always on the same shard, every shard used", () => {
+    // Pinned: a change of hash would move every key of a running cluster.
+    expect(
+      ["tenant-1", "tenant-2", "tenant-3", "acme", "globex", ""].map((k) => Route.shardOf(k, [0, 1, 2]))
+    ).toEqual(
+      ["tenant-1", "tenant-2", "tenant-3", "acme", "globex", ""].map((k) => Route.shardOf(k, [2, 0, 1]))
+    )
+    expect(Route.hash53("tenant-1", 0)).toBe(8976432172893728)
+    expect(Array.from({ length: 12 }, (_, i) => Route.shardOf(`p:t${i}`, [0, 1, 2]))).toEqual([
+      2, 2, 1, 0, 1, 2, 2, 2, 0, 1, 2, 2
+    ])
+    const counts = [0, 0, 0]
+    for (let i = 0; i < 3_000; i++) counts[Route.shardOf(`p:t${i}`, [0, 1, 2])]!++
+    for (const c of counts) expect(c).toBeGreaterThan(800)
+  })
+
+  it("adding a shard moves only the keys the new shard wins, about a quarter of them", () => {
+    let moved = 0
+    for (let i = 0; i < 4_000; i++) {
+      const before = Route.shardOf(`p:t${i}`, [0, 1, 2])
+      const after = Route.shardOf(`p:t${i}`, [0, 1, 2, 3])
+      if (before !== after) {
+        expect(after).toBe(3)
+        moved++
+      }
+    }
+    expect(moved).toBeGreaterThan(800)
+    expect(moved).toBeLessThan(1_200)
+  })
+
+  it.effect("ids carry their shard: a partition key's jobs share one; get, cancel and retry find them", () =>
+    Effect.gen(function* () {
+      const store = yield* threeMemoryShards
+      const results = yield* store.enqueue(
+        Array.from({ length: 30 }, (_, i) => input({ partition: `t${i % 10}` }))
+      )
+      const shardsOfKey = new Map<string, Set<number>>()
+      results.forEach((r, i) => {
+        const key = `t${i % 10}`
+        shardsOfKey.set(key, (shardsOfKey.get(key) ?? new Set()).add(shardOfId(r.id)))
+      })
+      for (const shards of shardsOfKey.values()) expect(shards.size).toBe(1)
+      expect(new Set(results.map((r) => shardOfId(r.id))).size).toBe(3)
+      const job = yield* store.get(results[7]!.id)
+      expect(job?.partition).toBe("t7")
+      expect(yield* store.cancel(results[7]!.id)).toEqual({ _tag: "cancelled" })
+      expect((yield* store.retry(results[7]!.id))._tag).toBe("retried")
+      // Ids no shard has: a shard number that is not configured, or no id at all.
+      expect(yield* store.get(String(1 * Route.shardSlots + 9))).toBeUndefined()
+      expect(yield* store.cancel("0")).toEqual({ _tag: "not-found" })
+    })
+  )
+
+  it.effect("claims take turns over the shards: with a backlog on each, each serves a third", () =>
+    Effect.gen(function* () {
+      const store = yield* threeMemoryShards
+      yield* store.enqueue(Array.from({ length: 300 }, (_, i) => input({ partition: `t${i}` })))
+      const served = [0, 0, 0]
+      for (let i = 0; i < 30; i++)
+        for (const job of yield* store.claim(request({ limit: 3 }))) served[shardOfId(job.id)]!++
+      expect(served).toEqual([30, 30, 30])
+    })
+  )
+
+  it.effect("a shard that is down holds back only its own jobs, and health says which", () =>
+    Effect.gen(function* () {
+      const states = [{ down: false }, { down: false }, { down: false }]
+      const stores = yield* Effect.all([MemoryStore.make, MemoryStore.make, MemoryStore.make])
+      const store = yield* ShardedStore.make(
+        stores.map((s, shard) => ({ shard, store: flaky(s, states[shard]!), name: `db-${shard}` }))
+      )
+      const enqueued = yield* store.enqueue(
+        Array.from({ length: 60 }, (_, i) => input({ partition: `t${i}` }))
+      )
+      const onShard1 = enqueued.filter((r) => shardOfId(r.id) === 1).length
+      states[1]!.down = true
+      const claimed = yield* store.claim(request({ limit: 100 }))
+      expect(claimed.length).toBe(60 - onShard1)
+      expect(claimed.every((j) => shardOfId(j.id) !== 1)).toBe(true)
+      expect(store.shardHealth().map((h) => h.reachable)).toEqual([true, false, true])
+      expect(store.shardHealth()[1]!.lastError).toContain("connection refused")
+      const ping = yield* Effect.flip(store.ping)
+      expect(ping.message).toContain("db-1")
+      // Back up: after its backoff the shard is asked again and its jobs run.
+      states[1]!.down = false
+      yield* TestClock.adjust("5 seconds")
+      const rest = yield* store.claim(request({ limit: 100 }))
+      expect(rest.length).toBe(onShard1)
+      expect(store.shardHealth().every((h) => h.reachable)).toBe(true)
+      // Every shard down: the claim fails and names them all.
+      for (const s of states) s.down = true
+      yield* TestClock.adjust("5 seconds")
+      const error = yield* Effect.flip(store.claim(request()))
+      expect(error.message).toMatch(/db-0/)
+    })
+  )
+
+  it.effect("shard numbers must be unique whole numbers from 0 to 255", () =>
+    Effect.gen(function* () {
+      const memory = yield* MemoryStore.make
+      expect((yield* Effect.flip(ShardedStore.make([]))).message).toContain("at least one shard")
+      expect(
+        (yield* Effect.flip(
+          ShardedStore.make([
+            { shard: 0, store: memory },
+            { shard: 0, store: memory }
+          ])
+        )).message
+      ).toContain("given twice")
+      expect((yield* Effect.flip(ShardedStore.make([{ shard: 256, store: memory }]))).message).toContain(
+        "from 0 to 255"
+      )
+    })
+  )
 })

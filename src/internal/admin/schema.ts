@@ -176,7 +176,19 @@ export const RunnerStatus = Schema.Struct({
   healthy: Schema.Boolean,
   lastError: Schema.NullOr(Schema.String),
   lastErrorAt: Millis,
-  lastClaimAt: Millis
+  lastClaimAt: Millis,
+  /** Each shard's reachability with a sharded store, else null. */
+  shards: Schema.NullOr(
+    Schema.Array(
+      Schema.Struct({
+        shard: Schema.Number,
+        name: Schema.String,
+        reachable: Schema.Boolean,
+        lastError: Schema.NullOr(Schema.String),
+        lastErrorAt: Millis
+      })
+    )
+  )
 })
 
 /** Every worker's status and the runner's. */
