@@ -213,6 +213,12 @@ export interface SettleResult {
   readonly applied: boolean
   /** The state the job is in after this settle (when applied). */
   readonly state: JobState | null
+  /**
+   * The store could not reach where this job lives (a sharded store's shard
+   * is unreachable) and changed nothing: offer the settlement again later.
+   * The job's lease cannot be lost meanwhile, as nobody can reach it either.
+   */
+  readonly deferred?: boolean | undefined
 }
 
 /**

@@ -358,34 +358,50 @@ const build = (
     })
 
   /** Split id-keyed calls by shard, run each shard's part, and answer in input order. */
+  /**
+   * Split id-keyed calls by shard, run each shard's part, and answer in
+   * input order. The items of a shard that fails are answered by `down`
+   * (the others' answers stand); the call fails only when every shard it
+   * needed failed.
+   */
   const perShardById = <I extends { readonly id: string }, O extends { readonly id: string }>(
     items: ReadonlyArray<I>,
     call: (
       store: JobStore.Service,
       items: ReadonlyArray<I>
     ) => Effect.Effect<ReadonlyArray<O>, JobStore.JobStoreError>,
-    missing: (item: I) => O
+    missing: (item: I) => O,
+    down: (item: I) => O
   ) =>
     Effect.suspend(() => {
       const located = items.map((item) => locate(item.id))
       const { groups, unplaced } = byShard(located, (l) => l?.state.shard)
-      return Effect.map(
+      return Effect.flatMap(
         Effect.all(
           [...groups].map(([shard, indexes]) => {
             const s = byNumber.get(shard)!
             const local = indexes.map((i) => ({ ...items[i]!, id: located[i]!.id }))
-            return Effect.map(
-              on(s, (store) => call(store, local)),
-              (answers) => answers.map((a, k) => [indexes[k]!, { ...a, id: items[indexes[k]!]!.id }] as const)
-            )
+            return Effect.either(
+              Effect.map(
+                on(s, (store) => call(store, local)),
+                (answers) =>
+                  answers.map((a, k) => [indexes[k]!, { ...a, id: items[indexes[k]!]!.id }] as const)
+              )
+            ).pipe(Effect.map((answer) => ({ indexes, answer })))
           }),
           { concurrency: "unbounded" }
         ),
         (parts) => {
+          const failed = parts.filter((p) => p.answer._tag === "Left")
+          if (failed.length > 0 && failed.length === parts.length && failed[0]!.answer._tag === "Left")
+            return Effect.fail(failed[0]!.answer.left)
           const out = new Array<O>(items.length)
-          for (const part of parts) for (const [i, o] of part) out[i] = o
+          for (const part of parts) {
+            if (part.answer._tag === "Right") for (const [i, o] of part.answer.right) out[i] = o
+            else for (const i of part.indexes) out[i] = down(items[i]!)
+          }
           for (const i of unplaced) out[i] = missing(items[i]!)
-          return out
+          return Effect.succeed(out)
         }
       )
     })
@@ -445,13 +461,16 @@ const build = (
       perShardById(
         leases,
         (store, local) => store.heartbeat(owner, local, leaseMs),
-        (lease): JobStore.LeaseStatus => ({ id: lease.id, held: false, cancelRequested: false })
+        (lease): JobStore.LeaseStatus => ({ id: lease.id, held: false, cancelRequested: false }),
+        // Nobody can rescue or claim a job while its shard is unreachable: the lease is not lost.
+        (lease): JobStore.LeaseStatus => ({ id: lease.id, held: true, cancelRequested: false })
       ),
     settle: (settlements) =>
       perShardById(
         settlements,
         (store, local) => store.settle(local),
-        (s): JobStore.SettleResult => ({ id: s.id, applied: false, state: null })
+        (s): JobStore.SettleResult => ({ id: s.id, applied: false, state: null }),
+        (s): JobStore.SettleResult => ({ id: s.id, applied: false, state: null, deferred: true })
       ),
     rescue: (limit) =>
       Effect.map(

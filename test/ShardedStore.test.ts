@@ -132,11 +132,44 @@ describe("ShardedStore", () => {
       expect(store.shardHealth()[1]!.lastError).toContain("connection refused")
       const ping = yield* Effect.flip(store.ping)
       expect(ping.message).toContain("db-1")
+      // Claimed before it went down: settles of its jobs are deferred (the rest apply), and
+      // their leases are not reported lost, as nobody can take them while it is down.
+      states[1]!.down = false
+      yield* TestClock.adjust("5 seconds")
+      const [held] = yield* store.claim(request({ limit: 1, queues: ["q"], kinds: ["k"] })).pipe(
+        Effect.map((jobs) => jobs.filter((j) => shardOfId(j.id) === 1)),
+        Effect.repeat({ until: (jobs) => jobs.length > 0 })
+      )
+      states[1]!.down = true
+      const mixed = [held!, claimed[0]!]
+      const settled = yield* store.settle(
+        mixed.map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" } }))
+      )
+      expect(settled.map((r) => [r.applied, r.deferred ?? false])).toEqual([
+        [false, true],
+        [true, false]
+      ])
+      const other = claimed[1]!
+      const leases = yield* store.heartbeat(
+        "runner-a",
+        [held!, other].map((j) => ({ id: j.id, fence: j.fence })),
+        30_000
+      )
+      expect(leases).toEqual([
+        { id: held!.id, held: true, cancelRequested: false },
+        { id: other.id, held: true, cancelRequested: false }
+      ])
+      // Only the unreachable shard needed: the call fails, as with an unreachable store.
+      expect(
+        (yield* Effect.flip(store.heartbeat("runner-a", [{ id: held!.id, fence: held!.fence }], 30_000)))
+          .message
+      ).toContain("db-1")
+      const onShard1Left = onShard1 - 1
       // Back up: after its backoff the shard is asked again and its jobs run.
       states[1]!.down = false
       yield* TestClock.adjust("5 seconds")
       const rest = yield* store.claim(request({ limit: 100 }))
-      expect(rest.length).toBe(onShard1)
+      expect(rest.length).toBe(onShard1Left)
       expect(store.shardHealth().every((h) => h.reachable)).toBe(true)
       // Every shard down: the claim fails and names them all.
       for (const s of states) s.down = true

@@ -1,4 +1,4 @@
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Events from "../../Events.js"
@@ -62,6 +62,9 @@ export interface Settler {
   readonly onWritten: (f: () => void) => void
 }
 
+/** How long an outcome the store deferred (its shard unreachable) waits before it is offered again. */
+const deferRetry = Duration.seconds(1)
+
 /** Scheduler turns a batch waits for more outcomes before it is written. */
 const gatherTurns = 3
 
@@ -106,12 +109,24 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
         Effect.tapError((e) => Effect.logWarning("nightshift: settling job outcomes failed; retrying", e)),
         Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
         Effect.orDie, // the schedule above never ends
-        Effect.tap(() =>
+        Effect.tap((results) =>
           Effect.sync(() => {
-            for (const p of batch) if (holding.get(p.job.id) === p.job) holding.delete(p.job.id)
+            for (let i = 0; i < batch.length; i++) {
+              const p = batch[i]!
+              if (results[i]?.deferred === true) continue
+              if (holding.get(p.job.id) === p.job) holding.delete(p.job.id)
+            }
             written()
           })
         ),
+        Effect.tap((results) => {
+          // Outcomes the store could not deliver yet (a shard is down) are offered again
+          // after a pause; they stay held, so their leases are kept meanwhile.
+          const deferred = batch.filter((_, i) => results[i]?.deferred === true)
+          return deferred.length === 0
+            ? Effect.void
+            : Effect.forkDaemon(Effect.delay(putBack(deferred), deferRetry))
+        }),
         Effect.flatMap((results) => report(batch, results))
       )
 
