@@ -51,6 +51,9 @@ export * as Metrics from "./Metrics.js"
 /** @since 0.1.0 */
 export * as Nightshift from "./Nightshift.js"
 
+/** @since 0.2.0 */
+export * as ShardedStore from "./ShardedStore.js"
+
 /** @since 0.1.0 */
 export * as Store from "./Store.js"
 
