@@ -138,6 +138,13 @@ export const make = (shards: ReadonlyArray<Shard>): Effect.Effect<Service, JobSt
     })
   })
 
+/**
+ * A claim of at least this many jobs per reachable shard asks one shard for
+ * all of them (the next claim starts at the next shard) instead of sharing
+ * it out.
+ */
+const wholeBatch = 10
+
 /** How long placement trusts the rules it last read from the shards. */
 const rulesTtlMs = 5_000
 
@@ -253,7 +260,8 @@ const build = (
     return s === undefined ? undefined : { state: s, id: local.id }
   }
 
-  let turn = 0
+  // Each instance starts at a shard of its own, so that runners do not all begin on the same one.
+  let turn = Math.floor(Math.random() * states.length)
 
   const enqueue = (jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
     Effect.suspend(() => {
@@ -287,10 +295,11 @@ const build = (
 
   /**
    * A claim asks every reachable shard at once for a share of `limit` (the
-   * shares start one shard further on each time), then fills what is left
-   * from the shards not yet asked and those that gave their whole share, one
-   * after another. Jobs come back in claim order (priority, run-at, id)
-   * within what was claimed.
+   * shares start one shard further on each time), or, for a large `limit`
+   * (`wholeBatch` per shard), the first shard for all of it; then it fills
+   * what is left from the shards not yet asked and those that gave their
+   * whole share, one after another. Jobs come back in claim order
+   * (priority, run-at, id) within what was claimed.
    */
   const claim = (
     request: JobStore.ClaimRequest
@@ -308,9 +317,12 @@ const build = (
             `Every shard is unreachable: ${states.map((s) => `${s.name} (${s.lastError ?? "failed"})`).join("; ")}`
           )
         )
+      // A large batch goes whole to one shard (one statement, and completions that settle
+      // together); a small one is shared, so that every shard with work gets a turn in it.
+      const whole = request.limit >= wholeBatch * ready.length
       const base = Math.floor(request.limit / ready.length)
       const extra = request.limit % ready.length
-      const shares = ready.map((_, i) => base + (i < extra ? 1 : 0))
+      const shares = ready.map((_, i) => (whole ? (i === 0 ? request.limit : 0) : base + (i < extra ? 1 : 0)))
       const claimed: Array<JobStore.JobRecord> = []
       let answered = 0
       const errors: Array<JobStore.JobStoreError> = []

@@ -10,6 +10,8 @@ const load = async (name: DriverName): Promise<Make> => {
   switch (name) {
     case "nightshift-pg":
     case "nightshift-pg-prefetch":
+    case "nightshift-pg-keyed":
+    case "nightshift-pg-sharded":
     case "nightshift-sqlite":
     case "nightshift-memory":
       return (await import("./nightshift.js")).make

@@ -17,6 +17,7 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import pg from "pg"
 import * as Job from "../../src/Job.js"
 import * as JobQueue from "../../src/JobQueue.js"
 import * as JobRunner from "../../src/JobRunner.js"
@@ -29,14 +30,31 @@ import type { Driver, OnJob } from "./driver.js"
 
 const Noop = Job.make("bench_noop", { payload: Schema.Struct({ i: Schema.Number, t: Schema.Number }) })
 
-export type Engine = "pg" | "sqlite" | "memory"
+export type Engine = "pg" | "pg-sharded" | "sqlite" | "memory"
 
 const engineOf = (spec: ChildSpec): Engine =>
-  spec.driver === "nightshift-pg" || spec.driver === "nightshift-pg-prefetch"
+  spec.driver === "nightshift-pg" ||
+  spec.driver === "nightshift-pg-prefetch" ||
+  spec.driver === "nightshift-pg-keyed"
     ? "pg"
-    : spec.driver === "nightshift-sqlite"
-      ? "sqlite"
-      : "memory"
+    : spec.driver === "nightshift-pg-sharded"
+      ? "pg-sharded"
+      : spec.driver === "nightshift-sqlite"
+        ? "sqlite"
+        : "memory"
+
+/** The shards of `nightshift-pg-sharded`: `BENCH_SHARD_URLS`, comma-separated (set by bench/sharded.ts). */
+const shardUrls = () => {
+  const urls = process.env.BENCH_SHARD_URLS
+  if (urls === undefined || urls === "") throw new Error("nightshift-pg-sharded needs BENCH_SHARD_URLS")
+  return urls.split(",")
+}
+
+/** Keyed contestants give job i the partition key `p<i % 1000>` (what spreads jobs over shards). */
+const keyed = (spec: ChildSpec) =>
+  spec.driver === "nightshift-pg-keyed" || spec.driver === "nightshift-pg-sharded"
+const itemOf = (spec: ChildSpec, i: number) =>
+  JobQueue.item(Noop, { i, t: 0 }, keyed(spec) ? { partition: `p${i % 1000}` } : undefined)
 
 export const sqliteFile = (spec: ChildSpec) => join(spec.tmpDir, `${spec.namespace}.db`)
 
@@ -47,6 +65,8 @@ export const storeLayer = (
   switch (engine) {
     case "pg":
       return PgStore.layerUrl(spec.databaseUrl, { schema: spec.namespace })
+    case "pg-sharded":
+      return PgStore.layerSharded(shardUrls(), { schema: spec.namespace })
     case "sqlite":
       return SqliteStore.layer({ filename: sqliteFile(spec) })
     case "memory":
@@ -139,9 +159,7 @@ export const make = async (spec: ChildSpec): Promise<Driver> => {
     setup: () => runtime.runPromise(Effect.void),
     enqueueBulk: (n) =>
       runtime.runPromise(
-        Effect.asVoid(
-          JobQueue.enqueueMany(Array.from({ length: n }, (_, i) => JobQueue.item(Noop, { i, t: 0 })))
-        )
+        Effect.asVoid(JobQueue.enqueueMany(Array.from({ length: n }, (_, i) => itemOf(spec, i))))
       ),
     enqueueOne: (i, t) => runtime.runPromise(Effect.asVoid(JobQueue.enqueue(Noop, { i, t }))),
     startWorker,
@@ -159,6 +177,14 @@ export const make = async (spec: ChildSpec): Promise<Driver> => {
     teardown: async () => {
       if (engine === "pg") {
         await runtime.runPromise(withSql((sql) => sql`DROP SCHEMA IF EXISTS ${sql(spec.namespace)} CASCADE`))
+      }
+      if (engine === "pg-sharded") {
+        for (const url of shardUrls()) {
+          const client = new pg.Client({ connectionString: url })
+          await client.connect()
+          await client.query(`DROP SCHEMA IF EXISTS "${spec.namespace}" CASCADE`)
+          await client.end()
+        }
       }
       await runtime.dispose()
       if (engine === "sqlite") {

@@ -7,6 +7,8 @@
 export type DriverName =
   | "nightshift-pg"
   | "nightshift-pg-prefetch"
+  | "nightshift-pg-keyed"
+  | "nightshift-pg-sharded"
   | "nightshift-sqlite"
   | "nightshift-memory"
   | "graphile"
