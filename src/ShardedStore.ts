@@ -183,7 +183,9 @@ const build = (
   /** Read the rules from the first shard that answers (every shard holds the same); no shard, no change. */
   const refreshRules = Effect.suspend(() => {
     rulesAt = now()
-    return Effect.firstSuccessOf(states.map((s) => on(s, (store) => store.flowState({ due: false })))).pipe(
+    return Effect.firstSuccessOf(
+      readyFirst().map((s) => on(s, (store) => store.flowState({ due: false })))
+    ).pipe(
       Effect.tap((state) =>
         Effect.sync(() => {
           pinned.clear()
@@ -230,13 +232,29 @@ const build = (
       ),
       (results) => {
         const answers: Array<A> = []
+        const errors: Array<JobStore.JobStoreError> = []
         for (const r of results) {
-          if (r._tag === "Left") return Effect.fail(r.left)
-          answers.push(r.right)
+          if (r._tag === "Left") errors.push(r.left)
+          else answers.push(r.right)
         }
-        return Effect.succeed(answers)
+        if (errors.length === 0) return Effect.succeed(answers)
+        return Effect.fail(
+          errors.length === 1
+            ? errors[0]!
+            : new JobStore.JobStoreError({
+                message: errors.map((e) => e.message).join("; "),
+                cause: errors[0]
+              })
+        )
       }
     )
+  /** The shards, those not backing off from a failure first: where a question any shard can answer goes. */
+  const readyFirst = () => {
+    const at = now()
+    return [...states].sort(
+      (a, b) => Number(a.failures > 0 && a.retryAt > at) - Number(b.failures > 0 && b.retryAt > at)
+    )
+  }
 
   /** A shard's id as a sharded id. A shard's ids stay far below the bound for any real table. */
   const toGlobal = (s: ShardState, id: string) => {
@@ -585,7 +603,7 @@ const build = (
         })
       ),
     // The first shard that answers tells the time (shards on the database clock agree closely).
-    now: Effect.firstSuccessOf(states.map((s) => on(s, (store) => store.now))),
+    now: Effect.suspend(() => Effect.firstSuccessOf(readyFirst().map((s) => on(s, (store) => store.now)))),
     ping: Effect.asVoid(everywhere((store) => store.ping)),
     wakeups: Stream.mergeAll(
       states.map((s) =>
