@@ -138,8 +138,8 @@ describe("ShardedStore across processes", () => {
               )
             )
             // Down long enough for the nodes' claims, settles, heartbeats and listeners to fail and back off.
-          yield* Effect.sleep("4 seconds")
-          const downFor = Date.now() - stopAt
+            yield* Effect.sleep("4 seconds")
+            const downFor = Date.now() - stopAt
             yield* Effect.promise(() => stopped.start())
             const restartAt = Date.now()
             yield* diagnose(
