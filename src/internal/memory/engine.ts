@@ -6,7 +6,7 @@
  * @internal
  */
 import * as FlowControl from "../../FlowControl.js"
-import type * as JobStore from "../../JobStore.js"
+import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
 import * as Flow from "../store/flow.js"
 import { keepStartsMs } from "../store/flow.js"
@@ -360,6 +360,36 @@ export class Engine {
 
   counts(): Array<JobStore.QueueCount> {
     return this.index.countRows()
+  }
+
+  /** `JobStore.activity`: a scan of every row (the memory store holds what fits in the process). */
+  activity(now: number, since: number): JobStore.Activity {
+    let completed = 0
+    let discarded = 0
+    let cancelled = 0
+    let retried = 0
+    const latencies: Array<number> = []
+    for (const row of this.rows.values()) {
+      const finishedSince = row.finalizedAt !== null && row.finalizedAt > since && Core.isFinal(row.state)
+      if (finishedSince && row.state === "completed") completed++
+      else if (finishedSince && row.state === "discarded") discarded++
+      else if (finishedSince && row.state === "cancelled") cancelled++
+      const lastError = row.errors[row.errors.length - 1]
+      if (
+        lastError !== undefined &&
+        lastError.at > since &&
+        (row.state === "retryable" || row.state === "running" || (finishedSince && row.state === "completed"))
+      )
+        retried++
+      if (
+        row.attemptedAt !== null &&
+        row.attemptedAt > since &&
+        (row.state === "running" || finishedSince) &&
+        latencies.length < JobStore.activityLatencyLimit
+      )
+        latencies.push(row.attemptedAt - row.runAt)
+    }
+    return { now, completed, discarded, cancelled, retried, latencies }
   }
 
   cancel(now: number, id: string): JobStore.CancelResult {
