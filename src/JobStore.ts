@@ -465,24 +465,27 @@ export interface FlowState {
  * @since 0.3.0
  */
 export interface Activity {
-  /** Store clock, epoch ms: the end of the span counted. */
+  /**
+   * Store clock, epoch ms: the end of the span counted, `[since, now)`. A
+   * job stamped at `now` itself counts in the span that starts there.
+   */
   readonly now: number
-  /** Jobs that ended `completed` after `since`. */
+  /** Jobs that ended `completed` in the span. */
   readonly completed: number
-  /** Jobs that ended `discarded` after `since`. */
+  /** Jobs that ended `discarded` in the span. */
   readonly discarded: number
-  /** Jobs that ended `cancelled` after `since`. */
+  /** Jobs that ended `cancelled` in the span. */
   readonly cancelled: number
   /**
-   * Jobs whose latest failed attempt ended after `since` and that were
+   * Jobs whose latest failed attempt ended in the span and that were
    * retried: now retryable, running again, or completed since. A job that
    * failed twice in the span counts once.
    */
   readonly retried: number
   /**
    * Start latency (ms from run-at, i.e. enqueue or the scheduled time, to
-   * the start of the attempt) of jobs whose latest attempt started after
-   * `since` and that are running or have finished since; at most
+   * the start of the attempt) of jobs whose latest attempt started in the
+   * span and that are running or have finished since; at most
    * `activityLatencyLimit` of them, in no particular order.
    */
   readonly latencies: ReadonlyArray<number>

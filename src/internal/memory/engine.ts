@@ -370,20 +370,26 @@ export class Engine {
     let retried = 0
     const latencies: Array<number> = []
     for (const row of this.rows.values()) {
-      const finishedSince = row.finalizedAt !== null && row.finalizedAt > since && Core.isFinal(row.state)
+      const finishedSince =
+        row.finalizedAt !== null &&
+        row.finalizedAt >= since &&
+        row.finalizedAt < now &&
+        Core.isFinal(row.state)
       if (finishedSince && row.state === "completed") completed++
       else if (finishedSince && row.state === "discarded") discarded++
       else if (finishedSince && row.state === "cancelled") cancelled++
       const lastError = row.errors[row.errors.length - 1]
       if (
         lastError !== undefined &&
-        lastError.at > since &&
+        lastError.at >= since &&
+        lastError.at < now &&
         (row.state === "retryable" || row.state === "running" || (finishedSince && row.state === "completed"))
       )
         retried++
       if (
         row.attemptedAt !== null &&
-        row.attemptedAt > since &&
+        row.attemptedAt >= since &&
+        row.attemptedAt < now &&
         (row.state === "running" || finishedSince) &&
         latencies.length < JobStore.activityLatencyLimit
       )

@@ -72,7 +72,8 @@ export const counts = (t: Tables) =>
     GROUP BY queue, state ORDER BY queue, state`
 
 /**
- * `JobStore.activity` for the span (since, until], both epoch ms: three
+ * `JobStore.activity` for the span [since, until), both epoch ms (a row
+ * stamped at `until` itself, possibly after `until` was read, falls in the next span): three
  * reads, each through an index that holds only the rows it needs. Finished
  * jobs come from the finalized index (a range of finish times), retried ones
  * from the retryable index (a retry sets run-at to its failure time plus
@@ -91,24 +92,26 @@ export const activity = (t: Tables, since: number, until: number) => {
       ? "(errors -> -1 ->> 'at')::float8"
       : "CASE WHEN json_valid(errors) THEN json_extract(errors, '$[#-1].at') END"
   )
-  const latency = sql.literal(pg ? "extract(epoch from (attempted_at - run_at)) * 1000" : "attempted_at - run_at")
-  const failedInSpan = sql`${lastError} > ${since} AND ${lastError} <= ${until}`
+  const latency = sql.literal(
+    pg ? "extract(epoch from (attempted_at - run_at)) * 1000" : "attempted_at - run_at"
+  )
+  const failedInSpan = sql`${lastError} >= ${since} AND ${lastError} < ${until}`
   return Effect.gen(function* () {
     const finished = yield* sql<{ state: JobStore.JobState; count: number; retried: number }>`SELECT state,
         CAST(count(*) AS integer) AS count,
         CAST(sum(CASE WHEN state = 'completed' AND ${failedInSpan} THEN 1 ELSE 0 END) AS integer) AS retried
-      FROM ${t.jobs} WHERE state IN ${sql.literal(finalList)} AND finalized_at > ${from} AND finalized_at <= ${to}
+      FROM ${t.jobs} WHERE state IN ${sql.literal(finalList)} AND finalized_at >= ${from} AND finalized_at < ${to}
       GROUP BY state`
     const [live] = yield* sql<{ retryable: number; running: number }>`SELECT
       (SELECT CAST(count(*) AS integer) FROM ${t.jobs}
         WHERE state = 'retryable' AND run_at >= ${from} AND ${failedInSpan}) AS retryable,
       (SELECT CAST(count(*) AS integer) FROM ${t.jobs} WHERE state = 'running' AND ${failedInSpan}) AS running`
     const latencies = yield* sql<{ ms: number }>`SELECT ${latency} AS ms FROM ${t.jobs}
-        WHERE state = 'running' AND attempted_at > ${from} AND attempted_at <= ${to}
+        WHERE state = 'running' AND attempted_at >= ${from} AND attempted_at < ${to}
       UNION ALL
       SELECT ${latency} AS ms FROM ${t.jobs}
-        WHERE state IN ${sql.literal(finalList)} AND finalized_at > ${from} AND finalized_at <= ${to}
-          AND attempted_at > ${from}
+        WHERE state IN ${sql.literal(finalList)} AND finalized_at >= ${from} AND finalized_at < ${to}
+          AND attempted_at >= ${from}
       LIMIT ${JobStore.activityLatencyLimit}`
     const count = (state: JobStore.JobState) => finished.find((r) => r.state === state)?.count ?? 0
     return {
@@ -116,7 +119,8 @@ export const activity = (t: Tables, since: number, until: number) => {
       completed: count("completed"),
       discarded: count("discarded"),
       cancelled: count("cancelled"),
-      retried: (live?.retryable ?? 0) + (live?.running ?? 0) + finished.reduce((n, r) => n + (r.retried ?? 0), 0),
+      retried:
+        (live?.retryable ?? 0) + (live?.running ?? 0) + finished.reduce((n, r) => n + (r.retried ?? 0), 0),
       latencies: latencies.map((r) => Number(r.ms))
     } satisfies JobStore.Activity
   })
