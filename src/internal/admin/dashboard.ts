@@ -18,7 +18,28 @@ label { display: flex; flex-direction: column; font-size: 12px; color: var(--mut
 nav { display: flex; gap: .8rem; } nav a[aria-current="page"] { font-weight: 600; text-decoration: none; }
 #conn { font-size: 12px; } #conn.live { color: var(--ok); } #conn.down { color: var(--bad); }
 #notice { color: var(--bad); min-height: 1.2em; } .muted { color: var(--muted); } [hidden] { display: none !important; }
-`
+
+:root { --c1: #23804d; --c2: #a86a12; --c3: #c0392b; --c4: #2f6fbf; --c5: #7b4fc0; --c6: #14868b; --c7: #b83c7c; --c8: #5f7020; --c9: #6b6b6b; }
+@media (prefers-color-scheme: dark) {
+  :root { --bad: #ff7b6e; --ok: #5cc98a; --warn: #e0a84a; --muted: #9a9a9a; --c1: #5cc98a; --c2: #e0a84a; --c3: #ff7b6e; --c4: #6aa8ff; --c5: #b99bff; --c6: #4fd1d6; --c7: #f07ab8; --c8: #b5c957; --c9: #b0b0b0; }
+}
+.c1 { --c: var(--c1); } .c2 { --c: var(--c2); } .c3 { --c: var(--c3); } .c4 { --c: var(--c4); } .c5 { --c: var(--c5); }
+.c6 { --c: var(--c6); } .c7 { --c: var(--c7); } .c8 { --c: var(--c8); } .c9 { --c: var(--c9); }
+.overview-head { display: flex; align-items: baseline; justify-content: space-between; gap: 1rem; flex-wrap: wrap; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(17rem, 1fr)); gap: .8rem; }
+figure.chart { margin: 0; border: 1px solid #8884; border-radius: 6px; padding: .5rem .6rem; min-width: 0; }
+figcaption { display: flex; justify-content: space-between; align-items: center; gap: .5rem; flex-wrap: wrap; font-weight: 600; margin-bottom: .3rem; }
+.plot { width: 100%; height: 150px; } .plot svg { display: block; overflow: visible; }
+path.line { fill: none; stroke: var(--c); stroke-width: 2; stroke-linejoin: round; stroke-linecap: round; }
+line.grid { stroke: #8884; stroke-width: 1; } text.axis { font-size: 11px; fill: currentColor; opacity: .75; }
+.legend { list-style: none; padding: 0; margin: .3rem 0 0; display: flex; flex-wrap: wrap; gap: .2rem .9rem; font-size: 12px; }
+.swatch { display: inline-block; width: .8em; height: .8em; border-radius: 2px; background: var(--c); margin-right: .3em; vertical-align: -.05em; }
+label.inline { flex-direction: row; align-items: center; gap: .3rem; font-weight: normal; }
+:focus-visible { outline: 2px solid var(--c4); outline-offset: 2px; }
+@media (max-width: 640px) {
+  body { margin: 0 .6rem 2rem; } header { flex-wrap: wrap; gap: .3rem .8rem; }
+  table { display: block; overflow-x: auto; } textarea { max-width: 100%; }
+}`
 
 const body = `
 <header><h1>Nightshift</h1><nav id="nav" aria-label="Views"></nav><span id="conn" data-testid="connection">connecting…</span><span id="notice" role="alert"></span></header>

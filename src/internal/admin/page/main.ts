@@ -7,6 +7,7 @@
 import { act, listen, on, setToken } from "./api.js"
 import { $, el, type View } from "./dom.js"
 import * as jobs from "./jobs.js"
+import * as overview from "./overview.js"
 import * as queues from "./queues.js"
 import * as workers from "./workers.js"
 
@@ -18,7 +19,7 @@ interface Route {
 }
 
 const routes: ReadonlyArray<Route> = [
-  { path: "", label: "Overview", views: [workers.view, queues.view, jobs.view] },
+  { path: "", label: "Overview", views: [overview.view, workers.view, queues.view, jobs.view] },
   { path: "jobs", label: "Jobs", views: [jobs.view] },
   { path: "queues", label: "Queues", views: [queues.view] },
   { path: "workers", label: "Workers", views: [workers.view] }

@@ -128,3 +128,32 @@ export interface Enqueued {
   readonly id: string
   readonly deduped: boolean
 }
+
+export interface OverviewPoint {
+  readonly at: number
+  readonly completed: number
+  readonly retried: number
+  readonly discarded: number
+  readonly cancelled: number
+  readonly started: number
+  readonly p50: number | null
+  readonly p90: number | null
+  readonly p99: number | null
+  readonly depth: {
+    readonly [queue: string]: {
+      readonly scheduled: number
+      readonly available: number
+      readonly running: number
+      readonly retryable: number
+    }
+  }
+}
+
+export interface Overview {
+  readonly window: string
+  readonly now: number
+  readonly intervalMs: number
+  readonly resolutionMs: number
+  readonly queues: ReadonlyArray<string>
+  readonly points: ReadonlyArray<OverviewPoint>
+}
