@@ -489,6 +489,13 @@ export interface Activity {
    * `activityLatencyLimit` of them, in no particular order.
    */
   readonly latencies: ReadonlyArray<number>
+  /**
+   * Jobs per queue in the states that make a queue's depth (`scheduled`,
+   * `available`, `running`, `retryable`) at `now`; zeros left out. Read
+   * through the indexes of waiting and running jobs, unlike `counts`, which
+   * also counts every finished job still stored.
+   */
+  readonly depth: ReadonlyArray<QueueCount>
 }
 
 /** The most start latencies `activity` returns. @since 0.3.0 */

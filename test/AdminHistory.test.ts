@@ -19,6 +19,7 @@ const activity = (now: number, over: Partial<JobStore.Activity> = {}): JobStore.
   cancelled: 0,
   retried: 0,
   latencies: [],
+  depth: [],
   ...over
 })
 
@@ -44,7 +45,7 @@ describe("the overview's ring", () => {
     for (let q = 0; q < 10; q++) counts.push({ queue: `q${q}`, state: "available", count: q + 1 })
     counts.push({ queue: "q0", state: "completed", count: 1000 })
     const latencies = Array.from({ length: 100 }, (_, i) => 100 - i)
-    history.record(0, activity(5000, { completed: 50, retried: 5, discarded: 1, latencies }), counts)
+    history.record(0, activity(5000, { completed: 50, retried: 5, discarded: 1, latencies, depth: counts }))
     const [point] = history.points(300_000, 5000)
     expect(point).toMatchObject({
       at: 5000,
@@ -58,7 +59,7 @@ describe("the overview's ring", () => {
     expect(history.columns).toEqual(["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", History.otherQueues])
     expect(point!.depth.q0).toEqual({ scheduled: 0, available: 1, running: 0, retryable: 0 })
     expect(point!.depth[History.otherQueues]!.available).toBe(9 + 10)
-    history.record(5000, activity(10_000), [])
+    history.record(5000, activity(10_000))
     expect(history.points(300_000, 10_000, 5000).map((p) => [p.at, p.p50])).toEqual([[10_000, null]])
   })
 })

@@ -148,8 +148,8 @@ export class History {
     return DEPTH + i * depthStates.length
   }
 
-  /** Record one sample: the store's activity over (since, activity.now] and its counts now. */
-  record(since: number, activity: JobStore.Activity, counts: ReadonlyArray<JobStore.QueueCount>): void {
+  /** Record one sample: the store's activity over [since, activity.now) and the depth at its end. */
+  record(since: number, activity: JobStore.Activity): void {
     const row = new Float64Array(width)
     row[AT] = activity.now
     row[SPAN] = Math.max(0, activity.now - since)
@@ -162,7 +162,9 @@ export class History {
     row[P50] = quantile(sorted, 0.5)
     row[P90] = quantile(sorted, 0.9)
     row[P99] = quantile(sorted, 0.99)
-    for (const c of [...counts].sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0))) {
+    for (const c of [...activity.depth].sort((a, b) =>
+      a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0
+    )) {
       const s = depthStates.indexOf(c.state as (typeof depthStates)[number])
       if (s >= 0) row[this.column(c.queue) + s] = row[this.column(c.queue) + s]! + c.count
     }
@@ -264,8 +266,7 @@ export class History {
 
 /**
  * Sample the store into `history` every `interval` for as long as the
- * fiber lives: one `activity` read (since the previous sample) and one
- * `counts` read each time. A failed sample is logged and leaves a gap; the
+ * fiber lives: one `activity` read (since the previous sample) each time. A failed sample is logged and leaves a gap; the
  * next one covers the time since the last one that succeeded.
  */
 export const sample = (
@@ -277,8 +278,7 @@ export const sample = (
   const once = Effect.gen(function* () {
     since ??= (yield* store.now) - history.intervalMs
     const activity = yield* store.activity(since)
-    const counts = yield* store.counts
-    history.record(since, activity, counts)
+    history.record(since, activity)
     since = activity.now
   }).pipe(
     Effect.catchAll((e) =>

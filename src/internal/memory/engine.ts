@@ -369,7 +369,13 @@ export class Engine {
     let cancelled = 0
     let retried = 0
     const latencies: Array<number> = []
+    const depth = new Map<string, JobStore.QueueCount>()
     for (const row of this.rows.values()) {
+      if (!Core.isFinal(row.state)) {
+        const key = `${row.queue}\u0000${row.state}`
+        const c = depth.get(key)
+        depth.set(key, { queue: row.queue, state: row.state, count: (c?.count ?? 0) + 1 })
+      }
       const finishedSince =
         row.finalizedAt !== null &&
         row.finalizedAt >= since &&
@@ -395,7 +401,7 @@ export class Engine {
       )
         latencies.push(row.attemptedAt - row.runAt)
     }
-    return { now, completed, discarded, cancelled, retried, latencies }
+    return { now, completed, discarded, cancelled, retried, latencies, depth: [...depth.values()] }
   }
 
   cancel(now: number, id: string): JobStore.CancelResult {

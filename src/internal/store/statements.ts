@@ -78,7 +78,7 @@ export const counts = (t: Tables) =>
  * jobs come from the finalized index (a range of finish times), retried ones
  * from the retryable index (a retry sets run-at to its failure time plus
  * the backoff, so run-at >= since) and the lease index (jobs already running
- * again), latencies from the lease and finalized indexes. The latest
+ * again), latencies from the lease and finalized indexes, depth from the claim and lease indexes. The latest
  * error's time is read from the `errors` list of those rows only.
  */
 export const activity = (t: Tables, since: number, until: number) => {
@@ -113,6 +113,11 @@ export const activity = (t: Tables, since: number, until: number) => {
         WHERE state IN ${sql.literal(finalList)} AND finalized_at >= ${from} AND finalized_at < ${to}
           AND attempted_at >= ${from}
       LIMIT ${JobStore.activityLatencyLimit}`
+    // Two reads, so that each can use its partial index (waiting jobs, running jobs).
+    const waiting = yield* sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count
+      FROM ${t.jobs} WHERE state IN ${sql.literal(waitingList)} GROUP BY queue, state`
+    const running = yield* sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count
+      FROM ${t.jobs} WHERE state = 'running' GROUP BY queue, state`
     const count = (state: JobStore.JobState) => finished.find((r) => r.state === state)?.count ?? 0
     return {
       now: until,
@@ -121,7 +126,8 @@ export const activity = (t: Tables, since: number, until: number) => {
       cancelled: count("cancelled"),
       retried:
         (live?.retryable ?? 0) + (live?.running ?? 0) + finished.reduce((n, r) => n + (r.retried ?? 0), 0),
-      latencies: latencies.map((r) => Number(r.ms))
+      latencies: latencies.map((r) => Number(r.ms)),
+      depth: [...waiting, ...running].map((r) => ({ queue: r.queue, state: r.state, count: Number(r.count) }))
     } satisfies JobStore.Activity
   })
 }

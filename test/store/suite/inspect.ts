@@ -292,6 +292,13 @@ export const activitySuite = (test: StoreTest) =>
 
         const first = yield* store.activity(since)
         expect(first).toMatchObject({ completed: 1, discarded: 1, cancelled: 1, retried: 1 })
+        // Depth: the waiting and running jobs only, per queue and state.
+        expect(sortCounts([...first.depth])).toEqual(
+          sortCounts([
+            { queue: "q", state: "retryable", count: 1 },
+            { queue: "q", state: "running", count: 1 }
+          ])
+        )
         expect(first.now).toBeGreaterThan(since)
         // The completed, discarded and running jobs started in the span, 2 s after they were due.
         expect(first.latencies).toHaveLength(3)
