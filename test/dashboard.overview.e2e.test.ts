@@ -101,11 +101,11 @@ const open = async (origin: string) => {
   return { page, problems }
 }
 
-const enqueue = (url: string, kind: string, n: number) =>
+const enqueue = (url: string, kind: string, n: number, delay?: string) =>
   fetch(`${url.replace(/\/?$/, "/")}jobs`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ kind, payload: { n } })
+    body: JSON.stringify({ kind, payload: { n }, ...(delay === undefined ? {} : { delay }) })
   }).then((r) => expect(r.status).toBe(201))
 
 const legendValue = (page: Page, chart: string, series: string) =>
@@ -137,7 +137,8 @@ const drive = async (page: Page, url: string, label: string) => {
   const before = await points(page, "chart-throughput")
 
   for (let i = 0; i < 20; i++) await enqueue(url, "render", i)
-  for (let i = 0; i < 6; i++) await enqueue(url, "import", i)
+  // Scheduled 2 s ahead, so that at least 3 samples (every 500 ms) see them wait in their queue.
+  for (let i = 0; i < 6; i++) await enqueue(url, "import", i, "2 seconds")
 
   // Completions and retries show as rates, then fall back to 0 once the work is done.
   await legendValue(page, "chart-throughput", "completed")
