@@ -136,8 +136,9 @@ const drive = async (page: Page, url: string, label: string) => {
   await throughput.locator("svg").waitFor()
   const before = await points(page, "chart-throughput")
 
-  for (let i = 0; i < 20; i++) await enqueue(url, "render", i)
-  // Scheduled 2 s ahead, so that at least 3 samples (every 500 ms) see them wait in their queue.
+  // Scheduled ahead, so that several samples (every 500 ms) see them wait in their queues: a
+  // queue gets its line once a sample has seen jobs waiting or running in it.
+  for (let i = 0; i < 20; i++) await enqueue(url, "render", i, "1500 millis")
   for (let i = 0; i < 6; i++) await enqueue(url, "import", i, "2 seconds")
 
   // Completions and retries show as rates, then fall back to 0 once the work is done.
