@@ -139,7 +139,8 @@ const schedule = () => {
   clearTimeout(poll)
   poll = setTimeout(
     () => {
-      const visible = !section.hidden && document.visibilityState === "visible"
+      // offsetParent is null while the section or an ancestor (the token prompt hides main) is hidden.
+      const visible = section.offsetParent !== null && document.visibilityState === "visible"
       ;(visible ? act("overview", refresh) : Promise.resolve()).finally(schedule)
     },
     Math.max(1000, intervalMs)
