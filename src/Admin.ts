@@ -98,6 +98,13 @@ export interface Options {
   readonly storeTimeout?: Duration.DurationInput | undefined
   /** Interval of keep-alive comments on the event stream. Default 15 seconds. */
   readonly keepAlive?: Duration.DurationInput | undefined
+  /**
+   * Time between the dashboard overview's samples of the store (one activity
+   * read and one count of jobs per queue and state; see docs/admin.md for
+   * their cost). The node keeps the last 720 samples (an hour at the
+   * default) and 24 hours of per-minute rows. Default 5 seconds.
+   */
+  readonly sampleInterval?: Duration.DurationInput | undefined
   /** Log one line per request (method, path, status; never bodies). Default false. */
   readonly logRequests?: boolean | undefined
   /**
@@ -165,6 +172,7 @@ const settings = (options: Options): Handlers.Settings => ({
   lateAfter: Duration.decode(options.lateAfter ?? "5 minutes"),
   storeTimeout: Duration.decode(options.storeTimeout ?? "2 seconds"),
   keepAlive: Duration.decode(options.keepAlive ?? "15 seconds"),
+  sampleInterval: Duration.decode(options.sampleInterval ?? "5 seconds"),
   maxBodyBytes: options.maxBodyBytes ?? defaultMaxBodyBytes
 })
 

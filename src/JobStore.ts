@@ -463,6 +463,51 @@ export interface FlowState {
 }
 
 /**
+ * What happened to jobs since an instant, on every node: what the admin
+ * overview samples. Read from the rows' own times, through indexes that
+ * hold only running, retryable or recently finished jobs, so its cost
+ * follows the activity since `since`, not the size of the table.
+ *
+ * @since 0.3.0
+ */
+export interface Activity {
+  /**
+   * Store clock, epoch ms: the end of the span counted, `[since, now)`. A
+   * job stamped at `now` itself counts in the span that starts there.
+   */
+  readonly now: number
+  /** Jobs that ended `completed` in the span. */
+  readonly completed: number
+  /** Jobs that ended `discarded` in the span. */
+  readonly discarded: number
+  /** Jobs that ended `cancelled` in the span. */
+  readonly cancelled: number
+  /**
+   * Jobs whose latest failed attempt ended in the span and that were
+   * retried: now retryable, running again, or completed since. A job that
+   * failed twice in the span counts once.
+   */
+  readonly retried: number
+  /**
+   * Start latency (ms from run-at, i.e. enqueue or the scheduled time, to
+   * the start of the attempt) of jobs whose latest attempt started in the
+   * span and that are running or have finished since; at most
+   * `activityLatencyLimit` of them, in no particular order.
+   */
+  readonly latencies: ReadonlyArray<number>
+  /**
+   * Jobs per queue in the states that make a queue's depth (`scheduled`,
+   * `available`, `running`, `retryable`) at `now`; zeros left out. Read
+   * through the indexes of waiting and running jobs, unlike `counts`, which
+   * also counts every finished job still stored.
+   */
+  readonly depth: ReadonlyArray<QueueCount>
+}
+
+/** The most start latencies `activity` returns. @since 0.3.0 */
+export const activityLatencyLimit = 1000
+
+/**
  * A store operation failed (database unreachable, constraint error, …).
  *
  * @since 0.1.0
@@ -540,6 +585,8 @@ export interface Service {
   readonly get: (id: string) => Effect.Effect<JobRecord | undefined, JobStoreError>
   readonly list: (filter: ListFilter) => Effect.Effect<ListPage, JobStoreError>
   readonly counts: Effect.Effect<ReadonlyArray<QueueCount>, JobStoreError>
+  /** What happened since `since` (epoch ms, store clock), on every node (see `Activity`). */
+  readonly activity: (since: number) => Effect.Effect<Activity, JobStoreError>
   readonly cancel: (id: string) => Effect.Effect<CancelResult, JobStoreError>
   readonly retry: (id: string) => Effect.Effect<RetryResult, JobStoreError>
   readonly pause: (queue: string) => Effect.Effect<void, JobStoreError>

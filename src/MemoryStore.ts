@@ -44,6 +44,7 @@ export const make: Effect.Effect<JobStore.Service> = Effect.gen(function* () {
     get: (id) => Effect.sync(() => engine.get(id)),
     list: (filter) => Effect.sync(() => engine.list(filter)),
     counts: Effect.sync(() => engine.counts()),
+    activity: (since) => step((now) => engine.activity(now, since)),
     cancel: (id) => step((now) => engine.cancel(now, id)),
     retry: (id) => step((now) => engine.retry(now, id)),
     pause: (queue) => Effect.sync(() => engine.pause(queue)),

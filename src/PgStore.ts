@@ -112,6 +112,7 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
     get: (id) => Admin.get(ctx, id).pipe(Ctx.operation("get")),
     list: (filter) => Admin.list(ctx, filter).pipe(Ctx.operation("list")),
     counts: Admin.counts(ctx).pipe(Ctx.operation("counts")),
+    activity: (since) => Admin.activity(ctx, since).pipe(Ctx.operation("activity")),
     cancel: (id) => Admin.cancel(ctx, id).pipe(Ctx.operation("cancel")),
     retry: (id) => Admin.retry(ctx, id).pipe(Ctx.operation("retry")),
     pause: (queue) => Admin.pause(ctx, queue).pipe(Ctx.operation("pause")),

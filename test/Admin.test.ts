@@ -223,6 +223,7 @@ const routes: ReadonlyArray<readonly [string, string]> = [
   ["POST", "/queues/default/pause"],
   ["POST", "/queues/default/resume"],
   ["GET", "/events"],
+  ["GET", "/overview"],
   ["GET", "/metrics"],
   ["GET", "/openapi.json"]
 ]
@@ -287,6 +288,47 @@ describe("Admin security", () => {
       const sameSite = yield* call(base, "GET", "/workers", { headers: { origin: base.replace(/\/$/, "") } })
       expect(sameSite.status).toBe(200)
     })
+  )
+
+  it.scopedLive(
+    "GET /overview: the sampled history over a window, newer points with after, behind the token",
+    () =>
+      Effect.gen(function* () {
+        const { base, store } = yield* serve(basicApp, {
+          token: Redacted.make(token),
+          sampleInterval: "500 millis"
+        })
+        expect((yield* call(base, "GET", "/overview")).status).toBe(401)
+        const job = { kind: "manual", queue: "manual", payload: {}, priority: 0, maxAttempts: 1 }
+        yield* store.enqueue([job, job])
+        const claimed = yield* store.claim({
+          queues: ["manual"],
+          kinds: ["manual"],
+          limit: 1,
+          leaseMs: 30_000,
+          owner: "test"
+        })
+        yield* store.settle(
+          claimed.map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" } }))
+        )
+        const overview = yield* call(base, "GET", "/overview?window=5m", { token }).pipe(
+          Effect.filterOrFail((r) => r.json.points.some((p: { completed: number }) => p.completed > 0)),
+          Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds")))
+        )
+        expect(overview.status).toBe(200)
+        const body = overview.json
+        expect(body).toMatchObject({ window: "5m", intervalMs: 500, resolutionMs: 500 })
+        expect(body.queues).toContain("manual")
+        const last = body.points[body.points.length - 1]
+        expect(last.depth.manual).toEqual({ scheduled: 0, available: 1, running: 0, retryable: 0 })
+        const done = body.points.find((p: { completed: number }) => p.completed > 0)
+        expect(done.started).toBe(1)
+        expect(done.p50).toBeGreaterThanOrEqual(0)
+        const newer = yield* call(base, "GET", `/overview?after=${last.at}`, { token })
+        expect(newer.json.window).toBe("15m")
+        expect(newer.json.points.every((p: { at: number }) => p.at > last.at)).toBe(true)
+        expect((yield* call(base, "GET", "/overview?window=2m", { token })).status).toBe(400)
+      })
   )
 
   it.scoped("the dashboard page is served without a token and carries no data", () =>

@@ -19,7 +19,7 @@ import { dedupeSuite } from "./suite/dedupe.js"
 import { enqueueSuite } from "./suite/enqueue.js"
 import { flowSuite } from "./suite/flow.js"
 import { idSuite, rescueMessageSuite } from "./suite/ids.js"
-import { countsSuite, listSuite, pruneSuite } from "./suite/inspect.js"
+import { activitySuite, countsSuite, listSuite, pruneSuite } from "./suite/inspect.js"
 import { heartbeatSuite, rescueSuite } from "./suite/leases.js"
 import { fencingSuite, settleSuite } from "./suite/settle.js"
 
@@ -41,6 +41,7 @@ export const conformance = (engine: string, harness: Harness): void => {
     retrySuite(test)
     pruneSuite(test)
     countsSuite(test)
+    activitySuite(test)
     listSuite(test)
     cronSuite(test)
     wakeupSuite(test)

@@ -163,6 +163,15 @@ export const observe = HttpApiGroup.make("observe")
       )
   )
   .add(
+    HttpApiEndpoint.get("overview", "/overview")
+      .setUrlParams(S.OverviewParams)
+      .addSuccess(S.Overview)
+      .annotate(
+        OpenApi.Description,
+        "Jobs completed, retried, discarded and cancelled per second, start-latency percentiles and queue depth over a window (5m to 24h, default 15m), from this node's sampled history of the store (the whole cluster's on PostgreSQL). `after` returns only newer points, for live updates."
+      )
+  )
+  .add(
     HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
       text("text/plain; version=0.0.4; charset=utf-8", "Prometheus text exposition format")
     )

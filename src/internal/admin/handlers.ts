@@ -3,8 +3,9 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as OpenApi from "@effect/platform/OpenApi"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -18,6 +19,7 @@ import { formatParseError, isStorableText, jsonTooDeep, maxDepth } from "../inpu
 import * as FlowReport from "../store/flowReport.js"
 import { Api } from "./api.js"
 import * as Dashboard from "./dashboard.js"
+import * as History from "./history.js"
 import * as Prometheus from "./prometheus.js"
 import * as Readiness from "./readiness.js"
 import * as Render from "./render.js"
@@ -29,6 +31,8 @@ export interface Settings {
   readonly lateAfter: Duration.Duration
   readonly storeTimeout: Duration.Duration
   readonly keepAlive: Duration.Duration
+  /** Time between the overview's samples of the store. */
+  readonly sampleInterval: Duration.Duration
   /** The largest request body accepted, in bytes. */
   readonly maxBodyBytes: number
 }
@@ -433,10 +437,28 @@ const observe = (settings: Settings) =>
       const events = yield* Events.Events
       const closing = yield* Deferred.make<void>()
       yield* Effect.addFinalizer(() => Deferred.succeed(closing, undefined))
+      const store = yield* JobStore.JobStore
+      const history = new History.History(Duration.toMillis(settings.sampleInterval))
+      yield* Effect.forkScoped(History.sample(history, store, settings.sampleInterval))
       let spec: OpenApi.OpenAPISpec | undefined
       return handlers
         .handle("events", () =>
           Effect.succeed(Sse.response(Sse.stream(events, crew, settings.keepAlive, closing)))
+        )
+        .handle("overview", ({ urlParams }) =>
+          Effect.map(Clock.currentTimeMillis, (clockNow) => {
+            const window = urlParams.window ?? "15m"
+            const ms = S.windowMs[window]
+            const now = history.latest ?? clockNow
+            return {
+              window,
+              now,
+              intervalMs: history.intervalMs,
+              resolutionMs: ms <= history.baseMs ? history.intervalMs : History.minuteMs,
+              queues: history.columns,
+              points: history.points(ms, now, urlParams.after)
+            }
+          })
         )
         .handle("metrics", () => Effect.map(Metric.snapshot, Prometheus.format))
         .handle("openapi", () => Effect.sync(() => (spec ??= OpenApi.fromApi(Api))))
@@ -445,12 +467,13 @@ const observe = (settings: Settings) =>
 
 const dashboard = HttpApiBuilder.group(Api, "dashboard", (handlers) =>
   handlers.handle("page", () =>
-    Effect.succeed(
-      HttpServerResponse.text(Dashboard.html, {
+    Effect.sync(() => {
+      const page = Dashboard.get()
+      return HttpServerResponse.text(page.html, {
         contentType: "text/html; charset=utf-8",
-        headers: Dashboard.headers
+        headers: page.headers
       })
-    )
+    })
   )
 )
 

@@ -346,3 +346,72 @@ export class NotReady extends Schema.TaggedError<NotReady>()("NotReady", {
   checks: Schema.Array(Check),
   message: Schema.String
 }) {}
+
+/** The spans the overview shows. */
+export const OverviewWindow = Schema.Literal("5m", "15m", "1h", "6h", "24h")
+
+/** A window's length in ms. */
+export const windowMs: Record<typeof OverviewWindow.Type, number> = {
+  "5m": 5 * 60_000,
+  "15m": 15 * 60_000,
+  "1h": 3_600_000,
+  "6h": 6 * 3_600_000,
+  "24h": 24 * 3_600_000
+}
+
+/** Query of `GET /overview`. */
+export const OverviewParams = Schema.Struct({
+  window: Schema.optional(OverviewWindow.annotations(says("window must be one of 5m, 15m, 1h, 6h, 24h"))),
+  after: Schema.optional(
+    Schema.NumberFromString.annotations(says("after must be a time in epoch milliseconds")).annotations({
+      description: "Only points later than this (epoch ms): what a page that has the window already asks for"
+    })
+  )
+})
+
+const Rate = Schema.Number.annotations({ description: "Per second, over the point's span" })
+const Latency = Schema.NullOr(Schema.Number).annotations({
+  description:
+    "Start latency in ms (run-at, i.e. enqueue or scheduled time, to start); null when nothing started"
+})
+
+/** Jobs of one queue in the states that make its depth. */
+export const QueueDepth = Schema.Struct({
+  scheduled: Schema.Number,
+  available: Schema.Number,
+  running: Schema.Number,
+  retryable: Schema.Number
+})
+
+/** One sample (or one minute) of the overview. */
+export const OverviewPoint = Schema.Struct({
+  at: Schema.Number.annotations({ description: "End of the point's span, epoch ms (store clock)" }),
+  completed: Rate,
+  retried: Rate,
+  discarded: Rate,
+  cancelled: Rate,
+  started: Count.annotations({ description: "Starts whose latency was measured (at most 1000 per sample)" }),
+  p50: Latency,
+  p90: Latency,
+  p99: Latency,
+  depth: Schema.Record({ key: Schema.String, value: QueueDepth }).annotations({
+    description: `Jobs per queue and state at the end of the span; queues beyond the 8th share "(other queues)"`
+  })
+})
+
+/** The overview's history over a window. */
+export const Overview = Schema.Struct({
+  window: OverviewWindow,
+  now: Schema.Number.annotations({
+    description: "The latest sample's time (store clock), or this node's time"
+  }),
+  intervalMs: Schema.Number.annotations({ description: "Time between samples" }),
+  resolutionMs: Schema.Number.annotations({
+    description:
+      "Time between points: the sample interval, or a minute for windows longer than the samples kept"
+  }),
+  queues: Schema.Array(Schema.String).annotations({
+    description: "Queues with depth, in the order first seen"
+  }),
+  points: Schema.Array(OverviewPoint)
+})

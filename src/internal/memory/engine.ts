@@ -6,7 +6,7 @@
  * @internal
  */
 import * as FlowControl from "../../FlowControl.js"
-import type * as JobStore from "../../JobStore.js"
+import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
 import * as Flow from "../store/flow.js"
 import { keepStartsMs } from "../store/flow.js"
@@ -360,6 +360,48 @@ export class Engine {
 
   counts(): Array<JobStore.QueueCount> {
     return this.index.countRows()
+  }
+
+  /** `JobStore.activity`: a scan of every row (the memory store holds what fits in the process). */
+  activity(now: number, since: number): JobStore.Activity {
+    let completed = 0
+    let discarded = 0
+    let cancelled = 0
+    let retried = 0
+    const latencies: Array<number> = []
+    const depth = new Map<string, JobStore.QueueCount>()
+    for (const row of this.rows.values()) {
+      if (!Core.isFinal(row.state)) {
+        const key = `${row.queue}\u0000${row.state}`
+        const c = depth.get(key)
+        depth.set(key, { queue: row.queue, state: row.state, count: (c?.count ?? 0) + 1 })
+      }
+      const finishedSince =
+        row.finalizedAt !== null &&
+        row.finalizedAt >= since &&
+        row.finalizedAt < now &&
+        Core.isFinal(row.state)
+      if (finishedSince && row.state === "completed") completed++
+      else if (finishedSince && row.state === "discarded") discarded++
+      else if (finishedSince && row.state === "cancelled") cancelled++
+      const lastError = row.errors[row.errors.length - 1]
+      if (
+        lastError !== undefined &&
+        lastError.at >= since &&
+        lastError.at < now &&
+        (row.state === "retryable" || row.state === "running" || (finishedSince && row.state === "completed"))
+      )
+        retried++
+      if (
+        row.attemptedAt !== null &&
+        row.attemptedAt >= since &&
+        row.attemptedAt < now &&
+        (row.state === "running" || finishedSince) &&
+        latencies.length < JobStore.activityLatencyLimit
+      )
+        latencies.push(row.attemptedAt - row.runAt)
+    }
+    return { now, completed, discarded, cancelled, retried, latencies, depth: [...depth.values()] }
   }
 
   cancel(now: number, id: string): JobStore.CancelResult {

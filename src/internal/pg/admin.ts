@@ -22,6 +22,10 @@ export const list = (ctx: Ctx, filter: JobStore.ListFilter) => Statements.list(c
 /** `JobStore.counts`. */
 export const counts = (ctx: Ctx) => Statements.counts(ctx.tables)
 
+/** `JobStore.activity`: up to the store's "now", read first. */
+export const activity = (ctx: Ctx, since: number) =>
+  Effect.flatMap(now(ctx), (until) => Statements.activity(ctx.tables, since, until))
+
 /** `JobStore.cancel`: a running job's node also gets a hint, delivered on commit. */
 export const cancel = (ctx: Ctx, id: string): Effect.Effect<JobStore.CancelResult, SqlError> =>
   Statements.cancel(ctx.tables, id).pipe(

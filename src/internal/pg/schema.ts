@@ -79,6 +79,14 @@ const v1 = (schema: string) => `
     expires_at timestamptz NOT NULL
   );`
 
+/**
+ * Version 7: retryable jobs by run-at, for the admin overview's count of
+ * retries (`JobStore.activity`). Only a retry writes to it: the claim path
+ * and a successful settle never hold a row in this state.
+ */
+const v7 = (schema: string) => `
+  CREATE INDEX jobs_retryable_idx ON ${schema}.jobs (run_at) WHERE state = 'retryable';`
+
 /** Run a migration's DDL (several statements, no parameters) in one round trip. */
 const ddl = (text: string) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text))
 
@@ -90,7 +98,8 @@ export const migrations = (schema: string) =>
     "3_claim_by_queue": ddl(v3(schema)),
     "4_claim_skips_exhausted_rows": ddl(v4(schema)),
     "5_fewer_steps_per_statement": ddl(v5(schema)),
-    "6_flow_control": ddl(v6(schema))
+    "6_flow_control": ddl(v6(schema)),
+    "7_retryable_index": ddl(v7(schema))
   })
 
 /**

@@ -115,11 +115,20 @@ const flowControl = statements(
   `CREATE INDEX nightshift_flow_starts_window ON nightshift_flow_starts (scope, name, partition_key, started_at)`
 )
 
+/**
+ * 0004: retryable jobs by run-at, for the admin overview's count of retries
+ * (`JobStore.activity`). Only a retry writes to it.
+ */
+const retryableIndex = statements(
+  `CREATE INDEX nightshift_jobs_retryable ON nightshift_jobs (run_at) WHERE state = 'retryable'`
+)
+
 /** Every migration of the engine, in the shape `Migrator.fromRecord` reads. Never edit a released one. */
 export const migrations = Migrator.fromRecord({
   "0001_create_jobs": createJobs,
   "0002_index_unfinalized": indexUnfinalized,
-  "0003_flow_control": flowControl
+  "0003_flow_control": flowControl,
+  "0004_retryable_index": retryableIndex
 })
 
 /**

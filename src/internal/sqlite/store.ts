@@ -86,6 +86,11 @@ export const make: Effect.Effect<
     get: (id) => db.run("get", Statements.get(tables, id)),
     list: (filter) => db.run("list", Statements.list(tables, filter)),
     counts: db.run("counts", Statements.counts(tables)),
+    activity: (since) =>
+      db.run(
+        "activity",
+        Effect.flatMap(Clock.currentTimeMillis, (until) => Statements.activity(tables, since, until))
+      ),
     cancel: (id) =>
       db.run(
         "cancel",

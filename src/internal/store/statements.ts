@@ -11,7 +11,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
-import type * as JobStore from "../../JobStore.js"
+import * as JobStore from "../../JobStore.js"
 import { activeList, finalList, parseId, waitingList } from "./core.js"
 import { listLimit } from "./list.js"
 
@@ -70,6 +70,67 @@ export const list = (t: Tables, filter: JobStore.ListFilter) => {
 export const counts = (t: Tables) =>
   t.sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count FROM ${t.jobs}
     GROUP BY queue, state ORDER BY queue, state`
+
+/**
+ * `JobStore.activity` for the span [since, until), both epoch ms (a row
+ * stamped at `until` itself, possibly after `until` was read, falls in the next span): three
+ * reads, each through an index that holds only the rows it needs. Finished
+ * jobs come from the finalized index (a range of finish times), retried ones
+ * from the retryable index (a retry sets run-at to its failure time plus
+ * the backoff, so run-at >= since) and the lease index (jobs already running
+ * again), latencies from the lease and finalized indexes, depth from the claim and lease indexes. The latest
+ * error's time is read from the `errors` list of those rows only.
+ */
+export const activity = (t: Tables, since: number, until: number) => {
+  const { sql } = t
+  const pg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+  const time = (ms: number) => (pg ? sql`to_timestamp(${ms}::float8 / 1000)` : sql`${ms}`)
+  const from = time(since)
+  const to = time(until)
+  const lastError = sql.literal(
+    pg
+      ? "(errors -> -1 ->> 'at')::float8"
+      : "CASE WHEN json_valid(errors) THEN json_extract(errors, '$[#-1].at') END"
+  )
+  const latency = sql.literal(
+    pg ? "extract(epoch from (attempted_at - run_at)) * 1000" : "attempted_at - run_at"
+  )
+  const failedInSpan = sql`${lastError} >= ${since} AND ${lastError} < ${until}`
+  return Effect.gen(function* () {
+    const finished = yield* sql<{ state: JobStore.JobState; count: number; retried: number }>`SELECT state,
+        CAST(count(*) AS integer) AS count,
+        CAST(sum(CASE WHEN state = 'completed' AND ${failedInSpan} THEN 1 ELSE 0 END) AS integer) AS retried
+      FROM ${t.jobs} WHERE state IN ${sql.literal(finalList)} AND finalized_at >= ${from} AND finalized_at < ${to}
+      GROUP BY state`
+    const [live] = yield* sql<{ retryable: number; running: number }>`SELECT
+      (SELECT CAST(count(*) AS integer) FROM ${t.jobs}
+        WHERE state = 'retryable' AND run_at >= ${from} AND ${failedInSpan}) AS retryable,
+      (SELECT CAST(count(*) AS integer) FROM ${t.jobs} WHERE state = 'running' AND ${failedInSpan}) AS running`
+    const latencies = yield* sql<{ ms: number }>`SELECT ${latency} AS ms FROM ${t.jobs}
+        WHERE state = 'running' AND attempted_at >= ${from} AND attempted_at < ${to}
+      UNION ALL
+      SELECT ${latency} AS ms FROM ${t.jobs}
+        WHERE state IN ${sql.literal(finalList)} AND finalized_at >= ${from} AND finalized_at < ${to}
+          AND attempted_at >= ${from}
+      LIMIT ${JobStore.activityLatencyLimit}`
+    // Two reads, so that each can use its partial index (waiting jobs, running jobs).
+    const waiting = yield* sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count
+      FROM ${t.jobs} WHERE state IN ${sql.literal(waitingList)} GROUP BY queue, state`
+    const running = yield* sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count
+      FROM ${t.jobs} WHERE state = 'running' GROUP BY queue, state`
+    const count = (state: JobStore.JobState) => finished.find((r) => r.state === state)?.count ?? 0
+    return {
+      now: until,
+      completed: count("completed"),
+      discarded: count("discarded"),
+      cancelled: count("cancelled"),
+      retried:
+        (live?.retryable ?? 0) + (live?.running ?? 0) + finished.reduce((n, r) => n + (r.retried ?? 0), 0),
+      latencies: latencies.map((r) => Number(r.ms)),
+      depth: [...waiting, ...running].map((r) => ({ queue: r.queue, state: r.state, count: Number(r.count) }))
+    } satisfies JobStore.Activity
+  })
+}
 
 /**
  * `JobStore.cancel`, to run in a transaction: a waiting job ends cancelled

@@ -269,3 +269,60 @@ export const listSuite = (test: StoreTest) =>
         expect(jobs).toEqual([yield* store.get(id)])
       }))
   })
+
+export const activitySuite = (test: StoreTest) =>
+  describe("activity", () => {
+    test("counts what finished, was retried and started in a span, once, with start latencies", ({
+      store,
+      advance
+    }) =>
+      Effect.gen(function* () {
+        const fail = { kind: "failure", message: "boom" }
+        yield* store.enqueue([input(), input(), input(), input()])
+        yield* advance(1000)
+        const since = yield* store.now
+        yield* advance(1000)
+        const [done, retried, discarded, running] = yield* store.claim(request({ limit: 4 }))
+        yield* settleOne(store, done!, { _tag: "completed" })
+        yield* settleOne(store, retried!, { _tag: "retry", delayMs: 60_000, error: fail })
+        yield* settleOne(store, discarded!, { _tag: "discard", error: fail })
+        const waiting = yield* enqueueOne(store)
+        yield* store.cancel(waiting.id)
+        yield* advance(1)
+
+        const first = yield* store.activity(since)
+        expect(first).toMatchObject({ completed: 1, discarded: 1, cancelled: 1, retried: 1 })
+        // Depth: the waiting and running jobs only, per queue and state.
+        expect(sortCounts([...first.depth])).toEqual(
+          sortCounts([
+            { queue: "q", state: "retryable", count: 1 },
+            { queue: "q", state: "running", count: 1 }
+          ])
+        )
+        expect(first.now).toBeGreaterThan(since)
+        // The completed, discarded and running jobs started in the span, 2 s after they were due.
+        expect(first.latencies).toHaveLength(3)
+        for (const ms of first.latencies) {
+          expect(ms).toBeGreaterThanOrEqual(1999)
+          expect(ms).toBeLessThan(60_000)
+        }
+
+        // The next span counts nothing of the first one again.
+        yield* advance(61_000)
+        const [again] = yield* store.claim(request({ limit: 4 }))
+        expect(again!.id).toBe(retried!.id)
+        yield* settleOne(store, running!, { _tag: "completed" })
+        yield* advance(1)
+        const second = yield* store.activity(first.now)
+        expect(second).toMatchObject({ completed: 1, discarded: 0, cancelled: 0, retried: 0 })
+        // the retried job started again as soon as it was due; the one that completed started in the first span
+        expect(second.latencies).toHaveLength(1)
+
+        yield* advance(1)
+        yield* settleOne(store, again!, { _tag: "retry", delayMs: 1000, error: fail })
+        yield* advance(1)
+        const third = yield* store.activity(second.now)
+        expect(third).toMatchObject({ completed: 0, retried: 1 })
+        expect(third.latencies).toEqual([])
+      }))
+  })
