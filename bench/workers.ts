@@ -212,7 +212,8 @@ const parent = async () => {
   )
   const results: Array<Result> = []
   for (let r = 1; r <= rounds; r++) {
-    for (const c of contestants) {
+    // Every other round in reverse order, so that no contestant always runs first (or last) on a busy machine.
+    for (const c of r % 2 === 1 ? contestants : [...contestants].reverse()) {
       const result = await run(c === "base" ? baseCommand : command, c, n, seconds, alloc)
       results.push(result)
       const bytes = result.bytesPerTick === null ? "" : `  ${result.bytesPerTick.toFixed(0)} B/tick`

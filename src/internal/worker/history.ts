@@ -6,9 +6,9 @@ import type { TickOutcome } from "./core.js"
  * the recent restarts of every worker of one started tree.
  *
  * Ticks are kept in typed arrays, not objects: a ring of `ticksPerWorker`
- * records per periodic worker, in slabs of `slabWorkers` workers (start and
- * duration as doubles and floats, the outcome as a byte, the error as the
- * sequence number of its text). Recording a tick allocates nothing. Error
+ * 16-byte records per periodic worker (start, duration, outcome, the number
+ * of its error text), in slabs of `slabWorkers` workers. Recording a tick
+ * allocates nothing. Error
  * texts live in one table of `errorTexts` entries shared by the tree (a tick
  * that fails like the worker's previous tick reuses its entry); a record
  * whose text has been pushed out says so. Restarts are rare: each worker
@@ -53,26 +53,31 @@ export const lockedReason = "another replica holds the singleton lock"
 /** What is said in place of an error text that has been pushed out of the table. */
 export const droppedText = `(the error text is no longer kept: a tree keeps the latest ${errorTexts})`
 
+/**
+ * One slab: `slabWorkers` blocks of `blockBytes`, one per worker, each a
+ * 16-byte header (the count of ticks recorded, a double) and then its ring
+ * of 16-byte records (start as a double; duration as a float; outcome code in
+ * the low byte and text number above it, in a 32-bit word), so that recording
+ * a tick touches one or two cache lines of one block. Three views share the
+ * buffer.
+ */
 interface Slab {
-  /** Start of each record, as a cell time (ms since the registry's base). */
-  readonly start: Float64Array
-  /** Duration of each record in ms. */
-  readonly duration: Float32Array
-  /** Outcome code and forced flag; 0: no record. */
-  readonly code: Uint8Array
-  /** Sequence number of the record's text in the error table; 0: none. */
-  readonly text: Int32Array
-  /** Ticks recorded per worker since its ring was handed out (the ring's head is `count % ticksPerWorker`). */
-  readonly count: Float64Array
+  readonly f64: Float64Array
+  readonly f32: Float32Array
+  readonly u32: Uint32Array
 }
 
-const makeSlab = (): Slab => ({
-  start: new Float64Array(slabWorkers * ticksPerWorker),
-  duration: new Float32Array(slabWorkers * ticksPerWorker),
-  code: new Uint8Array(slabWorkers * ticksPerWorker),
-  text: new Int32Array(slabWorkers * ticksPerWorker),
-  count: new Float64Array(slabWorkers)
-})
+/** Bytes per record and per worker block (a header the size of a record, then the ring). */
+const recordBytes = 16
+const blockBytes = recordBytes * (ticksPerWorker + 1)
+
+const makeSlab = (): Slab => {
+  const buffer = new ArrayBuffer(slabWorkers * blockBytes)
+  return { f64: new Float64Array(buffer), f32: new Float32Array(buffer), u32: new Uint32Array(buffer) }
+}
+
+/** Text numbers are 24 bits (the word's upper bits); 0 is "none". */
+const maxSeq = 0xffffff
 
 /** A fresh copy of a string, so that a cut text does not keep its (longer) original alive. */
 const cut = (text: string): string =>
@@ -94,19 +99,18 @@ export class TickLog {
   private readonly free: Array<number> = []
   private fresh = 0
   private readonly texts: Array<string | undefined> = new Array(errorTexts)
+  /** Per table entry: its text number, and the ring of the worker it was kept for. */
   private readonly seqs = new Int32Array(errorTexts)
+  private readonly owners = new Int32Array(errorTexts).fill(-1)
   private seq = 0
 
   /** Hand out a tick ring (an empty one). */
   allocate(): number {
     const slot = this.free.pop() ?? this.fresh++
-    const s = slot / slabWorkers
-    const slabIndex = Math.floor(s)
+    const slabIndex = Math.floor(slot / slabWorkers)
     while (this.slabs.length <= slabIndex) this.slabs.push(makeSlab())
-    const slab = this.slabs[slabIndex]!
-    const i = slot - slabIndex * slabWorkers
-    slab.count[i] = 0
-    slab.code.fill(0, i * ticksPerWorker, (i + 1) * ticksPerWorker)
+    const block = (slot - slabIndex * slabWorkers) * blockBytes
+    this.slabs[slabIndex]!.u32.fill(0, block / 4, (block + blockBytes) / 4)
     return slot
   }
 
@@ -115,34 +119,32 @@ export class TickLog {
     if (slot >= 0) this.free.push(slot)
   }
 
-  /** Keep `text` (or reuse `previous`, the worker's last text, when it is the same); returns its sequence number. */
-  private keep(text: string, previous: number): number {
-    if (previous !== 0) {
-      const at = previous % errorTexts
-      if (this.seqs[at] === previous && this.texts[at] === text) return previous
-    }
-    this.seq = this.seq >= 0x7fffffff ? 1 : this.seq + 1
+  /** Keep `text` for ring `slot` (or reuse `previous`, its last text, when it is the same); returns its number. */
+  private keep(slot: number, text: string, previous: number): number {
+    if (previous !== 0 && this.textOf(slot, previous) === text) return previous
+    this.seq = this.seq >= maxSeq ? 1 : this.seq + 1
     const at = this.seq % errorTexts
     this.seqs[at] = this.seq
+    this.owners[at] = slot
     this.texts[at] = cut(text)
     return this.seq
   }
 
-  private textOf(seq: number): string {
+  /** The text number `seq` of ring `slot`, or what to say when it is no longer kept. */
+  private textOf(slot: number, seq: number): string {
     if (seq === 0) return ""
     const at = seq % errorTexts
-    return this.seqs[at] === seq ? this.texts[at]! : droppedText
+    return this.seqs[at] === seq && this.owners[at] === slot ? this.texts[at]! : droppedText
   }
 
   /** Record a finished tick in ring `slot`; `start` and `end` are cell times. */
   record(slot: number, outcome: TickOutcome, start: number, end: number, forced: boolean): void {
     if (slot < 0) return
     const slabIndex = Math.floor(slot / slabWorkers)
-    const slab = this.slabs[slabIndex]!
-    const i = slot - slabIndex * slabWorkers
-    const count = slab.count[i]!
-    const base = i * ticksPerWorker
-    const at = base + (count % ticksPerWorker)
+    const { f64, f32, u32 } = this.slabs[slabIndex]!
+    const block = (slot - slabIndex * slabWorkers) * blockBytes
+    const count = f64[block / 8]!
+    const at = block + recordBytes * (1 + (count % ticksPerWorker))
     let code: number
     let text = 0
     switch (outcome._tag) {
@@ -157,8 +159,9 @@ export class TickLog {
         break
       case "failure": {
         code = Code.failure
-        const last = count === 0 ? 0 : slab.text[base + ((count - 1) % ticksPerWorker)]!
-        text = this.keep(outcome.error, last)
+        const last =
+          count === 0 ? 0 : u32[(block + recordBytes * (1 + ((count - 1) % ticksPerWorker))) / 4 + 3]! >>> 8
+        text = this.keep(slot, outcome.error, last)
         break
       }
       case "skipped":
@@ -166,36 +169,36 @@ export class TickLog {
         else if (outcome.reason === lockedReason) code = Code.locked
         else {
           code = Code.skipped
-          text = this.keep(outcome.reason, 0)
+          text = this.keep(slot, outcome.reason, 0)
         }
     }
-    slab.start[at] = start
-    slab.duration[at] = end - start
-    slab.code[at] = forced ? code | forcedFlag : code
-    slab.text[at] = text
-    slab.count[i] = count + 1
+    f64[at / 8] = start
+    f32[at / 4 + 2] = end - start
+    u32[at / 4 + 3] = ((text << 8) | (forced ? code | forcedFlag : code)) >>> 0
+    f64[block / 8] = count + 1
   }
 
   /** The ticks of ring `slot`, newest first; times are epoch ms (cell time + `base`). */
   read(slot: number, base: number): Array<WorkerStatus.TickRecord> {
     if (slot < 0) return []
     const slabIndex = Math.floor(slot / slabWorkers)
-    const slab = this.slabs[slabIndex]!
-    const i = slot - slabIndex * slabWorkers
-    const count = slab.count[i]!
+    const { f64, f32, u32 } = this.slabs[slabIndex]!
+    const block = (slot - slabIndex * slabWorkers) * blockBytes
+    const count = f64[block / 8]!
     const out: Array<WorkerStatus.TickRecord> = []
     const n = Math.min(count, ticksPerWorker)
     for (let k = 1; k <= n; k++) {
-      const at = i * ticksPerWorker + ((count - k) % ticksPerWorker)
-      const byte = slab.code[at]!
-      const code = byte & ~forcedFlag
+      const at = block + recordBytes * (1 + ((count - k) % ticksPerWorker))
+      const word = u32[at / 4 + 3]!
+      const code = word & 0x7f
+      const text = word >>> 8
       let outcome: TickOutcome
       switch (code) {
         case Code.success:
           outcome = { _tag: "success" }
           break
         case Code.failure:
-          outcome = { _tag: "failure", error: this.textOf(slab.text[at]!) }
+          outcome = { _tag: "failure", error: this.textOf(slot, text) }
           break
         case Code.timeout:
           outcome = { _tag: "timeout" }
@@ -210,12 +213,12 @@ export class TickLog {
           outcome = { _tag: "skipped", reason: lockedReason }
           break
         default:
-          outcome = { _tag: "skipped", reason: this.textOf(slab.text[at]!) }
+          outcome = { _tag: "skipped", reason: this.textOf(slot, text) }
       }
       out.push({
-        startedAt: slab.start[at]! + base,
-        durationMs: slab.duration[at]!,
-        forced: (byte & forcedFlag) !== 0,
+        startedAt: f64[at / 8]! + base,
+        durationMs: f32[at / 4 + 2]!,
+        forced: (word & forcedFlag) !== 0,
         outcome
       })
     }
@@ -226,12 +229,12 @@ export class TickLog {
   total(slot: number): number {
     if (slot < 0) return 0
     const slabIndex = Math.floor(slot / slabWorkers)
-    return this.slabs[slabIndex]!.count[slot - slabIndex * slabWorkers]!
+    return this.slabs[slabIndex]!.f64[((slot - slabIndex * slabWorkers) * blockBytes) / 8]!
   }
 
   /** Bytes held by the tick rings (the error texts aside). */
   get bytes(): number {
-    return this.slabs.length * slabWorkers * (ticksPerWorker * (8 + 4 + 1 + 4) + 8) + errorTexts * 4
+    return this.slabs.length * slabWorkers * blockBytes
   }
 }
 
