@@ -163,10 +163,9 @@ export const tree = (registry: Registry): ReadonlyArray<WorkerStatus.TreeNode> =
     readonly children: Array<Building>
   }
   const byName = new Map<string, Building>()
+  for (const [name, node] of registry.nodes) byName.set(name, { node, children: [] })
   const roots: Array<Building> = []
-  for (const [name, node] of registry.nodes) {
-    const entry: Building = { node, children: [] }
-    byName.set(name, entry)
+  for (const [name, entry] of byName) {
     const cut = name.lastIndexOf("/")
     const parent = cut < 0 ? undefined : byName.get(name.slice(0, cut))
     if (parent === undefined) roots.push(entry)

@@ -345,9 +345,12 @@ const render = (doc: Document) => {
   applyFilter()
 }
 
+/** Whether the view has been shown: the document is fetched (once) only then. */
+let wanted = false
+
 const load = async () => {
   // Fetched once per page: the document changes only with the server's version.
-  if (loaded !== undefined) return
+  if (!wanted || loaded !== undefined) return
   try {
     loaded = await api<Document>("openapi.json")
     render(loaded)
@@ -379,6 +382,9 @@ export const view: View = {
     content
   ),
   load,
-  // Its failure is shown in the view itself.
-  show: () => load().catch(() => undefined)
+  show: () => {
+    wanted = true
+    // Its failure is shown in the view itself.
+    return load().catch(() => undefined)
+  }
 }
