@@ -81,7 +81,7 @@ const policy = (n: TreeNode) =>
     ? "temporary"
     : `${n.restart}, ${n.maxRestarts} restarts in ${Math.round(n.restartWindowMs / 1000)} s, then ${n.onMaxRestarts}`
 
-const treeItem = (n: TreeNode): HTMLLIElement => {
+const treeItem = (n: TreeNode, top = false): HTMLLIElement => {
   const state = workers.get(n.name)?.state ?? n.state
   return el(
     "li",
@@ -95,9 +95,10 @@ const treeItem = (n: TreeNode): HTMLLIElement => {
       " ",
       el("span", { class: `state s-${state.replace(/ /g, "-")}` }, state),
       " ",
-      el("span", { class: "muted" }, policy(n))
+      // The started crew has no supervisor: a child's escalation stops the whole tree.
+      el("span", { class: "muted" }, top && n.kind === "crew" ? "top of the tree" : policy(n))
     ),
-    n.children.length === 0 ? "" : el("ul", {}, ...n.children.map(treeItem))
+    n.children.length === 0 ? "" : el("ul", {}, ...n.children.map((c) => treeItem(c)))
   )
 }
 
@@ -105,7 +106,7 @@ const renderTree = () => {
   treeRoot.replaceChildren(
     tree.length === 0
       ? el("p", { class: "muted" }, "No workers.")
-      : el("ul", { class: "tree", "aria-label": "Supervision tree" }, ...tree.map(treeItem))
+      : el("ul", { class: "tree", "aria-label": "Supervision tree" }, ...tree.map((n) => treeItem(n, true)))
   )
 }
 
