@@ -4,6 +4,7 @@
  * several rounds, medians reported.
  *
  *   npx tsx bench/workers.ts [--workers 10000] [--seconds 20] [--rounds 3] [--schedule] [--naive] [--tsx]
+ *     [--base <dir>] [--alloc]
  *
  * The children run an esbuild bundle of this file on plain `node` (what a
  * deployed app runs), so the figures do not include the TypeScript loader;
@@ -13,12 +14,20 @@
  * with `schedule: Schedule.spaced("1 second")`. `--naive` adds one
  * `Effect.repeat(tick, Schedule.spaced("1 second"))` fiber per worker.
  *
+ * `--base <dir>` adds `base`: the `nightshift` contestant built from `<dir>`
+ * (a checkout of another commit, with `node_modules` linked in; this file is
+ * copied into it and bundled there), run in the same rounds, so the library
+ * before and after a change is measured side by side on one loaded machine.
+ * `--alloc` then measures, after the CPU and RSS window, the bytes allocated
+ * per tick over 5 s with V8's sampling heap profiler (counting objects the
+ * young and old collections freed); the profiler is off during the window.
+ *
  * Per child: CPU share = (user + system CPU time) / wall time over the
  * measured window (after a warm-up); RSS = median and max of one sample per
  * second; ticks = ticks counted in the window (should be workers x seconds).
  */
 import { execFileSync, spawn } from "node:child_process"
-import { mkdtempSync } from "node:fs"
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -27,7 +36,7 @@ import * as Schedule from "effect/Schedule"
 import * as Crew from "../src/Crew.js"
 import * as Worker from "../src/Worker.js"
 
-type Contestant = "nightshift" | "nightshift-schedule" | "setInterval" | "naive"
+type Contestant = "nightshift" | "nightshift-schedule" | "setInterval" | "naive" | "base"
 
 interface Result {
   readonly contestant: Contestant
@@ -37,6 +46,8 @@ interface Result {
   readonly heapUsed: number
   readonly ticks: number
   readonly startupMs: number
+  /** Bytes allocated per tick (`--alloc`), or null. */
+  readonly bytesPerTick: number | null
 }
 
 const arg = (name: string, fallback: number) => {
@@ -64,7 +75,7 @@ const startWorkload = async (contestant: Contestant, n: number): Promise<() => n
     for (let i = 0; i < n; i++) Effect.runFork(Effect.repeat(Effect.sync(tick), Schedule.spaced("1 second")))
     return () => ticks
   }
-  const schedule = contestant === "nightshift" ? "1 second" : Schedule.spaced("1 second")
+  const schedule = contestant === "nightshift-schedule" ? Schedule.spaced("1 second") : "1 second"
   const workers = Array.from({ length: n }, (_, i) =>
     Worker.periodic(`w${i}`, { schedule }, Effect.sync(tick))
   )
@@ -76,7 +87,36 @@ const startWorkload = async (contestant: Contestant, n: number): Promise<() => n
   return () => ticks
 }
 
-const child = async (contestant: Contestant, n: number, seconds: number) => {
+/** Bytes allocated per tick over `seconds`, by V8's sampling heap profiler (collected objects included). */
+const allocation = async (ticks: () => number, seconds: number): Promise<number> => {
+  const { Session } = await import("node:inspector")
+  const session = new Session()
+  session.connect()
+  const post = (method: string, params?: object) =>
+    new Promise<any>((resolve, reject) =>
+      session.post(method, params, (error, result) => (error ? reject(error) : resolve(result)))
+    )
+  await post("HeapProfiler.enable")
+  const ticks0 = ticks()
+  await post("HeapProfiler.startSampling", {
+    samplingInterval: 256,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true
+  })
+  await new Promise((r) => setTimeout(r, seconds * 1000))
+  const { profile } = await post("HeapProfiler.stopSampling")
+  const counted = ticks() - ticks0
+  session.disconnect()
+  // A node's selfSize is its estimate of the bytes allocated there (samples scaled by the interval).
+  interface ProfileNode {
+    readonly selfSize: number
+    readonly children: ReadonlyArray<ProfileNode>
+  }
+  const total = (node: ProfileNode): number => node.children.reduce((sum, c) => sum + total(c), node.selfSize)
+  return total(profile.head) / Math.max(1, counted)
+}
+
+const child = async (contestant: Contestant, n: number, seconds: number, alloc: boolean) => {
   const t0 = performance.now()
   const ticks = await startWorkload(contestant, n)
   const startupMs = performance.now() - t0
@@ -101,29 +141,45 @@ const child = async (contestant: Contestant, n: number, seconds: number) => {
     rssMax: Math.max(...rss),
     heapUsed: median(heap),
     ticks: ticks() - ticks0,
-    startupMs
+    startupMs,
+    bytesPerTick: alloc ? await allocation(ticks, 5) : null
   }
   process.stdout.write(`${JSON.stringify(result)}\n`)
   process.exit(0)
 }
 
-const bundle = (): string => {
+/** Bundle this file as it would sit in the checkout `root` (default: this one). */
+const bundle = (root?: string): string => {
   const dir = mkdtempSync(join(tmpdir(), "nightshift-bench-"))
   const out = join(dir, "workers.mjs")
-  const self = fileURLToPath(import.meta.url)
-  execFileSync(
-    join(dirname(dirname(fileURLToPath(import.meta.url))), "node_modules/esbuild/bin/esbuild"),
-    [self, "--bundle", "--platform=node", "--format=esm", `--outfile=${out}`, "--log-level=warning"],
-    { stdio: "inherit" }
-  )
+  let entry = fileURLToPath(import.meta.url)
+  if (root !== undefined) {
+    const copy = join(root, "bench", `workers-ab-${process.pid}.ts`)
+    copyFileSync(entry, copy)
+    entry = copy
+  }
+  try {
+    execFileSync(
+      join(dirname(dirname(fileURLToPath(import.meta.url))), "node_modules/esbuild/bin/esbuild"),
+      [entry, "--bundle", "--platform=node", "--format=esm", `--outfile=${out}`, "--log-level=warning"],
+      { stdio: "inherit" }
+    )
+  } finally {
+    if (root !== undefined) rmSync(entry)
+  }
   return out
 }
 
-const run = (command: ReadonlyArray<string>, contestant: Contestant, n: number, seconds: number) =>
+const run = (
+  command: ReadonlyArray<string>,
+  contestant: Contestant,
+  n: number,
+  seconds: number,
+  alloc: boolean
+) =>
   new Promise<Result>((resolve, reject) => {
-    const p = spawn(command[0]!, [...command.slice(1), "child", contestant, String(n), String(seconds)], {
-      stdio: ["ignore", "pipe", "inherit"]
-    })
+    const args = [...command.slice(1), "child", contestant, String(n), String(seconds), alloc ? "alloc" : "-"]
+    const p = spawn(command[0]!, args, { stdio: ["ignore", "pipe", "inherit"] })
     let out = ""
     p.stdout.on("data", (d) => (out += d))
     p.on("exit", (code) =>
@@ -143,35 +199,52 @@ const parent = async () => {
   const contestants: Array<Contestant> = ["nightshift", "setInterval"]
   if (process.argv.includes("--schedule")) contestants.push("nightshift-schedule")
   if (process.argv.includes("--naive")) contestants.push("naive")
+  const alloc = process.argv.includes("--alloc")
+  const baseIndex = process.argv.indexOf("--base")
+  const baseDir = baseIndex >= 0 ? process.argv[baseIndex + 1] : undefined
+  if (baseDir !== undefined) contestants.unshift("base")
   const command = process.argv.includes("--tsx")
     ? [process.execPath, "--import", "tsx", fileURLToPath(import.meta.url)]
     : [process.execPath, bundle()]
+  const baseCommand = baseDir === undefined ? command : [process.execPath, bundle(baseDir)]
   console.log(
     `workers: ${n} ticking every 1 s; ${seconds} s measured per round after 3 s warm-up; ${rounds} rounds`
   )
   const results: Array<Result> = []
   for (let r = 1; r <= rounds; r++) {
-    for (const c of contestants) {
-      const result = await run(command, c, n, seconds)
+    // Every other round in reverse order, so that no contestant always runs first (or last) on a busy machine.
+    for (const c of r % 2 === 1 ? contestants : [...contestants].reverse()) {
+      const result = await run(c === "base" ? baseCommand : command, c, n, seconds, alloc)
       results.push(result)
+      const bytes = result.bytesPerTick === null ? "" : `  ${result.bytesPerTick.toFixed(0)} B/tick`
       console.log(
-        `round ${r} ${c.padEnd(11)} cpu ${pct(result.cpu).padStart(6)}  rss median ${mb(result.rssMedian)} max ${mb(result.rssMax)}  heap ${mb(result.heapUsed)}  ticks ${result.ticks}  startup ${result.startupMs.toFixed(0)} ms`
+        `round ${r} ${c.padEnd(11)} cpu ${pct(result.cpu).padStart(6)}  rss median ${mb(result.rssMedian)} max ${mb(result.rssMax)}  heap ${mb(result.heapUsed)}  ticks ${result.ticks}  startup ${result.startupMs.toFixed(0)} ms${bytes}`
       )
     }
   }
   console.log("\nmedians")
-  console.log("| contestant | CPU (share of one core) | RSS median | RSS max | heap used | ticks/s |")
-  console.log("| --- | --- | --- | --- | --- | --- |")
+  console.log(
+    "| contestant | CPU (share of one core) | ÷ setInterval (per round) | RSS median | RSS max | heap used | ticks/s | B/tick |"
+  )
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |")
+  const reference = results.filter((x) => x.contestant === "setInterval")
   for (const c of contestants) {
     const rs = results.filter((x) => x.contestant === c)
+    const ratio = median(rs.map((x, i) => x.cpu / reference[i]!.cpu))
+    const bytes = rs[0]!.bytesPerTick === null ? "-" : median(rs.map((x) => x.bytesPerTick!)).toFixed(0)
     console.log(
-      `| ${c} | ${pct(median(rs.map((x) => x.cpu)))} | ${mb(median(rs.map((x) => x.rssMedian)))} | ${mb(median(rs.map((x) => x.rssMax)))} | ${mb(median(rs.map((x) => x.heapUsed)))} | ${(median(rs.map((x) => x.ticks)) / seconds).toFixed(0)} |`
+      `| ${c} | ${pct(median(rs.map((x) => x.cpu)))} | ${ratio.toFixed(2)}× | ${mb(median(rs.map((x) => x.rssMedian)))} | ${mb(median(rs.map((x) => x.rssMax)))} | ${mb(median(rs.map((x) => x.heapUsed)))} | ${(median(rs.map((x) => x.ticks)) / seconds).toFixed(0)} | ${bytes} |`
     )
   }
 }
 
 if (process.argv[2] === "child") {
-  await child(process.argv[3] as Contestant, Number(process.argv[4]), Number(process.argv[5]))
+  await child(
+    process.argv[3] as Contestant,
+    Number(process.argv[4]),
+    Number(process.argv[5]),
+    process.argv[6] === "alloc"
+  )
 } else {
   await parent()
 }

@@ -104,6 +104,15 @@ export interface Handle {
   readonly status: Effect.Effect<ReadonlyArray<WorkerStatus.WorkerStatus>>
   /** A snapshot of one worker's status, by full name (`"app/parent/child"`); fails when there is none. */
   readonly statusOf: (name: string) => Effect.Effect<WorkerStatus.WorkerStatus, WorkerNotFound>
+  /**
+   * One worker's recent history, by full name: its last ticks (periodic
+   * workers: the last 16, with start, duration, outcome and the failure's
+   * cause) and its last 10 restarts (when, why, the backoff waited). Fixed
+   * memory: see "History" in docs/workers.md.
+   */
+  readonly history: (name: string) => Effect.Effect<WorkerStatus.WorkerHistory, WorkerNotFound>
+  /** The supervision tree: the started crew (or worker) and the workers below it, in start order. */
+  readonly tree: Effect.Effect<ReadonlyArray<WorkerStatus.TreeNode>>
   /** Every status change from the moment of subscription. A subscriber more than 4096 changes behind loses the oldest. */
   readonly changes: Stream.Stream<WorkerStatus.WorkerStatus>
   /** Run one tick of a periodic worker (by full name) now, through its gate, lock, timeout and recording; waits for a running tick first. */
@@ -214,9 +223,23 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
     })
     root = set
     if (top !== undefined) {
-      registry.nodes.get(worker.name)!.owner = {
+      const topNode = registry.nodes.get(worker.name)!
+      topNode.policy = worker.policy
+      topNode.owner = {
         restart: () =>
-          Effect.forEach(worker.workers, (w) => Effect.ignore(set.restart(w.name)), { discard: true })
+          Effect.suspend(() => {
+            Registry.restarted(topNode, {
+              at: registry.stamp(registry.ticker.now()),
+              reason: "requested",
+              attempt: 0,
+              error: null,
+              backoff: null,
+              restartAt: null
+            })
+            return Effect.forEach(worker.workers, (w) => Effect.ignore(set.restart(w.name)), {
+              discard: true
+            })
+          })
       }
       top.state = "running"
       top.runs = 1
@@ -245,6 +268,8 @@ export const start = <E, R>(worker: Worker.Worker<E, R>): Effect.Effect<Handle, 
     const handle: Handle = {
       status: Effect.sync(registry.snapshot),
       statusOf: (name) => Effect.map(lookup(name), (node) => registry.copy(node.cell)),
+      history: (name) => Effect.map(lookup(name), (node) => Registry.history(registry, node)),
+      tree: Effect.sync(() => Registry.tree(registry)),
       changes: registry.changes,
       tick: (name) =>
         Effect.flatMap(lookup(name), (node) =>

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import * as core from "./internal/worker/core.js"
 
 /**
  * What a worker is doing now.
@@ -77,3 +78,109 @@ export const WorkerStatus = Schema.Struct({
 
 /** @since 0.1.0 */
 export type WorkerStatus = typeof WorkerStatus.Type
+
+/**
+ * One recorded tick of a periodic worker: when it started (epoch ms), how
+ * long it took (ms), whether it was forced (`Handle.tick`, the admin API),
+ * and its outcome (a failure carries its pretty-printed cause).
+ *
+ * @since 0.1.0
+ */
+export const TickRecord = Schema.Struct({
+  startedAt: Schema.Number,
+  durationMs: Schema.Number,
+  forced: Schema.Boolean,
+  outcome: core.TickOutcome
+})
+
+/** @since 0.1.0 */
+export type TickRecord = typeof TickRecord.Type
+
+/**
+ * Why a worker was restarted: its run `failed`, it `exited` (a permanent
+ * worker whose program ended), a restart was `requested` (`Handle.restart`,
+ * the admin API), or it `gave up` instead (restart intensity exceeded or its
+ * backoff schedule ended).
+ *
+ * @since 0.1.0
+ */
+export const RestartReason = Schema.Literal("failed", "exited", "requested", "gave up")
+
+/** @since 0.1.0 */
+export type RestartReason = typeof RestartReason.Type
+
+/**
+ * One restart of a worker (or its giving up). `at` is when its run ended or
+ * the restart was asked for; `attempt` the restart attempt of the run that
+ * ended (0: the first run); `error` the run's failure, pretty-printed (or,
+ * for `gave up`, why); `backoffMs` and `restartAt` the backoff waited before
+ * the new run (`null` when it restarted at once, or not at all).
+ *
+ * @since 0.1.0
+ */
+export const RestartRecord = Schema.Struct({
+  at: Schema.Number,
+  reason: RestartReason,
+  attempt: Schema.Number,
+  error: Schema.NullOr(Schema.String),
+  backoffMs: Schema.NullOr(Schema.Number),
+  restartAt: Schema.NullOr(Schema.Number)
+})
+
+/** @since 0.1.0 */
+export type RestartRecord = typeof RestartRecord.Type
+
+/**
+ * A worker's recent history, newest first: its last ticks (periodic workers
+ * only; up to `ticksKept`, of `ticksRecorded` since the worker was added)
+ * and its last restarts (up to `restartsKept`).
+ *
+ * @since 0.1.0
+ */
+export const WorkerHistory = Schema.Struct({
+  name: Schema.String,
+  kind: Kind,
+  ticks: Schema.Array(TickRecord),
+  ticksRecorded: Schema.Number,
+  ticksKept: Schema.Number,
+  restarts: Schema.Array(RestartRecord),
+  restartsKept: Schema.Number
+})
+
+/** @since 0.1.0 */
+export type WorkerHistory = typeof WorkerHistory.Type
+
+/**
+ * A node of the supervision tree: a worker, how it is supervised, and the
+ * workers it supervises (a crew's workers, or the children a worker added
+ * with `Children`), in start order.
+ *
+ * @since 0.1.0
+ */
+export interface TreeNode {
+  /** Full name (`"app/inner/flaky"`). */
+  readonly name: string
+  readonly kind: Kind
+  readonly state: State
+  readonly restart: WorkerStatus["restart"]
+  readonly maxRestarts: number
+  readonly restartWindowMs: number
+  readonly onMaxRestarts: "escalate" | "stop"
+  readonly children: ReadonlyArray<TreeNode>
+}
+
+/**
+ * The schema of a supervision tree node.
+ *
+ * @since 0.1.0
+ */
+export const TreeNode: Schema.Schema<TreeNode> = Schema.Struct({
+  name: Schema.String,
+  kind: Kind,
+  state: State,
+  restart: Schema.Literal("permanent", "transient", "temporary"),
+  maxRestarts: Schema.Number,
+  restartWindowMs: Schema.Number,
+  onMaxRestarts: Schema.Literal("escalate", "stop"),
+  children: Schema.Array(Schema.suspend((): Schema.Schema<TreeNode> => TreeNode))
+}).annotations({ identifier: "WorkerTreeNode" })

@@ -212,6 +212,8 @@ const routes: ReadonlyArray<readonly [string, string]> = [
   ["GET", "/workers"],
   ["POST", "/workers/nightshift%2Fcleanup/tick"],
   ["POST", "/workers/nightshift%2Fcleanup/restart"],
+  ["GET", "/workers/tree"],
+  ["GET", "/workers/nightshift%2Fcleanup/history"],
   ["GET", "/jobs"],
   ["GET", "/jobs/1"],
   ["GET", "/kinds"],
@@ -484,6 +486,28 @@ describe("Admin workers", () => {
       const restarted = after.json.workers.find((w: any) => w.name === "nightshift/consumer")
       expect(restarted.restarts).toBe(1)
       expect((yield* call(base, "POST", "/workers/nope/restart", { token })).status).toBe(404)
+
+      const history = yield* call(base, "GET", "/workers/nightshift%2Fcleanup/history", { token })
+      expect(history.status).toBe(200)
+      expect(history.json).toMatchObject({ name: "nightshift/cleanup", kind: "periodic", ticksRecorded: 1 })
+      expect(history.json.ticks).toHaveLength(1)
+      expect(history.json.ticks[0]).toMatchObject({ forced: true, outcome: { _tag: "success" } })
+      const consumerHistory = yield* call(base, "GET", "/workers/nightshift%2Fconsumer/history", { token })
+      expect(consumerHistory.json.ticks).toEqual([])
+      expect(consumerHistory.json.restarts).toHaveLength(1)
+      expect(consumerHistory.json.restarts[0]).toMatchObject({ reason: "requested", attempt: 0 })
+      const missing = yield* call(base, "GET", "/workers/nope/history", { token })
+      expect(missing.status).toBe(404)
+      expect(missing.json).toMatchObject({ _tag: "WorkerNotFound", worker: "nope" })
+
+      const tree = yield* call(base, "GET", "/workers/tree", { token })
+      expect(tree.status).toBe(200)
+      const top = tree.json.tree[0]
+      expect(top).toMatchObject({ name: "nightshift", kind: "crew" })
+      const childNames = top.children.map((c: any) => c.name)
+      expect(childNames).toEqual(expect.arrayContaining(["nightshift/cleanup", "nightshift/consumer"]))
+      const jobsCrew = top.children.find((c: any) => c.name === "nightshift/jobs")
+      expect(jobsCrew.children.map((c: any) => c.name)).toContain("nightshift/jobs/fetcher")
     })
   )
 })

@@ -485,6 +485,19 @@ describe("nightshift (in-process)", () => {
       )
       expect(workers.stdout).toMatch(/^cli-app\/heartbeat\s+periodic\s+(idle|running)\s+every 1s\s/m)
       expect(lines.at(-1)).toMatch(/^runner \S+: \d+\/10 jobs running, \d+ prefetched, healthy$/)
+      const one = yield* cli(["workers", "cli-app/heartbeat", "--admin-url", url]).pipe(
+        Effect.filterOrFail((r) => r.stdout.includes("ticks (the last")),
+        Effect.retry(Schedule.spaced("200 millis")),
+        Effect.timeout("30 seconds")
+      )
+      expect(one.code).toBe(0)
+      expect(one.stdout).toMatch(/^name\s+cli-app\/heartbeat$/m)
+      expect(one.stdout).toMatch(/^\s+STARTED\s+DURATION\s+FORCED\s+OUTCOME$/m)
+      expect(one.stdout).toMatch(/^\s+\S+Z\s+[\d.]+ ms\s+success$/m)
+      expect(one.stdout).toContain("restarts: none")
+      const unknown = yield* cli(["workers", "cli-app/nope", "--admin-url", url])
+      expect(unknown.code).not.toBe(0)
+      expect(unknown.stderr).toContain('no worker named "cli-app/nope"')
       yield* Fiber.interrupt(node)
       expect(stdout.slice(-2)).toEqual([
         "nightshift: stopping (running jobs get their shutdown timeout to finish)",

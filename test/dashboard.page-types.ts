@@ -19,5 +19,7 @@ export const fits: ReadonlyArray<true> = [
   true satisfies Fits<Json<typeof S.JobPage>, Page.JobPage>,
   true satisfies Fits<Json<typeof S.JobDetail>, Page.JobDetail>,
   true satisfies Fits<Json<typeof S.Enqueued>, Page.Enqueued>,
-  true satisfies Fits<Json<typeof S.Overview>, Page.Overview>
+  true satisfies Fits<Json<typeof S.Overview>, Page.Overview>,
+  true satisfies Fits<Json<typeof S.HistoryResponse>, Page.WorkerHistory>,
+  true satisfies Fits<Json<typeof S.TreeResponse>, Page.TreeResponse>
 ]

@@ -48,6 +48,24 @@ export const health = HttpApiGroup.make("health")
 export const workers = HttpApiGroup.make("workers")
   .add(HttpApiEndpoint.get("list", "/workers").addSuccess(S.WorkersResponse))
   .add(
+    HttpApiEndpoint.get("tree", "/workers/tree")
+      .addSuccess(S.TreeResponse)
+      .annotate(
+        OpenApi.Description,
+        "The supervision tree: the top-level crew, the crews and workers it supervises, and the children workers added, in start order, with each one's restart policy."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("history", "/workers/:name/history")
+      .setPath(WorkerPath)
+      .addSuccess(S.HistoryResponse)
+      .addError(S.WorkerNotFound, { status: 404 })
+      .annotate(
+        OpenApi.Description,
+        "A worker's recent history, newest first: its last 16 ticks (periodic workers: start, duration, forced or not, outcome with the failure's cause) and its last 10 restarts (when, why, the backoff waited)."
+      )
+  )
+  .add(
     HttpApiEndpoint.post("tick", "/workers/:name/tick")
       .setPath(WorkerPath)
       .addSuccess(S.TickResponse)

@@ -39,7 +39,28 @@ label.inline { flex-direction: row; align-items: center; gap: .3rem; font-weight
 @media (max-width: 640px) {
   body { margin: 0 .6rem 2rem; } header { flex-wrap: wrap; gap: .3rem .8rem; }
   table { display: block; overflow-x: auto; } textarea { max-width: 100%; }
-}`
+}
+ul.tree, ul.tree ul { list-style: none; margin: 0; padding: 0; } ul.tree ul { margin-left: .6rem; }
+ul.tree li { position: relative; padding: .15rem 0 .15rem 1.1rem; } ul.tree > li { padding-left: 0; }
+ul.tree ul > li::before { content: ""; position: absolute; left: 0; top: 0; bottom: 0; border-left: 1px solid #8888; }
+ul.tree ul > li:last-child::before { bottom: auto; height: .95em; }
+ul.tree ul > li::after { content: ""; position: absolute; left: 0; top: .95em; width: .8rem; border-top: 1px solid #8888; }
+ul.tree .node { display: inline-flex; flex-wrap: wrap; gap: .1rem .4rem; align-items: baseline; }
+.kind { font-size: 12px; border: 1px solid #8886; border-radius: 3px; padding: 0 .3rem; }
+a:focus-visible, button:focus-visible, summary:focus-visible, input:focus-visible { outline: 2px solid Highlight; outline-offset: 2px; }
+td.wrap { white-space: normal; } details.err summary { cursor: pointer; } details.err pre { color: inherit; max-height: 16rem; }
+.o-success { color: var(--ok); } .o-failure, .o-timeout, .r-failed, .r-gave-up { color: var(--bad); } .o-skipped, .o-interrupted, .r-requested { color: var(--muted); } .r-exited { color: var(--warn); }
+details.endpoint { border: 1px solid #8884; border-radius: 4px; margin: .3rem 0; }
+details.endpoint > summary { cursor: pointer; padding: .35rem .5rem; list-style-position: inside; overflow-wrap: anywhere; }
+details.endpoint[open] > summary { border-bottom: 1px solid #8884; }
+.endpoint-body { padding: .2rem .8rem .6rem; } .endpoint-body h4 { margin: .8rem 0 .3rem; font-size: 13px; }
+.method { display: inline-block; min-width: 3.6rem; text-align: center; font: 600 12px ui-monospace, monospace; border-radius: 3px; padding: .05rem .3rem; color: #fff; background: #666; }
+.m-get { background: #2a6f97; } .m-post { background: #2e7d32; } .m-put, .m-patch { background: #b26a00; } .m-delete { background: #b3261e; }
+code.path { font-size: 13px; } .summary { font-size: 13px; } pre.schema { font-size: 12px; max-height: none; }
+.response { margin: .3rem 0 .6rem; } .ok { color: var(--ok); } .bad { color: var(--bad); }
+#api-download { align-self: end; } button + button, a + button { margin-left: .4rem; }
+@media (max-width: 640px) { body { margin: 0 .6rem 2rem; } header { flex-wrap: wrap; } .summary { display: none; } table { display: block; overflow-x: auto; } }
+`
 
 const body = `
 <header><h1>Nightshift</h1><nav id="nav" aria-label="Views"></nav><span id="conn" data-testid="connection">connecting…</span><span id="notice" role="alert"></span></header>

@@ -104,6 +104,10 @@ const workers = HttpApiBuilder.group(Api, "workers", (handlers) =>
           runner: runner === undefined ? Effect.succeed(null) : runner.status
         })
       )
+      .handle("tree", () => Effect.map(crew.tree, (tree) => ({ tree })))
+      .handle("history", ({ path }) =>
+        Effect.catchTag(crew.history(path.name), "WorkerNotFound", () => Effect.fail(missing(path.name)))
+      )
       .handle("tick", ({ path }) =>
         crew.tick(path.name).pipe(
           Effect.map((outcome) => ({ worker: path.name, outcome })),

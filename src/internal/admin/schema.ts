@@ -197,6 +197,12 @@ export const WorkersResponse = Schema.Struct({
   runner: Schema.NullOr(RunnerStatus)
 })
 
+/** The supervision tree, from `GET /workers/tree`. */
+export const TreeResponse = Schema.Struct({ tree: Schema.Array(WorkerStatus.TreeNode) })
+
+/** A worker's recent ticks and restarts, from `GET /workers/:name/history`. */
+export const HistoryResponse = WorkerStatus.WorkerHistory
+
 /** The outcome of a forced tick. */
 export const TickResponse = Schema.Struct({ worker: Schema.String, outcome: Worker.TickOutcome })
 

@@ -180,6 +180,9 @@ class ChildRun implements RunContext {
   get cell(): Registry.Cell {
     return this.child.node.cell
   }
+  get node(): Registry.Node {
+    return this.child.node
+  }
   get registry(): Registry.Registry {
     return this.owner.registry
   }
@@ -351,6 +354,17 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         })
       })
 
+    /** Keep in the worker's restart history that it gave up (`why`) after its run ended with `error`. */
+    const gaveUp = (child: Child, at: number, attempt: number, why: string, error: string | null) =>
+      Registry.restarted(child.node, {
+        at,
+        reason: "gave up",
+        attempt,
+        error: error === null ? why : `${why}; last failure: ${error}`,
+        backoff: null,
+        restartAt: null
+      })
+
     const giveUp = (child: Child, reason: string) => {
       const cell = child.node.cell
       cell.state = "failed"
@@ -401,19 +415,21 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         const { cell } = child.node
         const policy = child.worker.policy
         const now = ticker.now()
-        const failed = recordExit(child, exit, registry.stamp(now)) !== undefined
+        const cause = recordExit(child, exit, registry.stamp(now))
+        const failed = cause !== undefined
         if (!(policy.restart === "permanent" || (policy.restart === "transient" && failed))) {
           cell.state = failed ? "failed" : "stopped"
           registry.changed(cell)
           return Effect.void
         }
+        const error = failed ? cell.lastError : null
+        const attempt = child.launches - 1
         const windowMs = Duration.toMillis(policy.restartWindow)
         const recent = (child.restartTimes ?? []).filter((t) => t > now - windowMs)
         if (recent.length >= policy.maxRestarts) {
-          giveUp(
-            child,
-            `needed more than ${policy.maxRestarts} restarts within ${Duration.format(policy.restartWindow)}`
-          )
+          const reason = `needed more than ${policy.maxRestarts} restarts within ${Duration.format(policy.restartWindow)}`
+          gaveUp(child, registry.stamp(now), attempt, reason, error)
+          giveUp(child, reason)
           return Effect.void
         }
         recent.push(now)
@@ -421,9 +437,20 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         if (registry.stamp(now) - child.startedAt >= windowMs) child.backoffState = policy.backoff.initial
         return Effect.map(policy.backoff.step(now, undefined, child.backoffState), ([state, , decision]) => {
           child.backoffState = state
-          if (ScheduleDecision.isDone(decision)) return giveUp(child, "used up its backoff schedule")
+          if (ScheduleDecision.isDone(decision)) {
+            gaveUp(child, registry.stamp(now), attempt, "used up its backoff schedule", error)
+            return giveUp(child, "used up its backoff schedule")
+          }
           // A whole epoch millisecond (a jittered backoff is fractional), never earlier than the decision.
           const at = Math.ceil(Math.max(now, Intervals.start(decision.intervals)))
+          Registry.restarted(child.node, {
+            at: registry.stamp(now),
+            reason: failed ? "failed" : "exited",
+            attempt,
+            error,
+            backoff: at - Math.floor(now),
+            restartAt: registry.stamp(at)
+          })
           cell.state = "backing off"
           cell.nextRestartAt = registry.stamp(at)
           registry.changed(cell)
@@ -479,6 +506,7 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         )
         node.owner = self
         node.key = worker.name
+        node.policy = worker.policy
         const child: Child = {
           name: worker.name,
           fullName: name,
@@ -501,13 +529,8 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         return launch(child)
       })
 
-    /** Drop the status rows of `name` and its subtree. */
-    const forgetRows = (name: string) => {
-      registry.nodes.delete(name)
-      for (const key of registry.nodes.keys()) {
-        if (key.startsWith(`${name}/`)) registry.nodes.delete(key)
-      }
-    }
+    /** Drop the status rows (and histories) of `name` and its subtree. */
+    const forgetRows = (name: string) => Registry.forgetRows(registry, name)
 
     const forget = (child: Child) =>
       Effect.sync(() => {
@@ -586,10 +609,20 @@ export const make = (options: Options): Effect.Effect<ChildSet> =>
         case "Restart": {
           const child = children.get(message.name)
           if (child === undefined) return Effect.asVoid(refuse(message))
+          const asked = registry.stamp(ticker.now())
+          const attempt = Math.max(0, child.launches - 1)
           return stop(child).pipe(
             Effect.zipRight(
               Effect.sync(() => {
                 child.backoffState = child.worker.policy.backoff.initial
+                Registry.restarted(child.node, {
+                  at: asked,
+                  reason: "requested",
+                  attempt,
+                  error: null,
+                  backoff: null,
+                  restartAt: null
+                })
               })
             ),
             Effect.zipRight(launch(child)),

@@ -100,6 +100,8 @@ export interface RunContext {
   isReady: boolean
   readonly name: string
   readonly cell: Registry.Cell
+  /** The worker's registry node (its restart history and tick ring). */
+  readonly node: Registry.Node
   readonly registry: Registry.Registry
   readonly mailbox: Mailbox
   readonly children: ChildrenService & {

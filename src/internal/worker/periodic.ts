@@ -17,6 +17,7 @@ import * as Lock from "../../Lock.js"
 import { nativeTracer } from "../tracing.js"
 import type * as Batch from "./batch.js"
 import type { Body, Mailbox, Run, RunContext, TickOutcome } from "./core.js"
+import * as History from "./history.js"
 import * as Metrics from "./metrics.js"
 import * as Registry from "./registry.js"
 import type * as Ticker from "./ticker.js"
@@ -80,8 +81,8 @@ class TickTimeout {
 const success: TickOutcome = { _tag: "success" }
 const timedOut: TickOutcome = { _tag: "timeout" }
 const interrupted: TickOutcome = { _tag: "interrupted" }
-const gated: TickOutcome = { _tag: "skipped", reason: "shouldRun returned false" }
-const locked: TickOutcome = { _tag: "skipped", reason: "another replica holds the singleton lock" }
+const gated: TickOutcome = { _tag: "skipped", reason: History.gatedReason }
+const locked: TickOutcome = { _tag: "skipped", reason: History.lockedReason }
 const stopped: TickOutcome = { _tag: "skipped", reason: "the worker stopped before the tick could run" }
 const notRunning: TickOutcome = { _tag: "skipped", reason: "the worker is not running" }
 
@@ -257,9 +258,17 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
    * Classify and record a finished tick (that ended at the epoch millisecond
    * `end`); a failure is logged and handed to `onError` in a fiber of its own.
    */
-  private settle(cause: Cause.Cause<unknown> | undefined, value: unknown, end: number): TickOutcome {
+  private settle(
+    cause: Cause.Cause<unknown> | undefined,
+    value: unknown,
+    end: number,
+    forced = false
+  ): TickOutcome {
     const outcome = classify(cause, value, this.spec.singleton)
-    record(this.ctx.cell, outcome, this.tickStart, this.ctx.registry.stamp(end))
+    const { cell, node, registry } = this.ctx
+    const stamp = registry.stamp(end)
+    record(cell, outcome, this.tickStart, stamp)
+    registry.ticks.record(node.slot, outcome, this.tickStart, stamp, forced)
     if (outcome._tag === "failure" || outcome._tag === "timeout") this.report(outcome, cause!)
     return outcome
   }
@@ -442,7 +451,7 @@ class PeriodicRun<E, R> implements Run, Ticker.Entry, Batch.Item, Batch.Later {
     this.reply = undefined
     if (job === "tick") {
       const end = this.now()
-      const outcome = this.settle(cause, value, end)
+      const outcome = this.settle(cause, value, end, reply !== undefined)
       if (reply !== undefined) {
         reply(outcome)
         this.ctx.registry.changed(this.ctx.cell)

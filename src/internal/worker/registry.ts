@@ -1,10 +1,12 @@
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as WorkerStatus from "../../WorkerStatus.js"
 import * as Batch from "./batch.js"
-import type { Mailbox, WorkerNotFound } from "./core.js"
+import type { Mailbox, Policy, WorkerNotFound } from "./core.js"
+import * as History from "./history.js"
 import * as Metrics from "./metrics.js"
 import * as Ticker from "./ticker.js"
 
@@ -57,10 +59,16 @@ export class Node implements Mailbox {
   forced: Mailbox["forced"] = undefined
   waiter: Mailbox["waiter"] = undefined
   owner: Owner | undefined = undefined
+  /** How the worker is supervised (set when it is added). */
+  policy: Policy | undefined = undefined
+  /** Its recent restarts, oldest first (made on the first). */
+  restarts: Array<History.Restart> | undefined = undefined
   constructor(
     readonly cell: Cell,
     /** The short name under the owner. */
-    public key: string
+    public key: string,
+    /** Its tick ring in the registry's `TickLog` (periodic workers); -1: none, or given back. */
+    public slot: number
   ) {}
   /** Forced-tick requests. */
   get mailbox(): Mailbox {
@@ -82,9 +90,98 @@ export const node = (
     existing.cell.schedule = schedule
     return existing
   }
-  const fresh = new Node(blank(name, kind, restart, schedule), name)
+  if (existing !== undefined) forget(registry, existing)
+  const fresh = new Node(
+    blank(name, kind, restart, schedule),
+    name,
+    kind === "periodic" ? registry.ticks.allocate() : -1
+  )
   registry.nodes.set(name, fresh)
   return fresh
+}
+
+/** Give back what a node holds in the registry (its tick ring) when it is dropped. */
+const forget = (registry: Registry, node: Node): void => {
+  registry.ticks.release(node.slot)
+  node.slot = -1
+}
+
+/** Drop the status rows (and histories) of `name` and its subtree. */
+export const forgetRows = (registry: Registry, name: string): void => {
+  const { nodes } = registry
+  const node = nodes.get(name)
+  if (node !== undefined) {
+    forget(registry, node)
+    nodes.delete(name)
+  }
+  const below = `${name}/`
+  for (const [key, child] of nodes) {
+    if (key.startsWith(below)) {
+      forget(registry, child)
+      nodes.delete(key)
+    }
+  }
+}
+
+/** Record a restart (or giving up) of `node`. */
+export const restarted = (node: Node, restart: History.Restart): void => {
+  node.restarts = History.keepRestart(node.restarts, restart)
+}
+
+/** The history of `node`, newest first, with epoch times. */
+export const history = (registry: Registry, node: Node): WorkerStatus.WorkerHistory => {
+  const base = registry.base
+  const time = (t: number | null) => (t === null ? null : t + base)
+  const restarts = (node.restarts ?? [])
+    .map((r) => ({
+      at: r.at + base,
+      reason: r.reason,
+      attempt: r.attempt,
+      error: r.error,
+      backoffMs: r.backoff,
+      restartAt: time(r.restartAt)
+    }))
+    .reverse()
+  return {
+    name: node.cell.name,
+    kind: node.cell.kind,
+    ticks: registry.ticks.read(node.slot, base),
+    ticksRecorded: registry.ticks.total(node.slot),
+    ticksKept: History.ticksPerWorker,
+    restarts,
+    restartsKept: History.restartsPerWorker
+  }
+}
+
+/**
+ * The supervision tree, from the full names (a node's parent is the name
+ * before its last `/`), in start order.
+ */
+export const tree = (registry: Registry): ReadonlyArray<WorkerStatus.TreeNode> => {
+  interface Building {
+    readonly node: Node
+    readonly children: Array<Building>
+  }
+  const byName = new Map<string, Building>()
+  for (const [name, node] of registry.nodes) byName.set(name, { node, children: [] })
+  const roots: Array<Building> = []
+  for (const [name, entry] of byName) {
+    const cut = name.lastIndexOf("/")
+    const parent = cut < 0 ? undefined : byName.get(name.slice(0, cut))
+    if (parent === undefined) roots.push(entry)
+    else parent.children.push(entry)
+  }
+  const render = ({ node, children }: Building): WorkerStatus.TreeNode => ({
+    name: node.cell.name,
+    kind: node.cell.kind,
+    state: node.cell.state,
+    restart: node.cell.restart,
+    maxRestarts: node.policy?.maxRestarts ?? 0,
+    restartWindowMs: node.policy === undefined ? 0 : Duration.toMillis(node.policy.restartWindow),
+    onMaxRestarts: node.policy?.onMaxRestarts ?? "escalate",
+    children: children.map(render)
+  })
+  return roots.map(render)
 }
 
 /**
@@ -97,6 +194,10 @@ export interface Registry {
   /** Where periodic workers queue the ticks a ticker pass makes due. */
   readonly batch: Batch.Batch
   readonly nodes: Map<string, Node>
+  /** The tick rings of the periodic workers and the error texts of their failed ticks. */
+  readonly ticks: History.TickLog
+  /** The epoch millisecond cell times count from. */
+  readonly base: number
   readonly changed: (cell: Cell) => void
   readonly snapshot: () => ReadonlyArray<WorkerStatus.WorkerStatus>
   readonly changes: Stream.Stream<WorkerStatus.WorkerStatus>
@@ -179,6 +280,8 @@ export const make = (capacity = 4096): Effect.Effect<Registry, never, Scope.Scop
       ticker,
       batch: Batch.make(ticker),
       nodes,
+      ticks: new History.TickLog(),
+      base,
       changed: (cell) => {
         if (subscribers > 0) pubsub.unsafeOffer(copy(cell))
       },

@@ -1,10 +1,11 @@
 /**
  * The dashboard page's entry: the token prompt, the connection state, and
  * hash routing between views (`#/`, `#/jobs`, `#/jobs/42`, `#/queues`,
- * `#/workers`). Bundled into one script at build time (see
+ * `#/workers`, `#/workers/<name>`, `#/api`). Bundled into one script at build time (see
  * `../pageBundle.ts`) and inlined into the page by `../dashboard.ts`.
  */
 import { act, listen, on, setToken } from "./api.js"
+import * as apiref from "./apiref.js"
 import { $, el, type View } from "./dom.js"
 import * as jobs from "./jobs.js"
 import * as overview from "./overview.js"
@@ -22,7 +23,8 @@ const routes: ReadonlyArray<Route> = [
   { path: "", label: "Overview", views: [overview.view, workers.view, queues.view, jobs.view] },
   { path: "jobs", label: "Jobs", views: [jobs.view] },
   { path: "queues", label: "Queues", views: [queues.view] },
-  { path: "workers", label: "Workers", views: [workers.view] }
+  { path: "workers", label: "Workers", views: [workers.view] },
+  { path: "api", label: "API", views: [apiref.view] }
 ]
 
 const views = Array.from(new Set(routes.flatMap((r) => r.views)))

@@ -157,3 +157,46 @@ export interface Overview {
   readonly queues: ReadonlyArray<string>
   readonly points: ReadonlyArray<OverviewPoint>
 }
+
+export type TickOutcome = TickResponse["outcome"]
+
+export interface TickRecord {
+  readonly startedAt: number
+  readonly durationMs: number
+  readonly forced: boolean
+  readonly outcome: TickOutcome
+}
+
+export interface RestartRecord {
+  readonly at: number
+  readonly reason: "failed" | "exited" | "requested" | "gave up"
+  readonly attempt: number
+  readonly error: string | null
+  readonly backoffMs: number | null
+  readonly restartAt: number | null
+}
+
+export interface WorkerHistory {
+  readonly name: string
+  readonly kind: string
+  readonly ticks: ReadonlyArray<TickRecord>
+  readonly ticksRecorded: number
+  readonly ticksKept: number
+  readonly restarts: ReadonlyArray<RestartRecord>
+  readonly restartsKept: number
+}
+
+export interface TreeNode {
+  readonly name: string
+  readonly kind: string
+  readonly state: string
+  readonly restart: string
+  readonly maxRestarts: number
+  readonly restartWindowMs: number
+  readonly onMaxRestarts: string
+  readonly children: ReadonlyArray<TreeNode>
+}
+
+export interface TreeResponse {
+  readonly tree: ReadonlyArray<TreeNode>
+}
