@@ -49,6 +49,8 @@ let scope: Scope.CloseableScope
 let url: string
 let browser: Browser
 let page: Page
+/** Errors the page logged or threw, over the whole run. */
+const consoleErrors: Array<string> = []
 
 beforeAll(async () => {
   if (!existsSync(executablePath)) {
@@ -77,6 +79,10 @@ beforeAll(async () => {
   })
   page = await browser.newPage()
   page.setDefaultTimeout(20_000)
+  page.on("console", (m) => {
+    if (m.type() === "error") consoleErrors.push(m.text())
+  })
+  page.on("pageerror", (e) => consoleErrors.push(String(e)))
 })
 
 afterAll(async () => {
@@ -173,6 +179,34 @@ describe("dashboard", () => {
     const detail = page.getByTestId("job-detail")
     await detail.locator('[data-field="waiting"]', { hasText: /^partition at limit$/ }).waitFor()
     expect(await detail.locator('[data-field="partition"]').textContent()).toBe("acme")
+  }, 60_000)
+})
+
+describe("dashboard routes", () => {
+  it("opens a job from its link #/jobs/<id>, shows one view per route, and logs no error", async () => {
+    const res = await fetch(`${url}jobs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ kind: "report", payload: { month: "2031-07" } })
+    })
+    const { id } = (await res.json()) as { id: string }
+    await page.goto(`${url}?token=${token}#/jobs/${id}`)
+    const detail = page.getByTestId("job-detail")
+    await detail.getByRole("heading", { name: `Job ${id}` }).waitFor()
+    expect(await detail.getByTestId("payload").textContent()).toContain("2031-07")
+    expect(await page.getByTestId("workers").isVisible()).toBe(false)
+    expect(await page.getByRole("link", { name: "Jobs" }).getAttribute("aria-current")).toBe("page")
+
+    await page.getByRole("link", { name: "Workers" }).click()
+    await page.getByTestId("workers").waitFor()
+    expect(page.url()).toMatch(/#\/workers$/)
+    expect(await page.getByTestId("jobs").isVisible()).toBe(false)
+
+    await page.getByRole("link", { name: "Overview" }).click()
+    await page.getByTestId("jobs").waitFor()
+    await page.getByTestId("queues").waitFor()
+    expect(await page.getByTestId("workers").isVisible()).toBe(true)
+    expect(consoleErrors).toEqual([])
   }, 60_000)
 })
 

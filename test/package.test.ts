@@ -10,6 +10,7 @@
  * install. CI runs this file on Node 22 and 24 as well (`.ci/run`).
  */
 import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -197,6 +198,7 @@ describe("the packed tarball", () => {
       "dist/bin.js",
       "dist/Testing.js",
       "dist/demo/app.js",
+      "dist/internal/admin/dashboard-page.js",
       "src/index.ts"
     ]) {
       expect(files, required).toContain(required)
@@ -272,10 +274,16 @@ describe("installed with the README's commands, run with plain node", () => {
     expect(exited.stdout).toMatch(/- run .*<module>/)
   })
 
-  it("runs an app with `nightshift run app.mjs` and drains on SIGINT", async () => {
+  it("runs an app with `nightshift run app.mjs`, serves the dashboard with its bundled script, and drains on SIGINT", async () => {
     const ran = await runApp(full, "app.mjs")
     expect(ran.stdout).toContain("handled hello 1")
     expect(ran.code, ran.stderr).toBe(0)
+    if (typeof ran.dashboard === "string") throw new Error(ran.dashboard)
+    expect(ran.dashboard.status).toBe(200)
+    const script = /<script>([\s\S]+)<\/script>/.exec(ran.dashboard.html)?.[1] ?? ""
+    expect(script).toContain("nightshift-token")
+    const hash = `'sha256-${Crypto.createHash("sha256").update(script, "utf8").digest("base64")}'`
+    expect(ran.dashboard.csp).toContain(`script-src ${hash}`)
   })
 
   it("runs `nightshift run app.ts` with Node's type stripping, or says what to install", async () => {
@@ -336,7 +344,12 @@ describe("a project with the PostgreSQL driver only", () => {
 const bin = (dir: string) => Path.join(dir, "node_modules", ".bin", "nightshift")
 
 /** `nightshift run <app>` until it has handled a job, then SIGINT; its output and exit code. */
-const runApp = (dir: string, app: string): Promise<Exited> =>
+/** What `runApp` saw: the exit, and the dashboard page the node served meanwhile. */
+interface Ran extends Exited {
+  readonly dashboard: { readonly status: number; readonly html: string; readonly csp: string } | string
+}
+
+const runApp = (dir: string, app: string): Promise<Ran> =>
   new Promise((resolve, reject) => {
     const child = ChildProcess.spawn(
       process.execPath,
@@ -346,22 +359,45 @@ const runApp = (dir: string, app: string): Promise<Exited> =>
     let stdout = ""
     let stderr = ""
     let stopping = false
+    let dashboard: Ran["dashboard"] | undefined
+    let fetching = false
     const deadline = setTimeout(() => {
       child.kill("SIGKILL")
       reject(new Error(`nightshift run ${app} handled no job in 60 s\n${stdout}\n${stderr}`))
     }, 60_000)
-    child.stdout.on("data", (chunk) => {
-      stdout += String(chunk)
-      if (stdout.includes("handled hello 1") && !stopping) {
+    const stopWhenDone = () => {
+      if (stdout.includes("handled hello 1") && dashboard !== undefined && !stopping) {
         stopping = true
         child.kill("SIGINT")
       }
+    }
+    child.stdout.on("data", (chunk) => {
+      stdout += String(chunk)
+      const url = /dashboard (http:\/\/\S+)/.exec(stdout)?.[1]
+      if (url !== undefined && !fetching) {
+        fetching = true
+        fetch(url).then(
+          async (res) => {
+            dashboard = {
+              status: res.status,
+              html: await res.text(),
+              csp: res.headers.get("content-security-policy") ?? ""
+            }
+            stopWhenDone()
+          },
+          (error) => {
+            dashboard = `GET ${url} failed: ${error}`
+            stopWhenDone()
+          }
+        )
+      }
+      stopWhenDone()
     })
     child.stderr.on("data", (chunk) => {
       stderr += String(chunk)
     })
     child.on("close", (code) => {
       clearTimeout(deadline)
-      resolve({ code, stdout, stderr })
+      resolve({ code, stdout, stderr, dashboard: dashboard ?? "the node printed no dashboard URL" })
     })
   })

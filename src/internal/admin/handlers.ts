@@ -614,12 +614,13 @@ const observe = (settings: Settings) =>
 
 const dashboard = HttpApiBuilder.group(Api, "dashboard", (handlers) =>
   handlers.handle("page", () =>
-    Effect.succeed(
-      HttpServerResponse.text(Dashboard.html, {
+    Effect.sync(() => {
+      const page = Dashboard.get()
+      return HttpServerResponse.text(page.html, {
         contentType: "text/html; charset=utf-8",
-        headers: Dashboard.headers
+        headers: page.headers
       })
-    )
+    })
   )
 )
 

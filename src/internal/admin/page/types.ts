@@ -1,0 +1,130 @@
+/**
+ * The admin API's answers as the page reads them: the encoded (JSON) side of
+ * the schemas in `../schema.ts`, written out because the page is compiled
+ * without the server's modules. `test/dashboard.page-types.ts` checks at
+ * compile time that every schema's JSON still fits these.
+ */
+
+export type JobState =
+  | "scheduled"
+  | "available"
+  | "running"
+  | "retryable"
+  | "completed"
+  | "discarded"
+  | "cancelled"
+
+export interface WorkerStatus {
+  readonly name: string
+  readonly kind: string
+  readonly state: string
+  readonly schedule: string | null
+  readonly nextTickAt: number | null
+  readonly lastError: string | null
+  readonly runs: number
+  readonly failures: number
+}
+
+export interface RunnerStatus {
+  readonly id: string
+  readonly queues: ReadonlyArray<string>
+  readonly concurrency: number
+  readonly running: number
+  readonly healthy: boolean
+  readonly lastError: string | null
+}
+
+export interface WorkersResponse {
+  readonly workers: ReadonlyArray<WorkerStatus>
+  readonly runner: RunnerStatus | null
+}
+
+export interface TickResponse {
+  readonly worker: string
+  readonly outcome:
+    | { readonly _tag: "success" | "timeout" | "interrupted" }
+    | { readonly _tag: "failure"; readonly error: string }
+    | { readonly _tag: "skipped"; readonly reason: string }
+}
+
+export interface Rule {
+  readonly scope: string
+  readonly name: string
+  readonly perPartition: number | null
+  readonly global: number | null
+  readonly rateLimit: number | null
+  readonly rateWindowMs: number | null
+  readonly rateByPartition: boolean
+}
+
+export interface PartitionInfo {
+  readonly partition: string
+  readonly running: number
+  readonly due: number
+  readonly throttled: number
+  readonly waiting: string | null
+}
+
+export interface QueueInfo {
+  readonly name: string
+  readonly paused: boolean
+  readonly counts: { readonly [K in JobState]: number }
+  readonly flow: {
+    readonly rules: ReadonlyArray<Rule>
+    readonly throttled: number
+    readonly keys: number
+    readonly partitions: ReadonlyArray<PartitionInfo>
+  }
+}
+
+export interface QueuesResponse {
+  readonly queues: ReadonlyArray<QueueInfo>
+}
+
+export interface KindsResponse {
+  readonly kinds: ReadonlyArray<{ readonly name: string }>
+}
+
+interface JobFields {
+  readonly id: string
+  readonly kind: string
+  readonly queue: string
+  readonly state: JobState
+  readonly priority: number
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly runAt: number
+  readonly createdAt: number
+  readonly attemptedAt: number | null
+  readonly finalizedAt: number | null
+  readonly leaseOwner: string | null
+  readonly dedupeKey: string | null
+  readonly partition: string | null
+  readonly waiting: string | null
+  readonly cancelRequested: boolean
+  readonly problems?: ReadonlyArray<string>
+}
+
+export interface JobSummary extends JobFields {
+  readonly lastError: string | null
+}
+
+export interface JobDetail extends JobFields {
+  readonly payload: unknown
+  readonly errors: ReadonlyArray<{
+    readonly attempt: number
+    readonly at: number
+    readonly kind: string
+    readonly message: string
+  }>
+}
+
+export interface JobPage {
+  readonly jobs: ReadonlyArray<JobSummary>
+  readonly nextCursor: string | null
+}
+
+export interface Enqueued {
+  readonly id: string
+  readonly deduped: boolean
+}
