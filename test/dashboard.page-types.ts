@@ -18,5 +18,8 @@ export const fits: ReadonlyArray<true> = [
   true satisfies Fits<Json<typeof S.KindsResponse>, Page.KindsResponse>,
   true satisfies Fits<Json<typeof S.JobPage>, Page.JobPage>,
   true satisfies Fits<Json<typeof S.JobDetail>, Page.JobDetail>,
-  true satisfies Fits<Json<typeof S.Enqueued>, Page.Enqueued>
+  true satisfies Fits<Json<typeof S.Enqueued>, Page.Enqueued>,
+  true satisfies Fits<Json<typeof S.JobCount>, Page.JobCount>,
+  true satisfies Fits<Json<typeof S.BulkResponse>, Page.BulkResponse>,
+  true satisfies Fits<Json<typeof S.RanNow>, Page.RanNow>
 ]

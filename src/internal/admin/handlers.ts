@@ -11,6 +11,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Events from "../../Events.js"
+import type * as Job from "../../Job.js"
 import * as JobQueue from "../../JobQueue.js"
 import * as JobStore from "../../JobStore.js"
 import * as Nightshift from "../../Nightshift.js"
@@ -363,6 +364,28 @@ const countMatching = (store: JobStore.Service, filter: Omit<JobStore.ListFilter
     return count > S.maxCount ? { count: S.maxCount, capped: true } : { count, capped: false }
   })
 
+/**
+ * A job's payload as the detail shows it: decoded by its kind's schema and
+ * written back as JSON, so that `Schema.Redacted` fields print as
+ * `"<redacted>"`, the hook logs use (the store holds the encoded form, in
+ * which they are plain). A kind this app does not know, or a payload that no
+ * longer decodes, is shown as stored, and says so.
+ */
+const redacted = (
+  detail: typeof S.JobDetail.Type,
+  kind: Job.Kind<string, any, any, never> | undefined
+): typeof S.JobDetail.Type => {
+  if (kind === undefined) return detail
+  const decoded = Schema.decodeUnknownEither(kind.payload)(detail.payload)
+  if (decoded._tag === "Left") return detail
+  try {
+    return { ...detail, payload: JSON.parse(JSON.stringify(decoded.right) ?? "null"), payloadRedacted: true }
+  } catch {
+    // A decoded value JSON cannot write (a bigint): shown as stored.
+    return detail
+  }
+}
+
 /** A bulk summary as the API shows it. */
 const bulkResponse = (
   action: "retry" | "cancel" | "delete",
@@ -496,7 +519,7 @@ const jobs = (settings: Settings) =>
                           message: `job ${path.id} is stored in a form this version cannot show: ${shown.unreadable}`
                         })
                       )
-                    : Effect.succeed(shown.detail)
+                    : Effect.succeed(redacted(shown.detail, kinds.get(shown.detail.kind)))
                 }
               })
             )

@@ -161,6 +161,7 @@ export const show = (job: JobStore.JobRecord): Shown | { readonly unreadable: st
     waiting,
     cancelRequested: cancel === true,
     payload,
+    payloadRedacted: false,
     fence: int("fence"),
     errors,
     traceId: textOrNull("traceId"),

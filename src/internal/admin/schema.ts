@@ -69,7 +69,14 @@ export const JobSummary = Schema.Struct({
 /** A job with its payload and every attempt's error. */
 export const JobDetail = Schema.Struct({
   ...jobFields,
-  payload: Schema.Unknown,
+  payload: Schema.Unknown.annotations({
+    description:
+      'The payload decoded by the kind\'s schema and shown as JSON, its Schema.Redacted fields as "<redacted>" (the hook logs use); as stored when payloadRedacted is false'
+  }),
+  payloadRedacted: Schema.Boolean.annotations({
+    description:
+      "false when the payload is shown as stored (encoded): its kind is unknown to this app, or it does not decode with the kind's schema any more"
+  }),
   fence: Schema.Number,
   errors: Schema.Array(AttemptError),
   traceId: Schema.NullOr(Schema.String),
