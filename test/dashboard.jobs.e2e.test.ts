@@ -250,7 +250,30 @@ for (const [engine, storeOf] of engines) {
       await page.getByTestId("confirm").getByTestId("confirm-ok").click()
       await page.getByTestId("bulk-outcome").filter({ hasText: "3 jobs deleted." }).waitFor()
       for (const id of picked) expect(await run(store.get(id!))).toBeUndefined()
+      // The list is read again after the change: the deleted jobs are gone from it, the selection is empty.
+      await expect
+        .poll(async () =>
+          (await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).slice(0, 3)
+        )
+        .not.toContain(picked[0])
+      await page.getByTestId("selected-count").filter({ hasText: /^0$/ }).waitFor()
       await expect.poll(() => rows.count()).toBe(50)
+
+      // A phone's width in the dark scheme: the list and a job's detail.
+      await page.setViewportSize({ width: 390, height: 844 })
+      await page.emulateMedia({ colorScheme: "dark" })
+      await page.screenshot({ path: join(shots, `job-list-phone-dark-${engine}.png`) })
+      await rows.first().getByRole("link").click()
+      await page.getByTestId("job-detail").locator('[data-field="kind"]').waitFor()
+      await page
+        .getByTestId("job-detail")
+        .screenshot({ path: join(shots, `job-detail-phone-dark-${engine}.png`) })
+      // The jobs view keeps the phone's width: wide tables scroll in their own box.
+      expect(await page.evaluate(() => document.getElementById("v-jobs")!.scrollWidth)).toBeLessThanOrEqual(
+        390
+      )
+      await page.setViewportSize({ width: 1280, height: 900 })
+      await page.emulateMedia({ colorScheme: "light" })
       expect(errors).toEqual([])
     }, 60_000)
   })

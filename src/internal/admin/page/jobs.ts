@@ -10,7 +10,7 @@
  * detail above the list.
  */
 import { act, api, emit, on, post } from "./api.js"
-import { $, coalesce, el, firstLine, notice, STATES, stateCell, type View, when } from "./dom.js"
+import { $, el, firstLine, notice, STATES, stateCell, type View, when } from "./dom.js"
 import type {
   AttemptError,
   BulkResponse,
@@ -366,11 +366,16 @@ const jobRow = (j: JobSummary) => {
   )
 }
 
+/** Bumped by every list load: an answer that a later load overtook is dropped. */
+let listLoads = 0
+
 const loadJobs = async (older: boolean) => {
   const q = new URLSearchParams(applied)
   q.set("limit", "50")
   if (older && cursor) q.set("cursor", cursor)
+  const mine = ++listLoads
   const r = await api<JobPage>(`jobs?${q}`)
+  if (mine !== listLoads) return
   cursor = r.nextCursor
   more.hidden = !cursor
   if (older) rows.append(...r.jobs.map(jobRow))
@@ -502,22 +507,29 @@ const errorCell = (message: string | null, key: number) => {
   )
 }
 
+/** A table in a box that scrolls sideways on a narrow screen, so the page keeps its width. */
+const scroll = (...args: Parameters<typeof el<"table">>) => el("div", { class: "scroll" }, el(...args))
+
 const row = (label: string, value: Node | string, name: string) =>
   el("tr", {}, el("th", { scope: "row" }, label), el("td", { "data-field": name }, value))
 
+/** Bumped by every detail load: an answer that a later load overtook is dropped. */
+let detailLoads = 0
+
 const showJob = async (id: string) => {
   let j: JobDetail
+  const mine = ++detailLoads
   try {
     j = await api<JobDetail>(`jobs/${encodeURIComponent(id)}`)
   } catch (e) {
-    if (openJob !== id) return
+    if (openJob !== id || mine !== detailLoads) return
     detail.replaceChildren(
       el("h2", { id: "h-job" }, `Job ${id} `, closeButton()),
       el("p", { class: "err", "data-testid": "detail-error" }, e instanceof Error ? e.message : String(e))
     )
     return
   }
-  if (openJob !== id) return
+  if (openJob !== id || mine !== detailLoads) return
   const list = attempts(j)
   // A reload keeps what the reader opened or closed (the payload, a stack) as it was.
   const folds = new Map(
@@ -589,7 +601,7 @@ const showJob = async (id: string) => {
     el("h3", {}, "Attempts"),
     list.length === 0
       ? el("p", { class: "muted" }, "Not started yet.")
-      : el(
+      : scroll(
           "table",
           { "data-testid": "attempts" },
           el(
@@ -641,7 +653,7 @@ const list = el(
   el("details", {}, el("summary", {}, "Enqueue a job"), enqueue),
   bar,
   outcome,
-  el(
+  scroll(
     "table",
     { "data-testid": "jobs" },
     el(
@@ -670,10 +682,27 @@ const list = el(
   el("p", {}, shown, " ", more)
 )
 
-const refresh = coalesce(150, () =>
-  Promise.all([loadJobs(false), openJob !== null ? showJob(openJob) : null])
-)
-const refreshList = coalesce(150, () => loadJobs(false))
+/**
+ * Run `f` 150 ms after a call, once for all the calls meanwhile. Unlike
+ * `coalesce`, a call made while a run is under way schedules another run, so
+ * what a change of this page did is always read after the change.
+ */
+const soon = (f: () => Promise<unknown>): (() => Promise<void>) => {
+  let scheduled: Promise<void> | null = null
+  return () =>
+    (scheduled ??= new Promise((resolve) => setTimeout(resolve, 150))
+      .then(() => {
+        scheduled = null
+        return f()
+      })
+      .then(
+        () => undefined,
+        () => undefined
+      ))
+}
+
+const refresh = soon(() => Promise.all([loadJobs(false), openJob !== null ? showJob(openJob) : null]))
+const refreshList = soon(() => loadJobs(false))
 
 /** After this page changed a job: reload the jobs here, and tell the other views. */
 const changed = () => {
