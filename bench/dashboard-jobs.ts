@@ -116,7 +116,9 @@ const main = Effect.gen(function* () {
     })
   const jobs = (json: any) => `(${json.jobs.length} jobs${json.nextCursor === null ? "" : ", more"})`
   const middle = Math.floor(rows / 2)
-  const [{ t } = { t: 0 }] = yield* sql<{ t: number }>`SELECT floor(extract(epoch from created_at) * 1000)::float8 AS t
+  const [{ t } = { t: 0 }] = yield* sql<{
+    t: number
+  }>`SELECT floor(extract(epoch from created_at) * 1000)::float8 AS t
     FROM ${sql(`${schema}.jobs`)} WHERE id = ${middle}`
 
   yield* measure("list, newest 50", "GET", "/jobs?limit=50", undefined, jobs)
