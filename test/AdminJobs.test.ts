@@ -12,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Admin from "../src/Admin.js"
+import * as Render from "../src/internal/admin/render.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
@@ -322,3 +323,36 @@ for (const [engine, layer] of engines) {
     )
   })
 }
+
+describe("attempt errors stored before 0.3", () => {
+  it("render without start and node, and with no problem", () => {
+    const record: JobStore.JobRecord = {
+      id: "7",
+      kind: "order",
+      queue: "default",
+      payload: { tenantId: "t", n: 1 },
+      state: "discarded",
+      priority: 0,
+      attempt: 1,
+      maxAttempts: 1,
+      runAt: 1_000,
+      createdAt: 1_000,
+      attemptedAt: 1_000,
+      finalizedAt: 2_000,
+      leaseOwner: null,
+      leaseExpiresAt: null,
+      fence: 1,
+      dedupeKey: null,
+      partition: null,
+      cancelRequested: false,
+      errors: [{ attempt: 1, at: 2_000, kind: "failure", message: "Error: old" }],
+      traceId: null,
+      spanId: null
+    }
+    const shown = Render.show(record)
+    expect("detail" in shown && shown.detail.errors).toEqual([
+      { attempt: 1, at: 2_000, kind: "failure", message: "Error: old", startedAt: null, node: null }
+    ])
+    expect("detail" in shown && shown.problems).toEqual([])
+  })
+})

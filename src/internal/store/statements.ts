@@ -201,7 +201,6 @@ const statesOf = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) =>
 export const retryBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
   const { sql } = t
   const greatest = sql.onDialectOrElse({ sqlite: () => "max", orElse: () => "greatest" })
-  const lock = sql.onDialectOrElse({ pg: () => " FOR UPDATE", orElse: () => "" })
   return Effect.gen(function* () {
     const rows = yield* sql<{
       id: number | string
@@ -209,7 +208,7 @@ export const retryBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
       kind: string
       dedupe_key: string | null
     }>`SELECT id, state, kind, dedupe_key FROM ${t.jobs} WHERE ${idList(t, batch)}
-      ORDER BY id DESC${sql.literal(lock)}`
+      ORDER BY id DESC`
     const states = new Map<string, JobStore.JobState>()
     const keys = new Set<string>()
     const chosen: Array<number> = []
@@ -263,6 +262,13 @@ export const cancelBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
       id: number | string
     }>`UPDATE ${t.jobs} SET state = 'cancelled', finalized_at = ${now}
       WHERE ${idList(t, batch)} AND state IN ${sql.literal(waitingList)} RETURNING id`
+    // PostgreSQL: lock the running rows in id order first, as settles and heartbeats do, so
+    // that a batch never waits on them in another order (a deadlock).
+    yield* sql.onDialectOrElse({
+      pg: () =>
+        sql`SELECT id FROM ${t.jobs} WHERE ${idList(t, batch)} AND state = 'running' ORDER BY id FOR UPDATE`,
+      orElse: () => Effect.void
+    })
     const running = yield* sql<{ id: number | string }>`UPDATE ${t.jobs} SET cancel_requested = TRUE
       WHERE ${idList(t, batch)} AND state = 'running' RETURNING id`
     const changed = new Set(queued.map((r) => String(r.id)))
