@@ -3,6 +3,7 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as OpenApi from "@effect/platform/OpenApi"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -318,8 +319,9 @@ const renderPage = (page: JobStore.ListPage): typeof S.JobPage.Type => {
 
 /**
  * A list page for the API: a bounded filter's store pages (one window of
- * ids each) are followed until the page is full, `listWindows` windows
- * were read, or nothing is left.
+ * ids each) are followed until the page is full, nothing is left, or the
+ * page has spent `listBudgetMs` or read `listWindows` windows (so one page
+ * answers in bounded time whatever the table holds; its cursor goes on).
  */
 const listFilling = (
   queue: JobQueue.JobQueue["Type"],
@@ -331,6 +333,7 @@ const listFilling = (
     const jobs: Array<JobStore.JobRecord> = []
     let next: string | null = cursor ?? null
     let windows = 0
+    const start = yield* Clock.currentTimeMillis
     do {
       const page: JobStore.ListPage = yield* queue.list({
         ...filter,
@@ -340,12 +343,21 @@ const listFilling = (
       jobs.push(...page.jobs)
       next = page.nextCursor
       windows++
-    } while (next !== null && jobs.length < limit && JobStore.isWindowed(filter) && windows < listWindows)
+    } while (
+      next !== null &&
+      jobs.length < limit &&
+      JobStore.isWindowed(filter) &&
+      windows < listWindows &&
+      (yield* Clock.currentTimeMillis) - start < listBudgetMs
+    )
     return { jobs, nextCursor: next }
   })
 
 /** The most windows of ids (`JobStore.listScanWindow` each) one API list page reads. */
-const listWindows = 10
+const listWindows = 100
+
+/** How long one API list page goes on reading windows of ids. */
+const listBudgetMs = 250
 
 /** How many jobs match, up to `S.maxCount`, read a list page at a time. */
 const countMatching = (store: JobStore.Service, filter: Omit<JobStore.ListFilter, "limit" | "cursor">) =>
