@@ -773,7 +773,9 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
       const result = yield* store.cancelMany(ids)
       if (events === undefined || result.changed.length === 0) return result
       const at = clock.unsafeCurrentTimeMillis()
-      const jobs = yield* Effect.forEach(result.changed, store.get, { concurrency: 8 })
+      // An engine that does not say what it cancelled: read the jobs back.
+      const jobs: ReadonlyArray<JobStore.CancelledJob | undefined> =
+        result.cancelled ?? (yield* Effect.forEach(result.changed, store.get, { concurrency: 8 }))
       yield* events.publishAll(
         jobs.flatMap(
           (job): Array<Events.JobEvent> =>

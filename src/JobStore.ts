@@ -452,6 +452,19 @@ export interface BulkResult {
   readonly changed: ReadonlyArray<string>
   readonly requested: ReadonlyArray<string>
   readonly skipped: ReadonlyArray<BulkSkip>
+  /**
+   * `cancelMany` only: the jobs it cancelled while queued (those of
+   * `changed`), with what their `cancelled` events carry.
+   */
+  readonly cancelled?: ReadonlyArray<CancelledJob> | undefined
+}
+
+/** A job `cancelMany` cancelled while queued. @since 0.3.0 */
+export interface CancelledJob {
+  readonly id: string
+  readonly kind: string
+  readonly queue: string
+  readonly attempt: number
 }
 
 /** The most ids one bulk call takes; the store splits a longer list into calls of this size. @since 0.3.0 */

@@ -437,13 +437,17 @@ export class Engine {
     const changed = new Set<string>()
     const requested = new Set<string>()
     const states = new Map<string, JobStore.JobState>()
+    const cancelled: Array<JobStore.CancelledJob> = []
     for (const { id } of batch) {
       const result = this.cancel(now, id)
-      if (result._tag === "cancelled") changed.add(id)
-      else if (result._tag === "requested") requested.add(id)
+      if (result._tag === "cancelled") {
+        changed.add(id)
+        const row = this.rows.get(id)!
+        cancelled.push({ id, kind: row.kind, queue: row.queue, attempt: row.attempt })
+      } else if (result._tag === "requested") requested.add(id)
       else if (result._tag === "final") states.set(id, result.state)
     }
-    return Bulk.outcome(batch, changed, requested, states)
+    return { ...Bulk.outcome(batch, changed, requested, states), cancelled }
   }
 
   /** `deleteMany` for one batch: every job that is not running. */

@@ -21,11 +21,16 @@ export interface BulkId {
 export const noResult: JobStore.BulkResult = { changed: [], requested: [], skipped: [] }
 
 /** Join results of several calls. */
-export const merge = (results: ReadonlyArray<JobStore.BulkResult>): JobStore.BulkResult => ({
-  changed: results.flatMap((r) => r.changed),
-  requested: results.flatMap((r) => r.requested),
-  skipped: results.flatMap((r) => r.skipped)
-})
+export const merge = (results: ReadonlyArray<JobStore.BulkResult>): JobStore.BulkResult => {
+  const merged = {
+    changed: results.flatMap((r) => r.changed),
+    requested: results.flatMap((r) => r.requested),
+    skipped: results.flatMap((r) => r.skipped)
+  }
+  return results.some((r) => r.cancelled !== undefined)
+    ? { ...merged, cancelled: results.flatMap((r) => r.cancelled ?? []) }
+    : merged
+}
 
 /** Distinct ids that can name a job, in batches of at most `maxBulkIds`; the rest are `not-found`. */
 const prepare = (ids: ReadonlyArray<string>) => {

@@ -260,8 +260,11 @@ export const cancelBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
     const now = yield* t.now
     const queued = yield* sql<{
       id: number | string
+      kind: string
+      queue: string
+      attempt: number
     }>`UPDATE ${t.jobs} SET state = 'cancelled', finalized_at = ${now}
-      WHERE ${idList(t, batch)} AND state IN ${sql.literal(waitingList)} RETURNING id`
+      WHERE ${idList(t, batch)} AND state IN ${sql.literal(waitingList)} RETURNING id, kind, queue, attempt`
     // PostgreSQL: lock the running rows in id order first, as settles and heartbeats do, so
     // that a batch never waits on them in another order (a deadlock).
     yield* sql.onDialectOrElse({
@@ -275,7 +278,13 @@ export const cancelBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
     const requested = new Set(running.map((r) => String(r.id)))
     const rest = batch.filter((b) => !changed.has(b.id) && !requested.has(b.id))
     const states = rest.length === 0 ? new Map<string, JobStore.JobState>() : yield* statesOf(t, rest)
-    return Bulk.outcome(batch, changed, requested, states)
+    const cancelled = queued.map((r) => ({
+      id: String(r.id),
+      kind: r.kind,
+      queue: r.queue,
+      attempt: r.attempt
+    }))
+    return { ...Bulk.outcome(batch, changed, requested, states), cancelled }
   })
 }
 

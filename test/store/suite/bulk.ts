@@ -200,6 +200,11 @@ export const bulkSuite = (test: StoreTest) =>
         yield* settleOne(store, done, { _tag: "completed" })
         const result = yield* store.cancelMany([waiting.id, later.id, running.id, done.id])
         expect(result.changed).toEqual([waiting.id, later.id])
+        // What the cancelled events carry, so that announcing them reads nothing back.
+        expect(result.cancelled).toEqual([
+          { id: waiting.id, kind: "k", queue: "q", attempt: 0 },
+          { id: later.id, kind: "k", queue: "q", attempt: 0 }
+        ])
         expect(result.requested).toEqual([running.id])
         expect(skipped(result)).toEqual([[done.id, "state", "completed"]])
         expect((yield* getJob(store, waiting.id)).state).toBe("cancelled")
