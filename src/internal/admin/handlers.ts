@@ -18,6 +18,7 @@ import * as JobStore from "../../JobStore.js"
 import * as Nightshift from "../../Nightshift.js"
 import { formatParseError, isStorableText, jsonTooDeep, maxDepth } from "../input.js"
 import * as Bulk from "../store/bulk.js"
+import * as Flow from "../store/flow.js"
 import * as FlowReport from "../store/flowReport.js"
 import { Api } from "./api.js"
 import * as Dashboard from "./dashboard.js"
@@ -325,6 +326,7 @@ const renderPage = (page: JobStore.ListPage): typeof S.JobPage.Type => {
  */
 const listFilling = (
   queue: JobQueue.JobQueue["Type"],
+  store: JobStore.Service,
   filter: Omit<JobStore.ListFilter, "limit" | "cursor">,
   limit: number,
   cursor: string | undefined
@@ -334,8 +336,10 @@ const listFilling = (
     let next: string | null = cursor ?? null
     let windows = 0
     const start = yield* Clock.currentTimeMillis
+    if (!JobStore.isWindowed(filter)) return yield* queue.list({ ...filter, limit, cursor: next })
     do {
-      const page: JobStore.ListPage = yield* queue.list({
+      // The store's pages, and why their waiting jobs wait read once for the whole page, below.
+      const page: JobStore.ListPage = yield* store.list({
         ...filter,
         limit: limit - jobs.length,
         cursor: next
@@ -346,11 +350,10 @@ const listFilling = (
     } while (
       next !== null &&
       jobs.length < limit &&
-      JobStore.isWindowed(filter) &&
       windows < listWindows &&
       (yield* Clock.currentTimeMillis) - start < listBudgetMs
     )
-    return { jobs, nextCursor: next }
+    return { jobs: yield* Flow.withWaiting(store, jobs), nextCursor: next }
   })
 
 /** The most windows of ids (`JobStore.listScanWindow` each) one API list page reads. */
@@ -481,7 +484,7 @@ const jobs = (settings: Settings) =>
           urlFilters(urlParams).pipe(
             Effect.tap(checkFilters),
             Effect.flatMap((filters) =>
-              listFilling(queue, storeFilter(filters), urlParams.limit ?? 50, urlParams.cursor)
+              listFilling(queue, store, storeFilter(filters), urlParams.limit ?? 50, urlParams.cursor)
             ),
             Effect.map(renderPage),
             Effect.catchTag("JobStoreError", storeFailed)
