@@ -152,6 +152,20 @@ export interface Service {
   readonly cancel: (id: string) => Effect.Effect<JobStore.CancelResult, JobStore.JobStoreError>
   /** Make a discarded, cancelled or completed job available again. */
   readonly retry: (id: string) => Effect.Effect<JobStore.RetryResult, JobStore.JobStoreError>
+  /** `retry` for many jobs (see `JobStore.BulkResult`). @since 0.3.0 */
+  readonly retryMany: (
+    ids: ReadonlyArray<string>
+  ) => Effect.Effect<JobStore.BulkResult, JobStore.JobStoreError>
+  /** `cancel` for many jobs; each job cancelled while queued is announced as `cancel` announces it. @since 0.3.0 */
+  readonly cancelMany: (
+    ids: ReadonlyArray<string>
+  ) => Effect.Effect<JobStore.BulkResult, JobStore.JobStoreError>
+  /** Delete jobs that are not running. @since 0.3.0 */
+  readonly deleteMany: (
+    ids: ReadonlyArray<string>
+  ) => Effect.Effect<JobStore.BulkResult, JobStore.JobStoreError>
+  /** Make a scheduled or retryable job due now. @since 0.3.0 */
+  readonly runNow: (id: string) => Effect.Effect<JobStore.RunNowResult, JobStore.JobStoreError>
   readonly pause: (queue: string) => Effect.Effect<void, JobStore.JobStoreError | InvalidOptions>
   readonly resume: (queue: string) => Effect.Effect<void, JobStore.JobStoreError | InvalidOptions>
   readonly paused: Effect.Effect<ReadonlyArray<string>, JobStore.JobStoreError>
@@ -754,6 +768,34 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
       return result
     }).pipe(withSpanIfTraced("nightshift.cancel", { attributes: { "job.id": id } }))
 
+  const cancelMany = (ids: ReadonlyArray<string>) =>
+    Effect.gen(function* () {
+      const result = yield* store.cancelMany(ids)
+      if (events === undefined || result.changed.length === 0) return result
+      const at = clock.unsafeCurrentTimeMillis()
+      // An engine that does not say what it cancelled: read the jobs back.
+      const jobs: ReadonlyArray<JobStore.CancelledJob | undefined> =
+        result.cancelled ?? (yield* Effect.forEach(result.changed, store.get, { concurrency: 8 }))
+      yield* events.publishAll(
+        jobs.flatMap(
+          (job): Array<Events.JobEvent> =>
+            job === undefined
+              ? []
+              : [
+                  {
+                    _tag: "cancelled",
+                    id: job.id,
+                    kind: job.kind,
+                    queue: job.queue,
+                    at,
+                    attempt: job.attempt
+                  }
+                ]
+        )
+      )
+      return result
+    }).pipe(withSpanIfTraced("nightshift.cancelMany", { attributes: { "job.count": ids.length } }))
+
   const enqueueMany: Service["enqueueMany"] = (items) =>
     Effect.gen(function* () {
       const trace = traceOf(yield* currentTrace)
@@ -801,6 +843,10 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
     counts: store.counts,
     cancel,
     retry: store.retry,
+    retryMany: store.retryMany,
+    cancelMany,
+    deleteMany: store.deleteMany,
+    runNow: store.runNow,
     pause: (queue) => Effect.zipRight(checkQueue(queue), store.pause(queue)),
     resume: (queue) => Effect.zipRight(checkQueue(queue), store.resume(queue)),
     paused: store.paused

@@ -60,6 +60,13 @@ export interface AttemptError {
   readonly kind: string
   /** A pretty-printed `Cause` or message. */
   readonly message: string
+  /**
+   * When the attempt started (epoch ms, store clock). Absent on errors stored
+   * by versions before 0.3 and on errors no attempt made (`fence`).
+   */
+  readonly startedAt?: number | null | undefined
+  /** The runner that held the attempt's lease; absent or null where `startedAt` is. */
+  readonly node?: string | null | undefined
 }
 
 /**
@@ -86,7 +93,10 @@ export interface JobRecord {
   readonly attemptedAt: number | null
   /** When the job reached a final state. */
   readonly finalizedAt: number | null
-  /** Runner that holds the current lease (state `running`). */
+  /**
+   * Runner that holds the current lease (state `running`); on a `completed`
+   * job, the runner that ran its last attempt. `null` otherwise.
+   */
   readonly leaseOwner: string | null
   readonly leaseExpiresAt: number | null
   /**
@@ -257,9 +267,41 @@ export interface Rescued {
   readonly state: JobState
 }
 
+/** A JSON value a payload search compares with. @since 0.3.0 */
+export type JsonScalar = string | number | boolean | null
+
+/**
+ * A payload search: the value at `path` in the job's encoded payload equals
+ * `value` (same JSON type and value: `"42"` does not match `42`). `path`
+ * names object keys from the top (`["tenantId"]`, `["order", "id"]`); each
+ * key is 1 to 64 of `[A-Za-z0-9_$-]`, at most `maxPayloadPathDepth` keys
+ * (see `isPayloadPath`).
+ *
+ * @since 0.3.0
+ */
+export interface PayloadMatch {
+  readonly path: ReadonlyArray<string>
+  readonly value: JsonScalar
+}
+
+/** The most keys a `PayloadMatch` path holds. @since 0.3.0 */
+export const maxPayloadPathDepth = 8
+
+/** Can `path` be searched on every engine? @since 0.3.0 */
+export const isPayloadPath = (path: ReadonlyArray<string>): boolean =>
+  path.length >= 1 &&
+  path.length <= maxPayloadPathDepth &&
+  path.every((key) => /^[A-Za-z0-9_$-]{1,64}$/.test(key))
+
 /**
  * Filters and keyset pagination for `list`. Results are ordered by id,
  * newest first; pass the previous page's `nextCursor` as `cursor`, as it is.
+ *
+ * A filter on `dedupeKey`, creation time or `payload` is bounded: one page
+ * reads the jobs of at most `listScanWindow` consecutive ids (below the
+ * cursor, within the id range), so a page may hold fewer than `limit` jobs,
+ * even none, and still have a `nextCursor`; follow it to search on. Other
+ * filters read until the page is full.
  *
  * @since 0.1.0
  */
@@ -267,10 +309,35 @@ export interface ListFilter {
   readonly states?: ReadonlyArray<JobState> | undefined
   readonly kinds?: ReadonlyArray<string> | undefined
   readonly queues?: ReadonlyArray<string> | undefined
+  /** Only jobs with this dedupe key. @since 0.3.0 */
+  readonly dedupeKey?: string | undefined
+  /** Only jobs whose id is at least this one. @since 0.3.0 */
+  readonly idFrom?: string | undefined
+  /** Only jobs whose id is at most this one. @since 0.3.0 */
+  readonly idTo?: string | undefined
+  /** Only jobs created at or after this time (epoch ms). @since 0.3.0 */
+  readonly createdFrom?: number | undefined
+  /** Only jobs created before this time (epoch ms). @since 0.3.0 */
+  readonly createdTo?: number | undefined
+  /** Only jobs whose payload holds this value at this path. @since 0.3.0 */
+  readonly payload?: PayloadMatch | undefined
   readonly limit?: number | undefined
   /** List jobs older than this page boundary; `null` or absent starts from the newest job. */
   readonly cursor?: string | null | undefined
 }
+
+/**
+ * How many consecutive ids one page of a bounded `list` reads (see
+ * `ListFilter`). @since 0.3.0
+ */
+export const listScanWindow = 10_000
+
+/** Is `filter` bounded by `listScanWindow`? @since 0.3.0 */
+export const isWindowed = (filter: ListFilter): boolean =>
+  filter.dedupeKey !== undefined ||
+  filter.createdFrom !== undefined ||
+  filter.createdTo !== undefined ||
+  filter.payload !== undefined
 
 /**
  * The most jobs one `list` page holds, on every engine. A larger `limit` is
@@ -362,6 +429,64 @@ export type CancelResult =
 export type RetryResult =
   | { readonly _tag: "retried" }
   | { readonly _tag: "not-retryable"; readonly state: JobState }
+  | { readonly _tag: "not-found" }
+
+/**
+ * Why a bulk operation left a job as it was: `not-found`; `state` (its state,
+ * given, is not one the operation applies to: retry needs a final job,
+ * cancel an unfinished one, delete one that is not running); `dedupe` (retry:
+ * another live job holds its kind and dedupe key).
+ *
+ * @since 0.3.0
+ */
+export interface BulkSkip {
+  readonly id: string
+  readonly reason: "not-found" | "state" | "dedupe"
+  readonly state: JobState | null
+}
+
+/**
+ * What a bulk `retryMany`, `cancelMany` or `deleteMany` did to each id, by
+ * the rules of the single-job operations: `changed` holds the jobs retried,
+ * cancelled or deleted; `requested` (cancel only) the running jobs whose
+ * runner was asked to stop; `skipped` the rest, with why. An id given twice
+ * counts once.
+ *
+ * @since 0.3.0
+ */
+export interface BulkResult {
+  readonly changed: ReadonlyArray<string>
+  readonly requested: ReadonlyArray<string>
+  readonly skipped: ReadonlyArray<BulkSkip>
+  /**
+   * `cancelMany` only: the jobs it cancelled while queued (those of
+   * `changed`), with what their `cancelled` events carry.
+   */
+  readonly cancelled?: ReadonlyArray<CancelledJob> | undefined
+}
+
+/** A job `cancelMany` cancelled while queued. @since 0.3.0 */
+export interface CancelledJob {
+  readonly id: string
+  readonly kind: string
+  readonly queue: string
+  readonly attempt: number
+}
+
+/** The most ids one bulk call takes; the store splits a longer list into calls of this size. @since 0.3.0 */
+export const maxBulkIds = 1000
+
+/**
+ * The result of `runNow`: a `scheduled` or `retryable` job becomes
+ * `available` with its run-at now (`moved`); an `available` job is left as it
+ * is (`due`); a job in any other state is not changed (`not-waiting`).
+ *
+ * @since 0.3.0
+ */
+export type RunNowResult =
+  | { readonly _tag: "moved" }
+  | { readonly _tag: "due" }
+  | { readonly _tag: "not-waiting"; readonly state: JobState }
   | { readonly _tag: "not-found" }
 
 /**
@@ -589,6 +714,18 @@ export interface Service {
   readonly activity: (since: number) => Effect.Effect<Activity, JobStoreError>
   readonly cancel: (id: string) => Effect.Effect<CancelResult, JobStoreError>
   readonly retry: (id: string) => Effect.Effect<RetryResult, JobStoreError>
+  /** `retry` for many jobs at once, in one transaction per `maxBulkIds` ids. @since 0.3.0 */
+  readonly retryMany: (ids: ReadonlyArray<string>) => Effect.Effect<BulkResult, JobStoreError>
+  /** `cancel` for many jobs at once, in one transaction per `maxBulkIds` ids. @since 0.3.0 */
+  readonly cancelMany: (ids: ReadonlyArray<string>) => Effect.Effect<BulkResult, JobStoreError>
+  /**
+   * Delete jobs that are not running (a running job is skipped: cancel it
+   * first), in one transaction per `maxBulkIds` ids. A deleted job frees its
+   * dedupe key. @since 0.3.0
+   */
+  readonly deleteMany: (ids: ReadonlyArray<string>) => Effect.Effect<BulkResult, JobStoreError>
+  /** Make a scheduled or retryable job due now (see `RunNowResult`). @since 0.3.0 */
+  readonly runNow: (id: string) => Effect.Effect<RunNowResult, JobStoreError>
   readonly pause: (queue: string) => Effect.Effect<void, JobStoreError>
   readonly resume: (queue: string) => Effect.Effect<void, JobStoreError>
   readonly paused: Effect.Effect<ReadonlyArray<string>, JobStoreError>

@@ -290,7 +290,7 @@ describe("admin API on bad input (PostgreSQL)", () => {
         `errors = '[1, "x", null, {"attempt":"one","at":0,"kind":"failure","message":"m"}]'::jsonb`,
         c
       )
-      yield* update(`state = 'completed', lease_owner = 'node-1', finalized_at = NULL`, d)
+      yield* update(`state = 'discarded', lease_owner = 'node-1', finalized_at = NULL`, d)
       yield* update(`fence = -5`, e)
       yield* update(`run_at = 'infinity'`, f)
       const list = yield* call(base, "GET", "/jobs")
@@ -300,7 +300,7 @@ describe("admin API on bad input (PostgreSQL)", () => {
       expect(byId.get(ids[0]!).problems.join()).toMatch(/errors is the text "boom", not a list/)
       expect(byId.get(ids[1]!).problems.join()).toMatch(/errors is an object, not a list/)
       expect(byId.get(ids[2]!).problems).toHaveLength(4)
-      expect(byId.get(ids[3]!).problems.join()).toMatch(/completed but has no finish time/)
+      expect(byId.get(ids[3]!).problems.join()).toMatch(/discarded but has no finish time/)
       expect(byId.get(ids[3]!).problems.join()).toMatch(/lease owner/)
       expect(byId.get(ids[4]!).problems.join()).toMatch(/fence is negative/)
       expect(byId.get(ids[5]!).problems.join()).toMatch(/runAt/)

@@ -27,7 +27,7 @@ const damage: Record<string, (job: Record<string, unknown>) => Record<string, un
   "1": (j) => ({ ...j, errors: "boom" }),
   "2": (j) => ({ ...j, errors: { attempt: 1 } }),
   "3": (j) => ({ ...j, errors: [1, "x", null], fence: -3 }),
-  "4": (j) => ({ ...j, state: "completed", leaseOwner: "node-1", finalizedAt: null }),
+  "4": (j) => ({ ...j, state: "discarded", leaseOwner: "node-1", finalizedAt: null }),
   "5": (j) => ({ ...j, state: "exploded" }),
   "6": (j) => ({ ...j, runAt: 1e20, createdAt: "yesterday", priority: "high", kind: 42 })
 }
@@ -90,8 +90,8 @@ describe("odd rows", () => {
         "its fence is negative (-3)"
       ])
       expect(byId.get("4").problems).toEqual([
-        "it is completed but has no finish time",
-        "it is completed but names a lease owner (node-1)"
+        "it is discarded but has no finish time",
+        "it is discarded but names a lease owner (node-1)"
       ])
       expect(byId.get("6").problems).toEqual([
         "kind is number 42, not text",

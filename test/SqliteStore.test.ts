@@ -248,7 +248,9 @@ describe("SqliteStore", () => {
         expect(yield* store.get(b!.id)).toMatchObject({ state: "running", leaseOwner: "runner-a" })
         const retried = yield* store.get(c!.id)
         expect(retried).toMatchObject({ state: "retryable", runAt: 5_000, attempt: 1, leaseOwner: null })
-        expect(retried!.errors).toEqual([{ attempt: 1, at: 0, kind: "failure", message: "boom" }])
+        expect(retried!.errors).toEqual([
+          { attempt: 1, at: 0, kind: "failure", message: "boom", startedAt: 0, node: "runner-a" }
+        ])
         expect(yield* store.get(d!.id)).toMatchObject({ state: "scheduled", attempt: 0, runAt: 1_000 })
         const stale = yield* store.settle([{ id: c!.id, fence: c!.fence, outcome: completed }])
         expect(stale).toEqual([{ id: c!.id, applied: false, state: null }])

@@ -21,5 +21,8 @@ export const fits: ReadonlyArray<true> = [
   true satisfies Fits<Json<typeof S.Enqueued>, Page.Enqueued>,
   true satisfies Fits<Json<typeof S.Overview>, Page.Overview>,
   true satisfies Fits<Json<typeof S.HistoryResponse>, Page.WorkerHistory>,
-  true satisfies Fits<Json<typeof S.TreeResponse>, Page.TreeResponse>
+  true satisfies Fits<Json<typeof S.TreeResponse>, Page.TreeResponse>,
+  true satisfies Fits<Json<typeof S.JobCount>, Page.JobCount>,
+  true satisfies Fits<Json<typeof S.BulkResponse>, Page.BulkResponse>,
+  true satisfies Fits<Json<typeof S.RanNow>, Page.RanNow>
 ]

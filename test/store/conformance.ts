@@ -12,6 +12,7 @@
  */
 import { describe } from "@effect/vitest"
 import { type Harness, storeTest } from "./helpers.js"
+import { attemptSuite, bulkSuite, searchSuite } from "./suite/bulk.js"
 import { claimSuite } from "./suite/claim.js"
 import { cancelSuite, retrySuite } from "./suite/control.js"
 import { cronSuite, wakeupSuite } from "./suite/cron.js"
@@ -47,5 +48,8 @@ export const conformance = (engine: string, harness: Harness): void => {
     wakeupSuite(test)
     idSuite(test)
     flowSuite(test)
+    attemptSuite(test)
+    searchSuite(test)
+    bulkSuite(test)
   })
 }

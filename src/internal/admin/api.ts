@@ -81,6 +81,23 @@ export const workers = HttpApiGroup.make("workers")
   )
   .middleware(Authorization)
 
+const bulkRules = {
+  retry: "Final jobs (completed, discarded, cancelled) become available now, as POST /jobs/:id/retry does",
+  cancel: "Queued jobs end cancelled; running ones are asked to stop, as POST /jobs/:id/cancel does",
+  delete: "Jobs that are not running are deleted (cancel a running job first)"
+} as const
+
+/** A bulk route: by ids, or every job a filter matches, in batches of at most 1,000 jobs. */
+const bulk = <const Name extends string>(name: Name, action: keyof typeof bulkRules) =>
+  HttpApiEndpoint.post(name, `/jobs/bulk/${action}`)
+    .addSuccess(S.BulkResponse)
+    .addError(S.InvalidRequest, { status: 400 })
+    .addError(S.PayloadTooLarge, { status: 413 })
+    .annotate(
+      OpenApi.Description,
+      `${bulkRules[action]}. The body names the jobs: {"ids": [...]} (up to 1,000), or {"filter": {...}} (the filters of GET /jobs, as JSON: state, kind, queue as lists, payload as {"path": "tenantId", "value": "t-42"}) with an optional max; each batch of 1,000 is one transaction. The response counts what changed and what was skipped, and why. A bad body writes nothing.`
+    )
+
 /** Durable jobs. */
 export const jobs = HttpApiGroup.make("jobs")
   .add(
@@ -91,6 +108,16 @@ export const jobs = HttpApiGroup.make("jobs")
       .annotate(
         OpenApi.Description,
         "Jobs newest first. Filters take comma-separated values; pass nextCursor as cursor for the next page."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("count", "/jobs/count")
+      .setUrlParams(S.JobCountParams)
+      .addSuccess(S.JobCount)
+      .addError(S.InvalidRequest, { status: 400 })
+      .annotate(
+        OpenApi.Description,
+        `How many jobs match the filters of GET /jobs, counted up to ${S.maxCount} (capped says it stopped there).`
       )
   )
   .add(
@@ -129,6 +156,20 @@ export const jobs = HttpApiGroup.make("jobs")
       .addError(S.JobNotFound, { status: 404 })
       .addError(S.JobStateConflict, { status: 409 })
   )
+  .add(
+    HttpApiEndpoint.post("runNow", "/jobs/:id/run")
+      .setPath(IdPath)
+      .addSuccess(S.RanNow)
+      .addError(S.JobNotFound, { status: 404 })
+      .addError(S.JobStateConflict, { status: 409 })
+      .annotate(
+        OpenApi.Description,
+        "Make a scheduled or retryable job due now (result moved); an available job is already due (result due); 409 for any other state."
+      )
+  )
+  .add(bulk("retryMany", "retry"))
+  .add(bulk("cancelMany", "cancel"))
+  .add(bulk("deleteMany", "delete"))
   .addError(S.StoreFailed, { status: 503 })
   .middleware(Authorization)
 

@@ -12,10 +12,13 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Events from "../../Events.js"
+import type * as Job from "../../Job.js"
 import * as JobQueue from "../../JobQueue.js"
 import * as JobStore from "../../JobStore.js"
 import * as Nightshift from "../../Nightshift.js"
 import { formatParseError, isStorableText, jsonTooDeep, maxDepth } from "../input.js"
+import * as Bulk from "../store/bulk.js"
+import * as Flow from "../store/flow.js"
 import * as FlowReport from "../store/flowReport.js"
 import { Api } from "./api.js"
 import * as Dashboard from "./dashboard.js"
@@ -211,16 +214,21 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, limit: number) =
 }
 
 /**
- * The enqueue body, read by hand so that every rejection (too large, wrong
+ * A JSON body, read by hand so that every rejection (too large, wrong
  * content type, unparsable or too deeply nested JSON, fields that do not
- * decode) says what to fix.
+ * decode) says what to fix. `what` names the body in messages ("the job").
  */
-const readEnqueue = (request: HttpServerRequest.HttpServerRequest, limit: number) =>
+const readJson = <A, I>(
+  request: HttpServerRequest.HttpServerRequest,
+  limit: number,
+  schema: Schema.Schema<A, I>,
+  what: string
+) =>
   Effect.gen(function* () {
     const type = request.headers["content-type"] ?? ""
     if (!/^application\/json\b/i.test(type)) {
       return yield* badBody(
-        `send the job as JSON with the header Content-Type: application/json (got ${type === "" ? "no content type" : JSON.stringify(type)})`
+        `send ${what} as JSON with the header Content-Type: application/json (got ${type === "" ? "no content type" : JSON.stringify(type)})`
       )
     }
     const text = yield* readBody(request, limit)
@@ -231,16 +239,63 @@ const readEnqueue = (request: HttpServerRequest.HttpServerRequest, limit: number
       try: () => JSON.parse(text) as unknown,
       catch: (e) => badBody(`the request body is not valid JSON: ${(e as Error).message}`)
     })
-    return yield* Schema.decodeUnknown(S.EnqueueRequest)(json).pipe(
-      Effect.mapError((e) => badBody(`the request body is not a valid job:\n${formatParseError(e)}`))
+    return yield* Schema.decodeUnknown(schema)(json).pipe(
+      Effect.mapError((e) => badBody(`the request body is not ${what}:\n${formatParseError(e)}`))
     )
-  }).pipe(Effect.withSpan("nightshift.admin.readEnqueue"))
+  }).pipe(Effect.withSpan("nightshift.admin.readJson"))
+
+/** The enqueue body. */
+const readEnqueue = (request: HttpServerRequest.HttpServerRequest, limit: number) =>
+  readJson(request, limit, S.EnqueueRequest, "a valid job")
+
+/** The filters a list, count or bulk request gives, in the store's terms. */
+interface Filters {
+  readonly state?: ReadonlyArray<JobStore.JobState> | undefined
+  readonly kind?: ReadonlyArray<string> | undefined
+  readonly queue?: ReadonlyArray<string> | undefined
+  readonly dedupeKey?: string | undefined
+  readonly idFrom?: string | undefined
+  readonly idTo?: string | undefined
+  readonly createdFrom?: number | undefined
+  readonly createdTo?: number | undefined
+  readonly payload?: JobStore.PayloadMatch | undefined
+  readonly cursor?: string | undefined
+}
+
+/** The URL form of the filters: the payload path and its value come apart, and both or neither are given. */
+const urlFilters = (
+  params: typeof S.JobCountParams.Type & { readonly cursor?: string | undefined }
+): Effect.Effect<Filters, S.InvalidRequest> => {
+  const { payload, value, ...rest } = params
+  if ((payload === undefined) !== (value === undefined))
+    return Effect.fail(
+      badBody(
+        'a payload search takes both payload (the path, such as tenantId) and value (such as t-42, or "42" for the text 42)'
+      )
+    )
+  return Effect.succeed(payload === undefined ? rest : { ...rest, payload: { path: payload, value: value! } })
+}
+
+/** The store filter of checked filters. */
+const storeFilter = (f: Filters): Omit<JobStore.ListFilter, "limit" | "cursor"> => ({
+  states: f.state,
+  kinds: f.kind,
+  queues: f.queue,
+  dedupeKey: f.dedupeKey,
+  idFrom: f.idFrom,
+  idTo: f.idTo,
+  createdFrom: f.createdFrom,
+  createdTo: f.createdTo,
+  payload: f.payload
+})
 
 /** The list filters, refused when they hold text no name can (a NUL character, a lone surrogate). */
-const checkFilters = (params: typeof S.JobListParams.Type) => {
+const checkFilters = (params: Filters): Effect.Effect<void, S.InvalidRequest> => {
   for (const [what, values] of [
     ["kind", params.kind],
     ["queue", params.queue],
+    ["dedupeKey", params.dedupeKey === undefined ? undefined : [params.dedupeKey]],
+    ["value", typeof params.payload?.value === "string" ? [params.payload.value] : undefined],
     ["cursor", params.cursor === undefined ? undefined : [params.cursor]]
   ] as const) {
     for (const v of values ?? []) {
@@ -270,6 +325,102 @@ const renderPage = (page: JobStore.ListPage): typeof S.JobPage.Type => {
     : { jobs, nextCursor: page.nextCursor, unreadable }
 }
 
+/**
+ * A list page for the API: a bounded filter's store pages (one window of
+ * ids each) are followed until the page is full, nothing is left, or the
+ * page has spent `listBudgetMs` or read `listWindows` windows (so one page
+ * answers in bounded time whatever the table holds; its cursor goes on).
+ */
+const listFilling = (
+  queue: JobQueue.JobQueue["Type"],
+  store: JobStore.Service,
+  filter: Omit<JobStore.ListFilter, "limit" | "cursor">,
+  limit: number,
+  cursor: string | undefined
+) =>
+  Effect.gen(function* () {
+    const jobs: Array<JobStore.JobRecord> = []
+    let next: string | null = cursor ?? null
+    let windows = 0
+    const start = yield* Clock.currentTimeMillis
+    if (!JobStore.isWindowed(filter)) return yield* queue.list({ ...filter, limit, cursor: next })
+    do {
+      // The store's pages, and why their waiting jobs wait read once for the whole page, below.
+      const page: JobStore.ListPage = yield* store.list({
+        ...filter,
+        limit: limit - jobs.length,
+        cursor: next
+      })
+      jobs.push(...page.jobs)
+      next = page.nextCursor
+      windows++
+    } while (
+      next !== null &&
+      jobs.length < limit &&
+      windows < listWindows &&
+      (yield* Clock.currentTimeMillis) - start < listBudgetMs
+    )
+    return { jobs: yield* Flow.withWaiting(store, jobs), nextCursor: next }
+  })
+
+/** The most windows of ids (`JobStore.listScanWindow` each) one API list page reads. */
+const listWindows = 100
+
+/** How long one API list page goes on reading windows of ids. */
+const listBudgetMs = 250
+
+/** How many jobs match, up to `S.maxCount`, read a list page at a time. */
+const countMatching = (store: JobStore.Service, filter: Omit<JobStore.ListFilter, "limit" | "cursor">) =>
+  Effect.gen(function* () {
+    let count = 0
+    let cursor: string | null = null
+    do {
+      const page: JobStore.ListPage = yield* store.list({
+        ...filter,
+        limit: Math.min(JobStore.maxListLimit, S.maxCount + 1 - count),
+        cursor
+      })
+      count += page.jobs.length
+      cursor = page.nextCursor
+    } while (cursor !== null && count <= S.maxCount)
+    return count > S.maxCount ? { count: S.maxCount, capped: true } : { count, capped: false }
+  })
+
+/**
+ * A job's payload as the detail shows it: decoded by its kind's schema and
+ * written back as JSON, so that `Schema.Redacted` fields print as
+ * `"<redacted>"`, the hook logs use (the store holds the encoded form, in
+ * which they are plain). A kind this app does not know, or a payload that no
+ * longer decodes, is shown as stored, and says so.
+ */
+const redacted = (
+  detail: typeof S.JobDetail.Type,
+  kind: Job.Kind<string, any, any, never> | undefined
+): typeof S.JobDetail.Type => {
+  if (kind === undefined) return detail
+  const decoded = Schema.decodeUnknownEither(kind.payload)(detail.payload)
+  if (decoded._tag === "Left") return detail
+  try {
+    return { ...detail, payload: JSON.parse(JSON.stringify(decoded.right) ?? "null"), payloadRedacted: true }
+  } catch {
+    // A decoded value JSON cannot write (a bigint): shown as stored.
+    return detail
+  }
+}
+
+/** A bulk summary as the API shows it. */
+const bulkResponse = (
+  action: "retry" | "cancel" | "delete",
+  summary: Bulk.Summary,
+  nextCursor: string | null
+): typeof S.BulkResponse.Type => ({
+  action,
+  changed: summary.changed,
+  requested: summary.requested,
+  skipped: [...summary.skipped.values()].map(({ count, reason, state }) => ({ reason, state, count })),
+  nextCursor
+})
+
 const jobs = (settings: Settings) =>
   HttpApiBuilder.group(Api, "jobs", (handlers) =>
     Effect.gen(function* () {
@@ -285,7 +436,38 @@ const jobs = (settings: Settings) =>
         })).sort((a, b) => (a.name < b.name ? -1 : 1))
       }
       const queue = yield* JobQueue.JobQueue
+      const store = yield* JobStore.JobStore
       const invalid = (message: string) => Effect.fail(new S.InvalidRequest({ message }))
+      const bulk = (
+        request: HttpServerRequest.HttpServerRequest,
+        action: "retry" | "cancel" | "delete",
+        op: (ids: ReadonlyArray<string>) => Effect.Effect<JobStore.BulkResult, JobStore.JobStoreError>
+      ) =>
+        Effect.gen(function* () {
+          const body = yield* readJson(request, settings.maxBodyBytes, S.BulkRequest, `a bulk ${action}`)
+          if ((body.ids === undefined) === (body.filter === undefined))
+            return yield* badBody(
+              `name the jobs to ${action} with either ids (a list of up to ${JobStore.maxBulkIds} job ids) or filter (the filters of GET /jobs; {} for every job), not both or neither`
+            )
+          if (body.ids !== undefined) {
+            if (body.max !== undefined || body.cursor !== undefined)
+              return yield* badBody("max and cursor go with filter, not with ids")
+            const summary = Bulk.count(Bulk.summary(), yield* op(body.ids))
+            return bulkResponse(action, summary, null)
+          }
+          const filters: Filters = body.filter!
+          yield* checkFilters(filters)
+          const done = yield* Bulk.matching(
+            store,
+            storeFilter(filters),
+            { max: body.max ?? S.maxBulkMatches, cursor: body.cursor },
+            op
+          )
+          return bulkResponse(action, done.summary, done.nextCursor)
+        }).pipe(
+          Effect.catchTag("JobStoreError", storeFailed),
+          Effect.withSpan(`nightshift.admin.bulk.${action}`)
+        )
       const enqueue = (body: typeof S.EnqueueRequest.Type) => {
         const kind = kinds.get(body.kind)
         if (kind === undefined) {
@@ -306,20 +488,44 @@ const jobs = (settings: Settings) =>
       }
       return handlers
         .handle("list", ({ urlParams }) =>
-          checkFilters(urlParams).pipe(
-            Effect.zipRight(
-              queue.list({
-                states: urlParams.state,
-                kinds: urlParams.kind,
-                queues: urlParams.queue,
-                limit: urlParams.limit ?? 50,
-                cursor: urlParams.cursor
-              })
+          urlFilters(urlParams).pipe(
+            Effect.tap(checkFilters),
+            Effect.flatMap((filters) =>
+              listFilling(queue, store, storeFilter(filters), urlParams.limit ?? 50, urlParams.cursor)
             ),
             Effect.map(renderPage),
             Effect.catchTag("JobStoreError", storeFailed)
           )
         )
+        .handle("count", ({ urlParams }) =>
+          urlFilters(urlParams).pipe(
+            Effect.tap(checkFilters),
+            Effect.flatMap((filters) => countMatching(store, storeFilter(filters))),
+            Effect.catchTag("JobStoreError", storeFailed)
+          )
+        )
+        .handle("runNow", ({ path }) =>
+          queue.runNow(path.id).pipe(
+            Effect.catchTag("JobStoreError", storeFailed),
+            Effect.flatMap(
+              (r): Effect.Effect<typeof S.RanNow.Type, S.JobNotFound | S.JobStateConflict> =>
+                r._tag === "not-found"
+                  ? Effect.fail(notFound(path.id))
+                  : r._tag === "not-waiting"
+                    ? Effect.fail(
+                        new S.JobStateConflict({
+                          id: path.id,
+                          state: r.state,
+                          message: `job ${path.id} is ${r.state}; only a scheduled or retryable job can be run now`
+                        })
+                      )
+                    : Effect.succeed({ id: path.id, result: r._tag })
+            )
+          )
+        )
+        .handleRaw("retryMany", ({ request }) => bulk(request, "retry", queue.retryMany))
+        .handleRaw("cancelMany", ({ request }) => bulk(request, "cancel", queue.cancelMany))
+        .handleRaw("deleteMany", ({ request }) => bulk(request, "delete", queue.deleteMany))
         .handle("get", ({ path }) =>
           queue.get(path.id).pipe(
             Effect.catchTag("JobStoreError", storeFailed),
@@ -335,7 +541,7 @@ const jobs = (settings: Settings) =>
                           message: `job ${path.id} is stored in a form this version cannot show: ${shown.unreadable}`
                         })
                       )
-                    : Effect.succeed(shown.detail)
+                    : Effect.succeed(redacted(shown.detail, kinds.get(shown.detail.kind)))
                 }
               })
             )

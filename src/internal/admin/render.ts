@@ -101,7 +101,10 @@ export const show = (job: JobStore.JobRecord): Shown | { readonly unreadable: st
           attempt: o.attempt as number,
           at: o.at as number,
           kind: o.kind as string,
-          message: o.message as string
+          message: o.message as string,
+          // Absent on errors stored before attempts recorded them.
+          startedAt: isPrintableTime(o.startedAt) ? o.startedAt : null,
+          node: typeof o.node === "string" ? o.node : null
         })
         return
       }
@@ -110,13 +113,15 @@ export const show = (job: JobStore.JobRecord): Shown | { readonly unreadable: st
         attempt: isMs(o?.attempt) ? o.attempt : 0,
         at: isPrintableTime(o?.at) ? o.at : 0,
         kind: typeof o?.kind === "string" ? o.kind : "unreadable",
-        message: typeof o?.message === "string" ? o.message : safeJson(e)
+        message: typeof o?.message === "string" ? o.message : safeJson(e),
+        startedAt: null,
+        node: null
       })
     })
   } else {
     problems.push(`errors is ${describe(rawErrors)}, not a list`)
     if (typeof rawErrors === "string")
-      errors.push({ attempt: 0, at: 0, kind: "unreadable", message: rawErrors })
+      errors.push({ attempt: 0, at: 0, kind: "unreadable", message: rawErrors, startedAt: null, node: null })
   }
 
   let payload: unknown = raw.payload
@@ -156,6 +161,7 @@ export const show = (job: JobStore.JobRecord): Shown | { readonly unreadable: st
     waiting,
     cancelRequested: cancel === true,
     payload,
+    payloadRedacted: false,
     fence: int("fence"),
     errors,
     traceId: textOrNull("traceId"),
@@ -166,7 +172,8 @@ export const show = (job: JobStore.JobRecord): Shown | { readonly unreadable: st
   const final = JobStore.finalStates.includes(state)
   if (final && raw.finalizedAt == null) problems.push(`it is ${state} but has no finish time`)
   if (!final && detail.finalizedAt !== null) problems.push(`it is ${state} but has a finish time`)
-  if (state !== "running" && detail.leaseOwner !== null)
+  // A completed job names the runner that ran its last attempt.
+  if (state !== "running" && state !== "completed" && detail.leaseOwner !== null)
     problems.push(`it is ${state} but names a lease owner (${detail.leaseOwner})`)
   if (state === "running" && raw.leaseOwner == null) problems.push("it is running but has no lease owner")
   if (detail.fence < 0) problems.push(`its fence is negative (${detail.fence})`)

@@ -1,4 +1,5 @@
 import * as Duration from "effect/Duration"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as FlowControl from "../../FlowControl.js"
 import * as JobStore from "../../JobStore.js"
@@ -10,9 +11,15 @@ const Millis = Schema.NullOr(Schema.Number)
 /** One attempt's error as the API shows it. */
 export const AttemptError = Schema.Struct({
   attempt: Schema.Number,
-  at: Schema.Number,
+  at: Schema.Number.annotations({ description: "When the attempt ended (epoch ms)" }),
   kind: Schema.String,
-  message: Schema.String
+  message: Schema.String,
+  startedAt: Millis.annotations({
+    description: "When the attempt started (epoch ms); null on errors stored by versions before 0.3"
+  }),
+  node: Schema.NullOr(Schema.String).annotations({
+    description: "The runner that held the attempt's lease; null where startedAt is"
+  })
 })
 
 const jobFields = {
@@ -62,7 +69,14 @@ export const JobSummary = Schema.Struct({
 /** A job with its payload and every attempt's error. */
 export const JobDetail = Schema.Struct({
   ...jobFields,
-  payload: Schema.Unknown,
+  payload: Schema.Unknown.annotations({
+    description:
+      'The payload decoded by the kind\'s schema and shown as JSON, its Schema.Redacted fields as "<redacted>" (the hook logs use); as stored when payloadRedacted is false'
+  }),
+  payloadRedacted: Schema.Boolean.annotations({
+    description:
+      "false when the payload is shown as stored (encoded): its kind is unknown to this app, or it does not decode with the kind's schema any more"
+  }),
   fence: Schema.Number,
   errors: Schema.Array(AttemptError),
   traceId: Schema.NullOr(Schema.String),
@@ -97,13 +111,107 @@ const csv = <A, I extends string>(item: Schema.Schema<A, I>, message: string) =>
     Schema.Array(item)
   ).annotations(says(message))
 
-/** Filters of the job list, from the query string. */
-export const JobListParams = Schema.Struct({
+/** A job id as text: a positive whole number. */
+const JobIdText = Schema.String.pipe(Schema.pattern(/^[1-9][0-9]{0,15}$/)).annotations({
+  description: "A job id",
+  ...says("a job id is a positive whole number such as 42")
+})
+
+/** A time as text: epoch milliseconds or an ISO 8601 date, decoded to epoch ms. */
+const TimeText = Schema.transformOrFail(Schema.String, Schema.Number, {
+  strict: true,
+  decode: (s, _, ast) => {
+    const ms = /^-?[0-9]+$/.test(s) ? Number(s) : Date.parse(s)
+    return Number.isFinite(ms)
+      ? ParseResult.succeed(ms)
+      : ParseResult.fail(new ParseResult.Type(ast, s, "not a time"))
+  },
+  encode: (ms) => ParseResult.succeed(String(ms))
+}).annotations({
+  description: "Epoch milliseconds or an ISO 8601 date",
+  ...says("a time is epoch milliseconds or an ISO 8601 date such as 2030-01-01T00:00:00Z")
+})
+
+/** A time in a JSON body: epoch milliseconds, or an ISO 8601 date. */
+const TimeInput = Schema.Union(Schema.Number.pipe(Schema.finite()), TimeText).annotations(
+  says("a time is epoch milliseconds or an ISO 8601 date such as 2030-01-01T00:00:00Z")
+)
+
+const pathMessage = `a payload path is 1 to ${JobStore.maxPayloadPathDepth} keys joined by dots, such as tenantId or order.id (optionally written payload.tenantId), each key 1-64 of [A-Za-z0-9_$-]`
+
+/** A payload path such as `tenantId` or `payload.order.id`, decoded to its keys. */
+export const PayloadPath = Schema.transformOrFail(Schema.String, Schema.Array(Schema.String), {
+  strict: true,
+  decode: (s, _, ast) => {
+    const keys = s.replace(/^payload\./, "").split(".")
+    return JobStore.isPayloadPath(keys)
+      ? ParseResult.succeed(keys)
+      : ParseResult.fail(new ParseResult.Type(ast, s, pathMessage))
+  },
+  encode: (keys) => ParseResult.succeed(keys.join("."))
+}).annotations({ description: "Keys joined by dots, such as tenantId or order.id", ...says(pathMessage) })
+
+/** A JSON value a payload search compares with: text, a number, true, false or null. */
+export const JsonScalar = Schema.Union(
+  Schema.String,
+  Schema.Number.pipe(Schema.finite()),
+  Schema.Boolean,
+  Schema.Null
+).annotations(says("a payload value is text, a number, true, false or null"))
+
+/**
+ * A payload value from the query string: JSON text that holds a string,
+ * number, true, false or null is that value (`"42"` is the text 42, `42`
+ * the number); anything else is taken as text as it is.
+ */
+const ScalarText = Schema.transform(Schema.String, JsonScalar, {
+  strict: true,
+  decode: (s) => {
+    try {
+      const v: unknown = JSON.parse(s)
+      if (v === null || typeof v === "string" || typeof v === "boolean") return v
+      if (typeof v === "number" && Number.isFinite(v)) return v
+    } catch {
+      // text as it is
+    }
+    return s
+  },
+  encode: (v) => (typeof v === "string" ? v : JSON.stringify(v))
+})
+
+/** Filters of the job list (and of `GET /jobs/count`), from the query string. */
+const filterParams = {
   state: Schema.optional(
     csv(JobStore.JobState, `state must be a comma-separated list of ${JobStore.JobState.literals.join(", ")}`)
   ),
   kind: Schema.optional(csv(Schema.String, "kind must be a comma-separated list of kind names")),
   queue: Schema.optional(csv(Schema.String, "queue must be a comma-separated list of queue names")),
+  dedupeKey: Schema.optional(Schema.String),
+  idFrom: Schema.optional(JobIdText),
+  idTo: Schema.optional(JobIdText),
+  createdFrom: Schema.optional(TimeText),
+  createdTo: Schema.optional(TimeText),
+  payload: Schema.optional(PayloadPath),
+  value: Schema.optional(ScalarText)
+}
+
+/** How many jobs `GET /jobs/count` counts at most. */
+export const maxCount = 10_000
+
+/** Filters of `GET /jobs/count`. */
+export const JobCountParams = Schema.Struct(filterParams)
+
+/** How many jobs match a filter, up to `maxCount`. */
+export const JobCount = Schema.Struct({
+  count: Schema.Int.pipe(Schema.nonNegative()),
+  capped: Schema.Boolean.annotations({
+    description: `true when more than ${maxCount} match: count stops there`
+  })
+})
+
+/** Filters and the page of the job list, from the query string. */
+export const JobListParams = Schema.Struct({
+  ...filterParams,
   limit: Schema.optional(
     Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500)).annotations(
       says("limit must be an integer from 1 to 500")
@@ -287,6 +395,64 @@ export const PartitionParams = Schema.Struct({
 
 /** A queue after pause or resume. */
 export const QueueState = Schema.Struct({ queue: Schema.String, paused: Schema.Boolean })
+
+/** The jobs a bulk action applies to, as a filter (every field optional; `{}` is every job). */
+export const JobFilter = Schema.Struct({
+  state: Schema.optional(Schema.Array(JobStore.JobState)),
+  kind: Schema.optional(Schema.Array(Schema.String)),
+  queue: Schema.optional(Schema.Array(Schema.String)),
+  dedupeKey: Schema.optional(Schema.String),
+  idFrom: Schema.optional(JobIdText),
+  idTo: Schema.optional(JobIdText),
+  createdFrom: Schema.optional(TimeInput),
+  createdTo: Schema.optional(TimeInput),
+  payload: Schema.optional(Schema.Struct({ path: PayloadPath, value: JsonScalar }))
+})
+
+/** The most jobs one bulk request by filter acts on. */
+export const maxBulkMatches = 100_000
+
+/** A bulk retry, cancel or delete: of these ids, or of the jobs a filter matches. */
+export const BulkRequest = Schema.Struct({
+  ids: Schema.optional(
+    Schema.Array(JobIdText).pipe(Schema.minItems(1), Schema.maxItems(JobStore.maxBulkIds))
+  ).annotations({ description: `Up to ${JobStore.maxBulkIds} job ids` }),
+  filter: Schema.optional(JobFilter).annotations({ description: "Every job that matches, newest first" }),
+  max: Schema.optional(
+    Schema.Int.pipe(Schema.between(1, maxBulkMatches)).annotations(
+      says(`max must be an integer from 1 to ${maxBulkMatches}`)
+    )
+  ).annotations({
+    description: `With filter: act on at most this many jobs (default and most ${maxBulkMatches})`
+  }),
+  cursor: Schema.optional(JobIdText).annotations({
+    description: "With filter: go on from a previous response's nextCursor"
+  })
+})
+
+/** Jobs a bulk action left as they were, counted by why. */
+export const BulkSkipped = Schema.Struct({
+  reason: Schema.Literal("not-found", "state", "dedupe"),
+  state: Schema.NullOr(JobStore.JobState),
+  count: Count
+})
+
+/** What a bulk action did. */
+export const BulkResponse = Schema.Struct({
+  action: Schema.Literal("retry", "cancel", "delete"),
+  changed: Count.annotations({ description: "Jobs retried, cancelled or deleted" }),
+  requested: Count.annotations({ description: "Cancel: running jobs whose runner was asked to stop" }),
+  skipped: Schema.Array(BulkSkipped).annotations({
+    description:
+      "Jobs left as they were: not-found; state (retry needs a final job, cancel an unfinished one, delete one that is not running); dedupe (retry: another live job holds its dedupe key)"
+  }),
+  nextCursor: Schema.NullOr(Schema.String).annotations({
+    description: "With filter: null when every match was seen; else pass it as cursor to go on"
+  })
+})
+
+/** The result of a run-now that took effect (or found the job already due). */
+export const RanNow = Schema.Struct({ id: Schema.String, result: Schema.Literal("moved", "due") })
 
 /** One readiness check. */
 export const Check = Schema.Struct({

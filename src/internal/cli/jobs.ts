@@ -153,13 +153,23 @@ const showText = (job: Detail) => {
     ["created", time(job.createdAt)],
     ["attempted", time(job.attemptedAt)],
     ["finalized", time(job.finalizedAt)],
-    ["lease", job.leaseOwner === null ? "-" : `${job.leaseOwner} until ${time(job.leaseExpiresAt)}`],
+    [
+      "lease",
+      job.leaseOwner === null
+        ? "-"
+        : job.state === "running"
+          ? `${job.leaseOwner} until ${time(job.leaseExpiresAt)}`
+          : `ended (last attempt ran on ${job.leaseOwner})`
+    ],
     ["dedupe key", job.dedupeKey ?? "-"],
     ["partition", job.partition ?? "-"],
     ["payload", Render.safeJson(job.payload)]
   ])
   const errors = job.errors.map(
-    (e) => `attempt ${e.attempt} at ${time(e.at)} (${e.kind}):\n${indent(e.message, "    ")}`
+    (e) =>
+      `attempt ${e.attempt} at ${time(e.at)} (${e.kind}${e.node == null ? "" : `, on ${e.node}`}${
+        e.startedAt == null ? "" : `, after ${Math.max(0, e.at - e.startedAt)} ms`
+      }):\n${indent(e.message, "    ")}`
   )
   const shown =
     errors.length === 0

@@ -7,6 +7,7 @@
  */
 import * as FlowControl from "../../FlowControl.js"
 import * as JobStore from "../../JobStore.js"
+import * as Bulk from "../store/bulk.js"
 import * as Core from "../store/core.js"
 import * as Flow from "../store/flow.js"
 import { keepStartsMs } from "../store/flow.js"
@@ -17,7 +18,7 @@ import {
   nextAttempt,
   storableLease
 } from "../store/leases.js"
-import { byCodePoint, listLimit } from "../store/list.js"
+import { byCodePoint, idBounds, listLimit, matchesPayload, scanWindow, windowCursor } from "../store/list.js"
 import type { Heap } from "./heap.js"
 import { Indexes } from "./indexes.js"
 import { makeRow, type Row, snapshot } from "./row.js"
@@ -342,20 +343,39 @@ export class Engine {
 
   list(filter: JobStore.ListFilter): JobStore.ListPage {
     const limit = listLimit(filter.limit)
+    const bounds = idBounds(filter)
+    if (bounds === undefined) return { jobs: [], nextCursor: null }
+    const match = filter.payload
+    if (match !== undefined && !JobStore.isPayloadPath(match.path)) return { jobs: [], nextCursor: null }
     const states = filter.states === undefined ? undefined : new Set(filter.states)
     const kinds = filter.kinds === undefined ? undefined : new Set(filter.kinds)
     const queues = filter.queues === undefined ? undefined : new Set(filter.queues)
+    let lo = bounds.from
+    let below = bounds.below
+    let more: string | null = null
+    if (JobStore.isWindowed(filter)) {
+      const window = scanWindow(bounds, this.nextNum - 1)
+      if (window === undefined) return { jobs: [], nextCursor: null }
+      lo = window.lo
+      below = window.hi
+      more = windowCursor(bounds, window.lo)
+    }
     const jobs: Array<JobStore.JobRecord> = []
-    for (let i = this.startBelow(filter.cursor); i >= 0; i--) {
+    for (let i = this.startBelow(below === undefined ? null : String(below)); i >= 0; i--) {
       const row = this.order[i]!
+      if (row.num < lo) break
       if (row.deleted) continue
       if (states !== undefined && !states.has(row.state)) continue
       if (kinds !== undefined && !kinds.has(row.kind)) continue
       if (queues !== undefined && !queues.has(row.queue)) continue
+      if (filter.dedupeKey !== undefined && row.dedupeKey !== filter.dedupeKey) continue
+      if (filter.createdFrom !== undefined && !(row.createdAt >= filter.createdFrom)) continue
+      if (filter.createdTo !== undefined && !(row.createdAt < filter.createdTo)) continue
+      if (match !== undefined && !matchesPayload(row.payload, match)) continue
       if (jobs.length === limit) return { jobs, nextCursor: jobs[limit - 1]!.id }
       jobs.push(snapshot(row))
     }
-    return { jobs, nextCursor: null }
+    return { jobs, nextCursor: more }
   }
 
   counts(): Array<JobStore.QueueCount> {
@@ -432,6 +452,80 @@ export class Engine {
     return { _tag: "retried" }
   }
 
+  /** A bulk operation over ids (see `Bulk.runSync`). */
+  bulk(ids: ReadonlyArray<string>, batch: (ids: ReadonlyArray<Bulk.BulkId>) => JobStore.BulkResult) {
+    return Bulk.runSync(ids, batch)
+  }
+
+  /** `retryMany` for one batch: as `retry`; of final jobs sharing a kind and dedupe key, the newest. */
+  retryMany(now: number, batch: ReadonlyArray<Bulk.BulkId>): JobStore.BulkResult {
+    const changed = new Set<string>()
+    const states = new Map<string, JobStore.JobState>()
+    const keyed = new Set<string>()
+    for (const { id } of [...batch].sort((a, b) => b.num - a.num)) {
+      const row = this.rows.get(id)
+      if (row === undefined) continue
+      states.set(id, row.state)
+      if (row.dedupeKey !== null) keyed.add(id)
+      if (this.retry(now, id)._tag === "retried") changed.add(id)
+    }
+    return Bulk.outcome(batch, changed, new Set(), states, (id, state) =>
+      Core.isFinal(state) && keyed.has(id) ? "dedupe" : "state"
+    )
+  }
+
+  /** `cancelMany` for one batch. */
+  cancelMany(now: number, batch: ReadonlyArray<Bulk.BulkId>): JobStore.BulkResult {
+    const changed = new Set<string>()
+    const requested = new Set<string>()
+    const states = new Map<string, JobStore.JobState>()
+    const cancelled: Array<JobStore.CancelledJob> = []
+    for (const { id } of batch) {
+      const result = this.cancel(now, id)
+      if (result._tag === "cancelled") {
+        changed.add(id)
+        const row = this.rows.get(id)!
+        cancelled.push({ id, kind: row.kind, queue: row.queue, attempt: row.attempt })
+      } else if (result._tag === "requested") requested.add(id)
+      else if (result._tag === "final") states.set(id, result.state)
+    }
+    return { ...Bulk.outcome(batch, changed, requested, states), cancelled }
+  }
+
+  /** `deleteMany` for one batch: every job that is not running. */
+  deleteMany(batch: ReadonlyArray<Bulk.BulkId>): JobStore.BulkResult {
+    const changed = new Set<string>()
+    const states = new Map<string, JobStore.JobState>()
+    for (const { id } of batch) {
+      const row = this.rows.get(id)
+      if (row === undefined) continue
+      if (row.state === "running") {
+        states.set(id, row.state)
+        continue
+      }
+      if (row.dedupeKey !== null) {
+        const key = Core.dedupeIdentity(row.kind, row.dedupeKey)
+        if (this.dedupe.get(key) === row) this.dedupe.delete(key)
+      }
+      // Its index slots go stale.
+      row.seq++
+      this.delete(row)
+      changed.add(id)
+    }
+    this.compactOrder()
+    return Bulk.outcome(batch, changed, new Set(), states)
+  }
+
+  runNow(now: number, id: string): JobStore.RunNowResult {
+    const row = this.rows.get(id)
+    if (row === undefined) return { _tag: "not-found" }
+    if (row.state === "available") return { _tag: "due" }
+    if (row.state !== "scheduled" && row.state !== "retryable")
+      return { _tag: "not-waiting", state: row.state }
+    this.wait(row, now, "available", now)
+    return { _tag: "moved" }
+  }
+
   pause(queue: string): void {
     this.pausedQueues.add(queue)
   }
@@ -503,9 +597,10 @@ export class Engine {
   }
 
   private finish(row: Row, now: number, state: JobStore.JobState): void {
+    // A completed job keeps the runner that ran its last attempt.
+    if (state !== "completed") row.leaseOwner = null
     this.index.move(row, state)
     row.finalizedAt = now
-    row.leaseOwner = null
     row.leaseExpiresAt = null
     if (row.dedupeKey !== null) {
       const key = Core.dedupeIdentity(row.kind, row.dedupeKey)
@@ -515,7 +610,19 @@ export class Engine {
   }
 
   private recordError(row: Row, now: number, error: JobStore.AttemptErrorInput): void {
-    row.errors = [...row.errors, { attempt: row.attempt, at: now, kind: error.kind, message: error.message }]
+    row.errors = [
+      ...row.errors,
+      row.state === "running"
+        ? {
+            attempt: row.attempt,
+            at: now,
+            kind: error.kind,
+            message: error.message,
+            startedAt: row.attemptedAt,
+            node: row.leaseOwner
+          }
+        : { attempt: row.attempt, at: now, kind: error.kind, message: error.message }
+    ]
   }
 
   private hint(queue: string): void {

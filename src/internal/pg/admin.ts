@@ -8,6 +8,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
+import * as Bulk from "../store/bulk.js"
 import * as Statements from "../store/statements.js"
 import type { Ctx } from "./context.js"
 import * as Jobs from "./jobs.js"
@@ -36,6 +37,39 @@ export const cancel = (ctx: Ctx, id: string): Effect.Effect<JobStore.CancelResul
 /** `JobStore.retry`: the job's queue is woken on commit. */
 export const retry = (ctx: Ctx, id: string): Effect.Effect<JobStore.RetryResult, SqlError> =>
   Statements.retry(ctx.tables, id).pipe(
+    Effect.tap(({ queue }) => (queue === undefined ? Effect.void : notify(ctx, enqueuedPayloads([queue])))),
+    Effect.map(({ result }) => result),
+    ctx.sql.withTransaction
+  )
+
+/** `JobStore.retryMany`: each batch in a transaction; its queues are woken on commit. */
+export const retryMany = (ctx: Ctx, ids: ReadonlyArray<string>) =>
+  Bulk.run(ids, (batch) =>
+    Statements.retryBatch(ctx.tables, batch).pipe(
+      Effect.tap(({ queues }) => (queues.length === 0 ? Effect.void : notify(ctx, enqueuedPayloads(queues)))),
+      Effect.map(({ result }) => result),
+      ctx.sql.withTransaction
+    )
+  )
+
+/** `JobStore.cancelMany`: each batch in a transaction; running jobs' nodes get hints on commit. */
+export const cancelMany = (ctx: Ctx, ids: ReadonlyArray<string>) =>
+  Bulk.run(ids, (batch) =>
+    Statements.cancelBatch(ctx.tables, batch).pipe(
+      Effect.tap((result) =>
+        result.requested.length === 0 ? Effect.void : notify(ctx, result.requested.map(cancelPayload))
+      ),
+      ctx.sql.withTransaction
+    )
+  )
+
+/** `JobStore.deleteMany`: each batch in a transaction. */
+export const deleteMany = (ctx: Ctx, ids: ReadonlyArray<string>) =>
+  Bulk.run(ids, (batch) => ctx.sql.withTransaction(Statements.deleteBatch(ctx.tables, batch)))
+
+/** `JobStore.runNow`: the job's queue is woken on commit. */
+export const runNow = (ctx: Ctx, id: string): Effect.Effect<JobStore.RunNowResult, SqlError> =>
+  Statements.runNow(ctx.tables, id).pipe(
     Effect.tap(({ queue }) => (queue === undefined ? Effect.void : notify(ctx, enqueuedPayloads([queue])))),
     Effect.map(({ result }) => result),
     ctx.sql.withTransaction

@@ -66,6 +66,7 @@ export const make = (sql: SqlClient.SqlClient, schema: string, clock: ClockSourc
       flowRules: sql`${table("flow_rules")}`,
       flowStarts: sql`${table("flow_starts")}`,
       now: Effect.map(now, (n) => n.ts),
+      time: (ms) => sql`to_timestamp(${ms}::float8 / 1000)`,
       columns: sql.literal(columns),
       read: (statement) => Effect.map(statement, (rows) => (rows as ReadonlyArray<JobRow>).map(toRecord))
     }

@@ -244,9 +244,11 @@ export const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: 
         run_at = CASE WHEN s.delay_ms IS NULL OR ${sql.literal(cancelWins)} THEN j.run_at
                       ELSE ${now.ts} + s.delay_ms * interval '1 millisecond' END,
         finalized_at = CASE WHEN s.final OR ${sql.literal(cancelWins)} THEN ${now.ts} END,
-        lease_owner = NULL, lease_expires_at = NULL,
+        -- A completed job keeps the runner that ran it (the job detail's last attempt).
+        lease_owner = CASE WHEN s.state = 'completed' THEN j.lease_owner END, lease_expires_at = NULL,
         errors = CASE WHEN s.err_kind IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
-          'attempt', j.attempt, 'at', ${now.ms}, 'kind', s.err_kind, 'message', s.err_message)) END
+          'attempt', j.attempt, 'at', ${now.ms}, 'kind', s.err_kind, 'message', s.err_message,
+          'startedAt', floor(extract(epoch from j.attempted_at) * 1000), 'node', j.lease_owner)) END
       FROM s JOIN locked USING (id)
       WHERE j.id = s.id AND j.fence = s.fence
       RETURNING j.id, j.state, j.queue, j.run_at
@@ -378,6 +380,7 @@ export const rescue = (ctx: Ctx, limit: number) => {
         lease_owner = NULL, lease_expires_at = NULL,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
           'attempt', j.attempt, 'at', ${now.ms}, 'kind', ${Core.rescuedKind}::text,
+          'startedAt', floor(extract(epoch from j.attempted_at) * 1000), 'node', j.lease_owner,
           'message', CASE WHEN j.lease_expires_at > ${latest}
             THEN ${far.before}::text || coalesce(j.lease_owner, ${far.unknownOwner}::text) || ${far.after}::text
             ELSE ${rescued.before}::text || coalesce(j.lease_owner, ${rescued.unknownOwner}::text) || ${rescued.after}::text

@@ -67,11 +67,12 @@ const lostLeases = (
 /**
  * Completions, the common outcome, in a leaner statement than `settleText`:
  * two values per job instead of eight, and no expression per column
- * (`settleText` makes the same change for them). Parameters: now, the
+ * (`settleText` makes the same change for them). A completed job keeps
+ * its lease owner: the runner that ran its last attempt. Parameters: now, the
  * `[[id, fence], …]` list.
  */
 const completeText = `UPDATE nightshift_jobs AS j
-  SET state = 'completed', finalized_at = ?, lease_owner = NULL, lease_expires_at = NULL
+  SET state = 'completed', finalized_at = ?, lease_expires_at = NULL
   FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence FROM json_each(?)) AS s
   WHERE j.id = s.id AND j.fence = s.fence AND j.state = 'running'
   RETURNING id`
@@ -85,11 +86,12 @@ const settleText = `UPDATE nightshift_jobs AS j
     attempt = j.attempt - s.uncount,
     run_at = CASE WHEN j.cancel_requested <> 0 AND s.final = 0 THEN j.run_at ELSE coalesce(s.run_at, j.run_at) END,
     finalized_at = CASE WHEN s.final <> 0 OR j.cancel_requested <> 0 THEN ? ELSE NULL END,
-    lease_owner = NULL, lease_expires_at = NULL,
+    lease_owner = CASE WHEN s.state = 'completed' THEN j.lease_owner END, lease_expires_at = NULL,
     errors = CASE WHEN s.error_kind IS NULL THEN j.errors ELSE json_insert(CASE WHEN json_valid(j.errors) THEN j.errors
       ELSE json_array(json_object('attempt', j.attempt, 'at', 0, 'kind', 'unreadable',
         'message', 'the errors column held text that is not JSON: ' || j.errors)) END, '$[#]',
-      json_object('attempt', j.attempt, 'at', ?, 'kind', s.error_kind, 'message', s.error_message)) END
+      json_object('attempt', j.attempt, 'at', ?, 'kind', s.error_kind, 'message', s.error_message,
+        'startedAt', j.attempted_at, 'node', j.lease_owner)) END
   FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence, value ->> 2 AS state, value ->> 3 AS run_at,
       value ->> 4 AS uncount, value ->> 5 AS final, value ->> 6 AS error_kind, value ->> 7 AS error_message
     FROM json_each(?)) AS s
@@ -165,6 +167,7 @@ export const rescue = (sql: SqlClient.SqlClient, limit: number) =>
         finalized_at = CASE WHEN cancel_requested <> 0 OR attempt >= max_attempts THEN ${now} ELSE NULL END,
         errors = json_insert(${sql.literal(errorList)},
           '$[#]', json_object('attempt', attempt, 'at', ${now}, 'kind', ${Core.rescuedKind},
+          'startedAt', attempted_at, 'node', lease_owner,
           'message', CASE WHEN lease_expires_at > ${latest}
             THEN ${far.before} || coalesce(lease_owner, ${far.unknownOwner}) || ${far.after}
             ELSE ${rescued.before} || coalesce(lease_owner, ${rescued.unknownOwner}) || ${rescued.after} END)),

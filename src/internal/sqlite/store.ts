@@ -10,6 +10,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as JobStore from "../../JobStore.js"
+import * as Bulk from "../store/bulk.js"
 import * as FlowStatements from "../store/flowStatements.js"
 import * as Hints from "../store/hints.js"
 import * as Statements from "../store/statements.js"
@@ -44,6 +45,7 @@ export const make: Effect.Effect<
     flowRules: sql.literal("nightshift_flow_rules"),
     flowStarts: sql.literal("nightshift_flow_starts"),
     now: Effect.map(Clock.currentTimeMillis, (now) => sql`${now}`),
+    time: (ms) => sql`${ms}`,
     columns: sql.literal(jobColumns),
     read: (statement) => Effect.flatMap(statement.values, decode)
   }
@@ -102,6 +104,38 @@ export const make: Effect.Effect<
       db.run(
         "retry",
         Effect.tap(sql.withTransaction(Statements.retry(tables, id)), ({ queue }) =>
+          queue === undefined ? Effect.void : enqueued([queue])
+        ).pipe(Effect.map(({ result }) => result))
+      ),
+    retryMany: (ids) =>
+      db.run(
+        "retryMany",
+        Bulk.run(ids, (batch) =>
+          Effect.tap(sql.withTransaction(Statements.retryBatch(tables, batch)), ({ queues }) =>
+            enqueued(queues)
+          ).pipe(Effect.map(({ result }) => result))
+        )
+      ),
+    cancelMany: (ids) =>
+      db.run(
+        "cancelMany",
+        Bulk.run(ids, (batch) =>
+          Effect.tap(sql.withTransaction(Statements.cancelBatch(tables, batch)), (result) =>
+            result.requested.length === 0
+              ? Effect.void
+              : hint(result.requested.map((id): JobStore.Wakeup => ({ _tag: "cancel", id })))
+          )
+        )
+      ),
+    deleteMany: (ids) =>
+      db.run(
+        "deleteMany",
+        Bulk.run(ids, (batch) => sql.withTransaction(Statements.deleteBatch(tables, batch)))
+      ),
+    runNow: (id) =>
+      db.run(
+        "runNow",
+        Effect.tap(sql.withTransaction(Statements.runNow(tables, id)), ({ queue }) =>
           queue === undefined ? Effect.void : enqueued([queue])
         ).pipe(Effect.map(({ result }) => result))
       ),

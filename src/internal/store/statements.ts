@@ -12,8 +12,9 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
+import * as Bulk from "./bulk.js"
 import { activeList, finalList, parseId, waitingList } from "./core.js"
-import { listLimit } from "./list.js"
+import { idBounds, listLimit, scanWindow, windowCursor } from "./list.js"
 
 /** What the shared statements need from an engine. */
 export interface Tables {
@@ -24,6 +25,8 @@ export interface Tables {
   readonly cronSlots: Statement.Fragment
   /** "Now" as the engine stores a time (a `timestamptz`, or epoch ms). */
   readonly now: Effect.Effect<Statement.Fragment>
+  /** A time (epoch ms) as the engine stores it. */
+  readonly time: (ms: number) => Statement.Fragment
   /** The select list of a whole job row, the table aliased `j`. */
   readonly columns: Statement.Fragment
   /** Run a statement that selects `columns` and map its rows to records. */
@@ -42,26 +45,74 @@ export const get = (t: Tables, id: string) => {
   )
 }
 
-/** `JobStore.list`: newest first, a page of at most `listLimit` below the cursor. */
+/** The SQL test of a payload search, in the engine's dialect. */
+const payloadMatch = (t: Tables, match: JobStore.PayloadMatch): Statement.Fragment => {
+  const { sql } = t
+  const json = JSON.stringify(match.value)
+  return sql.onDialectOrElse({
+    // jsonb equality: same type and value. An expression index on
+    // `(payload #> '{key}')` serves it (docs/postgres.md).
+    pg: () => sql`j.payload #> ${[...match.path]}::text[] = ${json}::jsonb`,
+    orElse: () => {
+      // The payload column is JSON text; text that is not JSON (a hand edit) matches
+      // nothing instead of failing the query (json_type fails on it, hence the CASE).
+      const path = `$${match.path.map((key) => `."${key}"`).join("")}`
+      const type = sql`json_type(j.payload, ${path})`
+      const test =
+        match.value === null
+          ? sql`${type} = 'null'`
+          : typeof match.value === "boolean"
+            ? sql`${type} = ${match.value ? "true" : "false"}`
+            : typeof match.value === "number"
+              ? sql`${type} IN ('integer', 'real') AND json_extract(j.payload, ${path}) = ${match.value}`
+              : sql`${type} = 'text' AND json_extract(j.payload, ${path}) = ${match.value}`
+      return sql`(CASE WHEN json_valid(j.payload) THEN ${test} ELSE 0 END)`
+    }
+  })
+}
+
+/**
+ * `JobStore.list`: newest first, a page of at most `listLimit` below the
+ * cursor; a bounded filter (`JobStore.isWindowed`) reads one window of ids
+ * (`scanWindow`), which the primary key serves.
+ */
 export const list = (t: Tables, filter: JobStore.ListFilter) => {
   const { sql } = t
+  const empty = Effect.succeed<JobStore.ListPage>({ jobs: [], nextCursor: null })
   const limit = listLimit(filter.limit)
+  const bounds = idBounds(filter)
+  if (bounds === undefined) return empty
+  if (filter.payload !== undefined && !JobStore.isPayloadPath(filter.payload.path)) return empty
   const where: Array<Statement.Fragment> = []
   if (filter.states !== undefined) where.push(sql.in("state", filter.states))
   if (filter.kinds !== undefined) where.push(sql.in("kind", filter.kinds))
   if (filter.queues !== undefined) where.push(sql.in("queue", filter.queues))
-  if (filter.cursor != null) {
-    const below = parseId(filter.cursor)
-    if (below === undefined) return Effect.succeed<JobStore.ListPage>({ jobs: [], nextCursor: null })
-    where.push(sql`j.id < ${below}`)
+  if (filter.dedupeKey !== undefined) where.push(sql`j.dedupe_key = ${filter.dedupeKey}`)
+  if (filter.createdFrom !== undefined) where.push(sql`j.created_at >= ${t.time(filter.createdFrom)}`)
+  if (filter.createdTo !== undefined) where.push(sql`j.created_at < ${t.time(filter.createdTo)}`)
+  if (filter.payload !== undefined) where.push(payloadMatch(t, filter.payload))
+  const page = (more: (jobs: ReadonlyArray<JobStore.JobRecord>) => string | null) =>
+    Effect.map(
+      t.read(
+        sql`SELECT ${t.columns} FROM ${t.jobs} j WHERE ${sql.and(where)} ORDER BY j.id DESC LIMIT ${limit + 1}`
+      ),
+      (rows): JobStore.ListPage => {
+        const jobs = rows.slice(0, limit)
+        return { jobs, nextCursor: rows.length > limit ? jobs[limit - 1]!.id : more(jobs) }
+      }
+    )
+  if (!JobStore.isWindowed(filter)) {
+    if (bounds.from > 1) where.push(sql`j.id >= ${bounds.from}`)
+    if (bounds.below !== undefined) where.push(sql`j.id < ${bounds.below}`)
+    return page(() => null)
   }
-  return Effect.map(
-    t.read(
-      sql`SELECT ${t.columns} FROM ${t.jobs} j WHERE ${sql.and(where)} ORDER BY j.id DESC LIMIT ${limit + 1}`
-    ),
-    (rows): JobStore.ListPage => {
-      const jobs = rows.slice(0, limit)
-      return { jobs, nextCursor: rows.length > limit ? jobs[limit - 1]!.id : null }
+  return Effect.flatMap(
+    sql<{ newest: number | null }>`SELECT CAST(max(id) AS double precision) AS newest FROM ${t.jobs}`,
+    ([row]) => {
+      const window = scanWindow(bounds, row?.newest ?? 0)
+      if (window === undefined) return empty
+      where.push(sql`j.id >= ${window.lo}`, sql`j.id < ${window.hi}`)
+      return page(() => windowCursor(bounds, window.lo))
     }
   )
 }
@@ -171,7 +222,7 @@ export const retry = (
   return Effect.gen(function* () {
     const now = yield* t.now
     const [retried] = yield* sql<{ queue: string }>`UPDATE ${t.jobs} AS j
-      SET state = 'available', run_at = ${now}, finalized_at = NULL, cancel_requested = FALSE,
+      SET state = 'available', run_at = ${now}, finalized_at = NULL, cancel_requested = FALSE, lease_owner = NULL,
         max_attempts = ${sql.literal(greatest)}(max_attempts, attempt + 1)
       WHERE id = ${n} AND state IN ${sql.literal(finalList)}
         AND (dedupe_key IS NULL OR NOT EXISTS (SELECT 1 FROM ${t.jobs} AS o
@@ -181,6 +232,153 @@ export const retry = (
     const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.jobs} WHERE id = ${n}`
     return {
       result: row === undefined ? { _tag: "not-found" } : { _tag: "not-retryable", state: row.state }
+    } as const
+  })
+}
+
+/** The ids of a batch, as an SQL list. */
+const idList = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) =>
+  t.sql.in(
+    "id",
+    batch.map((b) => b.num)
+  )
+
+/** The state of each id of a batch still stored. */
+const statesOf = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) =>
+  Effect.map(
+    t.sql<{
+      id: number | string
+      state: JobStore.JobState
+    }>`SELECT id, state FROM ${t.jobs} WHERE ${idList(t, batch)}`,
+    (rows) => new Map(rows.map((row) => [String(row.id), row.state]))
+  )
+
+/**
+ * `JobStore.retryMany` for one batch, to run in a transaction: as `retry`,
+ * and of final jobs of the batch sharing a kind and dedupe key only the
+ * newest is retried (the others would take the key it holds once retried).
+ * Returns the queues to wake.
+ */
+export const retryBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
+  const { sql } = t
+  const greatest = sql.onDialectOrElse({ sqlite: () => "max", orElse: () => "greatest" })
+  return Effect.gen(function* () {
+    const rows = yield* sql<{
+      id: number | string
+      state: JobStore.JobState
+      kind: string
+      dedupe_key: string | null
+    }>`SELECT id, state, kind, dedupe_key FROM ${t.jobs} WHERE ${idList(t, batch)}
+      ORDER BY id DESC`
+    const states = new Map<string, JobStore.JobState>()
+    const keys = new Set<string>()
+    const chosen: Array<number> = []
+    const keyed = new Set<string>()
+    for (const row of rows) {
+      const id = String(row.id)
+      states.set(id, row.state)
+      if (!JobStore.finalStates.includes(row.state)) continue
+      if (row.dedupe_key !== null) {
+        keyed.add(id)
+        const key = `${row.kind}\u0000${row.dedupe_key}`
+        if (keys.has(key)) continue
+        keys.add(key)
+      }
+      chosen.push(Number(row.id))
+    }
+    const retried =
+      chosen.length === 0
+        ? []
+        : yield* Effect.flatMap(
+            t.now,
+            (now) =>
+              sql<{ id: number | string; queue: string }>`UPDATE ${t.jobs} AS j
+              SET state = 'available', run_at = ${now}, finalized_at = NULL, cancel_requested = FALSE, lease_owner = NULL,
+                max_attempts = ${sql.literal(greatest)}(max_attempts, attempt + 1)
+              WHERE ${sql.in("id", chosen)} AND state IN ${sql.literal(finalList)}
+                AND (dedupe_key IS NULL OR NOT EXISTS (SELECT 1 FROM ${t.jobs} AS o
+                  WHERE o.kind = j.kind AND o.dedupe_key = j.dedupe_key AND o.state IN ${sql.literal(activeList)}))
+              RETURNING id, queue`
+          )
+    const result = Bulk.outcome(
+      batch,
+      new Set(retried.map((r) => String(r.id))),
+      new Set(),
+      states,
+      (id, state) => (JobStore.finalStates.includes(state) && keyed.has(id) ? "dedupe" : "state")
+    )
+    return { result, queues: [...new Set(retried.map((r) => r.queue))] }
+  })
+}
+
+/**
+ * `JobStore.cancelMany` for one batch, to run in a transaction: waiting jobs
+ * end cancelled now, running ones are flagged for their runners.
+ */
+export const cancelBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
+  const { sql } = t
+  return Effect.gen(function* () {
+    const now = yield* t.now
+    const queued = yield* sql<{
+      id: number | string
+      kind: string
+      queue: string
+      attempt: number
+    }>`UPDATE ${t.jobs} SET state = 'cancelled', finalized_at = ${now}
+      WHERE ${idList(t, batch)} AND state IN ${sql.literal(waitingList)} RETURNING id, kind, queue, attempt`
+    // PostgreSQL: lock the running rows in id order first, as settles and heartbeats do, so
+    // that a batch never waits on them in another order (a deadlock).
+    yield* sql.onDialectOrElse({
+      pg: () =>
+        sql`SELECT id FROM ${t.jobs} WHERE ${idList(t, batch)} AND state = 'running' ORDER BY id FOR UPDATE`,
+      orElse: () => Effect.void
+    })
+    const running = yield* sql<{ id: number | string }>`UPDATE ${t.jobs} SET cancel_requested = TRUE
+      WHERE ${idList(t, batch)} AND state = 'running' RETURNING id`
+    const changed = new Set(queued.map((r) => String(r.id)))
+    const requested = new Set(running.map((r) => String(r.id)))
+    const rest = batch.filter((b) => !changed.has(b.id) && !requested.has(b.id))
+    const states = rest.length === 0 ? new Map<string, JobStore.JobState>() : yield* statesOf(t, rest)
+    const cancelled = queued.map((r) => ({
+      id: String(r.id),
+      kind: r.kind,
+      queue: r.queue,
+      attempt: r.attempt
+    }))
+    return { ...Bulk.outcome(batch, changed, requested, states), cancelled }
+  })
+}
+
+/** `JobStore.deleteMany` for one batch, to run in a transaction: every job that is not running. */
+export const deleteBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
+  const { sql } = t
+  return Effect.gen(function* () {
+    const gone = yield* sql<{ id: number | string }>`DELETE FROM ${t.jobs}
+      WHERE ${idList(t, batch)} AND state <> 'running' RETURNING id`
+    const changed = new Set(gone.map((r) => String(r.id)))
+    const rest = batch.filter((b) => !changed.has(b.id))
+    const states = rest.length === 0 ? new Map<string, JobStore.JobState>() : yield* statesOf(t, rest)
+    return Bulk.outcome(batch, changed, new Set(), states)
+  })
+}
+
+/** `JobStore.runNow`, to run in a transaction. Returns the queue to wake when the job moved. */
+export const runNow = (
+  t: Tables,
+  id: string
+): Effect.Effect<{ readonly result: JobStore.RunNowResult; readonly queue?: string }, SqlError> => {
+  const n = parseId(id)
+  if (n === undefined) return Effect.succeed({ result: { _tag: "not-found" } })
+  const { sql } = t
+  return Effect.gen(function* () {
+    const now = yield* t.now
+    const [moved] = yield* sql<{ queue: string }>`UPDATE ${t.jobs} SET state = 'available', run_at = ${now}
+      WHERE id = ${n} AND state IN ('scheduled', 'retryable') RETURNING queue`
+    if (moved !== undefined) return { result: { _tag: "moved" }, queue: moved.queue } as const
+    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.jobs} WHERE id = ${n}`
+    if (row === undefined) return { result: { _tag: "not-found" } } as const
+    return {
+      result: row.state === "available" ? { _tag: "due" } : { _tag: "not-waiting", state: row.state }
     } as const
   })
 }

@@ -79,13 +79,20 @@ export const settleSuite = (test: StoreTest) =>
         expect(after.errors).toEqual([])
       }))
 
-    test("completed: final, lease cleared, finalizedAt stamped", ({ store }) =>
+    test("completed: final, lease ended (its owner kept as the runner that ran it), finalizedAt stamped", ({
+      store
+    }) =>
       Effect.gen(function* () {
         const job = yield* started(store)
         const { result, before, after } = yield* timed(store, settleOne(store, job, { _tag: "completed" }))
         expect(result).toEqual({ id: job.id, applied: true, state: "completed" })
         const done = yield* getJob(store, job.id)
-        expect(done).toMatchObject({ state: "completed", attempt: 1, leaseOwner: null, leaseExpiresAt: null })
+        expect(done).toMatchObject({
+          state: "completed",
+          attempt: 1,
+          leaseOwner: job.leaseOwner,
+          leaseExpiresAt: null
+        })
         between(done.finalizedAt, before, after)
         expect(yield* store.claim(request({ kinds: [job.kind] }))).toEqual([])
       }))

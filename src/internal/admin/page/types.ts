@@ -109,14 +109,45 @@ export interface JobSummary extends JobFields {
   readonly lastError: string | null
 }
 
+/** One failed (or lost) attempt; `startedAt` and `node` are null on errors stored before 0.3. */
+export interface AttemptError {
+  readonly attempt: number
+  readonly at: number
+  readonly kind: string
+  readonly message: string
+  readonly startedAt: number | null
+  readonly node: string | null
+}
+
 export interface JobDetail extends JobFields {
   readonly payload: unknown
-  readonly errors: ReadonlyArray<{
-    readonly attempt: number
-    readonly at: number
-    readonly kind: string
-    readonly message: string
+  /** True: decoded, secret (`Schema.Redacted`) fields shown as "<redacted>"; false: shown as stored. */
+  readonly payloadRedacted: boolean
+  readonly errors: ReadonlyArray<AttemptError>
+  readonly traceId: string | null
+  readonly spanId: string | null
+}
+
+export interface JobCount {
+  readonly count: number
+  readonly capped: boolean
+}
+
+export interface BulkResponse {
+  readonly action: "retry" | "cancel" | "delete"
+  readonly changed: number
+  readonly requested: number
+  readonly skipped: ReadonlyArray<{
+    readonly reason: "not-found" | "state" | "dedupe"
+    readonly state: JobState | null
+    readonly count: number
   }>
+  readonly nextCursor: string | null
+}
+
+export interface RanNow {
+  readonly id: string
+  readonly result: "moved" | "due"
 }
 
 export interface JobPage {
