@@ -35,9 +35,9 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as FlowControl from "./FlowControl.js"
 import * as Route from "./internal/sharded/route.js"
-import { claimOrder, parseId } from "./internal/store/core.js"
+import { claimOrder } from "./internal/store/core.js"
 import * as Hints from "./internal/store/hints.js"
-import { listLimit } from "./internal/store/list.js"
+import { idBounds, listLimit } from "./internal/store/list.js"
 import * as JobStore from "./JobStore.js"
 
 /**
@@ -436,38 +436,120 @@ const build = (
       )
     })
 
-  const list = (filter: JobStore.ListFilter): Effect.Effect<JobStore.ListPage, JobStore.JobStoreError> =>
+  /**
+   * A page over every shard: each shard lists below its share of the cursor
+   * (and within its share of the id range); the page holds the newest of
+   * what came back, but nothing below the highest id a shard has not looked
+   * at yet (a shard whose page was full, or whose scan window ended, says
+   * where it stopped), which is where the next page starts.
+   */
+  /** A bulk operation, each shard's ids in one call to it; ids no shard can hold are skipped as not found. */
+  const bulk = (
+    ids: ReadonlyArray<string>,
+    call: (
+      store: JobStore.Service,
+      ids: ReadonlyArray<string>
+    ) => Effect.Effect<JobStore.BulkResult, JobStore.JobStoreError>
+  ) =>
     Effect.suspend(() => {
-      const limit = listLimit(filter.limit)
-      let below = Number.POSITIVE_INFINITY
-      if (filter.cursor != null) {
-        const parsed = parseId(filter.cursor)
-        if (parsed === undefined) return Effect.succeed<JobStore.ListPage>({ jobs: [], nextCursor: null })
-        below = parsed
+      const unique = [...new Set(ids)]
+      const located = unique.map((id) => ({ id, at: locate(id) }))
+      const groups = new Map<number, Array<string>>()
+      const skipped: Array<JobStore.BulkSkip> = []
+      for (const { id, at } of located) {
+        if (at === undefined) skipped.push({ id, reason: "not-found", state: null })
+        else groups.set(at.state.shard, [...(groups.get(at.state.shard) ?? []), at.id])
       }
       return Effect.map(
         Effect.all(
+          [...groups].map(([shard, local]) => {
+            const s = byNumber.get(shard)!
+            const back = (id: string) => Route.globalId(s.shard, id) ?? id
+            return Effect.map(
+              on(s, (store) => call(store, local)),
+              (r) => ({
+                changed: r.changed.map(back),
+                requested: r.requested.map(back),
+                skipped: r.skipped.map((k) => ({ ...k, id: back(k.id) })),
+                cancelled: r.cancelled?.map((c) => ({ ...c, id: back(c.id) }))
+              })
+            )
+          }),
+          { concurrency: "unbounded" }
+        ),
+        (parts): JobStore.BulkResult => {
+          // In the order the ids were given, as every engine answers.
+          const order = new Map(unique.map((id, i) => [id, i]))
+          const byInput = <A>(xs: ReadonlyArray<A>, id: (a: A) => string) =>
+            [...xs].sort((a, b) => (order.get(id(a)) ?? 0) - (order.get(id(b)) ?? 0))
+          return {
+            changed: byInput(
+              parts.flatMap((p) => p.changed),
+              (id) => id
+            ),
+            requested: byInput(
+              parts.flatMap((p) => p.requested),
+              (id) => id
+            ),
+            skipped: byInput([...parts.flatMap((p) => p.skipped), ...skipped], (k) => k.id),
+            ...(parts.some((p) => p.cancelled !== undefined)
+              ? {
+                  cancelled: byInput(
+                    parts.flatMap((p) => p.cancelled ?? []),
+                    (c) => c.id
+                  )
+                }
+              : {})
+          }
+        }
+      )
+    })
+
+  const list = (filter: JobStore.ListFilter): Effect.Effect<JobStore.ListPage, JobStore.JobStoreError> =>
+    Effect.suspend(() => {
+      const limit = listLimit(filter.limit)
+      const bounds = idBounds(filter)
+      if (bounds === undefined) return Effect.succeed<JobStore.ListPage>({ jobs: [], nextCursor: null })
+      const { idTo: _, ...rest } = filter
+      return Effect.map(
+        Effect.all(
           states.map((s) => {
-            const bound = below === Number.POSITIVE_INFINITY ? null : Route.localBound(s.shard, below)
-            if (bound !== null && bound <= 1)
-              return Effect.succeed({ jobs: [] as ReadonlyArray<JobStore.JobRecord>, more: false })
+            const from = Math.max(1, Route.localBound(s.shard, bounds.from))
+            const below = bounds.below === undefined ? undefined : Route.localBound(s.shard, bounds.below)
+            if (below !== undefined && below <= from)
+              return Effect.succeed({
+                jobs: [] as ReadonlyArray<JobStore.JobRecord>,
+                top: Number.NEGATIVE_INFINITY
+              })
             return on(s, (store) =>
-              store.list({ ...filter, limit, cursor: bound === null ? null : String(bound) })
+              store.list({
+                ...rest,
+                limit,
+                idFrom: String(from),
+                cursor: below === undefined ? null : String(below)
+              })
             ).pipe(
               Effect.map((page) => ({
                 jobs: page.jobs.map((job) => recordOf(s, job)),
-                more: page.nextCursor !== null
+                // Its ids below this one (as sharded ids) are not looked at yet.
+                top:
+                  page.nextCursor === null
+                    ? Number.NEGATIVE_INFINITY
+                    : Number(page.nextCursor) * Route.shardSlots + s.shard
               }))
             )
           }),
           { concurrency: "unbounded" }
         ),
         (pages) => {
-          const all = pages.flatMap((p) => p.jobs).sort((a, b) => Number(b.id) - Number(a.id))
-          const jobs = all.slice(0, limit)
-          // More remain when a shard's jobs did not all fit, or a shard said it had more.
-          const more = all.length > limit || pages.some((p) => p.more)
-          return { jobs, nextCursor: more && jobs.length > 0 ? jobs[jobs.length - 1]!.id : null }
+          let next = Math.max(...pages.map((p) => p.top))
+          const seen = pages
+            .flatMap((p) => p.jobs)
+            .filter((job) => Number(job.id) >= next)
+            .sort((a, b) => Number(b.id) - Number(a.id))
+          const jobs = seen.slice(0, limit)
+          if (seen.length > limit) next = Number(jobs[limit - 1]!.id)
+          return { jobs, nextCursor: Number.isFinite(next) && next > 1 ? String(next) : null }
         }
       )
     })
@@ -532,6 +614,32 @@ const build = (
           (a, b) => ({ ...a, count: a.count + b.count })
         )
     ),
+    activity: (since) =>
+      Effect.map(
+        everywhere((store) => store.activity(since)),
+        (parts) => ({
+          now: Math.max(...parts.map((p) => p.now)),
+          completed: parts.reduce((a, p) => a + p.completed, 0),
+          discarded: parts.reduce((a, p) => a + p.discarded, 0),
+          cancelled: parts.reduce((a, p) => a + p.cancelled, 0),
+          retried: parts.reduce((a, p) => a + p.retried, 0),
+          latencies: parts.flatMap((p) => p.latencies).slice(0, JobStore.activityLatencyLimit),
+          depth: sumBy(
+            parts.flatMap((p) => p.depth),
+            (c) => `${c.queue}\u0000${c.state}`,
+            (a, b) => ({ ...a, count: a.count + b.count })
+          )
+        })
+      ),
+    retryMany: (ids) => bulk(ids, (store, local) => store.retryMany(local)),
+    cancelMany: (ids) => bulk(ids, (store, local) => store.cancelMany(local)),
+    deleteMany: (ids) => bulk(ids, (store, local) => store.deleteMany(local)),
+    runNow: (id) =>
+      Effect.suspend(() => {
+        const at = locate(id)
+        if (at === undefined) return Effect.succeed<JobStore.RunNowResult>({ _tag: "not-found" })
+        return on(at.state, (store) => store.runNow(at.id))
+      }),
     cancel: (id) =>
       Effect.suspend(() => {
         const at = locate(id)
