@@ -102,7 +102,8 @@ export interface Options {
    * Time between the dashboard overview's samples of the store (one activity
    * read and one count of jobs per queue and state; see docs/admin.md for
    * their cost). The node keeps the last 720 samples (an hour at the
-   * default) and 24 hours of per-minute rows. Default 5 seconds.
+   * default) and 24 hours of per-minute rows. At least 100 millis. Default
+   * 5 seconds.
    */
   readonly sampleInterval?: Duration.DurationInput | undefined
   /** Log one line per request (method, path, status; never bodies). Default false. */
@@ -201,6 +202,18 @@ const checkBodyLimit = (limit: number | undefined): Effect.Effect<void, AdminErr
       )
 }
 
+/** The overview's sample interval, refused under 100 ms (a sample is a few store reads). */
+const checkSampleInterval = (
+  interval: Duration.DurationInput | undefined
+): Effect.Effect<void, AdminError> =>
+  interval === undefined || Duration.toMillis(Duration.decode(interval)) >= 100
+    ? Effect.void
+    : Effect.fail(
+        new AdminError({
+          message: `the admin sampleInterval must be at least 100 millis (each sample reads the store), got ${Duration.format(Duration.decode(interval))}`
+        })
+      )
+
 /** Path segments of letters, digits and `-._~`: nothing a router would read as a parameter or wildcard. */
 const prefixPattern = /^(\/[A-Za-z0-9._~-]+)+$/
 
@@ -240,7 +253,10 @@ export const routes = (
 > =>
   Layer.unwrapEffect(
     Effect.map(
-      Effect.zipRight(checkBodyLimit(options.maxBodyBytes), checkPrefix(options.prefix)),
+      Effect.zipRight(
+        Effect.zipRight(checkBodyLimit(options.maxBodyBytes), checkSampleInterval(options.sampleInterval)),
+        checkPrefix(options.prefix)
+      ),
       (prefix) => {
         const api = HttpLayerRouter.addHttpApi(Api).pipe(Layer.provide(handlers(options)))
         return prefix === undefined
@@ -278,6 +294,7 @@ const check = (options: Options) =>
       })
     }
     yield* checkBodyLimit(options.maxBodyBytes)
+    yield* checkSampleInterval(options.sampleInterval)
     const prefix = yield* checkPrefix(options.prefix)
     return { host, port, prefix }
   })

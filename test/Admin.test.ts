@@ -330,6 +330,10 @@ describe("Admin security", () => {
         expect(newer.json.window).toBe("15m")
         expect(newer.json.points.every((p: { at: number }) => p.at > last.at)).toBe(true)
         expect((yield* call(base, "GET", "/overview?window=2m", { token })).status).toBe(400)
+        const busy = yield* Effect.exit(Layer.build(build(basicApp, { sampleInterval: "10 millis" })))
+        expect(Exit.isFailure(busy) && JSON.stringify(busy.cause)).toContain(
+          "sampleInterval must be at least 100 millis"
+        )
       })
   )
 

@@ -160,13 +160,14 @@ describe("PgStore migrations", () => {
           [3, "claim_by_queue"],
           [4, "claim_skips_exhausted_rows"],
           [5, "fewer_steps_per_statement"],
-          [6, "flow_control"]
+          [6, "flow_control"],
+          [7, "retryable_index"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
-      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5, 6])
+      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5, 6, 7])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
   )
@@ -984,7 +985,8 @@ describe("PgStore rows a claim cannot take", () => {
         yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
       ).toEqual([
         [5, "fewer_steps_per_statement"],
-        [6, "flow_control"]
+        [6, "flow_control"],
+        [7, "retryable_index"]
       ])
       // This release reads the partition key, which came with migration 6.
       yield* expectFenceDiscard(store, ids[0]!)
@@ -1016,7 +1018,8 @@ describe("PgStore rows a claim cannot take", () => {
           yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
         ).toEqual([
           [5, "fewer_steps_per_statement"],
-          [6, "flow_control"]
+          [6, "flow_control"],
+          [7, "retryable_index"]
         ])
         // An older node claims with `claim`, this one with `claim_flow`: the same rules, each
         // row once, and each discards a row whose fence is at the maximum instead of failing.

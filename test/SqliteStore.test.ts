@@ -97,7 +97,7 @@ describe("SqliteStore", () => {
       const filename = tempFile()
       const client = SqliteClient.layer({ filename })
       const first = yield* Effect.provide(SqliteStore.migrate, client)
-      expect(first.map(([id]) => id)).toEqual([1, 2, 3])
+      expect(first.map(([id]) => id)).toEqual([1, 2, 3, 4])
       const [enqueued] = yield* withStore(filename, (store) => store.enqueue([job()]))
       expect(yield* Effect.provide(SqliteStore.migrate, client)).toEqual([])
       const again = yield* withStore(filename, (store) => store.get(enqueued!.id))

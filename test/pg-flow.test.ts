@@ -213,7 +213,10 @@ describe("PostgreSQL flow control, migration 6 next to nodes on the previous ver
       expect(upTo5.map(([id]) => id)).toEqual([1, 2, 3, 4, 5])
       expect(
         yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-      ).toEqual([[6, "flow_control"]])
+      ).toEqual([
+        [6, "flow_control"],
+        [7, "retryable_index"]
+      ])
       const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
         Effect.provideService(PgClient.PgClient, client)
       )
