@@ -66,6 +66,28 @@ describe("tick history", () => {
     })
   )
 
+  it.scoped("records a timed-out tick with the time it was given, and a tick the stop interrupted", () =>
+    Effect.gen(function* () {
+      const handle = yield* Crew.start(
+        Crew.make("app", [
+          Worker.periodic("slow", { schedule: "1 second", timeout: "100 millis" }, Effect.sleep("1 second")),
+          Worker.periodic("long", { schedule: "1 second" }, Effect.sleep("1 hour"))
+        ])
+      )
+      yield* TestClock.adjust("1500 millis")
+      const slow = yield* handle.history("app/slow")
+      expect(slow.ticks.map((t) => [t.startedAt, t.durationMs, t.outcome._tag])).toEqual([
+        [1000, 100, "timeout"]
+      ])
+      yield* handle.restart("app/long")
+      const long = yield* handle.history("app/long")
+      expect(long.ticks.map((t) => [t.startedAt, t.durationMs, t.outcome._tag])).toEqual([
+        [1000, 500, "interrupted"]
+      ])
+      expect(long.restarts.map((r) => r.reason)).toEqual(["requested"])
+    })
+  )
+
   it.scoped("shares a bounded table of error texts: the oldest are pushed out", () =>
     Effect.gen(function* () {
       const n = History.errorTexts + 20
