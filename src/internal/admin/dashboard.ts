@@ -62,7 +62,7 @@ code.path { font-size: 13px; } .summary { font-size: 13px; } pre.schema { font-s
 @media (max-width: 640px) { body { margin: 0 .6rem 2rem; } header { flex-wrap: wrap; } .summary { display: none; } table { display: block; overflow-x: auto; } }
 .bulk { display: flex; gap: .5rem; flex-wrap: wrap; align-items: center; margin: .5rem 0; } .bulk .sep { margin-left: 1rem; color: var(--muted); }
 button.danger { color: var(--bad); } @media (prefers-color-scheme: dark) { button.danger { color: #ff8a7a; } } button:disabled { opacity: .5; } .outcome { min-height: 1.2em; margin: .2rem 0; }
-#filters .break { flex-basis: 100%; height: 0; } .scroll { overflow-x: auto; } td.clip { max-width: 24rem; overflow: hidden; text-overflow: ellipsis; }
+#filters .break { flex-basis: 100%; height: 0; } .scroll { overflow-x: auto; } td.clip { max-width: 24rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #detail { border: 1px solid #8884; border-radius: 6px; padding: 0 1rem 1rem; margin: .5rem 0 1.5rem; }
 #detail h2 { display: flex; gap: .6rem; align-items: baseline; } table.fields { width: auto; } table.fields th { min-width: 7rem; }
 #detail td { white-space: normal; } #detail details summary { cursor: pointer; } #detail pre.err { margin: .3rem 0 0; }
