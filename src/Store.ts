@@ -5,6 +5,7 @@
  * | URL | store | lock, leader |
  * | --- | --- | --- |
  * | `postgres://…`, `postgresql://…` | `PgStore` | `PgLock`, `PgLeader` |
+ * | `postgres://a…,postgres://b…,…` (comma-separated) | `ShardedStore` over a `PgStore` per URL, shard 0 first | `PgLock`, `PgLeader` on the first |
  * | a file path, `sqlite:<path>`, `file:<path>` | `SqliteStore` | in-process |
  * | `memory:` | `MemoryStore` (nothing survives a restart) | in-process |
  * | nothing | `SqliteStore` on `./nightshift.db` | in-process |
@@ -136,6 +137,8 @@ export const layerJobStore = (
       return Open.pgLayer(target, options, ([PgStore]) =>
         PgStore.layer({ schema: target.schema, listen: options.listen })
       )
+    case "ShardedPostgres":
+      return Open.shardedStore(target, options)
   }
 }
 
@@ -161,7 +164,18 @@ export const layer = (
           PgLeader.layer({ schema: target.schema })
         )
       )
-    : Layer.mergeAll(layerJobStore(target, options), Lock.layerMemory, Leader.layerAlways)
+    : target._tag === "ShardedPostgres"
+      ? // Singleton locks and leadership live on shard 0's server (migrated by the store first).
+        Layer.provideMerge(
+          Open.pgLayer(target.shards[0]!, options, ([, PgLock, PgLeader]) =>
+            Layer.merge(
+              PgLock.layer({ namespace: target.shards[0]!.schema }),
+              PgLeader.layer({ schema: target.shards[0]!.schema })
+            )
+          ),
+          Open.shardedStore(target, options)
+        )
+      : Layer.mergeAll(layerJobStore(target, options), Lock.layerMemory, Leader.layerAlways)
 
 /**
  * `layer` on the target named by `NIGHTSHIFT_DATABASE_URL` (default
@@ -191,5 +205,7 @@ export const migrate = (
       return Open.migrateSqlite(target)
     case "Postgres":
       return Open.migratePostgres(target, options)
+    case "ShardedPostgres":
+      return Open.migrateSharded(target, options)
   }
 }

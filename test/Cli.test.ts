@@ -81,6 +81,32 @@ describe("Store.parse", () => {
     )
   })
 
+  it("selects a store sharded over PostgreSQL servers for a comma-separated list of postgres:// URLs", () => {
+    const target = Either.getOrThrow(
+      Store.parse(
+        "postgres://app:secret@db-a:5432/jobs?schema=work, postgresql://app:secret@db-b/jobs?schema=work"
+      )
+    )
+    expect(target).toMatchObject({
+      _tag: "ShardedPostgres",
+      shards: [
+        { _tag: "Postgres", host: "db-a", port: 5432, database: "jobs", schema: "work" },
+        { _tag: "Postgres", host: "db-b", port: 5432, database: "jobs", schema: "work" }
+      ]
+    })
+    expect(Store.describe(target)).toBe(
+      "postgres sharded over 2: jobs@db-a:5432, jobs@db-b:5432 (schema work)"
+    )
+    const mixed = Either.flip(Store.parse("postgres://app:hunter2@db-a/jobs,./jobs.db")).pipe(
+      Either.getOrThrow
+    )
+    expect(mixed.message).toContain("every item must be a postgres:// URL")
+    expect(mixed.message).not.toContain("hunter2")
+    expect(Either.isLeft(Store.parse("postgres://db-a/jobs?schema=a,postgres://db-b/jobs?schema=b"))).toBe(
+      true
+    )
+  })
+
   it("rejects unknown schemes and malformed URLs with what is accepted, never echoing a password", () => {
     const error = Either.flip(Store.parse("mysql://root:hunter2@db/app")).pipe(Either.getOrThrow)
     expect(error.message).toContain('unknown scheme "mysql:"')
@@ -623,6 +649,47 @@ describe("nightshift (in-process)", () => {
 })
 
 describe("nightshift on PostgreSQL", () => {
+  it.live("a comma-separated list of postgres:// URLs runs the commands on a store sharded over them", () =>
+    Effect.gen(function* () {
+      const schema = freshSchema("clish")
+      const second = `nscli_${Date.now().toString(36)}_${process.pid}`
+      const admin = Layer.orDie(clientLayer())
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`CREATE DATABASE ${second}`)).pipe(
+        Effect.provide(admin)
+      )
+      const urlOf = (database?: string) => {
+        const url = new URL(databaseUrl())
+        if (database !== undefined) url.pathname = `/${database}`
+        url.searchParams.set("schema", schema)
+        return url.toString()
+      }
+      const db = `${urlOf()},${urlOf(second)}`
+      yield* Effect.gen(function* () {
+        const migrated = yield* cliJson(["migrate", "-d", db])
+        expect(migrated.store).toContain("postgres sharded over 2")
+        expect(migrated.ran.length).toBeGreaterThan(0)
+        const ids: Array<string> = []
+        for (let i = 0; i < 8; i++)
+          ids.push(yield* enqueue(db, "sharded_job", { i }, "--partition", `tenant-${i}`))
+        // Ids carry their shard: both shards hold jobs, and every job reads back from the list.
+        expect(new Set(ids.map((id) => Number(id) % 256))).toEqual(new Set([0, 1]))
+        const page = yield* cliJson(["jobs", "list", "-d", db])
+        expect(page.jobs.map((j: JobStore.JobRecord) => j.id).sort()).toEqual([...ids].sort())
+        const shown = yield* cliJson(["jobs", "show", ids[5]!, "-d", db])
+        expect(shown.partition).toBe("tenant-5")
+      }).pipe(
+        Effect.ensuring(
+          Effect.flatMap(SqlClient.SqlClient, (sql) =>
+            Effect.zipRight(
+              sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`),
+              sql.unsafe(`DROP DATABASE IF EXISTS ${second} WITH (FORCE)`)
+            )
+          ).pipe(Effect.provide(admin), Effect.ignore)
+        )
+      )
+    })
+  )
+
   it.live("a postgres:// URL with ?schema= selects PgStore in that schema", () =>
     Effect.gen(function* () {
       const schema = freshSchema("cli")

@@ -8,15 +8,18 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as PgClient from "@effect/sql-pg/PgClient"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as JobStore from "../../JobStore.js"
+import * as JobStoreTag from "../../JobStore.js"
 import type { Options } from "../../Store.js"
 import * as Peer from "../peer.js"
 import { describe, envVar, StoreUnavailable, type Target } from "./target.js"
 
 type Sqlite = Target & { readonly _tag: "Sqlite" }
 type Postgres = Target & { readonly _tag: "Postgres" }
+type ShardedPostgres = Target & { readonly _tag: "ShardedPostgres" }
 
 /** A `StoreUnavailable` for this target. */
 export const unavailable = (target: Target, message: string, cause?: unknown) =>
@@ -161,3 +164,49 @@ export const migratePostgres = (target: Postgres, options: Options) =>
       Effect.provide(client)
     )
   })
+
+/**
+ * A store sharded over the target's servers (see `ShardedStore`): a
+ * `PgStore` on a client of its own per shard, shard 0 first.
+ */
+export const shardedStore = (
+  target: ShardedPostgres,
+  options: Options
+): Layer.Layer<JobStore.JobStore, StoreUnavailable> =>
+  Layer.scoped(
+    JobStoreTag.JobStore,
+    Effect.gen(function* () {
+      const stores = yield* Effect.forEach(
+        target.shards,
+        (shard, i) =>
+          Effect.map(
+            Layer.build(
+              pgLayer(shard, options, ([PgStore]) =>
+                PgStore.layer({ schema: shard.schema, listen: options.listen })
+              )
+            ),
+            (context) => ({
+              shard: i,
+              name: `shard ${i} (${shard.database}@${shard.host}:${shard.port})`,
+              store: Context.get(context, JobStoreTag.JobStore)
+            })
+          ),
+        { concurrency: "unbounded" }
+      )
+      const ShardedStore = yield* Effect.promise(() => import("../../ShardedStore.js"))
+      return yield* ShardedStore.make(stores).pipe(
+        Effect.mapError((error) => unavailable(target, error.message, error))
+      )
+    })
+  )
+
+/** Run the PostgreSQL migrations on every shard; the migrations that ran on any of them. */
+export const migrateSharded = (target: ShardedPostgres, options: Options) =>
+  Effect.map(
+    Effect.forEach(target.shards, (shard) => migratePostgres(shard, options), { concurrency: "unbounded" }),
+    (ran) => {
+      const seen = new Map<number, readonly [id: number, name: string]>()
+      for (const list of ran) for (const m of list) seen.set(m[0], m)
+      return [...seen.values()].sort((a, b) => a[0] - b[0])
+    }
+  )

@@ -19,6 +19,11 @@ export type Target =
       /** From `?schema=`; the store's default schema when absent. */
       readonly schema: string | undefined
     }
+  | {
+      /** Several PostgreSQL URLs, comma-separated: a store sharded over them, shard 0 first. */
+      readonly _tag: "ShardedPostgres"
+      readonly shards: ReadonlyArray<Target & { readonly _tag: "Postgres" }>
+    }
 
 export const envVar = "NIGHTSHIFT_DATABASE_URL"
 
@@ -79,10 +84,30 @@ const postgres = (input: string): Either.Either<Target, InvalidDatabaseUrl> => {
   })
 }
 
+/** Several PostgreSQL URLs, comma-separated: the shards of a sharded store, in shard order. */
+const sharded = (input: string): Either.Either<Target, InvalidDatabaseUrl> => {
+  const parts = input.split(",").map((part) => part.trim())
+  const shards: Array<Target & { readonly _tag: "Postgres" }> = []
+  for (const part of parts) {
+    if (!/^postgres(ql)?:\/\//i.test(part))
+      return invalid(
+        input,
+        `a list of URLs shards the store over PostgreSQL servers; every item must be a postgres:// URL (got ${JSON.stringify(hidePassword(part))})`
+      )
+    const one = postgres(part)
+    if (Either.isLeft(one)) return one
+    shards.push(one.right as Target & { readonly _tag: "Postgres" })
+  }
+  const schemas = new Set(shards.map((s) => s.schema))
+  if (schemas.size > 1) return invalid(input, "every shard's URL must name the same ?schema= (or none)")
+  return Either.right({ _tag: "ShardedPostgres", shards })
+}
+
 /** Read a database URL; empty selects `defaultUrl`. */
 export const parse = (input: string): Either.Either<Target, InvalidDatabaseUrl> => {
   const url = input.trim()
   if (url === "") return parse(defaultUrl)
+  if (url.includes(",") && /^postgres(ql)?:\/\//i.test(url)) return sharded(url)
   if (url === ":memory:") return Either.right({ _tag: "Sqlite", filename: ":memory:" })
   const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(url)?.[1]?.toLowerCase()
   switch (scheme) {
@@ -113,5 +138,7 @@ export const describe = (target: Target): string => {
       return `sqlite ${target.filename}`
     case "Postgres":
       return `postgres ${target.database}@${target.host}:${target.port}${target.schema === undefined ? "" : ` (schema ${target.schema})`}`
+    case "ShardedPostgres":
+      return `postgres sharded over ${target.shards.length}: ${target.shards.map((s) => `${s.database}@${s.host}:${s.port}`).join(", ")}${target.shards[0]!.schema === undefined ? "" : ` (schema ${target.shards[0]!.schema})`}`
   }
 }
