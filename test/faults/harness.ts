@@ -53,7 +53,7 @@ const fixtureArgs = (): Promise<ReadonlyArray<string>> => {
         outfile,
         external: ["pg-native", "better-sqlite3"],
         banner: {
-          js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+          js: "import { createRequire as nightshiftCreateRequire } from 'node:module'; const require = nightshiftCreateRequire(import.meta.url);"
         },
         logLevel: "error"
       })
