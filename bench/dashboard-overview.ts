@@ -119,7 +119,9 @@ const program = Effect.gen(function* () {
   // The three statements of `activity` (src/internal/store/statements.ts), with their plans.
   const from = sql`to_timestamp(${since}::float8 / 1000)`
   const to = sql`to_timestamp(${now}::float8 / 1000)`
-  const lastError = sql.literal("(errors -> -1 ->> 'at')::float8")
+  const lastError = sql.literal(
+    "CASE WHEN jsonb_typeof(errors -> -1 -> 'at') = 'number' THEN (errors -> -1 ->> 'at')::float8 END"
+  )
   const failed = sql`${lastError} >= ${since} AND ${lastError} < ${now}`
   const statements = {
     finished: sql`SELECT state, count(*)::int, sum(CASE WHEN state = 'completed' AND ${failed} THEN 1 ELSE 0 END)::int

@@ -140,7 +140,7 @@ export const activity = (t: Tables, since: number, until: number) => {
   const to = time(until)
   const lastError = sql.literal(
     pg
-      ? "(errors -> -1 ->> 'at')::float8"
+      ? "CASE WHEN jsonb_typeof(errors -> -1 -> 'at') = 'number' THEN (errors -> -1 ->> 'at')::float8 END"
       : "CASE WHEN json_valid(errors) THEN json_extract(errors, '$[#-1].at') END"
   )
   const latency = sql.literal(
