@@ -618,7 +618,9 @@ const build = (
       Effect.map(
         everywhere((store) => store.activity(since)),
         (parts) => ({
-          now: Math.max(...parts.map((p) => p.now)),
+          // The earliest shard's now ends the span: the next span starts there, so a shard whose
+          // clock is behind loses nothing (one ahead may count a job near the edge twice).
+          now: Math.min(...parts.map((p) => p.now)),
           completed: parts.reduce((a, p) => a + p.completed, 0),
           discarded: parts.reduce((a, p) => a + p.discarded, 0),
           cancelled: parts.reduce((a, p) => a + p.cancelled, 0),
@@ -690,7 +692,9 @@ const build = (
       Effect.map(
         everywhere((store) => store.flowState(options)),
         (parts) => ({
-          now: Math.max(...parts.map((p) => p.now)),
+          // The earliest shard's now ends the span: the next span starts there, so a shard whose
+          // clock is behind loses nothing (one ahead may count a job near the edge twice).
+          now: Math.min(...parts.map((p) => p.now)),
           rules: parts[0]!.rules,
           paused: [...new Set(parts.flatMap((p) => p.paused))].sort(),
           running: sumBy(
