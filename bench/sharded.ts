@@ -121,7 +121,7 @@ const main = async () => {
         const k = key(v, workers)
         const base = rates.get(key(variants[0]!, workers)) ?? new Map()
         const ratio = pairedRatio(rates.get(k) ?? new Map(), base)
-        return `| ${v.label} | ${workers} | ${fmt(summarize([...(rates.get(k)?.values() ?? [])]))} | ${fmt(ratio, 2)}× | ${fmt(summarize(workerCpu.get(k) ?? []))} | ${fmt(summarize(serverCpu.get(k) ?? []))} |`
+        return `| ${v.label} | ${workers} | ${fmt(summarize([...(rates.get(k)?.values() ?? [])]))} | ${ratio.median.toFixed(2)}× (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)}) | ${fmt(summarize(workerCpu.get(k) ?? []))} | ${fmt(summarize(serverCpu.get(k) ?? []))} |`
       })
     )
     const section = [
