@@ -172,6 +172,14 @@ for (const [engine, storeOf] of engines) {
       const rows = page.getByTestId("jobs").getByTestId("job-row")
       await expect.poll(() => rows.count()).toBe(1)
       expect(await rows.first().getAttribute("data-id")).toBe(ids[42])
+      // The search is in the address: opened again from it, it shows the same job and fills the form.
+      const address = new URL(page.url()).hash
+      expect(address).toBe("#/jobs?payload=tenantId&value=t-42")
+      await page.goto("about:blank")
+      await open(address)
+      await expect.poll(() => rows.count()).toBe(1)
+      expect(await rows.first().getAttribute("data-id")).toBe(ids[42])
+      expect(await page.locator("#f-value").inputValue()).toBe("t-42")
       // A number is a number: n = 42 finds the same job, "42" as text finds none.
       await page.locator("#f-path").fill("payload.n")
       await page.locator("#f-value").fill("42")

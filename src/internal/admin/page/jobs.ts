@@ -50,6 +50,11 @@ const filters = el(
       act("jobs", async () => {
         applied = filterQuery()
         selected.clear()
+        // On the jobs page the filters go into the address, so a search can be bookmarked or shared.
+        if (hashPath() === "jobs") {
+          const address = `#/jobs${applied.size > 0 ? `?${applied}` : ""}`
+          if (location.hash !== address) history.replaceState(history.state, "", address)
+        }
         await loadJobs(false)
       })
     }
@@ -87,6 +92,54 @@ const filters = el(
     "Clear"
   )
 )
+
+/** The address's path after `#/`, without its query. */
+const hashPath = () => location.hash.replace(/^#\/?/, "").replace(/\?.*$/, "")
+
+/** Epoch ms as a `datetime-local` value (local time, to the second). */
+const toLocalInput = (ms: number) => {
+  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60_000)
+  return d.toISOString().slice(0, 19)
+}
+
+/**
+ * Filters from the address (`#/jobs?state=discarded&payload=tenantId&value=t-42`):
+ * into the form and applied. True when the address had any.
+ */
+const filtersFromAddress = (): boolean => {
+  const at = location.hash.indexOf("?")
+  if (at < 0) return false
+  const q = new URLSearchParams(location.hash.slice(at + 1))
+  const fields: ReadonlyArray<readonly [key: string, id: string]> = [
+    ["state", "f-state"],
+    ["kind", "f-kind"],
+    ["queue", "f-queue"],
+    ["dedupeKey", "f-dedupe"],
+    ["idFrom", "f-id-from"],
+    ["idTo", "f-id-to"],
+    ["payload", "f-path"],
+    ["value", "f-value"]
+  ]
+  for (const [key, id] of fields) {
+    const control = $(id) as HTMLInputElement | HTMLSelectElement
+    if (
+      control instanceof HTMLSelectElement &&
+      q.has(key) &&
+      ![...control.options].some((o) => o.value === q.get(key))
+    )
+      control.append(el("option", { value: q.get(key)! }, q.get(key)!))
+    control.value = q.get(key) ?? ""
+  }
+  for (const [key, id] of [
+    ["createdFrom", "f-created-from"],
+    ["createdTo", "f-created-to"]
+  ] as const) {
+    const ms = Number(q.get(key))
+    input(id).value = q.has(key) && Number.isFinite(ms) ? toLocalInput(ms) : ""
+  }
+  applied = filterQuery()
+  return true
+}
 
 /** A `datetime-local` value (local time) as epoch ms, or undefined. */
 const localTime = (id: string): string | undefined => {
@@ -761,7 +814,7 @@ const closeButton = () =>
 
 // Back from an address this view pushed: show what that address shows.
 window.addEventListener("popstate", () => {
-  const [path, id] = location.hash.replace(/^#\/?/, "").split("/")
+  const [path, id] = hashPath().split("/")
   if (path === "jobs" && id) openDetail(decodeURIComponent(id))
   else closeDetail()
 })
@@ -774,9 +827,14 @@ export const view: View = {
     detail,
     list
   ),
-  load: () => loadKinds().then(() => refresh()),
+  load: () =>
+    loadKinds().then(() => {
+      filtersFromAddress()
+      return refresh()
+    }),
   show: (rest) => {
     if (rest[0]) return openDetail(rest[0])
     closeDetail()
+    if (filtersFromAddress()) refreshList()
   }
 }

@@ -35,7 +35,12 @@ $("main").replaceChildren(...views.map((v) => v.section))
 
 /** Show the views of the route in the address's hash; an unknown route shows the overview. */
 const route = () => {
-  const [path = "", ...rest] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent)
+  // A query after the path (`#/jobs?state=failed`) belongs to the view, which reads it.
+  const [path = "", ...rest] = location.hash
+    .replace(/^#\/?/, "")
+    .replace(/\?.*$/, "")
+    .split("/")
+    .map(decodeURIComponent)
   const current = routes.find((r) => r.path === path) ?? routes[0]!
   for (const v of views) v.section.hidden = !current.views.includes(v)
   for (const a of links) {
