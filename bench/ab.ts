@@ -19,7 +19,7 @@
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { bundleChild, ensurePeers } from "./lib/build.js"
-import { databaseUrl, redisUrl } from "./lib/env.js"
+import { databaseUrl, option, redisUrl } from "./lib/env.js"
 import type { DriverName } from "./lib/protocol.js"
 import { serverCpuReader } from "./lib/servercpu.js"
 import { pairedRatio, summarize } from "./lib/stats.js"
@@ -27,10 +27,6 @@ import { drain, latency } from "./lib/workloads.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const rootDir = dirname(benchDir)
-const option = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
 const rounds = Number(option("rounds") ?? 3)
 const jobs = Number(option("jobs") ?? 20_000)
 const baseDir = option("base")
@@ -67,6 +63,13 @@ const contestants: ReadonlyArray<Contestant> = (option("contestants") ?? "nights
 
 /** Flags for every contestant's processes, set by the caller. */
 const globalNodeArgs = process.env.BENCH_NODE_ARGS ?? ""
+
+/** Contestants whose jobs live in PostgreSQL. */
+const usesPostgres = (driver: DriverName) =>
+  driver.startsWith("nightshift-pg") ||
+  driver.startsWith("graphile") ||
+  driver === "pg-boss" ||
+  driver === "ceiling-pg"
 const runId = Date.now().toString(36)
 let sequence = 0
 
@@ -125,7 +128,8 @@ const main = async () => {
           processes,
           concurrency: 10,
           timeoutMs: 180_000,
-          serverCpu: readServerCpu
+          // The database server's CPU means something only for the contestants that use it.
+          serverCpu: usesPostgres(c.driver) ? readServerCpu : undefined
         })
         const rate = (r.n / r.drainMs) * 1000
         rates.get(c.label)!.set(round, rate)
@@ -159,7 +163,12 @@ const main = async () => {
     const r = pairedRatio(rates.get(c.label)!, rates.get(reference)!)
     const u = summarize([...cpu.get(c.label)!.values()])
     const v = summarize([...serverCpu.get(c.label)!.values()])
-    const server = third === "" ? "" : ` ${fmt(v.median)} (${fmt(v.min)}–${fmt(v.max)}) |`
+    const server =
+      third === ""
+        ? ""
+        : Number.isNaN(v.median)
+          ? " – |"
+          : ` ${fmt(v.median)} (${fmt(v.min)}–${fmt(v.max)}) |`
     console.log(
       `| ${c.label} | ${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)}) | ${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)}) | ${fmt(u.median)} (${fmt(u.min)}–${fmt(u.max)}) |${server}`
     )

@@ -24,12 +24,8 @@ import * as Admin from "../src/Admin.js"
 import * as Job from "../src/Job.js"
 import * as Nightshift from "../src/Nightshift.js"
 import * as PgStore from "../src/PgStore.js"
-import { databaseUrl, machine } from "./lib/env.js"
+import { databaseUrl, machine, option } from "./lib/env.js"
 
-const option = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
 const rows = Number(option("rows") ?? 1_000_000)
 const repeat = Number(option("repeat") ?? 5)
 const keep = process.argv.includes("--keep")

@@ -27,12 +27,8 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as History from "../src/internal/admin/history.js"
 import * as PgStore from "../src/PgStore.js"
-import { databaseUrl } from "./lib/env.js"
+import { databaseUrl, option } from "./lib/env.js"
 
-const option = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
 const rows = Number(option("rows") ?? 1_000_000)
 const runs = Number(option("runs") ?? 30)
 const keep = process.argv.includes("--keep")

@@ -32,7 +32,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { databaseUrl, machine, redisUrl, versions } from "./lib/env.js"
+import { databaseUrl, machine, option, redisUrl, versions } from "./lib/env.js"
 import {
   ask,
   bundleFlowChild,
@@ -53,10 +53,6 @@ const benchDir = dirname(fileURLToPath(import.meta.url))
 const rootDir = dirname(benchDir)
 
 const flag = (name: string) => process.argv.includes(`--${name}`)
-const option = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
 
 type Engine = "pg" | "sqlite" | "memory"
 const engineNames: Record<Engine, string> = { pg: "PostgreSQL", sqlite: "SQLite", memory: "memory" }

@@ -16,7 +16,7 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { bundleChild, ensurePeers } from "./lib/build.js"
-import { databaseUrl, machine, redisUrl, versions } from "./lib/env.js"
+import { databaseUrl, machine, option, redisUrl, versions } from "./lib/env.js"
 import type { DriverName } from "./lib/protocol.js"
 import { now } from "./lib/protocol.js"
 import {
@@ -36,10 +36,6 @@ const benchDir = dirname(fileURLToPath(import.meta.url))
 const rootDir = dirname(benchDir)
 
 const flag = (name: string) => process.argv.includes(`--${name}`)
-const option = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
 
 const quick = flag("quick")
 const settings = {

@@ -22,7 +22,7 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { startEmbedded } from "../test/setup/embedded.js"
 import { bundleChild, ensurePeers } from "./lib/build.js"
-import { databaseUrl, machine, redisUrl } from "./lib/env.js"
+import { databaseUrl, machine, option, redisUrl } from "./lib/env.js"
 import type { DriverName } from "./lib/protocol.js"
 import { serverCpuReader } from "./lib/servercpu.js"
 import { pairedRatio, type Summary, summarize } from "./lib/stats.js"
@@ -30,10 +30,6 @@ import { drain } from "./lib/workloads.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const rootDir = dirname(benchDir)
-const option = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
 const rounds = Number(option("rounds") ?? 3)
 const jobs = Number(option("jobs") ?? 20_000)
 

