@@ -7,7 +7,6 @@
  * is lost, and a job runs twice only if it was claimed from the stopped
  * shard before it went away.
  */
-import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
@@ -18,6 +17,7 @@ import * as Route from "../src/internal/sharded/route.js"
 import * as JobStore from "../src/JobStore.js"
 import * as PgStore from "../src/PgStore.js"
 import { type Embedded, startEmbedded } from "./setup/embedded.js"
+import { spawnFixture } from "./setup/nodes.js"
 import { clientLayer, databaseUrl, eventually, freshSchema } from "./setup/pg.js"
 
 const fixture = Path.join(import.meta.dirname, "fixtures", "sharded-node.ts")
@@ -30,39 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.destroy()))
 })
-
-interface Node {
-  readonly process: ChildProcess.ChildProcess
-  readonly exited: Promise<void>
-  readonly output: () => string
-}
-
-const spawnNode = (env: Record<string, string>) =>
-  Effect.acquireRelease(
-    Effect.sync((): Node => {
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", fixture], {
-        env: { ...process.env, ...env },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      const collect = (chunk: unknown) => {
-        output = (output + String(chunk)).slice(-8000)
-      }
-      child.stdout?.on("data", collect)
-      child.stderr?.on("data", collect)
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-      return { process: child, exited, output: () => output }
-    }),
-    (node) =>
-      Effect.promise(async () => {
-        if (node.process.exitCode === null && node.process.signalCode === null) {
-          node.process.kill("SIGTERM")
-          const timer = setTimeout(() => node.process.kill("SIGKILL"), 20_000)
-          await node.exited
-          clearTimeout(timer)
-        }
-      })
-  )
 
 describe("ShardedStore across processes", () => {
   it(
@@ -106,8 +73,8 @@ describe("ShardedStore across processes", () => {
               LEDGER_SCHEMA: ledger
             }
             const nodes = [
-              yield* spawnNode({ ...env, NS_NODE: "node-a" }),
-              yield* spawnNode({ ...env, NS_NODE: "node-b" })
+              yield* spawnFixture(fixture, "node-a", { ...env, NS_NODE: "node-a" }),
+              yield* spawnFixture(fixture, "node-b", { ...env, NS_NODE: "node-b" })
             ]
             const runs = (where: string) =>
               Effect.map(

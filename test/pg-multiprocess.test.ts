@@ -12,7 +12,6 @@
  * Starting node processes is slow on a small machine, so the scenario starts
  * three, once. Waits are for outcomes, with generous deadlines.
  */
-import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -22,6 +21,7 @@ import * as Layer from "effect/Layer"
 import { beforeAll, describe, expect, it } from "vitest"
 import type * as JobStore from "../src/JobStore.js"
 import * as PgStore from "../src/PgStore.js"
+import { type Node, running, spawnFixture } from "./setup/nodes.js"
 import { clientLayer, databaseUrl, dropSchema, eventually, freshSchema } from "./setup/pg.js"
 
 const fixture = Path.join(import.meta.dirname, "fixtures", "pg-node.ts")
@@ -29,44 +29,14 @@ const leaseMs = 5_000
 const rescueIntervalMs = 500
 const total = 5_000
 
-interface Node {
-  readonly name: string
-  readonly process: ChildProcess.ChildProcess
-  readonly exited: Promise<void>
-  readonly output: () => string
-}
-
-const running = (node: Node) => node.process.exitCode === null && node.process.signalCode === null
-
 /** Start a node process; it is SIGKILLed when the scope closes if still running. */
 const spawnNode = (schema: string, name: string) =>
-  Effect.acquireRelease(
-    Effect.sync((): Node => {
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", fixture], {
-        env: {
-          ...process.env,
-          DATABASE_URL: databaseUrl(),
-          NS_SCHEMA: schema,
-          NS_NODE: name,
-          NS_LEASE_MS: String(leaseMs)
-        },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      const collect = (chunk: unknown) => {
-        output = (output + String(chunk)).slice(-8000)
-      }
-      child.stdout?.on("data", collect)
-      child.stderr?.on("data", collect)
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-      return { name, process: child, exited, output: () => output }
-    }),
-    (node) =>
-      Effect.promise(async () => {
-        if (running(node)) node.process.kill("SIGKILL")
-        await node.exited
-      })
-  )
+  spawnFixture(fixture, name, {
+    DATABASE_URL: databaseUrl(),
+    NS_SCHEMA: schema,
+    NS_NODE: name,
+    NS_LEASE_MS: String(leaseMs)
+  })
 
 /** Ask nodes to shut down gracefully, and wait (SIGKILL after 20 s). */
 const stop = (nodes: ReadonlyArray<Node>) =>
