@@ -259,9 +259,10 @@ const shardName = (url: string | Redacted.Redacted, shard: number): string => {
  * `ShardedStore`): a `PgStore` per shard, each with its own client, schema,
  * notifications, leases and fencing. A plain list of URLs numbers the
  * shards 0, 1, 2, … in order; to add a shard later, append its URL (or give
- * numbers explicitly). Every shard must be reachable when the layer is
- * built (each is migrated then); afterwards a shard that goes down only
- * holds back its own jobs.
+ * numbers explicitly). A shard that cannot be reached when the layer is
+ * built is connected (and migrated) as soon as it can be, tried every 2
+ * seconds, and holds back only its own jobs meanwhile, as a shard that goes
+ * down later does; the layer fails only when no shard can be reached.
  *
  * @example
  * ```ts
@@ -284,25 +285,34 @@ export const layerSharded = (
       const numbered = shards.map((s, i) =>
         typeof s === "string" || Redacted.isRedacted(s) ? { shard: i, url: s, name: undefined } : s
       )
-      const stores = yield* Effect.forEach(
+      // A shard that cannot be reached now is connected (and migrated) later: the others work meanwhile.
+      const connected = yield* Effect.forEach(
         numbered,
-        (s) =>
-          Layer.build(layerUrl(s.url, options)).pipe(
-            Effect.map((context) => ({
-              shard: s.shard,
-              name: s.name ?? shardName(s.url, s.shard),
-              store: Context.get(context, JobStore.JobStore)
-            })),
-            Effect.mapError(
-              (error) =>
-                new JobStore.JobStoreError({
-                  message: `${s.name ?? shardName(s.url, s.shard)}: ${error.message}`,
-                  cause: error
-                })
-            )
-          ),
+        (s) => {
+          const name = s.name ?? shardName(s.url, s.shard)
+          return Effect.map(
+            ShardedStore.connectLater("postgres", (scope) =>
+              Layer.buildWithScope(layerUrl(s.url, options), scope).pipe(
+                Effect.map((context) => Context.get(context, JobStore.JobStore)),
+                Effect.mapError(
+                  (error) =>
+                    new JobStore.JobStoreError({ message: `${name}: ${error.message}`, cause: error })
+                )
+              )
+            ),
+            (c) => ({ shard: s.shard, name, ...c })
+          )
+        },
         { concurrency: "unbounded" }
       )
+      // None reachable: most likely the URLs are wrong, so say so now rather than start.
+      if (connected.every((c) => c.error !== undefined))
+        return yield* Effect.fail(
+          new JobStore.JobStoreError({
+            message: `No shard could be reached: ${connected.map((c) => c.error!.message).join("; ")}`
+          })
+        )
+      const stores = connected.map((c) => ({ shard: c.shard, name: c.name, store: c.store }))
       return yield* ShardedStore.make(stores)
     })
   )

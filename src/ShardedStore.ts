@@ -28,10 +28,14 @@
  * @since 0.2.0
  */
 import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as FlowControl from "./FlowControl.js"
 import * as Route from "./internal/sharded/route.js"
@@ -751,6 +755,92 @@ const build = (
     )
   )
 }
+
+/**
+ * A shard that may be unreachable when the store starts: `build` (in a
+ * scope of its own, closed when it fails) is tried once now; when it fails,
+ * the shard is a stand-in whose every call fails saying so (the sharded
+ * store then treats it as down), and `build` is tried again every
+ * `retryEvery` until it succeeds, from when on the stand-in is the store
+ * (its migrations run then). `connected` says whether the first try worked;
+ * `error` is its failure.
+ *
+ * @since 0.2.0
+ */
+export const connectLater = (
+  engine: string,
+  build: (scope: Scope.Scope) => Effect.Effect<JobStore.Service, JobStore.JobStoreError>,
+  retryEvery: Duration.DurationInput = "2 seconds"
+): Effect.Effect<
+  { readonly store: JobStore.Service; readonly error: JobStore.JobStoreError | undefined },
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const outer = yield* Effect.scope
+    const attempt = Effect.flatMap(Scope.fork(outer, ExecutionStrategy.sequential), (scope) =>
+      build(scope).pipe(Effect.tapError(() => Scope.close(scope, Exit.void)))
+    )
+    const first = yield* Effect.either(attempt)
+    if (first._tag === "Right") return { store: first.right, error: undefined }
+    let lastError = first.left
+    let current: JobStore.Service | undefined
+    const ready = yield* Deferred.make<JobStore.Service>()
+    yield* attempt.pipe(
+      Effect.tapError((error) =>
+        Effect.sync(() => {
+          lastError = error
+        })
+      ),
+      Effect.retry(Schedule.spaced(retryEvery)),
+      Effect.flatMap((store) =>
+        Effect.zipRight(
+          Effect.sync(() => {
+            current = store
+          }),
+          Deferred.succeed(ready, store)
+        )
+      ),
+      Effect.forkScoped
+    )
+    const via = <A>(f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>) =>
+      Effect.suspend(() =>
+        current === undefined
+          ? Effect.fail(new JobStore.JobStoreError({ message: `not connected yet: ${lastError.message}` }))
+          : f(current)
+      )
+    const store: JobStore.Service = {
+      engine,
+      enqueue: (jobs) => via((s) => s.enqueue(jobs)),
+      claim: (request) => via((s) => s.claim(request)),
+      heartbeat: (owner, leases, leaseMs) => via((s) => s.heartbeat(owner, leases, leaseMs)),
+      settle: (settlements) => via((s) => s.settle(settlements)),
+      rescue: (limit) => via((s) => s.rescue(limit)),
+      prune: (request) => via((s) => s.prune(request)),
+      get: (id) => via((s) => s.get(id)),
+      list: (filter) => via((s) => s.list(filter)),
+      counts: via((s) => s.counts),
+      activity: (since) => via((s) => s.activity(since)),
+      cancel: (id) => via((s) => s.cancel(id)),
+      retry: (id) => via((s) => s.retry(id)),
+      retryMany: (ids) => via((s) => s.retryMany(ids)),
+      cancelMany: (ids) => via((s) => s.cancelMany(ids)),
+      deleteMany: (ids) => via((s) => s.deleteMany(ids)),
+      runNow: (id) => via((s) => s.runNow(id)),
+      pause: (queue) => via((s) => s.pause(queue)),
+      resume: (queue) => via((s) => s.resume(queue)),
+      paused: via((s) => s.paused),
+      enqueueCronSlot: (input) => via((s) => s.enqueueCronSlot(input)),
+      lastCronSlot: (name) => via((s) => s.lastCronSlot(name)),
+      declareLimits: (rules) => via((s) => s.declareLimits(rules)),
+      flowState: (options) => via((s) => s.flowState(options)),
+      now: via((s) => s.now),
+      ping: via((s) => s.ping),
+      // Its hints once it is connected.
+      wakeups: Stream.unwrap(Effect.map(Deferred.await(ready), (s) => s.wakeups))
+    }
+    return { store, error: first.left }
+  })
 
 /**
  * Is this `JobStore` a sharded store (whose `shardHealth` says which shard

