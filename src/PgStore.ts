@@ -285,34 +285,16 @@ export const layerSharded = (
       const numbered = shards.map((s, i) =>
         typeof s === "string" || Redacted.isRedacted(s) ? { shard: i, url: s, name: undefined } : s
       )
-      // A shard that cannot be reached now is connected (and migrated) later: the others work meanwhile.
-      const connected = yield* Effect.forEach(
-        numbered,
-        (s) => {
-          const name = s.name ?? shardName(s.url, s.shard)
-          return Effect.map(
-            ShardedStore.connectLater("postgres", (scope) =>
-              Layer.buildWithScope(layerUrl(s.url, options), scope).pipe(
-                Effect.map((context) => Context.get(context, JobStore.JobStore)),
-                Effect.mapError(
-                  (error) =>
-                    new JobStore.JobStoreError({ message: `${name}: ${error.message}`, cause: error })
-                )
-              )
-            ),
-            (c) => ({ shard: s.shard, name, ...c })
-          )
-        },
-        { concurrency: "unbounded" }
+      return yield* ShardedStore.connectAll(
+        numbered.map((s) => ({
+          shard: s.shard,
+          name: s.name ?? shardName(s.url, s.shard),
+          engine: "postgres",
+          build: (scope) =>
+            Layer.buildWithScope(layerUrl(s.url, options), scope).pipe(
+              Effect.map((context) => Context.get(context, JobStore.JobStore))
+            )
+        }))
       )
-      // None reachable: most likely the URLs are wrong, so say so now rather than start.
-      if (connected.every((c) => c.error !== undefined))
-        return yield* Effect.fail(
-          new JobStore.JobStoreError({
-            message: `No shard could be reached: ${connected.map((c) => c.error!.message).join("; ")}`
-          })
-        )
-      const stores = connected.map((c) => ({ shard: c.shard, name: c.name, store: c.store }))
-      return yield* ShardedStore.make(stores)
     })
   )

@@ -137,8 +137,8 @@ export const make = (shards: ReadonlyArray<Shard>): Effect.Effect<Service, JobSt
       numbers.add(s.shard)
     }
     return Effect.flatMap(Effect.clock, (clock) => {
-      const store = build(shards, clock)
-      return Effect.as(store.refreshRules, store)
+      const { service, refreshRules } = build(shards, clock)
+      return Effect.as(refreshRules, service)
     })
   })
 
@@ -155,7 +155,7 @@ const rulesTtlMs = 5_000
 const build = (
   shards: ReadonlyArray<Shard>,
   clock: Clock.Clock
-): Service & { readonly refreshRules: Effect.Effect<void> } => {
+): { readonly service: Service; readonly refreshRules: Effect.Effect<void> } => {
   const now = () => clock.unsafeCurrentTimeMillis()
   const states: ReadonlyArray<ShardState> = shards.map((s) => ({
     shard: s.shard,
@@ -568,8 +568,16 @@ const build = (
     return [...out.values()]
   }
 
-  const service: Service & { readonly refreshRules: Effect.Effect<void> } = {
-    refreshRules,
+  const translateHint = (s: ShardState, hint: JobStore.Wakeup): JobStore.Wakeup =>
+    hint._tag === "cancel" ? { _tag: "cancel", id: Route.globalId(s.shard, hint.id) ?? hint.id } : hint
+  /** A shard's hints with sharded ids; its failing leaves the others' (the runner's poll is the backstop). */
+  const hintsOf = (s: ShardState) =>
+    s.store.wakeups.pipe(
+      Stream.map((hint) => translateHint(s, hint)),
+      Stream.retry(Schedule.spaced("1 second"))
+    )
+
+  const service: Service = {
     engine: `sharded(${[...new Set(states.map((s) => s.store.engine))].join(", ")} × ${states.length})`,
     enqueue,
     claim,
@@ -721,16 +729,7 @@ const build = (
     // The first shard that answers tells the time (shards on the database clock agree closely).
     now: Effect.suspend(() => Effect.firstSuccessOf(readyFirst().map((s) => on(s, (store) => store.now)))),
     ping: Effect.asVoid(everywhere((store) => store.ping)),
-    wakeups: Stream.mergeAll(
-      states.map((s) =>
-        s.store.wakeups.pipe(
-          Stream.map((hint) => translateHint(s, hint)),
-          // One shard's hints failing leaves the others'; the runner's poll is the backstop.
-          Stream.retry(Schedule.spaced("1 second"))
-        )
-      ),
-      { concurrency: "unbounded" }
-    ),
+    wakeups: Stream.mergeAll(states.map(hintsOf), { concurrency: "unbounded" }),
     shardHealth: () =>
       states.map((s) => ({
         shard: s.shard,
@@ -740,20 +739,17 @@ const build = (
         lastErrorAt: s.lastErrorAt
       }))
   }
-  const translateHint = (s: ShardState, hint: JobStore.Wakeup): JobStore.Wakeup =>
-    hint._tag === "cancel" ? { _tag: "cancel", id: Route.globalId(s.shard, hint.id) ?? hint.id } : hint
   // Runners in this process hear every shard's hints without a hop through the stream.
-  return Hints.hook(service, (listener) =>
+  const hooked = Hints.hook(service, (listener) =>
     Effect.forEach(
       states,
       (s) =>
         Hints.listenTo(s.store, (hint) => listener(translateHint(s, hint))) ??
-        Effect.forkScoped(
-          Stream.runForEach(s.store.wakeups, (hint) => Effect.sync(() => listener(translateHint(s, hint))))
-        ),
+        Effect.forkScoped(Stream.runForEach(hintsOf(s), (hint) => Effect.sync(() => listener(hint)))),
       { discard: true }
     )
   )
+  return { service: hooked, refreshRules }
 }
 
 /**
@@ -840,6 +836,37 @@ export const connectLater = (
       wakeups: Stream.unwrap(Effect.map(Deferred.await(ready), (s) => s.wakeups))
     }
     return { store, error: first.left }
+  })
+
+/**
+ * A sharded store over shards each built by `connectLater`: those that
+ * cannot be reached now are connected (and migrated) later, and count as
+ * down meanwhile. Fails only when no shard can be reached (most likely the
+ * addresses are wrong), naming each.
+ *
+ * @since 0.2.0
+ */
+export const connectAll = (
+  shards: ReadonlyArray<{
+    readonly shard: number
+    readonly name: string
+    readonly engine: string
+    readonly build: (scope: Scope.Scope) => Effect.Effect<JobStore.Service, JobStore.JobStoreError>
+  }>
+): Effect.Effect<Service, JobStore.JobStoreError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const connected = yield* Effect.forEach(
+      shards,
+      (s) => Effect.map(connectLater(s.engine, s.build), (c) => ({ shard: s.shard, name: s.name, ...c })),
+      { concurrency: "unbounded" }
+    )
+    if (connected.every((c) => c.error !== undefined))
+      return yield* Effect.fail(
+        invalid(
+          `No shard could be reached: ${connected.map((c) => `${c.name}: ${c.error!.message}`).join("; ")}`
+        )
+      )
+    return yield* make(connected.map((c) => ({ shard: c.shard, name: c.name, store: c.store })))
   })
 
 /**

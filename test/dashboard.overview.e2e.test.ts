@@ -120,8 +120,10 @@ const drive = async (page: Page, url: string, label: string) => {
   const before = await points(page, "chart-throughput")
 
   // Scheduled ahead, so that several samples (every 500 ms) see them wait in their queues: a
-  // queue gets its line once a sample has seen jobs waiting or running in it.
-  for (let i = 0; i < 20; i++) await enqueue(url, "render", i, "1500 millis")
+  // queue gets its line once a sample has seen jobs waiting or running in it. The render jobs
+  // fall due 150 ms apart over 3 s, so that every sample in that span counts completions: the
+  // legend shows the latest sample of each poll (every second), which a single burst can miss.
+  for (let i = 0; i < 20; i++) await enqueue(url, "render", i, `${1500 + i * 150} millis`)
   for (let i = 0; i < 6; i++) await enqueue(url, "import", i, "2 seconds")
 
   // Completions and retries show as rates, then fall back to 0 once the work is done.

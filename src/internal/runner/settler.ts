@@ -109,20 +109,16 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
         Effect.tapError((e) => Effect.logWarning("nightshift: settling job outcomes failed; retrying", e)),
         Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
         Effect.orDie, // the schedule above never ends
-        Effect.tap((results) =>
-          Effect.sync(() => {
-            for (let i = 0; i < batch.length; i++) {
-              const p = batch[i]!
-              if (results[i]?.deferred === true) continue
-              if (holding.get(p.job.id) === p.job) holding.delete(p.job.id)
-            }
-            written()
-          })
-        ),
         Effect.tap((results) => {
           // Outcomes the store could not deliver yet (a shard is down) are offered again
           // after a pause; they stay held, so their leases are kept meanwhile.
-          const deferred = batch.filter((_, i) => results[i]?.deferred === true)
+          const deferred: Array<Pending> = []
+          for (let i = 0; i < batch.length; i++) {
+            const p = batch[i]!
+            if (results[i]?.deferred === true) deferred.push(p)
+            else if (holding.get(p.job.id) === p.job) holding.delete(p.job.id)
+          }
+          written()
           return deferred.length === 0
             ? Effect.void
             : Effect.forkDaemon(Effect.delay(putBack(deferred), deferRetry))

@@ -11,8 +11,7 @@ import type * as PgClient from "@effect/sql-pg/PgClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as JobStore from "../../JobStore.js"
-import * as JobStoreTag from "../../JobStore.js"
+import * as JobStore from "../../JobStore.js"
 import type { Options } from "../../Store.js"
 import * as Peer from "../peer.js"
 import { describe, envVar, StoreUnavailable, type Target } from "./target.js"
@@ -174,39 +173,26 @@ export const shardedStore = (
   options: Options
 ): Layer.Layer<JobStore.JobStore, StoreUnavailable> =>
   Layer.scoped(
-    JobStoreTag.JobStore,
+    JobStore.JobStore,
     Effect.gen(function* () {
       const ShardedStore = yield* Effect.promise(() => import("../../ShardedStore.js"))
-      // A shard that cannot be reached now is connected (and migrated) later; none reachable fails.
-      const connected = yield* Effect.forEach(
-        target.shards,
-        (shard, i) =>
-          Effect.map(
-            ShardedStore.connectLater("postgres", (scope) =>
-              Layer.buildWithScope(
-                pgLayer(shard, options, ([PgStore]) =>
-                  PgStore.layer({ schema: shard.schema, listen: options.listen })
-                ),
-                scope
-              ).pipe(
-                Effect.map((context) => Context.get(context, JobStoreTag.JobStore)),
-                Effect.mapError(
-                  (error) => new JobStoreTag.JobStoreError({ message: error.message, cause: error })
-                )
-              )
-            ),
-            (c) => ({ ...c, shard: i, name: `shard ${i} (${shard.database}@${shard.host}:${shard.port})` })
-          ),
-        { concurrency: "unbounded" }
-      )
-      if (connected.every((c) => c.error !== undefined))
-        return yield* Effect.fail(
-          unavailable(target, connected.map((c) => `${c.name}: ${c.error!.message}`).join("; "))
-        )
-      const stores = connected.map((c) => ({ shard: c.shard, name: c.name, store: c.store }))
-      return yield* ShardedStore.make(stores).pipe(
-        Effect.mapError((error) => unavailable(target, error.message, error))
-      )
+      return yield* ShardedStore.connectAll(
+        target.shards.map((shard, i) => ({
+          shard: i,
+          name: `shard ${i} (${shard.database}@${shard.host}:${shard.port})`,
+          engine: "postgres",
+          build: (scope) =>
+            Layer.buildWithScope(
+              pgLayer(shard, options, ([PgStore]) =>
+                PgStore.layer({ schema: shard.schema, listen: options.listen })
+              ),
+              scope
+            ).pipe(
+              Effect.map((context) => Context.get(context, JobStore.JobStore)),
+              Effect.mapError((error) => new JobStore.JobStoreError({ message: error.message, cause: error }))
+            )
+        }))
+      ).pipe(Effect.mapError((error) => unavailable(target, error.message, error)))
     })
   )
 
