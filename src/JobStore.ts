@@ -629,6 +629,26 @@ export interface Activity {
   readonly depth: ReadonlyArray<QueueCount>
 }
 
+/**
+ * The size of a store's table of live jobs (on PostgreSQL, `jobs`: the
+ * scheduled, available, running and retryable ones) and of its finished
+ * jobs: what tells whether vacuum keeps up with the churn.
+ *
+ * @since 0.4.0
+ */
+export interface TableStats {
+  /** Live row versions in the live jobs' table (the database's estimate). */
+  readonly liveRows: number
+  /** Dead row versions vacuum has not yet reclaimed there (the database's estimate). */
+  readonly deadRows: number
+  /** Bytes of that table, without its indexes. */
+  readonly tableBytes: number
+  /** Bytes of its indexes. */
+  readonly indexBytes: number
+  /** Bytes of the finished jobs' table, with its indexes. */
+  readonly finishedBytes: number
+}
+
 /** The most start latencies `activity` returns. @since 0.3.0 */
 export const activityLatencyLimit = 1000
 
@@ -710,6 +730,13 @@ export interface Service {
   readonly get: (id: string) => Effect.Effect<JobRecord | undefined, JobStoreError>
   readonly list: (filter: ListFilter) => Effect.Effect<ListPage, JobStoreError>
   readonly counts: Effect.Effect<ReadonlyArray<QueueCount>, JobStoreError>
+  /**
+   * Jobs per queue in the states that make a queue's depth (`scheduled`,
+   * `available`, `running`, `retryable`); zeros left out. Unlike `counts`,
+   * it does not count the finished jobs still stored, so its cost does not
+   * grow with retention: what the runner samples. @since 0.4.0
+   */
+  readonly depth: Effect.Effect<ReadonlyArray<QueueCount>, JobStoreError>
   /** What happened since `since` (epoch ms, store clock), on every node (see `Activity`). */
   readonly activity: (since: number) => Effect.Effect<Activity, JobStoreError>
   readonly cancel: (id: string) => Effect.Effect<CancelResult, JobStoreError>
@@ -746,6 +773,11 @@ export interface Service {
   readonly now: Effect.Effect<number, JobStoreError>
   /** Succeeds when the store is reachable. */
   readonly ping: Effect.Effect<void, JobStoreError>
+  /**
+   * The live jobs' table's size and dead rows (see `TableStats`), for
+   * engines that have such a table (PostgreSQL). @since 0.4.0
+   */
+  readonly tableStats?: Effect.Effect<TableStats, JobStoreError> | undefined
   /** Hints of new work and cancel requests; may be empty for polling-only engines. */
   readonly wakeups: Stream.Stream<Wakeup, JobStoreError>
 }

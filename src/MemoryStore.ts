@@ -13,6 +13,7 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { Engine } from "./internal/memory/engine.js"
+import * as Core from "./internal/store/core.js"
 import * as Hints from "./internal/store/hints.js"
 import * as JobStore from "./JobStore.js"
 
@@ -44,6 +45,7 @@ export const make: Effect.Effect<JobStore.Service> = Effect.gen(function* () {
     get: (id) => Effect.sync(() => engine.get(id)),
     list: (filter) => Effect.sync(() => engine.list(filter)),
     counts: Effect.sync(() => engine.counts()),
+    depth: Effect.sync(() => engine.counts().filter((c) => !Core.isFinal(c.state))),
     activity: (since) => step((now) => engine.activity(now, since)),
     cancel: (id) => step((now) => engine.cancel(now, id)),
     retry: (id) => step((now) => engine.retry(now, id)),

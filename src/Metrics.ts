@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricLabel from "effect/MetricLabel"
+import type * as JobStore from "./JobStore.js"
 
 /** Jobs enqueued, by `kind` and `deduped`. @since 0.1.0 */
 export const jobsEnqueued = Metric.counter("nightshift_jobs_enqueued_total", {
@@ -29,8 +30,32 @@ export const jobDuration = Metric.histogram(
   "Job attempt duration"
 )
 
-/** Jobs per `queue` and `state`, sampled by the runner. @since 0.1.0 */
-export const queueDepth = Metric.gauge("nightshift_queue_depth", { description: "Jobs per queue and state" })
+/**
+ * Jobs per `queue` and `state`, for the states that make a queue's depth
+ * (scheduled, available, running, retryable), sampled by the runner.
+ *
+ * @since 0.1.0
+ */
+export const queueDepth = Metric.gauge("nightshift_queue_depth", {
+  description: "Jobs per queue and state (scheduled, available, running, retryable)"
+})
+
+/**
+ * The store's table of live jobs (PostgreSQL's `jobs`), sampled by the
+ * runner: `nightshift_store_rows{kind="live"|"dead"}` row versions (the
+ * database's estimates; dead ones are what vacuum has yet to reclaim) and
+ * `nightshift_store_bytes{table="live"|"live_indexes"|"finished"}`.
+ *
+ * @since 0.4.0
+ */
+export const storeRows = Metric.gauge("nightshift_store_rows", {
+  description: "Row versions in the live jobs' table, live and dead (not yet vacuumed)"
+})
+
+/** See `storeRows`. @since 0.4.0 */
+export const storeBytes = Metric.gauge("nightshift_store_bytes", {
+  description: "Bytes of the live jobs' table, of its indexes, and of the finished jobs' table"
+})
 
 /**
  * Due jobs that flow control holds back now, by `queue`, `kind` and `reason`
@@ -149,6 +174,24 @@ export const attempt = (kind: string, outcome: string, durationMs: number): Effe
 /** Record a queue depth sample. @internal */
 export const depth = (queue: string, state: string, count: number): Effect.Effect<void> =>
   Effect.sync(() => queueDepth.unsafeUpdate(count, queueState(queue, state)))
+
+/** Record a sample of the store's tables. @internal */
+export const tables = (stats: JobStore.TableStats): Effect.Effect<void> =>
+  Effect.sync(() => {
+    storeRows.unsafeUpdate(stats.liveRows, tableLabels.live)
+    storeRows.unsafeUpdate(stats.deadRows, tableLabels.dead)
+    storeBytes.unsafeUpdate(stats.tableBytes, tableLabels.table)
+    storeBytes.unsafeUpdate(stats.indexBytes, tableLabels.indexes)
+    storeBytes.unsafeUpdate(stats.finishedBytes, tableLabels.finished)
+  })
+
+const tableLabels = {
+  live: [MetricLabel.make("kind", "live")],
+  dead: [MetricLabel.make("kind", "dead")],
+  table: [MetricLabel.make("table", "live")],
+  indexes: [MetricLabel.make("table", "live_indexes")],
+  finished: [MetricLabel.make("table", "finished")]
+}
 
 /** Record a throttled-jobs sample. @internal */
 export const throttled = (queue: string, kind: string, reason: string, count: number): Effect.Effect<void> =>

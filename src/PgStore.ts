@@ -32,6 +32,7 @@ import * as Stream from "effect/Stream"
 import type * as FlowControl from "./FlowControl.js"
 import * as Admin from "./internal/pg/admin.js"
 import * as Ctx from "./internal/pg/context.js"
+import * as Finished from "./internal/pg/finished.js"
 import * as Jobs from "./internal/pg/jobs.js"
 import * as Schema from "./internal/pg/schema.js"
 import * as Wakeups from "./internal/pg/wakeups.js"
@@ -108,10 +109,11 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
     settle: (settlements) => Jobs.settle(ctx, settlements).pipe(Ctx.operation("settle")),
     rescue: (limit) => Jobs.rescue(ctx, limit).pipe(Ctx.operation("rescue")),
     prune: (request) =>
-      Jobs.prune(ctx, request).pipe(Effect.zipLeft(Flow.pruneStarts(ctx.tables)), Ctx.operation("prune")),
+      Finished.prune(ctx, request).pipe(Effect.zipLeft(Flow.pruneStarts(ctx.tables)), Ctx.operation("prune")),
     get: (id) => Admin.get(ctx, id).pipe(Ctx.operation("get")),
     list: (filter) => Admin.list(ctx, filter).pipe(Ctx.operation("list")),
     counts: Admin.counts(ctx).pipe(Ctx.operation("counts")),
+    depth: Admin.depth(ctx).pipe(Ctx.operation("depth")),
     activity: (since) => Admin.activity(ctx, since).pipe(Ctx.operation("activity")),
     cancel: (id) => Admin.cancel(ctx, id).pipe(Ctx.operation("cancel")),
     retry: (id) => Admin.retry(ctx, id).pipe(Ctx.operation("retry")),
@@ -156,6 +158,7 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
       ),
     now: Admin.now(ctx).pipe(Ctx.operation("now")),
     ping: Admin.ping(ctx).pipe(Ctx.operation("ping")),
+    tableStats: Finished.tableStats(ctx).pipe(Ctx.operation("tableStats")),
     wakeups
   }
 }
@@ -177,6 +180,22 @@ export const make = (
       yield* Schema.migrate(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     }
     const ctx = Ctx.make(sql, schema, options.clock ?? "database")
+    // Jobs finished before the finished jobs got a table of their own move there in the
+    // background, a batch per transaction, while this node works (see `Finished`).
+    yield* Finished.moveLegacy(ctx).pipe(
+      Effect.tap((moved) =>
+        moved > 0
+          ? Effect.logInfo(`nightshift: moved ${moved} finished job(s) to ${schema}.jobs_done`)
+          : Effect.void
+      ),
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning(
+          "nightshift: moving finished jobs to their own table failed; the pruner goes on with it",
+          cause
+        )
+      ),
+      Effect.forkScoped
+    )
     if (options.listen === false) return service(ctx, Stream.empty)
     // Runners in this process register a listener on the hints and are woken as a
     // notification arrives, without a hop through the `wakeups` stream.

@@ -567,6 +567,13 @@ const build = (
     }
     return [...out.values()]
   }
+  /** Counts per queue and state, summed over shards. */
+  const sumCounts = (rows: ReadonlyArray<JobStore.QueueCount>) =>
+    sumBy(
+      rows,
+      (c) => `${c.queue}\u0000${c.state}`,
+      (a, b) => ({ ...a, count: a.count + b.count })
+    )
 
   const translateHint = (s: ShardState, hint: JobStore.Wakeup): JobStore.Wakeup =>
     hint._tag === "cancel" ? { _tag: "cancel", id: Route.globalId(s.shard, hint.id) ?? hint.id } : hint
@@ -619,12 +626,25 @@ const build = (
     list,
     counts: Effect.map(
       everywhere((store) => store.counts),
-      (parts) =>
-        sumBy(
-          parts.flat(),
-          (c) => `${c.queue}\u0000${c.state}`,
-          (a, b) => ({ ...a, count: a.count + b.count })
-        )
+      (parts) => sumCounts(parts.flat())
+    ),
+    depth: Effect.map(
+      everywhere((store) => store.depth),
+      (parts) => sumCounts(parts.flat())
+    ),
+    tableStats: Effect.map(
+      everywhere((store) => store.tableStats ?? Effect.succeed(undefined)),
+      (parts): JobStore.TableStats => {
+        const known = parts.filter((p): p is JobStore.TableStats => p !== undefined)
+        const sum = (f: (s: JobStore.TableStats) => number) => known.reduce((a, s) => a + f(s), 0)
+        return {
+          liveRows: sum((s) => s.liveRows),
+          deadRows: sum((s) => s.deadRows),
+          tableBytes: sum((s) => s.tableBytes),
+          indexBytes: sum((s) => s.indexBytes),
+          finishedBytes: sum((s) => s.finishedBytes)
+        }
+      }
     ),
     activity: (since) =>
       Effect.map(
@@ -638,11 +658,7 @@ const build = (
           cancelled: parts.reduce((a, p) => a + p.cancelled, 0),
           retried: parts.reduce((a, p) => a + p.retried, 0),
           latencies: parts.flatMap((p) => p.latencies).slice(0, JobStore.activityLatencyLimit),
-          depth: sumBy(
-            parts.flatMap((p) => p.depth),
-            (c) => `${c.queue}\u0000${c.state}`,
-            (a, b) => ({ ...a, count: a.count + b.count })
-          )
+          depth: sumCounts(parts.flatMap((p) => p.depth))
         })
       ),
     retryMany: (ids) => bulk(ids, (store, local) => store.retryMany(local)),
@@ -817,6 +833,10 @@ export const connectLater = (
       list: (filter) => via((s) => s.list(filter)),
       counts: via((s) => s.counts),
       activity: (since) => via((s) => s.activity(since)),
+      depth: via((s) => s.depth),
+      tableStats: via(
+        (s) => s.tableStats ?? Effect.fail(new JobStore.JobStoreError({ message: "no table stats" }))
+      ),
       cancel: (id) => via((s) => s.cancel(id)),
       retry: (id) => via((s) => s.retry(id)),
       retryMany: (ids) => via((s) => s.retryMany(ids)),

@@ -290,7 +290,11 @@ describe("admin API on bad input (PostgreSQL)", () => {
         `errors = '[1, "x", null, {"attempt":"one","at":0,"kind":"failure","message":"m"}]'::jsonb`,
         c
       )
-      yield* update(`state = 'discarded', lease_owner = 'node-1', finalized_at = NULL`, d)
+      // Made final, the row moves to jobs_done (stamped with a finish time): the rest of the edit goes there.
+      yield* update(`state = 'discarded'`, d)
+      yield* sql.unsafe(
+        `UPDATE ${table}_done SET lease_owner = 'node-1', finalized_at = NULL WHERE id = ${d}`
+      )
       yield* update(`fence = -5`, e)
       yield* update(`run_at = 'infinity'`, f)
       const list = yield* call(base, "GET", "/jobs")

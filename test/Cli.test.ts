@@ -729,8 +729,10 @@ describe("nightshift on PostgreSQL", () => {
           yield* sql.unsafe(
             `UPDATE ${schema}.jobs SET errors = '"boom"'::jsonb, run_at = 'infinity' WHERE id = ${a}`
           )
+          // Finished, it moves to jobs_done (stamped with a finish time), where the edit goes on.
+          yield* sql.unsafe(`UPDATE ${schema}.jobs SET state = 'completed' WHERE id = ${b}`)
           yield* sql.unsafe(
-            `UPDATE ${schema}.jobs SET state = 'completed', lease_owner = 'n1', finalized_at = NULL, fence = -1 WHERE id = ${b}`
+            `UPDATE ${schema}.jobs_done SET lease_owner = 'n1', finalized_at = NULL, fence = -1 WHERE id = ${b}`
           )
         }).pipe(Effect.provide(Layer.orDie(clientLayer())))
         const listed = yield* cli(["jobs", "list", "-d", db])

@@ -5,7 +5,6 @@
  * its connection, and cross-node cancel hints. The shared behaviour is in
  * test/PgStore.conformance.test.ts.
  */
-import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -25,14 +24,14 @@ import * as Stream from "effect/Stream"
 import * as Ctx from "../src/internal/pg/context.js"
 import * as Jobs from "../src/internal/pg/jobs.js"
 import { columns } from "../src/internal/pg/rows.js"
-import { messageOf, migrations } from "../src/internal/pg/schema.js"
+import { messageOf } from "../src/internal/pg/schema.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
 import * as Core from "../src/internal/store/core.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
 import * as PgStore from "../src/PgStore.js"
-import { clientLayer, dropSchema, eventually, freshSchema } from "./setup/pg.js"
+import { clientLayer, dropSchema, eventually, freshSchema, migrateFurther, migrateUpTo } from "./setup/pg.js"
 
 /** A node: its own pool and (unless told otherwise) its own store on `schema`. */
 const node = (schema: string, options: PgStore.Options = {}) =>
@@ -161,13 +160,14 @@ describe("PgStore migrations", () => {
           [4, "claim_skips_exhausted_rows"],
           [5, "fewer_steps_per_statement"],
           [6, "flow_control"],
-          [7, "retryable_index"]
+          [7, "retryable_index"],
+          [8, "finished_jobs"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
-      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5, 6, 7])
+      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
   )
@@ -179,9 +179,18 @@ describe("PgStore migrations", () => {
         SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema} ORDER BY table_name`
       expect(tables.map((t) => t.table_name)).toEqual([
         "cron_slots",
+        "done_partitions",
         "flow_rules",
         "flow_starts",
         "jobs",
+        "jobs_all",
+        "jobs_done",
+        "jobs_done_cancelled",
+        "jobs_done_cancelled_default",
+        "jobs_done_completed",
+        "jobs_done_completed_default",
+        "jobs_done_discarded",
+        "jobs_done_discarded_default",
         "leaders",
         "migrations",
         "paused_queues"
@@ -855,23 +864,6 @@ describe("PgStore rows a claim cannot take", () => {
   const set = (sql: SqlClient.SqlClient, schema: string, id: string, assignment: string) =>
     sql.unsafe(`UPDATE ${schema}.jobs SET ${assignment} WHERE id = $1`, [id])
 
-  /** Bring a fresh schema up to migration `last` only, as an older release left it. */
-  const migrateUpTo = (sql: SqlClient.SqlClient, schema: string, last: number) =>
-    Effect.gen(function* () {
-      yield* sql`CREATE SCHEMA ${sql(schema)}`
-      return yield* Migrator.make({})({
-        loader: Effect.map(migrations(schema), (all) => all.filter(([id]) => id <= last)),
-        table: `${schema}.migrations`
-      })
-    }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-
-  /** Bring a schema made by `migrateUpTo` on to migration `last`. */
-  const migrateFurther = (sql: SqlClient.SqlClient, schema: string, last: number) =>
-    Migrator.make({})({
-      loader: Effect.map(migrations(schema), (all) => all.filter(([id]) => id <= last)),
-      table: `${schema}.migrations`
-    }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-
   const expectFenceDiscard = (store: JobStore.Service, id: string) =>
     Effect.gen(function* () {
       const bad = (yield* store.get(id))!
@@ -986,7 +978,8 @@ describe("PgStore rows a claim cannot take", () => {
       ).toEqual([
         [5, "fewer_steps_per_statement"],
         [6, "flow_control"],
-        [7, "retryable_index"]
+        [7, "retryable_index"],
+        [8, "finished_jobs"]
       ])
       // This release reads the partition key, which came with migration 6.
       yield* expectFenceDiscard(store, ids[0]!)
@@ -1019,7 +1012,8 @@ describe("PgStore rows a claim cannot take", () => {
         ).toEqual([
           [5, "fewer_steps_per_statement"],
           [6, "flow_control"],
-          [7, "retryable_index"]
+          [7, "retryable_index"],
+          [8, "finished_jobs"]
         ])
         // An older node claims with `claim`, this one with `claim_flow`: the same rules, each
         // row once, and each discards a row whose fence is at the maximum instead of failing.

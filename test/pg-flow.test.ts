@@ -142,7 +142,7 @@ const scenario = Effect.gen(function* () {
     codes,
     samples,
     states: yield* sql<{ state: string; attempt: number; n: number }>`
-      SELECT state, attempt, count(*)::int AS n FROM ${sql(`${schema}.jobs`)} GROUP BY state, attempt`,
+      SELECT state, attempt, count(*)::int AS n FROM ${sql(`${schema}.jobs_all`)} GROUP BY state, attempt`,
     runs: yield* sql<{ job_id: string; node: string; partition: string | null; from: number; to: number }>`
       SELECT job_id::text, node, partition, claimed_at AS "from", settling_at AS "to" FROM ${sql(`${schema}.runs`)}`
   }
@@ -215,7 +215,8 @@ describe("PostgreSQL flow control, migration 6 next to nodes on the previous ver
         yield* PgStore.migrate({ schema }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
       ).toEqual([
         [6, "flow_control"],
-        [7, "retryable_index"]
+        [7, "retryable_index"],
+        [8, "finished_jobs"]
       ])
       const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
         Effect.provideService(PgClient.PgClient, client)

@@ -152,7 +152,10 @@ const scenario = Effect.gen(function* () {
 
       yield* eventually(
         "every job is completed",
-        Effect.map(count(`${schema}.jobs WHERE kind = 'work' AND state = 'completed'`), (n) => n === total),
+        Effect.map(
+          count(`${schema}.jobs_all WHERE kind = 'work' AND state = 'completed'`),
+          (n) => n === total
+        ),
         "180 seconds"
       )
       yield* eventually(
@@ -177,14 +180,14 @@ const scenario = Effect.gen(function* () {
         newLeader: newLeader.leader_id,
         newLeaderElected: newLeader.elected,
         states: yield* sql<{ state: string; n: number }>`
-          SELECT state, count(*)::int AS n FROM ${t("jobs")} WHERE kind = 'work' GROUP BY state`,
+          SELECT state, count(*)::int AS n FROM ${t("jobs_all")} WHERE kind = 'work' GROUP BY state`,
         distinctRan: yield* count(`(SELECT DISTINCT job_id FROM ${schema}.runs) AS ran`),
         twice: yield* sql<{ job_id: string; nodes: Array<string> }>`
           SELECT job_id::text, array_agg(node ORDER BY id) AS nodes FROM ${t("runs")}
           GROUP BY job_id HAVING count(*) > 1`,
         rescued: yield* sql<{ id: string; at: number; message: string }>`
           SELECT j.id::text AS id, (e->>'at')::float8 AS at, e->>'message' AS message
-          FROM ${t("jobs")} j, jsonb_array_elements(j.errors) e WHERE e->>'kind' = 'rescued'`,
+          FROM ${t("jobs_all")} j, jsonb_array_elements(j.errors) e WHERE e->>'kind' = 'rescued'`,
         ticks: yield* sql<{ node: string; started: number; ended: number | null }>`
           SELECT node, (extract(epoch from started_at) * 1000)::float8 AS started,
                  (extract(epoch from ended_at) * 1000)::float8 AS ended
@@ -198,7 +201,7 @@ const scenario = Effect.gen(function* () {
           (row) => row.slot
         ),
 
-        cronJobs: yield* count(`${schema}.jobs WHERE kind = 'cron_tick'`),
+        cronJobs: yield* count(`${schema}.jobs_all WHERE kind = 'cron_tick'`),
         leaderLog: yield* sql<{ node: string; leading: boolean; at: number }>`
           SELECT node, is_leader AS leading, (extract(epoch from at) * 1000)::float8 AS at
           FROM ${t("leader_log")} ORDER BY at`

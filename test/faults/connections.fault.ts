@@ -38,7 +38,7 @@ const latencies = (sql: SqlClient.SqlClient, schema: string, ids: ReadonlyArray<
   Effect.map(
     sql<{ id: string; ms: number }>`
       SELECT j.id::text AS id, (extract(epoch from min(r.at) - j.created_at) * 1000)::float8 AS ms
-      FROM ${sql(`${schema}.jobs`)} j JOIN ${sql(`${schema}.results`)} r ON r.job_id = j.id
+      FROM ${sql(`${schema}.jobs_all`)} j JOIN ${sql(`${schema}.results`)} r ON r.job_id = j.id
       WHERE j.id = ANY(${ids}::bigint[]) GROUP BY j.id, j.created_at`,
     (rows) => new Map(rows.map((r) => [r.id, r.ms]))
   )
@@ -122,7 +122,7 @@ describe("fault: connections cut with pg_terminate_backend", () => {
           Effect.map(
             sql<{
               n: number
-            }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.jobs`)} WHERE state = 'completed'`,
+            }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.jobs_all`)} WHERE state = 'completed'`,
             (rows) => rows[0]!.n >= 300
           )
         )

@@ -28,7 +28,7 @@ describe("fault: an attempt stalls past its lease", () => {
     { label: "fence" },
     ({ sql, schema, store, spawn }) =>
       Effect.gen(function* () {
-        const jobs = sql(`${schema}.jobs`)
+        const jobs = sql(`${schema}.jobs_all`)
         const results = sql(`${schema}.results`)
         const env = {
           NS_LEASE_MS: leaseMs,

@@ -33,7 +33,7 @@ describe("fault: a global limit under SIGKILL", () => {
     { label: "flowkill", timeout: 300_000 },
     ({ sql, schema, store, spawn }) =>
       Effect.gen(function* () {
-        const jobs = sql(`${schema}.jobs`)
+        const jobs = sql(`${schema}.jobs_all`)
         const results = sql(`${schema}.results`)
         yield* enqueueJobs(store, total, "capped", (i) => ({ ms: 20 + (i % 7) * 10 }))
         const start = (name: string) => spawn(name, { NS_LEASE_MS: leaseMs, NS_CONCURRENCY: 10 })

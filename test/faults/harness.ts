@@ -283,7 +283,7 @@ export interface Ledger {
 
 export const ledger = (sql: SqlClient.SqlClient, schema: string) =>
   Effect.gen(function* () {
-    const jobs = sql(`${schema}.jobs`)
+    const jobs = sql(`${schema}.jobs_all`)
     const results = sql(`${schema}.results`)
     const states = yield* sql<{ state: string; n: number }>`
       SELECT state, count(*)::int AS n FROM ${jobs} WHERE queue <> 'probe' GROUP BY state`
@@ -315,7 +315,7 @@ export const awaitDrained = (
   eventually(
     "every job is completed",
     Effect.map(
-      sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.jobs`)}
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${schema}.jobs_all`)}
         WHERE state <> 'completed' AND queue <> 'probe'`,
       (rows) => rows[0]!.n === 0
     ),
@@ -331,7 +331,7 @@ export const showTwice = (sql: SqlClient.SqlClient, schema: string, book: Ledger
           SELECT j.id::text AS id, j.errors,
             (SELECT json_agg(json_build_object('node', r.node, 'attempt', r.attempt, 'at', r.at) ORDER BY r.id)
              FROM ${sql(`${schema}.results`)} r WHERE r.job_id = j.id) AS runs
-          FROM ${sql(`${schema}.jobs`)} j WHERE j.id = ANY(${book.twice.map((t) => t.id)}::bigint[])`,
+          FROM ${sql(`${schema}.jobs_all`)} j WHERE j.id = ANY(${book.twice.map((t) => t.id)}::bigint[])`,
         (rows) => Effect.sync(() => console.error("jobs that ran twice:", JSON.stringify(rows, null, 1)))
       )
 

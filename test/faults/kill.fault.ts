@@ -28,7 +28,7 @@ describe("fault: SIGKILL runners mid-drain", () => {
     { label: "kill", timeout: 600_000 },
     ({ sql, schema, store, spawn }) =>
       Effect.gen(function* () {
-        const jobs = sql(`${schema}.jobs`)
+        const jobs = sql(`${schema}.jobs_all`)
         yield* enqueueJobs(store, total, "work", (i) => ({ ms: 5 + (i % 11) }))
         const start = (name: string) => spawn(name, { NS_LEASE_MS: leaseMs, NS_CONCURRENCY: 10 })
         const live = [yield* start("r1"), yield* start("r2"), yield* start("r3")]

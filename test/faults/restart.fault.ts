@@ -52,7 +52,7 @@ const inFlightAt = (sql: SqlClient.SqlClient, schema: string, from: number, down
   Effect.map(
     sql<{ n: number }>`
       SELECT count(DISTINCT r.job_id)::int AS n FROM ${sql(`${schema}.results`)} r
-      JOIN ${sql(`${schema}.jobs`)} j ON j.id = r.job_id
+      JOIN ${sql(`${schema}.jobs_all`)} j ON j.id = r.job_id
       WHERE r.at < to_timestamp(${down}::float8 / 1000)
         AND (j.finalized_at IS NULL OR j.finalized_at > to_timestamp(${from}::float8 / 1000))`,
     (rows) => rows[0]!.n

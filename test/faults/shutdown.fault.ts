@@ -39,7 +39,7 @@ describe("fault: SIGTERM with jobs running", () => {
     { label: "term" },
     ({ sql, schema, store, spawn }) =>
       Effect.gen(function* () {
-        const jobs = sql(`${schema}.jobs`)
+        const jobs = sql(`${schema}.jobs_all`)
         // 50 that finish within the shutdown timeout, 50 that do not, 50 more waiting behind them.
         const quick = yield* enqueueJobs(store, 50, "work", () => ({ ms: 1_000 }))
         const slow = yield* enqueueJobs(store, 50, "work", () => ({ ms: 8_000 }))

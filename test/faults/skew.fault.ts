@@ -14,7 +14,7 @@ describe("fault: clock skew between runners", () => {
     { label: "skew" },
     ({ sql, schema, store, spawnUp }) =>
       Effect.gen(function* () {
-        const jobs = sql(`${schema}.jobs`)
+        const jobs = sql(`${schema}.jobs_all`)
         const results = sql(`${schema}.results`)
         // Leases short enough that a 5 s error in reading them would show as rescues.
         const env = { NS_LEASE_MS: 3_000, NS_HEARTBEAT_MS: 1_000, NS_RESCUE_MS: 250 }

@@ -3,6 +3,7 @@
  * setup, a client layer, and a fresh schema per store so that test files (and
  * each conformance build) never see each other's rows.
  */
+import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as Duration from "effect/Duration"
@@ -14,6 +15,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { afterAll, inject } from "vitest"
+import { migrations } from "../../src/internal/pg/schema.js"
 import * as JobStore from "../../src/JobStore.js"
 import * as PgStore from "../../src/PgStore.js"
 import { RowEditor } from "../store/helpers.js"
@@ -125,10 +127,17 @@ export const sharedStore = (
     Effect.gen(function* () {
       const sql = yield* SqlClient.SqlClient
       yield* sql.unsafe(
-        ["jobs", "paused_queues", "cron_slots", "leaders", "flow_rules", "flow_starts"]
+        ["jobs", "jobs_done", "paused_queues", "cron_slots", "leaders", "flow_rules", "flow_starts"]
           .map((t) => `DELETE FROM ${schema}.${t};`)
           .join("\n")
       )
+      // The finished jobs' time partitions a test's pruner made go too (each test's clock starts anew).
+      yield* sql.unsafe(`DO $$ DECLARE p text; BEGIN
+        FOR p IN SELECT name FROM ${schema}.done_partitions LOOP
+          EXECUTE format('DROP TABLE ${schema}.%I', p);
+        END LOOP;
+        DELETE FROM ${schema}.done_partitions;
+      END $$`)
       return yield* PgStore.make({ ...options, schema, migrate: false })
     })
   )
@@ -142,8 +151,10 @@ export const sharedStore = (
           Effect.gen(function* () {
             if (row.leaseExpiresAt !== undefined)
               yield* sql`UPDATE ${jobs} SET lease_expires_at = to_timestamp(${row.leaseExpiresAt}::float8 / 1000) WHERE id = ${id}::bigint`
-            if (row.finalizedAt === null)
+            if (row.finalizedAt === null) {
               yield* sql`UPDATE ${jobs} SET finalized_at = NULL WHERE id = ${id}::bigint`
+              yield* sql`UPDATE ${sql(`${schema}.jobs_done`)} SET finalized_at = NULL WHERE id = ${id}::bigint`
+            }
           })
       }
     })
@@ -166,3 +177,17 @@ export const eventually = <E, R>(
     Effect.timeoutFail({ duration: within, onTimeout: () => new Error(`timed out waiting until ${what}`) }),
     Effect.asVoid
   )
+
+/** Bring a fresh schema up to migration `last` only, as an older release left it. */
+export const migrateUpTo = (sql: SqlClient.SqlClient, schema: string, last: number) =>
+  Effect.gen(function* () {
+    yield* sql`CREATE SCHEMA ${sql(schema)}`
+    return yield* migrateFurther(sql, schema, last)
+  })
+
+/** Bring a schema made by `migrateUpTo` on to migration `last`. */
+export const migrateFurther = (sql: SqlClient.SqlClient, schema: string, last: number) =>
+  Migrator.make({})({
+    loader: Effect.map(migrations(schema), (all) => all.filter(([id]) => id <= last)),
+    table: `${schema}.migrations`
+  }).pipe(Effect.provideService(SqlClient.SqlClient, sql))

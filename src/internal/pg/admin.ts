@@ -23,6 +23,9 @@ export const list = (ctx: Ctx, filter: JobStore.ListFilter) => Statements.list(c
 /** `JobStore.counts`. */
 export const counts = (ctx: Ctx) => Statements.counts(ctx.tables)
 
+/** `JobStore.depth`. */
+export const depth = (ctx: Ctx) => Statements.depth(ctx.tables)
+
 /** `JobStore.activity`: up to the store's "now", read first. */
 export const activity = (ctx: Ctx, since: number) =>
   Effect.flatMap(now(ctx), (until) => Statements.activity(ctx.tables, since, until))

@@ -61,6 +61,8 @@ export const make = (sql: SqlClient.SqlClient, schema: string, clock: ClockSourc
     tables: {
       sql,
       jobs: sql`${table("jobs")}`,
+      all: sql`${table("jobs_all")}`,
+      finished: sql`${table("jobs_done")}`,
       pausedQueues: sql`${table("paused_queues")}`,
       cronSlots: sql`${table("cron_slots")}`,
       flowRules: sql`${table("flow_rules")}`,

@@ -1138,7 +1138,15 @@ export const v6 = (schema: string) => {
     END LOOP;
   END
   $fn$;
+${enqueueV6(schema)}`
+}
 
+/**
+ * Migration 6's `enqueue` (migration 5's, storing each job's partition key),
+ * inserting keyed batches in `insertOrder`, a sort of the `input` rows
+ * (migration 6: `input.ord`, their order in the batch).
+ */
+const enqueueV6 = (schema: string, insertOrder = "input.ord") => `
   -- Migration 5's enqueue, storing each job's partition key.
   CREATE OR REPLACE FUNCTION ${schema}.enqueue(
     p_jobs jsonb, p_now timestamptz, p_keyed boolean, OUT ids text, OUT deduped integer[]
@@ -1195,7 +1203,7 @@ export const v6 = (schema: string) => {
           input.priority, input.max_attempts, input.run_at, p_now, input.dedupe_key, input.trace_id, input.span_id,
           input.partition_key
         FROM input
-        ORDER BY input.ord
+        ORDER BY ${insertOrder}
         ON CONFLICT DO NOTHING
         RETURNING j.id, j.queue, j.state
       )
@@ -1232,4 +1240,14 @@ export const v6 = (schema: string) => {
     PERFORM ${schema}.notify_enqueued(v_woken);
   END
   $fn$;`
-}
+
+/**
+ * Migration 8's `enqueue`: a batch with dedupe keys inserts its rows in key
+ * order (kind, then key; rows without a key after them), whatever their
+ * order in the batch; ids are still given in batch order. A conflict on a
+ * key another transaction is inserting waits for it, so two batches that
+ * take the same keys in opposite orders waited for each other: a deadlock,
+ * one of them failed. Taken in one order, the later waits for the earlier.
+ */
+export const enqueueV8 = (schema: string) =>
+  enqueueV6(schema, "input.kind, input.dedupe_key NULLS LAST, input.ord")

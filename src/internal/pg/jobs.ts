@@ -13,6 +13,7 @@ import * as Core from "../store/core.js"
 import { claimedErrors, storableLease, validFence } from "../store/leases.js"
 import { storableText } from "../store/outcome.js"
 import { type Ctx, millis, type Now } from "./context.js"
+import { jobColumns } from "./finished.js"
 import { type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 import { enqueuedPayloads, notify } from "./wakeups.js"
@@ -223,10 +224,44 @@ const cancelWins = "(j.cancel_requested AND NOT s.final)"
 const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) =>
   Effect.flatMap(ctx.now, (now) => settleSql(ctx, valid, now))
 
-/** The settle statement at `now` (exported for plan tests). */
+/**
+ * The settle statement at `now` (exported for plan tests). Outcomes that
+ * end a job move its row to `jobs_done` (`DELETE … RETURNING` into
+ * `INSERT`); the others update it in place.
+ */
 export const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) => {
   const col = <A>(f: (c: Core.Change) => A) => valid.map((s) => f(s.change))
   const { sql } = ctx
+  const ends = sql.literal(`(s.final OR ${cancelWins})`)
+  /** The errors list of row `j`, with the error of settlement `s` (when any) appended for this attempt. */
+  const errors = (j: string, s: string) =>
+    sql`${sql.literal(`CASE WHEN ${s}.err_kind IS NULL THEN ${j}.errors ELSE ${j}.errors || jsonb_build_array(jsonb_build_object(
+          'attempt', ${j}.attempt, 'at', `)}${now.ms}${sql.literal(`, 'kind', ${s}.err_kind, 'message', ${s}.err_message,
+          'startedAt', floor(extract(epoch from ${j}.attempted_at) * 1000), 'node', ${j}.lease_owner)) END`)}`
+  const filedColumns = sql.join(
+    ", ",
+    false
+  )(
+    jobColumns.map((c): string | Statement.Fragment => {
+      switch (c) {
+        case "state":
+          return "CASE WHEN e.final THEN e.next ELSE 'cancelled' END"
+        case "attempt":
+          return "e.attempt - e.uncount"
+        case "finalized_at":
+          return now.ts
+        case "lease_owner":
+          // A completed job keeps the runner that ran it (the job detail's last attempt).
+          return "CASE WHEN e.final AND e.next = 'completed' THEN e.lease_owner END"
+        case "lease_expires_at":
+          return "NULL"
+        case "errors":
+          return errors("e", "e")
+        default:
+          return `e.${c}`
+      }
+    })
+  )
   return sql<{ id: string; state: JobStore.JobState }>`
       WITH s AS (
         SELECT * FROM unnest(
@@ -237,20 +272,28 @@ export const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: 
         ) AS s(id, fence, state, delay_ms, uncount, final, err_kind, err_message)
       ),
       ${lockedInIdOrder(ctx, "s", sql``)},
+      ended AS (
+        DELETE FROM ${ctx.table("jobs")} AS j USING s, locked
+        WHERE j.id = s.id AND locked.id = s.id AND j.fence = s.fence AND ${ends}
+        RETURNING j.*, s.state AS next, s.final, s.uncount, s.err_kind, s.err_message
+      ),
+      filed AS (
+        INSERT INTO ${ctx.table("jobs_done")} (${sql.literal(jobColumns.join(", "))})
+        SELECT ${filedColumns}
+        FROM ended e
+        RETURNING id, state
+      ),
       settled AS (
       UPDATE ${ctx.table("jobs")} AS j SET
-        state = CASE WHEN ${sql.literal(cancelWins)} THEN 'cancelled' ELSE s.state END,
+        state = s.state,
         attempt = j.attempt - s.uncount,
-        run_at = CASE WHEN s.delay_ms IS NULL OR ${sql.literal(cancelWins)} THEN j.run_at
+        run_at = CASE WHEN s.delay_ms IS NULL THEN j.run_at
                       ELSE ${now.ts} + s.delay_ms * interval '1 millisecond' END,
-        finalized_at = CASE WHEN s.final OR ${sql.literal(cancelWins)} THEN ${now.ts} END,
-        -- A completed job keeps the runner that ran it (the job detail's last attempt).
-        lease_owner = CASE WHEN s.state = 'completed' THEN j.lease_owner END, lease_expires_at = NULL,
-        errors = CASE WHEN s.err_kind IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
-          'attempt', j.attempt, 'at', ${now.ms}, 'kind', s.err_kind, 'message', s.err_message,
-          'startedAt', floor(extract(epoch from j.attempted_at) * 1000), 'node', j.lease_owner)) END
+        finalized_at = NULL,
+        lease_owner = NULL, lease_expires_at = NULL,
+        errors = ${errors("j", "s")}
       FROM s JOIN locked USING (id)
-      WHERE j.id = s.id AND j.fence = s.fence
+      WHERE j.id = s.id AND j.fence = s.fence AND NOT ${ends}
       RETURNING j.id, j.state, j.queue, j.run_at
       ),
       -- Jobs due again at once (released, snoozed or retried without delay) wake
@@ -260,7 +303,9 @@ export const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: 
         WHERE settled.state IN ('available', 'scheduled', 'retryable') AND settled.run_at <= ${now.ts}
         HAVING count(*) > 0
       )
-      SELECT settled.id::text AS id, settled.state FROM settled LEFT JOIN woken ON true`
+      SELECT settled.id::text AS id, settled.state FROM settled LEFT JOIN woken ON true
+      UNION ALL
+      SELECT filed.id::text AS id, filed.state FROM filed`
 }
 
 /**

@@ -8,6 +8,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
+import { v8 } from "./finished.js"
 import { v2, v3, v4, v5, v6 } from "./functions.js"
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 48 characters. */
@@ -99,7 +100,8 @@ export const migrations = (schema: string) =>
     "4_claim_skips_exhausted_rows": ddl(v4(schema)),
     "5_fewer_steps_per_statement": ddl(v5(schema)),
     "6_flow_control": ddl(v6(schema)),
-    "7_retryable_index": ddl(v7(schema))
+    "7_retryable_index": ddl(v7(schema)),
+    "8_finished_jobs": ddl(v8(schema))
   })
 
 /**

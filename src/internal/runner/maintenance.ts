@@ -54,9 +54,10 @@ export const prunePass = (store: JobStore.Service, retention: Retention) =>
   })
 
 /**
- * Sample queue depths into the gauge, and throttled jobs into theirs (a
- * failure there is logged and does not fail the depths); returns the due
- * depth of `queues`.
+ * Sample queue depths (`JobStore.depth`: the live states only) into the
+ * gauge, the store's table sizes into theirs where it has them, and
+ * throttled jobs into theirs (a failure in either of those is logged and
+ * does not fail the depths); returns the due depth of `queues`.
  * Counts leave out zeros, so every (queue, state) pair of the served queues,
  * and every pair reported before, that is missing now reads 0: a drained
  * queue's gauge goes back to 0 instead of keeping its last count.
@@ -65,12 +66,18 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
   const key = (queue: string, state: string) => JSON.stringify([queue, state])
   const served = new Map<string, readonly [string, string]>()
   for (const queue of queues) {
-    for (const state of JobStore.JobState.literals) served.set(key(queue, state), [queue, state])
+    for (const state of JobStore.activeStates) served.set(key(queue, state), [queue, state])
   }
   let known = new Map(served)
   const throttledPass = makeThrottledSampler(store)
   return Effect.gen(function* () {
-    const counts = yield* store.counts
+    const counts = yield* store.depth
+    if (store.tableStats !== undefined) {
+      yield* store.tableStats.pipe(
+        Effect.flatMap(Metrics.tables),
+        Effect.catchAll((e) => Effect.logWarning("nightshift: sampling the store's table sizes failed", e))
+      )
+    }
     const ours = new Set(queues)
     const seen = new Set<string>()
     let waiting = 0

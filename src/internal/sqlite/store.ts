@@ -40,6 +40,7 @@ export const make: Effect.Effect<
   const tables: FlowStatements.FlowTables = {
     sql,
     jobs: sql.literal("nightshift_jobs"),
+    all: sql.literal("nightshift_jobs"),
     pausedQueues: sql.literal("nightshift_paused_queues"),
     cronSlots: sql.literal("nightshift_cron_slots"),
     flowRules: sql.literal("nightshift_flow_rules"),
@@ -88,6 +89,7 @@ export const make: Effect.Effect<
     get: (id) => db.run("get", Statements.get(tables, id)),
     list: (filter) => db.run("list", Statements.list(tables, filter)),
     counts: db.run("counts", Statements.counts(tables)),
+    depth: db.run("depth", Statements.depth(tables)),
     activity: (since) =>
       db.run(
         "activity",

@@ -20,7 +20,16 @@ import { idBounds, listLimit, scanWindow, windowCursor } from "./list.js"
 export interface Tables {
   /** The engine's client, without name transforms. */
   readonly sql: SqlClient.SqlClient
+  /** The live jobs (scheduled, available, running, retryable); on SQLite, every job. */
   readonly jobs: Statement.Fragment
+  /** Every job, live or finished, to read (on SQLite, `jobs`). */
+  readonly all: Statement.Fragment
+  /**
+   * Where finished jobs live when not with the live ones (PostgreSQL's
+   * `jobs_done`): a retry moves a row from there back to `jobs`, and a delete
+   * looks in both.
+   */
+  readonly finished?: Statement.Fragment | undefined
   readonly pausedQueues: Statement.Fragment
   readonly cronSlots: Statement.Fragment
   /** "Now" as the engine stores a time (a `timestamptz`, or epoch ms). */
@@ -40,7 +49,7 @@ export const get = (t: Tables, id: string) => {
   const n = parseId(id)
   if (n === undefined) return Effect.succeed(undefined)
   return Effect.map(
-    t.read(t.sql`SELECT ${t.columns} FROM ${t.jobs} j WHERE j.id = ${n}`),
+    t.read(t.sql`SELECT ${t.columns} FROM ${t.all} j WHERE j.id = ${n}`),
     (jobs): JobStore.JobRecord | undefined => jobs[0]
   )
 }
@@ -94,7 +103,7 @@ export const list = (t: Tables, filter: JobStore.ListFilter) => {
   const page = (more: (jobs: ReadonlyArray<JobStore.JobRecord>) => string | null) =>
     Effect.map(
       t.read(
-        sql`SELECT ${t.columns} FROM ${t.jobs} j WHERE ${sql.and(where)} ORDER BY j.id DESC LIMIT ${limit + 1}`
+        sql`SELECT ${t.columns} FROM ${t.all} j WHERE ${sql.and(where)} ORDER BY j.id DESC LIMIT ${limit + 1}`
       ),
       (rows): JobStore.ListPage => {
         const jobs = rows.slice(0, limit)
@@ -107,7 +116,7 @@ export const list = (t: Tables, filter: JobStore.ListFilter) => {
     return page(() => null)
   }
   return Effect.flatMap(
-    sql<{ newest: number | null }>`SELECT CAST(max(id) AS double precision) AS newest FROM ${t.jobs}`,
+    sql<{ newest: number | null }>`SELECT CAST(max(id) AS double precision) AS newest FROM ${t.all}`,
     ([row]) => {
       const window = scanWindow(bounds, row?.newest ?? 0)
       if (window === undefined) return empty
@@ -119,8 +128,22 @@ export const list = (t: Tables, filter: JobStore.ListFilter) => {
 
 /** `JobStore.counts`: jobs per queue and state (states without jobs are absent). */
 export const counts = (t: Tables) =>
-  t.sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count FROM ${t.jobs}
+  t.sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count FROM ${t.all}
     GROUP BY queue, state ORDER BY queue, state`
+
+/**
+ * `JobStore.depth`: two reads, so that each can use its partial index
+ * (waiting jobs, running jobs).
+ */
+export const depth = (t: Tables) =>
+  Effect.gen(function* () {
+    const { sql } = t
+    const waiting = yield* sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count
+      FROM ${t.jobs} WHERE state IN ${sql.literal(waitingList)} GROUP BY queue, state`
+    const running = yield* sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count
+      FROM ${t.jobs} WHERE state = 'running' GROUP BY queue, state`
+    return [...waiting, ...running].map((r) => ({ queue: r.queue, state: r.state, count: Number(r.count) }))
+  })
 
 /**
  * `JobStore.activity` for the span [since, until), both epoch ms (a row
@@ -151,7 +174,7 @@ export const activity = (t: Tables, since: number, until: number) => {
     const finished = yield* sql<{ state: JobStore.JobState; count: number; retried: number }>`SELECT state,
         CAST(count(*) AS integer) AS count,
         CAST(sum(CASE WHEN state = 'completed' AND ${failedInSpan} THEN 1 ELSE 0 END) AS integer) AS retried
-      FROM ${t.jobs} WHERE state IN ${sql.literal(finalList)} AND finalized_at >= ${from} AND finalized_at < ${to}
+      FROM ${t.all} WHERE state IN ${sql.literal(finalList)} AND finalized_at >= ${from} AND finalized_at < ${to}
       GROUP BY state`
     const [live] = yield* sql<{ retryable: number; running: number }>`SELECT
       (SELECT CAST(count(*) AS integer) FROM ${t.jobs}
@@ -160,15 +183,11 @@ export const activity = (t: Tables, since: number, until: number) => {
     const latencies = yield* sql<{ ms: number }>`SELECT ${latency} AS ms FROM ${t.jobs}
         WHERE state = 'running' AND attempted_at >= ${from} AND attempted_at < ${to}
       UNION ALL
-      SELECT ${latency} AS ms FROM ${t.jobs}
+      SELECT ${latency} AS ms FROM ${t.all}
         WHERE state IN ${sql.literal(finalList)} AND finalized_at >= ${from} AND finalized_at < ${to}
           AND attempted_at >= ${from}
       LIMIT ${JobStore.activityLatencyLimit}`
-    // Two reads, so that each can use its partial index (waiting jobs, running jobs).
-    const waiting = yield* sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count
-      FROM ${t.jobs} WHERE state IN ${sql.literal(waitingList)} GROUP BY queue, state`
-    const running = yield* sql<JobStore.QueueCount>`SELECT queue, state, CAST(count(*) AS integer) AS count
-      FROM ${t.jobs} WHERE state = 'running' GROUP BY queue, state`
+    const queues = yield* depth(t)
     const count = (state: JobStore.JobState) => finished.find((r) => r.state === state)?.count ?? 0
     return {
       now: until,
@@ -178,7 +197,7 @@ export const activity = (t: Tables, since: number, until: number) => {
       retried:
         (live?.retryable ?? 0) + (live?.running ?? 0) + finished.reduce((n, r) => n + (r.retried ?? 0), 0),
       latencies: latencies.map((r) => Number(r.ms)),
-      depth: [...waiting, ...running].map((r) => ({ queue: r.queue, state: r.state, count: Number(r.count) }))
+      depth: queues
     } satisfies JobStore.Activity
   })
 }
@@ -199,12 +218,68 @@ export const cancel = (t: Tables, id: string): Effect.Effect<JobStore.CancelResu
     const [running] = yield* sql<{ lease_owner: string | null }>`UPDATE ${t.jobs} SET cancel_requested = TRUE
       WHERE id = ${n} AND state = 'running' RETURNING lease_owner`
     if (running !== undefined) return { _tag: "requested", owner: running.lease_owner } as const
-    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.jobs} WHERE id = ${n}`
+    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.all} WHERE id = ${n}`
     return row === undefined
       ? ({ _tag: "not-found" } as const)
       : ({ _tag: "final", state: row.state } as const)
   })
 }
+
+/**
+ * Make the final jobs among `ids` available now with room for one more
+ * attempt, except those whose dedupe key another live job holds; returns the
+ * ids and queues retried. Where finished jobs have a table of their own, the
+ * rows move back to the live one.
+ */
+const retryRows = (t: Tables, ids: ReadonlyArray<number>) => {
+  const { sql } = t
+  const greatest = sql.onDialectOrElse({ sqlite: () => "max", orElse: () => "greatest" })
+  const keyFree = (row: string) =>
+    sql`(${sql.literal(row)}.dedupe_key IS NULL OR NOT EXISTS (SELECT 1 FROM ${t.jobs} AS o
+      WHERE o.kind = ${sql.literal(row)}.kind AND o.dedupe_key = ${sql.literal(row)}.dedupe_key
+        AND o.state IN ${sql.literal(activeList)}))`
+  return Effect.flatMap(t.now, (now) =>
+    t.finished === undefined
+      ? sql<{ id: number | string; queue: string }>`UPDATE ${t.jobs} AS j
+          SET state = 'available', run_at = ${now}, finalized_at = NULL, cancel_requested = FALSE, lease_owner = NULL,
+            max_attempts = ${sql.literal(greatest)}(max_attempts, attempt + 1)
+          WHERE ${sql.in("id", ids)} AND state IN ${sql.literal(finalList)} AND ${keyFree("j")}
+          RETURNING id, queue`
+      : sql<{ id: number | string; queue: string }>`WITH moved AS (
+            DELETE FROM ${t.finished} AS d WHERE ${sql.in("d.id", ids)} AND ${keyFree("d")}
+            RETURNING d.*
+          )
+          INSERT INTO ${t.jobs} (${sql.literal(liveColumns.join(", "))},
+            state, run_at, finalized_at, cancel_requested, lease_owner, max_attempts)
+          SELECT ${sql.literal(liveColumns.map((c) => `m.${c}`).join(", "))}, 'available', ${now}, NULL, FALSE, NULL,
+            greatest(m.max_attempts, m.attempt + 1)
+          FROM moved m
+          RETURNING id, queue`
+  )
+}
+
+/**
+ * The columns (of PostgreSQL's tables, the only ones with `finished`) that a
+ * retry moving a job back keeps as they were; it sets the others.
+ */
+const liveColumns = [
+  "id",
+  "kind",
+  "queue",
+  "payload",
+  "priority",
+  "attempt",
+  "created_at",
+  "attempted_at",
+  "lease_expires_at",
+  "fence",
+  "dedupe_key",
+  "errors",
+  "trace_id",
+  "span_id",
+  "partition_key",
+  "flow_shard"
+]
 
 /**
  * `JobStore.retry`, to run in a transaction: a final job becomes available
@@ -218,18 +293,10 @@ export const retry = (
   const n = parseId(id)
   if (n === undefined) return Effect.succeed({ result: { _tag: "not-found" } })
   const { sql } = t
-  const greatest = sql.onDialectOrElse({ sqlite: () => "max", orElse: () => "greatest" })
   return Effect.gen(function* () {
-    const now = yield* t.now
-    const [retried] = yield* sql<{ queue: string }>`UPDATE ${t.jobs} AS j
-      SET state = 'available', run_at = ${now}, finalized_at = NULL, cancel_requested = FALSE, lease_owner = NULL,
-        max_attempts = ${sql.literal(greatest)}(max_attempts, attempt + 1)
-      WHERE id = ${n} AND state IN ${sql.literal(finalList)}
-        AND (dedupe_key IS NULL OR NOT EXISTS (SELECT 1 FROM ${t.jobs} AS o
-          WHERE o.kind = j.kind AND o.dedupe_key = j.dedupe_key AND o.state IN ${sql.literal(activeList)}))
-      RETURNING queue`
+    const [retried] = yield* retryRows(t, [n])
     if (retried !== undefined) return { result: { _tag: "retried" }, queue: retried.queue } as const
-    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.jobs} WHERE id = ${n}`
+    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.all} WHERE id = ${n}`
     return {
       result: row === undefined ? { _tag: "not-found" } : { _tag: "not-retryable", state: row.state }
     } as const
@@ -249,7 +316,7 @@ const statesOf = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) =>
     t.sql<{
       id: number | string
       state: JobStore.JobState
-    }>`SELECT id, state FROM ${t.jobs} WHERE ${idList(t, batch)}`,
+    }>`SELECT id, state FROM ${t.all} WHERE ${idList(t, batch)}`,
     (rows) => new Map(rows.map((row) => [String(row.id), row.state]))
   )
 
@@ -261,14 +328,13 @@ const statesOf = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) =>
  */
 export const retryBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
   const { sql } = t
-  const greatest = sql.onDialectOrElse({ sqlite: () => "max", orElse: () => "greatest" })
   return Effect.gen(function* () {
     const rows = yield* sql<{
       id: number | string
       state: JobStore.JobState
       kind: string
       dedupe_key: string | null
-    }>`SELECT id, state, kind, dedupe_key FROM ${t.jobs} WHERE ${idList(t, batch)}
+    }>`SELECT id, state, kind, dedupe_key FROM ${t.all} WHERE ${idList(t, batch)}
       ORDER BY id DESC`
     const states = new Map<string, JobStore.JobState>()
     const keys = new Set<string>()
@@ -286,20 +352,7 @@ export const retryBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
       }
       chosen.push(Number(row.id))
     }
-    const retried =
-      chosen.length === 0
-        ? []
-        : yield* Effect.flatMap(
-            t.now,
-            (now) =>
-              sql<{ id: number | string; queue: string }>`UPDATE ${t.jobs} AS j
-              SET state = 'available', run_at = ${now}, finalized_at = NULL, cancel_requested = FALSE, lease_owner = NULL,
-                max_attempts = ${sql.literal(greatest)}(max_attempts, attempt + 1)
-              WHERE ${sql.in("id", chosen)} AND state IN ${sql.literal(finalList)}
-                AND (dedupe_key IS NULL OR NOT EXISTS (SELECT 1 FROM ${t.jobs} AS o
-                  WHERE o.kind = j.kind AND o.dedupe_key = j.dedupe_key AND o.state IN ${sql.literal(activeList)}))
-              RETURNING id, queue`
-          )
+    const retried = chosen.length === 0 ? [] : yield* retryRows(t, chosen)
     const result = Bulk.outcome(
       batch,
       new Set(retried.map((r) => String(r.id))),
@@ -353,8 +406,17 @@ export const cancelBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
 export const deleteBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
   const { sql } = t
   return Effect.gen(function* () {
-    const gone = yield* sql<{ id: number | string }>`DELETE FROM ${t.jobs}
+    const live = yield* sql<{ id: number | string }>`DELETE FROM ${t.jobs}
       WHERE ${idList(t, batch)} AND state <> 'running' RETURNING id`
+    const gone =
+      t.finished === undefined
+        ? live
+        : [
+            ...live,
+            ...(yield* sql<{
+              id: number | string
+            }>`DELETE FROM ${t.finished} WHERE ${idList(t, batch)} RETURNING id`)
+          ]
     const changed = new Set(gone.map((r) => String(r.id)))
     const rest = batch.filter((b) => !changed.has(b.id))
     const states = rest.length === 0 ? new Map<string, JobStore.JobState>() : yield* statesOf(t, rest)
@@ -375,7 +437,7 @@ export const runNow = (
     const [moved] = yield* sql<{ queue: string }>`UPDATE ${t.jobs} SET state = 'available', run_at = ${now}
       WHERE id = ${n} AND state IN ('scheduled', 'retryable') RETURNING queue`
     if (moved !== undefined) return { result: { _tag: "moved" }, queue: moved.queue } as const
-    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.jobs} WHERE id = ${n}`
+    const [row] = yield* sql<{ state: JobStore.JobState }>`SELECT state FROM ${t.all} WHERE id = ${n}`
     if (row === undefined) return { result: { _tag: "not-found" } } as const
     return {
       result: row.state === "available" ? { _tag: "due" } : { _tag: "not-waiting", state: row.state }
