@@ -84,7 +84,7 @@ describe("fault: PostgreSQL goes away", () => {
         const nodes = yield* spawnUp(["a", "b"], env)
         yield* eventually(
           "the drain is under way",
-          Effect.map(count(sql, `${schema}.jobs WHERE state = 'completed'`), (n) => n >= 1_000)
+          Effect.map(count(sql, `${schema}.jobs_all WHERE state = 'completed'`), (n) => n >= 1_000)
         )
         const stopAt = Date.now()
         yield* server.stop
@@ -163,7 +163,7 @@ describe("fault: PostgreSQL goes away", () => {
 
         yield* eventually(
           "the drain is under way",
-          Effect.map(count(sql, `${schema}.jobs WHERE state = 'completed'`), (n) => n >= 500)
+          Effect.map(count(sql, `${schema}.jobs_all WHERE state = 'completed'`), (n) => n >= 500)
         )
         const stopAt = Date.now()
         yield* server.stop
