@@ -191,7 +191,9 @@ export const tableStatsPg = async (client: pg.Client, schema: string, count = fa
 /**
  * The SQLite store's file: the same finished rows, inserted by a recursive
  * CTE in one transaction (ids after the template's, and the store's id
- * counter moved past them), then `ANALYZE`.
+ * counter moved past them). No `ANALYZE` after: SQLite has no autovacuum
+ * to gather statistics and the store does not run it, so a user's file has
+ * none either.
  */
 export const loadFinishedSqlite = (
   file: string,
@@ -241,7 +243,6 @@ export const loadFinishedSqlite = (
       db.prepare("DELETE FROM nightshift_jobs WHERE id = ?").run(template.id)
       db.prepare("UPDATE nightshift_counters SET value = ? WHERE name = 'job_id'").run(template.id + n)
     })()
-    db.exec("ANALYZE")
   } finally {
     db.close()
   }
@@ -268,17 +269,6 @@ export const sqliteSize = (file: string) => {
     const pages = db.pragma("page_count", { simple: true }) as number
     const free = db.pragma("freelist_count", { simple: true }) as number
     return { bytes: pageSize * pages, freeBytes: pageSize * free }
-  } finally {
-    db.close()
-  }
-}
-
-/** `ANALYZE` a SQLite store's file (what the loader ends with, for a store left empty). */
-export const analyzeSqlite = (file: string) => {
-  const db = new Database(file)
-  try {
-    db.pragma("busy_timeout = 10000")
-    db.exec("ANALYZE")
   } finally {
     db.close()
   }
