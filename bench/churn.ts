@@ -24,7 +24,7 @@
  *
  *   npm run bench:churn [-- --engine pg|sqlite|both] [--finished 5000000]
  *     [--minutes 30] [--rounds 3] [--part kept|churn|both] [--bursts 3]
- *     [--rate <jobs/s>] [--jobs 20000] [--no-vacuum] [--no-write]
+ *     [--rate <jobs/s>] [--jobs 20000] [--no-vacuum] [--keep-schema] [--no-write]
  *
  * Vacuum: a table that churns is only representative with autovacuum
  * running. When the server has it off (this project's benchmark server
@@ -79,6 +79,8 @@ const jobs = Number(option("jobs") ?? 20_000)
 const rateOption = option("rate")
 const write = !process.argv.includes("--no-write")
 const standInWanted = !process.argv.includes("--no-vacuum")
+/** Leave the churned schema in place at the end (for EXPLAIN); its name is printed. */
+const keepSchema = process.argv.includes("--keep-schema")
 const concurrency = 10
 const tmpDir = "/tmp"
 
@@ -459,7 +461,8 @@ const churnPart = (entry: string, runId: string, vacuum: Vacuum) =>
       ].join("\n")
     } finally {
       await Promise.allSettled(children.map((c) => c.close()))
-      for (const name of [schema, controlSchema]) {
+      if (keepSchema) log(`churn: the churned schema is left in place: ${schema}`)
+      for (const name of keepSchema ? [controlSchema] : [schema, controlSchema]) {
         vacuum.watched.delete(name)
         await client.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`).catch(() => {})
       }
