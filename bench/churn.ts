@@ -220,7 +220,6 @@ const keptPart = async (entry: string, runId: string, vacuum: Vacuum) => {
       ) as Record<"kept" | "none", Store>
       await prepare(entry, stores.kept, true)
       await prepare(entry, stores.none)
-      if (client !== undefined) for (const schema of Object.values(names)) vacuum.watched.add(schema)
       const t0 = now()
       const progress = (done: number) => log(`${label(engine, true)}: loaded ${int(done)}`)
       if (client !== undefined) {
@@ -243,6 +242,8 @@ const keptPart = async (entry: string, runId: string, vacuum: Vacuum) => {
           `SQLite: the finished jobs went into \`nightshift_jobs\` by a recursive CTE in one transaction in ${((now() - t0) / 1000).toFixed(0)} s; no \`ANALYZE\` on either file (the store runs none and SQLite has no autovacuum to). After loading: the file is ${mb(s.bytes)}.`
         )
       }
+      // From here on the stand-in vacuums them (the load ended with its own VACUUM ANALYZE).
+      if (client !== undefined) for (const schema of Object.values(names)) vacuum.watched.add(schema)
       for (let round = 1; round <= rounds; round++) {
         const order = round % 2 === 1 ? (["kept", "none"] as const) : (["none", "kept"] as const)
         for (const variant of order) {
