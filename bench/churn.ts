@@ -311,7 +311,8 @@ const churnPart = (entry: string, runId: string, vacuum: Vacuum) =>
     const store: Store = { spec: specOf("pg", schema), unfinished: () => unfinishedPg(client, schema) }
     const results = new Results()
     const first = "first minute"
-    const after = `after ${minutes} minutes of churn`
+    const span = `${minutes} minute${minutes === 1 ? "" : "s"}`
+    const after = `after ${span} of churn`
     const fresh = "a fresh schema, beside the last"
     const children: Array<Child> = []
     try {
@@ -399,7 +400,7 @@ const churnPart = (entry: string, runId: string, vacuum: Vacuum) =>
       }
       const targets = [first, fresh].map((base) =>
         evaluate(results, {
-          name: `drain after ${minutes} minutes of churn ÷ ${base === first ? "the first minute" : "a fresh schema at the same time"} (bursts paired in order)`,
+          name: `drain after ${span} of churn ÷ ${base === first ? "the first minute" : "a fresh schema at the same time"} (bursts paired in order)`,
           a: { workload: "churn", contestant: after, key: "drain" },
           b: { workload: "churn", contestant: base, key: "drain" },
           goal: 0.9
@@ -422,7 +423,7 @@ const churnPart = (entry: string, runId: string, vacuum: Vacuum) =>
         runLine(
           startedAt,
           atStart,
-          `${bursts} burst(s) of ${int(jobs)} no-op jobs (one fresh worker process at concurrency 10) before and after ${minutes} minutes of churn: a producer process enqueuing ${int(rate)} jobs/s${rateOption === undefined ? " (60% of the first bursts' median drain rate)" : ""} in bulk calls while two worker processes at concurrency 10 drain`
+          `${bursts} burst(s) of ${int(jobs)} no-op jobs (one fresh worker process at concurrency 10) before and after ${span} of churn: a producer process enqueuing ${int(rate)} jobs/s${rateOption === undefined ? " (60% of the first bursts' median drain rate)" : ""} in bulk calls while two worker processes at concurrency 10 drain`
         ),
         "",
         vacuumLine(vacuum, vacuumsBefore),
