@@ -48,10 +48,10 @@ export interface RateResult {
   readonly rows: number
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Poll `test` every `everyMs` until it holds; false on timeout. */
-const until = async (test: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 5) => {
+export const until = async (test: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 5) => {
   const deadline = now() + timeoutMs
   while (!(await test())) {
     if (now() > deadline) return false
@@ -81,7 +81,7 @@ const whileAdvancing = async (count: () => number, total: number, stallMs: numbe
   return true
 }
 
-const integrity = (reports: ReadonlyArray<WorkerReport>, n: number, first = 0): Integrity => {
+export const integrity = (reports: ReadonlyArray<WorkerReport>, n: number, first = 0): Integrity => {
   let duplicates = 0
   let lost = 0
   for (let i = first; i < n; i++) {
