@@ -28,7 +28,7 @@
 import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
 import { type Ctx, millis } from "./context.js"
-import { enqueueV8 } from "./functions.js"
+import { claimFlowV8, enqueueV8 } from "./functions.js"
 
 /** Every column of `jobs`, in table order (`jobs_done` has the same). */
 export const jobColumns = [
@@ -63,7 +63,8 @@ const finalList = "('completed', 'discarded', 'cancelled')"
 /**
  * Migration 8: the finished jobs' table, the trigger that files them, the
  * view over both, the pruner and the mover; the live table tuned for churn;
- * and `enqueue` inserting a keyed batch in key order (see `enqueueV8`).
+ * `enqueue` inserting a keyed batch in key order (see `enqueueV8`); and
+ * `claim_flow` testing for keyed due jobs queue by queue (see `claimFlowV8`).
  *
  * The live table's pages are left a fifth empty (`fillfactor`), so that a
  * claim, heartbeat or settle can often write the new row version on the
@@ -247,7 +248,8 @@ export const v8 = (schema: string) => {
     RETURN v_total;
   END
   $fn$;
-${enqueueV8(schema)}`
+${enqueueV8(schema)}
+${claimFlowV8(schema)}`
 }
 
 /**
