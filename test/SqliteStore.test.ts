@@ -18,6 +18,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as Leases from "../src/internal/sqlite/leases.js"
 import * as Job from "../src/Job.js"
 import * as JobRunner from "../src/JobRunner.js"
 import * as JobStore from "../src/JobStore.js"
@@ -90,6 +91,39 @@ describe("SqliteStore", () => {
       expect(yield* read("synchronous")).toBe(1) // NORMAL
       expect(yield* read("busy_timeout")).toBe(5_000)
     }).pipe(Effect.provide(SqliteStore.layer({ filename: tempFile() })))
+  )
+
+  it.effect(
+    "after an ANALYZE taken with few jobs running, a batch settle still finds each job by its id",
+    () => {
+      const filename = tempFile()
+      return Effect.gen(function* () {
+        yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            yield* store.enqueue(Array.from({ length: 2_000 }, () => job()))
+            const claimed = yield* store.claim(claimReq({ limit: 1_500 }))
+            yield* store.settle(
+              claimed.slice(0, 1_490).map((j) => ({ id: j.id, fence: j.fence, outcome: completed }))
+            )
+          })
+        )
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe("ANALYZE")
+        const plan = (text: string, params: ReadonlyArray<unknown>) =>
+          Effect.map(sql.unsafe<{ detail: string }>(`EXPLAIN QUERY PLAN ${text}`, params), (rows) =>
+            rows.map((r) => r.detail)
+          )
+        // The batch outer, each job by rowid; not the running jobs' index with the batch probed per row.
+        for (const [text, params] of [
+          [Leases.completeText, [1, "[[1,1]]"]],
+          [Leases.settleText, [1, 1, "[]"]]
+        ] as const) {
+          const steps = yield* plan(text, params)
+          expect(steps.some((s) => s.includes("SEARCH j USING INTEGER PRIMARY KEY"))).toBe(true)
+          expect(steps.some((s) => s.includes("nightshift_jobs_lease"))).toBe(false)
+        }
+      }).pipe(Effect.provide(SqliteClient.layer({ filename })))
+    }
   )
 
   it.effect("migrations run once: a second build on the same file runs none and keeps the jobs", () =>
