@@ -80,7 +80,7 @@ const withSql = <A, E>(f: (sql: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
     Option.isSome(sql) ? f(sql.value) : Effect.dieMessage("this store has no SqlClient")
   )
 
-/** Jobs completed: a count on the partial index of final states (PG), or the store's queue counts. */
+/** Jobs completed: a count of the finished jobs' table's completed partitions (PG), or the store's queue counts. */
 const completed = (
   spec: ChildSpec,
   engine: Engine
@@ -89,7 +89,7 @@ const completed = (
     ? withSql((sql) =>
         sql<{
           n: number
-        }>`SELECT count(*)::int AS n FROM ${sql(spec.namespace)}.jobs WHERE state = 'completed'`.pipe(
+        }>`SELECT count(*)::int AS n FROM ${sql(spec.namespace)}.jobs_all WHERE state = 'completed'`.pipe(
           Effect.map((rows) => rows[0]?.n ?? 0)
         )
       )
