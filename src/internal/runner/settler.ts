@@ -103,6 +103,16 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
     let written = () => {}
     // Offered and not yet written, by job id.
     const holding = new Map<string, JobStore.JobRecord>()
+    // Outcomes the store deferred (a shard unreachable), each batch waiting out `deferRetry`
+    // before it is offered again; a flush offers them at once.
+    const parked = new Set<ReadonlyArray<Pending>>()
+    const unpark = (batch: ReadonlyArray<Pending>) =>
+      Effect.suspend(() => (parked.delete(batch) ? putBack(batch) : Effect.void))
+    const parkedCount = () => {
+      let n = 0
+      for (const batch of parked) n += batch.length
+      return n
+    }
 
     const write = (batch: ReadonlyArray<Pending>) =>
       store.settle(batch.map((p) => ({ id: p.job.id, fence: p.job.fence, outcome: p.outcome }))).pipe(
@@ -119,9 +129,9 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
             else if (holding.get(p.job.id) === p.job) holding.delete(p.job.id)
           }
           written()
-          return deferred.length === 0
-            ? Effect.void
-            : Effect.forkDaemon(Effect.delay(putBack(deferred), deferRetry))
+          if (deferred.length === 0) return Effect.void
+          parked.add(deferred)
+          return Effect.forkDaemon(Effect.delay(unpark(deferred), deferRetry))
         }),
         Effect.flatMap((results) => report(batch, results))
       )
@@ -201,19 +211,30 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
     // its batch: fewer, larger settles (SQLite drain 17k -> 23k jobs/s, memory 60k -> 70k+).
     const step = takeAndWrite(Effect.zipRight(ready.await, takeUpTo(maxBatch)), true)
 
-    /** Until nothing is queued or being written (by `run` as well). */
+    /**
+     * Until nothing is queued, being written (by `run` as well) or deferred:
+     * deferred outcomes are offered again at once, then, while the store
+     * keeps deferring them, every `deferRetry`.
+     */
     const flushAll: Effect.Effect<void> = Effect.gen(function* () {
+      let unparked = false
       while (true) {
         if ((yield* takeAndWrite(takeUpTo(maxBatch), false)) > 0) continue
-        if (inFlight === 0) return
-        yield* idle.await
+        if (inFlight > 0) {
+          yield* idle.await
+          continue
+        }
+        if (parked.size === 0) return
+        if (unparked) yield* Effect.sleep(deferRetry)
+        unparked = true
+        for (const batch of [...parked]) yield* unpark(batch)
       }
     })
 
     const flush = (budget: Duration.Duration) =>
       Effect.interruptible(flushAll).pipe(
         Effect.timeoutOption(budget),
-        Effect.zipRight(Effect.sync(() => queue.length + inFlight))
+        Effect.zipRight(Effect.sync(() => queue.length + inFlight + parkedCount()))
       )
 
     return {

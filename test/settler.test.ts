@@ -1,0 +1,93 @@
+/**
+ * The runner's settler and outcomes a store defers (a sharded store whose
+ * shard is unreachable): held while deferred, offered again after a pause,
+ * and written by the flush at shutdown instead of being left to their lease.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as TestClock from "effect/TestClock"
+import { makeSettler } from "../src/internal/runner/settler.js"
+import * as JobStore from "../src/JobStore.js"
+import * as MemoryStore from "../src/MemoryStore.js"
+
+/** A memory store whose settles are deferred while `down` says so; counts settle calls. */
+const flaky = (memory: JobStore.Service) => {
+  const state = { down: true, calls: 0 }
+  const store: JobStore.Service = {
+    ...memory,
+    settle: (settlements) =>
+      Effect.suspend(() => {
+        state.calls++
+        return state.down
+          ? Effect.succeed(
+              settlements.map((s) => ({ id: s.id, applied: false, state: null, deferred: true }))
+            )
+          : memory.settle(settlements)
+      })
+  }
+  return { store, state }
+}
+
+const started = (memory: JobStore.Service) =>
+  Effect.gen(function* () {
+    yield* memory.enqueue([{ kind: "k", queue: "q", payload: {}, priority: 0, maxAttempts: 3 }])
+    const [job] = yield* memory.claim({ queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 60_000, owner: "r" })
+    return job!
+  })
+
+/** Let the settler's fibers run until `test` holds. */
+const until = (test: () => boolean) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 1_000 && !test(); i++) yield* Effect.yieldNow()
+    expect(test()).toBe(true)
+  })
+
+describe("settler and deferred outcomes", () => {
+  it.effect("a deferred outcome stays held and is offered again after a pause", () =>
+    Effect.gen(function* () {
+      const memory = yield* JobStore.JobStore
+      const { store, state } = flaky(memory)
+      const job = yield* started(memory)
+      const settler = yield* makeSettler(store, 100)
+      const run = yield* Effect.fork(settler.run)
+      yield* settler.offer({ job, outcome: { _tag: "completed" }, durationMs: 1 })
+      yield* until(() => state.calls === 1)
+      expect(settler.held()).toEqual([{ id: job.id, fence: job.fence }])
+      state.down = false
+      yield* TestClock.adjust(Duration.seconds(1))
+      yield* until(() => state.calls === 2)
+      yield* until(() => settler.held().length === 0)
+      expect((yield* memory.get(job.id))?.state).toBe("completed")
+      yield* Fiber.interrupt(run)
+    }).pipe(Effect.provide(MemoryStore.layer))
+  )
+
+  it.effect(
+    "a flush at shutdown offers deferred outcomes at once, and reports those the store still defers",
+    () =>
+      Effect.gen(function* () {
+        const memory = yield* JobStore.JobStore
+        const { store, state } = flaky(memory)
+        const [a, b] = [yield* started(memory), yield* started(memory)]
+        const settler = yield* makeSettler(store, 100)
+        const run = yield* Effect.fork(settler.run)
+        yield* settler.offer({ job: a, outcome: { _tag: "completed" }, durationMs: 1 })
+        yield* until(() => state.calls === 1)
+        yield* Fiber.interrupt(run)
+        // Still down: the flush tries, waits its pause, tries again, and gives up at its budget.
+        const flushing = yield* Effect.fork(settler.flush(Duration.millis(1_500)))
+        yield* TestClock.adjust(Duration.seconds(2))
+        expect(yield* Fiber.join(flushing)).toBe(1)
+        expect(state.calls).toBeGreaterThanOrEqual(2)
+        // Back (the pause not yet over): the next flush writes it without waiting, and the new one too.
+        state.down = false
+        yield* settler.offer({ job: b, outcome: { _tag: "completed" }, durationMs: 1 })
+        expect(yield* settler.flush(Duration.seconds(5))).toBe(0)
+        expect((yield* memory.get(a.id))?.state).toBe("completed")
+        expect((yield* memory.get(b.id))?.state).toBe("completed")
+        expect(settler.held()).toEqual([])
+      }).pipe(Effect.provide(MemoryStore.layer))
+  )
+})
