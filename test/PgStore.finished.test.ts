@@ -16,18 +16,10 @@ import * as TestClock from "effect/TestClock"
 import type * as JobStore from "../src/JobStore.js"
 import * as PgStore from "../src/PgStore.js"
 import { clientLayer, dropSchema, freshSchema, migrateFurther, migrateUpTo } from "./setup/pg.js"
+import { input } from "./store/helpers.js"
 
 const minute = 60_000
 const hour = 60 * minute
-
-const input = (overrides: Partial<JobStore.EnqueueInput> = {}): JobStore.EnqueueInput => ({
-  kind: "k",
-  queue: "q",
-  payload: { n: 1 },
-  priority: 0,
-  maxAttempts: 3,
-  ...overrides
-})
 
 const claim = (store: JobStore.Service, limit = 1, leaseMs = 30_000) =>
   store.claim({ queues: ["q"], kinds: ["k"], limit, leaseMs, owner: "r" })

@@ -1,6 +1,6 @@
 /**
- * The hot path of the PostgreSQL store: enqueue, claim, heartbeat, settle,
- * rescue and prune, each one statement for a whole batch.
+ * The hot path of the PostgreSQL store: enqueue, claim, heartbeat, settle
+ * and rescue, each one statement for a whole batch (prune: `finished.ts`).
  *
  * @internal
  */
@@ -437,52 +437,4 @@ export const rescue = (ctx: Ctx, limit: number) => {
       )
     )
   })
-}
-
-/**
- * `JobStore.prune`: delete at most `limit` final jobs past their retention
- * (and old cron slot rows). A final job without `finalized_at` (a hand edit)
- * is aged from `attempted_at`, or else `created_at`. Those are found by a
- * locking query of their own: `jobs_finalized_idx` holds them under a NULL
- * key, so that is one (normally empty) index range, and the first query keeps
- * its plan. As one more OR arm of the first, the planner scanned the table.
- */
-export const prune = (ctx: Ctx, request: JobStore.PruneRequest) => {
-  if (request.limit <= 0) return Effect.succeed(0)
-  return Effect.flatMap(ctx.now, (now) =>
-    ctx.sql<{ count: number }>`
-      WITH doomed AS (
-        SELECT id FROM ${ctx.table("jobs")}
-        WHERE (state = 'completed' AND finalized_at < ${now.ts} - ${millis(ctx, request.completedMs)})
-           OR (state = 'discarded' AND finalized_at < ${now.ts} - ${millis(ctx, request.discardedMs)})
-           OR (state = 'cancelled' AND finalized_at < ${now.ts} - ${millis(ctx, request.cancelledMs)})
-        LIMIT ${request.limit}
-        FOR UPDATE SKIP LOCKED
-      ),
-      unfinalized AS (
-        SELECT id FROM ${ctx.table("jobs")}
-        WHERE state IN ('completed', 'discarded', 'cancelled') AND finalized_at IS NULL
-          AND coalesce(attempted_at, created_at) < ${now.ts} - CASE state
-            WHEN 'completed' THEN ${millis(ctx, request.completedMs)}
-            WHEN 'discarded' THEN ${millis(ctx, request.discardedMs)}
-            ELSE ${millis(ctx, request.cancelledMs)} END
-        LIMIT ${request.limit}
-        FOR UPDATE SKIP LOCKED
-      ),
-      gone AS (
-        DELETE FROM ${ctx.table("jobs")} WHERE id IN (
-          SELECT id FROM (SELECT id FROM doomed UNION ALL SELECT id FROM unfinalized) AS d LIMIT ${request.limit})
-        RETURNING 1
-      ),
-      -- Old cron slot rows go too, except the latest of each name.
-      old_slots AS (
-        DELETE FROM ${ctx.table("cron_slots")} c
-        WHERE c.ctid IN (
-          SELECT o.ctid FROM ${ctx.table("cron_slots")} o
-          WHERE o.enqueued_at < ${now.ts} - ${millis(ctx, request.completedMs)}
-            AND o.slot < (SELECT max(m.slot) FROM ${ctx.table("cron_slots")} m WHERE m.name = o.name)
-          LIMIT ${request.limit})
-      )
-      SELECT count(*)::int AS count FROM gone`.pipe(Effect.map((rows) => rows[0]?.count ?? 0))
-  )
 }
