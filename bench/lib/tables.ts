@@ -220,7 +220,7 @@ export const loadFinishedSqlite = (
     const columns = (db.prepare("PRAGMA table_info(nightshift_jobs)").all() as Array<{ name: string }>).map(
       (c) => c.name
     )
-    const fin = "(@start + x * @step)"
+    const fin = "CAST(@start + x * @step AS INTEGER)"
     const overrides: Record<string, string> = {
       id: "@base + x",
       payload: "json_object('i', x, 't', 0)",
