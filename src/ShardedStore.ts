@@ -835,7 +835,13 @@ export const connectLater = (
       activity: (since) => via((s) => s.activity(since)),
       depth: via((s) => s.depth),
       tableStats: via(
-        (s) => s.tableStats ?? Effect.fail(new JobStore.JobStoreError({ message: "no table stats" }))
+        (s) =>
+          s.tableStats ??
+          Effect.fail(
+            new JobStore.JobStoreError({
+              message: `this ${engine} store reports no table sizes (JobStore.tableStats)`
+            })
+          )
       ),
       cancel: (id) => via((s) => s.cancel(id)),
       retry: (id) => via((s) => s.retry(id)),

@@ -10,7 +10,6 @@
  * audit's overlaps happened for real. The scenario runs once; each test
  * checks one guarantee in what was recorded.
  */
-import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -24,6 +23,7 @@ import * as FlowControl from "../src/FlowControl.js"
 import { migrations } from "../src/internal/pg/schema.js"
 import type * as JobStore from "../src/JobStore.js"
 import * as PgStore from "../src/PgStore.js"
+import { type Node, spawnFixture } from "./setup/nodes.js"
 import { clientLayer, databaseUrl, dropSchema, freshSchema } from "./setup/pg.js"
 
 const fixture = Path.join(import.meta.dirname, "fixtures", "pg-flow-node.ts")
@@ -36,35 +36,8 @@ const keyOf = (i: number): string | undefined =>
   i % 10 < 6 ? ["a", "b", "c"][i % 3] : i % 10 < 9 ? `t${i % 16}` : undefined
 const total = 500
 
-interface Node {
-  readonly name: string
-  readonly process: ChildProcess.ChildProcess
-  readonly exited: Promise<number | null>
-  readonly output: () => string
-}
-
 const spawnNode = (schema: string, name: string) =>
-  Effect.acquireRelease(
-    Effect.sync((): Node => {
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", fixture], {
-        env: { ...process.env, DATABASE_URL: databaseUrl(), NS_SCHEMA: schema, NS_NODE: name },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      const collect = (chunk: unknown) => {
-        output = (output + String(chunk)).slice(-8000)
-      }
-      child.stdout?.on("data", collect)
-      child.stderr?.on("data", collect)
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-      return { name, process: child, exited, output: () => output }
-    }),
-    (node) =>
-      Effect.promise(async () => {
-        if (node.process.exitCode === null && node.process.signalCode === null) node.process.kill("SIGKILL")
-        await node.exited
-      })
-  )
+  spawnFixture(fixture, name, { DATABASE_URL: databaseUrl(), NS_SCHEMA: schema, NS_NODE: name })
 
 /** The most intervals open at once: ends sort before starts at the same instant. */
 const maxOverlap = (intervals: ReadonlyArray<readonly [number, number]>) => {

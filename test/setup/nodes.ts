@@ -9,7 +9,8 @@ import * as Effect from "effect/Effect"
 export interface Node {
   readonly name: string
   readonly process: ChildProcess.ChildProcess
-  readonly exited: Promise<void>
+  /** Settles with the exit code (null when a signal ended it). */
+  readonly exited: Promise<number | null>
   readonly output: () => string
 }
 
@@ -30,7 +31,7 @@ export const spawnFixture = (fixture: string, name: string, env: Record<string, 
       }
       child.stdout?.on("data", collect)
       child.stderr?.on("data", collect)
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
       return { name, process: child, exited, output: () => output }
     }),
     (node) =>

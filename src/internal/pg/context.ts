@@ -10,6 +10,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Core from "../store/core.js"
 import type { FlowTables } from "../store/flowStatements.js"
+import { jobColumns } from "./finished.js"
 import { columns, type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 
@@ -62,7 +63,7 @@ export const make = (sql: SqlClient.SqlClient, schema: string, clock: ClockSourc
       sql,
       jobs: sql`${table("jobs")}`,
       all: sql`${table("jobs_all")}`,
-      finished: sql`${table("jobs_done")}`,
+      finished: { table: sql`${table("jobs_done")}`, columns: jobColumns },
       pausedQueues: sql`${table("paused_queues")}`,
       cronSlots: sql`${table("cron_slots")}`,
       flowRules: sql`${table("flow_rules")}`,

@@ -29,7 +29,9 @@ export interface Tables {
    * `jobs_done`): a retry moves a row from there back to `jobs`, and a delete
    * looks in both.
    */
-  readonly finished?: Statement.Fragment | undefined
+  readonly finished?:
+    | { readonly table: Statement.Fragment; readonly columns: ReadonlyArray<string> }
+    | undefined
   readonly pausedQueues: Statement.Fragment
   readonly cronSlots: Statement.Fragment
   /** "Now" as the engine stores a time (a `timestamptz`, or epoch ms). */
@@ -246,40 +248,32 @@ const retryRows = (t: Tables, ids: ReadonlyArray<number>) => {
           WHERE ${sql.in("id", ids)} AND state IN ${sql.literal(finalList)} AND ${keyFree("j")}
           RETURNING id, queue`
       : sql<{ id: number | string; queue: string }>`WITH moved AS (
-            DELETE FROM ${t.finished} AS d WHERE ${sql.in("d.id", ids)} AND ${keyFree("d")}
+            DELETE FROM ${t.finished.table} AS d WHERE ${sql.in("d.id", ids)} AND ${keyFree("d")}
             RETURNING d.*
           )
-          INSERT INTO ${t.jobs} (${sql.literal(liveColumns.join(", "))},
+          INSERT INTO ${t.jobs} (${sql.literal(kept(t.finished.columns).join(", "))},
             state, run_at, finalized_at, cancel_requested, lease_owner, max_attempts)
-          SELECT ${sql.literal(liveColumns.map((c) => `m.${c}`).join(", "))}, 'available', ${now}, NULL, FALSE, NULL,
+          SELECT ${sql.literal(
+            kept(t.finished.columns)
+              .map((c) => `m.${c}`)
+              .join(", ")
+          )}, 'available', ${now}, NULL, FALSE, NULL,
             greatest(m.max_attempts, m.attempt + 1)
           FROM moved m
           RETURNING id, queue`
   )
 }
 
-/**
- * The columns (of PostgreSQL's tables, the only ones with `finished`) that a
- * retry moving a job back keeps as they were; it sets the others.
- */
-const liveColumns = [
-  "id",
-  "kind",
-  "queue",
-  "payload",
-  "priority",
-  "attempt",
-  "created_at",
-  "attempted_at",
-  "lease_expires_at",
-  "fence",
-  "dedupe_key",
-  "errors",
-  "trace_id",
-  "span_id",
-  "partition_key",
-  "flow_shard"
-]
+/** The columns a retry moving a job back keeps as they were (of all `columns`); it sets the others. */
+const kept = (columns: ReadonlyArray<string>) => columns.filter((c) => !retrySets.has(c))
+const retrySets = new Set([
+  "state",
+  "run_at",
+  "finalized_at",
+  "cancel_requested",
+  "lease_owner",
+  "max_attempts"
+])
 
 /**
  * `JobStore.retry`, to run in a transaction: a final job becomes available
@@ -415,7 +409,7 @@ export const deleteBatch = (t: Tables, batch: ReadonlyArray<Bulk.BulkId>) => {
             ...live,
             ...(yield* sql<{
               id: number | string
-            }>`DELETE FROM ${t.finished} WHERE ${idList(t, batch)} RETURNING id`)
+            }>`DELETE FROM ${t.finished.table} WHERE ${idList(t, batch)} RETURNING id`)
           ]
     const changed = new Set(gone.map((r) => String(r.id)))
     const rest = batch.filter((b) => !changed.has(b.id))
