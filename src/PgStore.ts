@@ -296,11 +296,16 @@ const shardName = (url: string | Redacted.Redacted, shard: number): string => {
  */
 export const layerSharded = (
   shards: ReadonlyArray<string | Redacted.Redacted | ShardUrl>,
-  options: Options & { readonly maxConnections?: number | undefined } = {}
+  options: Options & {
+    readonly maxConnections?: number | undefined
+    /** See `ShardedStore.Options.answerWithin`. Default 5 seconds. */
+    readonly answerWithin?: Duration.DurationInput | undefined
+  } = {}
 ): Layer.Layer<JobStore.JobStore, JobStore.JobStoreError> =>
   Layer.scoped(
     JobStore.JobStore,
     Effect.gen(function* () {
+      const { answerWithin, ...perShard } = options
       const numbered = shards.map((s, i) =>
         typeof s === "string" || Redacted.isRedacted(s) ? { shard: i, url: s, name: undefined } : s
       )
@@ -310,10 +315,11 @@ export const layerSharded = (
           name: s.name ?? shardName(s.url, s.shard),
           engine: "postgres",
           build: (scope) =>
-            Layer.buildWithScope(layerUrl(s.url, options), scope).pipe(
+            Layer.buildWithScope(layerUrl(s.url, perShard), scope).pipe(
               Effect.map((context) => Context.get(context, JobStore.JobStore))
             )
-        }))
+        })),
+        { answerWithin }
       )
     })
   )

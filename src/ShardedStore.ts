@@ -29,11 +29,13 @@
  */
 import type * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -93,6 +95,8 @@ interface ShardState {
   retryAt: number
   lastError: string | null
   lastErrorAt: number | null
+  /** Claims sent to it that did not answer within `answerWithin` and are still out: send no other meanwhile. */
+  claimsOut: number
 }
 
 const invalid = (message: string) => new JobStore.JobStoreError({ message })
@@ -114,12 +118,34 @@ const byShard = <A>(items: ReadonlyArray<A>, shardOf: (item: A) => number | unde
 }
 
 /**
+ * Sharded store options.
+ *
+ * @since 0.2.0
+ */
+export interface Options {
+  /**
+   * How long a call on one shard may go unanswered before that shard counts
+   * as unreachable for it, so that a shard that hangs (a server frozen, a
+   * network partition that drops packets without closing the connection)
+   * holds back only its own jobs: claims, heartbeats, settles, reads and
+   * maintenance go on with the other shards. An enqueue is not cut short
+   * (it waits for its shard as it would on one database). A claim that
+   * answers after this is not lost: the jobs it took are handed back
+   * without using up an attempt. Default 5 seconds.
+   */
+  readonly answerWithin?: Duration.DurationInput | undefined
+}
+
+/**
  * Build a sharded store over `shards` (at least one; numbers unique, from 0
  * to 255).
  *
  * @since 0.2.0
  */
-export const make = (shards: ReadonlyArray<Shard>): Effect.Effect<Service, JobStore.JobStoreError> =>
+export const make = (
+  shards: ReadonlyArray<Shard>,
+  options: Options = {}
+): Effect.Effect<Service, JobStore.JobStoreError> =>
   Effect.suspend(() => {
     if (shards.length === 0) return Effect.fail(invalid("A sharded store needs at least one shard."))
     const numbers = new Set<number>()
@@ -136,9 +162,17 @@ export const make = (shards: ReadonlyArray<Shard>): Effect.Effect<Service, JobSt
         )
       numbers.add(s.shard)
     }
-    return Effect.flatMap(Effect.clock, (clock) => {
-      const { service, refreshRules } = build(shards, clock)
-      return Effect.as(refreshRules, service)
+    const answerWithin = Duration.decode(options.answerWithin ?? defaultAnswerWithin)
+    if (!Duration.isFinite(answerWithin) || Duration.toMillis(answerWithin) <= 0)
+      return Effect.fail(
+        invalid(`answerWithin must be a positive, finite duration, not ${Duration.format(answerWithin)}.`)
+      )
+    return Effect.gen(function* () {
+      const clock = yield* Effect.clock
+      // Each instance starts its claims at a shard of its own, so that runners do not all begin on the same one.
+      const turn = yield* Random.nextIntBetween(0, shards.length)
+      const { service, refreshRules } = build(shards, clock, answerWithin, turn)
+      return yield* Effect.as(refreshRules, service)
     })
   })
 
@@ -152,9 +186,14 @@ const wholeBatch = 10
 /** How long placement trusts the rules it last read from the shards. */
 const rulesTtlMs = 5_000
 
+/** The default of `Options.answerWithin`. */
+const defaultAnswerWithin = Duration.seconds(5)
+
 const build = (
   shards: ReadonlyArray<Shard>,
-  clock: Clock.Clock
+  clock: Clock.Clock,
+  answerWithin: Duration.Duration,
+  firstTurn: number
 ): { readonly service: Service; readonly refreshRules: Effect.Effect<void> } => {
   const now = () => clock.unsafeCurrentTimeMillis()
   const states: ReadonlyArray<ShardState> = shards.map((s) => ({
@@ -164,7 +203,8 @@ const build = (
     failures: 0,
     retryAt: 0,
     lastError: null,
-    lastErrorAt: null
+    lastErrorAt: null,
+    claimsOut: 0
   }))
   const byNumber = new Map(states.map((s) => [s.shard, s]))
   const numbers = states.map((s) => s.shard)
@@ -216,15 +256,32 @@ const build = (
     s.lastError = error.message
     s.lastErrorAt = now()
   }
-  /** Run `f` on one shard, recording whether it answered; the error names the shard. */
-  const on = <A>(s: ShardState, f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>) =>
-    f(s.store).pipe(
+  const unanswered = (what: string) =>
+    new JobStore.JobStoreError({
+      message: `${what} did not answer within ${Duration.format(answerWithin)}: counted as unreachable`
+    })
+  /** Record whether a call on `s` answered; the error names the shard. */
+  const recorded = <A>(s: ShardState, call: Effect.Effect<A, JobStore.JobStoreError>) =>
+    call.pipe(
       Effect.tapBoth({
         onFailure: (error) => Effect.sync(() => down(s, error)),
         onSuccess: () => Effect.sync(() => up(s))
       }),
       Effect.mapError(
         (error) => new JobStore.JobStoreError({ message: `${s.name}: ${error.message}`, cause: error })
+      )
+    )
+  /**
+   * Run `f` on one shard, recording whether it answered, within
+   * `answerWithin`: a call still out then fails (and is interrupted in the
+   * background, without waiting for it), so that one hung shard does not
+   * hold up a call that spans all of them.
+   */
+  const on = <A>(s: ShardState, f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>) =>
+    recorded(
+      s,
+      Effect.disconnect(f(s.store)).pipe(
+        Effect.timeoutFail({ duration: answerWithin, onTimeout: () => unanswered("the shard") })
       )
     )
   /** Run `f` on every shard at once; fails with the first failure after all have run. */
@@ -282,8 +339,7 @@ const build = (
     return s === undefined ? undefined : { state: s, id: local.id }
   }
 
-  // Each instance starts at a shard of its own, so that runners do not all begin on the same one.
-  let turn = Math.floor(Math.random() * states.length)
+  let turn = firstTurn
 
   const enqueue = (jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
     Effect.suspend(() => {
@@ -297,7 +353,8 @@ const build = (
         Effect.all(
           [...groups].map(([shard, indexes]) => {
             const s = byNumber.get(shard)!
-            return on(s, (store) => store.enqueue(indexes.map((i) => jobs[i]!))).pipe(
+            // Not cut short: an enqueue waits for its shard, as on one database.
+            return recorded(s, s.store.enqueue(indexes.map((i) => jobs[i]!))).pipe(
               Effect.flatMap((results) =>
                 safeGlobal(() =>
                   results.map((r, k) => [indexes[k]!, { ...r, id: toGlobal(s, r.id) }] as const)
@@ -312,6 +369,63 @@ const build = (
           for (const part of parts) for (const [i, r] of part) out[i] = r
           return Effect.succeed(out)
         }
+      )
+    })
+
+  /**
+   * A claim on one shard, awaited for at most `answerWithin`. A claim still
+   * out then is not interrupted (its jobs may be committed as claimed by
+   * then): the shard counts as unreachable, no other claim goes to it
+   * meanwhile, and the jobs it answers with later are handed back without
+   * using up an attempt (they were never started).
+   */
+  const claimOn = (
+    s: ShardState,
+    request: JobStore.ClaimRequest
+  ): Effect.Effect<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError> =>
+    Effect.gen(function* () {
+      const answer = yield* Deferred.make<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError>()
+      // Who takes the claim's jobs: the caller while it waits, the hand-back once it gave up.
+      let waiting = true
+      const handBack = (jobs: ReadonlyArray<JobStore.JobRecord>) =>
+        recorded(
+          s,
+          s.store.settle(jobs.map((job) => ({ id: job.id, fence: job.fence, outcome: { _tag: "release" } })))
+        ).pipe(
+          Effect.catchAll((error) =>
+            Effect.logWarning(
+              `nightshift: ${jobs.length} job(s) claimed late on ${s.name} could not be handed back; they run again once their lease expires`,
+              error
+            )
+          )
+        )
+      yield* recorded(s, s.store.claim(request)).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.suspend(() => {
+            if (waiting) return Deferred.done(answer, exit)
+            s.claimsOut--
+            return Exit.isSuccess(exit) && exit.value.length > 0 ? handBack(exit.value) : Effect.void
+          })
+        ),
+        Effect.forkDaemon
+      )
+      const inTime = yield* Effect.timeoutOption(Effect.either(Deferred.await(answer)), answerWithin)
+      if (Option.isSome(inTime)) return yield* inTime.value
+      // From here the hand-back takes what the claim answers; unless it answered just now.
+      yield* Effect.sync(() => {
+        waiting = false
+        s.claimsOut++
+      })
+      const justNow = yield* Deferred.poll(answer)
+      if (Option.isSome(justNow)) {
+        s.claimsOut--
+        return yield* justNow.value
+      }
+      const error = unanswered("a claim")
+      down(s, error)
+      return yield* Effect.fail(
+        new JobStore.JobStoreError({ message: `${s.name}: ${error.message}`, cause: error })
       )
     })
 
@@ -332,7 +446,7 @@ const build = (
       const at = now()
       const ready = states
         .map((_, i) => states[(start + i) % states.length]!)
-        .filter((s) => s.failures === 0 || s.retryAt <= at)
+        .filter((s) => s.claimsOut === 0 && (s.failures === 0 || s.retryAt <= at))
       if (ready.length === 0)
         return Effect.fail(
           invalid(
@@ -349,7 +463,7 @@ const build = (
       let answered = 0
       const errors: Array<JobStore.JobStoreError> = []
       const ask = (s: ShardState, limit: number) =>
-        on(s, (store) => store.claim({ ...request, limit })).pipe(
+        claimOn(s, { ...request, limit }).pipe(
           Effect.match({
             onFailure: (error) => {
               errors.push(error)
@@ -878,7 +992,8 @@ export const connectAll = (
     readonly name: string
     readonly engine: string
     readonly build: (scope: Scope.Scope) => Effect.Effect<JobStore.Service, JobStore.JobStoreError>
-  }>
+  }>,
+  options: Options = {}
 ): Effect.Effect<Service, JobStore.JobStoreError, Scope.Scope> =>
   Effect.gen(function* () {
     const connected = yield* Effect.forEach(
@@ -892,7 +1007,10 @@ export const connectAll = (
           `No shard could be reached: ${connected.map((c) => `${c.name}: ${c.error!.message}`).join("; ")}`
         )
       )
-    return yield* make(connected.map((c) => ({ shard: c.shard, name: c.name, store: c.store })))
+    return yield* make(
+      connected.map((c) => ({ shard: c.shard, name: c.name, store: c.store })),
+      options
+    )
   })
 
 /**
@@ -909,6 +1027,10 @@ export const isSharded = (store: JobStore.Service): store is Service => "shardHe
  * @since 0.2.0
  */
 export const layer = <E, R>(
-  shards: Effect.Effect<ReadonlyArray<Shard>, E, R | Scope.Scope>
+  shards: Effect.Effect<ReadonlyArray<Shard>, E, R | Scope.Scope>,
+  options: Options = {}
 ): Layer.Layer<JobStore.JobStore, E | JobStore.JobStoreError, Exclude<R, Scope.Scope>> =>
-  Layer.scoped(JobStore.JobStore, Effect.flatMap(shards, make))
+  Layer.scoped(
+    JobStore.JobStore,
+    Effect.flatMap(shards, (list) => make(list, options))
+  )

@@ -7,7 +7,9 @@
  */
 
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
 import * as Route from "../src/internal/sharded/route.js"
@@ -44,6 +46,41 @@ const flaky = (store: JobStore.Service, state: { down: boolean }): JobStore.Serv
     ping: gate(store.ping),
     flowState: (o) => gate(store.flowState(o))
   }
+}
+
+/**
+ * A store whose calls, while `hung` is set, wait (without failing) until it
+ * is unset: a shard whose server froze or whose packets are dropped. Counts
+ * the claims it was sent.
+ */
+const hanging = (store: JobStore.Service) => {
+  let release = Effect.runSync(Deferred.make<void>())
+  const state = {
+    hung: false,
+    claims: 0,
+    hang: () => {
+      state.hung = true
+      release = Effect.runSync(Deferred.make<void>())
+    },
+    wake: () => {
+      state.hung = false
+      Effect.runSync(Deferred.succeed(release, undefined))
+    }
+  }
+  const gate = <A>(effect: Effect.Effect<A, JobStore.JobStoreError>) =>
+    Effect.suspend(() => (state.hung ? Effect.zipRight(Deferred.await(release), effect) : effect))
+  const service: JobStore.Service = {
+    ...store,
+    claim: (r) =>
+      Effect.suspend(() => {
+        state.claims++
+        return gate(store.claim(r))
+      }),
+    heartbeat: (o, l, ms) => gate(store.heartbeat(o, l, ms)),
+    settle: (s) => gate(store.settle(s)),
+    counts: gate(store.counts)
+  }
+  return { service, state }
 }
 
 const shardOfId = (id: string) => Route.localId(id)!.shard
@@ -176,6 +213,76 @@ describe("ShardedStore", () => {
       yield* TestClock.adjust("5 seconds")
       const error = yield* Effect.flip(store.claim(request()))
       expect(error.message).toMatch(/db-0/)
+    })
+  )
+
+  it.effect("a shard that hangs holds back only its own jobs: a late claim's jobs go back unattempted", () =>
+    Effect.gen(function* () {
+      const stores = yield* Effect.all([MemoryStore.make, MemoryStore.make, MemoryStore.make])
+      const shards = stores.map(hanging)
+      const store = yield* ShardedStore.make(
+        shards.map((s, shard) => ({ shard, store: s.service, name: `db-${shard}` })),
+        { answerWithin: "2 seconds" }
+      )
+      const enqueued = yield* store.enqueue(
+        Array.from({ length: 60 }, (_, i) => input({ partition: `t${i}` }))
+      )
+      const onShard1 = enqueued.filter((r) => shardOfId(r.id) === 1).map((r) => r.id)
+      expect(onShard1.length).toBeGreaterThan(0)
+      const first = yield* store.claim(request({ limit: 6 }))
+      const held = first.filter((j) => shardOfId(j.id) === 1)
+      const other = first.find((j) => shardOfId(j.id) === 0)!
+      expect(held.length).toBeGreaterThan(0)
+
+      shards[1]!.state.hang()
+      // The claim answers with the other shards' jobs once shard 1 has had its 2 seconds.
+      const claiming = yield* Effect.fork(store.claim(request({ limit: 100 })))
+      yield* TestClock.adjust("2 seconds")
+      const claimed = yield* Fiber.join(claiming)
+      expect(claimed.length).toBe(60 - onShard1.length - (first.length - held.length))
+      expect(claimed.every((j) => shardOfId(j.id) !== 1)).toBe(true)
+      expect(store.shardHealth().map((h) => h.reachable)).toEqual([true, false, true])
+      expect(store.shardHealth()[1]!.lastError).toContain("did not answer within 2s")
+      // Heartbeats and settles spanning the hung shard answer for the others in time.
+      const beating = yield* Effect.fork(
+        store.heartbeat(
+          "runner-a",
+          [held[0]!, other].map((j) => ({ id: j.id, fence: j.fence })),
+          30_000
+        )
+      )
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Fiber.join(beating)).toEqual([
+        { id: held[0]!.id, held: true, cancelRequested: false },
+        { id: other.id, held: true, cancelRequested: false }
+      ])
+      const settling = yield* Effect.fork(
+        store.settle(
+          [held[0]!, other].map((j) => ({ id: j.id, fence: j.fence, outcome: { _tag: "completed" } }))
+        )
+      )
+      yield* TestClock.adjust("2 seconds")
+      expect((yield* Fiber.join(settling)).map((r) => [r.applied, r.deferred ?? false])).toEqual([
+        [false, true],
+        [true, false]
+      ])
+      // Past its backoff, claims still leave it alone while its first claim is out.
+      yield* TestClock.adjust("10 seconds")
+      yield* store.claim(request({ limit: 100 }))
+      expect(shards[1]!.state.claims).toBe(2)
+
+      // It answers at last: the claim it was sent takes its waiting jobs, and hands them straight back.
+      shards[1]!.state.wake()
+      yield* Effect.yieldNow()
+      const waiting = onShard1.filter((id) => !held.some((j) => j.id === id))
+      for (const id of waiting) {
+        const job = (yield* store.get(id))!
+        expect([job.state, job.attempt]).toEqual(["available", 0])
+      }
+      const rest = yield* store.claim(request({ limit: 100 }))
+      expect(rest.map((j) => j.id).sort()).toEqual([...waiting].sort())
+      expect(rest.every((j) => j.attempt === 1)).toBe(true)
+      expect(store.shardHealth().every((h) => h.reachable)).toBe(true)
     })
   )
 
