@@ -129,7 +129,8 @@ export interface Options {
    * network partition that drops packets without closing the connection)
    * holds back only its own jobs: claims, heartbeats, settles, reads and
    * maintenance go on with the other shards. An enqueue is not cut short
-   * (it waits for its shard as it would on one database). A claim that
+   * (it waits for its shard as it would on one database), nor is a prune
+   * (it may take a while on a large table, and nothing waits for it). A claim that
    * answers after this is not lost: the jobs it took are handed back
    * without using up an attempt. Default 5 seconds.
    */
@@ -285,10 +286,13 @@ const build = (
       )
     )
   /** Run `f` on every shard at once; fails with the first failure after all have run. */
-  const everywhere = <A>(f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>) =>
+  const everywhere = <A>(
+    f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>,
+    bounded = true
+  ) =>
     Effect.flatMap(
       Effect.all(
-        states.map((s) => Effect.either(on(s, f))),
+        states.map((s) => Effect.either(bounded ? on(s, f) : recorded(s, f(s.store)))),
         { concurrency: "unbounded" }
       ),
       (results) => {
@@ -725,7 +729,8 @@ const build = (
       ),
     prune: (request) =>
       Effect.map(
-        everywhere((store) => store.prune(request)),
+        // Not bounded: a prune may take a while on a large table, and nothing waits for it.
+        everywhere((store) => store.prune(request), false),
         (counts) => counts.reduce((a, b) => a + b, 0)
       ),
     get: (id) =>
