@@ -33,6 +33,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
@@ -261,6 +262,7 @@ const build = (
     new JobStore.JobStoreError({
       message: `${what} did not answer within ${Duration.format(answerWithin)}: counted as unreachable`
     })
+  const backingOff = (s: ShardState) => s.failures > 0 && s.retryAt > now()
   /** Record whether a call on `s` answered; the error names the shard. */
   const recorded = <A>(s: ShardState, call: Effect.Effect<A, JobStore.JobStoreError>) =>
     call.pipe(
@@ -273,18 +275,59 @@ const build = (
       )
     )
   /**
+   * Run `call` on a fiber of its own and wait for its exit for at most
+   * `answerWithin`: `None` past it (the call goes on). The wait is a
+   * deferred that either the call or a timer completes, not a race, so it
+   * ends at the deadline even in a caller's uninterruptible region (a
+   * runner's claim or settle), where a timeout could not interrupt the call.
+   * `late` runs with the call's exit when it answers after the deadline.
+   */
+  const within = <A>(
+    call: Effect.Effect<A, JobStore.JobStoreError>,
+    late: (exit: Exit.Exit<A, JobStore.JobStoreError>) => Effect.Effect<void>
+  ) =>
+    Effect.gen(function* () {
+      const result = yield* Deferred.make<Option.Option<Exit.Exit<A, JobStore.JobStoreError>>>()
+      yield* Effect.exit(call).pipe(
+        Effect.flatMap((exit) =>
+          Effect.flatMap(Deferred.succeed(result, Option.some(exit)), (first) =>
+            first ? Effect.void : late(exit)
+          )
+        ),
+        Effect.forkDaemon
+      )
+      const timer = yield* Effect.forkDaemon(
+        Effect.zipRight(Effect.sleep(answerWithin), Deferred.succeed(result, Option.none()))
+      )
+      const answer = yield* Deferred.await(result)
+      yield* Fiber.interruptFork(timer)
+      return answer
+    })
+  /**
    * Run `f` on one shard, recording whether it answered, within
-   * `answerWithin`: a call still out then fails (and is interrupted in the
-   * background, without waiting for it), so that one hung shard does not
-   * hold up a call that spans all of them.
+   * `answerWithin`: a call still out then fails (and is left to end in the
+   * background), so that one hung shard does not hold up a call that spans
+   * all of them. A shard in its backoff after a failure is not asked: the
+   * call fails at once (a hung shard would otherwise cost every call its
+   * deadline); the first call after the backoff asks it again.
    */
   const on = <A>(s: ShardState, f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>) =>
-    recorded(
-      s,
-      Effect.disconnect(f(s.store)).pipe(
-        Effect.timeoutFail({ duration: answerWithin, onTimeout: () => unanswered("the shard") })
-      )
+    Effect.suspend(() =>
+      backingOff(s)
+        ? Effect.fail(
+            new JobStore.JobStoreError({
+              message: `${s.name}: unreachable, asked again after its backoff (${s.lastError ?? "failed"})`
+            })
+          )
+        : recorded(
+            s,
+            Effect.flatMap(
+              within(f(s.store), () => Effect.void),
+              Option.match({ onNone: () => Effect.fail(unanswered("the shard")), onSome: (exit) => exit })
+            )
+          )
     )
+
   /** Run `f` on every shard at once; fails with the first failure after all have run. */
   const everywhere = <A>(
     f: (store: JobStore.Service) => Effect.Effect<A, JobStore.JobStoreError>,
@@ -387,10 +430,7 @@ const build = (
     s: ShardState,
     request: JobStore.ClaimRequest
   ): Effect.Effect<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError> =>
-    Effect.gen(function* () {
-      const answer = yield* Deferred.make<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError>()
-      // Who takes the claim's jobs: the caller while it waits, the hand-back once it gave up.
-      let waiting = true
+    Effect.suspend(() => {
       const handBack = (jobs: ReadonlyArray<JobStore.JobRecord>) =>
         recorded(
           s,
@@ -403,33 +443,25 @@ const build = (
             )
           )
         )
-      yield* recorded(s, s.store.claim(request)).pipe(
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Effect.suspend(() => {
-            if (waiting) return Deferred.done(answer, exit)
-            s.claimsOut--
-            return Exit.isSuccess(exit) && exit.value.length > 0 ? handBack(exit.value) : Effect.void
-          })
-        ),
-        Effect.forkDaemon
-      )
-      const inTime = yield* Effect.timeoutOption(Effect.either(Deferred.await(answer)), answerWithin)
-      if (Option.isSome(inTime)) return yield* inTime.value
-      // From here the hand-back takes what the claim answers; unless it answered just now.
-      yield* Effect.sync(() => {
-        waiting = false
-        s.claimsOut++
-      })
-      const justNow = yield* Deferred.poll(answer)
-      if (Option.isSome(justNow)) {
-        s.claimsOut--
-        return yield* justNow.value
-      }
-      const error = unanswered("a claim")
-      down(s, error)
-      return yield* Effect.fail(
-        new JobStore.JobStoreError({ message: `${s.name}: ${error.message}`, cause: error })
+      const late = (exit: Exit.Exit<ReadonlyArray<JobStore.JobRecord>, JobStore.JobStoreError>) =>
+        Effect.suspend(() => {
+          s.claimsOut--
+          return Exit.isSuccess(exit) && exit.value.length > 0 ? handBack(exit.value) : Effect.void
+        })
+      return Effect.flatMap(
+        within(recorded(s, s.store.claim(request)), late),
+        Option.match({
+          onSome: (exit) => exit,
+          onNone: () => {
+            // Counted until it answers (`late`), which may already have happened.
+            s.claimsOut++
+            const error = unanswered("a claim")
+            down(s, error)
+            return Effect.fail(
+              new JobStore.JobStoreError({ message: `${s.name}: ${error.message}`, cause: error })
+            )
+          }
+        })
       )
     })
 

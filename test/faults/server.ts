@@ -14,6 +14,10 @@ export interface Server {
   readonly stop: Effect.Effect<void>
   /** Start again on the same port and data; resolves once it accepts connections. */
   readonly start: Effect.Effect<void>
+  /** Freeze every process of the server (SIGSTOP), connections left open: it hangs. */
+  readonly freeze: Effect.Effect<void>
+  /** Let a frozen server go on. */
+  readonly thaw: Effect.Effect<void>
   /** The server's own log lines. */
   readonly log: ReadonlyArray<string>
 }
@@ -31,6 +35,8 @@ export const dedicated: Effect.Effect<Server, Error, Scope.Scope> = Effect.acqui
       url: server.url,
       stop: Effect.promise(() => server.stop()),
       start: Effect.promise(() => server.start()),
+      freeze: Effect.promise(() => server.freeze()),
+      thaw: Effect.promise(() => server.thaw()),
       log: server.log
     })
   )

@@ -8,6 +8,19 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
+/** The processes whose parent is `pid`, from /proc (Linux). */
+const childrenOf = async (pid: number): Promise<Array<number>> => {
+  const children: Array<number> = []
+  for (const entry of await Fs.readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = await Fs.readFile(`/proc/${entry}/stat`, "utf8").catch(() => "")
+    // The fields after the command name (which may hold spaces) start with state, then ppid.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    if (Number(fields[1]) === pid) children.push(Number(entry))
+  }
+  return children
+}
+
 const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
     const server = Net.createServer()
@@ -29,6 +42,13 @@ export interface Embedded {
   readonly start: () => Promise<void>
   /** Stop it and delete its data. */
   readonly destroy: () => Promise<void>
+  /**
+   * Freeze the server without closing a connection (SIGSTOP to the
+   * postmaster and every backend; Linux): its clients see it hang, as
+   * behind a network that drops packets. `thaw` lets it go on.
+   */
+  readonly freeze: () => Promise<void>
+  readonly thaw: () => Promise<void>
   /** The server's own log lines. */
   readonly log: ReadonlyArray<string>
 }
@@ -101,11 +121,28 @@ export const startEmbedded = async (): Promise<Embedded> => {
     const tail = log.slice(-15).join("").trim()
     throw new Error(`${error instanceof Error ? error.message : String(error)}${tail ? `\n${tail}` : ""}`)
   }
+  let frozen: Array<number> = []
+  const freeze = async () => {
+    const pid = Number((await Fs.readFile(Path.join(root, "data", "postmaster.pid"), "utf8")).split("\n")[0])
+    // The postmaster first, so that it forks no backend that the list below would miss.
+    process.kill(pid, "SIGSTOP")
+    frozen = [pid, ...(await childrenOf(pid))]
+    for (const child of frozen.slice(1)) process.kill(child, "SIGSTOP")
+  }
+  const thaw = async () => {
+    for (const p of frozen) process.kill(p, "SIGCONT")
+    frozen = []
+  }
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     stop: () => server.stop(),
     start: () => server.start(),
-    destroy,
+    destroy: async () => {
+      await thaw()
+      await destroy()
+    },
+    freeze,
+    thaw,
     log
   }
 }
