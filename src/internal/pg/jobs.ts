@@ -117,8 +117,8 @@ export const claimStatement = (
 
 /** A claimed row as a record; an errors column that is not a list is read as one (see `claimedErrors`). */
 const claimedRecord = (row: JobRow): JobStore.JobRecord => {
-  const { flow_ord: _, ...job } = row as ClaimRow
-  const record = toRecord(job)
+  // `toRecord` picks the job's columns: `flow_ord` stays behind without a copy of the row.
+  const record = toRecord(row)
   return Array.isArray(record.errors)
     ? record
     : { ...record, errors: claimedErrors(record.errors, record.attempt) }

@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
@@ -274,11 +275,25 @@ export const makeEngine = <R>(
         // interrupted at once, and the lane ends after it.
         const refs = fiber.getFiberRefs()
         const annotations = fiber.getFiberRef(FiberRef.currentLogAnnotations)
+        const fiberId = fiber.id()
         let fresh = true
+        // The lane's refs with the job's log annotations, put in place in one step (each
+        // replacement of a fiber's refs re-reads its cached services: one per attempt, not two).
         const annotate = Effect.suspend(() => {
-          if (!fresh && !inside!.isInterrupted()) inside!.setFiberRefs(refs)
+          const value = jobAnnotations(annotations, lane.current!.job)
+          const first = fresh
           fresh = false
-          return FiberRef.set(FiberRef.currentLogAnnotations, jobAnnotations(annotations, lane.current!.job))
+          if (inside !== undefined && (first || !inside.isInterrupted())) {
+            inside.setFiberRefs(
+              FiberRefs.updateAs(first ? fiber.getFiberRefs() : refs, {
+                fiberId,
+                fiberRef: FiberRef.currentLogAnnotations,
+                value
+              })
+            )
+            return Effect.void
+          }
+          return FiberRef.set(FiberRef.currentLogAnnotations, value)
         })
         const run = Effect.suspend(() => {
           const entry = lane.current!
