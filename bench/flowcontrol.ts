@@ -55,6 +55,7 @@ import type { Child } from "./lib/proc.js"
 import { type DriverName, now } from "./lib/protocol.js"
 import { evaluate, type Target, targetJson, targetsTable } from "./lib/report.js"
 import { Results } from "./lib/results.js"
+import { serverCpuReader } from "./lib/servercpu.js"
 import { percentile, type Summary } from "./lib/stats.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
@@ -115,6 +116,7 @@ const tmpDir = mkdtempSync(join(tmpdir(), "nightshift-bench-flow-"))
 const runId = Date.now().toString(36)
 let sequence = 0
 let entry = ""
+let readServerCpu: (() => number) | undefined
 let baseEntry = ""
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -208,6 +210,7 @@ const drainOnce = (engine: Engine, kind: FlowKind, childEntry: string) =>
       )
       const workers = await spawn(processes)
       await ask(owner, { cmd: "startSampler", everyMs: settings.sampleEveryMs })
+      const server0 = engine === "pg" ? readServerCpu?.() : undefined
       const t0 = now()
       await Promise.all(workers.map((w) => ask(w, { cmd: "startWorker", kind, concurrency, n })))
       const handled = () => workers.reduce((sum, w) => sum + w.progress(), 0)
@@ -215,6 +218,7 @@ const drainOnce = (engine: Engine, kind: FlowKind, childEntry: string) =>
         (await until(() => handled() >= n, settings.drain.timeoutMs)) &&
         (await until(async () => (await ask<number>(owner, { cmd: "committed" })) >= n, 30_000))
       const drainMs = done ? now() - t0 : Number.NaN
+      const serverMs = server0 === undefined ? Number.NaN : readServerCpu!() - server0
       const sample = await ask<FlowSample>(owner, { cmd: "stopSampler" })
       const reports = await Promise.all(workers.map((w) => ask<FlowReport>(w, { cmd: "stopWorker" })))
       const cpuMs = reports.reduce((sum, r) => sum + r.cpuMs, 0)
@@ -226,7 +230,9 @@ const drainOnce = (engine: Engine, kind: FlowKind, childEntry: string) =>
           maxRunning: sample.samples >= 5 ? sample.maxRunning : Number.NaN,
           maxPerPartition: sample.samples >= 5 ? sample.maxPerPartition : Number.NaN,
           samples: sample.samples,
-          cpuUsPerJob: (cpuMs * 1000) / n
+          cpuUsPerJob: (cpuMs * 1000) / n,
+          // The database server's CPU from /proc (every backend's: other load on it counts too).
+          serverCpuUsPerJob: (serverMs * 1000) / n
         },
         integrity: duplicatesOf(reports, 0, n)
       }
@@ -433,6 +439,7 @@ const drainTable = (engine: Engine) => {
       "most running (sampled)",
       "most running with one key (sampled)",
       "worker CPU µs/job",
+      "database server CPU µs/job",
       "duplicates / lost"
     ],
     drainContestants
@@ -452,6 +459,7 @@ const drainTable = (engine: Engine) => {
           cell(s("maxRunning"), int),
           v === "plain" ? "–" : cell(s("maxPerPartition"), int),
           cell(s("cpuUsPerJob"), int),
+          cell(s("serverCpuUsPerJob"), int),
           faults(w, c)
         ]
       })
@@ -612,6 +620,7 @@ const main = async () => {
   const measuredCommit = commit()
   const machineAtStart = machine()
   entry = bundleFlowChild(rootDir, benchDir)
+  if (settings.engines.includes("pg")) readServerCpu = await serverCpuReader(databaseUrl())
   if (baseDir !== undefined) baseEntry = bundleFlowChild(baseDir, join(baseDir, "bench"))
   console.error(
     `bench:flow: ${settings.rounds} round(s) on ${settings.engines.join(", ")}; PostgreSQL ${databaseUrl()}; load average ${machineAtStart.loadAverage.join(" ")}`
