@@ -4,7 +4,15 @@
  * run, on PostgreSQL and SQLite (and the memory store on request).
  *
  *   npm run bench:flow [-- --rounds 3] [--engines pg,sqlite,memory] [--only drain,fair,rate]
- *                      [--quick] [--no-write]
+ *                      [--quick] [--no-write] [--variants keyed,global50] [--base <dir>]
+ *
+ * `--variants` keeps some drain variants (`keyed`, `perPartition2`,
+ * `global50`, `plain`). `--base <dir>` (a checkout of another commit, with
+ * `node_modules` and `bench/node_modules` linked in) also runs every drain
+ * variant on the library bundled from there, interleaved with this
+ * checkout's in every round, so the library before and after a change is
+ * measured side by side (rows marked "(base)", ratios paired within each
+ * side; `--no-write` is implied).
  *
  * 1. Drain: 20,000 no-op jobs over 1,000 partition keys (`p<i % 1000>`),
  *    two worker processes at concurrency 50, for a kind with
@@ -47,6 +55,7 @@ import type { Child } from "./lib/proc.js"
 import { type DriverName, now } from "./lib/protocol.js"
 import { evaluate, type Target, targetJson, targetsTable } from "./lib/report.js"
 import { Results } from "./lib/results.js"
+import { serverCpuReader } from "./lib/servercpu.js"
 import { percentile, type Summary } from "./lib/stats.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
@@ -63,6 +72,7 @@ const drivers: Record<Engine, DriverName> = {
 }
 
 const quick = flag("quick")
+const baseDir = option("base")
 const settings = {
   rounds: Number(option("rounds") ?? (quick ? 1 : 3)),
   engines: (option("engines") ?? "pg,sqlite").split(",") as Array<Engine>,
@@ -106,6 +116,8 @@ const tmpDir = mkdtempSync(join(tmpdir(), "nightshift-bench-flow-"))
 const runId = Date.now().toString(36)
 let sequence = 0
 let entry = ""
+let readServerCpu: (() => number) | undefined
+let baseEntry = ""
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -121,7 +133,8 @@ const until = async (test: () => boolean | Promise<boolean>, timeoutMs: number, 
 /** Run `body` with an owner child that set up a fresh namespace; `spawn` adds worker processes (memory: the owner itself). */
 const withOwner = async <A>(
   engine: Engine,
-  body: (owner: Child, spawn: (k: number) => Promise<Array<Child>>) => Promise<A>
+  body: (owner: Child, spawn: (k: number) => Promise<Array<Child>>) => Promise<A>,
+  childEntry: string = entry
 ): Promise<A> => {
   const spec = {
     driver: drivers[engine],
@@ -130,13 +143,13 @@ const withOwner = async <A>(
     redisUrl: redisUrl(),
     tmpDir
   }
-  const owner = await startFlow(entry, spec)
+  const owner = await startFlow(childEntry, spec)
   const others: Array<Child> = []
   try {
     await ask(owner, { cmd: "setup" })
     return await body(owner, async (k) => {
       if (engine === "memory") return [owner]
-      const children = await Promise.all(Array.from({ length: k }, () => startFlow(entry, spec)))
+      const children = await Promise.all(Array.from({ length: k }, () => startFlow(childEntry, spec)))
       others.push(...children)
       return children
     })
@@ -165,7 +178,17 @@ const measure = results.measure.bind(results)
 // 1. Drain
 
 type DrainVariant = "keyed" | "perPartition2" | "global50" | "plain"
-const drainVariants: ReadonlyArray<DrainVariant> = ["keyed", "perPartition2", "global50", "plain"]
+const allDrainVariants: ReadonlyArray<DrainVariant> = ["keyed", "perPartition2", "global50", "plain"]
+const drainVariants: ReadonlyArray<DrainVariant> = allDrainVariants.filter(
+  (v) => option("variants")?.split(",").includes(v) ?? true
+)
+/** A drain contestant: a variant, on this checkout's library or on `--base`'s. */
+type DrainContestant = DrainVariant | `${DrainVariant}@base`
+const drainContestants: ReadonlyArray<DrainContestant> = drainVariants.flatMap((v) =>
+  baseDir === undefined ? [v] : [v, `${v}@base` as const]
+)
+const variantOf = (c: DrainContestant) => c.replace("@base", "") as DrainVariant
+const entryOf = (c: DrainContestant) => (c.endsWith("@base") ? baseEntry : entry)
 const drainLabels: Record<DrainVariant, string> = {
   keyed: "keys, no limits (reference)",
   perPartition2: "keys, `perPartition: 2`",
@@ -173,41 +196,49 @@ const drainLabels: Record<DrainVariant, string> = {
   plain: "no keys, no limits"
 }
 
-const drainOnce = (engine: Engine, kind: FlowKind) =>
-  withOwner(engine, async (owner, spawn) => {
-    const { jobs: n, processes } = settings.drain
-    const concurrency =
-      engine === "memory" ? settings.drain.concurrency * processes : settings.drain.concurrency
-    const enqueueMs = await ask<number>(
-      owner,
-      { cmd: "enqueue", kind, from: 0, n, tenant: "mod1000" },
-      600_000
-    )
-    const workers = await spawn(processes)
-    await ask(owner, { cmd: "startSampler", everyMs: settings.sampleEveryMs })
-    const t0 = now()
-    await Promise.all(workers.map((w) => ask(w, { cmd: "startWorker", kind, concurrency, n })))
-    const handled = () => workers.reduce((sum, w) => sum + w.progress(), 0)
-    const done =
-      (await until(() => handled() >= n, settings.drain.timeoutMs)) &&
-      (await until(async () => (await ask<number>(owner, { cmd: "committed" })) >= n, 30_000))
-    const drainMs = done ? now() - t0 : Number.NaN
-    const sample = await ask<FlowSample>(owner, { cmd: "stopSampler" })
-    const reports = await Promise.all(workers.map((w) => ask<FlowReport>(w, { cmd: "stopWorker" })))
-    const cpuMs = reports.reduce((sum, r) => sum + r.cpuMs, 0)
-    return {
-      values: {
-        enqueue: (n / enqueueMs) * 1000,
-        drain: (n / drainMs) * 1000,
-        // Too few samples (a drain in the sampler's own process can starve it) say nothing.
-        maxRunning: sample.samples >= 5 ? sample.maxRunning : Number.NaN,
-        maxPerPartition: sample.samples >= 5 ? sample.maxPerPartition : Number.NaN,
-        samples: sample.samples,
-        cpuUsPerJob: (cpuMs * 1000) / n
-      },
-      integrity: duplicatesOf(reports, 0, n)
-    }
-  })
+const drainOnce = (engine: Engine, kind: FlowKind, childEntry: string) =>
+  withOwner(
+    engine,
+    async (owner, spawn) => {
+      const { jobs: n, processes } = settings.drain
+      const concurrency =
+        engine === "memory" ? settings.drain.concurrency * processes : settings.drain.concurrency
+      const enqueueMs = await ask<number>(
+        owner,
+        { cmd: "enqueue", kind, from: 0, n, tenant: "mod1000" },
+        600_000
+      )
+      const workers = await spawn(processes)
+      await ask(owner, { cmd: "startSampler", everyMs: settings.sampleEveryMs })
+      const server0 = engine === "pg" ? readServerCpu?.() : undefined
+      const t0 = now()
+      await Promise.all(workers.map((w) => ask(w, { cmd: "startWorker", kind, concurrency, n })))
+      const handled = () => workers.reduce((sum, w) => sum + w.progress(), 0)
+      const done =
+        (await until(() => handled() >= n, settings.drain.timeoutMs)) &&
+        (await until(async () => (await ask<number>(owner, { cmd: "committed" })) >= n, 30_000))
+      const drainMs = done ? now() - t0 : Number.NaN
+      const serverMs = server0 === undefined ? Number.NaN : readServerCpu!() - server0
+      const sample = await ask<FlowSample>(owner, { cmd: "stopSampler" })
+      const reports = await Promise.all(workers.map((w) => ask<FlowReport>(w, { cmd: "stopWorker" })))
+      const cpuMs = reports.reduce((sum, r) => sum + r.cpuMs, 0)
+      return {
+        values: {
+          enqueue: (n / enqueueMs) * 1000,
+          drain: (n / drainMs) * 1000,
+          // Too few samples (a drain in the sampler's own process can starve it) say nothing.
+          maxRunning: sample.samples >= 5 ? sample.maxRunning : Number.NaN,
+          maxPerPartition: sample.samples >= 5 ? sample.maxPerPartition : Number.NaN,
+          samples: sample.samples,
+          cpuUsPerJob: (cpuMs * 1000) / n,
+          // The database server's CPU from /proc (every backend's: other load on it counts too).
+          serverCpuUsPerJob: (serverMs * 1000) / n
+        },
+        integrity: duplicatesOf(reports, 0, n)
+      }
+    },
+    childEntry
+  )
 
 const drainRound = async (
   engine: Engine,
@@ -215,8 +246,8 @@ const drainRound = async (
   order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>
 ) => {
   if (!enabled("drain")) return
-  for (const variant of order(drainVariants))
-    await measure(`drain:${engine}`, variant, round, () => drainOnce(engine, variant))
+  for (const c of order(drainContestants))
+    await measure(`drain:${engine}`, c, round, () => drainOnce(engine, variantOf(c), entryOf(c)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,24 +439,28 @@ const drainTable = (engine: Engine) => {
       "most running (sampled)",
       "most running with one key (sampled)",
       "worker CPU µs/job",
+      "database server CPU µs/job",
       "duplicates / lost"
     ],
-    drainVariants
-      .filter((v) => results.contestants(w).includes(v))
-      .map((v) => {
-        const s = (key: string) => results.summary(w, v, key)
+    drainContestants
+      .filter((c) => results.contestants(w).includes(c))
+      .map((c) => {
+        const v = variantOf(c)
+        const s = (key: string) => results.summary(w, c, key)
+        const reference = c.endsWith("@base") ? "keyed@base" : "keyed"
         const ratio = results.ratio(
-          { workload: w, contestant: v, key: "drain" },
-          { workload: w, contestant: "keyed", key: "drain" }
+          { workload: w, contestant: c, key: "drain" },
+          { workload: w, contestant: reference, key: "drain" }
         )
         return [
-          drainLabels[v],
+          `${drainLabels[v]}${c.endsWith("@base") ? " (base)" : ""}`,
           cell(s("drain"), int),
           v === "keyed" ? "1" : cell(ratio, fixed(2)),
           cell(s("maxRunning"), int),
           v === "plain" ? "–" : cell(s("maxPerPartition"), int),
           cell(s("cpuUsPerJob"), int),
-          faults(w, v)
+          cell(s("serverCpuUsPerJob"), int),
+          faults(w, c)
         ]
       })
   )
@@ -585,6 +620,8 @@ const main = async () => {
   const measuredCommit = commit()
   const machineAtStart = machine()
   entry = bundleFlowChild(rootDir, benchDir)
+  if (settings.engines.includes("pg")) readServerCpu = await serverCpuReader(databaseUrl())
+  if (baseDir !== undefined) baseEntry = bundleFlowChild(baseDir, join(baseDir, "bench"))
   console.error(
     `bench:flow: ${settings.rounds} round(s) on ${settings.engines.join(", ")}; PostgreSQL ${databaseUrl()}; load average ${machineAtStart.loadAverage.join(" ")}`
   )
@@ -606,9 +643,10 @@ const main = async () => {
       (e) => [e, engineBlock(e, { startedAt, minutes, load, commit: measuredCommit })] as const
     )
   )
-  const section = flag("no-write")
-    ? [intro(), ...blocks.values()].join("\n\n")
-    : writeSection(join(rootDir, "BENCHMARKS.md"), blocks)
+  const section =
+    flag("no-write") || baseDir !== undefined
+      ? [intro(), ...blocks.values()].join("\n\n")
+      : writeSection(join(rootDir, "BENCHMARKS.md"), blocks)
   process.stdout.write(`${section}\n`)
   const summary = {
     date: startedAt.toISOString(),

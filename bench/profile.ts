@@ -81,7 +81,7 @@ const responsible = (id: number): string | null => {
   const { callFrame: cf } = nodes.get(id)!
   let r: string | null
   if (loading.test(cf.functionName) || cf.url.includes("internal/modules")) r = "load"
-  else if (/child\.mjs$/.test(cf.url)) r = `ours:${cf.functionName || enclosing(cf.lineNumber)}`
+  else if (/(child|flow)\.mjs$/.test(cf.url)) r = `ours:${cf.functionName || enclosing(cf.lineNumber)}`
   else if (pgPackages.has(packageOf(cf.url) ?? "")) r = "pg"
   else {
     const up = parent.get(id)

@@ -212,6 +212,17 @@ export interface Settlement {
 }
 
 /**
+ * What `settleAndClaim` did: `settle`'s results, and the jobs the claim
+ * after it took.
+ *
+ * @since 0.1.0
+ */
+export interface SettledAndClaimed {
+  readonly settled: ReadonlyArray<SettleResult>
+  readonly claimed: ReadonlyArray<JobRecord>
+}
+
+/**
  * What happened to a settle: `applied` is false when the fence no longer
  * matched (the job was rescued, re-claimed or cancelled meanwhile) and
  * nothing changed.
@@ -714,6 +725,19 @@ export interface Service {
   readonly settle: (
     settlements: ReadonlyArray<Settlement>
   ) => Effect.Effect<ReadonlyArray<SettleResult>, JobStoreError>
+  /**
+   * Optional: `settle`, then `claim` after it in the same transaction and
+   * one round trip, so that the claim can take the places (of a flow
+   * control limit) that the settled jobs held. The claim sees every
+   * settlement applied; either both happen or neither does. A runner uses
+   * it under flow control, when a claim came back short and the settled
+   * jobs' places may let the next one take more; without it, it settles,
+   * then claims.
+   */
+  readonly settleAndClaim?: (
+    settlements: ReadonlyArray<Settlement>,
+    request: ClaimRequest
+  ) => Effect.Effect<SettledAndClaimed, JobStoreError>
   /**
    * End the leases that have expired: such jobs count the lost attempt and
    * become `retryable` (available now), `discarded` when no attempts remain,

@@ -107,6 +107,8 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
     heartbeat: (owner, leases, leaseMs) =>
       Jobs.heartbeat(ctx, owner, leases, leaseMs).pipe(Ctx.operation("heartbeat")),
     settle: (settlements) => Jobs.settle(ctx, settlements).pipe(Ctx.operation("settle")),
+    settleAndClaim: (settlements, request) =>
+      Jobs.settleAndClaim(ctx, settlements, request, cursors).pipe(Ctx.operation("settleAndClaim")),
     rescue: (limit) => Jobs.rescue(ctx, limit).pipe(Ctx.operation("rescue")),
     prune: (request) =>
       Finished.prune(ctx, request).pipe(Effect.zipLeft(Flow.pruneStarts(ctx.tables)), Ctx.operation("prune")),

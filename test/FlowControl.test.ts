@@ -213,6 +213,58 @@ describe("a runner under flow control", () => {
     }).pipe(Effect.provide(Base))
   )
 
+  it.effect(
+    "with a store that settles and claims in one call, settles carry the claims and the limit holds",
+    () => {
+      let rides = 0
+      // The memory store with `settleAndClaim`: its settle, then its claim.
+      const Riding = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (store) => ({
+          ...store,
+          settleAndClaim: (settlements: ReadonlyArray<JobStore.Settlement>, request: JobStore.ClaimRequest) =>
+            Effect.zipWith(store.settle(settlements), store.claim(request), (settled, claimed) => {
+              rides++
+              return { settled, claimed }
+            })
+        }))
+      ).pipe(Layer.provide(MemoryStore.layer))
+      return Effect.gen(function* () {
+        const Work = Job.make("capped_riding", {
+          payload: Payload,
+          partition: (p) => p.tenant,
+          concurrency: { global: 3 }
+        })
+        let running = 0
+        let most = 0
+        const runs = new Map<number, number>()
+        const handlers = Job.handlers(
+          Job.handle(Work, ({ n }) =>
+            Effect.gen(function* () {
+              running++
+              most = Math.max(most, running)
+              runs.set(n, (runs.get(n) ?? 0) + 1)
+              yield* Effect.sleep("10 millis")
+              running--
+            })
+          )
+        )
+        for (let i = 0; i < 40; i++) yield* JobQueue.enqueue(Work, { tenant: `t${i % 4}`, n: i })
+        const a = yield* startRunner(handlers, { concurrency: 10 })
+        const b = yield* startRunner(handlers, { concurrency: 10 })
+        for (let i = 0; i < 100 && runs.size < 40; i++) yield* settle
+        yield* Scope.close(a, Exit.void)
+        yield* Scope.close(b, Exit.void)
+        expect(runs.size).toBe(40)
+        expect(Array.from(runs.values()).every((c) => c === 1)).toBe(true)
+        expect(most).toBe(3)
+        expect(rides).toBeGreaterThan(0)
+      }).pipe(
+        Effect.provide(JobQueue.layer.pipe(Layer.provideMerge(Riding), Layer.provideMerge(Events.layer)))
+      )
+    }
+  )
+
   it.effect("a runner stores its kinds' and queues' limits, and clears those no longer declared", () =>
     Effect.gen(function* () {
       const store = yield* JobStore.JobStore

@@ -14,6 +14,7 @@
  * the claim times.
  */
 import { rmSync } from "node:fs"
+import { createRequire } from "node:module"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -147,6 +148,93 @@ class Sampler {
   }
 }
 
+/**
+ * `BENCH_FLOW_COUNT=1`: the worker's store calls, counted (claims, empty claims, jobs claimed,
+ * settles, jobs settled, heartbeats, settles sent with a claim) and printed to stderr when the worker stops.
+ */
+const counting = process.env.BENCH_FLOW_COUNT === "1"
+const counts = {
+  claims: 0,
+  emptyClaims: 0,
+  claimed: 0,
+  settles: 0,
+  settled: 0,
+  heartbeats: 0,
+  /** `settleAndClaim` calls: a settle and a claim in one round trip. */
+  settlesWithClaim: 0,
+  /** Wall time in each kind of call, ms. */
+  claimMs: 0,
+  settleMs: 0,
+  settleWithClaimMs: 0,
+  /** Statements the pg driver sent (every one, BEGIN and COMMIT included), and their text's length. */
+  pgQueries: 0,
+  pgTextChars: 0
+}
+if (counting) {
+  // The store's pg, as @effect/sql-pg resolves it (bench/node_modules has a copy of its own).
+  const pg = createRequire(import.meta.resolve("@effect/sql-pg"))("pg") as {
+    readonly Client: { readonly prototype: { query: (...args: Array<unknown>) => unknown } }
+  }
+  const Client = pg.Client.prototype
+  const query = Client.query
+  Client.query = function (this: unknown, ...args: Array<unknown>) {
+    const q = args[0] as string | { text?: string }
+    counts.pgQueries++
+    counts.pgTextChars += (typeof q === "string" ? q : (q?.text ?? "")).length
+    return query.apply(this, args)
+  }
+}
+/** `effect`, its wall time added to `counts[key]` (ms). */
+const timed = <A, E>(key: "claimMs" | "settleMs" | "settleWithClaimMs", effect: Effect.Effect<A, E>) =>
+  Effect.suspend(() => {
+    const t0 = performance.now()
+    return Effect.ensuring(
+      effect,
+      Effect.sync(() => {
+        counts[key] += performance.now() - t0
+      })
+    )
+  })
+
+const countingStore = Layer.effect(
+  JobStore.JobStore,
+  Effect.map(JobStore.JobStore, (store) => ({
+    ...store,
+    claim: (request: JobStore.ClaimRequest) =>
+      Effect.tap(timed("claimMs", store.claim(request)), (jobs) => {
+        counts.claims++
+        counts.claimed += jobs.length
+        if (jobs.length === 0) counts.emptyClaims++
+      }),
+    settle: (outcomes: Parameters<JobStore.Service["settle"]>[0]) =>
+      Effect.tap(timed("settleMs", store.settle(outcomes)), () => {
+        counts.settles++
+        counts.settled += outcomes.length
+      }),
+    ...(store.settleAndClaim === undefined
+      ? {}
+      : {
+          settleAndClaim: (
+            outcomes: Parameters<JobStore.Service["settle"]>[0],
+            request: JobStore.ClaimRequest
+          ) =>
+            Effect.tap(
+              timed("settleWithClaimMs", store.settleAndClaim!(outcomes, request)),
+              ({ claimed }) => {
+                counts.settlesWithClaim++
+                counts.settled += outcomes.length
+                counts.claimed += claimed.length
+                if (claimed.length === 0) counts.emptyClaims++
+              }
+            )
+        }),
+    heartbeat: (...args: Parameters<JobStore.Service["heartbeat"]>) =>
+      Effect.tap(store.heartbeat(...args), () => {
+        counts.heartbeats++
+      })
+  }))
+)
+
 const main = async () => {
   const spec = JSON.parse(process.argv[2]!) as ChildSpec
   const engine = engineOf(spec)
@@ -202,13 +290,11 @@ const main = async () => {
             const handlers = Job.handlers(
               Job.handle(kind, ({ i, t }: typeof Payload.Type) => Effect.sync(() => tally.onJob(i, t)))
             )
-            yield* Layer.buildWithScope(
-              JobRunner.layer(handlers, {
-                concurrency: command.concurrency,
-                ...(command.prefetch === undefined ? {} : { prefetch: command.prefetch })
-              }),
-              scope
-            )
+            const runner = JobRunner.layer(handlers, {
+              concurrency: command.concurrency,
+              ...(command.prefetch === undefined ? {} : { prefetch: command.prefetch })
+            })
+            yield* Layer.buildWithScope(counting ? runner.pipe(Layer.provide(countingStore)) : runner, scope)
             worker = scope
           })
         )
@@ -221,6 +307,7 @@ const main = async () => {
           worker = undefined
           await runtime.runPromise(Scope.close(scope, Exit.void))
         }
+        if (counting) console.error(`bench:flow worker ${process.pid}: ${JSON.stringify(counts)}`)
         return tally.report()
       }
       case "committed":

@@ -139,19 +139,19 @@ export const claim = (ctx: Ctx, request: JobStore.ClaimRequest, cursors: Cursors
       now,
       queues,
       queues.map((queue) => cursors.get(queue) ?? null)
-    ).pipe(
-      Effect.map((rows) => {
-        const last = new Map<string, ClaimRow>()
-        for (const row of rows) {
-          const best = last.get(row.queue)
-          if (row.flow_ord > 0 && (best === undefined || row.flow_ord > best.flow_ord))
-            last.set(row.queue, row)
-        }
-        for (const [queue, row] of last) cursors.set(queue, row.partition_key ?? "")
-        return rows.map(claimedRecord).sort(Core.claimOrder)
-      })
-    )
+    ).pipe(Effect.map((rows) => claimed(rows, cursors)))
   )
+}
+
+/** The claimed rows as records in claim order; each queue's cursor moves to the key of the highest ring position served. */
+const claimed = (rows: ReadonlyArray<ClaimRow>, cursors: Cursors) => {
+  const last = new Map<string, ClaimRow>()
+  for (const row of rows) {
+    const best = last.get(row.queue)
+    if (row.flow_ord > 0 && (best === undefined || row.flow_ord > best.flow_ord)) last.set(row.queue, row)
+  }
+  for (const [queue, row] of last) cursors.set(queue, row.partition_key ?? "")
+  return rows.map(claimedRecord).sort(Core.claimOrder)
 }
 
 /**
@@ -387,6 +387,86 @@ export const settle = (ctx: Ctx, settlements: ReadonlyArray<JobStore.Settlement>
   return settleIsolated(ctx, valid).pipe(
     Effect.map((rows) => Core.settleResults(settlements, new Map(rows.map((r) => [r.id, r.state]))))
   )
+}
+
+/**
+ * A value as the SQL literal PostgreSQL reads as that value sent as a
+ * parameter: pg sends every parameter as text of unknown type (arrays as
+ * array literals), so a quoted literal of unknown type, in the same place,
+ * is read the same way.
+ */
+const literal = (value: unknown): string => {
+  if (value === null || value === undefined) return "NULL"
+  const quote = (text: string) =>
+    text.includes("\\")
+      ? ` E'${text.replaceAll("\\", "\\\\").replaceAll("'", "''")}'`
+      : `'${text.replaceAll("'", "''")}'`
+  if (Array.isArray(value)) {
+    const element = (v: unknown): string =>
+      v === null || v === undefined
+        ? "NULL"
+        : `"${String(v).replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`
+    return quote(`{${value.map(element).join(",")}}`)
+  }
+  if (value instanceof Date) return quote(value.toISOString())
+  if (typeof value === "object") return quote(JSON.stringify(value))
+  return quote(String(value))
+}
+
+/** A statement's text with its parameters written in as literals (see `literal`). */
+const inline = (statement: { readonly compile: () => readonly [string, ReadonlyArray<unknown>] }) => {
+  const [text, params] = statement.compile()
+  return text.replace(/\$(\d+)/g, (_, n: string) => literal(params[Number(n) - 1]))
+}
+
+/**
+ * `JobStore.settleAndClaim`: the settle statement, then the claim, sent as
+ * one simple query (one round trip; parameters written in as literals, as
+ * the simple protocol takes none). PostgreSQL runs the two in one implicit
+ * transaction, each statement with a snapshot of its own, so the claim
+ * counts the places the settle freed, and either both commit or neither
+ * does. A settle PostgreSQL refuses (the whole transaction then rolls back)
+ * is written as `settle` writes it, and the claim is left out.
+ */
+export const settleAndClaim = (
+  ctx: Ctx,
+  settlements: ReadonlyArray<JobStore.Settlement>,
+  request: JobStore.ClaimRequest,
+  cursors: Cursors
+): Effect.Effect<JobStore.SettledAndClaimed, SqlError> => {
+  const valid = Core.applicable(settlements)
+  if (valid.length === 0 || request.limit <= 0 || request.queues.length === 0 || request.kinds.length === 0)
+    return Effect.zipWith(settle(ctx, settlements), claim(ctx, request, cursors), (settled, claimed) => ({
+      settled,
+      claimed
+    }))
+  const queues = [...new Set(request.queues)]
+  return Effect.flatMap(ctx.now, (now) => {
+    const text = `${inline(settleSql(ctx, valid, now))};\n${inline(
+      claimStatement(
+        ctx,
+        request,
+        now,
+        queues,
+        queues.map((queue) => cursors.get(queue) ?? null)
+      )
+    )}`
+    return ctx.sql.unsafe<object>(text).pipe(
+      Effect.map((results) => {
+        const [settledRows, claimRows] = results as unknown as [
+          ReadonlyArray<{ id: string; state: JobStore.JobState }>,
+          ReadonlyArray<ClaimRow>
+        ]
+        return {
+          settled: Core.settleResults(settlements, new Map(settledRows.map((r) => [r.id, r.state]))),
+          claimed: claimed(claimRows, cursors)
+        }
+      }),
+      Effect.catchIf(refusedData, () =>
+        Effect.map(settle(ctx, settlements), (settled) => ({ settled, claimed: [] }))
+      )
+    )
+  })
 }
 
 const rescued = Core.rescueMessageParts

@@ -24,7 +24,7 @@ import {
   jobAnnotations,
   type Settle
 } from "./execute.js"
-import type { Settler } from "./settler.js"
+import type { Rider, Settler } from "./settler.js"
 
 /** How often, in wall-clock ms, a busy fetcher lets the event loop run timers and I/O. */
 const breathMs = 20
@@ -483,6 +483,26 @@ export const makeEngine = <R>(
 
     /** The last claim came back with fewer jobs than it asked for. */
     let short = false
+    /** The fetcher's claim is in flight. */
+    let fetching = false
+    /** A claim sent with a settle (see `rider`) is in flight. */
+    let riding = false
+
+    const claimRequest = (limit: number): JobStore.ClaimRequest => ({
+      queues: config.queues,
+      kinds,
+      limit,
+      leaseMs: config.leaseMs,
+      owner: config.owner
+    })
+
+    /** Buffer claimed jobs, in claim order, with their lease as of `sentAt`. */
+    const hold = (claimed: ReadonlyArray<JobStore.JobRecord>, sentAt: number) => {
+      if (claimed.length === 0) return
+      const heldUntil = sentAt + config.leaseMs
+      buffer = buffer.slice(head).concat(claimed.map((job) => ({ job, heldUntil })))
+      head = 0
+    }
 
     /**
      * One round of the fetcher: fill free slots from the buffer, then claim
@@ -492,26 +512,31 @@ export const makeEngine = <R>(
      * room to claim.
      */
     const claimOnce: Effect.Effect<number, JobStore.JobStoreError, R> = Effect.gen(function* () {
-      if (draining || kinds.length === 0) return -1
+      // A claim sent with a settle is in flight (see `rider`): its end wakes the fetcher.
+      if (draining || kinds.length === 0 || riding) return -1
       // Uninterruptible from claim to start: jobs a claim committed are always started or
       // buffered (and so drained or released at shutdown), never stranded under a stopped runner.
       yield* Effect.uninterruptible(startBuffered)
+      if (riding) return -1
       const slots = Math.max(0, capacity - running.size)
       const room = slots + ahead - buffered()
       if (room <= 0 || buffered() > ahead / 2) return -1
       const limit = Math.min(room, config.claimBatchSize)
+      // Set with the room it claims, before any other fiber runs: no claim rides a settle meanwhile.
+      fetching = true
       const sentAt = clockService.unsafeCurrentTimeMillis()
       const seen = wakeups
       const sentNanos = clockService.unsafeCurrentTimeNanos()
       const jobs = yield* Effect.uninterruptible(
         Effect.tap(
-          store.claim({ queues: config.queues, kinds, limit, leaseMs: config.leaseMs, owner: config.owner }),
+          Effect.ensuring(
+            store.claim(claimRequest(limit)),
+            Effect.sync(() => {
+              fetching = false
+            })
+          ),
           (claimed) => {
-            if (claimed.length > 0) {
-              const heldUntil = sentAt + config.leaseMs
-              buffer = buffer.slice(head).concat(claimed.map((job) => ({ job, heldUntil })))
-              head = 0
-            }
+            hold(claimed, sentAt)
             return startBuffered
           }
         )
@@ -547,6 +572,55 @@ export const makeEngine = <R>(
       settler.onWritten(() => {
         if (short) hinted()
       })
+
+    /**
+     * Under flow control, after a short claim, the claim the settler sends
+     * with its next batch (when the store can, `settleAndClaim`): it takes
+     * the places that batch frees in the same round trip, instead of a
+     * wake-up and a claim after the settle is written. Sized and handled as
+     * the fetcher's claim; never while the fetcher's own claim is in flight
+     * (and the fetcher does not claim while this one is), so the two never
+     * claim the same room.
+     */
+    const rider = (): Rider | undefined => {
+      if (!short || fetching || riding || draining || closed || runtime === undefined || kinds.length === 0)
+        return undefined
+      const slots = Math.max(0, capacity - running.size)
+      const room = slots + ahead - buffered()
+      if (room <= 0 || buffered() > ahead / 2) return undefined
+      const limit = Math.min(room, config.claimBatchSize)
+      const sentAt = clockService.unsafeCurrentTimeMillis()
+      const sentNanos = clockService.unsafeCurrentTimeNanos()
+      const seen = wakeups
+      riding = true
+      return {
+        request: claimRequest(limit),
+        done: (claimed) => {
+          riding = false
+          if (claimed === undefined) {
+            // Not claimed: the batch is written alone, and its write wakes the fetcher as usual.
+            signal.unsafeOffer(true)
+            return
+          }
+          if (draining || closed || runtime === undefined) {
+            // Stopping: what was claimed goes straight back, as the buffer does at a drain.
+            for (const job of claimed)
+              settler.unsafeOffer({ job, outcome: { _tag: "release" }, durationMs: 0 })
+            return
+          }
+          hold(claimed, sentAt)
+          const now = clockService.unsafeCurrentTimeMillis()
+          retarget(Number(clockService.unsafeCurrentTimeNanos() - sentNanos) / 1e6)
+          short = claimed.length < limit
+          more = !short || wakeups !== seen
+          health = { ...health, healthy: true, lastClaimAt: now }
+          startNext(now)
+          Metrics.unsafeRunning(config.owner, running.size)
+          if (more) signal.unsafeOffer(true)
+        }
+      }
+    }
+    if (config.flowLimited) settler.claimWith(rider)
 
     // Idle, the fetcher waits for a signal: a wake-up hint, a finished attempt, or the poll
     // (a ticker beside the loop, so that waiting forks nothing and sets no timer).

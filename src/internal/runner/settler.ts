@@ -1,5 +1,6 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Events from "../../Events.js"
 import type * as JobStore from "../../JobStore.js"
@@ -60,6 +61,22 @@ export interface Settler {
   readonly held: () => ReadonlyArray<JobStore.Lease>
   /** Call `f` after every batch the store took (one listener; the last set wins). */
   readonly onWritten: (f: () => void) => void
+  /**
+   * Before each batch, ask `f` for a claim to send with it (one provider;
+   * the last set wins). With a store that has `settleAndClaim`, a batch
+   * written while `f` returns a claim is written with that claim after it,
+   * in one round trip, and `onWritten` is not called for it: the claim's
+   * `done` is, with the jobs claimed, or with `undefined` when the claim was
+   * not made (the batch is then written alone, as without a claim).
+   */
+  readonly claimWith: (f: () => Rider | undefined) => void
+}
+
+/** A claim sent after a batch of outcomes (see `Settler.claimWith`). */
+export interface Rider {
+  readonly request: JobStore.ClaimRequest
+  /** Called once, uninterruptibly: with the jobs claimed, or `undefined` when no claim was made. */
+  readonly done: (claimed: ReadonlyArray<JobStore.JobRecord> | undefined) => void
 }
 
 /** How long an outcome the store deferred (its shard unreachable) waits before it is offered again. */
@@ -114,12 +131,57 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
       return n
     }
 
+    let rider: () => Rider | undefined = () => undefined
+
+    /**
+     * The batch with the claim the provider gives (see `claimWith`), in one
+     * uninterruptible call: claimed jobs are always handed to `done`, never
+     * lost between the store and the runner. `None` when there was no claim
+     * to send or the call failed (the batch is then written alone).
+     */
+    const settleWithClaim = (
+      settlements: ReadonlyArray<JobStore.Settlement>
+    ): Effect.Effect<Option.Option<ReadonlyArray<JobStore.SettleResult>>> => {
+      const settleAndClaim = store.settleAndClaim
+      if (settleAndClaim === undefined) return Effect.succeedNone
+      return Effect.uninterruptible(
+        Effect.suspend(() => {
+          const ride = rider()
+          if (ride === undefined) return Effect.succeedNone
+          return settleAndClaim(settlements, ride.request).pipe(
+            Effect.matchEffect({
+              onFailure: (e) =>
+                Effect.zipRight(
+                  Effect.sync(() => ride.done(undefined)),
+                  Effect.as(
+                    Effect.logWarning(
+                      "nightshift: settling job outcomes with a claim failed; settling alone",
+                      e
+                    ),
+                    Option.none()
+                  )
+                ),
+              onSuccess: ({ claimed, settled }) =>
+                Effect.sync(() => {
+                  ride.done(claimed)
+                  return Option.some(settled)
+                })
+            })
+          )
+        })
+      )
+    }
+
     const write = (batch: ReadonlyArray<Pending>) =>
-      store.settle(batch.map((p) => ({ id: p.job.id, fence: p.job.fence, outcome: p.outcome }))).pipe(
-        Effect.tapError((e) => Effect.logWarning("nightshift: settling job outcomes failed; retrying", e)),
-        Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
-        Effect.orDie, // the schedule above never ends
-        Effect.tap((results) => {
+      Effect.suspend(() => {
+        const settlements = batch.map((p) => ({ id: p.job.id, fence: p.job.fence, outcome: p.outcome }))
+        return Effect.flatMap(
+          settleWithClaim(settlements),
+          (rode): Effect.Effect<readonly [ReadonlyArray<JobStore.SettleResult>, boolean]> =>
+            Option.isSome(rode) ? Effect.succeed([rode.value, true]) : settleAlone(settlements)
+        )
+      }).pipe(
+        Effect.tap(([results, rode]) => {
           // Outcomes the store could not deliver yet (a shard is down) are offered again
           // after a pause; they stay held, so their leases are kept meanwhile.
           const deferred: Array<Pending> = []
@@ -128,12 +190,20 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
             if (results[i]?.deferred === true) deferred.push(p)
             else if (holding.get(p.job.id) === p.job) holding.delete(p.job.id)
           }
-          written()
+          if (!rode) written()
           if (deferred.length === 0) return Effect.void
           parked.add(deferred)
           return Effect.forkDaemon(Effect.delay(unpark(deferred), deferRetry))
         }),
-        Effect.flatMap((results) => report(batch, results))
+        Effect.flatMap(([results]) => report(batch, results))
+      )
+
+    const settleAlone = (settlements: ReadonlyArray<JobStore.Settlement>) =>
+      store.settle(settlements).pipe(
+        Effect.tapError((e) => Effect.logWarning("nightshift: settling job outcomes failed; retrying", e)),
+        Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+        Effect.orDie, // the schedule above never ends
+        Effect.map((results): readonly [ReadonlyArray<JobStore.SettleResult>, boolean] => [results, false])
       )
 
     const events = yield* Effect.serviceOption(Events.Events)
@@ -254,6 +324,9 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
       held: () => Array.from(holding.values(), (job) => ({ id: job.id, fence: job.fence })),
       onWritten: (f) => {
         written = f
+      },
+      claimWith: (f) => {
+        rider = f
       }
     }
   })
