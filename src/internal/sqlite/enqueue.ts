@@ -95,11 +95,43 @@ const notSerialisable = (cause: unknown) =>
 /** Each job's run time (epoch ms) at `now`. */
 const runTimes = (now: number, jobs: ReadonlyArray<JobStore.EnqueueInput>): Array<number> => {
   const times = new Array<number>(jobs.length)
+  const due = Plans.after(now, 0)
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!
-    times[i] = job.runAt !== undefined ? Math.ceil(job.runAt) : Plans.after(now, job.delayMs ?? 0)
+    times[i] =
+      job.runAt !== undefined
+        ? Math.ceil(job.runAt)
+        : job.delayMs === undefined || job.delayMs === 0
+          ? due
+          : Plans.after(now, job.delayMs)
   }
   return times
+}
+
+/** The results of `n` jobs inserted from id `first` on, none deduped. */
+const freshResults = (first: number, n: number): Array<JobStore.EnqueueResult> => {
+  const results = new Array<JobStore.EnqueueResult>(n)
+  for (let i = 0; i < n; i++) results[i] = { id: String(first + i), deduped: false }
+  return results
+}
+
+/** The queues of the jobs inserted (`isNew`, or all) that are due at `now`: the queues to wake. */
+const dueQueues = (
+  jobs: ReadonlyArray<JobStore.EnqueueInput>,
+  runAt: ReadonlyArray<number>,
+  now: number,
+  isNew: ReadonlyArray<boolean> | undefined
+): Set<string> => {
+  const queues = new Set<string>()
+  let last: string | undefined
+  for (let i = 0; i < jobs.length; i++) {
+    const queue = jobs[i]!.queue
+    if (queue !== last && (isNew === undefined || isNew[i]) && runAt[i]! <= now) {
+      queues.add(queue)
+      last = queue
+    }
+  }
+  return queues
 }
 
 /** Whether rows `from`..`to` (exclusive) share every column but id and payload, and have no dedupe key. */
@@ -240,7 +272,8 @@ export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArra
       SET value = value + ${unique.length} WHERE name = 'job_id' RETURNING value`
     const first = counter!.value - unique.length + 1
     const runAt = runTimes(now, unique)
-    const isNew: Array<boolean> = new Array(unique.length).fill(true)
+    // Only a chunk with a dedupe key can leave a job out; without one, every job is new.
+    const isNew: Array<boolean> | undefined = folded === undefined ? undefined : new Array(unique.length).fill(true)
     const missing: Array<number> = []
     for (const { from, k, uniform } of chunksOf(unique, runAt)) {
       const keyed = !uniform && unique.slice(from, from + k).some((job) => job.dedupeKey !== undefined)
@@ -254,7 +287,7 @@ export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArra
         for (let i = from; i < from + k; i++) {
           if (!inserted.has(first + i)) {
             missing.push(i)
-            isNew[i] = false
+            isNew![i] = false
           }
         }
       } else {
@@ -268,17 +301,14 @@ export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArra
         }
       }
     }
+    const queues = dueQueues(unique, runAt, now, isNew)
+    if (folded === undefined) return { results: freshResults(first, unique.length), queues }
     const ids = unique.map((_, i) => first + i)
     if (missing.length > 0) {
       for (const [i, id] of yield* existingHolders(sql, unique, missing)) ids[i] = id
     }
-    const stored = ids.map((id, s): JobStore.EnqueueResult => ({ id: String(id), deduped: !isNew[s] }))
-    const queues = new Set<string>()
-    for (let i = 0; i < unique.length; i++) if (isNew[i] && runAt[i]! <= now) queues.add(unique[i]!.queue)
-    return {
-      results: folded === undefined ? stored : Core.unfold(folded, stored),
-      queues
-    }
+    const stored = ids.map((id, s): JobStore.EnqueueResult => ({ id: String(id), deduped: !isNew![s] }))
+    return { results: Core.unfold(folded, stored), queues }
   })
 
 /** The active jobs that the jobs not inserted (`missing`, indices in `unique`) were folded into: `[index, id]`. */
