@@ -580,7 +580,11 @@ class InputBatch {
     private readonly trace: Trace
   ) {}
 
-  next(): InvalidPayload | InvalidOptions | Effect.Effect<JobStore.EnqueueInput, InvalidPayload, any> | undefined {
+  next():
+    | InvalidPayload
+    | InvalidOptions
+    | Effect.Effect<JobStore.EnqueueInput, InvalidPayload, any>
+    | undefined {
     const { inputs, items, now, trace } = this
     for (let r = items.next(); r.done !== true; r = items.next()) {
       const it = r.value
@@ -604,7 +608,8 @@ class InputBatch {
         }
       }
       const input = inputAt(it.kind, it.payload, options, resolved, trace)
-      if (input instanceof InvalidPayload || input instanceof InvalidOptions || Effect.isEffect(input)) return input
+      if (input instanceof InvalidPayload || input instanceof InvalidOptions || Effect.isEffect(input))
+        return input
       inputs.push(input)
     }
     return undefined
