@@ -36,7 +36,7 @@ export const make: Effect.Effect<
   const enqueued = (queues: Iterable<string>) =>
     hint(Array.from(new Set(queues), (queue): JobStore.Wakeup => ({ _tag: "enqueued", queue })))
   const { sql } = db
-  yield* watchCommits(sql, hint([{ _tag: "changed" }]))
+  yield* watchCommits(sql, db.exec, hint([{ _tag: "changed" }]))
   const tables: FlowStatements.FlowTables = {
     sql,
     jobs: sql.literal("nightshift_jobs"),
