@@ -138,7 +138,7 @@ const main = async () => {
         const serverUs = (r.serverCpuMs * 1000) / r.n
         serverCpu.get(c.label)!.set(round, serverUs)
         console.error(
-          `[round ${round}] ${c.label}: ${Math.round(rate)} jobs/s, worker CPU ${us.toFixed(1)} µs/job, database server CPU ${serverUs.toFixed(1)} µs/job (dup ${r.duplicates}, lost ${r.lost})`
+          `[round ${round}] ${c.label}: enqueue ${Math.round((r.n / r.enqueueMs) * 1000)} jobs/s, drain ${Math.round(rate)} jobs/s, worker CPU ${us.toFixed(1)} µs/job, database server CPU ${serverUs.toFixed(1)} µs/job (dup ${r.duplicates}, lost ${r.lost})`
         )
       } catch (error) {
         console.error(`[round ${round}] ${c.label}: FAILED ${String(error).split("\n")[0]}`)

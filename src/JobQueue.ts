@@ -562,6 +562,60 @@ const inputAt = <A, I, R>(
   return inputOf(kind, encoded, resolved, dedupeKey, partition, trace)
 }
 
+/**
+ * The store inputs of a bulk enqueue's items, read in a plain loop: a batch
+ * is usually one kind without options, so its defaults are resolved once
+ * per run of a kind. `next` reads on until an item is invalid (the error)
+ * or needs its schema's effects (the effect that makes its input, which the
+ * caller runs and pushes before reading on), or the items end (`undefined`).
+ */
+class InputBatch {
+  readonly inputs: Array<JobStore.EnqueueInput> = []
+  private kind: Job.Any | undefined = undefined
+  private defaults: Resolved | string = ""
+  private plain: PlainEncoder | null = null
+  constructor(
+    private readonly items: Iterator<Item>,
+    private readonly now: number,
+    private readonly trace: Trace
+  ) {}
+
+  next():
+    | InvalidPayload
+    | InvalidOptions
+    | Effect.Effect<JobStore.EnqueueInput, InvalidPayload, any>
+    | undefined {
+    const { inputs, items, now, trace } = this
+    for (let r = items.next(); r.done !== true; r = items.next()) {
+      const it = r.value
+      if (it.kind !== this.kind) {
+        this.kind = it.kind
+        this.defaults = resolveOptions(it.kind, undefined, now)
+        this.plain = plainEncoderOf(it.kind.payload)
+      }
+      const options = it.options
+      const resolved = options === undefined ? this.defaults : resolveOptions(it.kind, options, now)
+      // The common case, a plain payload with valid options, without inputAt's checks of what it returned.
+      const plain = this.plain
+      if (plain !== null && typeof resolved !== "string") {
+        const partition = partitionOf(it.kind, it.payload, options?.partition)
+        if (!(partition instanceof InvalidOptions)) {
+          const out = plain(it.payload)
+          if (out !== notPlain) {
+            inputs.push(inputFrom(it.kind, out, resolved, options?.dedupeKey, partition, trace))
+            continue
+          }
+        }
+      }
+      const input = inputAt(it.kind, it.payload, options, resolved, trace)
+      if (input instanceof InvalidPayload || input instanceof InvalidOptions || Effect.isEffect(input))
+        return input
+      inputs.push(input)
+    }
+    return undefined
+  }
+}
+
 const traceOf = (trace: Option.Option<{ traceId: string; spanId: string }>): Trace =>
   trace._tag === "Some" ? { traceId: trace.value.traceId, spanId: trace.value.spanId } : noTrace
 
@@ -799,25 +853,14 @@ export const make: Effect.Effect<Service, never, JobStore.JobStore> = Effect.gen
   const enqueueMany: Service["enqueueMany"] = (items) =>
     Effect.gen(function* () {
       const trace = traceOf(yield* currentTrace)
-      const now = clock.unsafeCurrentTimeMillis()
-      const inputs: Array<JobStore.EnqueueInput> = []
-      // A batch is usually one kind without options: its defaults are resolved once per run of a kind.
-      let kind: Job.Any | undefined
-      let defaults: Resolved | string = ""
-      for (const it of items) {
-        if (it.kind !== kind) {
-          kind = it.kind
-          defaults = resolveOptions(kind, undefined, now)
-        }
-        const options = it.options
-        const resolved = options === undefined ? defaults : resolveOptions(kind, options, now)
-        const input = inputAt(kind, it.payload, options, resolved, trace)
-        if (input instanceof InvalidPayload || input instanceof InvalidOptions)
-          return yield* Effect.fail(input)
-        inputs.push(Effect.isEffect(input) ? yield* input : input)
+      const batch = new InputBatch(items[Symbol.iterator](), clock.unsafeCurrentTimeMillis(), trace)
+      // The items are read in a plain loop (no generator step per item); one whose schema needs effects stops it.
+      for (let step = batch.next(); step !== undefined; step = batch.next()) {
+        if (step instanceof InvalidPayload || step instanceof InvalidOptions) return yield* Effect.fail(step)
+        batch.inputs.push(yield* step)
       }
-      if (inputs.length === 0) return []
-      return yield* insert(inputs)
+      if (batch.inputs.length === 0) return []
+      return yield* insert(batch.inputs)
     }).pipe(withSpanIfTraced("nightshift.enqueueMany"))
 
   const checkQueue = (queue: string) =>

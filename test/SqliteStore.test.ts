@@ -325,6 +325,55 @@ describe("SqliteStore", () => {
   )
 
   it.effect(
+    "an enqueue on another fiber waits for the app's open transaction instead of joining it, and survives its rollback",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* JobStore.JobStore
+        const sql = yield* SqlClient.SqlClient
+        const opened = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const app = yield* sql
+          .withTransaction(
+            Effect.gen(function* () {
+              yield* store.enqueue([job({ payload: "the app's, rolled back" })])
+              yield* Deferred.succeed(opened, undefined)
+              yield* Deferred.await(release)
+              return yield* Effect.fail("app failed")
+            })
+          )
+          .pipe(Effect.exit, Effect.fork)
+        yield* Deferred.await(opened)
+        const other = yield* Effect.fork(store.enqueue([job({ payload: "another fiber's" })]))
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+        expect(Option.isNone(yield* Fiber.poll(other))).toBe(true)
+        yield* Deferred.succeed(release, undefined)
+        expect(Exit.isFailure(yield* Fiber.join(app))).toBe(true)
+        yield* Fiber.join(other)
+        expect((yield* store.list({})).jobs.map((j) => j.payload)).toEqual(["another fiber's"])
+      }).pipe(Effect.provide(SqliteStore.layer({ filename: tempFile() })))
+  )
+
+  it.effect(
+    "a batch that fails after its first statement leaves no row and no id taken, and the next one goes in",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* JobStore.JobStore
+        const sql = yield* SqlClient.SqlClient
+        const cyclic: Record<string, unknown> = {}
+        cyclic.self = cyclic
+        const failed = yield* store.enqueue([job(), job({ payload: cyclic })]).pipe(Effect.exit)
+        expect(Exit.isFailure(failed)).toBe(true)
+        expect((yield* store.list({})).jobs).toEqual([])
+        const [counter] = yield* sql<{
+          value: number
+        }>`SELECT value FROM nightshift_counters WHERE name = 'job_id'`
+        expect(counter!.value).toBe(0)
+        const [stored] = yield* store.enqueue([job()])
+        expect(stored).toEqual({ id: "1", deduped: false })
+      }).pipe(Effect.provide(SqliteStore.layer({ filename: tempFile() })))
+  )
+
+  it.effect(
     "layerClient shares an app's SqliteClient; another client's transaction does not capture the store",
     () =>
       Effect.gen(function* () {

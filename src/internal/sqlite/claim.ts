@@ -29,6 +29,7 @@ import * as Core from "../store/core.js"
 import { Budget, keepStartsMs, Rules, ratePartition } from "../store/flow.js"
 import * as FlowStatements from "../store/flowStatements.js"
 import { claimableFence, fenceExhausted, storableLease } from "../store/leases.js"
+import type { Exec } from "./db.js"
 import { errorList } from "./leases.js"
 import * as Plans from "./plans.js"
 import { decode, jobColumns } from "./rows.js"
@@ -286,13 +287,12 @@ interface Plan {
 }
 
 /** The claim operation, with its statements cached per request shape and a fairness cursor per queue. */
-export const makeClaim = (tables: FlowStatements.FlowTables) => {
-  const { sql } = tables
+export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
   const plainSql = plainStatements()
   /** The key this instance served last in each queue (`null`: the jobs without a key). */
   const cursors = new Map<string, string | null>()
 
-  const values = (text: string, params: ReadonlyArray<unknown>) => sql.unsafe(text, params).values
+  const { values } = exec
 
   /**
    * The flow-controlled claim, to run in a transaction. Each queue is
@@ -308,7 +308,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
     setParams: ReadonlyArray<unknown>
   ) =>
     Effect.gen(function* () {
-      yield* sql.unsafe(lockText).raw
+      yield* exec.raw(lockText, [])
       const { kinds } = request
       const rules = new Rules(yield* FlowStatements.rules(tables))
       const paused = new Set(
@@ -597,8 +597,8 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
         }
       }
       if (starts.length === 0) return
-      yield* sql.unsafe(startText, [now, JSON.stringify(starts)]).raw
-      yield* sql.unsafe(expireText, [JSON.stringify([...expire.values()])]).raw
+      yield* exec.raw(startText, [now, JSON.stringify(starts)])
+      yield* exec.raw(expireText, [JSON.stringify([...expire.values()])])
     })
 
   return (request: JobStore.ClaimRequest) =>
@@ -622,7 +622,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables) => {
           now
         ])
         if (check?.[0] !== 1) return []
-        rows = yield* sql.withTransaction(flowClaim(request, queues, limit, now, setParams))
+        rows = yield* exec.transaction(flowClaim(request, queues, limit, now, setParams))
       }
       // Rows the claim discarded (fence at the maximum) are not returned.
       const jobs = yield* decode(rows.filter((row) => row[4] === "running"))

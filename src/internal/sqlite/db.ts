@@ -1,14 +1,110 @@
 /**
  * The engine's handle on its `SqlClient`: the client without name
- * transforms, and `run`, which keeps an operation on the engine's own
- * connection and turns `SqlError` into an actionable `JobStoreError`.
+ * transforms; `run`, which keeps an operation on the engine's own
+ * connection and turns `SqlError` into an actionable `JobStoreError`; and
+ * `exec`, the hot paths' statements and transactions.
  */
+
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Statement from "@effect/sql/Statement"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
+import { nativeTracer } from "../tracing.js"
+
+/** Statements by text and bound values, and a transaction around an effect. */
+export interface Exec {
+  /** The rows as arrays of column values (`sql.unsafe(text, params).values`). */
+  readonly values: (
+    text: string,
+    params: ReadonlyArray<unknown>
+  ) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  /** The driver's own result (`sql.unsafe(text, params).raw`): better-sqlite3's `{ changes }` for a write. */
+  readonly raw: (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<unknown, SqlError>
+  /** `sql.withTransaction`. */
+  readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+}
+
+/** `Exec` through the client's statements: a span, a compile and a connection acquired per statement. */
+export const viaClient = (sql: SqlClient.SqlClient): Exec => ({
+  values: (text, params) => sql.unsafe(text, params).values,
+  raw: (text, params) => sql.unsafe(text, params).raw,
+  transaction: sql.withTransaction
+})
+
+/**
+ * `Exec` on the connection itself when nothing would see the difference:
+ * with Effect's default tracer (whose spans go nowhere) and no statement
+ * transformer installed, a statement runs on the transaction's connection,
+ * or on the client's connection under its lock (`reserve`, which waits for
+ * another fiber's transaction as the client's own statements do); a
+ * transaction outside any other is `BEGIN`, the effect with that
+ * connection as the fiber's `TransactionConnection` (so `sql` statements
+ * inside join it, as in `sql.withTransaction`), then `COMMIT`, or
+ * `ROLLBACK` when the effect failed or was interrupted. Otherwise, and for
+ * a transaction inside another (a savepoint), the client's own path.
+ *
+ * The client's path costs about 50 µs of CPU per statement on this machine
+ * (a `sql.execute` span with its attributes, a compile, a scoped acquire),
+ * against about 7 µs here; a transaction's `BEGIN` and `COMMIT` are
+ * prepared again each time there (`executeUnprepared`) and cached here.
+ */
+export const direct = (sql: SqlClient.SqlClient): Exec => {
+  const slow = viaClient(sql)
+  const plain = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+    fiber.currentTracer === nativeTracer && fiber.getFiberRef(Statement.currentTransformer)._tag === "None"
+  const onConnection =
+    <A>(
+      viaStatement: (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<A, SqlError>,
+      run: (
+        conn: SqlConnection.Connection,
+        text: string,
+        params: ReadonlyArray<unknown>
+      ) => Effect.Effect<A, SqlError>
+    ) =>
+    (text: string, params: ReadonlyArray<unknown>): Effect.Effect<A, SqlError> =>
+      Effect.withFiberRuntime((fiber) => {
+        if (!plain(fiber)) return viaStatement(text, params)
+        const tx = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
+        return tx._tag === "Some"
+          ? run(tx.value[0], text, params)
+          : Effect.scoped(Effect.flatMap(sql.reserve, (conn) => run(conn, text, params)))
+      })
+  const end = (conn: SqlConnection.Connection, exit: Exit.Exit<unknown, unknown>) =>
+    Effect.orDie(conn.executeRaw(Exit.isSuccess(exit) ? "COMMIT" : "ROLLBACK", []))
+  return {
+    values: onConnection(slow.values, (conn, text, params) => conn.executeValues(text, params)),
+    raw: onConnection(slow.raw, (conn, text, params) => conn.executeRaw(text, params)),
+    transaction: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+      Effect.withFiberRuntime((fiber) => {
+        if (
+          !plain(fiber) ||
+          Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)._tag === "Some"
+        )
+          return sql.withTransaction(effect)
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.scoped(
+            Effect.flatMap(sql.reserve, (conn) =>
+              Effect.zipRight(
+                conn.executeRaw("BEGIN", []),
+                Effect.flatMap(
+                  Effect.exit(
+                    restore(Effect.provideService(effect, SqlClient.TransactionConnection, [conn, 0]))
+                  ),
+                  (exit) => Effect.zipRight(end(conn, exit), exit)
+                )
+              )
+            )
+          )
+        )
+      })
+  }
+}
 
 /** The engine's connection handle. */
 export interface Db {
@@ -17,6 +113,8 @@ export interface Db {
     operation: string,
     effect: Effect.Effect<A, SqlError | JobStore.JobStoreError>
   ) => Effect.Effect<A, JobStore.JobStoreError>
+  /** The hot paths' statements and transactions (`direct`). */
+  readonly exec: Exec
 }
 
 const describe = (error: SqlError): string => {
@@ -61,7 +159,8 @@ export const connect: Effect.Effect<Db, JobStore.JobStoreError, SqlClient.SqlCli
     const isolate = isolateFrom(own)
     return {
       sql,
-      run: (operation, effect) => isolate(effect).pipe(Core.operation("SqliteStore", operation, describe))
+      run: (operation, effect) => isolate(effect).pipe(Core.operation("SqliteStore", operation, describe)),
+      exec: direct(sql)
     }
   }
 )

@@ -2,12 +2,12 @@
  * Inserting jobs: bulk insert with dedupe folded inside the call and into
  * stored active jobs, and cron slots taken once.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
 import * as Statements from "../store/statements.js"
+import type { Exec } from "./db.js"
 import * as Plans from "./plans.js"
 
 /** The columns one enqueued job binds, in the order of `insertText` and `uniformText`. */
@@ -29,6 +29,15 @@ const uniformRows = 512
 const sharedCount = 11
 
 const insertTexts = new Map<string, string>()
+
+/** Takes `?` ids off the counter; the first statement of the transaction, so it takes the write lock at once. */
+const counterText = "UPDATE nightshift_counters SET value = value + ? WHERE name = 'job_id' RETURNING value"
+
+/** The active jobs holding some (kind, dedupe key) pairs, bound as one JSON list: id, kind, dedupe key. */
+const holdersText = `SELECT j.id, j.kind, j.dedupe_key
+  FROM json_each(?) AS s JOIN nightshift_jobs AS j
+    ON j.kind = s.value ->> 0 AND j.dedupe_key = s.value ->> 1
+  WHERE j.dedupe_key IS NOT NULL AND j.state IN ${Core.activeList}`
 
 /**
  * `INSERT … VALUES (…), … ON CONFLICT DO NOTHING` for `k` rows, with
@@ -95,11 +104,43 @@ const notSerialisable = (cause: unknown) =>
 /** Each job's run time (epoch ms) at `now`. */
 const runTimes = (now: number, jobs: ReadonlyArray<JobStore.EnqueueInput>): Array<number> => {
   const times = new Array<number>(jobs.length)
+  const due = Plans.after(now, 0)
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!
-    times[i] = job.runAt !== undefined ? Math.ceil(job.runAt) : Plans.after(now, job.delayMs ?? 0)
+    times[i] =
+      job.runAt !== undefined
+        ? Math.ceil(job.runAt)
+        : job.delayMs === undefined || job.delayMs === 0
+          ? due
+          : Plans.after(now, job.delayMs)
   }
   return times
+}
+
+/** The results of `n` jobs inserted from id `first` on, none deduped. */
+const freshResults = (first: number, n: number): Array<JobStore.EnqueueResult> => {
+  const results = new Array<JobStore.EnqueueResult>(n)
+  for (let i = 0; i < n; i++) results[i] = { id: String(first + i), deduped: false }
+  return results
+}
+
+/** The queues of the jobs inserted (`isNew`, or all) that are due at `now`: the queues to wake. */
+const dueQueues = (
+  jobs: ReadonlyArray<JobStore.EnqueueInput>,
+  runAt: ReadonlyArray<number>,
+  now: number,
+  isNew: ReadonlyArray<boolean> | undefined
+): Set<string> => {
+  const queues = new Set<string>()
+  let last: string | undefined
+  for (let i = 0; i < jobs.length; i++) {
+    const queue = jobs[i]!.queue
+    if (queue !== last && (isNew === undefined || isNew[i]) && runAt[i]! <= now) {
+      queues.add(queue)
+      last = queue
+    }
+  }
+  return queues
 }
 
 /** Whether rows `from`..`to` (exclusive) share every column but id and payload, and have no dedupe key. */
@@ -230,17 +271,18 @@ const chunksOf = (jobs: ReadonlyArray<JobStore.EnqueueInput>, runAt: ReadonlyArr
  * parse of it cost about a fifth of the call's CPU time on 20,000 jobs
  * (docs/benchmarks.md, "SQLite peers").
  */
-export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
+export const insert = (exec: Exec, now: number, jobs: ReadonlyArray<JobStore.EnqueueInput>) =>
   Effect.gen(function* () {
     // Without dedupe keys nothing folds: skip the bookkeeping.
     const folded = jobs.some((job) => job.dedupeKey !== undefined) ? Core.foldDuplicates(jobs) : undefined
     const unique = folded === undefined ? jobs : folded.unique
     // The first statement writes, so the transaction takes the write lock at once.
-    const [counter] = yield* sql<{ value: number }>`UPDATE nightshift_counters
-      SET value = value + ${unique.length} WHERE name = 'job_id' RETURNING value`
-    const first = counter!.value - unique.length + 1
+    const [counter] = yield* exec.values(counterText, [unique.length])
+    const first = (counter![0] as number) - unique.length + 1
     const runAt = runTimes(now, unique)
-    const isNew: Array<boolean> = new Array(unique.length).fill(true)
+    // Only a chunk with a dedupe key can leave a job out; without one, every job is new.
+    const isNew: Array<boolean> | undefined =
+      folded === undefined ? undefined : new Array(unique.length).fill(true)
     const missing: Array<number> = []
     for (const { from, k, uniform } of chunksOf(unique, runAt)) {
       const keyed = !uniform && unique.slice(from, from + k).some((job) => job.dedupeKey !== undefined)
@@ -249,18 +291,18 @@ export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArra
         catch: notSerialisable
       })
       if (keyed) {
-        const rows = yield* sql.unsafe(insertText(k, true), params).values
+        const rows = yield* exec.values(insertText(k, true), params)
         const inserted = new Set(rows.map((row) => row[0] as number))
         for (let i = from; i < from + k; i++) {
           if (!inserted.has(first + i)) {
             missing.push(i)
-            isNew[i] = false
+            isNew![i] = false
           }
         }
       } else {
         // Without a dedupe key nothing can conflict but an id, which the counter never hands out twice.
         const text = uniform ? uniformText(k) : insertText(k, false)
-        const result = (yield* sql.unsafe(text, params).raw) as { readonly changes: number }
+        const result = (yield* exec.raw(text, params)) as { readonly changes: number }
         if (result.changes !== k) {
           return yield* new JobStore.JobStoreError({
             message: `${k - result.changes} of ${k} jobs without a dedupe key were not inserted (an id was taken: was nightshift_counters edited?)`
@@ -268,36 +310,26 @@ export const insert = (sql: SqlClient.SqlClient, now: number, jobs: ReadonlyArra
         }
       }
     }
+    const queues = dueQueues(unique, runAt, now, isNew)
+    if (folded === undefined) return { results: freshResults(first, unique.length), queues }
     const ids = unique.map((_, i) => first + i)
     if (missing.length > 0) {
-      for (const [i, id] of yield* existingHolders(sql, unique, missing)) ids[i] = id
+      for (const [i, id] of yield* existingHolders(exec, unique, missing)) ids[i] = id
     }
-    const stored = ids.map((id, s): JobStore.EnqueueResult => ({ id: String(id), deduped: !isNew[s] }))
-    const queues = new Set<string>()
-    for (let i = 0; i < unique.length; i++) if (isNew[i] && runAt[i]! <= now) queues.add(unique[i]!.queue)
-    return {
-      results: folded === undefined ? stored : Core.unfold(folded, stored),
-      queues
-    }
+    const stored = ids.map((id, s): JobStore.EnqueueResult => ({ id: String(id), deduped: !isNew![s] }))
+    return { results: Core.unfold(folded, stored), queues }
   })
 
 /** The active jobs that the jobs not inserted (`missing`, indices in `unique`) were folded into: `[index, id]`. */
 const existingHolders = (
-  sql: SqlClient.SqlClient,
+  exec: Exec,
   unique: ReadonlyArray<JobStore.EnqueueInput>,
   missing: ReadonlyArray<number>
 ) =>
   Effect.gen(function* () {
     const keys = JSON.stringify(missing.map((i) => [unique[i]!.kind, unique[i]!.dedupeKey]))
-    const rows = yield* sql<{
-      id: number
-      kind: string
-      dedupe_key: string
-    }>`SELECT j.id, j.kind, j.dedupe_key
-      FROM json_each(${keys}) AS s JOIN nightshift_jobs AS j
-        ON j.kind = s.value ->> 0 AND j.dedupe_key = s.value ->> 1
-      WHERE j.dedupe_key IS NOT NULL AND j.state IN ${sql.literal(Core.activeList)}`
-    const byKey = new Map(rows.map((row) => [JSON.stringify([row.kind, row.dedupe_key]), row.id]))
+    const rows = yield* exec.values(holdersText, [keys])
+    const byKey = new Map(rows.map(([id, kind, key]) => [JSON.stringify([kind, key]), id as number]))
     return yield* Effect.forEach(missing, (i) => {
       const id = byKey.get(JSON.stringify([unique[i]!.kind, unique[i]!.dedupeKey]))
       return id === undefined
@@ -311,13 +343,13 @@ const existingHolders = (
   })
 
 /** Record the slot unless it is taken (in any order), then insert its job. */
-export const cronSlot = (tables: Statements.Tables, input: JobStore.CronSlotInput) =>
+export const cronSlot = (tables: Statements.Tables, exec: Exec, input: JobStore.CronSlotInput) =>
   Effect.gen(function* () {
     const { sql } = tables
     if (!(yield* Statements.takeCronSlot(tables, input.name, input.slot)))
       return { result: undefined, queues: [] }
     const now = yield* Clock.currentTimeMillis
-    const { queues, results } = yield* insert(sql, now, [input.job])
+    const { queues, results } = yield* insert(exec, now, [input.job])
     const result = results[0]!
     yield* sql`UPDATE nightshift_cron_slots SET job_id = ${Number(result.id)}
       WHERE name = ${input.name} AND slot = ${input.slot}`

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
 import { latestLeaseEnd, storableLease } from "../store/leases.js"
+import type { Exec } from "./db.js"
 import * as Plans from "./plans.js"
 
 /**
@@ -113,7 +114,7 @@ export const settleText = `UPDATE nightshift_jobs AS j
  * batch holds both. A later settlement of an id already in the batch is not
  * applied.
  */
-export const settle = (sql: SqlClient.SqlClient, settlements: ReadonlyArray<JobStore.Settlement>) =>
+export const settle = (exec: Exec, settlements: ReadonlyArray<JobStore.Settlement>) =>
   Effect.gen(function* () {
     if (settlements.length === 0) return { results: [], queues: [] }
     const now = yield* Clock.currentTimeMillis
@@ -134,12 +135,12 @@ export const settle = (sql: SqlClient.SqlClient, settlements: ReadonlyArray<JobS
     const queues: Array<string> = []
     const complete = Effect.gen(function* () {
       if (completed.length === 0) return
-      const done = yield* sql.unsafe(completeText, [now, JSON.stringify(completed)]).values
+      const done = yield* exec.values(completeText, [now, JSON.stringify(completed)])
       for (const [id] of done) states.set(String(id), "completed")
     })
     const rest = Effect.gen(function* () {
       if (others.length === 0) return
-      const applied = yield* sql.unsafe(settleText, [now, now, JSON.stringify(others)]).values
+      const applied = yield* exec.values(settleText, [now, now, JSON.stringify(others)])
       for (const [id, state, queue, runAt] of applied) {
         states.set(String(id), state as JobStore.JobState)
         // Jobs due again at once (released, snoozed or retried without delay) wake runners.
@@ -148,7 +149,7 @@ export const settle = (sql: SqlClient.SqlClient, settlements: ReadonlyArray<JobS
       }
     })
     yield* completed.length > 0 && others.length > 0
-      ? sql.withTransaction(Effect.zipRight(complete, rest))
+      ? exec.transaction(Effect.zipRight(complete, rest))
       : Effect.zipRight(complete, rest)
     return { results: Core.settleResults(settlements, states), queues }
   })

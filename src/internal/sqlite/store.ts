@@ -36,7 +36,7 @@ export const make: Effect.Effect<
   const enqueued = (queues: Iterable<string>) =>
     hint(Array.from(new Set(queues), (queue): JobStore.Wakeup => ({ _tag: "enqueued", queue })))
   const { sql } = db
-  yield* watchCommits(sql, hint([{ _tag: "changed" }]))
+  yield* watchCommits(sql, db.exec, hint([{ _tag: "changed" }]))
   const tables: FlowStatements.FlowTables = {
     sql,
     jobs: sql.literal("nightshift_jobs"),
@@ -50,7 +50,7 @@ export const make: Effect.Effect<
     columns: sql.literal(jobColumns),
     read: (statement) => Effect.flatMap(statement.values, decode)
   }
-  const claim = Claim.makeClaim(tables)
+  const claim = Claim.makeClaim(tables, db.exec)
   return hints.attach({
     engine: "sqlite",
     enqueue: (jobs) =>
@@ -59,7 +59,7 @@ export const make: Effect.Effect<
         : db.run(
             "enqueue",
             Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              sql.withTransaction(Enqueue.insert(sql, now, jobs))
+              db.exec.transaction(Enqueue.insert(db.exec, now, jobs))
             ).pipe(
               Effect.tap(({ queues }) => enqueued(queues)),
               Effect.map(({ results }) => results)
@@ -70,7 +70,7 @@ export const make: Effect.Effect<
     settle: (settlements) =>
       db.run(
         "settle",
-        Effect.tap(Leases.settle(sql, settlements), ({ queues }) => enqueued(queues)).pipe(
+        Effect.tap(Leases.settle(db.exec, settlements), ({ queues }) => enqueued(queues)).pipe(
           Effect.map(({ results }) => results)
         )
       ),
@@ -151,7 +151,7 @@ export const make: Effect.Effect<
     enqueueCronSlot: (input) =>
       db.run(
         "enqueueCronSlot",
-        Effect.tap(sql.withTransaction(Enqueue.cronSlot(tables, input)), ({ queues }) =>
+        Effect.tap(db.exec.transaction(Enqueue.cronSlot(tables, db.exec, input)), ({ queues }) =>
           enqueued(queues)
         ).pipe(Effect.map(({ result }) => result))
       ),

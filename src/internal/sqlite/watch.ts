@@ -21,6 +21,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import type { Exec } from "./db.js"
 
 /** How long after a change event that showed no new commit the version is read again. */
 const recheckMs = 3
@@ -33,6 +34,7 @@ const recheckMs = 3
  */
 export const watchCommits = (
   sql: SqlClient.SqlClient,
+  exec: Exec,
   onCommit: Effect.Effect<void>
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -41,10 +43,9 @@ export const watchCommits = (
     if (file === undefined || file === "") return
     const base = NodePath.basename(file)
     const names = new Set([base, `${base}-wal`])
-    const version = Effect.map(
-      sql<{ data_version: number }>`PRAGMA data_version`,
-      (rows) => rows[0]?.data_version
-    )
+    // Read after every burst of writes, the engine's own commits included (they raise events too):
+    // on the connection itself (db.exec), not through a span and a compile per read.
+    const version = Effect.map(exec.values("PRAGMA data_version", []), (rows) => rows[0]?.[0])
     let seen = yield* version
     const writes = yield* Queue.sliding<void>(1)
     yield* Effect.acquireRelease(
