@@ -162,13 +162,14 @@ describe("PgStore migrations", () => {
           [5, "fewer_steps_per_statement"],
           [6, "flow_control"],
           [7, "retryable_index"],
-          [8, "finished_jobs"]
+          [8, "finished_jobs"],
+          [9, "keyed_probe_by_index"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
-      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+      expect(rows.map((r) => r.migration_id).sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
   )
@@ -284,11 +285,14 @@ describe("PgStore claim path", () => {
     sql.withTransaction(
       Effect.gen(function* () {
         const index = `${schema}.jobs_queue_claim_idx`
-        const read = sql<{ n: number }>`SELECT pg_stat_get_xact_tuples_returned(${index}::regclass)::int AS n`
+        const table = `${schema}.jobs`
+        const read = sql<{ n: number; scans: number }>`
+          SELECT pg_stat_get_xact_tuples_returned(${index}::regclass)::int AS n,
+                 pg_stat_get_xact_numscans(${table}::regclass)::int AS scans`
         const [before] = yield* read
         const claimed = yield* store.claim({ ...request, leaseMs: 30_000, owner: "x" })
         const [after] = yield* read
-        return { claimed, indexEntriesRead: after!.n - before!.n }
+        return { claimed, indexEntriesRead: after!.n - before!.n, tableScans: after!.scans - before!.scans }
       })
     )
 
@@ -318,11 +322,14 @@ describe("PgStore claim path", () => {
           const fresh = yield* claimReading(store, sql, schema, { queues: ["q"], kinds: ["k"], limit: 10 })
           expect(fresh.claimed.map((j) => j.id)).toEqual(expected)
           expect(fresh.indexEntriesRead).toBeLessThan(100)
+          // Nor does it read the table for a due job with a partition key (there is none).
+          expect(fresh.tableScans).toBe(0)
 
           yield* sql.unsafe(`ANALYZE ${schema}.jobs`)
           const analysed = yield* claimReading(store, sql, schema, { queues: ["q"], kinds: ["k"], limit: 10 })
           expect(analysed.claimed).toHaveLength(10)
           expect(analysed.indexEntriesRead).toBeLessThan(100)
+          expect(analysed.tableScans).toBe(0)
         }).pipe(Effect.scoped)
     )
   }
@@ -1023,7 +1030,8 @@ describe("PgStore rows a claim cannot take", () => {
         [5, "fewer_steps_per_statement"],
         [6, "flow_control"],
         [7, "retryable_index"],
-        [8, "finished_jobs"]
+        [8, "finished_jobs"],
+        [9, "keyed_probe_by_index"]
       ])
       // This release reads the partition key, which came with migration 6.
       yield* expectFenceDiscard(store, ids[0]!)
@@ -1057,7 +1065,8 @@ describe("PgStore rows a claim cannot take", () => {
           [5, "fewer_steps_per_statement"],
           [6, "flow_control"],
           [7, "retryable_index"],
-          [8, "finished_jobs"]
+          [8, "finished_jobs"],
+          [9, "keyed_probe_by_index"]
         ])
         // An older node claims with `claim`, this one with `claim_flow`: the same rules, each
         // row once, and each discards a row whose fence is at the maximum instead of failing.

@@ -189,7 +189,8 @@ describe("PostgreSQL flow control, migration 6 next to nodes on the previous ver
       ).toEqual([
         [6, "flow_control"],
         [7, "retryable_index"],
-        [8, "finished_jobs"]
+        [8, "finished_jobs"],
+        [9, "keyed_probe_by_index"]
       ])
       const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
         Effect.provideService(PgClient.PgClient, client)
