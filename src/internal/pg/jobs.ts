@@ -131,15 +131,20 @@ const claimedRecord = (row: JobRow): JobStore.JobRecord => {
 export const claim = (ctx: Ctx, request: JobStore.ClaimRequest, cursors: Cursors) => {
   if (request.limit <= 0 || request.queues.length === 0 || request.kinds.length === 0)
     return Effect.succeed([])
-  const queues = [...new Set(request.queues)]
   return Effect.flatMap(ctx.now, (now) =>
-    claimStatement(
-      ctx,
-      request,
-      now,
-      queues,
-      queues.map((queue) => cursors.get(queue) ?? null)
-    ).pipe(Effect.map((rows) => claimed(rows, cursors)))
+    claimFromCursors(ctx, request, now, cursors).pipe(Effect.map((rows) => claimed(rows, cursors)))
+  )
+}
+
+/** The claim statement for `request`'s queues (each once), each from its cursor. */
+const claimFromCursors = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now, cursors: Cursors) => {
+  const queues = [...new Set(request.queues)]
+  return claimStatement(
+    ctx,
+    request,
+    now,
+    queues,
+    queues.map((queue) => cursors.get(queue) ?? null)
   )
 }
 
@@ -440,17 +445,8 @@ export const settleAndClaim = (
       settled,
       claimed
     }))
-  const queues = [...new Set(request.queues)]
   return Effect.flatMap(ctx.now, (now) => {
-    const text = `${inline(settleSql(ctx, valid, now))};\n${inline(
-      claimStatement(
-        ctx,
-        request,
-        now,
-        queues,
-        queues.map((queue) => cursors.get(queue) ?? null)
-      )
-    )}`
+    const text = `${inline(settleSql(ctx, valid, now))};\n${inline(claimFromCursors(ctx, request, now, cursors))}`
     return ctx.sql.unsafe<object>(text).pipe(
       Effect.map((results) => {
         const [settledRows, claimRows] = results as unknown as [
