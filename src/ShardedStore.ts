@@ -11,8 +11,9 @@
  *   `get`, `cancel`, `retry`, heartbeats and settles go straight to it.
  * - **Claims** take turns over the shards (each claim starts one shard further
  *   on and fills up from the next ones), so no shard starves. A shard that
- *   fails is skipped for a short backoff while the others keep working; its
- *   jobs wait for it. `shardHealth` says which shard is unreachable.
+ *   fails, or does not answer within `answerWithin` (a hung server), is
+ *   skipped for a short backoff while the others keep working; its jobs wait
+ *   for it. `shardHealth` says which shard is unreachable.
  * - **Reads** (`list`, `counts`, `flowState`) merge every shard's answer;
  *   `pause`, `resume` and `declareLimits` apply to every shard; `rescue` and
  *   `prune` run on each shard.
