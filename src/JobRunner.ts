@@ -301,6 +301,17 @@ export const make = <R>(
   Effect.gen(function* () {
     const { config, maxConcurrency, retention, rules, settleBatchSize } = yield* resolve(handlers, options)
     const store = yield* JobStore.JobStore
+    const waitMs = store.answerWithinMs
+    if (waitMs !== undefined && waitMs >= config.leaseMs - config.heartbeatIntervalMs) {
+      // A heartbeat that waits this long for a hung shard delays the next one past the lease
+      // end of every job on the healthy shards, which are then rescued and run twice.
+      return yield* new InvalidRunnerOptions({
+        message:
+          `the store waits up to ${waitMs} ms for a shard's answer (answerWithin), which leaves no room in ` +
+          `leaseDuration (${config.leaseMs} ms) minus heartbeatInterval (${config.heartbeatIntervalMs} ms): ` +
+          `shorten answerWithin or lengthen leaseDuration`
+      })
+    }
     const leader = yield* leaderOf
     const settler = yield* makeSettler(store, settleBatchSize)
     const engine = yield* makeEngine(store, handlers, config, settler)

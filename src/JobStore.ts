@@ -802,6 +802,14 @@ export interface Service {
    * engines that have such a table (PostgreSQL). @since 0.4.0
    */
   readonly tableStats?: Effect.Effect<TableStats, JobStoreError> | undefined
+  /**
+   * The longest a call waits for one part of the store before it answers
+   * without it (a sharded store's `answerWithin`), in milliseconds; absent
+   * when a call waits for the database as long as the connection does. A
+   * runner's heartbeat can take this long, so a runner refuses a lease that
+   * does not leave room for it. @since 0.4.0
+   */
+  readonly answerWithinMs?: number | undefined
   /** Hints of new work and cancel requests; may be empty for polling-only engines. */
   readonly wakeups: Stream.Stream<Wakeup, JobStoreError>
 }

@@ -739,6 +739,7 @@ const build = (
     engine: `sharded(${[...new Set(states.map((s) => s.store.engine))].join(", ")} × ${states.length})`,
     enqueue,
     claim,
+    answerWithinMs: Duration.toMillis(answerWithin),
     heartbeat: (owner, leases, leaseMs) =>
       perShardById(
         leases,

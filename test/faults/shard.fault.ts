@@ -23,6 +23,13 @@ import { dedicated, type Server } from "./server.js"
 
 const total = 4_000
 const leaseMs = 3_000
+/**
+ * A heartbeat that meets the hung shard waits `answerWithinMs` for it, and
+ * the next one follows `heartbeatMs` later: together well inside the lease,
+ * as docs/sharding.md asks (a runner refuses a lease without that room).
+ */
+const heartbeatMs = 500
+const answerWithinMs = 1_000
 
 /** The status of a node's admin readiness probe, and its body. */
 const readiness = (base: string) =>
@@ -90,7 +97,9 @@ describe("fault: one shard of a sharded store goes away", () => {
             NS_SHARD_URLS: urls.join(","),
             NS_ADMIN: 1,
             NS_STATUS_MS: 250,
-            NS_LEASE_MS: leaseMs
+            NS_LEASE_MS: leaseMs,
+            NS_HEARTBEAT_MS: heartbeatMs,
+            NS_ANSWER_WITHIN_MS: answerWithinMs
           })
           yield* Effect.forEach(nodes, (node) => awaitEvent(node, "admin"), { discard: true })
           const admins = nodes.map((node) => node.events("admin")[0]!.url as string)
