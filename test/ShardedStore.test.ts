@@ -8,12 +8,12 @@
 
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as TestClock from "effect/TestClock"
 import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
 import * as Route from "../src/internal/sharded/route.js"
 import * as Job from "../src/Job.js"
 import * as JobRunner from "../src/JobRunner.js"
@@ -290,29 +290,31 @@ describe("ShardedStore", () => {
     })
   )
 
-  it.effect("a runner refuses a lease with no room for a heartbeat that waits answerWithin for a hung shard", () =>
-    Effect.gen(function* () {
-      const Ping = Job.make("ping", { payload: Schema.Struct({}) })
-      const store = (answerWithin: Duration.DurationInput) =>
-        ShardedStore.layer(
-          Effect.map(Effect.all([MemoryStore.make, MemoryStore.make]), (stores) =>
-            stores.map((store, shard) => ({ shard, store }))
-          ),
-          { answerWithin }
-        )
-      const runner = (answerWithin: Duration.DurationInput) =>
-        JobRunner.make(Job.handlers(Job.handle(Ping, () => Effect.void)), {
-          leaseDuration: "3 seconds",
-          heartbeatInterval: "1 second"
-        }).pipe(Effect.scoped, Effect.provide(store(answerWithin)))
-      // The default 5 s outlasts the 3 s lease: jobs on the healthy shard would lose theirs.
-      const error = yield* Effect.flip(runner("5 seconds"))
-      expect(error._tag).toBe("InvalidRunnerOptions")
-      expect(error.message).toContain("answerWithin")
-      expect(error.message).toContain("leaseDuration (3000 ms)")
-      expect((yield* Effect.flip(runner("2 seconds")))._tag).toBe("InvalidRunnerOptions")
-      yield* runner("1 second")
-    })
+  it.effect(
+    "a runner refuses a lease with no room for a heartbeat that waits answerWithin for a hung shard",
+    () =>
+      Effect.gen(function* () {
+        const Ping = Job.make("ping", { payload: Schema.Struct({}) })
+        const store = (answerWithin: Duration.DurationInput) =>
+          ShardedStore.layer(
+            Effect.map(Effect.all([MemoryStore.make, MemoryStore.make]), (stores) =>
+              stores.map((store, shard) => ({ shard, store }))
+            ),
+            { answerWithin }
+          )
+        const runner = (answerWithin: Duration.DurationInput) =>
+          JobRunner.make(Job.handlers(Job.handle(Ping, () => Effect.void)), {
+            leaseDuration: "3 seconds",
+            heartbeatInterval: "1 second"
+          }).pipe(Effect.scoped, Effect.provide(store(answerWithin)))
+        // The default 5 s outlasts the 3 s lease: jobs on the healthy shard would lose theirs.
+        const error = yield* Effect.flip(runner("5 seconds"))
+        expect(error._tag).toBe("InvalidRunnerOptions")
+        expect(error.message).toContain("answerWithin")
+        expect(error.message).toContain("leaseDuration (3000 ms)")
+        expect((yield* Effect.flip(runner("2 seconds")))._tag).toBe("InvalidRunnerOptions")
+        yield* runner("1 second")
+      })
   )
 
   it.effect("shard numbers must be unique whole numbers from 0 to 255", () =>
