@@ -13,7 +13,6 @@ import * as Core from "../store/core.js"
 import { claimedErrors, storableLease, validFence } from "../store/leases.js"
 import { storableText } from "../store/outcome.js"
 import { type Ctx, millis, type Now } from "./context.js"
-import { jobColumns } from "./finished.js"
 import { type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 import { enqueuedPayloads, notify } from "./wakeups.js"
@@ -219,98 +218,24 @@ export const heartbeat = (
   )
 }
 
-/** A pending cancel turns an outcome that would run the job again into `cancelled`. */
-const cancelWins = "(j.cancel_requested AND NOT s.final)"
-
 /**
- * The settle statement: all outcomes in one fenced `UPDATE … FROM unnest(…)`;
- * the jobs it makes due now wake runners in the same statement.
+ * The settle statement: a call of the schema's `settle` function (migration
+ * 10), which writes all outcomes under their fences, files the jobs that
+ * ended into `jobs_done` and wakes runners for the jobs it made due now, in
+ * one statement with a plan made once per connection (see `functions.ts`).
  */
 const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) =>
   Effect.flatMap(ctx.now, (now) => settleSql(ctx, valid, now))
 
-/**
- * The settle statement at `now` (exported for plan tests). Outcomes that
- * end a job move its row to `jobs_done` (`DELETE … RETURNING` into
- * `INSERT`); the others update it in place.
- */
+/** The settle statement at `now` (exported for plan tests). */
 export const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) => {
   const col = <A>(f: (c: Core.Change) => A) => valid.map((s) => f(s.change))
-  const { sql } = ctx
-  const ends = sql.literal(`(s.final OR ${cancelWins})`)
-  /** The errors list of row `j`, with the error of settlement `s` (when any) appended for this attempt. */
-  const errors = (j: string, s: string) =>
-    sql`${sql.literal(`CASE WHEN ${s}.err_kind IS NULL THEN ${j}.errors ELSE ${j}.errors || jsonb_build_array(jsonb_build_object(
-          'attempt', ${j}.attempt, 'at', `)}${now.ms}${sql.literal(`, 'kind', ${s}.err_kind, 'message', ${s}.err_message,
-          'startedAt', floor(extract(epoch from ${j}.attempted_at) * 1000), 'node', ${j}.lease_owner)) END`)}`
-  const filedColumns = sql.join(
-    ", ",
-    false
-  )(
-    jobColumns.map((c): string | Statement.Fragment => {
-      switch (c) {
-        case "state":
-          return "CASE WHEN e.final THEN e.next ELSE 'cancelled' END"
-        case "attempt":
-          return "e.attempt - e.uncount"
-        case "finalized_at":
-          return now.ts
-        case "lease_owner":
-          // A completed job keeps the runner that ran it (the job detail's last attempt).
-          return "CASE WHEN e.final AND e.next = 'completed' THEN e.lease_owner END"
-        case "lease_expires_at":
-          return "NULL"
-        case "errors":
-          return errors("e", "e")
-        default:
-          return `e.${c}`
-      }
-    })
-  )
-  return sql<{ id: string; state: JobStore.JobState }>`
-      WITH s AS (
-        SELECT * FROM unnest(
-          ${valid.map((s) => s.settlement.id)}::bigint[], ${valid.map((s) => s.settlement.fence)}::int[],
-          ${col((c) => c.state)}::text[], ${col((c) => c.delayMs)}::float8[], ${col((c) => c.uncount)}::int[],
-          ${col((c) => c.final)}::bool[], ${col((c) => c.error?.kind ?? null)}::text[],
-          ${col((c) => c.error?.message ?? null)}::text[]
-        ) AS s(id, fence, state, delay_ms, uncount, final, err_kind, err_message)
-      ),
-      ${lockedInIdOrder(ctx, "s", sql``)},
-      ended AS (
-        DELETE FROM ${ctx.table("jobs")} AS j USING s, locked
-        WHERE j.id = s.id AND locked.id = s.id AND j.fence = s.fence AND ${ends}
-        RETURNING j.*, s.state AS next, s.final, s.uncount, s.err_kind, s.err_message
-      ),
-      filed AS (
-        INSERT INTO ${ctx.table("jobs_done")} (${sql.literal(jobColumns.join(", "))})
-        SELECT ${filedColumns}
-        FROM ended e
-        RETURNING id, state
-      ),
-      settled AS (
-      UPDATE ${ctx.table("jobs")} AS j SET
-        state = s.state,
-        attempt = j.attempt - s.uncount,
-        run_at = CASE WHEN s.delay_ms IS NULL THEN j.run_at
-                      ELSE ${now.ts} + s.delay_ms * interval '1 millisecond' END,
-        finalized_at = NULL,
-        lease_owner = NULL, lease_expires_at = NULL,
-        errors = ${errors("j", "s")}
-      FROM s JOIN locked USING (id)
-      WHERE j.id = s.id AND j.fence = s.fence AND NOT ${ends}
-      RETURNING j.id, j.state, j.queue, j.run_at
-      ),
-      -- Jobs due again at once (released, snoozed or retried without delay) wake
-      -- runners: one notification for the batch, delivered on commit.
-      woken AS (
-        SELECT ${ctx.table("notify_enqueued")}(array_agg(settled.queue)) FROM settled
-        WHERE settled.state IN ('available', 'scheduled', 'retryable') AND settled.run_at <= ${now.ts}
-        HAVING count(*) > 0
-      )
-      SELECT settled.id::text AS id, settled.state FROM settled LEFT JOIN woken ON true
-      UNION ALL
-      SELECT filed.id::text AS id, filed.state FROM filed`
+  return ctx.sql<{ id: string; state: JobStore.JobState }>`
+    SELECT job_id AS id, job_state AS state FROM ${ctx.table("settle")}(
+      ${valid.map((s) => s.settlement.id)}::bigint[], ${valid.map((s) => s.settlement.fence)}::int[],
+      ${col((c) => c.state)}::text[], ${col((c) => c.delayMs)}::float8[], ${col((c) => c.uncount)}::int[],
+      ${col((c) => c.final)}::bool[], ${col((c) => c.error?.kind ?? null)}::text[],
+      ${col((c) => c.error?.message ?? null)}::text[], ${now.ts})`
 }
 
 /**
