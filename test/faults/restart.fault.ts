@@ -25,7 +25,7 @@ import {
   scenario,
   showTwice
 } from "./harness.js"
-import { dedicated } from "./server.js"
+import { dedicated, dedicatedWith, type Server } from "./server.js"
 
 const count = (sql: SqlClient.SqlClient, query: string) =>
   Effect.map(sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${query}`), (rows) => rows[0]!.n)
@@ -67,65 +67,90 @@ const readiness = (base: string) =>
     )
   )
 
-describe("fault: PostgreSQL goes away", () => {
-  scenario(
-    "a restart mid-drain: runners and listeners recover within 10 s without being restarted, nothing lost",
-    { label: "restart", server: dedicated },
-    ({ server, sql, schema, store, spawnUp }) =>
-      Effect.gen(function* () {
-        yield* enqueueJobs(store, 4_000, "work", (i) => ({ ms: 5 + (i % 11) }))
-        // A 1 s listener heartbeat: the default (5 s) notices a dead listener only after about 16 s.
-        const env = {
-          NS_POLL_MS: 30_000,
-          NS_LEASE_MS: 10_000,
-          NS_RESCUE_MS: 1_000,
-          NS_LISTENER_HEARTBEAT_MS: 1_000
-        }
-        const nodes = yield* spawnUp(["a", "b"], env)
-        yield* eventually(
-          "the drain is under way",
-          Effect.map(count(sql, `${schema}.jobs_all WHERE state = 'completed'`), (n) => n >= 1_000)
-        )
-        const stopAt = Date.now()
-        yield* server.stop
-        const downAt = Date.now()
-        yield* Effect.sleep("3 seconds")
-        yield* server.start
-        const readyAt = Date.now()
-        const listenersAt = yield* probeListeners(store, nodes)
+/** How the server goes away mid-drain. */
+const outages = [
+  {
+    title: "a restart mid-drain",
+    label: "restart",
+    report: "postgres-restart",
+    server: dedicated,
+    away: (server: Server) => server.stop,
+    /** What the server's log says when it is back. */
+    cameBack: "database system was shut down at"
+  },
+  {
+    // Commits wait for the WAL here, as on a production server: what a crash can take is what
+    // committed asynchronously (claims and settles), and only those jobs may run again.
+    title: "a crash mid-drain (immediate shutdown, durable commits)",
+    label: "crash",
+    report: "postgres-crash",
+    server: dedicatedWith({ durable: true }),
+    away: (server: Server) => server.crash,
+    cameBack: "automatic recovery in progress"
+  }
+] as const
 
-        yield* eventually(
-          "both runners run jobs again",
-          Effect.map(
-            firstRunsAfter(sql, schema, ["a", "b"], readyAt),
-            (first) => Object.keys(first).length === 2
-          ),
-          "60 seconds"
-        )
-        const runners = yield* firstRunsAfter(sql, schema, ["a", "b"], readyAt)
-        yield* awaitDrained(sql, schema)
-        const book = yield* ledger(sql, schema)
-        const inFlight = yield* inFlightAt(sql, schema, stopAt, downAt)
-        const recoverMs = Math.max(...Object.values(runners))
-        const listenerRecoverMs = listenersAt === null ? null : Math.round(listenersAt - readyAt)
-        if (book.twice.length > inFlight) yield* showTwice(sql, schema, book)
-        yield* report("postgres-restart", {
-          ...ledgerFigures(book),
-          inFlightAtFault: inFlight,
-          recoverMs,
-          downMs: readyAt - stopAt,
-          runnerRecoverMs: runners,
-          listenerRecoverMs
+describe("fault: PostgreSQL goes away", () => {
+  for (const outage of outages)
+    scenario(
+      `${outage.title}: runners and listeners recover within 10 s without being restarted, nothing lost`,
+      { label: outage.label, server: outage.server },
+      ({ server, sql, schema, store, spawnUp }) =>
+        Effect.gen(function* () {
+          yield* enqueueJobs(store, 4_000, "work", (i) => ({ ms: 5 + (i % 11) }))
+          // A 1 s listener heartbeat: the default (5 s) notices a dead listener only after about 16 s.
+          const env = {
+            NS_POLL_MS: 30_000,
+            NS_LEASE_MS: 10_000,
+            NS_RESCUE_MS: 1_000,
+            NS_LISTENER_HEARTBEAT_MS: 1_000
+          }
+          const nodes = yield* spawnUp(["a", "b"], env)
+          yield* eventually(
+            "the drain is under way",
+            Effect.map(count(sql, `${schema}.jobs_all WHERE state = 'completed'`), (n) => n >= 1_000)
+          )
+          const stopAt = Date.now()
+          yield* outage.away(server)
+          const downAt = Date.now()
+          yield* Effect.sleep("3 seconds")
+          yield* server.start
+          const readyAt = Date.now()
+          const listenersAt = yield* probeListeners(store, nodes)
+
+          yield* eventually(
+            "both runners run jobs again",
+            Effect.map(
+              firstRunsAfter(sql, schema, ["a", "b"], readyAt),
+              (first) => Object.keys(first).length === 2
+            ),
+            "60 seconds"
+          )
+          const runners = yield* firstRunsAfter(sql, schema, ["a", "b"], readyAt)
+          yield* awaitDrained(sql, schema)
+          const book = yield* ledger(sql, schema)
+          const inFlight = yield* inFlightAt(sql, schema, stopAt, downAt)
+          const recoverMs = Math.max(...Object.values(runners))
+          const listenerRecoverMs = listenersAt === null ? null : Math.round(listenersAt - readyAt)
+          if (book.twice.length > inFlight) yield* showTwice(sql, schema, book)
+          yield* report(outage.report, {
+            ...ledgerFigures(book),
+            inFlightAtFault: inFlight,
+            recoverMs,
+            downMs: readyAt - stopAt,
+            runnerRecoverMs: runners,
+            listenerRecoverMs
+          })
+          expect(server.log.join("")).toContain(outage.cameBack)
+          expect(book.completed).toBe(book.enqueued)
+          expect(book.completedUnrun).toBe(0)
+          expect(book.twice.length).toBeLessThanOrEqual(inFlight)
+          expect(nodes.every((node) => node.running())).toBe(true)
+          expect(recoverMs).toBeLessThan(10_000)
+          expect(listenerRecoverMs).not.toBeNull()
+          expect(listenerRecoverMs!).toBeLessThan(10_000)
         })
-        expect(book.completed).toBe(book.enqueued)
-        expect(book.completedUnrun).toBe(0)
-        expect(book.twice.length).toBeLessThanOrEqual(inFlight)
-        expect(nodes.every((node) => node.running())).toBe(true)
-        expect(recoverMs).toBeLessThan(10_000)
-        expect(listenerRecoverMs).not.toBeNull()
-        expect(listenerRecoverMs!).toBeLessThan(10_000)
-      })
-  )
+    )
 
   scenario(
     "unreachable at start-up and for 30 s mid-drain: clear log lines, health not ready, then full recovery",

@@ -5,7 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { startEmbedded } from "../setup/embedded.js"
+import { type EmbeddedOptions, startEmbedded } from "../setup/embedded.js"
 
 /** A server the test controls. */
 export interface Server {
@@ -18,26 +18,33 @@ export interface Server {
   readonly freeze: Effect.Effect<void>
   /** Let a frozen server go on. */
   readonly thaw: Effect.Effect<void>
+  /** Crash it (immediate shutdown: no checkpoint, unwritten WAL lost); `start` recovers. */
+  readonly crash: Effect.Effect<void>
   /** The server's own log lines. */
   readonly log: ReadonlyArray<string>
 }
 
 /** Start a dedicated server for the current scope; it is stopped and deleted when the scope closes. */
-export const dedicated: Effect.Effect<Server, Error, Scope.Scope> = Effect.acquireRelease(
-  Effect.tryPromise({
-    try: () => startEmbedded(),
-    catch: (cause) => new Error(`could not start a dedicated PostgreSQL server: ${String(cause)}`)
-  }),
-  (server) => Effect.promise(() => server.destroy())
-).pipe(
-  Effect.map(
-    (server): Server => ({
-      url: server.url,
-      stop: Effect.promise(() => server.stop()),
-      start: Effect.promise(() => server.start()),
-      freeze: Effect.promise(() => server.freeze()),
-      thaw: Effect.promise(() => server.thaw()),
-      log: server.log
-    })
+export const dedicatedWith = (options: EmbeddedOptions = {}): Effect.Effect<Server, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => startEmbedded(options),
+      catch: (cause) => new Error(`could not start a dedicated PostgreSQL server: ${String(cause)}`)
+    }),
+    (server) => Effect.promise(() => server.destroy())
+  ).pipe(
+    Effect.map(
+      (server): Server => ({
+        url: server.url,
+        stop: Effect.promise(() => server.stop()),
+        start: Effect.promise(() => server.start()),
+        freeze: Effect.promise(() => server.freeze()),
+        thaw: Effect.promise(() => server.thaw()),
+        crash: Effect.promise(() => server.crash()),
+        log: server.log
+      })
+    )
   )
-)
+
+/** A dedicated server that commits as test servers do (without waiting for its WAL). */
+export const dedicated: Effect.Effect<Server, Error, Scope.Scope> = dedicatedWith()

@@ -49,6 +49,12 @@ export interface Embedded {
    */
   readonly freeze: () => Promise<void>
   readonly thaw: () => Promise<void>
+  /**
+   * Crash the server: an immediate shutdown (SIGQUIT to the postmaster), with
+   * no checkpoint and the WAL not yet written lost, as after a kill or an
+   * out-of-memory kill of the server; `start` runs crash recovery.
+   */
+  readonly crash: () => Promise<void>
   /** The server's own log lines. */
   readonly log: ReadonlyArray<string>
 }
@@ -71,7 +77,16 @@ const importWithoutExitHooks = async () => {
   return module.default
 }
 
-export const startEmbedded = async (): Promise<Embedded> => {
+/** How a server is started. */
+export interface EmbeddedOptions {
+  /**
+   * Commit durably (`synchronous_commit = on`): what a crash test needs.
+   * Default false: test servers commit without waiting for their WAL.
+   */
+  readonly durable?: boolean
+}
+
+export const startEmbedded = async (options: EmbeddedOptions = {}): Promise<Embedded> => {
   const EmbeddedPostgres = await importWithoutExitHooks()
   const root = await Fs.mkdtemp(Path.join(Os.tmpdir(), "nightshift-pg-"))
   // When run as root, the server runs as the `postgres` user, which must be able
@@ -98,7 +113,7 @@ export const startEmbedded = async (): Promise<Embedded> => {
       "-c",
       "fsync=off",
       "-c",
-      "synchronous_commit=off",
+      `synchronous_commit=${options.durable === true ? "on" : "off"}`,
       "-c",
       "full_page_writes=off"
     ],
@@ -122,8 +137,23 @@ export const startEmbedded = async (): Promise<Embedded> => {
     throw new Error(`${error instanceof Error ? error.message : String(error)}${tail ? `\n${tail}` : ""}`)
   }
   let frozen: Array<number> = []
+  const postmaster = async () =>
+    Number((await Fs.readFile(Path.join(root, "data", "postmaster.pid"), "utf8")).split("\n")[0])
+  const crash = async () => {
+    const pid = await postmaster()
+    process.kill(pid, "SIGQUIT")
+    const alive = () => {
+      try {
+        process.kill(pid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+    while (alive()) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
   const freeze = async () => {
-    const pid = Number((await Fs.readFile(Path.join(root, "data", "postmaster.pid"), "utf8")).split("\n")[0])
+    const pid = await postmaster()
     // The postmaster first, so that it forks no backend that the list below would miss.
     process.kill(pid, "SIGSTOP")
     frozen = [pid, ...(await childrenOf(pid))]
@@ -143,6 +173,7 @@ export const startEmbedded = async (): Promise<Embedded> => {
     },
     freeze,
     thaw,
+    crash,
     log
   }
 }
