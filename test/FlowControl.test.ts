@@ -8,6 +8,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -261,6 +262,42 @@ describe("a runner under flow control", () => {
         expect(rides).toBeGreaterThan(0)
       }).pipe(
         Effect.provide(JobQueue.layer.pipe(Layer.provideMerge(Riding), Layer.provideMerge(Events.layer)))
+      )
+    }
+  )
+
+  it.effect(
+    "a settle-and-claim call that never answers does not hold up shutdown; the job is rescued later",
+    () => {
+      const called = Deferred.unsafeMake<void>(FiberId.none)
+      // The memory store, except that a settle with a claim hangs (a database that stopped answering).
+      const Hanging = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (store) => ({
+          ...store,
+          settleAndClaim: () => Effect.zipRight(Deferred.succeed(called, undefined), Effect.never)
+        }))
+      ).pipe(Layer.provideMerge(MemoryStore.layer))
+      return Effect.gen(function* () {
+        const Work = Job.make("capped_hanging", { payload: Payload, concurrency: { global: 1 } })
+        const handlers = Job.handlers(Job.handle(Work, () => Effect.void))
+        const first = yield* JobQueue.enqueue(Work, { tenant: "t", n: 0 })
+        yield* JobQueue.enqueue(Work, { tenant: "t", n: 1 })
+        const scope = yield* startRunner(handlers, { concurrency: 10, shutdownTimeout: "2 seconds" })
+        // The first claim comes back short (one of ten): the first job's outcome goes with a claim.
+        yield* settle
+        yield* Deferred.await(called)
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        for (let i = 0; i < 20 && closing.unsafePoll() === null; i++) yield* TestClock.adjust("1 second")
+        // The hung call cannot be interrupted (a claim it made must reach the runner): the
+        // supervisor gives up on the settler after its shutdown timeout instead of waiting for it.
+        expect(closing.unsafePoll()).not.toBeNull()
+        const store = yield* JobStore.JobStore
+        expect((yield* store.get(first.id))?.state).toBe("running")
+        yield* TestClock.adjust("1 minute") // past the lease
+        expect((yield* store.rescue(10)).map((r) => r.id)).toEqual([first.id])
+      }).pipe(
+        Effect.provide(JobQueue.layer.pipe(Layer.provideMerge(Hanging), Layer.provideMerge(Events.layer)))
       )
     }
   )
