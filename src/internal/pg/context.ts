@@ -10,8 +10,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Core from "../store/core.js"
 import type { FlowTables } from "../store/flowStatements.js"
-import { jobColumns } from "./finished.js"
-import { columns, type JobRow, toRecord } from "./rows.js"
+import { columns, type JobRow, jobColumns, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 
 /** Where the store reads the time: the database server, or Effect's `Clock`. */

@@ -29,32 +29,7 @@ import * as Effect from "effect/Effect"
 import type * as JobStore from "../../JobStore.js"
 import { type Ctx, millis } from "./context.js"
 import { claimFlowV8, enqueueV8 } from "./functions.js"
-
-/** Every column of `jobs`, in table order (`jobs_done` has the same). */
-export const jobColumns = [
-  "id",
-  "kind",
-  "queue",
-  "payload",
-  "state",
-  "priority",
-  "attempt",
-  "max_attempts",
-  "run_at",
-  "created_at",
-  "attempted_at",
-  "finalized_at",
-  "lease_owner",
-  "lease_expires_at",
-  "fence",
-  "dedupe_key",
-  "cancel_requested",
-  "errors",
-  "trace_id",
-  "span_id",
-  "partition_key",
-  "flow_shard"
-] as const
+import { jobColumns } from "./rows.js"
 
 export const finalStates = ["completed", "discarded", "cancelled"] as const
 

@@ -23,6 +23,7 @@
  */
 
 import { keepStartsMs } from "../store/flow.js"
+import { jobColumns } from "./rows.js"
 
 const activeStates = "('scheduled', 'available', 'running', 'retryable')"
 
@@ -1324,36 +1325,6 @@ export const enqueueV8 = (schema: string) =>
   enqueueV6(schema, "input.kind, input.dedupe_key NULLS LAST, input.ord")
 
 /**
- * The columns of `jobs` and `jobs_done` at migration 10, in table order: the
- * `settle` function files ended jobs by this list, so a migration that adds a
- * column must replace the function too.
- */
-const jobColumnsV10 = [
-  "id",
-  "kind",
-  "queue",
-  "payload",
-  "state",
-  "priority",
-  "attempt",
-  "max_attempts",
-  "run_at",
-  "created_at",
-  "attempted_at",
-  "finalized_at",
-  "lease_owner",
-  "lease_expires_at",
-  "fence",
-  "dedupe_key",
-  "cancel_requested",
-  "errors",
-  "trace_id",
-  "span_id",
-  "partition_key",
-  "flow_shard"
-] as const
-
-/**
  * The statement of migration 10's `settle`, written with the function's
  * parameters (`p_ids`, …, `p_now`) and its variable `v_running` (exported
  * for the plan test, which prepares it with the same settings).
@@ -1384,7 +1355,7 @@ export const settleQueryV10 = (schema: string) => {
             'attempt', ${j}.attempt, 'at', floor(extract(epoch from p_now) * 1000), 'kind', ${l}.err_kind,
             'message', ${l}.err_message, 'startedAt', floor(extract(epoch from ${j}.attempted_at) * 1000),
             'node', ${j}.lease_owner)) END`
-  const filed = jobColumnsV10.map((c) => {
+  const filed = jobColumns.map((c) => {
     switch (c) {
       case "state":
         return "CASE WHEN e.final THEN e.next ELSE 'cancelled' END"
@@ -1422,7 +1393,7 @@ export const settleQueryV10 = (schema: string) => {
         RETURNING j.*, l.state AS next, l.final, l.uncount, l.err_kind, l.err_message
       ),
       filed AS (
-        INSERT INTO ${schema}.jobs_done (${jobColumnsV10.join(", ")})
+        INSERT INTO ${schema}.jobs_done (${jobColumns.join(", ")})
         SELECT ${filed.join(", ")}
         FROM ended e
         RETURNING id, state

@@ -5,6 +5,36 @@
  */
 import type * as JobStore from "../../JobStore.js"
 
+/**
+ * Every column of `jobs`, in table order (`jobs_done` has the same), as of
+ * migration 8. Migrations 8 and 10 write functions that list them, so a
+ * migration that adds a column must leave those two a copy of this list.
+ */
+export const jobColumns = [
+  "id",
+  "kind",
+  "queue",
+  "payload",
+  "state",
+  "priority",
+  "attempt",
+  "max_attempts",
+  "run_at",
+  "created_at",
+  "attempted_at",
+  "finalized_at",
+  "lease_owner",
+  "lease_expires_at",
+  "fence",
+  "dedupe_key",
+  "cancel_requested",
+  "errors",
+  "trace_id",
+  "span_id",
+  "partition_key",
+  "flow_shard"
+] as const
+
 const ms = (column: string) => `floor(extract(epoch from j.${column}) * 1000)::float8 AS ${column}`
 
 /** Every column of `jobs` aliased `j`, with times as epoch milliseconds. */
