@@ -79,8 +79,8 @@ const outages = [
     cameBack: "database system was shut down at"
   },
   {
-    // Commits wait for the WAL here, as on a production server: what a crash can take is what
-    // committed asynchronously (claims and settles), and only those jobs may run again.
+    // Commits wait for the WAL here, as on a production server (test servers do not), so the
+    // crash takes back no commit a runner saw succeed: only jobs in flight may run again.
     title: "a crash mid-drain (immediate shutdown, durable commits)",
     label: "crash",
     report: "postgres-crash",

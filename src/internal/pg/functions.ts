@@ -1425,7 +1425,7 @@ export const settleQueryV10 = (schema: string) => {
 
 /**
  * The planner settings of migration 10's `settle`: one plan shape whatever
- * the statistics (see `settleV10`).
+ * the statistics (see `settleQueryV10`).
  */
 export const settleSettingsV10 = [
   "plan_cache_mode = force_generic_plan",
