@@ -8,7 +8,8 @@
  * batches), `listener` (store hints), `sampler` (queue depth, autoscaling),
  * `rescuer` (takes back jobs whose lease ran out) and `cron` (tries every
  * slot; the store records each once) on every node, and `pruner` on the
- * leader.
+ * leader (on every node over a sharded store, whose shards each let one
+ * prune at a time).
  *
  * @since 0.1.0
  */
@@ -372,9 +373,15 @@ export const make = <R>(
         { schedule: Schedule.spaced(ms(options.rescueInterval, 5_000)) },
         logged("rescue", rescuePass(store, 1_000))
       ),
+      // On one database the leader prunes. A sharded store's shards each choose their own
+      // pruner (a shard's prune runs under its own lock), so every node prunes and no shard
+      // waits on the server where leadership lives.
       Worker.periodic(
         "pruner",
-        { ...onLeader, schedule: Schedule.spaced(ms(options.retention?.interval, 60_000)) },
+        {
+          ...(ShardedStore.isSharded(store) ? {} : onLeader),
+          schedule: Schedule.spaced(ms(options.retention?.interval, 60_000))
+        },
         logged("prune", prunePass(store, retention))
       ),
       // Every node tries every slot; the store records each slot once.

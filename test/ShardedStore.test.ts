@@ -10,14 +10,17 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as Route from "../src/internal/sharded/route.js"
 import * as Job from "../src/Job.js"
 import * as JobRunner from "../src/JobRunner.js"
 import * as JobStore from "../src/JobStore.js"
+import * as Leader from "../src/Leader.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as ShardedStore from "../src/ShardedStore.js"
 import { conformance } from "./store/conformance.js"
@@ -314,6 +317,48 @@ describe("ShardedStore", () => {
         expect(error.message).toContain("leaseDuration (3000 ms)")
         expect((yield* Effect.flip(runner("2 seconds")))._tag).toBe("InvalidRunnerOptions")
         yield* runner("1 second")
+      })
+  )
+
+  it.effect(
+    "every node prunes a sharded store's shards, leader or not; on one store only the leader does",
+    () =>
+      Effect.gen(function* () {
+        const K = Job.make("k", { payload: Schema.Struct({ n: Schema.Number }) })
+        const handlers = Job.handlers(Job.handle(K, () => Effect.void))
+        const runnerOn = (store: JobStore.Service) =>
+          Effect.gen(function* () {
+            const scope = yield* Scope.make()
+            yield* Layer.buildWithScope(
+              JobRunner.layer(handlers, {
+                queues: ["q"],
+                pollInterval: "1 second",
+                retention: { completed: "1 minute", interval: "1 minute" }
+              }).pipe(
+                Layer.provide(Layer.succeed(JobStore.JobStore, store)),
+                // The leader's lock lives on a server that is down, or on another node.
+                Layer.provide(Layer.succeed(Leader.Leader, Leader.fromConstant(false)))
+              ),
+              scope
+            )
+            return scope
+          })
+        const finishedThenPruned = (store: JobStore.Service) =>
+          Effect.gen(function* () {
+            yield* store.enqueue(
+              Array.from({ length: 30 }, (_, n) => input({ payload: { n }, partition: `t${n}` }))
+            )
+            const scope = yield* runnerOn(store)
+            yield* TestClock.adjust("2 seconds")
+            const done = (yield* store.counts).find((c) => c.queue === "q" && c.state === "completed")
+            expect(done?.count).toBe(30)
+            for (let i = 0; i < 3; i++) yield* TestClock.adjust("1 minute")
+            yield* Scope.close(scope, Exit.void)
+            return (yield* store.list({ states: ["completed"], limit: 100 })).jobs.length
+          })
+        const sharded = yield* threeMemoryShards
+        expect(yield* finishedThenPruned(sharded)).toBe(0)
+        expect(yield* finishedThenPruned(yield* MemoryStore.make)).toBe(30)
       })
   )
 
