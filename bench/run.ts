@@ -448,9 +448,10 @@ const sections = (workers: WorkersOutcome | undefined) => {
 
 /**
  * The sections of BENCHMARKS.md this harness does not write: kept verbatim when it rewrites the
- * file ("Flow control" is written by `npm run bench:flow`, bench/flowcontrol.ts).
+ * file ("Flow control", "Sharding" and "Table size and churn" are written by `npm run bench:flow`,
+ * `bench:sharded` and `bench:churn`).
  */
-const handWritten = ["Workers", "Start-up", "Flow control"]
+const handWritten = ["Workers", "Start-up", "Flow control", "Sharding", "Table size and churn"]
 
 /** The hand-written sections of the existing BENCHMARKS.md, in their order there. */
 const keptSections = (file: string): string | undefined => {
@@ -502,7 +503,7 @@ const main = async () => {
   const header = [
     "# Benchmarks",
     "",
-    `Latest \`npm run bench\`: ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, ${settings.rounds} round(s), ${minutes.toFixed(1)} minutes. Written by \`bench/run.ts\`; the "Workers" and "Start-up" sections are written by hand, and "Flow control" by \`npm run bench:flow\`. Method and analysis: [docs/benchmarks.md](docs/benchmarks.md).`,
+    `Latest \`npm run bench\`: ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC, ${settings.rounds} round(s), ${minutes.toFixed(1)} minutes. Written by \`bench/run.ts\`; the "Workers" and "Start-up" sections are written by hand, and "Flow control", "Sharding" and "Table size and churn" by \`npm run bench:flow\`, \`bench:sharded\` and \`bench:churn\`. Method and analysis: [docs/benchmarks.md](docs/benchmarks.md).`,
     "",
     `**Machine:** ${machineAtStart.cpu}, ${machineAtStart.cores} shared cores, ${machineAtStart.memoryGb} GB, ${machineAtStart.os}, Node ${machineAtStart.node}. Load average ${machineAtStart.loadAverage.join(" / ")} at the start, ${machineAtEnd.loadAverage.join(" / ")} at the end: absolute figures drift between runs; compare within a run.`,
     "",
