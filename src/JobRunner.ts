@@ -34,6 +34,7 @@ import {
   rescuePass
 } from "./internal/runner/maintenance.js"
 import { makeSettler } from "./internal/runner/settler.js"
+import * as Hints from "./internal/store/hints.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
 import * as Leader from "./Leader.js"
@@ -313,6 +314,8 @@ export const make = <R>(
           `shorten answerWithin or lengthen leaseDuration`
       })
     }
+    // Hints flow before the first claim, so a job enqueued after it wakes this runner.
+    yield* Hints.keepFlowing(store)
     const leader = yield* leaderOf
     const settler = yield* makeSettler(store, settleBatchSize)
     const engine = yield* makeEngine(store, handlers, config, settler)

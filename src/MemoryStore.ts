@@ -24,7 +24,7 @@ import * as JobStore from "./JobStore.js"
  */
 export const make: Effect.Effect<JobStore.Service> = Effect.gen(function* () {
   const engine = new Engine()
-  const hints = yield* Hints.make
+  const hints = yield* Hints.make()
   engine.listening = () => hints.subscribers() > 0
 
   const step = <A>(f: (now: number) => A): Effect.Effect<A> =>

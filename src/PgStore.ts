@@ -61,7 +61,11 @@ export interface Options {
   readonly clock?: ClockSource | undefined
   /** Run migrations when the layer is built. Default true. */
   readonly migrate?: boolean | undefined
-  /** Listen for wake-up and cancel hints. Default true; without it `wakeups` is empty. */
+  /**
+   * Listen for wake-up and cancel hints. Default true; without it `wakeups`
+   * is empty. The listener starts on its first subscriber (a runner, or a
+   * reader of `wakeups`): a process that only enqueues does not listen.
+   */
   readonly listen?: boolean | undefined
   /**
    * How often the listener checks its own connection; it reconnects after two

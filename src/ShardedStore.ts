@@ -915,7 +915,7 @@ const build = (
       (s) =>
         Hints.listenTo(s.store, (hint) => listener(translateHint(s, hint))) ??
         Effect.forkScoped(Stream.runForEach(hintsOf(s), (hint) => Effect.sync(() => listener(hint)))),
-      { discard: true }
+      { discard: true, concurrency: "unbounded" }
     )
   )
   return { service: hooked, refreshRules }

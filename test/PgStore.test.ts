@@ -29,6 +29,7 @@ import { columns } from "../src/internal/pg/rows.js"
 import { messageOf } from "../src/internal/pg/schema.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
 import * as Core from "../src/internal/store/core.js"
+import * as Hints from "../src/internal/store/hints.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
@@ -801,6 +802,7 @@ describe("PgStore wake-ups", () => {
         SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${schema}_wakeup"`}`.pipe(
         Effect.map((rows) => rows.map((r) => r.pid))
       )
+      yield* Hints.keepFlowing(store)
       const [before] = yield* listenerPids
       expect(before).toBeDefined()
       yield* sql`SELECT pg_terminate_backend(${before})`
@@ -815,6 +817,34 @@ describe("PgStore wake-ups", () => {
       )
       expect(hint).toEqual({ _tag: "enqueued", queue: "after-kill" })
     }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "a store listens only once something subscribes to its hints, and hears the next enqueue then",
+    () =>
+      Effect.gen(function* () {
+        const { schema, store, sql } = yield* setup("lazylisten")
+        const listeners = sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = ${`LISTEN "${schema}_wakeup"`}`.pipe(
+          Effect.map(([row]) => row!.n)
+        )
+        // A process that only enqueues holds no listening connection.
+        yield* store.enqueue([input({ queue: "before" })])
+        expect(yield* listeners).toBe(0)
+        // A runner (here its hook) starts it, and is listening when the call returns.
+        const heard: Array<JobStore.Wakeup> = []
+        yield* Hints.listenTo(store, (hint) => heard.push(hint))!
+        expect(yield* listeners).toBe(1)
+        const other = yield* node(schema, { listen: false })
+        yield* other.store.enqueue([input({ queue: "after" })])
+        yield* eventually(
+          "the enqueue on another node is heard",
+          Effect.sync(() => heard.some((h) => h._tag === "enqueued" && h.queue === "after"))
+        )
+        // A second subscriber shares the same connection.
+        yield* Hints.keepFlowing(store)
+        expect(yield* listeners).toBe(1)
+      }).pipe(Effect.scoped)
   )
 
   it.live("a cancel on one node reaches the node that runs the job", () =>
@@ -878,6 +908,8 @@ describe("PgStore wake-ups", () => {
           retryDelay: Duration.millis(5),
           maxRetryDelay: Duration.millis(40)
         }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        // The first subscriber starts the listener (with the logger it was built with).
+        yield* Effect.forkScoped(Stream.runDrain(hints.stream))
         yield* eventually(
           "the listener says it is back",
           Effect.sync(() => logs.some((l) => l.message.includes("reconnected")))

@@ -30,7 +30,7 @@ export const make: Effect.Effect<
   SqlClient.SqlClient | Scope.Scope
 > = Effect.gen(function* () {
   const db = yield* connect
-  const hints = yield* Hints.make
+  const hints = yield* Hints.make()
   yield* Effect.addFinalizer(() => hints.shutdown)
   const hint = hints.publish
   const enqueued = (queues: Iterable<string>) =>

@@ -36,43 +36,56 @@ export interface Hints {
   readonly shutdown: Effect.Effect<void>
 }
 
-export const make: Effect.Effect<Hints> = Effect.gen(function* () {
-  const pubsub = yield* PubSub.sliding<JobStore.Wakeup>(capacity)
-  const listeners = new Set<Listener>()
-  let streams = 0
-  const counted = Effect.acquireRelease(
-    Effect.tap(PubSub.subscribe(pubsub), () => {
-      streams++
-    }),
-    () =>
-      Effect.sync(() => {
-        streams--
-      })
-  )
-  const listen = (listener: Listener) =>
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        // A fresh function per registration, so registering one twice is two listeners.
-        const own: Listener = (hint) => listener(hint)
-        listeners.add(own)
-        return own
-      }),
-      (own) => Effect.sync(() => listeners.delete(own))
-    ).pipe(Effect.asVoid)
-  return {
-    publish: (hints) =>
-      hints.length === 0
-        ? Effect.void
-        : Effect.suspend(() => {
-            for (const listener of listeners) for (const hint of hints) listener(hint)
-            return streams === 0 ? Effect.void : Effect.asVoid(PubSub.publishAll(pubsub, hints))
+/**
+ * The hints of a store. `activate`, when given, runs before every
+ * subscription of either kind and must be idempotent: a store whose hints
+ * come from elsewhere (PostgreSQL's LISTEN) starts receiving them there on
+ * the first subscriber, and has them flowing when the subscription returns.
+ */
+export const make = (activate: Effect.Effect<void> = Effect.void): Effect.Effect<Hints> =>
+  Effect.gen(function* () {
+    const pubsub = yield* PubSub.sliding<JobStore.Wakeup>(capacity)
+    const listeners = new Set<Listener>()
+    let streams = 0
+    const counted = Effect.zipRight(
+      activate,
+      Effect.acquireRelease(
+        Effect.tap(PubSub.subscribe(pubsub), () => {
+          streams++
+        }),
+        () =>
+          Effect.sync(() => {
+            streams--
+          })
+      )
+    )
+    const listen = (listener: Listener) =>
+      Effect.zipRight(
+        activate,
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            // A fresh function per registration, so registering one twice is two listeners.
+            const own: Listener = (hint) => listener(hint)
+            listeners.add(own)
+            return own
           }),
-    stream: Stream.unwrapScoped(Effect.map(counted, (dequeue) => Stream.fromQueue(dequeue))),
-    subscribers: () => streams + listeners.size,
-    attach: (service) => hook(service, listen),
-    shutdown: PubSub.shutdown(pubsub)
-  }
-})
+          (own) => Effect.sync(() => listeners.delete(own))
+        )
+      ).pipe(Effect.asVoid)
+    return {
+      publish: (hints) =>
+        hints.length === 0
+          ? Effect.void
+          : Effect.suspend(() => {
+              for (const listener of listeners) for (const hint of hints) listener(hint)
+              return streams === 0 ? Effect.void : Effect.asVoid(PubSub.publishAll(pubsub, hints))
+            }),
+      stream: Stream.unwrapScoped(Effect.map(counted, (dequeue) => Stream.fromQueue(dequeue))),
+      subscribers: () => streams + listeners.size,
+      attach: (service) => hook(service, listen),
+      shutdown: PubSub.shutdown(pubsub)
+    }
+  })
 
 /** Give a store service the synchronous-listener hook (`listenTo` calls `listen`). */
 export const hook = <S extends JobStore.Service>(
@@ -86,3 +99,12 @@ export const listenTo = (
   listener: Listener
 ): Effect.Effect<void, never, Scope.Scope> | undefined =>
   listenersKey in store ? (store as JobStore.Service & Listening)[listenersKey](listener) : undefined
+
+/**
+ * Have `store`'s hints flowing for the rest of the scope, when it has any:
+ * a runner calls it before its first claim, so that a job enqueued after
+ * that claim wakes it (a store that listens only for its subscribers starts
+ * listening now).
+ */
+export const keepFlowing = (store: JobStore.Service): Effect.Effect<void, never, Scope.Scope> =>
+  listenTo(store, () => undefined) ?? Effect.void
