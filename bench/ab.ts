@@ -117,8 +117,10 @@ const main = async () => {
           })
           rates.get(c.label)!.set(round, l.p50)
           cpu.get(c.label)!.set(round, l.p99)
+          // W7: the producer's enqueue call itself, in the third column.
+          if (workload === "W7") serverCpu.get(c.label)!.set(round, l.enqueueCallP50)
           console.error(
-            `[round ${round}] ${c.label}: p50 ${l.p50.toFixed(2)} ms, p99 ${l.p99.toFixed(2)} ms (dup ${l.duplicates}, lost ${l.lost})`
+            `[round ${round}] ${c.label}: p50 ${l.p50.toFixed(2)} ms, p99 ${l.p99.toFixed(2)} ms, mean ${l.mean.toFixed(2)} ms${workload === "W7" ? `, enqueue call p50 ${l.enqueueCallP50.toFixed(2)} ms` : ""} (dup ${l.duplicates}, lost ${l.lost})`
           )
           continue
         }
@@ -153,7 +155,11 @@ const main = async () => {
     : ["drain jobs/s", "worker CPU µs/job (all workers)"]
   // The database server's CPU is read from /proc when PostgreSQL runs on this machine (drains only).
   const third =
-    latencyWorkload || readServerCpu === undefined ? "" : " database server CPU µs/job (median, min–max) |"
+    workload === "W7"
+      ? " enqueue call p50 ms (median, min–max) |"
+      : latencyWorkload || readServerCpu === undefined
+        ? ""
+        : " database server CPU µs/job (median, min–max) |"
   console.log(
     `| contestant | ${workload} ${first} (median, min–max) | ÷ ${reference} (median of rounds, min–max) | ${second} (median, min–max) |${third}`
   )
