@@ -703,18 +703,33 @@ export const makeEngine = <R>(
     const ours = new Set(config.queues)
     const forUs = (hint: JobStore.Wakeup) =>
       hint._tag === "changed" || (hint._tag === "enqueued" && ours.has(hint.queue))
-    // An in-process store calls this listener as it publishes: the fetcher is woken without a
-    // hop through the stream, which then only carries cancel requests.
+    // A store with the hook calls this listener as it publishes: the fetcher is woken without a
+    // hop through the stream. Cancel requests (rare) go to a fiber of their own, so that nothing
+    // subscribes to the stream and a wake-up hint costs no fiber but the fetcher's.
+    const cancels: Array<string> = []
+    const cancelRequested = Effect.unsafeMakeLatch(false)
     const direct = Hints.listenTo(store, (hint) => {
-      if (forUs(hint)) hinted()
+      if (hint._tag === "cancel") {
+        cancels.push(hint.id)
+        cancelRequested.unsafeOpen()
+      } else if (forUs(hint)) hinted()
     })
-    const follow = (wakes: boolean) =>
-      store.wakeups.pipe(
-        Stream.runForEach((hint) =>
-          hint._tag === "cancel" ? interrupt(hint.id, "cancel") : wakes && forUs(hint) ? wake : Effect.void
-        )
+    const cancelLoop = Effect.forever(
+      Effect.zipRight(
+        cancelRequested.await,
+        Effect.suspend(() => {
+          const ids = cancels.splice(0)
+          cancelRequested.unsafeClose()
+          return Effect.forEach(ids, (id) => interrupt(id, "cancel"), { discard: true })
+        })
       )
-    const listen = direct === undefined ? follow(true) : Effect.scoped(Effect.zipRight(direct, follow(false)))
+    )
+    const follow = store.wakeups.pipe(
+      Stream.runForEach((hint) =>
+        hint._tag === "cancel" ? interrupt(hint.id, "cancel") : forUs(hint) ? wake : Effect.void
+      )
+    )
+    const listen = direct === undefined ? follow : Effect.scoped(Effect.zipRight(direct, cancelLoop))
 
     const drain = Effect.gen(function* () {
       draining = true
