@@ -180,6 +180,39 @@ describe("a runner under flow control", () => {
     }).pipe(Effect.provide(Base))
   )
 
+  it.effect(
+    "a runner a global limit held back, with nothing running, claims again soon after a place frees, not at its next poll",
+    () =>
+      Effect.gen(function* () {
+        const First = Job.make("first", { payload: Payload, queue: "expensive" })
+        const Second = Job.make("second", { payload: Payload, queue: "expensive" })
+        const gate = yield* Deferred.make<void>()
+        const secondStarted = yield* Deferred.make<void>()
+        const options = {
+          concurrency: 5,
+          pollInterval: "1 hour" as const,
+          queueLimits: { expensive: { concurrency: { global: 1 } } }
+        }
+        yield* JobQueue.enqueue(First, { tenant: "t", n: 1 })
+        const a = yield* startRunner(Job.handlers(Job.handle(First, () => Deferred.await(gate))), options)
+        yield* settle
+        // The place is taken: the second runner's claims come back empty, and it runs nothing.
+        yield* JobQueue.enqueue(Second, { tenant: "t", n: 2 })
+        const b = yield* startRunner(
+          Job.handlers(Job.handle(Second, () => Deferred.succeed(secondStarted, undefined))),
+          options
+        )
+        for (let i = 0; i < 10; i++) yield* settle
+        expect(yield* Deferred.isDone(secondStarted)).toBe(false)
+        // The first job ends on the other runner: no wake-up reaches this one, its poll is an hour off.
+        yield* Deferred.succeed(gate, undefined)
+        for (let i = 0; i < 60 && !(yield* Deferred.isDone(secondStarted)); i++) yield* settle
+        expect(yield* Deferred.isDone(secondStarted)).toBe(true)
+        yield* Scope.close(a, Exit.void)
+        yield* Scope.close(b, Exit.void)
+      }).pipe(Effect.provide(Base))
+  )
+
   it.effect("a queue's global limit holds across two runners", () =>
     Effect.gen(function* () {
       const Work = Job.make("capped", { payload: Payload, queue: "expensive" })

@@ -191,7 +191,8 @@ describe("PostgreSQL flow control, migration 6 next to nodes on the previous ver
         [7, "retryable_index"],
         [8, "finished_jobs"],
         [9, "keyed_probe_by_index"],
-        [10, "settle_function"]
+        [10, "settle_function"],
+        [11, "global_shard_room_first"]
       ])
       const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
         Effect.provideService(PgClient.PgClient, client)

@@ -9,7 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
 import { v8 } from "./finished.js"
-import { claimFlowV9, settleV10, v2, v3, v4, v5, v6 } from "./functions.js"
+import { claimFlowV9, claimFlowV11, settleV10, v2, v3, v4, v5, v6 } from "./functions.js"
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 48 characters. */
 const identifier = /^[a-z_][a-z0-9_]{0,47}$/
@@ -103,7 +103,8 @@ export const migrations = (schema: string) =>
     "7_retryable_index": ddl(v7(schema)),
     "8_finished_jobs": ddl(v8(schema)),
     "9_keyed_probe_by_index": ddl(claimFlowV9(schema)),
-    "10_settle_function": ddl(settleV10(schema))
+    "10_settle_function": ddl(settleV10(schema)),
+    "11_global_shard_room_first": ddl(claimFlowV11(schema))
   })
 
 /**

@@ -483,6 +483,14 @@ export const makeEngine = <R>(
 
     /** The last claim came back with fewer jobs than it asked for. */
     let short = false
+    /**
+     * Under flow control, the claims in a row that came back empty. Places a
+     * limit frees on another node send no wake-up, so a runner whose claim
+     * found none, with nothing of its own running whose settle would wake it,
+     * tries again after 5 ms, then after waits that double up to the poll
+     * interval (at most 5,120 ms), instead of waiting a whole poll interval.
+     */
+    let emptyClaims = 0
     /** The fetcher's claim is in flight. */
     let fetching = false
     /** A claim sent with a settle (see `rider`) is in flight. */
@@ -543,6 +551,7 @@ export const makeEngine = <R>(
       )
       retarget(Number(clockService.unsafeCurrentTimeNanos() - sentNanos) / 1e6)
       short = jobs.length < limit
+      emptyClaims = jobs.length === 0 ? emptyClaims + 1 : 0
       more = !short || wakeups !== seen
       const now = yield* clock
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
@@ -613,6 +622,9 @@ export const makeEngine = <R>(
           retarget(Number(clockService.unsafeCurrentTimeNanos() - sentNanos) / 1e6)
           short = claimed.length < limit
           more = !short || wakeups !== seen
+          if (claimed.length > 0) emptyClaims = 0
+          // Nothing claimed and nothing running: no settle of ours will wake the fetcher.
+          else if (running.size === 0 && buffered() === 0) more = true
           health = { ...health, healthy: true, lastClaimAt: now }
           startNext(now)
           Metrics.unsafeRunning(config.owner, running.size)
@@ -649,7 +661,15 @@ export const makeEngine = <R>(
         ),
       onSuccess: (n) => {
         failures = 0
-        const next = n > 0 ? Effect.yieldNow() : waitForSignal // a full batch: more may be waiting
+        const next =
+          n > 0
+            ? Effect.yieldNow() // a full batch: more may be waiting
+            : config.flowLimited && emptyClaims > 0 && running.size === 0 && buffered() === 0
+              ? Effect.race(
+                  waitForSignal,
+                  Effect.sleep(Math.min(config.pollIntervalMs, 5 * 2 ** Math.min(emptyClaims - 1, 10)))
+                )
+              : waitForSignal
         return Effect.zipRight(breathe, next)
       }
     })
