@@ -1208,18 +1208,20 @@ const firstKey = (
                        ORDER BY coalesce(d.partition_key, '') LIMIT 1)`
 
 /**
- * Migration 9's `claim_flow`: as migration 8's, but both tests for due jobs
- * with a partition key (any requested queue; then each queue in turn) read
- * `jobs_partition_claim_idx` in key order (see `firstKey`). An `EXISTS`
- * would drop the order, and with it the index.
+ * Migration 9's `claim_flow` (with `roomFirst`, migration 11's): as
+ * migration 8's, but both tests for due jobs with a partition key (any
+ * requested queue; then each queue in turn) read `jobs_partition_claim_idx`
+ * in key order (see `firstKey`). An `EXISTS` would drop the order, and with
+ * it the index.
  */
-export const claimFlowV9 = (schema: string) =>
+export const claimFlowV9 = (schema: string, roomFirst = false) =>
   claimFlow(
     schema,
     "CREATE OR REPLACE FUNCTION",
     `         SELECT 1 FROM unnest(p_queues) AS u(queue)
          CROSS JOIN LATERAL ${firstKey(schema, "u.queue")} AS keyed(key))`,
-    `${firstKey(schema, "v_queue")} IS NOT NULL`
+    `${firstKey(schema, "v_queue")} IS NOT NULL`,
+    roomFirst
   )
 
 /**
@@ -1234,15 +1236,7 @@ export const claimFlowV9 = (schema: string) =>
  * than 25 jobs running. The count after the lock is unchanged, so the limit
  * holds as before.
  */
-export const claimFlowV11 = (schema: string) =>
-  claimFlow(
-    schema,
-    "CREATE OR REPLACE FUNCTION",
-    `         SELECT 1 FROM unnest(p_queues) AS u(queue)
-         CROSS JOIN LATERAL ${firstKey(schema, "u.queue")} AS keyed(key))`,
-    `${firstKey(schema, "v_queue")} IS NOT NULL`,
-    true
-  )
+export const claimFlowV11 = (schema: string) => claimFlowV9(schema, true)
 
 /**
  * Migration 6's `enqueue` (migration 5's, storing each job's partition key),
