@@ -40,6 +40,11 @@ export const make: Effect.Effect<JobStore.Service> = Effect.gen(function* () {
     claim: (request) => step((now) => engine.claim(now, request)),
     heartbeat: (owner, leases, leaseMs) => step((now) => engine.heartbeat(now, owner, leases, leaseMs)),
     settle: (settlements) => step((now) => engine.settle(now, settlements)),
+    settleAndClaim: (settlements, request) =>
+      step((now) => {
+        const settled = engine.settle(now, settlements)
+        return { settled, claimed: engine.claim(now, request) }
+      }),
     rescue: (limit) => step((now) => engine.rescue(now, limit)),
     prune: (request) => step((now) => engine.prune(now, request)),
     get: (id) => Effect.sync(() => engine.get(id)),

@@ -21,7 +21,6 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import * as FlowControl from "../src/FlowControl.js"
 import * as Ctx from "../src/internal/pg/context.js"
 import * as Functions from "../src/internal/pg/functions.js"
 import * as Jobs from "../src/internal/pg/jobs.js"
@@ -750,49 +749,6 @@ describe("PgStore settle: a row PostgreSQL refuses fails alone", () => {
         expect(refused.errors[0]!.message).toContain(
           "PostgreSQL refused to store this attempt's retry outcome"
         )
-      }).pipe(Effect.scoped)
-  )
-})
-
-describe("PgStore settleAndClaim", () => {
-  it.live(
-    "the claim after the settle takes the places it freed, in one transaction; parameters written as literals keep their text",
-    () =>
-      Effect.gen(function* () {
-        const { store } = yield* setup("settleclaim")
-        yield* store.declareLimits([FlowControl.toRule("queue", "q", { concurrency: { global: 2 } })])
-        yield* store.enqueue(Array.from({ length: 5 }, (_, n) => input({ payload: { n } })))
-        const request = { queues: ["q"], kinds: ["k"], limit: 5, leaseMs: 30_000, owner: "o" }
-        const [a, b, ...none] = yield* store.claim(request)
-        expect(none).toEqual([])
-        expect(yield* store.claim(request)).toEqual([])
-        const message = `it's "quoted", a back\\slash \\' and $1, {a,b} NULL, ünïcödé`
-        const { claimed, settled } = yield* store.settleAndClaim!(
-          [
-            { id: a!.id, fence: a!.fence, outcome: { _tag: "completed" } },
-            {
-              id: b!.id,
-              fence: b!.fence,
-              outcome: { _tag: "retry", delayMs: 60_000, error: { kind: "failure", message } }
-            }
-          ],
-          request
-        )
-        expect(settled).toEqual([
-          { id: a!.id, applied: true, state: "completed" },
-          { id: b!.id, applied: true, state: "retryable" }
-        ])
-        // Both places the settle freed, and no more: the limit holds across the two statements.
-        expect(claimed.map((j) => j.state)).toEqual(["running", "running"])
-        expect(claimed.map((j) => j.id)).not.toContain(b!.id)
-        expect(yield* store.claim(request)).toEqual([])
-        expect((yield* store.get(b!.id))!.errors.map((e) => e.message)).toEqual([message])
-        // A settle with nothing to claim (its claim finds the limit full) still settles.
-        const stale = yield* store.settleAndClaim!(
-          [{ id: a!.id, fence: a!.fence, outcome: { _tag: "completed" } }],
-          request
-        )
-        expect(stale).toEqual({ settled: [{ id: a!.id, applied: false, state: null }], claimed: [] })
       }).pipe(Effect.scoped)
   )
 })

@@ -47,6 +47,8 @@ export interface Harness {
    * no rows but its own).
    */
   readonly editable?: boolean
+  /** Does the engine have `settleAndClaim`? Default true. */
+  readonly settleAndClaim?: boolean
 }
 
 /** What each test body gets. */
@@ -85,6 +87,10 @@ export const storeTest = (harness: Harness) => {
     /** Register a test that writes rows by hand, when the engine's harness can. */
     editable: (name: string, body: (ctx: Ctx) => Effect.Effect<void, unknown>): void => {
       if (harness.editable === true) register(name, body)
+    },
+    /** Register a test of `settleAndClaim`, when the engine has it. */
+    settleAndClaim: (name: string, body: (ctx: Ctx) => Effect.Effect<void, unknown>): void => {
+      if (harness.settleAndClaim !== false) register(name, body)
     }
   })
 }

@@ -201,7 +201,7 @@ export class Engine {
 
   /** The budget of a claim at `now`. */
   private budget(now: number): Flow.Budget {
-    return new Flow.Budget(this.rules, this.runningGroups(now), this.rateUsage(now))
+    return new Flow.Budget(this.rules, this.runningGroups(now), this.rateUsage(now), true)
   }
 
   /** Running jobs whose lease holds, grouped by queue, kind and key. */

@@ -145,6 +145,9 @@ const checkText = (queues: number, kinds: number) => {
 /** Takes the write lock at once: a deferred transaction would only take it at its first write. */
 const lockText = "UPDATE nightshift_counters SET value = value WHERE 0"
 
+/** Take the write lock at once, as the first statement of a transaction (see `lockText`). */
+export const writeLock = (exec: Exec) => exec.raw(lockText, [])
+
 const pausedText =
   "SELECT queue FROM nightshift_paused_queues WHERE queue IN (SELECT value FROM json_each(?))"
 
@@ -400,7 +403,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
                 starts: row[3] as number
               })
             )
-      return new Budget(rules, running, rate)
+      return new Budget(rules, running, rate, true)
     })
 
   /**
@@ -601,7 +604,37 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
       yield* exec.raw(expireText, [JSON.stringify([...expire.values()])])
     })
 
-  return (request: JobStore.ClaimRequest) =>
+  /**
+   * Without the write lock, from committed state: does every rule-bound
+   * kind of the request sit behind a full global limit or a used-up rate
+   * over its whole scope (and no requested kind go free)? A count that
+   * misses later commits can only see less room than there is, so a claim
+   * it turns away finds the scope full or nearly so; one it lets through is
+   * counted again under the lock.
+   */
+  const fullEverywhere = (queues: ReadonlyArray<string>, kinds: ReadonlyArray<string>, now: number) =>
+    Effect.gen(function* () {
+      const rules = new Rules(yield* FlowStatements.rules(tables))
+      for (const queue of queues)
+        for (const kind of kinds) if (rules.forJob(queue, kind).length === 0) return false
+      const budget = yield* readBudget(rules, queues, kinds, now)
+      for (const queue of queues)
+        for (const kind of kinds) if (!blockedEverywhere(budget, queue, kind)) return false
+      return true
+    })
+
+  /**
+   * Request shapes (queues and kinds) whose last claim took the
+   * flow-controlled path. Their next claim skips the plain statement (an
+   * `UPDATE`, so it would wait for the write lock only to claim nothing) and
+   * is turned away without the lock when `fullEverywhere`; a runner a
+   * limit holds back then no longer queues for the lock behind the runner
+   * that holds the places.
+   */
+  const flowShapes = new Set<string>()
+
+  /** `locked`: the caller's transaction already holds the write lock (`settleAndClaim`). */
+  return (request: JobStore.ClaimRequest, locked = false) =>
     Effect.gen(function* () {
       const limit = Math.floor(request.limit)
       if (limit <= 0 || request.queues.length === 0 || request.kinds.length === 0) return []
@@ -610,18 +643,23 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
       const { kinds } = request
       const leaseEnd = Plans.after(now, storableLease(request.leaseMs))
       const setParams = [now, request.owner, leaseEnd, now, now, fenceExhausted.message]
-      const params = plainParams([...setParams], queues, kinds, now, limit)
-      params.push(...queues, ...kinds, ...queues, now)
-      let rows = yield* values(plainSql(queues.length, kinds.length, true), params)
-      if (rows.length === 0) {
+      const shape = JSON.stringify([queues, kinds])
+      const flowApplied = () =>
+        Effect.map(
+          values(checkText(queues.length, kinds.length), [...queues, ...kinds, ...queues, now]),
+          ([check]) => check?.[0] === 1
+        )
+      let rows: ReadonlyArray<ReadonlyArray<unknown>> = []
+      if (flowShapes.has(shape) && !(yield* flowApplied())) flowShapes.delete(shape)
+      if (!flowShapes.has(shape)) {
+        const params = plainParams([...setParams], queues, kinds, now, limit)
+        params.push(...queues, ...kinds, ...queues, now)
+        rows = yield* values(plainSql(queues.length, kinds.length, true), params)
         // Nothing claimed: no due job, or flow control has a say.
-        const [check] = yield* values(checkText(queues.length, kinds.length), [
-          ...queues,
-          ...kinds,
-          ...queues,
-          now
-        ])
-        if (check?.[0] !== 1) return []
+        if (rows.length === 0 && (yield* flowApplied())) flowShapes.add(shape)
+      }
+      if (rows.length === 0 && flowShapes.has(shape)) {
+        if (!locked && (yield* fullEverywhere(queues, kinds, now))) return []
         rows = yield* exec.transaction(flowClaim(request, queues, limit, now, setParams))
       }
       // Rows the claim discarded (fence at the maximum) are not returned.

@@ -74,6 +74,23 @@ export const make: Effect.Effect<
           Effect.map(({ results }) => results)
         )
       ),
+    // One write transaction: the claim counts the places the settle freed, and a process
+    // sharing the file takes the write lock once per batch instead of twice.
+    settleAndClaim: (settlements, request) =>
+      db.run(
+        "settleAndClaim",
+        db.exec
+          .transaction(
+            Effect.zipRight(
+              Claim.writeLock(db.exec),
+              Effect.zip(Leases.settle(db.exec, settlements), claim(request, true))
+            )
+          )
+          .pipe(
+            Effect.tap(([{ queues }]) => enqueued(queues)),
+            Effect.map(([{ results }, claimed]) => ({ settled: results, claimed }))
+          )
+      ),
     rescue: (limit) =>
       db.run(
         "rescue",

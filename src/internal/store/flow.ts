@@ -72,18 +72,35 @@ export const ratePartition = (rule: FlowControl.Rule, partition: string | null):
   rule.rateByPartition ? partition : null
 
 /**
+ * The most places of a global limit `global` that one claim takes: one
+ * shard's share, as on PostgreSQL, whose claim takes the room of one of
+ * `global / 25` shards (1 to 10; see `claim_flow`). Runners on several
+ * nodes then each hold a share of the limit and turn it over by
+ * themselves, instead of the first claim taking every place and its
+ * runner keeping them, settle after settle, while the others wait.
+ */
+export const claimShare = (global: number): number =>
+  Math.ceil(global / Math.max(1, Math.min(10, Math.floor(global / 25))))
+
+/**
  * Room left under a set of rules, given what runs and what started in each
  * rate window; `take` counts one more start. One claim builds one budget
- * from a consistent view and admits jobs through it in claim order.
+ * from a consistent view and admits jobs through it in claim order; a
+ * claim's budget (`forClaim`) also holds it to `claimShare` of each global
+ * limit.
  */
 export class Budget {
   private readonly running = new Map<string, number>()
   private readonly rate = new Map<string, number>()
+  /** Places of each global limit's scope taken through this budget (claims only). */
+  private readonly taken: Map<string, number> | undefined
   constructor(
     readonly rules: Rules,
     running: ReadonlyArray<JobStore.RunningGroup>,
-    rate: ReadonlyArray<JobStore.RateUsage>
+    rate: ReadonlyArray<JobStore.RateUsage>,
+    forClaim = false
   ) {
+    this.taken = forClaim ? new Map() : undefined
     for (const group of running) this.addRunning(group.queue, group.kind, group.partition, group.running)
     for (const usage of rate) {
       const key = partitionKey(usage.scope, usage.name, usage.partition)
@@ -113,7 +130,9 @@ export class Budget {
     }
     for (const rule of rules) {
       if (rule.global === null) continue
-      if ((this.running.get(scopeKey(rule.scope, nameFor(rule, queue, kind))) ?? 0) >= rule.global)
+      const whole = scopeKey(rule.scope, nameFor(rule, queue, kind))
+      if ((this.running.get(whole) ?? 0) >= rule.global) return "global limit"
+      if (this.taken !== undefined && (this.taken.get(whole) ?? 0) >= claimShare(rule.global))
         return "global limit"
     }
     for (const rule of rules) {
@@ -134,7 +153,10 @@ export class Budget {
     for (const rule of this.rules.forJob(queue, kind)) {
       const name = nameFor(rule, queue, kind)
       if (rule.global !== null) {
-        room = Math.min(room, rule.global - (this.running.get(scopeKey(rule.scope, name)) ?? 0))
+        const whole = scopeKey(rule.scope, name)
+        room = Math.min(room, rule.global - (this.running.get(whole) ?? 0))
+        if (this.taken !== undefined)
+          room = Math.min(room, claimShare(rule.global) - (this.taken.get(whole) ?? 0))
       }
       if (rule.rateLimit !== null && !rule.rateByPartition) {
         room = Math.min(room, rule.rateLimit - (this.rate.get(partitionKey(rule.scope, name, null)) ?? 0))
@@ -147,6 +169,10 @@ export class Budget {
   take(queue: string, kind: string, partition: string | null): void {
     this.addRunning(queue, kind, partition, 1)
     for (const rule of this.rules.forJob(queue, kind)) {
+      if (this.taken !== undefined && rule.global !== null) {
+        const whole = scopeKey(rule.scope, nameFor(rule, queue, kind))
+        this.taken.set(whole, (this.taken.get(whole) ?? 0) + 1)
+      }
       if (rule.rateLimit === null) continue
       const key = partitionKey(rule.scope, nameFor(rule, queue, kind), ratePartition(rule, partition))
       this.rate.set(key, (this.rate.get(key) ?? 0) + 1)

@@ -134,6 +134,66 @@ export const flowSuite = (test: StoreTest) =>
         expect(yield* store.claim(request({ kinds: [kind], limit: 10 }))).toHaveLength(1)
       }))
 
+    test("one claim takes at most one shard's share of a global limit, so several runners share it", ({
+      store
+    }) =>
+      Effect.gen(function* () {
+        const kind = freshKind()
+        // 50 is split over two shards of 25 (a limit under 50 is one shard: the whole limit).
+        yield* store.declareLimits([rule("kind", kind, { concurrency: { global: 50 } })])
+        yield* enqueueN(store, 80, { kind, partition: "x" })
+        const a = yield* store.claim(request({ kinds: [kind], limit: 100, owner: "runner-a" }))
+        expect(a).toHaveLength(25)
+        const b = yield* store.claim(request({ kinds: [kind], limit: 100, owner: "runner-b" }))
+        expect(b).toHaveLength(25)
+        expect(yield* store.claim(request({ kinds: [kind], limit: 100, owner: "runner-c" }))).toEqual([])
+        yield* settleOne(store, a[0]!, { _tag: "completed" })
+        expect(yield* store.claim(request({ kinds: [kind], limit: 100, owner: "runner-c" }))).toHaveLength(1)
+      }))
+
+    test.settleAndClaim(
+      "settleAndClaim: the claim takes the places the settle freed, in one transaction",
+      ({ store }) =>
+        Effect.gen(function* () {
+          expect(store.settleAndClaim).toBeDefined()
+          const kind = freshKind()
+          yield* store.declareLimits([rule("kind", kind, { concurrency: { global: 2 } })])
+          yield* enqueueN(store, 5, { kind })
+          const req = request({ kinds: [kind], limit: 5 })
+          const [a, b, ...none] = yield* store.claim(req)
+          expect(none).toEqual([])
+          expect(yield* store.claim(req)).toEqual([])
+          // Text PostgreSQL's statement carries as literals: quotes, backslashes, braces, NULL.
+          const message = `it's "quoted", a back\\slash \\' and $1, {a,b} NULL, ünïcödé`
+          const { claimed, settled } = yield* store.settleAndClaim!(
+            [
+              { id: a!.id, fence: a!.fence, outcome: { _tag: "completed" } },
+              {
+                id: b!.id,
+                fence: b!.fence,
+                outcome: { _tag: "retry", delayMs: 60_000, error: { kind: "failure", message } }
+              }
+            ],
+            req
+          )
+          expect(settled).toEqual([
+            { id: a!.id, applied: true, state: "completed" },
+            { id: b!.id, applied: true, state: "retryable" }
+          ])
+          // Both places the settle freed, and no more: the limit holds across the two.
+          expect(claimed.map((j) => j.state)).toEqual(["running", "running"])
+          expect(claimed.map((j) => j.id)).not.toContain(b!.id)
+          expect(yield* store.claim(req)).toEqual([])
+          expect((yield* getJob(store, b!.id)).errors.map((e) => e.message)).toEqual([message])
+          // A settle whose fence no longer matches changes nothing, and its claim finds the limit full.
+          const stale = yield* store.settleAndClaim!(
+            [{ id: a!.id, fence: a!.fence, outcome: { _tag: "completed" } }],
+            req
+          )
+          expect(stale).toEqual({ settled: [{ id: a!.id, applied: false, state: null }], claimed: [] })
+        })
+    )
+
     test("a queue's global limit counts every kind in the queue", ({ store }) =>
       Effect.gen(function* () {
         const queue = `q_${freshKind()}`
