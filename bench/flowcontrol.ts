@@ -3,7 +3,7 @@
  * through the real runner in fresh worker processes, side by side in one
  * run, on PostgreSQL and SQLite (and the memory store on request).
  *
- *   npm run bench:flow [-- --rounds 3] [--engines pg,sqlite,memory] [--only drain,fair,rate]
+ *   npm run bench:flow [-- --rounds 3] [--engines pg,sqlite,memory] [--only drain,places,fair,rate]
  *                      [--quick] [--no-write] [--variants keyed,global50] [--base <dir>]
  *
  * `--variants` keeps some drain variants (`keyed`, `perPartition2`,
@@ -19,6 +19,8 @@
  *    `perPartition: 2`, one with `global: 50`, one with keys and no limits
  *    (the reference), and one without keys or limits. Target: each limited
  *    drain ≥ 0.8× the reference, paired round by round.
+ * 1b. Places: the same drain (5,000 jobs) of a kind with `global: 50` whose
+ *    handler takes 10 ms: drain ÷ the limit's ceiling (50 / 10 ms).
  * 2. Fairness: key A has a 50,000-job backlog; once 1,000 of A's jobs have
  *    completed, key B enqueues 100 jobs one at a time (100/s). B's wait from
  *    enqueue to handler start, p50/p99, with keys (fair claiming), with keys
@@ -49,6 +51,7 @@ import {
   type FlowReport,
   type FlowSample,
   maxInWindow,
+  slowJobMs,
   startFlow
 } from "./lib/flow.js"
 import type { Child } from "./lib/proc.js"
@@ -101,6 +104,10 @@ const settings = {
     windowMs: 1_000,
     processes: 2,
     concurrency: 10
+  },
+  /** `global: 50` with jobs that take `slowJobMs`: how near the limit's ceiling the places stay busy. */
+  places: {
+    jobs: quick ? 1_000 : 5_000
   },
   /** How often the owner process samples the running jobs (`JobStore.flowState`) during a drain. */
   sampleEveryMs: 50
@@ -196,11 +203,11 @@ const drainLabels: Record<DrainVariant, string> = {
   plain: "no keys, no limits"
 }
 
-const drainOnce = (engine: Engine, kind: FlowKind, childEntry: string) =>
+const drainOnce = (engine: Engine, kind: FlowKind, childEntry: string, n = settings.drain.jobs) =>
   withOwner(
     engine,
     async (owner, spawn) => {
-      const { jobs: n, processes } = settings.drain
+      const { processes } = settings.drain
       const concurrency =
         engine === "memory" ? settings.drain.concurrency * processes : settings.drain.concurrency
       const enqueueMs = await ask<number>(
@@ -248,6 +255,20 @@ const drainRound = async (
   if (!enabled("drain")) return
   for (const c of order(drainContestants))
     await measure(`drain:${engine}`, c, round, () => drainOnce(engine, variantOf(c), entryOf(c)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1b. Places: `global: 50` with jobs that take time
+
+/** The most a limit of 50 places can start with jobs of `slowJobMs`: 50 / 10 ms = 5,000 jobs/s. */
+const placesCeiling = (50 * 1000) / slowJobMs
+
+const placesRound = async (engine: Engine, round: number) => {
+  if (!enabled("places")) return
+  await measure(`places:${engine}`, "global50slow", round, async () => {
+    const run = await drainOnce(engine, "global50slow", entry, settings.places.jobs)
+    return { ...run, values: { ...run.values, busy: run.values.drain / placesCeiling } }
+  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,6 +487,30 @@ const drainTable = (engine: Engine) => {
   )
 }
 
+const placesTable = (engine: Engine) => {
+  const s = (key: string) => results.summary(`places:${engine}`, "global50slow", key)
+  return table(
+    [
+      "drain jobs/s",
+      `÷ the limit's ceiling (50 places / ${slowJobMs} ms = ${k(placesCeiling)} jobs/s)`,
+      "most running (sampled)",
+      "worker CPU µs/job",
+      "database server CPU µs/job",
+      "duplicates / lost"
+    ],
+    [
+      [
+        cell(s("drain"), int),
+        cell(s("busy"), fixed(2)),
+        cell(s("maxRunning"), int),
+        cell(s("cpuUsPerJob"), int),
+        cell(s("serverCpuUsPerJob"), int),
+        faults(`places:${engine}`, "global50slow")
+      ]
+    ]
+  )
+}
+
 const fairTable = (engine: Engine) => {
   const w = `fair:${engine}`
   return table(
@@ -566,6 +611,10 @@ const engineBlock = (
     parts.push(
       `**Drain**: ${k(drain.jobs)} no-op jobs over ${k(drain.partitions)} partition keys, ${drainSlots}.\n\n${drainTable(engine)}`
     )
+  if (measured(`places:${engine}`))
+    parts.push(
+      `**Places**: \`global: 50\` with jobs that take ${slowJobMs} ms (a sleep in the handler), ${k(settings.places.jobs)} jobs over ${k(drain.partitions)} partition keys, ${drainSlots}: how near the limit's own ceiling the drain runs, which the no-op drain above cannot show (there every place turns over once per settle-and-claim round trip, so the round trip sets the rate).\n\n${placesTable(engine)}`
+    )
   if (measured(`fair:${engine}`))
     parts.push(
       `**Fairness**: B's ${fair.bJobs} jobs (${fair.bPerSecond}/s, one at a time) behind A's backlog of ${k(fair.backlog)}, ${workers(1, fair.concurrency)}.\n\n${fairTable(engine)}`
@@ -629,6 +678,7 @@ const main = async () => {
     const order = <A>(xs: ReadonlyArray<A>): ReadonlyArray<A> => (round % 2 === 1 ? xs : [...xs].reverse())
     for (const engine of order(settings.engines)) {
       await drainRound(engine, round, order)
+      await placesRound(engine, round)
       await fairRound(engine, round, order)
       await rateRound(engine, round)
     }

@@ -40,7 +40,11 @@ import * as JobStore from "./JobStore.js"
 export interface Options {
   /** Path of the database file (created when missing), or `:memory:`. */
   readonly filename: string
-  /** How long a statement waits for another connection's write lock. Default 5 seconds. */
+  /**
+   * How long a write waits for another connection's write lock before it
+   * fails. Default 5 seconds. A transaction waits without blocking the
+   * process (docs/sqlite.md).
+   */
   readonly busyTimeout?: Duration.DurationInput | undefined
   /**
    * `PRAGMA synchronous`. Default `NORMAL`: under WAL a power loss can lose

@@ -1,4 +1,5 @@
 import * as fs from "node:fs"
+import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -25,7 +26,7 @@ import * as JobStore from "../src/JobStore.js"
 import * as SqliteStore from "../src/SqliteStore.js"
 import { srcDir, startChild as startSqliteChild } from "./fixtures/sqliteChild.js"
 import { conformance } from "./store/conformance.js"
-import { type RowEdit, RowEditor } from "./store/helpers.js"
+import { input, type RowEdit, RowEditor } from "./store/helpers.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nightshift-sqlite-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -485,6 +486,39 @@ interface ChildResult {
 }
 
 const startChild = (filename: string) => startSqliteChild<ChildResult>(childScript, filename)
+
+/** better-sqlite3 itself: another connection to a store's file. */
+const Database = createRequire(import.meta.url)("better-sqlite3") as new (
+  filename: string
+) => { exec: (sql: string) => void; close: () => void }
+
+describe("SqliteStore and another connection's write lock", () => {
+  it.live(
+    "a write that finds the lock held waits without stopping the process: the holder, in the same process, commits meanwhile",
+    () => {
+      const filename = tempFile()
+      return Effect.gen(function* () {
+        const store = yield* JobStore.JobStore
+        // Another connection to the file (another process, or another client in this one) holds
+        // the write lock and lets it go from a timer in this process.
+        const other = new Database(filename)
+        yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+        other.exec("BEGIN IMMEDIATE")
+        let committed = false
+        setTimeout(() => {
+          other.exec("COMMIT")
+          committed = true
+        }, 200)
+        // SQLite's own wait would sleep the thread, so the timer could not run before the
+        // busy timeout ran out and the enqueue failed.
+        const [result] = yield* store.enqueue([input({ payload: { n: 1 } })])
+        expect(committed).toBe(true)
+        expect(result?.id).toBeDefined()
+        expect((yield* store.get(result!.id))?.state).toBe("available")
+      }).pipe(Effect.provide(SqliteStore.layer({ filename, busyTimeout: "3 seconds" })), Effect.scoped)
+    }
+  )
+})
 
 describe("SqliteStore across processes", () => {
   it.live(

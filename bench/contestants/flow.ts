@@ -27,7 +27,7 @@ import * as Job from "../../src/Job.js"
 import * as JobQueue from "../../src/JobQueue.js"
 import * as JobRunner from "../../src/JobRunner.js"
 import * as JobStore from "../../src/JobStore.js"
-import type { FlowCommand, FlowKind, FlowReport, FlowSample } from "../lib/flow.js"
+import { type FlowCommand, type FlowKind, type FlowReport, type FlowSample, slowJobMs } from "../lib/flow.js"
 import type { ChildSpec, Message } from "../lib/protocol.js"
 import { now } from "../lib/protocol.js"
 import { type Engine, sqliteFile, storeLayer } from "./nightshift.js"
@@ -44,6 +44,11 @@ const kinds = {
     concurrency: { perPartition: 2 }
   }),
   global50: Job.make("flow_global_50", {
+    payload: Payload,
+    partition: tenantOf,
+    concurrency: { global: 50 }
+  }),
+  global50slow: Job.make("flow_global_50_slow", {
     payload: Payload,
     partition: tenantOf,
     concurrency: { global: 50 }
@@ -288,7 +293,14 @@ const main = async () => {
           Effect.gen(function* () {
             const scope = yield* Scope.make()
             const handlers = Job.handlers(
-              Job.handle(kind, ({ i, t }: typeof Payload.Type) => Effect.sync(() => tally.onJob(i, t)))
+              Job.handle(kind, ({ i, t }: typeof Payload.Type) =>
+                command.kind === "global50slow"
+                  ? Effect.zipRight(
+                      Effect.sync(() => tally.onJob(i, t)),
+                      Effect.sleep(slowJobMs)
+                    )
+                  : Effect.sync(() => tally.onJob(i, t))
+              )
             )
             const runner = JobRunner.layer(handlers, {
               concurrency: command.concurrency,

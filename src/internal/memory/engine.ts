@@ -115,6 +115,12 @@ export class Engine {
     const partitions = this.index.partitions(queue)
     if (partitions === undefined) return
     const { kinds, limit } = claim.request
+    const { budget } = claim
+    // A global limit or a rate over the whole scope that admits no more holds back every key:
+    // the walk ends there instead of asking each of them (a claim freeing one place would
+    // otherwise walk every key with due work for its one job).
+    const full = () => budget !== undefined && kinds.every((kind) => budget.room(queue, kind) <= 0)
+    if (full()) return
     const heaps: Array<Heap<Row>> = []
     let turn = [...partitions.keys()]
     while (claim.claimed.length < limit && turn.length > 0) {
@@ -137,6 +143,7 @@ export class Engine {
         this.take(claim, heap.pop()!)
         this.index.served(queue, partition)
         next.push(partition)
+        if (full()) return
       }
       turn = next
     }

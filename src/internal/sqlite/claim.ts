@@ -615,8 +615,15 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
   const fullEverywhere = (queues: ReadonlyArray<string>, kinds: ReadonlyArray<string>, now: number) =>
     Effect.gen(function* () {
       const rules = new Rules(yield* FlowStatements.rules(tables))
+      // Only a global limit or a rate over a whole scope can hold back every key at once.
       for (const queue of queues)
-        for (const kind of kinds) if (rules.forJob(queue, kind).length === 0) return false
+        for (const kind of kinds)
+          if (
+            !rules
+              .forJob(queue, kind)
+              .some((r) => r.global !== null || (r.rateLimit !== null && !r.rateByPartition))
+          )
+            return false
       const budget = yield* readBudget(rules, queues, kinds, now)
       for (const queue of queues)
         for (const kind of kinds) if (!blockedEverywhere(budget, queue, kind)) return false

@@ -9,10 +9,13 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
 import { nativeTracer } from "../tracing.js"
@@ -29,6 +32,15 @@ export interface Exec {
   /** `sql.withTransaction`. */
   readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
 }
+
+const realClock = Clock.make()
+
+/** Did a statement fail because another connection holds the lock? */
+const isBusy = (exit: Exit.Exit<unknown, SqlError>): boolean =>
+  Exit.isFailure(exit) &&
+  Cause.failureOption(exit.cause).pipe(
+    Option.exists((e) => (e.cause as { readonly code?: unknown } | undefined)?.code === "SQLITE_BUSY")
+  )
 
 /** `Exec` through the client's statements: a span, a compile and a connection acquired per statement. */
 export const viaClient = (sql: SqlClient.SqlClient): Exec => ({
@@ -77,6 +89,37 @@ export const direct = (sql: SqlClient.SqlClient): Exec => {
       })
   const end = (conn: SqlConnection.Connection, exit: Exit.Exit<unknown, unknown>) =>
     Effect.orDie(conn.executeRaw(Exit.isSuccess(exit) ? "COMMIT" : "ROLLBACK", []))
+  /** The connection's `busy_timeout` (ms), read once. */
+  let busyMs: number | undefined
+  /**
+   * `BEGIN IMMEDIATE`, waiting for the write lock without blocking the
+   * process: SQLite's own wait (`busy_timeout`) sleeps the whole thread, in
+   * steps of 1, 2, 5, 10 ms and more, so a process that finds another
+   * holding the lock stops everything (its running jobs included) for
+   * longer than the holder needs. Here the lock is tried with no wait, and
+   * again every millisecond while other fibers run, for up to
+   * `busy_timeout`; then once more with SQLite's wait, which fails as
+   * before when the lock stays held.
+   */
+  const begin = (conn: SqlConnection.Connection): Effect.Effect<void, SqlError> =>
+    Effect.gen(function* () {
+      if (busyMs === undefined) {
+        const [row] = yield* conn.executeValues("PRAGMA busy_timeout", [])
+        busyMs = Number(row?.[0] ?? 0)
+      }
+      if (busyMs <= 0) return yield* conn.executeRaw("BEGIN IMMEDIATE", [])
+      const started = Date.now()
+      while (true) {
+        yield* conn.executeRaw("PRAGMA busy_timeout = 0", [])
+        const tried = yield* Effect.exit(conn.executeRaw("BEGIN IMMEDIATE", []))
+        yield* conn.executeRaw(`PRAGMA busy_timeout = ${busyMs}`, [])
+        if (Exit.isSuccess(tried)) return
+        if (!isBusy(tried) || Date.now() - started >= busyMs) break
+        // The lock is another process's, on the real clock, whatever clock the store runs on.
+        yield* Effect.withClock(Effect.sleep(1), realClock)
+      }
+      yield* conn.executeRaw("BEGIN IMMEDIATE", [])
+    })
   return {
     values: onConnection(slow.values, (conn, text, params) => conn.executeValues(text, params)),
     raw: onConnection(slow.raw, (conn, text, params) => conn.executeRaw(text, params)),
@@ -91,7 +134,7 @@ export const direct = (sql: SqlClient.SqlClient): Exec => {
           Effect.scoped(
             Effect.flatMap(sql.reserve, (conn) =>
               Effect.zipRight(
-                conn.executeRaw("BEGIN", []),
+                begin(conn),
                 Effect.flatMap(
                   Effect.exit(
                     restore(Effect.provideService(effect, SqlClient.TransactionConnection, [conn, 0]))
