@@ -213,6 +213,31 @@ describe("a runner under flow control", () => {
       }).pipe(Effect.provide(Base))
   )
 
+  it.effect(
+    "a runner alone fills every place of a global limit at once, though one claim takes one share",
+    () =>
+      Effect.gen(function* () {
+        const Work = Job.make("wide", { payload: Payload, concurrency: { global: 100 } })
+        const gate = yield* Deferred.make<void>()
+        let running = 0
+        const handlers = Job.handlers(
+          Job.handle(Work, () =>
+            Effect.gen(function* () {
+              running++
+              yield* Deferred.await(gate)
+            })
+          )
+        )
+        for (let i = 0; i < 150; i++) yield* JobQueue.enqueue(Work, { tenant: `t${i % 10}`, n: i })
+        // A claim takes 25 of the 100 places (one share); the poll is an hour off.
+        const scope = yield* startRunner(handlers, { concurrency: 150, pollInterval: "1 hour" })
+        for (let i = 0; i < 20 && running < 100; i++) yield* settle
+        expect(running).toBe(100)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(Effect.provide(Base))
+  )
+
   it.effect("a queue's global limit holds across two runners", () =>
     Effect.gen(function* () {
       const Work = Job.make("capped", { payload: Payload, queue: "expensive" })

@@ -516,8 +516,8 @@ export const makeEngine = <R>(
      * One round of the fetcher: fill free slots from the buffer, then claim
      * when there is room (free slots, plus buffer space once the buffer is
      * down to half). Returns the number claimed when the claim came back
-     * full (more may be waiting), 0 when it did not, -1 when there was no
-     * room to claim.
+     * full, or not empty under flow control (more may be waiting), 0 when
+     * it did not, -1 when there was no room to claim.
      */
     const claimOnce: Effect.Effect<number, JobStore.JobStoreError, R> = Effect.gen(function* () {
       // A claim sent with a settle is in flight (see `rider`): its end wakes the fetcher.
@@ -557,7 +557,9 @@ export const makeEngine = <R>(
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
       health = { ...health, healthy: true, lastClaimAt: now }
       if (jobs.length > 0) yield* Metrics.running(config.owner, running.size)
-      return jobs.length === limit ? jobs.length : 0
+      // Under flow control a claim can come back short with more to take: it takes one
+      // share of a global limit at a time. Claim again until one comes back empty.
+      return jobs.length === limit || (config.flowLimited && jobs.length > 0) ? jobs.length : 0
     })
 
     /** Take a job out of the buffer and settle it as `reason` says; false when it is not there. */
