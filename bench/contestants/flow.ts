@@ -293,14 +293,12 @@ const main = async () => {
           Effect.gen(function* () {
             const scope = yield* Scope.make()
             const handlers = Job.handlers(
-              Job.handle(kind, ({ i, t }: typeof Payload.Type) =>
-                command.kind === "global50slow"
-                  ? Effect.zipRight(
-                      Effect.sync(() => tally.onJob(i, t)),
-                      Effect.sleep(slowJobMs)
-                    )
-                  : Effect.sync(() => tally.onJob(i, t))
-              )
+              Job.handle(kind, ({ i, t }: typeof Payload.Type) => {
+                const started = Effect.sync(() => tally.onJob(i, t))
+                return command.kind === "global50slow"
+                  ? Effect.zipRight(started, Effect.sleep(slowJobMs))
+                  : started
+              })
             )
             const runner = JobRunner.layer(handlers, {
               concurrency: command.concurrency,

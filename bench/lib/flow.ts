@@ -12,7 +12,7 @@ import { now } from "./protocol.js"
 /** The kinds a flow child knows (bench/contestants/flow.ts). */
 export type FlowKind = "keyed" | "perPartition2" | "global50" | "global50slow" | "plain" | "rate100"
 
-/** How long a \`global50slow\` job's handler takes (ms). */
+/** How long a `global50slow` job's handler takes (ms). */
 export const slowJobMs = 10
 
 /** How bulk-enqueued jobs get their tenant: `p<i % 1000>`, or one fixed key. */

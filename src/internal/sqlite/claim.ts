@@ -9,7 +9,8 @@
  * claims, so a rule another process declares is never missed between a
  * check and the claim. When the statement claims nothing, one cheap read
  * tells an empty queue from one flow control applies to; only the latter
- * takes the flow-controlled path.
+ * takes the flow-controlled path, and the instance's next claims of the
+ * same queues and kinds go to it directly while flow control applies.
  *
  * The flow-controlled claim holds SQLite's write lock from its first
  * statement, so what it counts (running jobs, rate starts) cannot change
@@ -302,6 +303,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
    * planned first (a queue with neither a rule nor a due job with a key is
    * claimed as today; the others have their keys walked and first pages
    * read), then filled in turn, ordered by each queue's best due job.
+   * `flow`: whether a rule or a due job with a key held for any queue.
    */
   const flowClaim = (
     request: JobStore.ClaimRequest,
@@ -319,9 +321,11 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
       )
       const budget = yield* readBudget(rules, queues, kinds, now)
       const plans: Array<Plan> = []
+      let flow = false
       for (const queue of queues) {
-        if (paused.has(queue)) continue
         const limited = kinds.some((kind) => rules.forJob(queue, kind).length > 0)
+        flow ||= limited
+        if (paused.has(queue)) continue
         if (!limited && (yield* values(keyedText, [queue, now])).length === 0) {
           if (queues.length === 1) {
             plans.push({ queue, best: undefined, take: undefined })
@@ -331,6 +335,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
           if (best !== undefined) plans.push({ queue, best: best as ReadonlyArray<number>, take: undefined })
           continue
         }
+        flow = true
         const walked = yield* walk(queue, kinds, limit, now, budget)
         if (walked !== undefined) plans.push({ queue, ...walked })
       }
@@ -353,7 +358,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
         yield* recordStarts(rules, claimed, now)
         rows.push(...claimed)
       }
-      return rows
+      return { rows, flow }
     })
 
   /** The budget of the rules that hold for these queues and kinds: running jobs and rate starts. */
@@ -636,7 +641,8 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
    * `UPDATE`, so it would wait for the write lock only to claim nothing) and
    * is turned away without the lock when `fullEverywhere`; a runner a
    * limit holds back then no longer queues for the lock behind the runner
-   * that holds the places.
+   * that holds the places. A shape leaves the set when a flow-controlled
+   * claim finds neither a rule nor a key for it.
    */
   const flowShapes = new Set<string>()
 
@@ -651,29 +657,35 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
       const leaseEnd = Plans.after(now, storableLease(request.leaseMs))
       const setParams = [now, request.owner, leaseEnd, now, now, fenceExhausted.message]
       const shape = JSON.stringify([queues, kinds])
-      const flowApplied = () =>
-        Effect.map(
-          values(checkText(queues.length, kinds.length), [...queues, ...kinds, ...queues, now]),
-          ([check]) => check?.[0] === 1
-        )
-      let rows: ReadonlyArray<ReadonlyArray<unknown>> = []
-      if (flowShapes.has(shape) && !(yield* flowApplied())) flowShapes.delete(shape)
       if (!flowShapes.has(shape)) {
         const params = plainParams([...setParams], queues, kinds, now, limit)
         params.push(...queues, ...kinds, ...queues, now)
-        rows = yield* values(plainSql(queues.length, kinds.length, true), params)
+        const rows = yield* values(plainSql(queues.length, kinds.length, true), params)
+        if (rows.length > 0) return yield* claimedJobs(rows)
         // Nothing claimed: no due job, or flow control has a say.
-        if (rows.length === 0 && (yield* flowApplied())) flowShapes.add(shape)
+        const [check] = yield* values(checkText(queues.length, kinds.length), [
+          ...queues,
+          ...kinds,
+          ...queues,
+          now
+        ])
+        if (check?.[0] !== 1) return []
+        flowShapes.add(shape)
       }
-      if (rows.length === 0 && flowShapes.has(shape)) {
-        if (!locked && (yield* fullEverywhere(queues, kinds, now))) return []
-        rows = yield* exec.transaction(flowClaim(request, queues, limit, now, setParams))
-      }
-      // Rows the claim discarded (fence at the maximum) are not returned.
-      const jobs = yield* decode(rows.filter((row) => row[4] === "running"))
-      return jobs.length > 1 ? jobs.sort(Core.claimOrder) : jobs
+      if (!locked && (yield* fullEverywhere(queues, kinds, now))) return []
+      const claimed = yield* exec.transaction(flowClaim(request, queues, limit, now, setParams))
+      // Neither a rule nor a key held any more (a rule removed, the keyed jobs done): the plain
+      // statement again next time. The flow-controlled path claimed what it would have meanwhile.
+      if (!claimed.flow) flowShapes.delete(shape)
+      return yield* claimedJobs(claimed.rows)
     })
 }
+
+/** The jobs of claimed rows in claim order; rows the claim discarded (fence at the maximum) are left out. */
+const claimedJobs = (rows: ReadonlyArray<ReadonlyArray<unknown>>) =>
+  Effect.map(decode(rows.filter((row) => row[4] === "running")), (jobs) =>
+    jobs.length > 1 ? jobs.sort(Core.claimOrder) : jobs
+  )
 
 /**
  * Does a rule hold a kind back in every key of the queue: a global limit

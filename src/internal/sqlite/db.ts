@@ -39,11 +39,8 @@ const realClock = Clock.make()
 const lockWaits = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100]
 
 /** Did a statement fail because another connection holds the lock? */
-const isBusy = (exit: Exit.Exit<unknown, SqlError>): boolean =>
-  Exit.isFailure(exit) &&
-  Cause.failureOption(exit.cause).pipe(
-    Option.exists((e) => (e.cause as { readonly code?: unknown } | undefined)?.code === "SQLITE_BUSY")
-  )
+const isBusy = (error: SqlError): boolean =>
+  (error.cause as { readonly code?: unknown } | undefined)?.code === "SQLITE_BUSY"
 
 /** `Exec` through the client's statements: a span, a compile and a connection acquired per statement. */
 export const viaClient = (sql: SqlClient.SqlClient): Exec => ({
@@ -112,14 +109,15 @@ export const direct = (sql: SqlClient.SqlClient): Exec => {
         busyMs = Number(row?.[0] ?? 0)
       }
       if (busyMs <= 0) return yield* conn.executeRaw("BEGIN IMMEDIATE", [])
-      const started = Date.now()
+      const started = realClock.unsafeCurrentTimeMillis()
       let tries = 0
       while (true) {
         yield* conn.executeRaw("PRAGMA busy_timeout = 0", [])
         const tried = yield* Effect.exit(conn.executeRaw("BEGIN IMMEDIATE", []))
         yield* conn.executeRaw(`PRAGMA busy_timeout = ${busyMs}`, [])
         if (Exit.isSuccess(tried)) return
-        if (!isBusy(tried) || Date.now() - started >= busyMs) break
+        const busy = Exit.isFailure(tried) && Option.exists(Cause.failureOption(tried.cause), isBusy)
+        if (!busy || realClock.unsafeCurrentTimeMillis() - started >= busyMs) break
         // The lock is another process's, on the real clock, whatever clock the store runs on.
         yield* Effect.withClock(Effect.sleep(lockWaits[Math.min(tries++, lockWaits.length - 1)]!), realClock)
       }
@@ -166,9 +164,9 @@ export interface Db {
 }
 
 const describe = (error: SqlError): string => {
-  const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
+  const cause = error.cause as { readonly message?: unknown } | undefined
   const detail = typeof cause?.message === "string" ? `${error.message}: ${cause.message}` : error.message
-  return cause?.code === "SQLITE_BUSY"
+  return isBusy(error)
     ? `${detail} (another connection held the write lock longer than busy_timeout; raise busyTimeout or shorten that connection's transactions)`
     : detail
 }

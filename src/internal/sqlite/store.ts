@@ -75,7 +75,9 @@ export const make: Effect.Effect<
         )
       ),
     // One write transaction: the claim counts the places the settle freed, and a process
-    // sharing the file takes the write lock once per batch instead of twice.
+    // sharing the file takes the write lock once per batch instead of twice. The lock is
+    // taken first (the engine's own transactions begin IMMEDIATE; @effect/sql's, with a
+    // tracer, do not), so no read in it comes before its first write.
     settleAndClaim: (settlements, request) =>
       db.run(
         "settleAndClaim",
