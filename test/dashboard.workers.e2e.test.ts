@@ -162,9 +162,15 @@ describe("dashboard: workers", () => {
       "nightshift/reports/listener"
     ])
     await top.locator(':scope > ul > li[data-name="nightshift/mailer"][data-state="running"]').waitFor()
-    // Keyboard: the tree's links take focus and open the worker's history.
+    // Keyboard: the tree's links take focus and open the worker's history. The tree is drawn
+    // anew on worker updates (the flaky worker ticks every second): focus survives a redraw.
     const link = reports.locator('li[data-name="nightshift/reports/daily"] a').first()
     await link.focus()
+    const drawn = await tree.locator(":scope > ul").elementHandle()
+    await page.waitForFunction((ul) => ul !== null && !ul.isConnected, drawn)
+    expect(await page.evaluate(() => document.activeElement?.closest("li")?.getAttribute("data-name"))).toBe(
+      "nightshift/reports/daily"
+    )
     await page.keyboard.press("Enter")
     await page.getByTestId("worker-detail").locator("h2", { hasText: "nightshift/reports/daily" }).waitFor()
     await page.goBack()

@@ -103,11 +103,25 @@ const treeItem = (n: TreeNode, top = false): HTMLLIElement => {
 }
 
 const renderTree = () => {
+  // The tree is drawn anew on every worker update: a link that had the keyboard's focus gets
+  // it back in the new drawing, or focus would fall to the page between two key presses.
+  const focused = document.activeElement
+  const name =
+    focused instanceof HTMLAnchorElement && treeRoot.contains(focused)
+      ? focused.closest("li")?.getAttribute("data-name")
+      : undefined
   treeRoot.replaceChildren(
     tree.length === 0
       ? el("p", { class: "muted" }, "No workers.")
       : el("ul", { class: "tree", "aria-label": "Supervision tree" }, ...tree.map((n) => treeItem(n, true)))
   )
+  if (name == null) return
+  for (const li of treeRoot.querySelectorAll("li")) {
+    if (li.getAttribute("data-name") === name) {
+      li.querySelector("a")?.focus()
+      return
+    }
+  }
 }
 
 const loadTree = async () => {
