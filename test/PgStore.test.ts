@@ -27,13 +27,22 @@ import * as Jobs from "../src/internal/pg/jobs.js"
 import { columns } from "../src/internal/pg/rows.js"
 import { messageOf } from "../src/internal/pg/schema.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
+import * as Warm from "../src/internal/pg/warm.js"
 import * as Core from "../src/internal/store/core.js"
 import * as Hints from "../src/internal/store/hints.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
 import * as PgStore from "../src/PgStore.js"
-import { clientLayer, dropSchema, eventually, freshSchema, migrateFurther, migrateUpTo } from "./setup/pg.js"
+import {
+  clientLayer,
+  databaseUrl,
+  dropSchema,
+  eventually,
+  freshSchema,
+  migrateFurther,
+  migrateUpTo
+} from "./setup/pg.js"
 
 /** A node: its own pool and (unless told otherwise) its own store on `schema`. */
 const node = (schema: string, options: PgStore.Options = {}) =>
@@ -210,6 +219,76 @@ describe("PgStore migrations", () => {
         expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/Invalid PostgreSQL schema name/)
       }
     }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore start-up", () => {
+  it.live(
+    "a new store has run its hot functions once on several connections, writing no row and sending no wake-up",
+    () =>
+      Effect.gen(function* () {
+        const schema = freshSchema("warm")
+        const watch = yield* observe(schema)
+        // A pool of its own, named, so its connections can be told apart on the server.
+        const applicationName = `nightshift-warm-${process.pid}-${Date.now()}`
+        const context = yield* Layer.build(clientLayer({ maxConnections: 8, applicationName }))
+        const client = Context.get(context, PgClient.PgClient)
+        const sql = client.withoutTransforms()
+        yield* Effect.addFinalizer(() =>
+          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        )
+        yield* PgStore.make({ schema, listen: false }).pipe(Effect.provideService(PgClient.PgClient, client))
+        // Read from a pool of its own: a statement on the store's pool would replace a backend's last query.
+        const reader = Context.get(
+          yield* Layer.build(clientLayer({ maxConnections: 1 })),
+          SqlClient.SqlClient
+        )
+        const backends = yield* reader<{ query: string }>`
+          SELECT query FROM pg_stat_activity WHERE application_name = ${applicationName}`
+        // One more statement (the mover of legacy finished jobs) may have run on one of them since.
+        expect(backends.length).toBeGreaterThanOrEqual(Warm.warmConnections)
+        expect(
+          backends.filter((b) => b.query.includes("nightshift: warm-up") && b.query.includes("claim_flow"))
+            .length
+        ).toBeGreaterThanOrEqual(Warm.warmConnections - 1)
+        const [rows] = yield* sql<{ jobs: number; done: number }>`
+          SELECT (SELECT count(*) FROM ${sql(`${schema}.jobs`)})::int AS jobs,
+                 (SELECT count(*) FROM ${sql(`${schema}.jobs_done`)})::int AS done`
+        expect(rows).toEqual({ jobs: 0, done: 0 })
+        expect(yield* watch.settle).toEqual([])
+      }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "layerUrl's pool keeps its idle connections past the pg pool's 10 seconds",
+    () =>
+      Effect.gen(function* () {
+        const schema = freshSchema("idle")
+        const context = yield* Layer.build(PgStore.layerUrl(databaseUrl(), { schema, listen: false }))
+        const sql = Context.get(context, SqlClient.SqlClient)
+        yield* Effect.addFinalizer(() =>
+          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        )
+        // The backends of the connections the store opened, each asked while all are busy.
+        const pids = yield* Effect.all(
+          Array.from({ length: Warm.warmConnections }, () =>
+            sql<{ pid: number }>`SELECT pg_backend_pid() AS pid, pg_sleep(0.2)`.pipe(
+              Effect.map(([r]) => r!.pid)
+            )
+          ),
+          { concurrency: "unbounded" }
+        )
+        expect(new Set(pids).size).toBe(Warm.warmConnections)
+        yield* Effect.sleep("11 seconds")
+        const reader = Context.get(
+          yield* Layer.build(clientLayer({ maxConnections: 1 })),
+          SqlClient.SqlClient
+        )
+        const alive = yield* reader<{ pid: number }>`
+          SELECT pid FROM pg_stat_activity WHERE pid = ANY(${pids}::int[])`
+        expect(alive.map((r) => r.pid).sort()).toEqual([...pids].sort())
+      }).pipe(Effect.scoped),
+    20_000
   )
 })
 
