@@ -36,7 +36,6 @@ import * as Finished from "./internal/pg/finished.js"
 import * as Jobs from "./internal/pg/jobs.js"
 import * as Schema from "./internal/pg/schema.js"
 import * as Wakeups from "./internal/pg/wakeups.js"
-import * as Warm from "./internal/pg/warm.js"
 import * as Flow from "./internal/store/flowStatements.js"
 import * as JobStore from "./JobStore.js"
 import * as ShardedStore from "./ShardedStore.js"
@@ -187,8 +186,6 @@ export const make = (
       yield* Schema.migrate(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     }
     const ctx = Ctx.make(sql, schema, options.clock ?? "database")
-    // A fresh connection's first claim compiles and plans the store's functions (see `Warm`).
-    yield* Warm.warm(ctx)
     // Jobs finished before the finished jobs got a table of their own move there in the
     // background, a batch per transaction, while this node works (see `Finished`).
     yield* Finished.moveLegacy(ctx).pipe(
@@ -234,9 +231,10 @@ export const layer = (
 
 /**
  * How long `layerUrl`'s pool keeps an idle connection (the `pg` pool closes
- * one after 10 seconds by default). A connection's first claim costs tens of
- * milliseconds on the server (see `Warm`), which a job waits for whenever the
- * pool reopens a connection it closed.
+ * one after 10 seconds by default). A connection's first calls of the
+ * store's functions cost tens of milliseconds on the server (compiling them,
+ * planning their statements, loading the catalog entries of the tables and
+ * indexes), which the job that meets a reopened connection waits for.
  */
 const idleConnectionTimeout = Duration.minutes(30)
 

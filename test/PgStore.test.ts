@@ -27,7 +27,6 @@ import * as Jobs from "../src/internal/pg/jobs.js"
 import { columns } from "../src/internal/pg/rows.js"
 import { messageOf } from "../src/internal/pg/schema.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
-import * as Warm from "../src/internal/pg/warm.js"
 import * as Core from "../src/internal/store/core.js"
 import * as Hints from "../src/internal/store/hints.js"
 import * as Job from "../src/Job.js"
@@ -222,43 +221,7 @@ describe("PgStore migrations", () => {
   )
 })
 
-describe("PgStore start-up", () => {
-  it.live(
-    "a new store has run its hot functions once on several connections, writing no row and sending no wake-up",
-    () =>
-      Effect.gen(function* () {
-        const schema = freshSchema("warm")
-        const watch = yield* observe(schema)
-        // A pool of its own, named, so its connections can be told apart on the server.
-        const applicationName = `nightshift-warm-${process.pid}-${Date.now()}`
-        const context = yield* Layer.build(clientLayer({ maxConnections: 8, applicationName }))
-        const client = Context.get(context, PgClient.PgClient)
-        const sql = client.withoutTransforms()
-        yield* Effect.addFinalizer(() =>
-          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-        )
-        yield* PgStore.make({ schema, listen: false }).pipe(Effect.provideService(PgClient.PgClient, client))
-        // Read from a pool of its own: a statement on the store's pool would replace a backend's last query.
-        const reader = Context.get(
-          yield* Layer.build(clientLayer({ maxConnections: 1 })),
-          SqlClient.SqlClient
-        )
-        const backends = yield* reader<{ query: string }>`
-          SELECT query FROM pg_stat_activity WHERE application_name = ${applicationName}`
-        // One more statement (the mover of legacy finished jobs) may have run on one of them since.
-        expect(backends.length).toBeGreaterThanOrEqual(Warm.warmConnections)
-        expect(
-          backends.filter((b) => b.query.includes("nightshift: warm-up") && b.query.includes("claim_flow"))
-            .length
-        ).toBeGreaterThanOrEqual(Warm.warmConnections - 1)
-        const [rows] = yield* sql<{ jobs: number; done: number }>`
-          SELECT (SELECT count(*) FROM ${sql(`${schema}.jobs`)})::int AS jobs,
-                 (SELECT count(*) FROM ${sql(`${schema}.jobs_done`)})::int AS done`
-        expect(rows).toEqual({ jobs: 0, done: 0 })
-        expect(yield* watch.settle).toEqual([])
-      }).pipe(Effect.scoped)
-  )
-
+describe("PgStore connections", () => {
   it.live(
     "layerUrl's pool keeps its idle connections past the pg pool's 10 seconds",
     () =>
@@ -269,16 +232,16 @@ describe("PgStore start-up", () => {
         yield* Effect.addFinalizer(() =>
           dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
         )
-        // The backends of the connections the store opened, each asked while all are busy.
+        // Three connections' backends: each asked while the other two are busy.
         const pids = yield* Effect.all(
-          Array.from({ length: Warm.warmConnections }, () =>
+          Array.from({ length: 3 }, () =>
             sql<{ pid: number }>`SELECT pg_backend_pid() AS pid, pg_sleep(0.2)`.pipe(
               Effect.map(([r]) => r!.pid)
             )
           ),
           { concurrency: "unbounded" }
         )
-        expect(new Set(pids).size).toBe(Warm.warmConnections)
+        expect(new Set(pids).size).toBe(3)
         yield* Effect.sleep("11 seconds")
         const reader = Context.get(
           yield* Layer.build(clientLayer({ maxConnections: 1 })),
