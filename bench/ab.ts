@@ -23,6 +23,7 @@ import { databaseUrl, option, redisUrl } from "./lib/env.js"
 import type { DriverName } from "./lib/protocol.js"
 import { serverCpuReader } from "./lib/servercpu.js"
 import { pairedRatio, summarize } from "./lib/stats.js"
+import { vacuumCatalogs } from "./lib/vacuum.js"
 import { drain, latency } from "./lib/workloads.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
@@ -103,6 +104,8 @@ const main = async () => {
           tmpDir: "/tmp"
         })
       }
+      // As bench/run.ts does before each measurement (see `vacuumCatalogs`).
+      await vacuumCatalogs(databaseUrl())
       try {
         // As in bench/run.ts: memory and SQLite enqueue and work in one process.
         const sameProcess = c.driver === "nightshift-memory" || c.driver === "nightshift-sqlite"

@@ -60,6 +60,7 @@ import { evaluate, type Target, targetJson, targetsTable } from "./lib/report.js
 import { Results } from "./lib/results.js"
 import { serverCpuReader } from "./lib/servercpu.js"
 import { percentile, type Summary } from "./lib/stats.js"
+import { vacuumCatalogs } from "./lib/vacuum.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const rootDir = dirname(benchDir)
@@ -118,7 +119,8 @@ for (const e of settings.engines)
 
 const enabled = (scenario: string) => settings.only === undefined || settings.only.includes(scenario)
 
-const results = new Results()
+// Catalogs vacuumed before each measurement on a server without autovacuum (see `vacuumCatalogs`).
+const results = new Results(() => vacuumCatalogs(databaseUrl()))
 const tmpDir = mkdtempSync(join(tmpdir(), "nightshift-bench-flow-"))
 const runId = Date.now().toString(36)
 let sequence = 0

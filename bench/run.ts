@@ -29,6 +29,7 @@ import {
   workloadTable
 } from "./lib/report.js"
 import { Results } from "./lib/results.js"
+import { vacuumCatalogs } from "./lib/vacuum.js"
 import { runWorkers, type WorkersOutcome } from "./lib/workers.js"
 import { backlog, baseline, type Context, drain, type Integrity, latency } from "./lib/workloads.js"
 
@@ -105,7 +106,8 @@ const latencyContestants: ReadonlyArray<LatencyContestant> = drainers.flatMap(
 const onlyContestants = option("contestants")?.split(",")
 const included = (name: string) => onlyContestants === undefined || onlyContestants.includes(name)
 
-const results = new Results()
+// Catalogs vacuumed before each measurement on a server without autovacuum (see `vacuumCatalogs`).
+const results = new Results(() => vacuumCatalogs(databaseUrl()))
 const tmpDir = mkdtempSync(join(tmpdir(), "nightshift-bench-"))
 const runId = Date.now().toString(36)
 let sequence = 0

@@ -34,6 +34,7 @@ import * as Admin from "./internal/pg/admin.js"
 import * as Ctx from "./internal/pg/context.js"
 import * as Finished from "./internal/pg/finished.js"
 import * as Jobs from "./internal/pg/jobs.js"
+import * as Pool from "./internal/pg/pool.js"
 import * as Schema from "./internal/pg/schema.js"
 import * as Wakeups from "./internal/pg/wakeups.js"
 import * as Flow from "./internal/store/flowStatements.js"
@@ -230,15 +231,6 @@ export const layer = (
   Layer.scoped(JobStore.JobStore, make(options))
 
 /**
- * How long `layerUrl`'s pool keeps an idle connection (the `pg` pool closes
- * one after 10 seconds by default). A connection's first calls of the
- * store's functions cost tens of milliseconds on the server (compiling them,
- * planning their statements, loading the catalog entries of the tables and
- * indexes), which the job that meets a reopened connection waits for.
- */
-const idleConnectionTimeout = Duration.minutes(30)
-
-/**
  * The store with its own `PgClient` for `url`; the client is provided too, for
  * the application to share. The pool opens up to `maxConnections` (default
  * 10) and keeps an idle connection for 30 minutes.
@@ -254,7 +246,7 @@ export const layerUrl = (
       PgClient.layer({
         url: typeof url === "string" ? Redacted.make(url) : url,
         maxConnections: options.maxConnections,
-        idleTimeout: idleConnectionTimeout
+        idleTimeout: Pool.idleTimeout
       })
     ),
     Layer.mapError((cause) =>

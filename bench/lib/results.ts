@@ -34,6 +34,9 @@ const describe = (values: Record<string, number>, integrity: Integrity | undefin
 export class Results {
   readonly samples: Array<Sample> = []
 
+  /** `before` runs ahead of every measurement, untimed (see `vacuumCatalogs`); its failure is logged. */
+  constructor(private readonly before: () => Promise<unknown> = async () => {}) {}
+
   add(sample: Sample) {
     this.samples.push(sample)
   }
@@ -45,6 +48,9 @@ export class Results {
     round: number,
     body: () => Promise<{ values: Record<string, number>; integrity?: Integrity }>
   ): Promise<void> {
+    await this.before().catch((error) =>
+      console.error(`    (before ${workload} ${contestant}: ${firstLine(error)})`)
+    )
     const t0 = now()
     try {
       const { values, integrity } = await body()

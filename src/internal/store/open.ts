@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as JobStore from "../../JobStore.js"
 import type { Options } from "../../Store.js"
 import * as Peer from "../peer.js"
+import * as Pool from "../pg/pool.js"
 import { describe, envVar, StoreUnavailable, type Target } from "./target.js"
 
 type Sqlite = Target & { readonly _tag: "Sqlite" }
@@ -104,6 +105,7 @@ export const pgClient = (target: Postgres, options: Options) =>
       url: target.url,
       connectTimeout: options.connectTimeout ?? "5 seconds",
       maxConnections: options.maxConnections ?? 10,
+      idleTimeout: Pool.idleTimeout,
       applicationName: "nightshift"
     }).pipe(Layer.mapError((cause) => pgUnreachable(target, cause)))
   )
