@@ -19,11 +19,11 @@
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { bundleChild, ensurePeers } from "./lib/build.js"
+import { vacuumCatalogs } from "./lib/catalogs.js"
 import { databaseUrl, option, redisUrl } from "./lib/env.js"
 import type { DriverName } from "./lib/protocol.js"
 import { serverCpuReader } from "./lib/servercpu.js"
 import { pairedRatio, summarize } from "./lib/stats.js"
-import { vacuumCatalogs } from "./lib/vacuum.js"
 import { drain, latency } from "./lib/workloads.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))

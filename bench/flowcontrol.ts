@@ -42,6 +42,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { vacuumCatalogs } from "./lib/catalogs.js"
 import { databaseUrl, machine, option, redisUrl, versions } from "./lib/env.js"
 import {
   ask,
@@ -60,7 +61,6 @@ import { evaluate, type Target, targetJson, targetsTable } from "./lib/report.js
 import { Results } from "./lib/results.js"
 import { serverCpuReader } from "./lib/servercpu.js"
 import { percentile, type Summary } from "./lib/stats.js"
-import { vacuumCatalogs } from "./lib/vacuum.js"
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const rootDir = dirname(benchDir)

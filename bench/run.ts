@@ -16,6 +16,7 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { bundleChild, ensurePeers } from "./lib/build.js"
+import { vacuumCatalogs } from "./lib/catalogs.js"
 import { databaseUrl, machine, option, redisUrl, versions } from "./lib/env.js"
 import type { DriverName } from "./lib/protocol.js"
 import { now } from "./lib/protocol.js"
@@ -29,7 +30,6 @@ import {
   workloadTable
 } from "./lib/report.js"
 import { Results } from "./lib/results.js"
-import { vacuumCatalogs } from "./lib/vacuum.js"
 import { runWorkers, type WorkersOutcome } from "./lib/workers.js"
 import { backlog, baseline, type Context, drain, type Integrity, latency } from "./lib/workloads.js"
 
