@@ -13,6 +13,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -29,6 +30,8 @@ import { messageOf } from "../src/internal/pg/schema.js"
 import * as Wakeups from "../src/internal/pg/wakeups.js"
 import * as Core from "../src/internal/store/core.js"
 import * as Hints from "../src/internal/store/hints.js"
+import * as Open from "../src/internal/store/open.js"
+import * as Target from "../src/internal/store/target.js"
 import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
@@ -222,26 +225,36 @@ describe("PgStore migrations", () => {
 })
 
 describe("PgStore connections", () => {
+  /** The backends of three of a pool's connections: each asked while the other two are busy. */
+  const threeBackends = (sql: SqlClient.SqlClient) =>
+    Effect.all(
+      Array.from({ length: 3 }, () =>
+        sql<{ pid: number }>`SELECT pg_backend_pid() AS pid, pg_sleep(0.2)`.pipe(Effect.map(([r]) => r!.pid))
+      ),
+      { concurrency: "unbounded" }
+    )
+
   it.live(
-    "layerUrl's pool keeps its idle connections past the pg pool's 10 seconds",
+    "the pools Nightshift opens (layerUrl, Store.layer's) keep idle connections past the pg pool's 10 seconds",
     () =>
       Effect.gen(function* () {
         const schema = freshSchema("idle")
-        const context = yield* Layer.build(PgStore.layerUrl(databaseUrl(), { schema, listen: false }))
-        const sql = Context.get(context, SqlClient.SqlClient)
+        const own = Context.get(
+          yield* Layer.build(PgStore.layerUrl(databaseUrl(), { schema, listen: false })),
+          SqlClient.SqlClient
+        )
         yield* Effect.addFinalizer(() =>
-          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, own))
         )
-        // Three connections' backends: each asked while the other two are busy.
-        const pids = yield* Effect.all(
-          Array.from({ length: 3 }, () =>
-            sql<{ pid: number }>`SELECT pg_backend_pid() AS pid, pg_sleep(0.2)`.pipe(
-              Effect.map(([r]) => r!.pid)
-            )
-          ),
-          { concurrency: "unbounded" }
+        const target = Either.getOrThrow(Target.parse(databaseUrl()))
+        if (target._tag !== "Postgres") throw new Error(`not a PostgreSQL URL: ${databaseUrl()}`)
+        const opened = Context.get(
+          yield* Layer.build(Layer.unwrapEffect(Open.pgClient(target, {}))),
+          SqlClient.SqlClient
         )
-        expect(new Set(pids).size).toBe(3)
+        const pids = [...(yield* threeBackends(own)), ...(yield* threeBackends(opened))]
+        expect(new Set(pids).size).toBe(6)
+        // The pg pool's idle timer runs on the real clock: waiting past it is the point.
         yield* Effect.sleep("11 seconds")
         const reader = Context.get(
           yield* Layer.build(clientLayer({ maxConnections: 1 })),

@@ -6,21 +6,11 @@
  * held 72,200 dead rows against 3,128 live, and every new connection's
  * first statements read the catalogs through them.
  */
-
-/** The part of `pg`'s client used here (the package is bench/'s; the root typecheck reads this file too). */
-interface PgClient {
-  connect(): Promise<unknown>
-  query<R>(text: string): Promise<{ rows: Array<R> }>
-  end(): Promise<unknown>
-}
+import { newPgClient } from "./pgclient.js"
 
 /** Vacuum the catalogs of `url`'s database; false (and nothing done) when the server's autovacuum is on. */
 export const vacuumCatalogs = async (url: string): Promise<boolean> => {
-  const driver = "pg"
-  const { default: pg } = (await import(driver)) as {
-    default: { Client: new (options: { connectionString: string }) => PgClient }
-  }
-  const client = new pg.Client({ connectionString: url })
+  const client = await newPgClient(url)
   await client.connect()
   try {
     const { rows } = await client.query<{ autovacuum: string }>("SHOW autovacuum")

@@ -7,6 +7,7 @@
  * machine or `/proc` is not readable.
  */
 import { readdirSync, readFileSync } from "node:fs"
+import { newPgClient } from "./pgclient.js"
 
 /** Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`; 100 on Linux). */
 const ticksPerSecond = 100
@@ -26,22 +27,11 @@ const ticks = (fields: ReadonlyArray<string>, withChildren: boolean) =>
   Number(fields[11]) + Number(fields[12]) + (withChildren ? Number(fields[13]) + Number(fields[14]) : 0)
 
 /** A reader of the server's cumulative CPU milliseconds, or undefined. */
-/** The part of `pg`'s client used here (the package is bench/'s; the root typecheck reads this file too). */
-interface PgClient {
-  connect(): Promise<unknown>
-  query(text: string): Promise<{ rows: Array<{ pid: number }> }>
-  end(): Promise<unknown>
-}
-
 export const serverCpuReader = async (url: string): Promise<(() => number) | undefined> => {
-  const driver = "pg"
-  const { default: pg } = (await import(driver)) as {
-    default: { Client: new (options: { connectionString: string }) => PgClient }
-  }
-  const client = new pg.Client({ connectionString: url })
+  const client = await newPgClient(url)
   try {
     await client.connect()
-    const { rows } = await client.query("SELECT pg_backend_pid() AS pid")
+    const { rows } = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
     const backend = statFields(rows[0]!.pid)
     const postmaster = backend === undefined ? undefined : Number(backend[1])
     if (postmaster === undefined || statFields(postmaster) === undefined) return undefined
