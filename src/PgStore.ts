@@ -31,7 +31,9 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as FlowControl from "./FlowControl.js"
 import * as Admin from "./internal/pg/admin.js"
+import * as Client from "./internal/pg/client.js"
 import * as Ctx from "./internal/pg/context.js"
+import * as Direct from "./internal/pg/direct.js"
 import * as Finished from "./internal/pg/finished.js"
 import * as Jobs from "./internal/pg/jobs.js"
 import * as Pool from "./internal/pg/pool.js"
@@ -186,7 +188,7 @@ export const make = (
     if (options.migrate !== false) {
       yield* Schema.migrate(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     }
-    const ctx = Ctx.make(sql, schema, options.clock ?? "database")
+    const ctx = Ctx.make(sql, schema, options.clock ?? "database", Direct.poolOf(client))
     // Jobs finished before the finished jobs got a table of their own move there in the
     // background, a batch per transaction, while this node works (see `Finished`).
     yield* Finished.moveLegacy(ctx).pipe(
@@ -212,6 +214,29 @@ export const make = (
     })
     return hints.attach(service(ctx, hints.stream))
   })
+
+/**
+ * A `PgClient` for the application and the store to share: what
+ * `PgClient.layer(config)` provides, on a pool that Nightshift opens, so
+ * that a store on this client sends its enqueues, claims, settles and
+ * heartbeats on the pool directly instead of through the SQL client's
+ * statement machinery (a span, a compile, a scope and a connection hook
+ * per statement). It does so only where nothing could tell the difference:
+ * with Effect's default tracer, no statement transformer, and outside the
+ * application's transactions (an enqueue inside one joins it, as on any
+ * client). `layerUrl` builds its client this way.
+ *
+ * @example
+ * ```ts
+ * const Database = PgStore.layerClient({ url: Redacted.make(process.env.DATABASE_URL!), idleTimeout: "30 minutes" })
+ * const Store = PgStore.layer().pipe(Layer.provide(Database))
+ * ```
+ *
+ * @since 0.2.0
+ */
+export const layerClient: (
+  config: PgClient.PgClientConfig
+) => Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError.SqlError> = Client.layer
 
 /**
  * The store as a layer, on the application's `PgClient` (share it, so that
@@ -243,7 +268,7 @@ export const layerUrl = (
 ): Layer.Layer<JobStore.JobStore | PgClient.PgClient | SqlClient.SqlClient, JobStore.JobStoreError> =>
   layer(options).pipe(
     Layer.provideMerge(
-      PgClient.layer({
+      Client.layer({
         url: typeof url === "string" ? Redacted.make(url) : url,
         maxConnections: options.maxConnections,
         idleTimeout: Pool.idleTimeout

@@ -11,6 +11,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -22,6 +23,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import * as Ctx from "../src/internal/pg/context.js"
 import * as Functions from "../src/internal/pg/functions.js"
 import * as Jobs from "../src/internal/pg/jobs.js"
@@ -596,6 +598,115 @@ describe("PgStore enqueue", () => {
       expect(inserted).toHaveLength(50)
       expect((yield* store.counts).reduce((n, c) => n + c.count, 0)).toBe(50)
     }).pipe(Effect.scoped)
+  )
+})
+
+describe("PgStore statements on the pool", () => {
+  /** The attributes of every span `effect` starts, through a tracer that records them. */
+  const traced = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.gen(function* () {
+      const spans: Array<{ name: string; span: Tracer.Span }> = []
+      const native = yield* Effect.tracer
+      const recording = Tracer.make({
+        span: (name, parent, context, links, startTime, kind, options) => {
+          const span = native.span(name, parent, context, links, startTime, kind, options)
+          spans.push({ name, span })
+          return span
+        },
+        context: (f, fiber) => native.context(f, fiber)
+      })
+      const result = yield* Effect.withTracer(effect, recording)
+      return { result, spans }
+    })
+
+  it.live("with a tracer installed, the hot statements are still sql.execute spans under the store's", () =>
+    Effect.gen(function* () {
+      const { store } = yield* setup("traced", { listen: false })
+      const { spans } = yield* traced(
+        Effect.gen(function* () {
+          yield* store.enqueue([input()])
+          const [job] = yield* store.claim({
+            queues: ["q"],
+            kinds: ["k"],
+            limit: 1,
+            leaseMs: 30_000,
+            owner: "o"
+          })
+          yield* store.heartbeat("o", [job!], 30_000)
+          yield* store.settle([{ id: job!.id, fence: job!.fence, outcome: { _tag: "completed" } }])
+        })
+      )
+      const statements = spans
+        .filter((s) => s.name === "sql.execute")
+        .map((s) => String(s.span.attributes.get("db.query.text")).replaceAll('"', ""))
+      for (const fn of ["enqueue(", "claim_flow(", "settle("])
+        expect(statements.some((text) => text.includes(fn))).toBe(true)
+      expect(statements.some((text) => text.includes("lease_expires_at ="))).toBe(true)
+      for (const op of ["enqueue", "claim", "heartbeat", "settle"])
+        expect(spans.some((s) => s.name === `PgStore.${op}`)).toBe(true)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "a claim interrupted while it waits for a lock is cancelled on the server, and its connection serves the next statement",
+    () =>
+      Effect.gen(function* () {
+        const schema = freshSchema("cancel")
+        const context = yield* Layer.build(clientLayer({ maxConnections: 2 }))
+        const client = Context.get(context, PgClient.PgClient)
+        const store = yield* PgStore.make({ schema, listen: false }).pipe(
+          Effect.provideService(PgClient.PgClient, client)
+        )
+        const admin = Context.get(
+          yield* Layer.build(clientLayer({ maxConnections: 2, plain: true })),
+          SqlClient.SqlClient
+        )
+        yield* Effect.addFinalizer(() =>
+          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, admin))
+        )
+        yield* store.enqueue([input()])
+        const claimsWaiting = admin<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE query LIKE ${`%${schema}%claim_flow%`} AND state = 'active' AND pid <> pg_backend_pid()`.pipe(
+          Effect.map(([row]) => row!.n)
+        )
+        const locked = yield* Deferred.make<void>()
+        const unlock = yield* Deferred.make<void>()
+        // Another session holds the jobs table: a claim waits for it.
+        const holder = yield* admin
+          .withTransaction(
+            Effect.zipRight(
+              admin.unsafe(`LOCK TABLE ${schema}.jobs IN ACCESS EXCLUSIVE MODE`),
+              Effect.zipRight(Deferred.succeed(locked, undefined), Deferred.await(unlock))
+            )
+          )
+          .pipe(Effect.fork)
+        yield* Deferred.await(locked)
+        const claim = yield* store
+          .claim({ queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 30_000, owner: "o" })
+          .pipe(Effect.fork)
+        yield* eventually(
+          "the claim waits for the lock",
+          Effect.map(claimsWaiting, (n) => n === 1)
+        )
+        yield* Fiber.interrupt(claim)
+        // Still locked: only a cancel ends the waiting statement.
+        yield* eventually(
+          "the claim is cancelled on the server",
+          Effect.map(claimsWaiting, (n) => n === 0)
+        )
+        yield* Deferred.succeed(unlock, undefined)
+        yield* Fiber.join(holder)
+        const [job] = yield* store.claim({
+          queues: ["q"],
+          kinds: ["k"],
+          limit: 1,
+          leaseMs: 30_000,
+          owner: "o"
+        })
+        expect(job?.attempt).toBe(1)
+      }).pipe(Effect.scoped),
+    20_000
   )
 })
 

@@ -32,18 +32,23 @@ export const databaseUrl = (): string => {
   return target.url
 }
 
-/** A `PgClient` on the test server. */
+/**
+ * A `PgClient` on the test server: `PgStore.layerClient`'s, on which the
+ * store sends its hot statements on the pool directly, or with `plain`,
+ * `PgClient.layer`'s, on which every statement goes through the client.
+ */
 export const clientLayer = (
   options: {
     readonly maxConnections?: number
     readonly applicationName?: string
     /** Default the test server's; a function is read when the layer is built. */
     readonly url?: string | (() => string)
+    readonly plain?: boolean
   } = {}
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown> =>
   Layer.unwrapEffect(
     Effect.sync(() =>
-      PgClient.layer({
+      (options.plain === true ? PgClient.layer : PgStore.layerClient)({
         url: Redacted.make(
           typeof options.url === "function" ? options.url() : (options.url ?? databaseUrl())
         ),
@@ -98,6 +103,7 @@ export const sharedStore = (
     readonly label?: string
     readonly maxConnections?: number
     readonly url?: string | (() => string)
+    readonly plain?: boolean
   } = {}
 ): Layer.Layer<JobStore.JobStore | RowEditor> => {
   const runtime = ManagedRuntime.make(clientLayer(options))

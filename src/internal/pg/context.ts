@@ -10,6 +10,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Core from "../store/core.js"
 import type { FlowTables } from "../store/flowStatements.js"
+import * as Direct from "./direct.js"
 import { columns, type JobRow, jobColumns, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 
@@ -35,10 +36,17 @@ export interface Ctx {
   readonly now: Effect.Effect<Now>
   /** What the statements shared with SQLite need. */
   readonly tables: FlowTables
+  /** The client's pool, when the hot statements may run on it directly (see `direct.ts`). */
+  readonly pool: Direct.Pool | undefined
 }
 
 /** Build the query context; `sql` must not transform names. */
-export const make = (sql: SqlClient.SqlClient, schema: string, clock: ClockSource): Ctx => {
+export const make = (
+  sql: SqlClient.SqlClient,
+  schema: string,
+  clock: ClockSource,
+  pool: Direct.Pool | undefined = undefined
+): Ctx => {
   const database: Now = {
     ts: sql.literal("now()"),
     ms: sql.literal("floor(extract(epoch from now()) * 1000)")
@@ -58,6 +66,7 @@ export const make = (sql: SqlClient.SqlClient, schema: string, clock: ClockSourc
     channel: `${schema}_wakeup`,
     table,
     now,
+    pool,
     tables: {
       sql,
       jobs: sql`${table("jobs")}`,
@@ -81,3 +90,7 @@ export const millis = (ctx: Ctx, ms: number): Statement.Fragment =>
 
 /** Turn a driver error into a store error that names the operation, and trace it. */
 export const operation = (name: string) => Core.operation("PgStore", name, messageOf)
+
+/** A hot statement: on the pool directly when it may be (see `direct.ts`), else through the client. */
+export const run = <A extends object>(ctx: Ctx, statement: Statement.Statement<A>) =>
+  Direct.run(ctx.pool, statement)

@@ -11,7 +11,7 @@ import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
 import { claimedErrors, storableLease, validFence } from "../store/leases.js"
 import { storableText } from "../store/outcome.js"
-import { type Ctx, millis, type Now } from "./context.js"
+import { type Ctx, millis, type Now, run } from "./context.js"
 import { type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 import { enqueuedPayloads, notify } from "./wakeups.js"
@@ -56,12 +56,13 @@ export const enqueue = (
   // Without dedupe keys nothing folds: skip the bookkeeping.
   const folded = keyed ? Core.foldDuplicates(jobs) : undefined
   const batch = folded === undefined ? jobs : folded.unique
-  const statement = Effect.flatMap(
-    ctx.now,
-    (now) =>
+  const statement = Effect.flatMap(ctx.now, (now) =>
+    run(
+      ctx,
       ctx.sql<{ ids: string; deduped: ReadonlyArray<number> }>`
         SELECT ids, deduped FROM ${ctx.table("enqueue")}(
           ${JSON.stringify(batch.map(encodeInput))}::jsonb, ${now.ts}, ${keyed})`
+    )
   )
   return Effect.serviceOption(SqlClient.TransactionConnection).pipe(
     Effect.flatMap((transaction) =>
@@ -130,7 +131,7 @@ export const claim = (ctx: Ctx, request: JobStore.ClaimRequest, cursors: Cursors
   if (request.limit <= 0 || request.queues.length === 0 || request.kinds.length === 0)
     return Effect.succeed([])
   return Effect.flatMap(ctx.now, (now) =>
-    claimFromCursors(ctx, request, now, cursors).pipe(Effect.map((rows) => claimed(rows, cursors)))
+    run(ctx, claimFromCursors(ctx, request, now, cursors)).pipe(Effect.map((rows) => claimed(rows, cursors)))
   )
 }
 
@@ -179,7 +180,9 @@ export const heartbeat = (
     return Effect.succeed(leases.map((l) => ({ id: l.id, held: false, cancelRequested: false })))
   const { sql } = ctx
   return Effect.flatMap(ctx.now, (now) =>
-    sql<{ id: string; cancel_requested: boolean }>`
+    run(
+      ctx,
+      sql<{ id: string; cancel_requested: boolean }>`
       WITH l AS (
         SELECT * FROM unnest(${valid.map((l) => l.id)}::bigint[], ${valid.map((l) => l.fence)}::int[]) AS l(id, fence)
       ),
@@ -192,7 +195,8 @@ export const heartbeat = (
       UPDATE ${ctx.table("jobs")} AS j SET lease_expires_at = ${now.ts} + ${millis(ctx, storableLease(leaseMs))}
       FROM locked
       WHERE j.id = locked.id
-      RETURNING j.id::text AS id, j.cancel_requested`.pipe(
+      RETURNING j.id::text AS id, j.cancel_requested`
+    ).pipe(
       Effect.map((rows) => {
         const held = new Map(rows.map((r) => [r.id, r.cancel_requested]))
         return leases.map(
@@ -214,7 +218,7 @@ export const heartbeat = (
  * one statement with a plan made once per connection (see `functions.ts`).
  */
 const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) =>
-  Effect.flatMap(ctx.now, (now) => settleSql(ctx, valid, now))
+  Effect.flatMap(ctx.now, (now) => run(ctx, settleSql(ctx, valid, now)))
 
 /** The settle statement at `now`. */
 const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) => {
@@ -361,7 +365,7 @@ export const settleAndClaim = (
     }))
   return Effect.flatMap(ctx.now, (now) => {
     const text = `${inline(settleSql(ctx, valid, now))};\n${inline(claimFromCursors(ctx, request, now, cursors))}`
-    return ctx.sql.unsafe<object>(text).pipe(
+    return run(ctx, ctx.sql.unsafe<object>(text)).pipe(
       Effect.map((results) => {
         const [settledRows, claimRows] = results as unknown as [
           ReadonlyArray<{ id: string; state: JobStore.JobState }>,

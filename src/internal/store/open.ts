@@ -62,7 +62,7 @@ const sqliteModules = (target: Target) =>
 
 /** The PostgreSQL client module, loaded on first use. */
 const pgModule = (target: Target) =>
-  Peer.load("@effect/sql-pg", () => import("@effect/sql-pg/PgClient")).pipe(
+  Peer.load("@effect/sql-pg", () => import("../pg/client.js")).pipe(
     Effect.mapError((error) => unavailable(target, error.message, error))
   )
 
