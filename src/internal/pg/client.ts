@@ -21,10 +21,9 @@ const millis = (duration: Duration.DurationInput | undefined) =>
   duration === undefined ? undefined : Duration.toMillis(duration)
 
 /** The pool `PgClient.make` would build for `config`, with the same settings. */
-const openPool = (config: PgClient.PgClientConfig) =>
+const openPool = (Pool: new (config: object) => Direct.Pool, config: PgClient.PgClientConfig) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const Pool = Direct.loadPool()
       const pool = new Pool({
         connectionString: config.url === undefined ? undefined : Redacted.value(config.url),
         user: config.username,
@@ -68,13 +67,26 @@ const checkReachable = (pool: Direct.Pool, config: PgClient.PgClientConfig) =>
     })
   )
 
-/** `PgClient.layer(config)`, on a pool a store may use directly. */
+/**
+ * `PgClient.layer(config)`, on a pool a store may use directly; where this
+ * package cannot load `pg` itself, `PgClient.layer(config)` as it is.
+ */
 export const layer = (
+  config: PgClient.PgClientConfig
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError> =>
+  Layer.unwrapEffect(
+    Effect.map(Direct.loadPool, (Pool) =>
+      Pool === undefined ? PgClient.layer(config) : onPool(Pool, config)
+    )
+  )
+
+const onPool = (
+  Pool: new (config: object) => Direct.Pool,
   config: PgClient.PgClientConfig
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError> =>
   Layer.scopedContext(
     Effect.gen(function* () {
-      const pool = yield* openPool(config)
+      const pool = yield* openPool(Pool, config)
       yield* checkReachable(pool, config)
       const client = yield* PgClient.fromPool({
         // `pg` ships no types, so `@effect/sql-pg` names its pool as `any`.

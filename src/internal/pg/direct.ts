@@ -61,15 +61,35 @@ export const register = (client: object, pool: Pool): void => {
   pools.set(client, pool)
 }
 
-/**
- * `pg`'s `Pool` class: the one `@effect/sql-pg` itself loads, whatever the
- * package manager's layout, so that `PgClient.fromPool` gets the pool it
- * expects.
- */
-export const loadPool = (): (new (config: object) => Pool) => {
-  const sqlPg = createRequire(import.meta.url).resolve("@effect/sql-pg/PgClient")
-  return (createRequire(sqlPg)("pg") as { readonly Pool: new (config: object) => Pool }).Pool
+/** A `pg` module, as far as the store uses it. */
+interface PgModule {
+  readonly Pool: new (config: object) => Pool
 }
+
+/**
+ * `pg`'s `Pool` class, or undefined when this package cannot load `pg`.
+ * First as this package sees it: a bundler bundles it here, as it bundles
+ * `@effect/sql-pg`'s own import; then as `@effect/sql-pg` sees it (a
+ * layout where `pg` is that package's dependency only, as pnpm makes).
+ */
+export const loadPool: Effect.Effect<(new (config: object) => Pool) | undefined> = Effect.promise(
+  async () => {
+    try {
+      // @ts-expect-error pg ships no types, and @types/pg is not a dependency.
+      const pg: { readonly default?: PgModule } & Partial<PgModule> = await import("pg")
+      const Pool = pg.default?.Pool ?? pg.Pool
+      if (Pool !== undefined) return Pool
+    } catch {
+      // Not resolvable from here: try from @effect/sql-pg below.
+    }
+    try {
+      const sqlPg = createRequire(import.meta.url).resolve("@effect/sql-pg/PgClient")
+      return (createRequire(sqlPg)("pg") as PgModule).Pool
+    } catch {
+      return undefined
+    }
+  }
+)
 
 /** The driver's result: rows, or one result per statement of a multi-statement text. */
 interface Result {
