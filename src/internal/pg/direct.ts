@@ -35,8 +35,23 @@ interface PoolClient {
   off(event: "error", listener: (error: Error) => void): void
 }
 
+/** What the listener uses of a `pg` client of its own. */
+interface ListenClient {
+  connect(callback: (error?: Error | null) => void): void
+  query(text: string, callback: (error?: Error | null) => void): void
+  end(callback: () => void): void
+  on(event: "notification", listener: (message: { channel: string; payload?: string }) => void): void
+  on(event: "error" | "end", listener: (error?: Error) => void): void
+  removeAllListeners(event: "notification" | "end"): void
+}
+
 /** What the store uses of a `pg` pool. */
 export interface Pool {
+  /** The client class the pool opens its connections with, and their settings. */
+  readonly Client: new (
+    config: object
+  ) => ListenClient
+  readonly options: object
   readonly ending?: boolean | undefined
   connect(
     callback: (
@@ -203,3 +218,57 @@ export const run = <A extends object>(
         const [text, params] = statement.compile()
         return query(pool, text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>
       })
+
+/** A session's end: the listening connection failed or closed. */
+const listenerFailed = (cause: unknown, message: string) => new SqlError({ cause, message })
+
+/**
+ * LISTEN on `channel` on a connection of its own (outside the pool, as
+ * `PgClient.listen` opens it), calling `deliver` with each payload from the
+ * client's own event: no stream and no fiber between the notification and
+ * the store's hints. Fails when the connection fails or closes (where
+ * `PgClient.listen` stays silent and only the listener's heartbeat notices);
+ * the connection is closed when the effect ends.
+ */
+export const listen = (
+  pool: Pool,
+  channel: string,
+  deliver: (payload: string) => void
+): Effect.Effect<never, SqlError> =>
+  Effect.acquireUseRelease(
+    Effect.async<ListenClient, SqlError>((resume) => {
+      const client = new pool.Client(pool.options)
+      // Until the session below listens, an error only fails the connect.
+      client.on("error", () => {})
+      client.connect((error) =>
+        resume(
+          error
+            ? Effect.fail(listenerFailed(error, "Failed to acquire connection for listen"))
+            : Effect.succeed(client)
+        )
+      )
+    }),
+    (client) =>
+      Effect.async<never, SqlError>((resume) => {
+        let ended = false
+        const end = (error: unknown, message: string) => {
+          if (ended) return
+          ended = true
+          resume(Effect.fail(listenerFailed(error, message)))
+        }
+        client.on("error", (error) => end(error, "The listening connection failed"))
+        client.on("end", () => end(new Error("connection closed"), "The listening connection closed"))
+        client.on("notification", (message) => {
+          if (message.channel === channel && message.payload !== undefined) deliver(message.payload)
+        })
+        client.query(`LISTEN "${channel.replaceAll('"', '""')}"`, (error) => {
+          if (error) end(error, "Failed to listen")
+        })
+      }),
+    (client) =>
+      Effect.async<void>((resume) => {
+        client.removeAllListeners("notification")
+        client.removeAllListeners("end")
+        client.end(() => resume(Effect.void))
+      }).pipe(Effect.timeoutOption(1000))
+  )

@@ -20,6 +20,8 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -27,6 +29,7 @@ import * as Stream from "effect/Stream"
 import type * as JobStore from "../../JobStore.js"
 import * as Hints from "../store/hints.js"
 import type { Ctx } from "./context.js"
+import * as Direct from "./direct.js"
 import { messageOf } from "./schema.js"
 
 /** What travels in a notification payload. */
@@ -194,25 +197,33 @@ export const start = (
     const staleMs = Duration.toMillis(stale)
     /**
      * One LISTEN session: each notification goes straight to the hub from
-     * the listen stream's own consumer. Staleness is watched beside it, from
-     * the time of the last notification, instead of by stream combinators
-     * around every notification. Merging the heartbeat stream into the
-     * listen stream and timing out each pull put a merge queue and a raced
-     * timer between every notification and the hub: 0.72 ms at the median
-     * from the pg client's event to the hub on a loaded 2-core machine,
-     * 0.21 ms this way (two processes, serial jobs, 2026-12-05).
+     * the listen stream's own consumer, or, on a pool the store may use
+     * directly, from the connection's own event (`Direct.listen`). Staleness
+     * is watched beside it, from the time of the last notification, instead
+     * of by stream combinators around every notification. Merging the
+     * heartbeat stream into the listen stream and timing out each pull put a
+     * merge queue and a raced timer between every notification and the hub:
+     * 0.72 ms at the median from the pg client's event to the hub on a
+     * loaded 2-core machine, 0.21 ms this way (two processes, serial jobs,
+     * 2026-12-05); the stream's own hop was most of what was left.
      */
     const session = Effect.suspend(() => {
       let last = live.unsafeCurrentTimeMillis()
       let heard = false
-      const received = (payload: string) => {
+      const first = Deferred.unsafeMake<void>(FiberId.none)
+      const deliver = (payload: string) => {
         last = live.unsafeCurrentTimeMillis()
-        const hints = decode(payload)
-        const publish = hub.publish(hints)
-        if (heard) return publish
+        hub.unsafePublish(decode(payload))
+        if (heard) return
         heard = true
-        return Effect.zipRight(Effect.zipRight(Deferred.succeed(ready, undefined), connected), publish)
+        Deferred.unsafeDone(first, Exit.void)
       }
+      // The session's first notification (at least its own heartbeat) says the listener is up.
+      const up = Deferred.await(first).pipe(
+        Effect.zipRight(Deferred.succeed(ready, undefined)),
+        Effect.zipRight(connected),
+        Effect.zipRight(Effect.never)
+      )
       const watch = Effect.forever(
         Effect.suspend(() => {
           const quiet = live.unsafeCurrentTimeMillis() - last
@@ -222,9 +233,13 @@ export const start = (
         })
       )
       const beating = Effect.forever(Effect.zipRight(Effect.sleep(options.heartbeat), beat))
-      return client
-        .listen(ctx.channel)
-        .pipe(Stream.runForEach(received), Effect.raceFirst(watch), Effect.raceFirst(beating))
+      const listening =
+        ctx.pool === undefined
+          ? client
+              .listen(ctx.channel)
+              .pipe(Stream.runForEach((payload) => Effect.sync(() => deliver(payload))))
+          : Direct.listen(ctx.pool, ctx.channel, deliver)
+      return listening.pipe(Effect.raceFirst(watch), Effect.raceFirst(beating), Effect.raceFirst(up))
     })
     const loop = session.pipe(
       Effect.matchCauseEffect({ onFailure: failed, onSuccess: () => failed(Cause.empty) }),

@@ -26,6 +26,8 @@ interface Listening {
 export interface Hints {
   /** Call the listeners, then publish to the `wakeups` stream. */
   readonly publish: (hints: ReadonlyArray<JobStore.Wakeup>) => Effect.Effect<void>
+  /** `publish`, run now (from a driver's callback). */
+  readonly unsafePublish: (hints: ReadonlyArray<JobStore.Wakeup>) => void
   /** The public stream of hints. */
   readonly stream: Stream.Stream<JobStore.Wakeup>
   /** Subscribers of either kind (a store may skip recording hints nobody reads). */
@@ -72,14 +74,14 @@ export const make = (activate: Effect.Effect<void> = Effect.void): Effect.Effect
           (own) => Effect.sync(() => listeners.delete(own))
         )
       ).pipe(Effect.asVoid)
+    const unsafePublish = (hints: ReadonlyArray<JobStore.Wakeup>) => {
+      for (const listener of listeners) for (const hint of hints) listener(hint)
+      // A sliding PubSub never waits (when full it drops the oldest), so this runs to its end here.
+      if (streams > 0) Effect.runSync(PubSub.publishAll(pubsub, hints))
+    }
     return {
-      publish: (hints) =>
-        hints.length === 0
-          ? Effect.void
-          : Effect.suspend(() => {
-              for (const listener of listeners) for (const hint of hints) listener(hint)
-              return streams === 0 ? Effect.void : Effect.asVoid(PubSub.publishAll(pubsub, hints))
-            }),
+      publish: (hints) => (hints.length === 0 ? Effect.void : Effect.sync(() => unsafePublish(hints))),
+      unsafePublish,
       stream: Stream.unwrapScoped(Effect.map(counted, (dequeue) => Stream.fromQueue(dequeue))),
       subscribers: () => streams + listeners.size,
       attach: (service) => hook(service, listen),
