@@ -602,6 +602,13 @@ describe("PgStore enqueue", () => {
 })
 
 describe("PgStore statements on the pool", () => {
+  const claimOne: JobStore.ClaimRequest = {
+    queues: ["q"],
+    kinds: ["k"],
+    limit: 1,
+    leaseMs: 30_000,
+    owner: "o"
+  }
   /** The attributes of every span `effect` starts, through a tracer that records them. */
   const traced = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.gen(function* () {
@@ -625,13 +632,7 @@ describe("PgStore statements on the pool", () => {
       const { spans } = yield* traced(
         Effect.gen(function* () {
           yield* store.enqueue([input()])
-          const [job] = yield* store.claim({
-            queues: ["q"],
-            kinds: ["k"],
-            limit: 1,
-            leaseMs: 30_000,
-            owner: "o"
-          })
+          const [job] = yield* store.claim(claimOne)
           yield* store.heartbeat("o", [job!], 30_000)
           yield* store.settle([{ id: job!.id, fence: job!.fence, outcome: { _tag: "completed" } }])
         })
@@ -648,21 +649,13 @@ describe("PgStore statements on the pool", () => {
   )
 
   it.live(
-    "a claim interrupted while it waits for a lock is cancelled on the server, and its connection serves the next statement",
+    "a claim interrupted while it waits for a lock is cancelled on the server, and the store claims again afterwards",
     () =>
       Effect.gen(function* () {
-        const schema = freshSchema("cancel")
-        const context = yield* Layer.build(clientLayer({ maxConnections: 2 }))
-        const client = Context.get(context, PgClient.PgClient)
-        const store = yield* PgStore.make({ schema, listen: false }).pipe(
-          Effect.provideService(PgClient.PgClient, client)
-        )
+        const { schema, store } = yield* setup("cancel", { listen: false })
         const admin = Context.get(
           yield* Layer.build(clientLayer({ maxConnections: 2, plain: true })),
           SqlClient.SqlClient
-        )
-        yield* Effect.addFinalizer(() =>
-          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, admin))
         )
         yield* store.enqueue([input()])
         const claimsWaiting = admin<{ n: number }>`
@@ -682,9 +675,7 @@ describe("PgStore statements on the pool", () => {
           )
           .pipe(Effect.fork)
         yield* Deferred.await(locked)
-        const claim = yield* store
-          .claim({ queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 30_000, owner: "o" })
-          .pipe(Effect.fork)
+        const claim = yield* store.claim(claimOne).pipe(Effect.fork)
         yield* eventually(
           "the claim waits for the lock",
           Effect.map(claimsWaiting, (n) => n === 1)
@@ -697,13 +688,7 @@ describe("PgStore statements on the pool", () => {
         )
         yield* Deferred.succeed(unlock, undefined)
         yield* Fiber.join(holder)
-        const [job] = yield* store.claim({
-          queues: ["q"],
-          kinds: ["k"],
-          limit: 1,
-          leaseMs: 30_000,
-          owner: "o"
-        })
+        const [job] = yield* store.claim(claimOne)
         expect(job?.attempt).toBe(1)
       }).pipe(Effect.scoped),
     20_000
