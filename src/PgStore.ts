@@ -228,13 +228,13 @@ export const make = (
  *
  * @example
  * ```ts
- * const Database = PgStore.layerClient({ url: Redacted.make(process.env.DATABASE_URL!), idleTimeout: "30 minutes" })
+ * const Database = PgStore.layerPgClient({ url: Redacted.make(process.env.DATABASE_URL!), idleTimeout: "30 minutes" })
  * const Store = PgStore.layer().pipe(Layer.provide(Database))
  * ```
  *
  * @since 0.2.0
  */
-export const layerClient: (
+export const layerPgClient: (
   config: PgClient.PgClientConfig
 ) => Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError.SqlError> = Client.layer
 

@@ -3,7 +3,7 @@
  * `TestClock`, so the store reads the application clock here
  * (`clock: "application"`); the database-clock default is covered by
  * test/PgStore.test.ts. It runs on both kinds of client: the one
- * `PgStore.layerClient` builds, on whose pool the store sends its hot
+ * `PgStore.layerPgClient` builds, on whose pool the store sends its hot
  * statements directly, and a plain `PgClient.layer`, on which every
  * statement goes through the SQL client.
  */

@@ -33,7 +33,7 @@ export const databaseUrl = (): string => {
 }
 
 /**
- * A `PgClient` on the test server: `PgStore.layerClient`'s, on which the
+ * A `PgClient` on the test server: `PgStore.layerPgClient`'s, on which the
  * store sends its hot statements on the pool directly, or with `plain`,
  * `PgClient.layer`'s, on which every statement goes through the client.
  */
@@ -48,7 +48,7 @@ export const clientLayer = (
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown> =>
   Layer.unwrapEffect(
     Effect.sync(() =>
-      (options.plain === true ? PgClient.layer : PgStore.layerClient)({
+      (options.plain === true ? PgClient.layer : PgStore.layerPgClient)({
         url: Redacted.make(
           typeof options.url === "function" ? options.url() : (options.url ?? databaseUrl())
         ),

@@ -1,5 +1,5 @@
 /**
- * The `PgClient` the library builds (`PgStore.layerClient`, `layerUrl`,
+ * The `PgClient` the library builds (`PgStore.layerPgClient`, `layerUrl`,
  * `Store.layer`, the `nightshift` command): `PgClient.layer`'s client on a
  * pool built here, so that a store on it may send its hot statements on the
  * pool directly (see `direct.ts`).
