@@ -626,6 +626,26 @@ describe("PgStore statements on the pool", () => {
       return { result, spans }
     })
 
+  it.effect("the enqueue and claim texts sent on the pool are what their statements compile to", () =>
+    Effect.gen(function* () {
+      const sql = (yield* PgClient.PgClient).withoutTransforms()
+      const ctx = Ctx.make(sql, "compiled", "database")
+      const now = yield* ctx.now
+      const texts = Jobs.textsOf(ctx)
+      const json = JSON.stringify([["k", "q", { n: 1 }, 0, 3]])
+      expect(Jobs.enqueueStatement(ctx, json, now, true).compile()).toEqual([
+        texts.enqueue,
+        Jobs.enqueueParams(json, true)
+      ])
+      const request = { kinds: ["a", "b"], queues: ["q1", "q2"], limit: 7, owner: "o", leaseMs: 30_000 }
+      const cursors = ["p3", null]
+      expect(Jobs.claimStatement(ctx, request, now, request.queues, cursors).compile()).toEqual([
+        texts.claim,
+        Jobs.claimParams(request, request.queues, cursors)
+      ])
+    }).pipe(Effect.provide(clientLayer({ maxConnections: 1 })))
+  )
+
   it.live("with a tracer installed, the hot statements are still sql.execute spans under the store's", () =>
     Effect.gen(function* () {
       const { store } = yield* setup("traced", { listen: false })

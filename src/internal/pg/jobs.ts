@@ -12,6 +12,7 @@ import * as Core from "../store/core.js"
 import { claimedErrors, storableLease, validFence } from "../store/leases.js"
 import { storableText } from "../store/outcome.js"
 import { type Ctx, millis, type Now, run } from "./context.js"
+import * as Direct from "./direct.js"
 import { type JobRow, toRecord } from "./rows.js"
 import { messageOf } from "./schema.js"
 import { enqueuedPayloads, notify } from "./wakeups.js"
@@ -39,6 +40,39 @@ const encodeInput = (job: JobStore.EnqueueInput) => [
   job.partition
 ]
 
+/** The enqueue statement: a call of the schema's `enqueue` function with the batch as JSON. */
+export const enqueueStatement = (ctx: Ctx, json: string, now: Now, keyed: boolean) =>
+  ctx.sql<{ ids: string; deduped: ReadonlyArray<number> }>`
+    SELECT ids, deduped FROM ${ctx.table("enqueue")}(${json}::jsonb, ${now.ts}, ${keyed})`
+
+/** `enqueueStatement`'s parameters, in its order (on the database clock "now" is not one). */
+export const enqueueParams = (json: string, keyed: boolean): ReadonlyArray<unknown> => [json, keyed]
+
+/** "Now" on the database clock, the store's default: `now()`, no parameter. */
+const databaseNow = (ctx: Ctx): Now => Effect.runSync(ctx.now)
+
+/**
+ * The texts of the enqueue and claim statements on the database clock,
+ * compiled once per store: the hot path sends them with their parameters
+ * (`Direct.runText`) instead of building and compiling the statement each
+ * time.
+ */
+const texts = new WeakMap<Ctx, { readonly enqueue: string; readonly claim: string }>()
+
+/** `texts` of `ctx`, compiled on first use; the store's clock must be the database's. */
+export const textsOf = (ctx: Ctx) => {
+  const known = texts.get(ctx)
+  if (known !== undefined) return known
+  const now = databaseNow(ctx)
+  const sample: JobStore.ClaimRequest = { kinds: [], queues: [], limit: 0, owner: "", leaseMs: 0 }
+  const compiled = {
+    enqueue: enqueueStatement(ctx, "[]", now, false).compile()[0],
+    claim: claimStatement(ctx, sample, now).compile()[0]
+  }
+  texts.set(ctx, compiled)
+  return compiled
+}
+
 /**
  * `JobStore.enqueue`: one call of the schema's `enqueue` function, which
  * inserts the batch, folds dedupe conflicts into the live jobs and sends one
@@ -56,14 +90,13 @@ export const enqueue = (
   // Without dedupe keys nothing folds: skip the bookkeeping.
   const folded = keyed ? Core.foldDuplicates(jobs) : undefined
   const batch = folded === undefined ? jobs : folded.unique
-  const statement = Effect.flatMap(ctx.now, (now) =>
-    run(
-      ctx,
-      ctx.sql<{ ids: string; deduped: ReadonlyArray<number> }>`
-        SELECT ids, deduped FROM ${ctx.table("enqueue")}(
-          ${JSON.stringify(batch.map(encodeInput))}::jsonb, ${now.ts}, ${keyed})`
-    )
-  )
+  const json = JSON.stringify(batch.map(encodeInput))
+  const statement =
+    ctx.clock === "database"
+      ? Direct.runText(ctx.pool, textsOf(ctx).enqueue, enqueueParams(json, keyed), () =>
+          enqueueStatement(ctx, json, databaseNow(ctx), keyed)
+        )
+      : Effect.flatMap(ctx.now, (now) => run(ctx, enqueueStatement(ctx, json, now, keyed)))
   return Effect.serviceOption(SqlClient.TransactionConnection).pipe(
     Effect.flatMap((transaction) =>
       transaction._tag === "Some" ? ctx.sql.withTransaction(statement) : statement
@@ -130,9 +163,17 @@ const claimedRecord = (row: JobRow): JobStore.JobRecord => {
 export const claim = (ctx: Ctx, request: JobStore.ClaimRequest, cursors: Cursors) => {
   if (request.limit <= 0 || request.queues.length === 0 || request.kinds.length === 0)
     return Effect.succeed([])
-  return Effect.flatMap(ctx.now, (now) =>
-    run(ctx, claimFromCursors(ctx, request, now, cursors)).pipe(Effect.map((rows) => claimed(rows, cursors)))
-  )
+  const rows =
+    ctx.clock === "database"
+      ? Effect.suspend(() => {
+          const queues = [...new Set(request.queues)]
+          const from = queues.map((queue) => cursors.get(queue) ?? null)
+          return Direct.runText(ctx.pool, textsOf(ctx).claim, claimParams(request, queues, from), () =>
+            claimStatement(ctx, request, databaseNow(ctx), queues, from)
+          )
+        })
+      : Effect.flatMap(ctx.now, (now) => run(ctx, claimFromCursors(ctx, request, now, cursors)))
+  return Effect.map(rows, (rows) => claimed(rows, cursors))
 }
 
 /** The claim statement for `request`'s queues (each once), each from its cursor. */
@@ -146,6 +187,20 @@ const claimFromCursors = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now, cu
     queues.map((queue) => cursors.get(queue) ?? null)
   )
 }
+
+/** `claimStatement`'s parameters, in its order (on the database clock "now" is not one). */
+export const claimParams = (
+  request: JobStore.ClaimRequest,
+  queues: ReadonlyArray<string>,
+  cursors: ReadonlyArray<string | null>
+): ReadonlyArray<unknown> => [
+  request.kinds,
+  queues,
+  request.limit,
+  request.owner,
+  storableLease(request.leaseMs),
+  cursors
+]
 
 /** The claimed rows as records in claim order; each queue's cursor moves to the key of the highest ring position served. */
 const claimed = (rows: ReadonlyArray<ClaimRow>, cursors: Cursors) => {
