@@ -1,7 +1,8 @@
 /**
  * The store's hot statements (enqueue, claim, settle, heartbeat) straight on
- * the `pg` pool, when the store opened that pool itself (`layerUrl`,
- * `Store.layer`, the `nightshift` command) and nothing would see the
+ * the `pg` pool, when the library opened that pool itself
+ * (`PgStore.layerPgClient`, and so `layerUrl`, `Store.layer`, the
+ * `nightshift` command) and nothing would see the
  * difference: Effect's default tracer (whose spans go nowhere), no statement
  * transformer, and no transaction of the caller's to join. Otherwise, and
  * on a `PgClient` the application built, the statement runs through the SQL
