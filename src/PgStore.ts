@@ -135,11 +135,13 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
     paused: Admin.paused(ctx).pipe(Ctx.operation("paused")),
     enqueueCronSlot: (input) => Admin.enqueueCronSlot(ctx, input).pipe(Ctx.operation("enqueueCronSlot")),
     lastCronSlot: (name) => Admin.lastCronSlot(ctx, name).pipe(Ctx.operation("lastCronSlot")),
-    declareLimits: (rules) =>
-      Flow.declareLimits(ctx.tables, byKey(rules)).pipe(
-        ctx.sql.withTransaction,
+    declareLimits: (rules) => {
+      const declared = byKey(rules)
+      const statements = Flow.declareLimits(ctx.tables, declared)
+      return (Flow.declaresInOneStatement(declared) ? statements : ctx.sql.withTransaction(statements)).pipe(
         Ctx.operation("declareLimits")
-      ),
+      )
+    },
     flowState: (options) =>
       // Read before the transaction below opens: is the caller already in one?
       Effect.serviceOption(SqlClient.TransactionConnection).pipe(

@@ -192,6 +192,33 @@ describe("PgStore migrations", () => {
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
   )
 
+  it.live("a node on an up-to-date schema starts without waiting for the migration lock", () =>
+    Effect.gen(function* () {
+      const { schema, sql } = yield* setup("current")
+      // Another session holds the lock a migrating node takes (as a node applying an upgrade would).
+      const held = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* sql
+        .withTransaction(
+          Effect.zipRight(
+            sql`SELECT pg_advisory_xact_lock(hashtextextended(${`nightshift.migrate:${schema}`}, 0))`,
+            Effect.zipRight(Deferred.succeed(held, undefined), Deferred.await(release))
+          )
+        )
+        .pipe(Effect.forkScoped)
+      yield* Deferred.await(held)
+      const ran = yield* PgStore.migrate({ schema }).pipe(
+        Effect.provide(clientLayer({ maxConnections: 2 })),
+        Effect.timeoutFail({
+          duration: "10 seconds",
+          onTimeout: () => new Error("the migration check waited for the lock")
+        })
+      )
+      expect(ran).toEqual([])
+      yield* Deferred.succeed(release, undefined)
+    }).pipe(Effect.scoped)
+  )
+
   it.live("the store lives in the schema it is given, and a bad schema name is refused before any SQL", () =>
     Effect.gen(function* () {
       const { schema, sql } = yield* setup("own")

@@ -91,20 +91,42 @@ const v7 = (schema: string) => `
 /** Run a migration's DDL (several statements, no parameters) in one round trip. */
 const ddl = (text: string) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text))
 
-/** The migrations, by id. Never edit a released one: add a new id. */
+/** The migrations, by id, each a function of the schema. Never edit a released one: add a new id. */
+const steps: ReadonlyArray<readonly [name: string, text: (schema: string) => string]> = [
+  ["1_create_jobs", v1],
+  ["2_hot_path_functions", v2],
+  ["3_claim_by_queue", v3],
+  ["4_claim_skips_exhausted_rows", v4],
+  ["5_fewer_steps_per_statement", v5],
+  ["6_flow_control", v6],
+  ["7_retryable_index", v7],
+  ["8_finished_jobs", v8],
+  ["9_keyed_probe_by_index", claimFlowV9],
+  ["10_settle_function", settleV10],
+  ["11_global_shard_room_first", claimFlowV11]
+]
+
+/** The id of the last migration this version knows. */
+export const latestMigration = Math.max(...steps.map(([name]) => Number.parseInt(name, 10)))
+
+/** The migrations for `schema`, in the shape `Migrator.fromRecord` reads. */
 export const migrations = (schema: string) =>
-  Migrator.fromRecord({
-    "1_create_jobs": ddl(v1(schema)),
-    "2_hot_path_functions": ddl(v2(schema)),
-    "3_claim_by_queue": ddl(v3(schema)),
-    "4_claim_skips_exhausted_rows": ddl(v4(schema)),
-    "5_fewer_steps_per_statement": ddl(v5(schema)),
-    "6_flow_control": ddl(v6(schema)),
-    "7_retryable_index": ddl(v7(schema)),
-    "8_finished_jobs": ddl(v8(schema)),
-    "9_keyed_probe_by_index": ddl(claimFlowV9(schema)),
-    "10_settle_function": ddl(settleV10(schema)),
-    "11_global_shard_room_first": ddl(claimFlowV11(schema))
+  Migrator.fromRecord(Object.fromEntries(steps.map(([name, text]) => [name, ddl(text(schema))])))
+
+/**
+ * The id of the last migration applied to `schema` (0 before any), in two
+ * short reads that take no lock.
+ */
+const applied = (sql: SqlClient.SqlClient, table: string) =>
+  Effect.gen(function* () {
+    const [found] = yield* sql<{
+      readonly present: boolean
+    }>`SELECT to_regclass(${table}) IS NOT NULL AS present`
+    if (found?.present !== true) return 0
+    const [row] = yield* sql<{
+      readonly id: number | null
+    }>`SELECT max(migration_id) AS id FROM ${sql(table)}`
+    return row?.id ?? 0
   })
 
 /**
@@ -122,6 +144,11 @@ export const migrate = (
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const table = `${schema}.migrations`
+    // A schema already at (or past) this version's last migration, as at every start but the
+    // first after an upgrade: nothing to run, and no transaction, lock or DDL to pay for
+    // (about ten round trips). Migrations only ever move forward, so a schema seen up to
+    // date stays so; anything older takes the locked path below.
+    if ((yield* applied(sql, table)) >= latestMigration) return []
     const run = Effect.gen(function* () {
       yield* sql`SELECT pg_advisory_xact_lock(hashtextextended(${`nightshift.migrate:${schema}`}, 0))`
       yield* sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`

@@ -23,7 +23,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as JobStore from "../../JobStore.js"
@@ -246,15 +245,18 @@ export const start = (
       Effect.forever,
       Effect.annotateLogs({ channel: ctx.channel })
     )
-    // The first subscriber starts the listener; every subscriber waits until it is in place.
+    // The first subscriber starts the listener; every subscriber waits until it is in place:
+    // until a heartbeat sent after LISTEN comes back. One sent before LISTEN took effect is
+    // lost, so one goes out every 20 ms, and each wait ends as soon as one arrives (checking
+    // only before the next beat cost every runner's start about 20 ms).
     // The work runs in the store's scope, so a subscriber interrupted meanwhile stops nothing.
     const listening = yield* Deferred.make<void>()
     yield* Effect.addFinalizer(() => Deferred.succeed(listening, undefined))
     const listen = Effect.zipRight(
       loop.pipe(Effect.withClock(live), Effect.interruptible, Effect.forkIn(scope)),
       beat.pipe(
-        Effect.zipRight(Deferred.isDone(ready)),
-        Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("20 millis") }),
+        Effect.zipRight(Effect.timeoutOption(Deferred.await(ready), "20 millis")),
+        Effect.repeat({ until: (heard) => heard._tag === "Some" }),
         Effect.timeoutOption("5 seconds"),
         Effect.withClock(live),
         Effect.tap((done) =>
