@@ -166,8 +166,7 @@ export const claim = (ctx: Ctx, request: JobStore.ClaimRequest, cursors: Cursors
   const rows =
     ctx.clock === "database"
       ? Effect.suspend(() => {
-          const queues = [...new Set(request.queues)]
-          const from = queues.map((queue) => cursors.get(queue) ?? null)
+          const { queues, from } = queuesFrom(request, cursors)
           return Direct.runText(ctx.pool, textsOf(ctx).claim, claimParams(request, queues, from), () =>
             claimStatement(ctx, request, databaseNow(ctx), queues, from)
           )
@@ -176,16 +175,16 @@ export const claim = (ctx: Ctx, request: JobStore.ClaimRequest, cursors: Cursors
   return Effect.map(rows, (rows) => claimed(rows, cursors))
 }
 
+/** `request`'s queues, each once, and the cursor each is claimed from. */
+const queuesFrom = (request: JobStore.ClaimRequest, cursors: Cursors) => {
+  const queues = [...new Set(request.queues)]
+  return { queues, from: queues.map((queue) => cursors.get(queue) ?? null) }
+}
+
 /** The claim statement for `request`'s queues (each once), each from its cursor. */
 const claimFromCursors = (ctx: Ctx, request: JobStore.ClaimRequest, now: Now, cursors: Cursors) => {
-  const queues = [...new Set(request.queues)]
-  return claimStatement(
-    ctx,
-    request,
-    now,
-    queues,
-    queues.map((queue) => cursors.get(queue) ?? null)
-  )
+  const { queues, from } = queuesFrom(request, cursors)
+  return claimStatement(ctx, request, now, queues, from)
 }
 
 /** `claimStatement`'s parameters, in its order (on the database clock "now" is not one). */
