@@ -956,7 +956,7 @@ describe("PgStore wake-ups", () => {
     Effect.gen(function* () {
       const { schema, store, sql } = yield* setup("relisten")
       const listenerPids = sql<{ pid: number }>`
-        SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${schema}_wakeup"`}`.pipe(
+        SELECT pid FROM pg_stat_activity WHERE query LIKE ${`LISTEN "${schema}_wakeup%`}`.pipe(
         Effect.map((rows) => rows.map((r) => r.pid))
       )
       yield* Hints.keepFlowing(store)
@@ -976,13 +976,59 @@ describe("PgStore wake-ups", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("each listener's heartbeats go to a channel of its own, not to every node on the store's", () =>
+    Effect.gen(function* () {
+      const { schema, store, sql } = yield* setup("beats")
+      const other = yield* node(schema)
+      yield* Hints.keepFlowing(store)
+      yield* Hints.keepFlowing(other.store)
+      // The nodes' listeners: their last statement LISTENs on a heartbeat channel (the store's
+      // channel and a suffix), unlike the raw listener below.
+      const listenerPids = Effect.map(
+        sql<{ pid: number }>`
+          SELECT pid FROM pg_stat_activity WHERE query LIKE ${`LISTEN "${schema}\\_wakeup\\_%`} ORDER BY pid`,
+        (rows) => rows.map((r) => r.pid)
+      )
+      // Every notification on the store's channel, heartbeats included.
+      const context = yield* Layer.build(clientLayer({ maxConnections: 2 }))
+      const raw = Context.get(context, PgClient.PgClient)
+      const seen = yield* Ref.make<ReadonlyArray<string>>([])
+      yield* raw.listen(`${schema}_wakeup`).pipe(
+        Stream.runForEach((payload) => Ref.update(seen, (all) => [...all, payload])),
+        Effect.forkScoped
+      )
+      yield* eventually(
+        "the raw listener hears an enqueue",
+        Effect.gen(function* () {
+          yield* store.enqueue([input({ queue: "probe" })])
+          yield* Effect.sleep("50 millis")
+          return (yield* Ref.get(seen)).some((payload) => payload.includes("probe"))
+        })
+      )
+      const before = yield* listenerPids
+      expect(before).toHaveLength(2)
+      yield* Ref.set(seen, [])
+      // Two nodes beating every 200 ms: about ten heartbeats a second on a shared channel.
+      yield* Effect.sleep("1200 millis")
+      expect((yield* Ref.get(seen)).filter((payload) => payload.includes('"t":"h"'))).toEqual([])
+      // Both listeners heard their own heartbeats meanwhile: neither took itself for stale and reconnected.
+      expect(yield* listenerPids).toEqual(before)
+      const hint = yield* awaitHint(
+        other.store,
+        (w) => w._tag === "enqueued" && w.queue === "after-beats",
+        store.enqueue([input({ queue: "after-beats" })])
+      )
+      expect(hint).toEqual({ _tag: "enqueued", queue: "after-beats" })
+    }).pipe(Effect.scoped)
+  )
+
   it.live(
     "a store listens only once something subscribes to its hints, and hears the next enqueue then",
     () =>
       Effect.gen(function* () {
         const { schema, store, sql } = yield* setup("lazylisten")
         const listeners = sql<{ n: number }>`
-        SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = ${`LISTEN "${schema}_wakeup"`}`.pipe(
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE ${`LISTEN "${schema}_wakeup%`}`.pipe(
           Effect.map(([row]) => row!.n)
         )
         // A process that only enqueues holds no listening connection.

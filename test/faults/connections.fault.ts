@@ -5,7 +5,8 @@
  * lost.
  *
  * A runner's backends are found by what they last ran: its listener's last
- * statement is `LISTEN "<schema>_wakeup"`, and every store statement names
+ * statement is a `LISTEN` of a channel named `<schema>_wakeup…` (the
+ * store's, then its own for heartbeats), and every store statement names
  * the test's own schema.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -44,7 +45,7 @@ const latencies = (sql: SqlClient.SqlClient, schema: string, ids: ReadonlyArray<
   )
 
 const listenerBackends = (sql: SqlClient.SqlClient, schema: string) =>
-  sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${schema}_wakeup"`}`
+  sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE query LIKE ${`LISTEN "${schema}_wakeup%`}`
 
 /**
  * One runner process polling every 5 s; its LISTEN backend is killed. A job
@@ -61,7 +62,7 @@ const listenerKilled = (scenario: string, env: Record<string, number>) =>
       )
       const [killed] = yield* sql<{ n: number }>`
         SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-        WHERE query = ${`LISTEN "${schema}_wakeup"`}`
+        WHERE query LIKE ${`LISTEN "${schema}_wakeup%`}`
       const killAt = Date.now()
       // Work enqueued while the listener is down: only polling can find it.
       const missed = yield* probe(store)

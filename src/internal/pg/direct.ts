@@ -246,7 +246,7 @@ export const runText = <A extends object>(
 const listenerFailed = (cause: unknown, message: string) => new SqlError({ cause, message })
 
 /**
- * LISTEN on `channel` on a connection of its own (outside the pool, as
+ * LISTEN on `channels` (in that order) on a connection of its own (outside the pool, as
  * `PgClient.listen` opens it), calling `deliver` with each payload from the
  * client's own event: no stream and no fiber between the notification and
  * the store's hints. Fails when the connection fails or closes (where
@@ -255,7 +255,7 @@ const listenerFailed = (cause: unknown, message: string) => new SqlError({ cause
  */
 export const listen = (
   pool: Pool,
-  channel: string,
+  channels: ReadonlyArray<string>,
   deliver: (payload: string) => void
 ): Effect.Effect<never, SqlError> =>
   Effect.acquireUseRelease(
@@ -282,11 +282,14 @@ export const listen = (
         client.on("error", (error) => end(error, "The listening connection failed"))
         client.on("end", () => end(new Error("connection closed"), "The listening connection closed"))
         client.on("notification", (message) => {
-          if (message.channel === channel && message.payload !== undefined) deliver(message.payload)
+          if (message.payload !== undefined && channels.includes(message.channel)) deliver(message.payload)
         })
-        client.query(`LISTEN "${channel.replaceAll('"', '""')}"`, (error) => {
-          if (error) end(error, "Failed to listen")
-        })
+        // One statement per channel, in order: a notification on a later channel means the
+        // LISTENs before it are in place.
+        for (const channel of channels)
+          client.query(`LISTEN "${channel.replaceAll('"', '""')}"`, (error) => {
+            if (error) end(error, "Failed to listen")
+          })
       }),
     (client) =>
       Effect.async<void>((resume) => {

@@ -64,11 +64,19 @@ export const cancelPayload = (id: string): string => JSON.stringify({ t: "c", id
 
 const heartbeatPayload = JSON.stringify({ t: "h" } satisfies Message)
 
-/** Send payloads on the store's channel, in the current transaction if any. */
-export const notify = (ctx: Ctx, payloads: ReadonlyArray<string>) =>
+/** Send payloads on the store's channel (or `channel`), in the current transaction if any. */
+export const notify = (ctx: Ctx, payloads: ReadonlyArray<string>, channel: string = ctx.channel) =>
   payloads.length === 0
     ? Effect.void
-    : ctx.sql`SELECT pg_notify(${ctx.channel}, p) FROM unnest(${payloads}::text[]) AS p`.pipe(Effect.asVoid)
+    : ctx.sql`SELECT pg_notify(${channel}, p) FROM unnest(${payloads}::text[]) AS p`.pipe(Effect.asVoid)
+
+/**
+ * A channel of one listener's own for its heartbeats: the store's channel
+ * and a random suffix, within PostgreSQL's 63 bytes (the schema name is at
+ * most 48, the channel at most 55).
+ */
+const heartbeatChannel = (ctx: Ctx) =>
+  `${ctx.channel}_${Math.random().toString(36).slice(2, 9).padEnd(7, "0")}`
 
 const decode = (payload: string): ReadonlyArray<JobStore.Wakeup> => {
   try {
@@ -189,7 +197,13 @@ export const start = (
         }
         yield* Effect.sleep(delay)
       })
-    const beat = notify(ctx, [heartbeatPayload]).pipe(Effect.ignore)
+    // On a pool the store may use directly, the listener hears its heartbeats on a channel of
+    // its own, beside the store's: on the shared channel every node would receive every
+    // other node's heartbeats (2·N² a second for N nodes, each costing the server about
+    // 12 µs per listening connection; docs/benchmarks.md). `PgClient.listen` takes one
+    // channel per connection, so there they stay on the store's channel.
+    const beats = ctx.pool === undefined ? ctx.channel : heartbeatChannel(ctx)
+    const beat = notify(ctx, [heartbeatPayload], beats).pipe(Effect.ignore)
     const live = Clock.make()
     // Two missed heartbeats: with the default (500 ms) a dead connection is noticed within about 1 s.
     const stale = Duration.times(options.heartbeat, 2)
@@ -237,7 +251,8 @@ export const start = (
           ? client
               .listen(ctx.channel)
               .pipe(Stream.runForEach((payload) => Effect.sync(() => deliver(payload))))
-          : Direct.listen(ctx.pool, ctx.channel, deliver)
+          : // The store's channel first: a heartbeat heard on the second proves both are in place.
+            Direct.listen(ctx.pool, [ctx.channel, beats], deliver)
       return listening.pipe(Effect.raceFirst(watch), Effect.raceFirst(beating), Effect.raceFirst(up))
     })
     const loop = session.pipe(
