@@ -984,35 +984,45 @@ describe("PgStore wake-ups", () => {
       yield* Hints.keepFlowing(other.store)
       // The nodes' listeners: their last statement LISTENs on a heartbeat channel (the store's
       // channel and a suffix), unlike the raw listener below.
-      const listenerPids = Effect.map(
-        sql<{ pid: number }>`
-          SELECT pid FROM pg_stat_activity WHERE query LIKE ${`LISTEN "${schema}\\_wakeup\\_%`} ORDER BY pid`,
-        (rows) => rows.map((r) => r.pid)
-      )
-      // Every notification on the store's channel, heartbeats included.
+      const listeners = sql<{ pid: number; query: string }>`
+        SELECT pid, query FROM pg_stat_activity WHERE query LIKE ${`LISTEN "${schema}\\_wakeup\\_%`} ORDER BY pid`
+      const before = yield* listeners
+      expect(before).toHaveLength(2)
+      // Every notification on the store's channel, and the heartbeats on each node's own.
       const context = yield* Layer.build(clientLayer({ maxConnections: 2 }))
       const raw = Context.get(context, PgClient.PgClient)
-      const seen = yield* Ref.make<ReadonlyArray<string>>([])
-      yield* raw.listen(`${schema}_wakeup`).pipe(
-        Stream.runForEach((payload) => Ref.update(seen, (all) => [...all, payload])),
-        Effect.forkScoped
-      )
+      const collect = (channel: string) =>
+        Effect.gen(function* () {
+          const seen = yield* Ref.make<ReadonlyArray<string>>([])
+          yield* raw.listen(channel).pipe(
+            Stream.runForEach((payload) => Ref.update(seen, (all) => [...all, payload])),
+            Effect.forkScoped
+          )
+          return seen
+        })
+      const shared = yield* collect(`${schema}_wakeup`)
+      const own = yield* Effect.forEach(before, (row) => collect(row.query.slice('LISTEN "'.length, -1)))
       yield* eventually(
         "the raw listener hears an enqueue",
         Effect.gen(function* () {
           yield* store.enqueue([input({ queue: "probe" })])
-          yield* Effect.sleep("50 millis")
-          return (yield* Ref.get(seen)).some((payload) => payload.includes("probe"))
+          return (yield* Ref.get(shared)).some((payload) => payload.includes("probe"))
         })
       )
-      const before = yield* listenerPids
-      expect(before).toHaveLength(2)
-      yield* Ref.set(seen, [])
-      // Two nodes beating every 200 ms: about ten heartbeats a second on a shared channel.
-      yield* Effect.sleep("1200 millis")
-      expect((yield* Ref.get(seen)).filter((payload) => payload.includes('"t":"h"'))).toEqual([])
-      // Both listeners heard their own heartbeats meanwhile: neither took itself for stale and reconnected.
-      expect(yield* listenerPids).toEqual(before)
+      yield* Ref.set(shared, [])
+      const beats = (seen: Ref.Ref<ReadonlyArray<string>>) =>
+        Effect.map(Ref.get(seen), (all) => all.filter((payload) => payload.includes('"t":"h"')).length)
+      // Three heartbeats from each node, every one on its own channel and none on the store's.
+      yield* eventually(
+        "each node beats three times on its own channel",
+        Effect.map(Effect.forEach(own, beats), (counts) => counts.every((n) => n >= 3))
+      )
+      expect(yield* beats(shared)).toBe(0)
+      // Both listeners heard their own heartbeats: neither took itself for stale and reconnected
+      // (the raw listener's connection now matches the pattern too).
+      expect((yield* listeners).map((row) => row.pid)).toEqual(
+        expect.arrayContaining(before.map((row) => row.pid))
+      )
       const hint = yield* awaitHint(
         other.store,
         (w) => w._tag === "enqueued" && w.queue === "after-beats",
