@@ -2,7 +2,7 @@
  * `npm run bench`: Nightshift side by side with graphile-worker, pg-boss and
  * BullMQ, plus raw baselines, on this machine, in one run.
  *
- *   npm run bench [-- --rounds 3] [--only W1,W3,W7] [--quick] [--no-write] [--skip-workers]
+ *   npm run bench [-- --rounds 3] [--only W1,W1L,W3,W7] [--quick] [--no-write] [--skip-workers]
  *
  * Every measurement runs in fresh child processes on a fresh PostgreSQL
  * schema, Redis key prefix or SQLite file, dropped afterwards. Rounds
@@ -30,6 +30,7 @@ import {
   workloadTable
 } from "./lib/report.js"
 import { Results } from "./lib/results.js"
+import { pairedRatio, type Summary } from "./lib/stats.js"
 import { runWorkers, type WorkersOutcome } from "./lib/workers.js"
 import { backlog, baseline, type Context, drain, type Integrity, latency } from "./lib/workloads.js"
 
@@ -46,6 +47,8 @@ const settings = {
   jobs: quick ? 2_000 : 20_000,
   /** W1/W2 jobs for Sidequest, which drains about 30 jobs/s here (20,000 would take over 10 minutes). */
   slowJobs: 2_000,
+  /** W1L/W2L: the W1 and W2 drains of a backlog large enough that a worker's start and warm-up weigh little. */
+  longJobs: quick ? 10_000 : 100_000,
   concurrency: 10,
   latencyJobs: quick ? 100 : 500,
   latencyWarmup: 20,
@@ -75,6 +78,9 @@ const drainers: ReadonlyArray<DriverName> = [
   "plainjob",
   "sidequest"
 ]
+
+/** W1L/W2L: Nightshift beside the peer of the W1 target. */
+const longDrainers: ReadonlyArray<DriverName> = ["nightshift-pg", "graphile-batched"]
 
 /** A line of the latency tables: a driver, and whether its producer and worker share one process. */
 interface LatencyContestant {
@@ -131,17 +137,19 @@ const jobsFor = (driver: DriverName) =>
   driver === "sidequest" ? Math.min(settings.jobs, settings.slowJobs) : settings.jobs
 
 const w1w2 = async (round: number, order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>) => {
-  for (const [workload, processes] of [
-    ["W1", 1],
-    ["W2", 2]
+  for (const [workload, processes, contestants, jobs] of [
+    ["W1", 1, drainers, jobsFor],
+    ["W2", 2, drainers, jobsFor],
+    ["W1L", 1, longDrainers, () => settings.longJobs],
+    ["W2L", 2, longDrainers, () => settings.longJobs]
   ] as const) {
     if (!enabled(workload)) continue
-    for (const driver of order(drainers)) {
+    for (const driver of order(contestants)) {
       if (!included(driver)) continue
       if (driver === "nightshift-memory" && processes > 1) continue
       await measure(workload, driver, round, async () => {
         const r = await drain(ctx, driver, {
-          n: jobsFor(driver),
+          n: jobs(driver),
           processes: driver === "nightshift-memory" ? 0 : processes,
           concurrency: settings.concurrency,
           timeoutMs: settings.drainTimeoutMs
@@ -377,6 +385,10 @@ const targets: ReadonlyArray<Target> = [
 
 const k = (n: number) => n.toLocaleString("en-US")
 
+/** A paired ratio as "1.23× (1.01–1.45)", or "not measured". */
+const ratioText = (s: Summary) =>
+  s.n === 0 ? "not measured" : `${s.median.toFixed(2)}× (${s.min.toFixed(2)}–${s.max.toFixed(2)})`
+
 const sections = (workers: WorkersOutcome | undefined) => {
   const rate = (key: string, title: string) => ({ key, title, format: "int" as const })
   const latencyCols = ["p50", "p95", "p99", "max"].map((key) => ({
@@ -405,6 +417,20 @@ const sections = (workers: WorkersOutcome | undefined) => {
       { key: "busiestShare", title: "the busier worker's share of the jobs", format: "ms" }
     ])
   )
+  const long = (workload: "W1L" | "W2L") =>
+    `${workloadTable(results, workload, [rate("drain", "drain jobs/s")])}\n\nNightshift · PostgreSQL ÷ graphile-worker · perfTest batching, paired per round: ${ratioText(
+      pairedRatio(
+        results.byRound(workload, "nightshift-pg", "drain"),
+        results.byRound(workload, "graphile-batched", "drain")
+      )
+    )}.`
+  add(
+    "W1L",
+    `W1L · the W1 drain of a ${k(settings.longJobs)}-job backlog`,
+    () => long("W1L"),
+    `Not a target of issue 13: the same drain as W1 with ${settings.longJobs / settings.jobs} times the jobs, so that a worker's start and warm-up (its first claims on cold connections, V8 compiling the hot path) weigh little beside its steady rate. Timed the same way; Nightshift · PostgreSQL and the peer of the W1 target only. This server runs with \`autovacuum = off\`; at the default \`autovacuum_naptime\` of one minute a drain of a few seconds would seldom meet a vacuum either.`
+  )
+  add("W2L", `W2L · the same with two worker processes`, () => long("W2L"))
   add(
     "W3",
     `W3 · latency, enqueue call to handler start, ${settings.latencyJobs} jobs one at a time at ${settings.latencyPerSecond}/s`,
