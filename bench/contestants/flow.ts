@@ -48,6 +48,11 @@ const kinds = {
     partition: tenantOf,
     concurrency: { global: 50 }
   }),
+  global2000: Job.make("flow_global_2000", {
+    payload: Payload,
+    partition: tenantOf,
+    concurrency: { global: 2000 }
+  }),
   global50slow: Job.make("flow_global_50_slow", {
     payload: Payload,
     partition: tenantOf,

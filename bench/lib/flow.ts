@@ -10,7 +10,14 @@ import type { ChildSpec } from "./protocol.js"
 import { now } from "./protocol.js"
 
 /** The kinds a flow child knows (bench/contestants/flow.ts). */
-export type FlowKind = "keyed" | "perPartition2" | "global50" | "global50slow" | "plain" | "rate100"
+export type FlowKind =
+  | "keyed"
+  | "perPartition2"
+  | "global50"
+  | "global2000"
+  | "global50slow"
+  | "plain"
+  | "rate100"
 
 /** How long a `global50slow` job's handler takes (ms). */
 export const slowJobMs = 10
