@@ -238,7 +238,7 @@ export const heartbeat = (
       ctx,
       sql<{ id: string; cancel_requested: boolean }>`
       WITH l AS (
-        SELECT * FROM unnest(${valid.map((l) => l.id)}::bigint[], ${valid.map((l) => l.fence)}::int[]) AS l(id, fence)
+        SELECT * FROM unnest(${arrayText(valid.map((l) => l.id))}::bigint[], ${arrayText(valid.map((l) => l.fence))}::int[]) AS l(id, fence)
       ),
       locked AS (
         SELECT j.id FROM ${ctx.table("jobs")} j JOIN l ON j.id = l.id
@@ -276,13 +276,37 @@ const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) =>
 
 /** The settle statement at `now`. */
 const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) => {
-  const col = <A>(f: (c: Core.Change) => A) => valid.map((s) => f(s.change))
+  const col = (f: (c: Core.Change) => Element) => arrayText(valid.map((s) => f(s.change)))
   return ctx.sql<{ id: string; state: JobStore.JobState }>`
     SELECT job_id AS id, job_state AS state FROM ${ctx.table("settle")}(
-      ${valid.map((s) => s.settlement.id)}::bigint[], ${valid.map((s) => s.settlement.fence)}::int[],
+      ${arrayText(valid.map((s) => s.settlement.id))}::bigint[], ${arrayText(valid.map((s) => s.settlement.fence))}::int[],
       ${col((c) => c.state)}::text[], ${col((c) => c.delayMs)}::float8[], ${col((c) => c.uncount)}::int[],
       ${col((c) => c.final)}::bool[], ${col((c) => c.error?.kind ?? null)}::text[],
       ${col((c) => c.error?.message ?? null)}::text[], ${now.ts})`
+}
+
+type Element = string | number | boolean | null | undefined
+
+/**
+ * An array as the text of PostgreSQL's array literal, sent as one text
+ * parameter: what pg's own serialisation of an array sends, for less work.
+ * Numbers and booleans go bare; strings are quoted, and escaped only when
+ * they hold a quote or a backslash. A settle sends eight arrays a batch,
+ * and pg's version ran every element through two regular expressions.
+ */
+const arrayText = (values: ReadonlyArray<Element>): string => {
+  let text = "{"
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    if (i > 0) text += ","
+    if (v === null || v === undefined) text += "NULL"
+    else if (typeof v === "number") text += String(v)
+    else if (typeof v === "boolean") text += v ? "t" : "f"
+    else if (v.includes('"') || v.includes("\\"))
+      text += `"${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`
+    else text += `"${v}"`
+  }
+  return `${text}}`
 }
 
 /**
@@ -378,13 +402,7 @@ const literal = (value: unknown): string => {
     text.includes("\\")
       ? ` E'${text.replaceAll("\\", "\\\\").replaceAll("'", "''")}'`
       : `'${text.replaceAll("'", "''")}'`
-  if (Array.isArray(value)) {
-    const element = (v: unknown): string =>
-      v === null || v === undefined
-        ? "NULL"
-        : `"${String(v).replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`
-    return quote(`{${value.map(element).join(",")}}`)
-  }
+  if (Array.isArray(value)) return quote(arrayText(value))
   if (value instanceof Date) return quote(value.toISOString())
   if (typeof value === "object") return quote(JSON.stringify(value))
   return quote(String(value))

@@ -54,6 +54,35 @@ export const settleSuite = (test: StoreTest) =>
         expect(cut).toContain("10 more characters cut")
       }))
 
+    test("error text that array and SQL syntax use is stored verbatim: quotes, backslashes, braces, NULL", ({
+      store
+    }) =>
+      Effect.gen(function* () {
+        const texts = [
+          `it's "quoted", a back\\slash \\" and \\\\, {a,b} $1`,
+          "NULL",
+          '"',
+          "\\",
+          "",
+          " spaced , comma } ünïcödé"
+        ]
+        const jobs = yield* Effect.forEach(texts, () => started(store))
+        const done = yield* started(store)
+        const result = yield* store.settle([
+          ...jobs.map((job, i) => ({
+            id: job.id,
+            fence: job.fence,
+            outcome: { _tag: "discard" as const, error: { kind: `kind ${texts[i]}`, message: texts[i]! } }
+          })),
+          { id: done.id, fence: done.fence, outcome: { _tag: "completed" } }
+        ])
+        expect(result.map((r) => r.state)).toEqual([...texts.map(() => "discarded"), "completed"])
+        for (const [i, job] of jobs.entries()) {
+          const stored = yield* getJob(store, job.id)
+          expect(stored.errors.map((e) => [e.kind, e.message])).toEqual([[`kind ${texts[i]}`, texts[i]]])
+        }
+      }))
+
     test("an id twice in one batch: the first settlement applies, the later one is not applied", ({
       store
     }) =>
