@@ -291,10 +291,11 @@ type Element = string | number | boolean | null | undefined
  * An array as the text of PostgreSQL's array literal, sent as one text
  * parameter: what pg's own serialisation of an array sends, for less work.
  * Numbers and booleans go bare; strings are quoted, and escaped only when
- * they hold a quote or a backslash. A settle sends eight arrays a batch,
- * and pg's version ran every element through two regular expressions.
+ * they hold a quote or a backslash (anything else is written as its
+ * `String`, as pg does). A settle sends eight arrays a batch, and pg's
+ * version ran every element through two regular expressions.
  */
-const arrayText = (values: ReadonlyArray<Element>): string => {
+const arrayText = (values: ReadonlyArray<unknown>): string => {
   let text = "{"
   for (let i = 0; i < values.length; i++) {
     const v = values[i]
@@ -302,9 +303,13 @@ const arrayText = (values: ReadonlyArray<Element>): string => {
     if (v === null || v === undefined) text += "NULL"
     else if (typeof v === "number") text += String(v)
     else if (typeof v === "boolean") text += v ? "t" : "f"
-    else if (v.includes('"') || v.includes("\\"))
-      text += `"${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`
-    else text += `"${v}"`
+    else {
+      const s = typeof v === "string" ? v : String(v)
+      text +=
+        s.includes('"') || s.includes("\\")
+          ? `"${s.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`
+          : `"${s}"`
+    }
   }
   return `${text}}`
 }
