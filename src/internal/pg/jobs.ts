@@ -276,7 +276,7 @@ const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) =>
 
 /** The settle statement at `now`. */
 const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) => {
-  const col = (f: (c: Core.Change) => Element) => arrayText(valid.map((s) => f(s.change)))
+  const col = (f: (c: Core.Change) => unknown) => arrayText(valid.map((s) => f(s.change)))
   return ctx.sql<{ id: string; state: JobStore.JobState }>`
     SELECT job_id AS id, job_state AS state FROM ${ctx.table("settle")}(
       ${arrayText(valid.map((s) => s.settlement.id))}::bigint[], ${arrayText(valid.map((s) => s.settlement.fence))}::int[],
@@ -284,8 +284,6 @@ const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) =>
       ${col((c) => c.final)}::bool[], ${col((c) => c.error?.kind ?? null)}::text[],
       ${col((c) => c.error?.message ?? null)}::text[], ${now.ts})`
 }
-
-type Element = string | number | boolean | null | undefined
 
 /**
  * An array as the text of PostgreSQL's array literal, sent as one text
