@@ -192,7 +192,8 @@ describe("PostgreSQL flow control, migration 6 next to nodes on the previous ver
         [8, "finished_jobs"],
         [9, "keyed_probe_by_index"],
         [10, "settle_function"],
-        [11, "global_shard_room_first"]
+        [11, "global_shard_room_first"],
+        [12, "running_key_indexes_keyed_only"]
       ])
       const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
         Effect.provideService(PgClient.PgClient, client)

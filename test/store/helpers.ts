@@ -49,6 +49,12 @@ export interface Harness {
   readonly editable?: boolean
   /** Does the engine have `settleAndClaim`? Default true. */
   readonly settleAndClaim?: boolean
+  /**
+   * Does a limit over a whole kind or queue count every running job of it,
+   * also those placed before the rule was known? Default true; false for a
+   * sharded store, whose limits hold per shard.
+   */
+  readonly wholeScopeLimits?: boolean
 }
 
 /** What each test body gets. */
@@ -91,6 +97,10 @@ export const storeTest = (harness: Harness) => {
     /** Register a test of `settleAndClaim`, when the engine has it. */
     settleAndClaim: (name: string, body: (ctx: Ctx) => Effect.Effect<void, unknown>): void => {
       if (harness.settleAndClaim !== false) register(name, body)
+    },
+    /** Register a test of limits counting a whole scope, when the engine's limits do. */
+    wholeScopeLimits: (name: string, body: (ctx: Ctx) => Effect.Effect<void, unknown>): void => {
+      if (harness.wholeScopeLimits !== false) register(name, body)
     }
   })
 }

@@ -639,7 +639,9 @@ const inputRowsV6 = `
  *   characters), so they take their turn as one more key, first in the ring.
  * - `jobs_running_queue_idx (queue, partition_key, lease_expires_at)` and
  *   `jobs_running_kind_idx (kind, partition_key, lease_expires_at)` over
- *   running rows: the counts of running jobs per queue or kind, and per key;
+ *   running rows: the counts of running jobs per queue or kind, and per key
+ *   (migration 12 keeps only keyed rows in them; whole-scope counts then read
+ *   `jobs_lease_idx`);
  *   `jobs_running_queue_shard_idx` and `jobs_running_kind_shard_idx` over
  *   running rows stamped with a global shard (`flow_shard`, below).
  *
@@ -758,7 +760,9 @@ const claimFlow = (
   partitioned = `EXISTS (SELECT 1 FROM ${schema}.jobs d
         WHERE d.queue = v_queue AND d.state IN ('available', 'scheduled', 'retryable') AND coalesce(d.partition_key, '') > '')`,
   /** Count a global shard's room before trying its lock (migration 11; see `claimFlowV11`). */
-  roomFirst = false
+  roomFirst = false,
+  /** Read a whole scope's running jobs outside its shards once (migration 12; see `claimFlowV12`). */
+  outsideOnce = false
 ) => {
   const max = 2147483647
   const ok = `j.fence < ${max}`
@@ -858,6 +862,34 @@ const claimFlow = (
                 - ${running("c.kind = v_kind AND c.flow_shard = v_s")} - v_uk END)`
   const byKey = (rule: string) => `coalesce(${rule}.rate_by_partition, false)`
   const wholeRate = (rule: string) => `(${rule}.rate_limit IS NOT NULL AND NOT ${rule}.rate_by_partition)`
+  const rates = `
+          CASE WHEN ${wholeRate("v_rq")} THEN v_rq.rate_limit - ${starts("v_rq", "queue", "v_queue", "''")} END,
+          CASE WHEN ${wholeRate("v_rk")} THEN v_rk.rate_limit - ${starts("v_rk", "kind", "v_kind", "''")} END`
+  const outsideQueue = running("c.queue = v_queue AND (c.flow_shard IS NULL OR c.flow_shard >= v_sq)")
+  const outsideKind = running("c.kind = v_kind AND (c.flow_shard IS NULL OR c.flow_shard >= v_sk)")
+  /** The whole scopes' room and the running jobs outside their shards (migrations 6 to 11). */
+  const wholeScope = `        SELECT least(
+          CASE WHEN v_rq.global_limit IS NOT NULL THEN v_rq.global_limit - ${running("c.queue = v_queue")} END,
+          CASE WHEN v_rk.global_limit IS NOT NULL THEN v_rk.global_limit - ${running("c.kind = v_kind")} END,${rates}),
+          CASE WHEN v_sq IS NOT NULL THEN ${outsideQueue} END,
+          CASE WHEN v_sk IS NOT NULL THEN ${outsideKind} END
+        INTO v_seen, v_uq, v_uk;`
+  /**
+   * The same, reading the running jobs outside the shards once (one
+   * snapshot): a whole scope's count is those plus the shards' (see
+   * `claimFlowV12`). `OFFSET 0` keeps the subquery from being inlined into
+   * each reference.
+   */
+  const wholeScopeOnce = `        SELECT least(
+          CASE WHEN v_rq.global_limit IS NOT NULL
+            THEN v_rq.global_limit - o.uq - ${running("c.queue = v_queue AND c.flow_shard < v_sq")} END,
+          CASE WHEN v_rk.global_limit IS NOT NULL
+            THEN v_rk.global_limit - o.uk - ${running("c.kind = v_kind AND c.flow_shard < v_sk")} END,${rates}),
+          o.uq, o.uk
+        INTO v_seen, v_uq, v_uk
+        FROM (SELECT CASE WHEN v_sq IS NOT NULL THEN ${outsideQueue} END AS uq,
+                CASE WHEN v_sk IS NOT NULL THEN ${outsideKind} END AS uk
+              OFFSET 0) AS o;`
   return `  ${create} ${schema}.claim_flow(
     p_kinds text[], p_queues text[], p_limit integer, p_owner text, p_lease_ms float8, p_now timestamptz,
     p_cursors text[]
@@ -982,16 +1014,7 @@ ${keyedDue}
         -- before the rule, or under another shard count), which every shard counts in full.
         v_sq := CASE WHEN v_rq.global_limit IS NOT NULL THEN greatest(1, least(10, v_rq.global_limit / 25)) END;
         v_sk := CASE WHEN v_rk.global_limit IS NOT NULL THEN greatest(1, least(10, v_rk.global_limit / 25)) END;
-        SELECT least(
-          CASE WHEN v_rq.global_limit IS NOT NULL THEN v_rq.global_limit - ${running("c.queue = v_queue")} END,
-          CASE WHEN v_rk.global_limit IS NOT NULL THEN v_rk.global_limit - ${running("c.kind = v_kind")} END,
-          CASE WHEN ${wholeRate("v_rq")} THEN v_rq.rate_limit - ${starts("v_rq", "queue", "v_queue", "''")} END,
-          CASE WHEN ${wholeRate("v_rk")} THEN v_rk.rate_limit - ${starts("v_rk", "kind", "v_kind", "''")} END),
-          CASE WHEN v_sq IS NOT NULL
-            THEN ${running("c.queue = v_queue AND (c.flow_shard IS NULL OR c.flow_shard >= v_sq)")} END,
-          CASE WHEN v_sk IS NOT NULL
-            THEN ${running("c.kind = v_kind AND (c.flow_shard IS NULL OR c.flow_shard >= v_sk)")} END
-        INTO v_seen, v_uq, v_uk;
+${outsideOnce ? wholeScopeOnce : wholeScope}
         CONTINUE WHEN v_seen <= 0;
 
         -- 1. Global limits: a shard with room. A global limit L is split over S shards
@@ -1214,14 +1237,15 @@ const firstKey = (
  * in key order (see `firstKey`). An `EXISTS` would drop the order, and with
  * it the index.
  */
-export const claimFlowV9 = (schema: string, roomFirst = false) =>
+export const claimFlowV9 = (schema: string, roomFirst = false, outsideOnce = false) =>
   claimFlow(
     schema,
     "CREATE OR REPLACE FUNCTION",
     `         SELECT 1 FROM unnest(p_queues) AS u(queue)
          CROSS JOIN LATERAL ${firstKey(schema, "u.queue")} AS keyed(key))`,
     `${firstKey(schema, "v_queue")} IS NOT NULL`,
-    roomFirst
+    roomFirst,
+    outsideOnce
   )
 
 /**
@@ -1237,6 +1261,16 @@ export const claimFlowV9 = (schema: string, roomFirst = false) =>
  * holds as before.
  */
 export const claimFlowV11 = (schema: string) => claimFlowV9(schema, true)
+
+/**
+ * Migration 12's `claim_flow`: as migration 11's, but a whole scope's
+ * running jobs under a `global` limit are counted as those outside its
+ * shards (every running row, read through `jobs_lease_idx` since migration
+ * 12 narrowed the per-key indexes to keyed jobs) plus those in its shards
+ * (`jobs_running_*_shard_idx`), so the read of every running row happens
+ * once per scope, not twice.
+ */
+export const claimFlowV12 = (schema: string) => claimFlowV9(schema, true, true)
 
 /**
  * Migration 6's `enqueue` (migration 5's, storing each job's partition key),

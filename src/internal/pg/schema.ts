@@ -9,7 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
 import { v8 } from "./finished.js"
-import { claimFlowV9, claimFlowV11, settleV10, v2, v3, v4, v5, v6 } from "./functions.js"
+import { claimFlowV9, claimFlowV11, claimFlowV12, settleV10, v2, v3, v4, v5, v6 } from "./functions.js"
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 48 characters. */
 const identifier = /^[a-z_][a-z0-9_]{0,47}$/
@@ -88,6 +88,28 @@ const v1 = (schema: string) => `
 const v7 = (schema: string) => `
   CREATE INDEX jobs_retryable_idx ON ${schema}.jobs (run_at) WHERE state = 'retryable';`
 
+/**
+ * Version 12: the running rows of jobs without a partition key leave the
+ * per-key counting indexes. `jobs_running_queue_idx` and
+ * `jobs_running_kind_idx` (migration 6) serve the counts of running jobs per
+ * queue or kind and key, which only keyed jobs have; a claim of jobs without
+ * a key (most jobs) wrote an entry into each, two of the four index entries
+ * a claimed row gets. The counts of a whole queue or kind under a global
+ * limit read the running rows through `jobs_lease_idx`, which holds every
+ * running row (their number is bounded by the runners' concurrency and
+ * claims ahead, not by the backlog), once per scope (`claimFlowV12`). A
+ * count per key (`partition_key = k`) implies `partition_key IS NOT NULL`,
+ * so the planner keeps using the new indexes for it.
+ */
+const v12 = (schema: string) => `
+${claimFlowV12(schema)}
+  DROP INDEX ${schema}.jobs_running_queue_idx;
+  DROP INDEX ${schema}.jobs_running_kind_idx;
+  CREATE INDEX jobs_running_queue_idx ON ${schema}.jobs (queue, partition_key, lease_expires_at)
+    WHERE state = 'running' AND partition_key IS NOT NULL;
+  CREATE INDEX jobs_running_kind_idx ON ${schema}.jobs (kind, partition_key, lease_expires_at)
+    WHERE state = 'running' AND partition_key IS NOT NULL;`
+
 /** Run a migration's DDL (several statements, no parameters) in one round trip. */
 const ddl = (text: string) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text))
 
@@ -103,7 +125,8 @@ const steps: ReadonlyArray<readonly [name: string, text: (schema: string) => str
   ["8_finished_jobs", v8],
   ["9_keyed_probe_by_index", claimFlowV9],
   ["10_settle_function", settleV10],
-  ["11_global_shard_room_first", claimFlowV11]
+  ["11_global_shard_room_first", claimFlowV11],
+  ["12_running_key_indexes_keyed_only", v12]
 ]
 
 /** The id of the last migration this version knows. */

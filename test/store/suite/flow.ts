@@ -208,6 +208,33 @@ export const flowSuite = (test: StoreTest) =>
         expect(second).toHaveLength(1)
       }))
 
+    test.wholeScopeLimits("jobs already running when a limit is declared count against it", ({ store }) =>
+      Effect.gen(function* () {
+        const queue = `q_${freshKind()}`
+        const kind = freshKind()
+        const other = freshKind()
+        const claimAll = (kinds: Array<string>) => store.claim(request({ queues: [queue], kinds, limit: 10 }))
+        // Claimed with no rule in force: two jobs without a key, then one of key "a" and one of another kind.
+        yield* enqueueN(store, 2, { kind, queue })
+        expect(yield* claimAll([kind])).toHaveLength(2)
+        yield* enqueueN(store, 1, { kind, queue, partition: "a" })
+        yield* enqueueN(store, 1, { kind: other, queue })
+        expect(yield* claimAll([kind, other])).toHaveLength(2)
+        yield* store.declareLimits([
+          rule("kind", kind, { concurrency: { global: 4, perPartition: 1 } }),
+          rule("queue", queue, { concurrency: { global: 6 } })
+        ])
+        yield* enqueueN(store, 3, { kind, queue, partition: "a" })
+        yield* enqueueN(store, 3, { kind, queue })
+        // The kind runs 3 of its 4: one more, and not of key "a", which is at its limit.
+        expect(byPartition(yield* claimAll([kind]))).toEqual({ "(none)": 1 })
+        // The queue runs 5 of its 6 (every kind): one more of the other kind, then none.
+        yield* enqueueN(store, 3, { kind: other, queue })
+        expect(yield* claimAll([other])).toHaveLength(1)
+        expect(yield* claimAll([kind, other])).toEqual([])
+      })
+    )
+
     test("a queue's rule and a kind's rule both hold", ({ store }) =>
       Effect.gen(function* () {
         const queue = `q_${freshKind()}`
