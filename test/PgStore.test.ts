@@ -180,14 +180,15 @@ describe("PgStore migrations", () => {
           [9, "keyed_probe_by_index"],
           [10, "settle_function"],
           [11, "global_shard_room_first"],
-          [12, "running_key_indexes_keyed_only"]
+          [12, "running_key_indexes_keyed_only"],
+          [13, "one_due_index_for_unkeyed_jobs"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
       expect(rows.map((r) => r.migration_id).sort((a, b) => a - b)).toEqual([
-        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
       ])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
@@ -1289,7 +1290,8 @@ describe("PgStore rows a claim cannot take", () => {
         [9, "keyed_probe_by_index"],
         [10, "settle_function"],
         [11, "global_shard_room_first"],
-        [12, "running_key_indexes_keyed_only"]
+        [12, "running_key_indexes_keyed_only"],
+        [13, "one_due_index_for_unkeyed_jobs"]
       ])
       // This release reads the partition key, which came with migration 6.
       yield* expectFenceDiscard(store, ids[0]!)
@@ -1327,7 +1329,8 @@ describe("PgStore rows a claim cannot take", () => {
           [9, "keyed_probe_by_index"],
           [10, "settle_function"],
           [11, "global_shard_room_first"],
-          [12, "running_key_indexes_keyed_only"]
+          [12, "running_key_indexes_keyed_only"],
+          [13, "one_due_index_for_unkeyed_jobs"]
         ])
         // An older node claims with `claim`, this one with `claim_flow`: the same rules, each
         // row once, and each discards a row whose fence is at the maximum instead of failing.

@@ -762,7 +762,9 @@ const claimFlow = (
   /** Count a global shard's room before trying its lock (migration 11; see `claimFlowV11`). */
   roomFirst = false,
   /** Read a whole scope's running jobs outside its shards once (migration 12; see `claimFlowV12`). */
-  outsideOnce = false
+  outsideOnce = false,
+  /** Find due jobs without a key through the partition index only (migration 13; see `claimFlowV13`). */
+  unkeyedApart = false
 ) => {
   const max = 2147483647
   const ok = `j.fence < ${max}`
@@ -802,13 +804,45 @@ const claimFlow = (
         pick AS (SELECT due.id, 0 AS ord FROM due),
         taken AS (${take("pick", "NULL")})
         ${rowsOf("taken")};`
-  /** Migration 5's arm: the due jobs of one queue of kinds `kinds`, in claim order. */
-  const arm = (queue: string, columns: string, kinds: string, limit: string) => `
+  /**
+   * Migration 5's arm: the due jobs of one queue of kinds `kinds`, in claim
+   * order; with `keys` only those without a partition key (`"none"`, read
+   * from `jobs_partition_claim_idx`) or only those with one (`"some"`).
+   */
+  const arm = (
+    queue: string,
+    columns: string,
+    kinds: string,
+    limit: string,
+    keys: "any" | "none" | "some" = "any"
+  ) => `
           SELECT ${columns} FROM ${schema}.jobs d
-          WHERE d.queue = ${queue} AND ${due("d")} AND d.kind = ANY(${kinds})
+          WHERE d.queue = ${queue}${keys === "none" ? " AND coalesce(d.partition_key, '') = ''" : keys === "some" ? " AND d.partition_key IS NOT NULL" : ""}
+            AND ${due("d")} AND d.kind = ANY(${kinds})
           ORDER BY d.priority, d.run_at, d.id
           LIMIT ${limit}
           FOR UPDATE SKIP LOCKED`
+  /** The arm of the fast path, where no due job of the queue has a key (migration 13: by the partition index). */
+  const plainArm = (queue: string, columns: string, kinds: string, limit: string) =>
+    arm(queue, columns, kinds, limit, unkeyedApart ? "none" : "any")
+  /**
+   * A queue's best due job of kinds `kinds` (its priority, run-at and id):
+   * one arm of limit 1, or (migration 13) the better of the best without a
+   * key and the best with one, each read from its own index.
+   */
+  const bestDue = (queue: string, kinds: string) => {
+    const columns = "d.priority, d.run_at, d.id"
+    return unkeyedApart
+      ? `
+          SELECT x.priority, x.run_at, x.id FROM (
+            SELECT * FROM (${arm(queue, columns, kinds, "1", "none")}) AS plain
+            UNION ALL
+            SELECT * FROM (${arm(queue, columns, kinds, "1", "some")}) AS keyed
+          ) AS x
+          ORDER BY x.priority, x.run_at, x.id
+          LIMIT 1`
+      : arm(queue, columns, kinds, "1")
+  }
   const paused = (queue: string) =>
     `EXISTS (SELECT 1 FROM ${schema}.paused_queues pq WHERE pq.queue = ${queue})`
   /** The first key `op` `bound` (in key order) with due work of the group's kinds: one index descent. */
@@ -957,7 +991,7 @@ ${keyedDue}
       -- Nothing to enforce and no keys to take turns: migration 5's claim.
       IF cardinality(p_queues) = 1 THEN
         IF NOT ${paused("p_queues[1]")} THEN
-          ${claimDue(arm("p_queues[1]", "d.id", "p_kinds", "p_limit"))}
+          ${claimDue(plainArm("p_queues[1]", "d.id", "p_kinds", "p_limit"))}
         END IF;
         RETURN;
       END IF;
@@ -965,7 +999,7 @@ ${keyedDue}
         SELECT c.id FROM (
           SELECT DISTINCT rq FROM unnest(p_queues) AS rq WHERE NOT ${paused("rq")}
         ) AS q(queue)
-        CROSS JOIN LATERAL (${arm("q.queue", "d.id, d.priority, d.run_at", "p_kinds", "p_limit")}) AS c
+        CROSS JOIN LATERAL (${plainArm("q.queue", "d.id, d.priority, d.run_at", "p_kinds", "p_limit")}) AS c
         ORDER BY c.priority, c.run_at, c.id
         LIMIT p_limit`)}
       RETURN;
@@ -977,7 +1011,7 @@ ${keyedDue}
     -- Queue by queue, in order of each queue's best due job.
     FOR v_queue, v_cursor IN
       SELECT u.queue, u.cursor FROM unnest(p_queues, p_cursors) AS u(queue, cursor)
-      CROSS JOIN LATERAL (${arm("u.queue", "d.priority, d.run_at, d.id", "p_kinds", "1")}) b
+      CROSS JOIN LATERAL (${bestDue("u.queue", "p_kinds")}) b
       WHERE NOT ${paused("u.queue")}
       ORDER BY b.priority, b.run_at, b.id
     LOOP
@@ -992,7 +1026,7 @@ ${keyedDue}
           SELECT k AS kind, ARRAY[k] AS kinds FROM unnest(v_ruled) AS k
           UNION ALL SELECT NULL, v_free WHERE cardinality(v_free) > 0
         ) g
-        CROSS JOIN LATERAL (${arm("v_queue", "d.priority, d.run_at, d.id", "g.kinds", "1")}) b
+        CROSS JOIN LATERAL (${bestDue("v_queue", "g.kinds")}) b
         ORDER BY b.priority, b.run_at, b.id
       LOOP
         EXIT WHEN v_left <= 0;
@@ -1001,7 +1035,7 @@ ${keyedDue}
 
         IF v_rq.scope IS NULL AND v_rk.scope IS NULL AND NOT v_partitioned THEN
           -- No rule, no keys: migration 5's arm.
-          ${claimDue(arm("v_queue", "d.id", "v_kinds", "v_left"))}
+          ${claimDue(plainArm("v_queue", "d.id", "v_kinds", "v_left"))}
           GET DIAGNOSTICS v_rows = ROW_COUNT;
           v_left := v_left - v_rows;
           CONTINUE;
@@ -1237,7 +1271,7 @@ const firstKey = (
  * in key order (see `firstKey`). An `EXISTS` would drop the order, and with
  * it the index.
  */
-export const claimFlowV9 = (schema: string, roomFirst = false, outsideOnce = false) =>
+export const claimFlowV9 = (schema: string, roomFirst = false, outsideOnce = false, unkeyedApart = false) =>
   claimFlow(
     schema,
     "CREATE OR REPLACE FUNCTION",
@@ -1245,7 +1279,8 @@ export const claimFlowV9 = (schema: string, roomFirst = false, outsideOnce = fal
          CROSS JOIN LATERAL ${firstKey(schema, "u.queue")} AS keyed(key))`,
     `${firstKey(schema, "v_queue")} IS NOT NULL`,
     roomFirst,
-    outsideOnce
+    outsideOnce,
+    unkeyedApart
   )
 
 /**
@@ -1271,6 +1306,17 @@ export const claimFlowV11 = (schema: string) => claimFlowV9(schema, true)
  * once per scope, not twice.
  */
 export const claimFlowV12 = (schema: string) => claimFlowV9(schema, true, true)
+
+/**
+ * Migration 13's `claim_flow`: as migration 12's, but due jobs without a
+ * partition key are read from `jobs_partition_claim_idx` only (the key
+ * `''`), which migration 13 makes the one index that holds them: the fast
+ * path's arms (no due job of the queue has a key there) read that key, and
+ * a queue's (or kind group's) best due job is the better of its best
+ * without a key and its best with one (`jobs_queue_claim_idx`, keyed jobs
+ * only since migration 13).
+ */
+export const claimFlowV13 = (schema: string) => claimFlowV9(schema, true, true, true)
 
 /**
  * Migration 6's `enqueue` (migration 5's, storing each job's partition key),

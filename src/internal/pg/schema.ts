@@ -9,7 +9,18 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as JobStore from "../../JobStore.js"
 import { v8 } from "./finished.js"
-import { claimFlowV9, claimFlowV11, claimFlowV12, settleV10, v2, v3, v4, v5, v6 } from "./functions.js"
+import {
+  claimFlowV9,
+  claimFlowV11,
+  claimFlowV12,
+  claimFlowV13,
+  settleV10,
+  v2,
+  v3,
+  v4,
+  v5,
+  v6
+} from "./functions.js"
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 48 characters. */
 const identifier = /^[a-z_][a-z0-9_]{0,47}$/
@@ -110,6 +121,22 @@ ${claimFlowV12(schema)}
   CREATE INDEX jobs_running_kind_idx ON ${schema}.jobs (kind, partition_key, lease_expires_at)
     WHERE state = 'running' AND partition_key IS NOT NULL;`
 
+/**
+ * Version 13: a due job without a partition key is kept in one index, not
+ * two. `jobs_partition_claim_idx` (queue, key or `''`, claim order) already
+ * holds it, under the key `''`; `jobs_queue_claim_idx` (queue, claim order)
+ * now holds keyed due jobs only, for a queue's best due job across its keys.
+ * An enqueue of a job without a key writes one index entry less.
+ * `claim_flow` (`claimFlowV13`) reads both accordingly. The claims of nodes
+ * still on a release before migration 6 (`claim`, `claim_rows`) lose the
+ * index they read: upgrade those nodes first.
+ */
+const v13 = (schema: string) => `
+${claimFlowV13(schema)}
+  DROP INDEX ${schema}.jobs_queue_claim_idx;
+  CREATE INDEX jobs_queue_claim_idx ON ${schema}.jobs (queue, priority, run_at, id)
+    WHERE state IN ${dueStates} AND partition_key IS NOT NULL;`
+
 /** Run a migration's DDL (several statements, no parameters) in one round trip. */
 const ddl = (text: string) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(text))
 
@@ -126,7 +153,8 @@ const steps: ReadonlyArray<readonly [name: string, text: (schema: string) => str
   ["9_keyed_probe_by_index", claimFlowV9],
   ["10_settle_function", settleV10],
   ["11_global_shard_room_first", claimFlowV11],
-  ["12_running_key_indexes_keyed_only", v12]
+  ["12_running_key_indexes_keyed_only", v12],
+  ["13_one_due_index_for_unkeyed_jobs", v13]
 ]
 
 /** The id of the last migration this version knows. */
