@@ -804,6 +804,12 @@ const claimFlow = (
         pick AS (SELECT due.id, 0 AS ord FROM due),
         taken AS (${take("pick", "NULL")})
         ${rowsOf("taken")};`
+  /** `arm`'s test of the partition key: any, none (the key `''`), or some. */
+  const keyed = {
+    any: "",
+    none: " AND coalesce(d.partition_key, '') = ''",
+    some: " AND d.partition_key IS NOT NULL"
+  } as const
   /**
    * Migration 5's arm: the due jobs of one queue of kinds `kinds`, in claim
    * order; with `keys` only those without a partition key (`"none"`, read
@@ -814,10 +820,10 @@ const claimFlow = (
     columns: string,
     kinds: string,
     limit: string,
-    keys: "any" | "none" | "some" = "any"
+    keys: keyof typeof keyed = "any"
   ) => `
           SELECT ${columns} FROM ${schema}.jobs d
-          WHERE d.queue = ${queue}${keys === "none" ? " AND coalesce(d.partition_key, '') = ''" : keys === "some" ? " AND d.partition_key IS NOT NULL" : ""}
+          WHERE d.queue = ${queue}${keyed[keys]}
             AND ${due("d")} AND d.kind = ANY(${kinds})
           ORDER BY d.priority, d.run_at, d.id
           LIMIT ${limit}

@@ -302,7 +302,7 @@ const arrayText = (values: ReadonlyArray<unknown>): string => {
     else if (typeof v === "number") text += String(v)
     else if (typeof v === "boolean") text += v ? "t" : "f"
     else {
-      const s = typeof v === "string" ? v : String(v)
+      const s = String(v)
       text +=
         s.includes('"') || s.includes("\\")
           ? `"${s.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`
