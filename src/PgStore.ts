@@ -104,7 +104,16 @@ const byKey = (rules: ReadonlyArray<FlowControl.Rule>) =>
     a.scope === b.scope ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.scope < b.scope ? -1 : 1
   )
 
-const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStore.Service => {
+/**
+ * The store on `ctx`; the statements a runner sends in the background
+ * (rescue, prune, the samplers' reads, `flowState`, cron slots) on `background`, which
+ * is `ctx` unless the library opened the client (see `Client.layer`).
+ */
+const service = (
+  ctx: Ctx.Ctx,
+  background: Ctx.Ctx,
+  wakeups: Stream.Stream<JobStore.Wakeup>
+): JobStore.Service => {
   // Where this instance's next fair claim starts in each queue (see `Jobs.Cursors`).
   const cursors: Jobs.Cursors = new Map()
   return {
@@ -116,13 +125,16 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
     settle: (settlements) => Jobs.settle(ctx, settlements).pipe(Ctx.operation("settle")),
     settleAndClaim: (settlements, request) =>
       Jobs.settleAndClaim(ctx, settlements, request, cursors).pipe(Ctx.operation("settleAndClaim")),
-    rescue: (limit) => Jobs.rescue(ctx, limit).pipe(Ctx.operation("rescue")),
+    rescue: (limit) => Jobs.rescue(background, limit).pipe(Ctx.operation("rescue")),
     prune: (request) =>
-      Finished.prune(ctx, request).pipe(Effect.zipLeft(Flow.pruneStarts(ctx.tables)), Ctx.operation("prune")),
+      Finished.prune(background, request).pipe(
+        Effect.zipLeft(Flow.pruneStarts(background.tables)),
+        Ctx.operation("prune")
+      ),
     get: (id) => Admin.get(ctx, id).pipe(Ctx.operation("get")),
     list: (filter) => Admin.list(ctx, filter).pipe(Ctx.operation("list")),
     counts: Admin.counts(ctx).pipe(Ctx.operation("counts")),
-    depth: Admin.depth(ctx).pipe(Ctx.operation("depth")),
+    depth: Admin.depth(background).pipe(Ctx.operation("depth")),
     activity: (since) => Admin.activity(ctx, since).pipe(Ctx.operation("activity")),
     cancel: (id) => Admin.cancel(ctx, id).pipe(Ctx.operation("cancel")),
     retry: (id) => Admin.retry(ctx, id).pipe(Ctx.operation("retry")),
@@ -133,8 +145,9 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
     pause: (queue) => Admin.pause(ctx, queue).pipe(Ctx.operation("pause")),
     resume: (queue) => Admin.resume(ctx, queue).pipe(Ctx.operation("resume")),
     paused: Admin.paused(ctx).pipe(Ctx.operation("paused")),
-    enqueueCronSlot: (input) => Admin.enqueueCronSlot(ctx, input).pipe(Ctx.operation("enqueueCronSlot")),
-    lastCronSlot: (name) => Admin.lastCronSlot(ctx, name).pipe(Ctx.operation("lastCronSlot")),
+    enqueueCronSlot: (input) =>
+      Admin.enqueueCronSlot(background, input).pipe(Ctx.operation("enqueueCronSlot")),
+    lastCronSlot: (name) => Admin.lastCronSlot(background, name).pipe(Ctx.operation("lastCronSlot")),
     declareLimits: (rules) => {
       const declared = byKey(rules)
       const statements = Flow.declareLimits(ctx.tables, declared)
@@ -150,9 +163,11 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
           // the caller's transaction (a savepoint here) its isolation level stands.
           (outer._tag === "Some"
             ? Effect.void
-            : ctx.sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`
+            : background.sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`
           ).pipe(
-            Effect.zipRight(Flow.flowState(ctx.tables, options, Admin.paused(ctx), Admin.now(ctx))),
+            Effect.zipRight(
+              Flow.flowState(background.tables, options, Admin.paused(background), Admin.now(background))
+            ),
             // The shared statement's error channel is untyped; what fails in it is a SqlError.
             Effect.mapError((cause) =>
               cause instanceof SqlError.SqlError
@@ -162,14 +177,14 @@ const service = (ctx: Ctx.Ctx, wakeups: Stream.Stream<JobStore.Wakeup>): JobStor
                     cause
                   })
             ),
-            ctx.sql.withTransaction
+            background.sql.withTransaction
           )
         ),
         Ctx.operation("flowState")
       ),
     now: Admin.now(ctx).pipe(Ctx.operation("now")),
     ping: Admin.ping(ctx).pipe(Ctx.operation("ping")),
-    tableStats: Finished.tableStats(ctx).pipe(Ctx.operation("tableStats")),
+    tableStats: Finished.tableStats(background).pipe(Ctx.operation("tableStats")),
     wakeups
   }
 }
@@ -190,10 +205,16 @@ export const make = (
     if (options.migrate !== false) {
       yield* Schema.migrate(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     }
-    const ctx = Ctx.make(sql, schema, options.clock ?? "database", Direct.poolOf(client))
+    const clock = options.clock ?? "database"
+    const pools = Direct.poolsOf(client)
+    const ctx = Ctx.make(sql, schema, clock, pools?.pool)
+    const background =
+      pools === undefined
+        ? ctx
+        : Ctx.make(pools.background.client.withoutTransforms(), schema, clock, pools.background.pool)
     // Jobs finished before the finished jobs got a table of their own move there in the
     // background, a batch per transaction, while this node works (see `Finished`).
-    yield* Finished.moveLegacy(ctx).pipe(
+    yield* Finished.moveLegacy(background).pipe(
       Effect.tap((moved) =>
         moved > 0
           ? Effect.logInfo(`nightshift: moved ${moved} finished job(s) to ${schema}.jobs_done`)
@@ -207,14 +228,14 @@ export const make = (
       ),
       Effect.forkScoped
     )
-    if (options.listen === false) return service(ctx, Stream.empty)
+    if (options.listen === false) return service(ctx, background, Stream.empty)
     // Runners in this process register a listener on the hints and are woken as a
     // notification arrives, without a hop through the `wakeups` stream.
     const hints = yield* Wakeups.start(client, ctx, {
       heartbeat: Duration.decode(options.listenerHeartbeat ?? "500 millis"),
       retryDelay: Duration.millis(250)
     })
-    return hints.attach(service(ctx, hints.stream))
+    return hints.attach(service(ctx, background, hints.stream))
   })
 
 /**
@@ -226,7 +247,11 @@ export const make = (
  * per statement). It does so only where nothing could tell the difference:
  * with Effect's default tracer, no statement transformer, and outside the
  * application's transactions (an enqueue inside one joins it, as on any
- * client). `layerUrl` builds its client this way.
+ * client). Beside that pool it opens a second one of up to two connections,
+ * on which the store sends what a runner does in the background (rescue,
+ * prune, the depth and flow-control samples, cron slots, `flowState`), so
+ * that those statements never make the first pool open a connection that
+ * a claim then meets cold. `layerUrl` builds its client this way.
  *
  * @example
  * ```ts
@@ -260,7 +285,9 @@ export const layer = (
 /**
  * The store with its own `PgClient` for `url`; the client is provided too, for
  * the application to share. The pool opens up to `maxConnections` (default
- * 10) and keeps an idle connection for 30 minutes.
+ * 10) and keeps an idle connection for 30 minutes; a runner's background
+ * statements (rescue, prune, samples, cron slots) use up to two more, in a
+ * pool of their own (see `layerPgClient`).
  *
  * @since 0.1.0
  */

@@ -25,6 +25,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as Ctx from "../src/internal/pg/context.js"
+import * as Direct from "../src/internal/pg/direct.js"
 import * as Functions from "../src/internal/pg/functions.js"
 import * as Jobs from "../src/internal/pg/jobs.js"
 import { columns } from "../src/internal/pg/rows.js"
@@ -294,6 +295,55 @@ describe("PgStore connections", () => {
         const alive = yield* reader<{ pid: number }>`
           SELECT pid FROM pg_stat_activity WHERE pid = ANY(${pids}::int[])`
         expect(alive.map((r) => r.pid).sort()).toEqual([...pids].sort())
+      }).pipe(Effect.scoped),
+    20_000
+  )
+})
+
+describe("PgStore background connections", () => {
+  it.live(
+    "a runner's background statements run on connections of their own: the pool of claims never opens one for them",
+    () =>
+      Effect.gen(function* () {
+        const schema = freshSchema("bg")
+        const { store, client, sql } = yield* node(schema, { listen: false })
+        yield* Effect.addFinalizer(() =>
+          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        )
+        const pool = Direct.poolsOf(client)?.pool as
+          | (Direct.Pool & { readonly totalCount: number })
+          | undefined
+        if (pool === undefined) throw new Error("the library's client registered no pools")
+        yield* store.enqueue([input()])
+        const open = pool.totalCount
+        expect(open).toBeGreaterThan(0)
+        // Every connection the pool has open is busy while the background statements run:
+        // one of them on this pool would make it open another.
+        const busy = Effect.all(
+          Array.from({ length: open }, () => sql`SELECT pg_sleep(0.4)`),
+          { concurrency: "unbounded" }
+        )
+        const background = Effect.all(
+          [
+            Effect.sleep("100 millis"),
+            store.rescue(100),
+            store.prune({ completedMs: 0, discardedMs: 0, cancelledMs: 0, limit: 100 }),
+            store.depth,
+            store.tableStats ?? Effect.void,
+            store.flowState({ due: true }),
+            store.enqueueCronSlot({ name: "report", slot: 60_000, job: input() }),
+            store.lastCronSlot("report")
+          ],
+          { concurrency: 1 }
+        )
+        const [, [, , , depth, , , slot, last]] = yield* Effect.all([busy, background], {
+          concurrency: "unbounded"
+        })
+        expect(pool.totalCount).toBe(open)
+        // They did their work, on the same schema.
+        expect(depth).toContainEqual({ queue: "q", state: "available", count: 1 })
+        expect(slot).toBeDefined()
+        expect(last).toBe(60_000)
       }).pipe(Effect.scoped),
     20_000
   )

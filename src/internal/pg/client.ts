@@ -80,6 +80,37 @@ export const layer = (
     )
   )
 
+/**
+ * How many connections the background pool opens at most: the rescuer, the
+ * pruner, the samplers and the cron loop each send one statement at a time,
+ * and rarely at the same moment.
+ */
+const backgroundConnections = 2
+
+/** A `PgClient` on `pool`, with `config`'s settings. */
+const clientOn = (pool: Direct.Pool, config: PgClient.PgClientConfig) =>
+  PgClient.fromPool({
+    // `pg` ships no types, so `@effect/sql-pg` names its pool as `any`.
+    acquire: Effect.succeed(pool as never),
+    applicationName: config.applicationName,
+    spanAttributes: config.spanAttributes,
+    transformResultNames: config.transformResultNames,
+    transformQueryNames: config.transformQueryNames,
+    transformJson: config.transformJson,
+    types: config.types
+  })
+
+/**
+ * The client on a pool of its own, and beside it a second, small pool for
+ * the statements a runner sends in the background (rescue, prune, depth and
+ * flow samples, cron slots). On one pool, such a statement that comes while
+ * a claim and a settle hold every open connection makes the pool open
+ * another, and the pool hands the connection it last got back to the next
+ * claim: a fresh backend, whose first call of the claim function costs tens
+ * of milliseconds of compiling and planning that the claimed jobs wait for.
+ * Both pools open connections only when a statement needs one: a process
+ * that only enqueues never opens a background connection.
+ */
 const onPool = (
   Pool: new (config: object) => Direct.Pool,
   config: PgClient.PgClientConfig
@@ -88,17 +119,14 @@ const onPool = (
     Effect.gen(function* () {
       const pool = yield* openPool(Pool, config)
       yield* checkReachable(pool, config)
-      const client = yield* PgClient.fromPool({
-        // `pg` ships no types, so `@effect/sql-pg` names its pool as `any`.
-        acquire: Effect.succeed(pool as never),
-        applicationName: config.applicationName,
-        spanAttributes: config.spanAttributes,
-        transformResultNames: config.transformResultNames,
-        transformQueryNames: config.transformQueryNames,
-        transformJson: config.transformJson,
-        types: config.types
+      const client = yield* clientOn(pool, config)
+      const backgroundPool = yield* openPool(Pool, {
+        ...config,
+        maxConnections: backgroundConnections,
+        minConnections: undefined
       })
-      Direct.register(client, pool)
+      const background = yield* clientOn(backgroundPool, config)
+      Direct.register(client, { pool, background: { pool: backgroundPool, client: background } })
       return Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
     })
   ).pipe(Layer.provide(Reactivity.layer))

@@ -20,6 +20,7 @@ import { createRequire } from "node:module"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
+import type * as PgClient from "@effect/sql-pg/PgClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
@@ -67,15 +68,25 @@ export interface Pool {
   on(event: "error", listener: (error: Error) => void): void
 }
 
-/** The pools of the clients the library built (`client`): a store on one of them may use it directly. */
-const pools = new WeakMap<object, Pool>()
+/**
+ * What the library opened under a client it built: the client's pool, and
+ * a small pool of its own, with a client on it, for the runner's background
+ * statements (see `client.ts`).
+ */
+export interface Pools {
+  readonly pool: Pool
+  readonly background: { readonly pool: Pool; readonly client: PgClient.PgClient }
+}
 
-/** The pool under `client`, when the library built that client. */
-export const poolOf = (client: object): Pool | undefined => pools.get(client)
+/** The pools of the clients the library built (`client`): a store on one of them may use them directly. */
+const pools = new WeakMap<object, Pools>()
 
-/** Remember that `client` runs on `pool`. */
-export const register = (client: object, pool: Pool): void => {
-  pools.set(client, pool)
+/** The pools under `client`, when the library built that client. */
+export const poolsOf = (client: object): Pools | undefined => pools.get(client)
+
+/** Remember what `client` runs on. */
+export const register = (client: object, opened: Pools): void => {
+  pools.set(client, opened)
 }
 
 /** A `pg` module, as far as the store uses it. */
