@@ -247,7 +247,7 @@ export const make = (
  * per statement). It does so only where nothing could tell the difference:
  * with Effect's default tracer, no statement transformer, and outside the
  * application's transactions (an enqueue inside one joins it, as on any
- * client). Beside that pool it opens a second one of up to two connections,
+ * client). Beside that pool it opens a second one, of one connection,
  * on which the store sends what a runner does in the background (rescue,
  * prune, the depth and flow-control samples, cron slots, `flowState`), so
  * that those statements never make the first pool open a connection that
@@ -286,8 +286,8 @@ export const layer = (
  * The store with its own `PgClient` for `url`; the client is provided too, for
  * the application to share. The pool opens up to `maxConnections` (default
  * 10) and keeps an idle connection for 30 minutes; a runner's background
- * statements (rescue, prune, samples, cron slots) use up to two more, in a
- * pool of their own (see `layerPgClient`).
+ * statements (rescue, prune, samples, cron slots) use one more, in a pool
+ * of its own (see `layerPgClient`).
  *
  * @since 0.1.0
  */

@@ -112,7 +112,7 @@ export const config: Config.Config<Target> = Config.string(internal.envVar).pipe
 export interface Options {
   /** How long to wait for a PostgreSQL connection before giving up. Default 5 seconds. */
   readonly connectTimeout?: Duration.DurationInput | undefined
-  /** Most PostgreSQL connections for jobs and the application (a runner's background work uses up to two more). Default 10. */
+  /** Most PostgreSQL connections for jobs and the application (a runner's background work uses one more). Default 10. */
   readonly maxConnections?: number | undefined
   /** Listen for PostgreSQL wake-up and cancel hints. Default true; one-off tools turn it off. */
   readonly listen?: boolean | undefined

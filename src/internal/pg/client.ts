@@ -81,11 +81,14 @@ export const layer = (
   )
 
 /**
- * How many connections the background pool opens at most: the rescuer, the
- * pruner, the samplers and the cron loop each send one statement at a time,
- * and rarely at the same moment.
+ * How many connections the background pool opens: one. The rescuer, the
+ * pruner, the samplers and the cron loop each send one statement at a time
+ * and none is urgent, so they take turns; a process that runs jobs holds
+ * one connection more than its claims need, not two (a second one, opened
+ * beside the first at a runner's start, cost a 5,000-job drain from a
+ * fresh worker a few percent).
  */
-const backgroundConnections = 2
+const backgroundConnections = 1
 
 /** A `PgClient` on `pool`, with `config`'s settings. */
 const clientOn = (pool: Direct.Pool, config: PgClient.PgClientConfig) =>
