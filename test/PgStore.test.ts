@@ -302,7 +302,7 @@ describe("PgStore connections", () => {
 
 describe("PgStore background connections", () => {
   it.live(
-    "a runner's background statements run on connections of their own: the pool of claims never opens one for them",
+    "a runner's background statements run on a connection of their own: the pool of claims never opens one for them",
     () =>
       Effect.gen(function* () {
         const schema = freshSchema("bg")
@@ -317,28 +317,22 @@ describe("PgStore background connections", () => {
         yield* store.enqueue([input()])
         const open = pool.totalCount
         expect(open).toBeGreaterThan(0)
-        // Every connection the pool has open is busy while the background statements run:
+        // Every connection the pool has open is held while the background statements run:
         // one of them on this pool would make it open another.
-        const busy = Effect.all(
-          Array.from({ length: open }, () => sql`SELECT pg_sleep(0.4)`),
-          { concurrency: "unbounded" }
+        const [depth, slot, last] = yield* Effect.scoped(
+          Effect.zipRight(
+            Effect.all(Array.from({ length: open }, () => sql.reserve)),
+            Effect.all([
+              store.rescue(100),
+              store.prune({ completedMs: 0, discardedMs: 0, cancelledMs: 0, limit: 100 }),
+              store.tableStats ?? Effect.void,
+              store.flowState({ due: true }),
+              store.depth,
+              store.enqueueCronSlot({ name: "report", slot: 60_000, job: input() }),
+              store.lastCronSlot("report")
+            ]).pipe(Effect.map(([, , , , depth, slot, last]) => [depth, slot, last] as const))
+          )
         )
-        const background = Effect.all(
-          [
-            Effect.sleep("100 millis"),
-            store.rescue(100),
-            store.prune({ completedMs: 0, discardedMs: 0, cancelledMs: 0, limit: 100 }),
-            store.depth,
-            store.tableStats ?? Effect.void,
-            store.flowState({ due: true }),
-            store.enqueueCronSlot({ name: "report", slot: 60_000, job: input() }),
-            store.lastCronSlot("report")
-          ],
-          { concurrency: 1 }
-        )
-        const [, [, , , depth, , , slot, last]] = yield* Effect.all([busy, background], {
-          concurrency: "unbounded"
-        })
         expect(pool.totalCount).toBe(open)
         // They did their work, on the same schema.
         expect(depth).toContainEqual({ queue: "q", state: "available", count: 1 })
