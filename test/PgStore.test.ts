@@ -343,6 +343,55 @@ describe("PgStore background connections", () => {
   )
 })
 
+describe("PgStore prepared statements", () => {
+  it.live(
+    "enqueue, claim and settle are prepared once per connection and keep working from the prepared statement",
+    () =>
+      Effect.gen(function* () {
+        const schema = freshSchema("prep")
+        const context = yield* Layer.build(clientLayer({ maxConnections: 1 }))
+        const client = Context.get(context, PgClient.PgClient)
+        const sql = client.withoutTransforms()
+        yield* Effect.addFinalizer(() =>
+          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        )
+        const store = yield* PgStore.make({ schema, listen: false }).pipe(
+          Effect.provideService(PgClient.PgClient, client)
+        )
+        const cycle = (n: number) =>
+          Effect.gen(function* () {
+            const [enqueued] = yield* store.enqueue([input({ payload: { n } })])
+            const [job] = yield* store.claim({
+              queues: ["q"],
+              kinds: ["k"],
+              limit: 1,
+              leaseMs: 30_000,
+              owner: "o"
+            })
+            expect(job?.id).toBe(enqueued!.id)
+            expect(job?.payload).toEqual({ n })
+            const [settled] = yield* store.settle([
+              { id: job!.id, fence: job!.fence, outcome: { _tag: "completed" } }
+            ])
+            expect(settled).toMatchObject({ id: job!.id, applied: true, state: "completed" })
+          })
+        yield* cycle(1)
+        // One connection: the statements the store sent are prepared on the one this query runs on.
+        const prepared = (yield* sql<{ name: string; statement: string }>`
+          SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'nightshift_%'`).map(
+          (row) => row.statement.match(/"?(enqueue|claim_flow|settle)"?\(/)?.[1]
+        )
+        expect(prepared.sort()).toEqual(["claim_flow", "enqueue", "settle"])
+        yield* cycle(2)
+        yield* cycle(3)
+        const [counts] = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM ${sql(schema)}.jobs_all WHERE state = 'completed'`
+        expect(counts!.n).toBe(3)
+      }).pipe(Effect.scoped),
+    20_000
+  )
+})
+
 describe("PgStore time", () => {
   it.effect("by default, now, run-at and leases follow the database clock, not the application clock", () =>
     Effect.gen(function* () {
@@ -699,7 +748,7 @@ describe("PgStore statements on the pool", () => {
       return { result, spans }
     })
 
-  it.effect("the enqueue and claim texts sent on the pool are what their statements compile to", () =>
+  it.effect("the enqueue, claim and settle texts sent on the pool are what their statements compile to", () =>
     Effect.gen(function* () {
       const sql = (yield* PgClient.PgClient).withoutTransforms()
       const ctx = Ctx.make(sql, "compiled", "database")
@@ -707,15 +756,24 @@ describe("PgStore statements on the pool", () => {
       const texts = Jobs.textsOf(ctx)
       const json = JSON.stringify([["k", "q", { n: 1 }, 0, 3]])
       expect(Jobs.enqueueStatement(ctx, json, now, true).compile()).toEqual([
-        texts.enqueue,
+        texts.enqueue.text,
         Jobs.enqueueParams(json, true)
       ])
       const request = { kinds: ["a", "b"], queues: ["q1", "q2"], limit: 7, owner: "o", leaseMs: 30_000 }
       const cursors = ["p3", null]
       expect(Jobs.claimStatement(ctx, request, now, request.queues, cursors).compile()).toEqual([
-        texts.claim,
+        texts.claim.text,
         Jobs.claimParams(request, request.queues, cursors)
       ])
+      const valid = Core.applicable([
+        { id: "5", fence: 2, outcome: { _tag: "completed" } },
+        {
+          id: "6",
+          fence: 1,
+          outcome: { _tag: "retry", delayMs: 1_000, error: { kind: "failure", message: 'a "b"' } }
+        }
+      ])
+      expect(Jobs.settleSql(ctx, valid, now).compile()).toEqual([texts.settle.text, Jobs.settleParams(valid)])
     }).pipe(Effect.provide(clientLayer({ maxConnections: 1 })))
   )
 

@@ -16,6 +16,7 @@
  *
  * @internal
  */
+import { createHash } from "node:crypto"
 import { createRequire } from "node:module"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
@@ -30,8 +31,7 @@ import { nativeTracer } from "../tracing.js"
 interface PoolClient {
   readonly processID?: number | undefined
   query(
-    text: string,
-    values: Array<unknown>,
+    query: { readonly text: string; readonly name?: string | undefined; readonly values: Array<unknown> },
     callback: (error: Error | undefined, result: Result | ReadonlyArray<Result>) => void
   ): void
   once(event: "error", listener: (error: Error) => void): void
@@ -143,7 +143,7 @@ const cancel = (pool: Pool, processId: number | undefined) =>
  * only once that request was answered, so that the cancel cannot reach a
  * statement the connection runs next.
  */
-const query = (pool: Pool, text: string, params: ReadonlyArray<unknown>) =>
+const query = (pool: Pool, text: string, params: ReadonlyArray<unknown>, name?: string) =>
   Effect.async<ReadonlyArray<unknown>, SqlError>((resume) => {
     let state: "connecting" | "running" | "done" | "interrupted" = "connecting"
     let client: PoolClient | undefined
@@ -182,7 +182,7 @@ const query = (pool: Pool, text: string, params: ReadonlyArray<unknown>) =>
         failure = error
       }
       connected.once("error", onError)
-      connected.query(text, params as Array<unknown>, (error, result) => {
+      connected.query({ text, name, values: params as Array<unknown> }, (error, result) => {
         connected.off("error", onError)
         answered = true
         const interrupted = state === "interrupted"
@@ -234,14 +234,31 @@ export const run = <A extends object>(
       })
 
 /**
- * `run` for a statement whose text never changes: on the pool, `text` with
- * `params` as they are, without building and compiling the statement
- * (about 85 µs of a cold call); through the SQL client, `statement()`,
- * which must compile to that text and those parameters.
+ * A statement whose text never changes, and the name it is prepared under
+ * on each connection of the pool that runs it (derived from the text, so
+ * two texts never share a name). After a connection's first call, a call
+ * sends no text: the server neither parses nor analyses it again (about
+ * 0.1 ms of a one-job claim's round trip).
  */
-export const runText = <A extends object>(
+export interface Prepared {
+  readonly text: string
+  readonly name: string
+}
+
+export const prepared = (text: string): Prepared => ({
+  text,
+  name: `nightshift_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`
+})
+
+/**
+ * `run` for a prepared statement: on the pool, its text (prepared once per
+ * connection) with `params` as they are, without building and compiling
+ * the statement (about 85 µs of a cold call); through the SQL client,
+ * `statement()`, which must compile to that text and those parameters.
+ */
+export const runPrepared = <A extends object>(
   pool: Pool | undefined,
-  text: string,
+  prepared: Prepared,
   params: ReadonlyArray<unknown>,
   statement: () => Statement.Statement<A>
 ): Effect.Effect<ReadonlyArray<A>, SqlError> =>
@@ -249,7 +266,7 @@ export const runText = <A extends object>(
     ? Effect.suspend(statement)
     : Effect.withFiberRuntime((fiber) =>
         unobserved(fiber)
-          ? (query(pool, text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>)
+          ? (query(pool, prepared.text, params, prepared.name) as Effect.Effect<ReadonlyArray<A>, SqlError>)
           : statement()
       )
 

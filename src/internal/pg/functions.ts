@@ -18,6 +18,10 @@
  * for a built-in.
  *
  * Released text: never edit it, add a migration that replaces the functions.
+ * Nodes prepare their `enqueue`, `claim_flow` and `settle` calls once per
+ * connection (`direct.ts`), and a prepared call fails once its function's
+ * result columns change: a later version keeps a released function's
+ * result columns and gives different ones a new function name.
  *
  * @internal
  */

@@ -52,12 +52,15 @@ export const enqueueParams = (json: string, keyed: boolean): ReadonlyArray<unkno
 const databaseNow = (ctx: Ctx): Now => Effect.runSync(ctx.now)
 
 /**
- * The texts of the enqueue and claim statements on the database clock,
+ * The texts of the enqueue, claim and settle statements on the database clock,
  * compiled once per store: the hot path sends them with their parameters
- * (`Direct.runText`) instead of building and compiling the statement each
- * time.
+ * as prepared statements (`Direct.runPrepared`) instead of building and
+ * compiling the statement each time.
  */
-const texts = new WeakMap<Ctx, { readonly enqueue: string; readonly claim: string }>()
+const texts = new WeakMap<
+  Ctx,
+  { readonly enqueue: Direct.Prepared; readonly claim: Direct.Prepared; readonly settle: Direct.Prepared }
+>()
 
 /** `texts` of `ctx`, compiled on first use; the store's clock must be the database's. */
 export const textsOf = (ctx: Ctx) => {
@@ -66,8 +69,9 @@ export const textsOf = (ctx: Ctx) => {
   const now = databaseNow(ctx)
   const sample: JobStore.ClaimRequest = { kinds: [], queues: [], limit: 0, owner: "", leaseMs: 0 }
   const compiled = {
-    enqueue: enqueueStatement(ctx, "[]", now, false).compile()[0],
-    claim: claimStatement(ctx, sample, now).compile()[0]
+    enqueue: Direct.prepared(enqueueStatement(ctx, "[]", now, false).compile()[0]),
+    claim: Direct.prepared(claimStatement(ctx, sample, now).compile()[0]),
+    settle: Direct.prepared(settleSql(ctx, [], now).compile()[0])
   }
   texts.set(ctx, compiled)
   return compiled
@@ -93,7 +97,7 @@ export const enqueue = (
   const json = JSON.stringify(batch.map(encodeInput))
   const statement =
     ctx.clock === "database"
-      ? Direct.runText(ctx.pool, textsOf(ctx).enqueue, enqueueParams(json, keyed), () =>
+      ? Direct.runPrepared(ctx.pool, textsOf(ctx).enqueue, enqueueParams(json, keyed), () =>
           enqueueStatement(ctx, json, databaseNow(ctx), keyed)
         )
       : Effect.flatMap(ctx.now, (now) => run(ctx, enqueueStatement(ctx, json, now, keyed)))
@@ -167,7 +171,7 @@ export const claim = (ctx: Ctx, request: JobStore.ClaimRequest, cursors: Cursors
     ctx.clock === "database"
       ? Effect.suspend(() => {
           const { queues, from } = queuesFrom(request, cursors)
-          return Direct.runText(ctx.pool, textsOf(ctx).claim, claimParams(request, queues, from), () =>
+          return Direct.runPrepared(ctx.pool, textsOf(ctx).claim, claimParams(request, queues, from), () =>
             claimStatement(ctx, request, databaseNow(ctx), queues, from)
           )
         })
@@ -272,17 +276,34 @@ export const heartbeat = (
  * one statement with a plan made once per connection (see `functions.ts`).
  */
 const settleStatement = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>) =>
-  Effect.flatMap(ctx.now, (now) => run(ctx, settleSql(ctx, valid, now)))
+  ctx.clock === "database"
+    ? Direct.runPrepared(ctx.pool, textsOf(ctx).settle, settleParams(valid), () =>
+        settleSql(ctx, valid, databaseNow(ctx))
+      )
+    : Effect.flatMap(ctx.now, (now) => run(ctx, settleSql(ctx, valid, now)))
+
+/** The settle statement's parameters, in its order (on the database clock "now" is not one): eight arrays. */
+export const settleParams = (valid: ReadonlyArray<Core.Applicable>) => {
+  const col = (f: (c: Core.Change) => unknown) => arrayText(valid.map((s) => f(s.change)))
+  return [
+    arrayText(valid.map((s) => s.settlement.id)),
+    arrayText(valid.map((s) => s.settlement.fence)),
+    col((c) => c.state),
+    col((c) => c.delayMs),
+    col((c) => c.uncount),
+    col((c) => c.final),
+    col((c) => c.error?.kind ?? null),
+    col((c) => c.error?.message ?? null)
+  ] as const
+}
 
 /** The settle statement at `now`. */
-const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) => {
-  const col = (f: (c: Core.Change) => unknown) => arrayText(valid.map((s) => f(s.change)))
+export const settleSql = (ctx: Ctx, valid: ReadonlyArray<Core.Applicable>, now: Now) => {
+  const [ids, fences, states, delays, uncounts, finals, kinds, messages] = settleParams(valid)
   return ctx.sql<{ id: string; state: JobStore.JobState }>`
     SELECT job_id AS id, job_state AS state FROM ${ctx.table("settle")}(
-      ${arrayText(valid.map((s) => s.settlement.id))}::bigint[], ${arrayText(valid.map((s) => s.settlement.fence))}::int[],
-      ${col((c) => c.state)}::text[], ${col((c) => c.delayMs)}::float8[], ${col((c) => c.uncount)}::int[],
-      ${col((c) => c.final)}::bool[], ${col((c) => c.error?.kind ?? null)}::text[],
-      ${col((c) => c.error?.message ?? null)}::text[], ${now.ts})`
+      ${ids}::bigint[], ${fences}::int[], ${states}::text[], ${delays}::float8[], ${uncounts}::int[],
+      ${finals}::bool[], ${kinds}::text[], ${messages}::text[], ${now.ts})`
 }
 
 /**
