@@ -182,14 +182,15 @@ describe("PgStore migrations", () => {
           [10, "settle_function"],
           [11, "global_shard_room_first"],
           [12, "running_key_indexes_keyed_only"],
-          [13, "one_due_index_for_unkeyed_jobs"]
+          [13, "one_due_index_for_unkeyed_jobs"],
+          [14, "enqueue_shared_batch"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
       expect(rows.map((r) => r.migration_id).sort((a, b) => a - b)).toEqual([
-        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
       ])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
@@ -659,6 +660,76 @@ describe("PgStore enqueue", () => {
       expect(JSON.parse(payloads[0]!)).toEqual({ t: "e", q: ["a", "b", "c"] })
       const counts = yield* store.counts
       expect(counts.reduce((n, c) => n + c.count, 0)).toBe(5000)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "migration 14: a batch sent as shared values and payloads is stored as the same rows as one row per job",
+    () =>
+      Effect.gen(function* () {
+        const { schema, sql } = yield* setup("shared")
+        const payloads = [{ n: 1 }, { n: 2, s: "two" }, [3], null]
+        const shared = (delay: unknown, runAt: unknown, trace: unknown) => ({
+          s: ["k", "q", 3, 7, runAt, delay, trace, trace === null ? null : "b".repeat(16)],
+          p: payloads
+        })
+        const perJob = (delay: unknown, runAt: unknown, trace: unknown) =>
+          payloads.map((p) => [
+            "k",
+            "q",
+            p,
+            3,
+            7,
+            runAt,
+            delay,
+            null,
+            trace,
+            trace === null ? null : "b".repeat(16),
+            null
+          ])
+        const enqueued = (doc: unknown) =>
+          Effect.map(
+            sql<{
+              ids: string
+            }>`SELECT ids FROM ${sql(schema)}.enqueue(${JSON.stringify(doc)}::jsonb, now(), false)`,
+            ([row]) => row!.ids.split(",")
+          )
+        const stored = (ids: ReadonlyArray<string>) =>
+          sql`
+            SELECT kind, queue, payload, state, priority, max_attempts, attempt, fence, errors, trace_id, span_id,
+              partition_key, dedupe_key,
+              CASE WHEN run_at - created_at > interval '1 day' THEN extract(epoch from run_at)::float8
+                ELSE extract(epoch from run_at - created_at)::float8 END AS run_at
+            FROM ${sql(schema)}.jobs WHERE id = ANY(${`{${ids.join(",")}}`}::bigint[]) ORDER BY id`
+        for (const [delay, runAt, trace] of [
+          [0, null, null],
+          [60_000, null, "a".repeat(32)],
+          [null, 4_102_444_800_000, null]
+        ] as const) {
+          const a = yield* enqueued(shared(delay, runAt, trace))
+          const b = yield* enqueued(perJob(delay, runAt, trace))
+          expect(a).toHaveLength(payloads.length)
+          const rowsA = yield* stored(a)
+          const rowsB = yield* stored(b)
+          // Same rows, in batch order (ids ascend with it), scheduled rows included.
+          expect(rowsA.map((r) => r.payload)).toEqual(payloads)
+          expect(rowsA).toEqual(rowsB)
+        }
+      }).pipe(Effect.scoped)
+  )
+
+  it.live("a bulk enqueue of one kind sends the shared form and wakes its queue once", () =>
+    Effect.gen(function* () {
+      const { schema, store } = yield* setup("sharedbulk")
+      const watcher = yield* observe(schema)
+      const inputs = Array.from({ length: 3000 }, (_, i) => input({ payload: { i } }))
+      const results = yield* store.enqueue(inputs)
+      const ids = results.map((r) => BigInt(r.id))
+      expect(ids.every((id, i) => i === 0 || id > ids[i - 1]!)).toBe(true)
+      expect(JSON.parse((yield* watcher.settle)[0]!)).toEqual({ t: "e", q: ["q"] })
+      const first = yield* store.get(results[0]!.id)
+      const last = yield* store.get(results[2999]!.id)
+      expect([first?.payload, last?.payload, last?.state]).toEqual([{ i: 0 }, { i: 2999 }, "available"])
     }).pipe(Effect.scoped)
   )
 
@@ -1298,7 +1369,10 @@ describe("PgStore rows a claim cannot take", () => {
       () =>
         Effect.gen(function* () {
           const { schema, store, sql } = yield* setup("maxrow", { listen: false })
-          const ids = (yield* store.enqueue(Array.from({ length: 6 }, () => input()))).map((r) => r.id)
+          // Jobs that differ go as one row each, the document a schema before migration 14 reads.
+          const ids = (yield* store.enqueue(
+            Array.from({ length: 6 }, (_, i) => input({ spanId: `s${i}` }))
+          )).map((r) => r.id)
           const [fenced, attempted] = [ids[1]!, ids[3]!]
           yield* set(sql, schema, fenced, `fence = ${max}`)
           yield* set(sql, schema, attempted, `attempt = ${max}, max_attempts = ${max}`)
@@ -1374,7 +1448,10 @@ describe("PgStore rows a claim cannot take", () => {
       const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
         Effect.provideService(PgClient.PgClient, client)
       )
-      const ids = (yield* store.enqueue(Array.from({ length: 3 }, () => input()))).map((r) => r.id)
+      // Jobs that differ go as one row each, the document a schema before migration 14 reads.
+      const ids = (yield* store.enqueue(Array.from({ length: 3 }, (_, i) => input({ spanId: `s${i}` })))).map(
+        (r) => r.id
+      )
       yield* set(sql, schema, ids[0]!, `fence = ${max}`)
       // The bug: at migration 3 this row fails every claim of its queue.
       const broken = yield* Effect.flip(previousClaim(sql, schema, claimOf(["q"])))
@@ -1393,7 +1470,8 @@ describe("PgStore rows a claim cannot take", () => {
         [10, "settle_function"],
         [11, "global_shard_room_first"],
         [12, "running_key_indexes_keyed_only"],
-        [13, "one_due_index_for_unkeyed_jobs"]
+        [13, "one_due_index_for_unkeyed_jobs"],
+        [14, "enqueue_shared_batch"]
       ])
       // This release reads the partition key, which came with migration 6.
       yield* expectFenceDiscard(store, ids[0]!)
@@ -1415,7 +1493,10 @@ describe("PgStore rows a claim cannot take", () => {
         const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
           Effect.provideService(PgClient.PgClient, client)
         )
-        const ids = (yield* store.enqueue(Array.from({ length: 6 }, () => input()))).map((r) => r.id)
+        // Jobs that differ go as one row each, the document a schema before migration 14 reads.
+        const ids = (yield* store.enqueue(
+          Array.from({ length: 6 }, (_, i) => input({ spanId: `s${i}` }))
+        )).map((r) => r.id)
         yield* set(sql, schema, ids[0]!, `fence = ${max}`)
         // This release's claim needs migration 6.
         const before = yield* Effect.flip(store.claim(claimOf(["q"])))
@@ -1432,7 +1513,8 @@ describe("PgStore rows a claim cannot take", () => {
           [10, "settle_function"],
           [11, "global_shard_room_first"],
           [12, "running_key_indexes_keyed_only"],
-          [13, "one_due_index_for_unkeyed_jobs"]
+          [13, "one_due_index_for_unkeyed_jobs"],
+          [14, "enqueue_shared_batch"]
         ])
         // An older node claims with `claim`, this one with `claim_flow`: the same rules, each
         // row once, and each discards a row whose fence is at the maximum instead of failing.

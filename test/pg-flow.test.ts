@@ -194,7 +194,8 @@ describe("PostgreSQL flow control, migration 6 next to nodes on the previous ver
         [10, "settle_function"],
         [11, "global_shard_room_first"],
         [12, "running_key_indexes_keyed_only"],
-        [13, "one_due_index_for_unkeyed_jobs"]
+        [13, "one_due_index_for_unkeyed_jobs"],
+        [14, "enqueue_shared_batch"]
       ])
       const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
         Effect.provideService(PgClient.PgClient, client)

@@ -1333,7 +1333,7 @@ export const claimFlowV13 = (schema: string) => claimFlowV9(schema, true, true, 
  * inserting keyed batches in `insertOrder`, a sort of the `input` rows
  * (migration 6: `input.ord`, their order in the batch).
  */
-const enqueueV6 = (schema: string, insertOrder = "input.ord") => `
+const enqueueV6 = (schema: string, insertOrder = "input.ord", shared = "") => `
   -- Migration 5's enqueue, storing each job's partition key.
   CREATE OR REPLACE FUNCTION ${schema}.enqueue(
     p_jobs jsonb, p_now timestamptz, p_keyed boolean, OUT ids text, OUT deduped integer[]
@@ -1356,7 +1356,7 @@ const enqueueV6 = (schema: string, insertOrder = "input.ord") => `
     v_found_id bigint[];
     v_round integer := 0;
   BEGIN
-    deduped := '{}';
+    deduped := '{}';${shared}
     IF NOT p_keyed THEN
       WITH ins AS (
         INSERT INTO ${schema}.jobs AS j (kind, queue, payload, state, priority, max_attempts, run_at,
@@ -1438,6 +1438,46 @@ const enqueueV6 = (schema: string, insertOrder = "input.ord") => `
  */
 export const enqueueV8 = (schema: string) =>
   enqueueV6(schema, "input.kind, input.dedupe_key NULLS LAST, input.ord")
+
+/**
+ * Migration 14's `enqueue`: as migration 8's, and a batch whose jobs share
+ * everything but their payload may come as a JSON object instead of an
+ * array, `{"s": [kind, queue, priority, max_attempts, run_at_ms, delay_ms,
+ * trace_id, span_id], "p": [payload, …]}` (no dedupe key, no partition
+ * key): the shared values are read once, and PostgreSQL parses one value a
+ * job instead of an array of eleven. Nodes of earlier versions still send
+ * the array, which it reads as before.
+ */
+export const enqueueV14 = (schema: string) =>
+  enqueueV6(
+    schema,
+    "input.kind, input.dedupe_key NULLS LAST, input.ord",
+    `
+    IF jsonb_typeof(p_jobs) = 'object' THEN
+      WITH s AS MATERIALIZED (
+        SELECT p_jobs->'s'->>0 AS kind, p_jobs->'s'->>1 AS queue, (p_jobs->'s'->>2)::integer AS priority,
+          (p_jobs->'s'->>3)::integer AS max_attempts,
+          coalesce(to_timestamp((p_jobs->'s'->>4)::float8 / 1000),
+                   p_now + coalesce((p_jobs->'s'->>5)::float8, 0) * interval '1 millisecond') AS run_at,
+          p_jobs->'s'->>6 AS trace_id, p_jobs->'s'->>7 AS span_id
+      ),
+      ins AS (
+        INSERT INTO ${schema}.jobs AS j (kind, queue, payload, state, priority, max_attempts, run_at,
+          created_at, trace_id, span_id)
+        SELECT s.kind, s.queue, e.v, CASE WHEN s.run_at <= p_now THEN 'available' ELSE 'scheduled' END,
+          s.priority, s.max_attempts, s.run_at, p_now, s.trace_id, s.span_id
+        FROM s, jsonb_array_elements(p_jobs->'p') WITH ORDINALITY AS e(v, ord)
+        RETURNING j.id, j.queue, j.state
+      )
+      SELECT (SELECT string_agg(ins.id::text, ',' ORDER BY ins.id) FROM ins),
+             (SELECT array_agg(w.queue ORDER BY w.first)
+              FROM (SELECT ins.queue, min(ins.id) AS first FROM ins WHERE ins.state = 'available'
+                    GROUP BY ins.queue) w)
+      INTO ids, v_woken;
+      PERFORM ${schema}.notify_enqueued(v_woken);
+      RETURN;
+    END IF;`
+  )
 
 /**
  * The statement of migration 10's `settle`, written with the function's

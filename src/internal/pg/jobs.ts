@@ -40,6 +40,46 @@ const encodeInput = (job: JobStore.EnqueueInput) => [
   job.partition
 ]
 
+/**
+ * A batch whose jobs share everything but their payload, with no dedupe or
+ * partition key, in the shorter form of migration 14's `enqueue`:
+ * `{"s": [kind, queue, priority, max_attempts, run_at_ms, delay_ms,
+ * trace_id, span_id], "p": [payload, …]}`; undefined for any other batch,
+ * which goes as one row per job (`encodeInput`).
+ */
+const sharedDocument = (batch: ReadonlyArray<JobStore.EnqueueInput>): string | undefined => {
+  const first = batch[0]!
+  const payloads = new Array<unknown>(batch.length)
+  for (let i = 0; i < batch.length; i++) {
+    const job = batch[i]!
+    if (
+      job.dedupeKey !== undefined ||
+      job.partition !== undefined ||
+      job.kind !== first.kind ||
+      job.queue !== first.queue ||
+      job.priority !== first.priority ||
+      job.maxAttempts !== first.maxAttempts ||
+      job.runAt !== first.runAt ||
+      job.delayMs !== first.delayMs ||
+      job.traceId !== first.traceId ||
+      job.spanId !== first.spanId
+    )
+      return undefined
+    payloads[i] = job.payload
+  }
+  const shared = [
+    first.kind,
+    first.queue,
+    first.priority,
+    first.maxAttempts,
+    float(first.runAt),
+    float(first.delayMs),
+    first.traceId,
+    first.spanId
+  ]
+  return JSON.stringify({ s: shared, p: payloads })
+}
+
 /** The enqueue statement: a call of the schema's `enqueue` function with the batch as JSON. */
 export const enqueueStatement = (ctx: Ctx, json: string, now: Now, keyed: boolean) =>
   ctx.sql<{ ids: string; deduped: ReadonlyArray<number> }>`
@@ -94,7 +134,7 @@ export const enqueue = (
   // Without dedupe keys nothing folds: skip the bookkeeping.
   const folded = keyed ? Core.foldDuplicates(jobs) : undefined
   const batch = folded === undefined ? jobs : folded.unique
-  const json = JSON.stringify(batch.map(encodeInput))
+  const json = (keyed ? undefined : sharedDocument(batch)) ?? JSON.stringify(batch.map(encodeInput))
   const statement =
     ctx.clock === "database"
       ? Direct.runPrepared(ctx.pool, textsOf(ctx).enqueue, enqueueParams(json, keyed), () =>

@@ -14,6 +14,7 @@ import {
   claimFlowV11,
   claimFlowV12,
   claimFlowV13,
+  enqueueV14,
   settleV10,
   v2,
   v3,
@@ -154,7 +155,8 @@ const steps: ReadonlyArray<readonly [name: string, text: (schema: string) => str
   ["10_settle_function", settleV10],
   ["11_global_shard_room_first", claimFlowV11],
   ["12_running_key_indexes_keyed_only", v12],
-  ["13_one_due_index_for_unkeyed_jobs", v13]
+  ["13_one_due_index_for_unkeyed_jobs", v13],
+  ["14_enqueue_shared_batch", enqueueV14]
 ]
 
 /** The id of the last migration this version knows. */
