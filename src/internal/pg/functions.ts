@@ -1329,6 +1329,28 @@ export const claimFlowV12 = (schema: string) => claimFlowV9(schema, true, true)
 export const claimFlowV13 = (schema: string) => claimFlowV9(schema, true, true, true)
 
 /**
+ * The insert of a batch without dedupe keys (the rows of \`input\`, a query
+ * with \`inputRowsV6\`'s columns), its ids in batch order and its one
+ * wake-up, then the function's return: migration 6's branch for such
+ * batches, and migration 14's for the shared form.
+ */
+const insertUnkeyed = (schema: string, input: string) => `      WITH ins AS (
+        INSERT INTO ${schema}.jobs AS j (kind, queue, payload, state, priority, max_attempts, run_at,
+          created_at, trace_id, span_id, partition_key)
+        SELECT i.kind, i.queue, i.payload, CASE WHEN i.run_at <= p_now THEN 'available' ELSE 'scheduled' END,
+          i.priority, i.max_attempts, i.run_at, p_now, i.trace_id, i.span_id, i.partition_key
+        FROM (${input}) i
+        RETURNING j.id, j.queue, j.state
+      )
+      SELECT (SELECT string_agg(ins.id::text, ',' ORDER BY ins.id) FROM ins),
+             (SELECT array_agg(w.queue ORDER BY w.first)
+              FROM (SELECT ins.queue, min(ins.id) AS first FROM ins WHERE ins.state = 'available'
+                    GROUP BY ins.queue) w)
+      INTO ids, v_woken;
+      PERFORM ${schema}.notify_enqueued(v_woken);
+      RETURN;`
+
+/**
  * Migration 6's `enqueue` (migration 5's, storing each job's partition key),
  * inserting keyed batches in `insertOrder`, a sort of the `input` rows
  * (migration 6: `input.ord`, their order in the batch).
@@ -1358,21 +1380,7 @@ const enqueueV6 = (schema: string, insertOrder = "input.ord", shared = "") => `
   BEGIN
     deduped := '{}';${shared}
     IF NOT p_keyed THEN
-      WITH ins AS (
-        INSERT INTO ${schema}.jobs AS j (kind, queue, payload, state, priority, max_attempts, run_at,
-          created_at, trace_id, span_id, partition_key)
-        SELECT i.kind, i.queue, i.payload, CASE WHEN i.run_at <= p_now THEN 'available' ELSE 'scheduled' END,
-          i.priority, i.max_attempts, i.run_at, p_now, i.trace_id, i.span_id, i.partition_key
-        FROM (${inputRowsV6}) i
-        RETURNING j.id, j.queue, j.state
-      )
-      SELECT (SELECT string_agg(ins.id::text, ',' ORDER BY ins.id) FROM ins),
-             (SELECT array_agg(w.queue ORDER BY w.first)
-              FROM (SELECT ins.queue, min(ins.id) AS first FROM ins WHERE ins.state = 'available'
-                    GROUP BY ins.queue) w)
-      INTO ids, v_woken;
-      PERFORM ${schema}.notify_enqueued(v_woken);
-      RETURN;
+${insertUnkeyed(schema, inputRowsV6)}
     END IF;
 
     v_woken := '{}';
@@ -1454,30 +1462,25 @@ export const enqueueV14 = (schema: string) =>
     "input.kind, input.dedupe_key NULLS LAST, input.ord",
     `
     IF jsonb_typeof(p_jobs) = 'object' THEN
-      WITH s AS MATERIALIZED (
-        SELECT p_jobs->'s'->>0 AS kind, p_jobs->'s'->>1 AS queue, (p_jobs->'s'->>2)::integer AS priority,
-          (p_jobs->'s'->>3)::integer AS max_attempts,
-          coalesce(to_timestamp((p_jobs->'s'->>4)::float8 / 1000),
-                   p_now + coalesce((p_jobs->'s'->>5)::float8, 0) * interval '1 millisecond') AS run_at,
-          p_jobs->'s'->>6 AS trace_id, p_jobs->'s'->>7 AS span_id
-      ),
-      ins AS (
-        INSERT INTO ${schema}.jobs AS j (kind, queue, payload, state, priority, max_attempts, run_at,
-          created_at, trace_id, span_id)
-        SELECT s.kind, s.queue, e.v, CASE WHEN s.run_at <= p_now THEN 'available' ELSE 'scheduled' END,
-          s.priority, s.max_attempts, s.run_at, p_now, s.trace_id, s.span_id
-        FROM s, jsonb_array_elements(p_jobs->'p') WITH ORDINALITY AS e(v, ord)
-        RETURNING j.id, j.queue, j.state
-      )
-      SELECT (SELECT string_agg(ins.id::text, ',' ORDER BY ins.id) FROM ins),
-             (SELECT array_agg(w.queue ORDER BY w.first)
-              FROM (SELECT ins.queue, min(ins.id) AS first FROM ins WHERE ins.state = 'available'
-                    GROUP BY ins.queue) w)
-      INTO ids, v_woken;
-      PERFORM ${schema}.notify_enqueued(v_woken);
-      RETURN;
+${insertUnkeyed(schema, sharedRows)}
     END IF;`
   )
+
+/**
+ * The rows of migration 14's shared form, in \`inputRowsV6\`'s columns: the
+ * shared values read once (a materialized CTE), then one row per payload.
+ */
+const sharedRows = `
+  WITH s AS MATERIALIZED (
+    SELECT p_jobs->'s'->>0 AS kind, p_jobs->'s'->>1 AS queue, (p_jobs->'s'->>2)::integer AS priority,
+      (p_jobs->'s'->>3)::integer AS max_attempts,
+      coalesce(to_timestamp((p_jobs->'s'->>4)::float8 / 1000),
+               p_now + coalesce((p_jobs->'s'->>5)::float8, 0) * interval '1 millisecond') AS run_at,
+      p_jobs->'s'->>6 AS trace_id, p_jobs->'s'->>7 AS span_id
+  )
+  SELECT e.ord, s.kind, s.queue, e.v AS payload, s.priority, s.max_attempts, s.run_at,
+    NULL::text AS dedupe_key, s.trace_id, s.span_id, NULL::text AS partition_key
+  FROM s, jsonb_array_elements(p_jobs->'p') WITH ORDINALITY AS e(v, ord)`
 
 /**
  * The statement of migration 10's `settle`, written with the function's
