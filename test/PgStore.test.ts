@@ -664,17 +664,28 @@ describe("PgStore enqueue", () => {
   )
 
   it.live(
-    "migration 14: a batch sent as shared values and payloads is stored as the same rows as one row per job",
+    "migration 14: a batch sent as shared values, payloads and partition keys is stored as the same rows as one row per job",
     () =>
       Effect.gen(function* () {
         const { schema, sql } = yield* setup("shared")
         const payloads = [{ n: 1 }, { n: 2, s: "two" }, [3], null]
-        const shared = (delay: unknown, runAt: unknown, trace: unknown) => ({
+        const shared = (
+          delay: unknown,
+          runAt: unknown,
+          trace: unknown,
+          keys?: ReadonlyArray<string | null>
+        ) => ({
           s: ["k", "q", 3, 7, runAt, delay, trace, trace === null ? null : "b".repeat(16)],
-          p: payloads
+          p: payloads,
+          ...(keys === undefined ? {} : { k: keys })
         })
-        const perJob = (delay: unknown, runAt: unknown, trace: unknown) =>
-          payloads.map((p) => [
+        const perJob = (
+          delay: unknown,
+          runAt: unknown,
+          trace: unknown,
+          keys?: ReadonlyArray<string | null>
+        ) =>
+          payloads.map((p, i) => [
             "k",
             "q",
             p,
@@ -685,7 +696,7 @@ describe("PgStore enqueue", () => {
             null,
             trace,
             trace === null ? null : "b".repeat(16),
-            null
+            keys?.[i] ?? null
           ])
         const enqueued = (doc: unknown) =>
           Effect.map(
@@ -701,18 +712,20 @@ describe("PgStore enqueue", () => {
               CASE WHEN run_at - created_at > interval '1 day' THEN extract(epoch from run_at)::float8
                 ELSE extract(epoch from run_at - created_at)::float8 END AS run_at
             FROM ${sql(schema)}.jobs WHERE id = ANY(${`{${ids.join(",")}}`}::bigint[]) ORDER BY id`
-        for (const [delay, runAt, trace] of [
-          [0, null, null],
-          [60_000, null, "a".repeat(32)],
-          [null, 4_102_444_800_000, null]
+        for (const [delay, runAt, trace, keys] of [
+          [0, null, null, undefined],
+          [60_000, null, "a".repeat(32), undefined],
+          [null, 4_102_444_800_000, null, undefined],
+          [0, null, null, ["tenant-1", null, "tenant-2", "tenant-1"]]
         ] as const) {
-          const a = yield* enqueued(shared(delay, runAt, trace))
-          const b = yield* enqueued(perJob(delay, runAt, trace))
+          const a = yield* enqueued(shared(delay, runAt, trace, keys))
+          const b = yield* enqueued(perJob(delay, runAt, trace, keys))
           expect(a).toHaveLength(payloads.length)
           const rowsA = yield* stored(a)
           const rowsB = yield* stored(b)
           // Same rows, in batch order (ids ascend with it), scheduled rows included.
           expect(rowsA.map((r) => r.payload)).toEqual(payloads)
+          expect(rowsA.map((r) => r.partition_key)).toEqual(keys ?? payloads.map(() => null))
           expect(rowsA).toEqual(rowsB)
         }
       }).pipe(Effect.scoped)

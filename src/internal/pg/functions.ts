@@ -1329,8 +1329,8 @@ export const claimFlowV12 = (schema: string) => claimFlowV9(schema, true, true)
 export const claimFlowV13 = (schema: string) => claimFlowV9(schema, true, true, true)
 
 /**
- * The insert of a batch without dedupe keys (the rows of \`input\`, a query
- * with \`inputRowsV6\`'s columns), its ids in batch order and its one
+ * The insert of a batch without dedupe keys (the rows of `input`, a query
+ * with `inputRowsV6`'s columns), its ids in batch order and its one
  * wake-up, then the function's return: migration 6's branch for such
  * batches, and migration 14's for the shared form.
  */
@@ -1449,10 +1449,11 @@ export const enqueueV8 = (schema: string) =>
 
 /**
  * Migration 14's `enqueue`: as migration 8's, and a batch whose jobs share
- * everything but their payload may come as a JSON object instead of an
- * array, `{"s": [kind, queue, priority, max_attempts, run_at_ms, delay_ms,
- * trace_id, span_id], "p": [payload, …]}` (no dedupe key, no partition
- * key): the shared values are read once, and PostgreSQL parses one value a
+ * everything but their payload and partition key may come as a JSON object
+ * instead of an array, `{"s": [kind, queue, priority, max_attempts,
+ * run_at_ms, delay_ms, trace_id, span_id], "p": [payload, …], "k": [key or
+ * null, …]}` ("k" left out when no job has a key; no dedupe keys): the
+ * shared values are read once, and PostgreSQL parses one or two values a
  * job instead of an array of eleven. Nodes of earlier versions still send
  * the array, which it reads as before.
  */
@@ -1467,8 +1468,9 @@ ${insertUnkeyed(schema, sharedRows)}
   )
 
 /**
- * The rows of migration 14's shared form, in \`inputRowsV6\`'s columns: the
- * shared values read once (a materialized CTE), then one row per payload.
+ * The rows of migration 14's shared form, in `inputRowsV6`'s columns: the
+ * shared values and the list of partition keys read once (a materialized
+ * CTE), then one row per payload, with the key at its position.
  */
 const sharedRows = `
   WITH s AS MATERIALIZED (
@@ -1476,10 +1478,10 @@ const sharedRows = `
       (p_jobs->'s'->>3)::integer AS max_attempts,
       coalesce(to_timestamp((p_jobs->'s'->>4)::float8 / 1000),
                p_now + coalesce((p_jobs->'s'->>5)::float8, 0) * interval '1 millisecond') AS run_at,
-      p_jobs->'s'->>6 AS trace_id, p_jobs->'s'->>7 AS span_id
+      p_jobs->'s'->>6 AS trace_id, p_jobs->'s'->>7 AS span_id, p_jobs->'k' AS keys
   )
   SELECT e.ord, s.kind, s.queue, e.v AS payload, s.priority, s.max_attempts, s.run_at,
-    NULL::text AS dedupe_key, s.trace_id, s.span_id, NULL::text AS partition_key
+    NULL::text AS dedupe_key, s.trace_id, s.span_id, s.keys->>(e.ord::integer - 1) AS partition_key
   FROM s, jsonb_array_elements(p_jobs->'p') WITH ORDINALITY AS e(v, ord)`
 
 /**

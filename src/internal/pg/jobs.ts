@@ -41,20 +41,21 @@ const encodeInput = (job: JobStore.EnqueueInput) => [
 ]
 
 /**
- * A batch whose jobs share everything but their payload, with no dedupe or
- * partition key, in the shorter form of migration 14's `enqueue`:
+ * A batch whose jobs share everything but their payload and partition key,
+ * with no dedupe key, in the shorter form of migration 14's `enqueue`:
  * `{"s": [kind, queue, priority, max_attempts, run_at_ms, delay_ms,
- * trace_id, span_id], "p": [payload, …]}`; undefined for any other batch,
- * which goes as one row per job (`encodeInput`).
+ * trace_id, span_id], "p": [payload, …], "k": [key or null, …]}` ("k" only
+ * when some job has a key); undefined for any other batch, which goes as
+ * one row per job (`encodeInput`).
  */
 const sharedDocument = (batch: ReadonlyArray<JobStore.EnqueueInput>): string | undefined => {
   const first = batch[0]!
   const payloads = new Array<unknown>(batch.length)
+  let keyed = false
   for (let i = 0; i < batch.length; i++) {
     const job = batch[i]!
     if (
       job.dedupeKey !== undefined ||
-      job.partition !== undefined ||
       job.kind !== first.kind ||
       job.queue !== first.queue ||
       job.priority !== first.priority ||
@@ -66,6 +67,7 @@ const sharedDocument = (batch: ReadonlyArray<JobStore.EnqueueInput>): string | u
     )
       return undefined
     payloads[i] = job.payload
+    if (job.partition !== undefined) keyed = true
   }
   const shared = [
     first.kind,
@@ -77,7 +79,11 @@ const sharedDocument = (batch: ReadonlyArray<JobStore.EnqueueInput>): string | u
     first.traceId,
     first.spanId
   ]
-  return JSON.stringify({ s: shared, p: payloads })
+  return JSON.stringify(
+    keyed
+      ? { s: shared, p: payloads, k: batch.map((job) => job.partition ?? null) }
+      : { s: shared, p: payloads }
+  )
 }
 
 /** The enqueue statement: a call of the schema's `enqueue` function with the batch as JSON. */
