@@ -7,6 +7,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import * as Statement from "@effect/sql/Statement"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
@@ -731,7 +732,43 @@ describe("PgStore enqueue", () => {
       }).pipe(Effect.scoped)
   )
 
-  it.live("a bulk enqueue of one kind sends the shared form and wakes its queue once", () =>
+  it.live(
+    "a batch of one kind goes in the shared form, keyed or not; other batches go as one row per job",
+    () =>
+      Effect.gen(function* () {
+        const { store } = yield* setup("sharedsent")
+        // The document the store sends: a statement transformer sees the statement (and makes the
+        // store send it through the SQL client, with the same parameters).
+        const sent = (jobs: ReadonlyArray<JobStore.EnqueueInput>) => {
+          const docs: Array<unknown> = []
+          return store.enqueue(jobs).pipe(
+            Statement.withTransformer((self) =>
+              Effect.sync(() => {
+                docs.push(JSON.parse(self.compile()[1][0] as string))
+                return self
+              })
+            ),
+            Effect.map(() => docs)
+          )
+        }
+        expect(yield* sent([input({ payload: { a: 1 } }), input({ payload: { a: 2 } })])).toEqual([
+          { s: ["k", "q", 0, 3, null, null, null, null], p: [{ a: 1 }, { a: 2 }] }
+        ])
+        expect(yield* sent([input({ partition: "t", delayMs: 5_000 }), input({ delayMs: 5_000 })])).toEqual([
+          { s: ["k", "q", 0, 3, null, 5_000, null, null], p: [{ n: 1 }, { n: 1 }], k: ["t", null] }
+        ])
+        for (const rows of [
+          [input({ dedupeKey: "d" }), input()],
+          [input({ queue: "a" }), input({ queue: "b" })],
+          [input(), input({ priority: 1 })]
+        ]) {
+          const [doc] = yield* sent(rows)
+          expect(Array.isArray(doc) && doc.length === 2 && Array.isArray(doc[0])).toBe(true)
+        }
+      }).pipe(Effect.scoped)
+  )
+
+  it.live("a bulk enqueue of one kind keeps batch order and wakes its queue once", () =>
     Effect.gen(function* () {
       const { schema, store } = yield* setup("sharedbulk")
       const watcher = yield* observe(schema)

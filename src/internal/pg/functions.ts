@@ -1353,7 +1353,8 @@ const insertUnkeyed = (schema: string, input: string) => `      WITH ins AS (
 /**
  * Migration 6's `enqueue` (migration 5's, storing each job's partition key),
  * inserting keyed batches in `insertOrder`, a sort of the `input` rows
- * (migration 6: `input.ord`, their order in the batch).
+ * (migration 6: `input.ord`, their order in the batch); `shared` is run
+ * first, before the batch is read as rows (migration 14's shared form).
  */
 const enqueueV6 = (schema: string, insertOrder = "input.ord", shared = "") => `
   -- Migration 5's enqueue, storing each job's partition key.

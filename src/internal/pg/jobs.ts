@@ -51,7 +51,7 @@ const encodeInput = (job: JobStore.EnqueueInput) => [
 const sharedDocument = (batch: ReadonlyArray<JobStore.EnqueueInput>): string | undefined => {
   const first = batch[0]!
   const payloads = new Array<unknown>(batch.length)
-  let keyed = false
+  let partitioned = false
   for (let i = 0; i < batch.length; i++) {
     const job = batch[i]!
     if (
@@ -67,7 +67,7 @@ const sharedDocument = (batch: ReadonlyArray<JobStore.EnqueueInput>): string | u
     )
       return undefined
     payloads[i] = job.payload
-    if (job.partition !== undefined) keyed = true
+    if (job.partition !== undefined) partitioned = true
   }
   const shared = [
     first.kind,
@@ -80,7 +80,7 @@ const sharedDocument = (batch: ReadonlyArray<JobStore.EnqueueInput>): string | u
     first.spanId
   ]
   return JSON.stringify(
-    keyed
+    partitioned
       ? { s: shared, p: payloads, k: batch.map((job) => job.partition ?? null) }
       : { s: shared, p: payloads }
   )
@@ -140,7 +140,7 @@ export const enqueue = (
   // Without dedupe keys nothing folds: skip the bookkeeping.
   const folded = keyed ? Core.foldDuplicates(jobs) : undefined
   const batch = folded === undefined ? jobs : folded.unique
-  const json = (keyed ? undefined : sharedDocument(batch)) ?? JSON.stringify(batch.map(encodeInput))
+  const json = sharedDocument(batch) ?? JSON.stringify(batch.map(encodeInput))
   const statement =
     ctx.clock === "database"
       ? Direct.runPrepared(ctx.pool, textsOf(ctx).enqueue, enqueueParams(json, keyed), () =>
