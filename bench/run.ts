@@ -457,7 +457,7 @@ const sections = (workers: WorkersOutcome | undefined) => {
     "W5",
     "W5 · backlog growth: claim throughput with jobs waiting",
     () => workloadTable(results, "W5", [rate("rate", "jobs/s")]),
-    `A fresh worker (concurrency ${settings.concurrency}) works the first ${k(settings.backlog.measure)} jobs of the backlog; timed from its start until those completions are committed. The backlog is written in one \`INSERT … SELECT\` cloning a job the library enqueued, then analysed.`
+    `A fresh worker (concurrency ${settings.concurrency}) works the first ${k(settings.backlog.measure)} jobs of the backlog; timed from its start until those completions are committed. The backlog is written in one \`INSERT … SELECT\` cloning a job the library enqueued, then analysed and checkpointed (so that the checkpoint the fill's WAL calls for does not run during the larger backlog's drain only).`
   )
   add(
     "W6",
