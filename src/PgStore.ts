@@ -71,6 +71,16 @@ export interface Options {
    */
   readonly listen?: boolean | undefined
   /**
+   * Send the enqueue, claim and settle statements as named prepared
+   * statements, which each connection parses and plans once. Default true.
+   * Set it to false when the store's connections go through a pooler in
+   * transaction mode that does not carry prepared statements from one
+   * server connection to another (PgBouncer before 1.21, or with
+   * `max_prepared_statements = 0`): each call then sends its text, as every
+   * other statement of the store does.
+   */
+  readonly preparedStatements?: boolean | undefined
+  /**
    * How often the listener checks its own connection; it reconnects after two
    * silent heartbeats. Default 500 ms (a dead listener is replaced within
    * about 1.5 s); each heartbeat is one `pg_notify` on the pool.
@@ -207,11 +217,18 @@ export const make = (
     }
     const clock = options.clock ?? "database"
     const pools = Direct.poolsOf(client)
-    const ctx = Ctx.make(sql, schema, clock, pools?.pool)
+    const prepared = options.preparedStatements !== false
+    const ctx = Ctx.make(sql, schema, clock, pools?.pool, prepared)
     const background =
       pools === undefined
         ? ctx
-        : Ctx.make(pools.background.client.withoutTransforms(), schema, clock, pools.background.pool)
+        : Ctx.make(
+            pools.background.client.withoutTransforms(),
+            schema,
+            clock,
+            pools.background.pool,
+            prepared
+          )
     // Jobs finished before the finished jobs got a table of their own move there in the
     // background, a batch per transaction, while this node works (see `Finished`).
     yield* Finished.moveLegacy(background).pipe(

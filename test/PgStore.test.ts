@@ -392,6 +392,59 @@ describe("PgStore prepared statements", () => {
       }).pipe(Effect.scoped),
     20_000
   )
+
+  // Behind a pooler in transaction mode a call may land on a server connection that never
+  // prepared the statement: `DEALLOCATE ALL` between calls is that, on the one connection.
+  const acrossLostSessions = (options: { readonly preparedStatements?: boolean }) =>
+    Effect.gen(function* () {
+      const schema = freshSchema("noprep")
+      const context = yield* Layer.build(clientLayer({ maxConnections: 1 }))
+      const client = Context.get(context, PgClient.PgClient)
+      const sql = client.withoutTransforms()
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      )
+      const store = yield* PgStore.make({ schema, listen: false, ...options }).pipe(
+        Effect.provideService(PgClient.PgClient, client)
+      )
+      const request = { queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 30_000, owner: "o" }
+      const results: Array<string> = []
+      let prepared = 0
+      for (let n = 1; n <= 3; n++) {
+        const outcome = yield* Effect.either(
+          Effect.gen(function* () {
+            const [enqueued] = yield* store.enqueue([input({ payload: { n } })])
+            const [job] = yield* store.claim(request)
+            expect(job?.id).toBe(enqueued!.id)
+            const [settled] = yield* store.settle([
+              { id: job!.id, fence: job!.fence, outcome: { _tag: "completed" } }
+            ])
+            return settled!.state
+          })
+        )
+        results.push(outcome._tag === "Right" ? String(outcome.right) : outcome.left.message)
+        const [named] = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name LIKE 'nightshift_%'`
+        prepared = Math.max(prepared, named!.n)
+        yield* sql.unsafe("DEALLOCATE ALL")
+      }
+      return { results, prepared }
+    }).pipe(Effect.scoped)
+
+  it.live(
+    "with preparedStatements: false nothing is prepared, and calls work when the server session changes between them",
+    () =>
+      Effect.gen(function* () {
+        const unnamed = yield* acrossLostSessions({ preparedStatements: false })
+        expect(unnamed).toEqual({ results: ["completed", "completed", "completed"], prepared: 0 })
+        // The default prepares them, and a session that lost them fails the next call.
+        const byDefault = yield* acrossLostSessions({})
+        expect(byDefault.prepared).toBe(3)
+        expect(byDefault.results[0]).toBe("completed")
+        expect(byDefault.results[1]).toMatch(/prepared statement "nightshift_\w+" does not exist/)
+      }),
+    30_000
+  )
 })
 
 describe("PgStore time", () => {

@@ -38,6 +38,8 @@ export interface Ctx {
   readonly tables: FlowTables
   /** The client's pool, when the hot statements may run on it directly (see `direct.ts`). */
   readonly pool: Direct.Pool | undefined
+  /** Whether those statements go as named prepared statements (`PgStore.Options.preparedStatements`). */
+  readonly prepared: boolean
 }
 
 /** Build the query context; `sql` must not transform names. */
@@ -45,7 +47,8 @@ export const make = (
   sql: SqlClient.SqlClient,
   schema: string,
   clock: ClockSource,
-  pool: Direct.Pool | undefined = undefined
+  pool: Direct.Pool | undefined = undefined,
+  prepared = true
 ): Ctx => {
   const database: Now = {
     ts: sql.literal("now()"),
@@ -67,6 +70,7 @@ export const make = (
     table,
     now,
     pool,
+    prepared,
     tables: {
       sql,
       jobs: sql`${table("jobs")}`,

@@ -115,9 +115,9 @@ export const textsOf = (ctx: Ctx) => {
   const now = databaseNow(ctx)
   const sample: JobStore.ClaimRequest = { kinds: [], queues: [], limit: 0, owner: "", leaseMs: 0 }
   const compiled = {
-    enqueue: Direct.prepared(enqueueStatement(ctx, "[]", now, false).compile()[0]),
-    claim: Direct.prepared(claimStatement(ctx, sample, now).compile()[0]),
-    settle: Direct.prepared(settleSql(ctx, [], now).compile()[0])
+    enqueue: Direct.prepared(enqueueStatement(ctx, "[]", now, false).compile()[0], ctx.prepared),
+    claim: Direct.prepared(claimStatement(ctx, sample, now).compile()[0], ctx.prepared),
+    settle: Direct.prepared(settleSql(ctx, [], now).compile()[0], ctx.prepared)
   }
   texts.set(ctx, compiled)
   return compiled
