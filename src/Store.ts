@@ -116,6 +116,12 @@ export interface Options {
   readonly maxConnections?: number | undefined
   /** Listen for PostgreSQL wake-up and cancel hints. Default true; one-off tools turn it off. */
   readonly listen?: boolean | undefined
+  /**
+   * Send PostgreSQL's enqueue, claim and settle statements as named prepared
+   * statements. Default true; false for a producer behind a pooler in
+   * transaction mode (see `PgStore.Options.preparedStatements`).
+   */
+  readonly preparedStatements?: boolean | undefined
 }
 
 /**
@@ -135,7 +141,11 @@ export const layerJobStore = (
       return Open.sqliteStore(target)
     case "Postgres":
       return Open.pgLayer(target, options, ([PgStore]) =>
-        PgStore.layer({ schema: target.schema, listen: options.listen })
+        PgStore.layer({
+          schema: target.schema,
+          listen: options.listen,
+          preparedStatements: options.preparedStatements
+        })
       )
     case "ShardedPostgres":
       return Open.shardedStore(target, options)
@@ -159,7 +169,11 @@ export const layer = (
   target._tag === "Postgres"
     ? Open.pgLayer(target, options, ([PgStore, PgLock, PgLeader]) =>
         Layer.mergeAll(
-          PgStore.layer({ schema: target.schema, listen: options.listen }),
+          PgStore.layer({
+            schema: target.schema,
+            listen: options.listen,
+            preparedStatements: options.preparedStatements
+          }),
           PgLock.layer({ namespace: target.schema }),
           PgLeader.layer({ schema: target.schema })
         )

@@ -40,6 +40,7 @@ import * as Job from "../src/Job.js"
 import * as JobQueue from "../src/JobQueue.js"
 import * as JobStore from "../src/JobStore.js"
 import * as PgStore from "../src/PgStore.js"
+import * as Store from "../src/Store.js"
 import {
   clientLayer,
   databaseUrl,
@@ -444,6 +445,54 @@ describe("PgStore prepared statements", () => {
         expect(byDefault.results[1]).toMatch(/prepared statement "nightshift_\w+" does not exist/)
       }),
     30_000
+  )
+
+  type Query = (this: unknown, ...args: Array<unknown>) => unknown
+  it.live("Store.layerJobStore passes preparedStatements on to the PostgreSQL store", () =>
+    Effect.gen(function* () {
+      // The statement names the driver is asked to run under, read at pg's own entry point.
+      const names: Array<string | undefined> = []
+      const Client = yield* Effect.promise(async () => {
+        const pg: { readonly default: { readonly Client: { prototype: { query: Query } } } } =
+          // @ts-expect-error pg ships no types, and @types/pg is not a dependency.
+          await import("pg")
+        return pg.default.Client
+      })
+      const original = Client.prototype.query
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          Client.prototype.query = function (this: unknown, config: unknown, ...rest: Array<unknown>) {
+            if (typeof config === "object" && config !== null && "text" in config)
+              names.push((config as { name?: string }).name)
+            return original.call(this, config, ...rest)
+          }
+        }),
+        () =>
+          Effect.sync(() => {
+            Client.prototype.query = original
+          })
+      )
+      const schema = freshSchema("storeprep")
+      const target = Either.getOrThrow(
+        Target.parse(`${databaseUrl()}${databaseUrl().includes("?") ? "&" : "?"}schema=${schema}`)
+      )
+      const named = (preparedStatements: boolean | undefined) =>
+        Effect.gen(function* () {
+          names.length = 0
+          const store = Context.get(
+            yield* Layer.build(Store.layerJobStore(target, { listen: false, preparedStatements })),
+            JobStore.JobStore
+          )
+          yield* store.enqueue([input()])
+          return names.filter((name) => name?.startsWith("nightshift_")).length
+        }).pipe(Effect.scoped)
+      const own = Context.get(yield* Layer.build(clientLayer({ maxConnections: 1 })), SqlClient.SqlClient)
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, own))
+      )
+      expect(yield* named(false)).toBe(0)
+      expect(yield* named(undefined)).toBe(1)
+    }).pipe(Effect.scoped)
   )
 })
 

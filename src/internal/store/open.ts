@@ -186,7 +186,11 @@ export const shardedStore = (
           build: (scope) =>
             Layer.buildWithScope(
               pgLayer(shard, options, ([PgStore]) =>
-                PgStore.layer({ schema: shard.schema, listen: options.listen })
+                PgStore.layer({
+                  schema: shard.schema,
+                  listen: options.listen,
+                  preparedStatements: options.preparedStatements
+                })
               ),
               scope
             ).pipe(
