@@ -347,20 +347,26 @@ describe("PgStore background connections", () => {
 })
 
 describe("PgStore prepared statements", () => {
+  /** A store on a pool of one connection, and that pool's client: its queries share the store's session. */
+  const oneConnectionStore = (label: string, options: PgStore.Options) =>
+    Effect.gen(function* () {
+      const schema = freshSchema(label)
+      const client = Context.get(yield* Layer.build(clientLayer({ maxConnections: 1 })), PgClient.PgClient)
+      const sql = client.withoutTransforms()
+      yield* Effect.addFinalizer(() =>
+        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      )
+      const store = yield* PgStore.make({ schema, listen: false, ...options }).pipe(
+        Effect.provideService(PgClient.PgClient, client)
+      )
+      return { store, sql, schema }
+    })
+
   it.live(
     "enqueue, claim and settle are prepared once per connection and keep working from the prepared statement",
     () =>
       Effect.gen(function* () {
-        const schema = freshSchema("prep")
-        const context = yield* Layer.build(clientLayer({ maxConnections: 1 }))
-        const client = Context.get(context, PgClient.PgClient)
-        const sql = client.withoutTransforms()
-        yield* Effect.addFinalizer(() =>
-          dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-        )
-        const store = yield* PgStore.make({ schema, listen: false }).pipe(
-          Effect.provideService(PgClient.PgClient, client)
-        )
+        const { store, sql, schema } = yield* oneConnectionStore("prep", {})
         const cycle = (n: number) =>
           Effect.gen(function* () {
             const [enqueued] = yield* store.enqueue([input({ payload: { n } })])
@@ -398,16 +404,7 @@ describe("PgStore prepared statements", () => {
   // prepared the statement: `DEALLOCATE ALL` between calls is that, on the one connection.
   const acrossLostSessions = (options: { readonly preparedStatements?: boolean }) =>
     Effect.gen(function* () {
-      const schema = freshSchema("noprep")
-      const context = yield* Layer.build(clientLayer({ maxConnections: 1 }))
-      const client = Context.get(context, PgClient.PgClient)
-      const sql = client.withoutTransforms()
-      yield* Effect.addFinalizer(() =>
-        dropSchema(schema).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-      )
-      const store = yield* PgStore.make({ schema, listen: false, ...options }).pipe(
-        Effect.provideService(PgClient.PgClient, client)
-      )
+      const { store, sql } = yield* oneConnectionStore("noprep", options)
       const request = { queues: ["q"], kinds: ["k"], limit: 1, leaseMs: 30_000, owner: "o" }
       const results: Array<string> = []
       let prepared = 0
