@@ -246,7 +246,7 @@ export interface Prepared {
   readonly name: string | undefined
 }
 
-export const prepared = (text: string, named = true): Prepared => ({
+export const prepared = (text: string, named: boolean): Prepared => ({
   text,
   name: named ? `nightshift_${createHash("sha1").update(text).digest("hex").slice(0, 20)}` : undefined
 })
