@@ -5,7 +5,8 @@
  * Its loops run as workers under a crew named `jobs`: `fetcher` (claims up
  * to the free slots, woken by store hints or the poll interval), `heartbeat`
  * (extends leases, stops cancelled attempts), `settler` (writes outcomes in
- * batches), `listener` (store hints), `sampler` (queue depth, autoscaling),
+ * batches), `listener` (store hints), `sampler` (queue depth gauges on the
+ * leader; waiting jobs for autoscaling on every node that autoscales),
  * `rescuer` (takes back jobs whose lease ran out) and `cron` (tries every
  * slot; the store records each once) on every node, and `pruner` on the
  * leader (on every node over a sharded store, whose shards each let one
@@ -31,7 +32,8 @@ import {
   makeSampler,
   prunePass,
   type Retention,
-  rescuePass
+  rescuePass,
+  sampleCostFactor
 } from "./internal/runner/maintenance.js"
 import { makeSettler } from "./internal/runner/settler.js"
 import * as Hints from "./internal/store/hints.js"
@@ -341,9 +343,16 @@ export const make = <R>(
       : claimLoop
     const fetcher: Effect.Effect<unknown> = Effect.ensuring(provide(fetch), engine.drain)
 
-    const samplePass = makeSampler(store, config.queues)
+    // The depth gauges describe the whole store, so one process writes them: the leader (every
+    // process without a Leader service). A runner that autoscales counts for itself either way.
+    const depth = makeSampler(store, config.queues)
+    let reporting = false
     const sampler = Effect.gen(function* () {
-      const waiting = yield* samplePass
+      const record = yield* leader.isLeader
+      if (reporting && !record) yield* depth.clear
+      reporting = record
+      if (!record && options.autoscale === undefined) return
+      const waiting = yield* depth.sample(record)
       if (options.autoscale !== undefined) {
         const target = Math.max(
           options.autoscale.min,
@@ -366,7 +375,10 @@ export const make = <R>(
       ),
       Worker.periodic(
         "sampler",
-        { schedule: Schedule.spaced(options.autoscale ? 1_000 : 5_000) },
+        {
+          schedule: depth.schedule(options.autoscale ? 1_000 : 5_000),
+          description: `every ${options.autoscale ? 1 : 5} seconds, or ${sampleCostFactor} times a slow sample`
+        },
         logged("sampling queue depth", sampler)
       ),
       // Every node rescues (the update is fenced, so two rescuers never both take a job):

@@ -787,7 +787,7 @@ describe("Admin flow control", () => {
       expect((yield* call(base, "GET", "/queues/default/partitions?limit=0")).status).toBe(400)
 
       // The throttled gauge on /metrics, as the runner's sampler sets it.
-      yield* makeSampler(store, ["default"])
+      yield* makeSampler(store, ["default"]).sample(true)
       const metrics = yield* call(base, "GET", "/metrics")
       expect(metrics.text).toContain(
         'nightshift_jobs_throttled{queue="default",kind="sync",reason="partition at limit"} 2'

@@ -121,7 +121,7 @@ describe("throttled jobs gauge", () => {
         yield* store.pause("t9p")
         const claimed = yield* claimAll(store, "t9q")
         expect(claimed).toHaveLength(4) // one per key, and two starts of the rate
-        const sample = makeSampler(store, ["t9q"])
+        const sample = makeSampler(store, ["t9q"]).sample(true)
         yield* sample
         expect(yield* samples("t9q")).toBe(
           [

@@ -18,6 +18,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
 import * as CronJob from "nightshift/CronJob"
 import * as Events from "nightshift/Events"
@@ -896,6 +897,90 @@ describe("JobRunner", () => {
       expect(yield* depth("depth-probe", "completed")).toBe(0)
     }).pipe(Effect.provide(Base))
   )
+
+  describe("the depth sampler", () => {
+    const depthGauge = (queue: string, state: string) =>
+      Effect.map(
+        Metric.value(Metrics.queueDepth.pipe(Metric.tagged("queue", queue), Metric.tagged("state", state))),
+        (gauge) => gauge.value
+      )
+    /** A memory store whose depth counts take `countTime` of the test clock, recording when each began. */
+    const timedDepth = (countTime: Duration.DurationInput) =>
+      Effect.map(MemoryStore.make, (real) => {
+        const starts: Array<number> = []
+        const store: JobStore.Service = {
+          ...real,
+          depth: Effect.clockWith((clock) => clock.currentTimeMillis).pipe(
+            Effect.tap((now) => starts.push(now)),
+            Effect.zipRight(Effect.sleep(countTime)),
+            Effect.zipRight(real.depth)
+          )
+        }
+        return { starts, store }
+      })
+    const Probe = Job.make("depth_leader_probe", { payload: Schema.Struct({}), queue: "depth-leader" })
+
+    it.scoped("only the leader writes the depth gauges; one that loses leadership sets its own to 0", () =>
+      Effect.gen(function* () {
+        const { starts, store } = yield* timedDepth(0)
+        const leading = yield* SubscriptionRef.make(true)
+        yield* Effect.gen(function* () {
+          yield* JobQueue.enqueueMany(
+            Array.from({ length: 3 }, () => JobQueue.item(Probe, {}, { delay: "1 hour" }))
+          )
+          yield* startRunner(Job.handlers(Job.handle(Probe, () => Effect.void)), {
+            queues: ["depth-leader"]
+          }).pipe(Effect.provideService(Leader.Leader, Leader.fromRef("this-node", leading)))
+          yield* TestClock.adjust("6 seconds")
+          expect([starts.length, yield* depthGauge("depth-leader", "scheduled")]).toEqual([1, 3])
+          yield* SubscriptionRef.set(leading, false)
+          yield* TestClock.adjust("5 seconds")
+          // Another process reports now; a count left here would be summed with (or shadow) its own.
+          expect(yield* depthGauge("depth-leader", "scheduled")).toBe(0)
+          for (let i = 0; i < 4; i++) yield* TestClock.adjust("5 seconds")
+          expect(starts.length).toBe(1)
+          yield* SubscriptionRef.set(leading, true)
+          yield* TestClock.adjust("5 seconds")
+          expect([starts.length, yield* depthGauge("depth-leader", "scheduled")]).toEqual([2, 3])
+        }).pipe(Effect.provide(onStore(store)))
+      })
+    )
+
+    it.scoped("a runner that autoscales counts waiting jobs without leading, and writes no gauge", () =>
+      Effect.gen(function* () {
+        const { store } = yield* timedDepth(0)
+        yield* Effect.gen(function* () {
+          const Busy = Job.make("depth_autoscale_probe", {
+            payload: Schema.Struct({}),
+            queue: "depth-autoscale"
+          })
+          yield* JobQueue.enqueueMany(Array.from({ length: 20 }, () => JobQueue.item(Busy, {})))
+          const { runner } = yield* startRunner(Job.handlers(Job.handle(Busy, () => Effect.never)), {
+            queues: ["depth-autoscale"],
+            autoscale: { min: 2, max: 8 }
+          }).pipe(Effect.provideService(Leader.Leader, Leader.fromConstant(false)))
+          for (let i = 0; i < 3; i++) yield* TestClock.adjust("1 second")
+          expect((yield* runner.status).running).toBe(8)
+          expect(yield* depthGauge("depth-autoscale", "available")).toBe(0)
+          expect(yield* depthGauge("depth-autoscale", "running")).toBe(0)
+        }).pipe(Effect.provide(onStore(store)))
+      })
+    )
+
+    it.scoped("a slow count spaces the next sample to 20 times its duration", () =>
+      Effect.gen(function* () {
+        const { starts, store } = yield* timedDepth("1 second")
+        yield* Effect.gen(function* () {
+          yield* startRunner(Job.handlers(Job.handle(Probe, () => Effect.void)), { queues: ["depth-leader"] })
+          // The first sample starts 5 s in and takes 1 s: the next waits 20 s, not 5.
+          yield* TestClock.adjust("25 seconds")
+          expect(starts).toEqual([5_000])
+          yield* TestClock.adjust("2 seconds")
+          expect(starts).toEqual([5_000, 26_000])
+        }).pipe(Effect.provide(onStore(store)))
+      })
+    )
+  })
 
   describe("attempts that cannot run normally still count and end", () => {
     const rawEnqueue = (kind: string, payload: unknown, maxAttempts: number) =>

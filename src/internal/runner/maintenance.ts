@@ -1,6 +1,8 @@
 import * as Cron from "effect/Cron"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import type * as CronJob from "../../CronJob.js"
 import * as Events from "../../Events.js"
 import * as JobQueue from "../../JobQueue.js"
@@ -54,15 +56,37 @@ export const prunePass = (store: JobStore.Service, retention: Retention) =>
   })
 
 /**
+ * A sample waits at least this many times its own duration before the
+ * next one, so that counting a large backlog takes at most a twentieth of
+ * one database connection's time, however often the schedule asks.
+ */
+export const sampleCostFactor = 20
+
+/** The runner's depth sampler (see `makeSampler`). */
+export interface Sampler {
+  /**
+   * One pass: count the live jobs per queue and state and the jobs a limit
+   * holds back; with `record`, write them (and the store's table sizes)
+   * into the gauges. Returns the due depth of the served queues, less the
+   * jobs held back.
+   */
+  readonly sample: (record: boolean) => Effect.Effect<number, JobStore.JobStoreError>
+  /** Set every gauge this sampler wrote to 0: this process stopped reporting. */
+  readonly clear: Effect.Effect<void>
+  /** `Schedule.spaced(baseMs)`, lengthened after a slow sample to `sampleCostFactor` times its duration. */
+  readonly schedule: (baseMs: number) => Schedule.Schedule<unknown, unknown>
+}
+
+/**
  * Sample queue depths (`JobStore.depth`: the live states only) into the
  * gauge, the store's table sizes into theirs where it has them, and
  * throttled jobs into theirs (a failure in either of those is logged and
- * does not fail the depths); returns the due depth of `queues`.
+ * does not fail the depths).
  * Counts leave out zeros, so every (queue, state) pair of the served queues,
  * and every pair reported before, that is missing now reads 0: a drained
  * queue's gauge goes back to 0 instead of keeping its last count.
  */
-export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<string>) => {
+export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<string>): Sampler => {
   const key = (queue: string, state: string) => JSON.stringify([queue, state])
   const served = new Map<string, readonly [string, string]>()
   for (const queue of queues) {
@@ -70,41 +94,67 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
   }
   let known = new Map(served)
   const throttledPass = makeThrottledSampler(store)
-  return Effect.gen(function* () {
-    const counts = yield* store.depth
-    if (store.tableStats !== undefined) {
-      yield* store.tableStats.pipe(
-        Effect.flatMap(Metrics.tables),
-        Effect.catchAll((e) => Effect.logWarning("nightshift: sampling the store's table sizes failed", e))
-      )
-    }
-    const ours = new Set(queues)
-    const seen = new Set<string>()
-    let waiting = 0
-    for (const c of counts) {
-      const k = key(c.queue, c.state)
-      seen.add(k)
-      if (!known.has(k)) known.set(k, [c.queue, c.state])
-      yield* Metrics.depth(c.queue, c.state, c.count)
-      if (ours.has(c.queue) && c.state === "available") waiting += c.count
-    }
-    for (const [k, [queue, state]] of known) {
-      if (!seen.has(k)) yield* Metrics.depth(queue, state, 0)
-    }
-    // Bounded: past 10,000 pairs, forget the queues this node neither serves nor saw just now.
-    if (known.size > 10_000) known = new Map([...served, ...[...known].filter(([k]) => seen.has(k))])
-    const throttled = yield* throttledPass.pipe(
-      Effect.catchAll((e) =>
-        Effect.as(
-          Effect.logWarning("nightshift: sampling throttled jobs failed", e),
-          new Map<string, number>()
+  let lastCostMs = 0
+  const pass = (record: boolean) =>
+    Effect.gen(function* () {
+      const counts = yield* store.depth
+      if (record && store.tableStats !== undefined) {
+        yield* store.tableStats.pipe(
+          Effect.flatMap(Metrics.tables),
+          Effect.catchAll((e) => Effect.logWarning("nightshift: sampling the store's table sizes failed", e))
+        )
+      }
+      const ours = new Set(queues)
+      let waiting = 0
+      for (const c of counts) {
+        if (ours.has(c.queue) && c.state === "available") waiting += c.count
+      }
+      if (record) {
+        const seen = new Set<string>()
+        for (const c of counts) {
+          const k = key(c.queue, c.state)
+          seen.add(k)
+          if (!known.has(k)) known.set(k, [c.queue, c.state])
+          yield* Metrics.depth(c.queue, c.state, c.count)
+        }
+        for (const [k, [queue, state]] of known) {
+          if (!seen.has(k)) yield* Metrics.depth(queue, state, 0)
+        }
+        // Bounded: past 10,000 pairs, forget the queues this node neither serves nor saw just now.
+        if (known.size > 10_000) known = new Map([...served, ...[...known].filter(([k]) => seen.has(k))])
+      }
+      const throttled = yield* throttledPass
+        .sample(record)
+        .pipe(
+          Effect.catchAll((e) =>
+            Effect.as(
+              Effect.logWarning("nightshift: sampling throttled jobs failed", e),
+              new Map<string, number>()
+            )
+          )
+        )
+      // Autoscale counts what could start: jobs a limit holds back need no more slots.
+      for (const queue of ours) waiting -= throttled.get(queue) ?? 0
+      return Math.max(0, waiting)
+    })
+  return {
+    sample: (record) =>
+      Effect.timed(pass(record)).pipe(
+        Effect.map(([took, waiting]) => {
+          lastCostMs = Duration.toMillis(took)
+          return waiting
+        })
+      ),
+    clear: Effect.suspend(() =>
+      Effect.forEach(known.values(), ([queue, state]) => Metrics.depth(queue, state, 0), { discard: true })
+    ).pipe(Effect.zipRight(throttledPass.clear)),
+    schedule: (baseMs) =>
+      Schedule.spaced(baseMs).pipe(
+        Schedule.modifyDelay((_, delay) =>
+          Duration.max(delay, Duration.millis(lastCostMs * sampleCostFactor))
         )
       )
-    )
-    // Autoscale counts what could start: jobs a limit holds back need no more slots.
-    for (const queue of ours) waiting -= throttled.get(queue) ?? 0
-    return Math.max(0, waiting)
-  })
+  }
 }
 
 /**
@@ -116,26 +166,36 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
  */
 export const makeThrottledSampler = (store: JobStore.Service) => {
   let known = new Map<string, readonly [string, string, string]>()
-  return Effect.gen(function* () {
-    const light = yield* store.flowState({ due: false })
-    const state =
-      light.rules.length === 0 && light.paused.length === 0 ? light : yield* store.flowState({ due: true })
-    const seen = new Set<string>()
-    const perQueue = new Map<string, number>()
-    for (const t of FlowReport.throttled(state)) {
-      perQueue.set(t.queue, (perQueue.get(t.queue) ?? 0) + t.count)
-      const k = JSON.stringify([t.queue, t.kind, t.reason])
-      seen.add(k)
-      if (!known.has(k)) known.set(k, [t.queue, t.kind, t.reason])
-      yield* Metrics.throttled(t.queue, t.kind, t.reason, t.count)
-    }
-    for (const [k, [queue, kind, reason]] of known) {
-      if (!seen.has(k)) yield* Metrics.throttled(queue, kind, reason, 0)
-    }
-    // Bounded: past 10,000 label sets, forget the ones at 0 (they were just set to 0).
-    if (known.size > 10_000) known = new Map([...known].filter(([k]) => seen.has(k)))
-    return perQueue
-  })
+  const sample = (record: boolean) =>
+    Effect.gen(function* () {
+      const light = yield* store.flowState({ due: false })
+      const state =
+        light.rules.length === 0 && light.paused.length === 0 ? light : yield* store.flowState({ due: true })
+      const seen = new Set<string>()
+      const perQueue = new Map<string, number>()
+      for (const t of FlowReport.throttled(state)) {
+        perQueue.set(t.queue, (perQueue.get(t.queue) ?? 0) + t.count)
+        if (!record) continue
+        const k = JSON.stringify([t.queue, t.kind, t.reason])
+        seen.add(k)
+        if (!known.has(k)) known.set(k, [t.queue, t.kind, t.reason])
+        yield* Metrics.throttled(t.queue, t.kind, t.reason, t.count)
+      }
+      if (record) {
+        for (const [k, [queue, kind, reason]] of known) {
+          if (!seen.has(k)) yield* Metrics.throttled(queue, kind, reason, 0)
+        }
+        // Bounded: past 10,000 label sets, forget the ones at 0 (they were just set to 0).
+        if (known.size > 10_000) known = new Map([...known].filter(([k]) => seen.has(k)))
+      }
+      return perQueue
+    })
+  const clear = Effect.suspend(() =>
+    Effect.forEach(known.values(), ([queue, kind, reason]) => Metrics.throttled(queue, kind, reason, 0), {
+      discard: true
+    })
+  )
+  return { sample, clear }
 }
 
 const enqueueSlot = (store: JobStore.Service, job: CronJob.CronJob, slot: number) =>
