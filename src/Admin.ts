@@ -103,7 +103,7 @@ export interface Options {
    * read and one count of jobs per queue and state; see docs/admin.md for
    * their cost). The node keeps the last 720 samples (an hour at the
    * default) and 24 hours of per-minute rows. At least 100 millis. Default
-   * 5 seconds.
+   * 5 seconds; a slow sample puts the next one 20 times its duration later.
    */
   readonly sampleInterval?: Duration.DurationInput | undefined
   /** Log one line per request (method, path, status; never bodies). Default false. */

@@ -32,10 +32,10 @@ import {
   makeSampler,
   prunePass,
   type Retention,
-  rescuePass,
-  sampleCostFactor
+  rescuePass
 } from "./internal/runner/maintenance.js"
 import { makeSettler } from "./internal/runner/settler.js"
+import { costSpaced, sampleCostFactor } from "./internal/sampling.js"
 import * as Hints from "./internal/store/hints.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
@@ -365,6 +365,8 @@ export const make = <R>(
       }
     })
 
+    const sampling = costSpaced(logged("sampling queue depth", sampler), options.autoscale ? 1_000 : 5_000)
+
     const workers: Array<Worker.Worker<any, never>> = [
       Worker.make("settler", settler.run),
       Worker.make("listener", engine.listen, { restart: "permanent" }),
@@ -376,10 +378,10 @@ export const make = <R>(
       Worker.periodic(
         "sampler",
         {
-          schedule: depth.schedule(options.autoscale ? 1_000 : 5_000),
+          schedule: sampling.schedule,
           description: `every ${options.autoscale ? 1 : 5} seconds, or ${sampleCostFactor} times a slow sample`
         },
-        logged("sampling queue depth", sampler)
+        sampling.sample
       ),
       // Every node rescues (the update is fenced, so two rescuers never both take a job):
       // a dead leader's jobs come back as fast as anyone's.

@@ -113,6 +113,39 @@ describe("the overview's sampler", () => {
       })
   )
 
+  it.effect("a slow sample puts the next one 20 times its duration later, covering the time between", () =>
+    Effect.gen(function* () {
+      const real = yield* MemoryStore.make
+      const starts: Array<number> = []
+      const store: JobStore.Service = {
+        ...real,
+        // A read of a deep backlog: 1 s of the test clock.
+        activity: (since) =>
+          Effect.clockWith((clock) => clock.currentTimeMillis).pipe(
+            Effect.tap((now) => starts.push(now)),
+            Effect.zipRight(Effect.sleep("1 second")),
+            Effect.zipRight(real.activity(since))
+          )
+      }
+      const history = new History.History(5000)
+      const fiber = yield* Effect.fork(History.sample(history, store, Duration.seconds(5)))
+      yield* TestClock.adjust(2_000)
+      yield* real.enqueue([input()])
+      const [job] = yield* real.claim(request())
+      yield* real.settle([{ id: job!.id, fence: job!.fence, outcome: { _tag: "completed" } }])
+      yield* TestClock.adjust(18_000)
+      expect(starts).toEqual([0])
+      yield* TestClock.adjust(2_000)
+      expect(starts).toEqual([0, 21_000])
+      yield* TestClock.adjust(1_000)
+      // The second sample covers the 21 s since the first ended, with the job completed in it.
+      const points = history.points(300_000, history.latest!)
+      expect(points.map((p) => p.at)).toEqual([1_000, 22_000])
+      expect(points[1]!.completed).toBeCloseTo(1 / 21, 5)
+      yield* Fiber.interrupt(fiber)
+    })
+  )
+
   it.effect("a sample the store fails leaves a gap; the next covers the time since the last good one", () =>
     Effect.gen(function* () {
       const real = yield* MemoryStore.make

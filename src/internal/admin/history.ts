@@ -18,8 +18,8 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
 import type * as JobStore from "../../JobStore.js"
+import { costSpaced } from "../sampling.js"
 
 /** The states whose counts are a queue's depth. */
 export const depthStates = ["scheduled", "available", "running", "retryable"] as const
@@ -266,7 +266,9 @@ export class History {
 
 /**
  * Sample the store into `history` every `interval` for as long as the
- * fiber lives: one `activity` read (since the previous sample) each time. A failed sample is logged and leaves a gap; the
+ * fiber lives: one `activity` read (since the previous sample) each time,
+ * spaced further after a slow one (`costSpaced`: a read of a very deep
+ * backlog takes a while). A failed sample is logged and leaves a gap; the
  * next one covers the time since the last one that succeeded.
  */
 export const sample = (
@@ -285,5 +287,6 @@ export const sample = (
       Effect.logWarning(`nightshift admin: overview sample failed: ${e.message.split("\n", 1)[0]}`)
     )
   )
-  return Effect.zipRight(Effect.repeat(once, Schedule.spaced(interval)), Effect.never)
+  const spaced = costSpaced(once, interval)
+  return Effect.zipRight(Effect.repeat(spaced.sample, spaced.schedule), Effect.never)
 }

@@ -1,8 +1,6 @@
 import * as Cron from "effect/Cron"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import type * as CronJob from "../../CronJob.js"
 import * as Events from "../../Events.js"
 import * as JobQueue from "../../JobQueue.js"
@@ -55,13 +53,6 @@ export const prunePass = (store: JobStore.Service, retention: Retention) =>
     return total
   })
 
-/**
- * A sample waits at least this many times its own duration before the
- * next one, so that counting a large backlog takes at most a twentieth of
- * one database connection's time, however often the schedule asks.
- */
-export const sampleCostFactor = 20
-
 /** The runner's depth sampler (see `makeSampler`). */
 export interface Sampler {
   /**
@@ -73,8 +64,6 @@ export interface Sampler {
   readonly sample: (record: boolean) => Effect.Effect<number, JobStore.JobStoreError>
   /** Set every gauge this sampler wrote to 0: this process stopped reporting. */
   readonly clear: Effect.Effect<void>
-  /** `Schedule.spaced(baseMs)`, lengthened after a slow sample to `sampleCostFactor` times its duration. */
-  readonly schedule: (baseMs: number) => Schedule.Schedule<unknown, unknown>
 }
 
 /**
@@ -94,8 +83,7 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
   }
   let known = new Map(served)
   const throttledPass = makeThrottledSampler(store)
-  let lastCostMs = 0
-  const pass = (record: boolean) =>
+  const sample = (record: boolean) =>
     Effect.gen(function* () {
       const counts = yield* store.depth
       if (record && store.tableStats !== undefined) {
@@ -138,22 +126,10 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
       return Math.max(0, waiting)
     })
   return {
-    sample: (record) =>
-      Effect.timed(pass(record)).pipe(
-        Effect.map(([took, waiting]) => {
-          lastCostMs = Duration.toMillis(took)
-          return waiting
-        })
-      ),
+    sample,
     clear: Effect.suspend(() =>
       Effect.forEach(known.values(), ([queue, state]) => Metrics.depth(queue, state, 0), { discard: true })
-    ).pipe(Effect.zipRight(throttledPass.clear)),
-    schedule: (baseMs) =>
-      Schedule.spaced(baseMs).pipe(
-        Schedule.modifyDelay((_, delay) =>
-          Duration.max(delay, Duration.millis(lastCostMs * sampleCostFactor))
-        )
-      )
+    ).pipe(Effect.zipRight(throttledPass.clear))
   }
 }
 
