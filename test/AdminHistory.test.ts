@@ -10,7 +10,7 @@ import * as TestClock from "effect/TestClock"
 import * as History from "../src/internal/admin/history.js"
 import * as JobStore from "../src/JobStore.js"
 import * as MemoryStore from "../src/MemoryStore.js"
-import { input, request } from "./store/helpers.js"
+import { input, request, slowed } from "./store/helpers.js"
 
 const activity = (now: number, over: Partial<JobStore.Activity> = {}): JobStore.Activity => ({
   now,
@@ -120,12 +120,7 @@ describe("the overview's sampler", () => {
       const store: JobStore.Service = {
         ...real,
         // A read of a deep backlog: 1 s of the test clock.
-        activity: (since) =>
-          Effect.clockWith((clock) => clock.currentTimeMillis).pipe(
-            Effect.tap((now) => starts.push(now)),
-            Effect.zipRight(Effect.sleep("1 second")),
-            Effect.zipRight(real.activity(since))
-          )
+        activity: (since) => slowed(starts, "1 second", real.activity(since))
       }
       const history = new History.History(5000)
       const fiber = yield* Effect.fork(History.sample(history, store, Duration.seconds(5)))

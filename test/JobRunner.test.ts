@@ -30,6 +30,7 @@ import * as Leader from "nightshift/Leader"
 import * as MemoryStore from "nightshift/MemoryStore"
 import * as Metrics from "nightshift/Metrics"
 import { aheadTarget } from "../src/internal/runner/engine.js"
+import { slowed } from "./store/helpers.js"
 
 const Task = Job.make("task", {
   payload: Schema.Struct({ n: Schema.Number }),
@@ -910,11 +911,7 @@ describe("JobRunner", () => {
         const starts: Array<number> = []
         const store: JobStore.Service = {
           ...real,
-          depth: Effect.clockWith((clock) => clock.currentTimeMillis).pipe(
-            Effect.tap((now) => starts.push(now)),
-            Effect.zipRight(Effect.sleep(countTime)),
-            Effect.zipRight(real.depth)
-          )
+          depth: slowed(starts, countTime, real.depth)
         }
         return { starts, store }
       })

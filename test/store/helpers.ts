@@ -7,6 +7,7 @@
 import { expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
@@ -230,3 +231,19 @@ export const awaitWakeup = <E, R>(
   })
 
 const yieldTimes = (n: number) => Effect.repeatN(Effect.yieldNow(), n - 1)
+
+/**
+ * `effect`, slowed: it records the clock's time when it starts in `starts`,
+ * then takes `took` (of the test clock, under `TestClock`) before running.
+ * For a store read that is slow, such as a count of a deep backlog.
+ */
+export const slowed = <A, E, R>(
+  starts: Array<number>,
+  took: Duration.DurationInput,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Clock.currentTimeMillis.pipe(
+    Effect.tap((now) => starts.push(now)),
+    Effect.zipRight(Effect.sleep(took)),
+    Effect.zipRight(effect)
+  )
