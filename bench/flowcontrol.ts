@@ -31,7 +31,8 @@
  * 3. Rate limit: a kind with `rateLimit: { limit: 100, per: "1 second" }`,
  *    a 6,000-job backlog, two worker processes for 30 s. The most claims in
  *    any 1 s window ÷ 100 (must never exceed 1.0), the mean claims per
- *    1 s ÷ 100, and the same for handler starts as the workers see them.
+ *    1 s ÷ 100, and the same for handler starts as the workers see them;
+ *    with the runners at the default prefetch and at `prefetch: 0`.
  *
  * Every measurement runs in fresh processes on a fresh PostgreSQL schema or
  * SQLite file, dropped afterwards. Rounds alternate the variants' order.
@@ -372,14 +373,29 @@ const fairRound = async (
 // ---------------------------------------------------------------------------------------------
 // 3. Rate limit accuracy
 
-const rateOnce = (engine: Engine) =>
+type RateVariant = "rate100" | "rate100NoPrefetch"
+const rateVariants: ReadonlyArray<RateVariant> = ["rate100", "rate100NoPrefetch"]
+const rateLabels: Record<RateVariant, string> = {
+  rate100: "default prefetch",
+  rate100NoPrefetch: "`prefetch: 0`"
+}
+
+const rateOnce = (engine: Engine, prefetch: number | undefined) =>
   withOwner(engine, async (owner, spawn) => {
     const { backlog, seconds, limit, windowMs, processes, concurrency } = settings.rate
     await ask(owner, { cmd: "enqueue", kind: "rate100", from: 0, n: backlog, tenant: "A" }, 600_000)
     const workers = await spawn(processes)
     const offsets = await Promise.all(workers.map((w) => clockOffset(w)))
     await Promise.all(
-      workers.map((w) => ask(w, { cmd: "startWorker", kind: "rate100", concurrency, n: backlog }))
+      workers.map((w) =>
+        ask(w, {
+          cmd: "startWorker",
+          kind: "rate100",
+          concurrency,
+          n: backlog,
+          ...(prefetch === undefined ? {} : { prefetch })
+        })
+      )
     )
     const handled = () => workers.reduce((sum, w) => sum + w.progress(), 0)
     if (!(await until(() => handled() >= 1, 60_000))) throw new Error("no job started")
@@ -413,9 +429,16 @@ const rateOnce = (engine: Engine) =>
     }
   })
 
-const rateRound = async (engine: Engine, round: number) => {
+const rateRound = async (
+  engine: Engine,
+  round: number,
+  order: <A>(xs: ReadonlyArray<A>) => ReadonlyArray<A>
+) => {
   if (!enabled("rate")) return
-  await measure(`rate:${engine}`, "rate100", round, () => rateOnce(engine))
+  for (const variant of order(rateVariants))
+    await measure(`rate:${engine}`, variant, round, () =>
+      rateOnce(engine, variant === "rate100NoPrefetch" ? 0 : undefined)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,6 +460,12 @@ const targets = (engine: Engine): ReadonlyArray<Target> => [
   {
     name: "rate limit, most claims in any 1 s ÷ 100",
     a: { workload: `rate:${engine}`, contestant: "rate100", key: "maxClaims" },
+    goal: 1,
+    atMost: true
+  },
+  {
+    name: "rate limit, runners at `prefetch: 0`, most claims in any 1 s ÷ 100",
+    a: { workload: `rate:${engine}`, contestant: "rate100NoPrefetch", key: "maxClaims" },
     goal: 1,
     atMost: true
   }
@@ -550,9 +579,10 @@ const fairTable = (engine: Engine) => {
 }
 
 const rateTable = (engine: Engine) => {
-  const s = (key: string) => results.summary(`rate:${engine}`, "rate100", key)
+  const w = `rate:${engine}`
   return table(
     [
+      "runners",
       "most claims in any 1 s ÷ 100",
       "mean claims per 1 s ÷ 100",
       "most handler starts in any 1 s ÷ 100",
@@ -560,16 +590,20 @@ const rateTable = (engine: Engine) => {
       "claims in the run",
       "duplicates"
     ],
-    [
-      [
-        cell(s("maxClaims"), fixed(2)),
-        cell(s("meanClaims"), fixed(3)),
-        cell(s("maxHandlerStarts"), fixed(2)),
-        `${cell(s("lagP50"), fixed(1))} / ${cell(s("lagP99"), fixed(1))}`,
-        cell(s("claims"), int),
-        String(results.faults(`rate:${engine}`, "rate100").duplicates)
-      ]
-    ]
+    rateVariants
+      .filter((v) => results.contestants(w).includes(v))
+      .map((v) => {
+        const s = (key: string) => results.summary(w, v, key)
+        return [
+          rateLabels[v],
+          cell(s("maxClaims"), fixed(2)),
+          cell(s("meanClaims"), fixed(3)),
+          cell(s("maxHandlerStarts"), fixed(2)),
+          `${cell(s("lagP50"), fixed(1))} / ${cell(s("lagP99"), fixed(1))}`,
+          cell(s("claims"), int),
+          String(results.faults(w, v).duplicates)
+        ]
+      })
   )
 }
 
@@ -691,7 +725,7 @@ const main = async () => {
       await drainRound(engine, round, order)
       await placesRound(engine, round)
       await fairRound(engine, round, order)
-      await rateRound(engine, round)
+      await rateRound(engine, round, order)
     }
   }
   rmSync(tmpDir, { recursive: true, force: true })
