@@ -551,6 +551,17 @@ const placesTable = (engine: Engine) => {
   )
 }
 
+/** One row per variant measured in `workload`: its label, then `cells` from its summaries. */
+const variantRows = <V extends string>(
+  workload: string,
+  variants: ReadonlyArray<V>,
+  labels: Record<V, string>,
+  cells: (s: (key: string) => ReturnType<typeof results.summary>, variant: V) => ReadonlyArray<string>
+): Array<Array<string>> =>
+  variants
+    .filter((v) => results.contestants(workload).includes(v))
+    .map((v) => [labels[v], ...cells((key) => results.summary(workload, v, key), v)])
+
 const fairTable = (engine: Engine) => {
   const w = `fair:${engine}`
   return table(
@@ -562,19 +573,13 @@ const fairTable = (engine: Engine) => {
       "A's jobs started while B waited",
       "duplicates / B lost"
     ],
-    fairVariants
-      .filter((v) => results.contestants(w).includes(v))
-      .map((v) => {
-        const s = (key: string) => results.summary(w, v, key)
-        return [
-          fairLabels[v],
-          cell(s("p50"), fixed(1)),
-          cell(s("p99"), fixed(1)),
-          cell(s("max"), fixed(1)),
-          cell(s("aMeanwhile"), int),
-          faults(w, v)
-        ]
-      })
+    variantRows(w, fairVariants, fairLabels, (s, v) => [
+      cell(s("p50"), fixed(1)),
+      cell(s("p99"), fixed(1)),
+      cell(s("max"), fixed(1)),
+      cell(s("aMeanwhile"), int),
+      faults(w, v)
+    ])
   )
 }
 
@@ -590,20 +595,14 @@ const rateTable = (engine: Engine) => {
       "claims in the run",
       "duplicates"
     ],
-    rateVariants
-      .filter((v) => results.contestants(w).includes(v))
-      .map((v) => {
-        const s = (key: string) => results.summary(w, v, key)
-        return [
-          rateLabels[v],
-          cell(s("maxClaims"), fixed(2)),
-          cell(s("meanClaims"), fixed(3)),
-          cell(s("maxHandlerStarts"), fixed(2)),
-          `${cell(s("lagP50"), fixed(1))} / ${cell(s("lagP99"), fixed(1))}`,
-          cell(s("claims"), int),
-          String(results.faults(w, v).duplicates)
-        ]
-      })
+    variantRows(w, rateVariants, rateLabels, (s, v) => [
+      cell(s("maxClaims"), fixed(2)),
+      cell(s("meanClaims"), fixed(3)),
+      cell(s("maxHandlerStarts"), fixed(2)),
+      `${cell(s("lagP50"), fixed(1))} / ${cell(s("lagP99"), fixed(1))}`,
+      cell(s("claims"), int),
+      String(results.faults(w, v).duplicates)
+    ])
   )
 }
 
