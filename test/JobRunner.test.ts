@@ -919,7 +919,13 @@ describe("JobRunner", () => {
 
     it.scoped("only the leader writes the depth gauges; one that loses leadership sets its own to 0", () =>
       Effect.gen(function* () {
-        const { starts, store } = yield* timedDepth(0)
+        const { starts, store: counting } = yield* timedDepth(0)
+        const sizes = { liveRows: 7, deadRows: 1, tableBytes: 8192, indexBytes: 4096, finishedBytes: 0 }
+        const store: JobStore.Service = { ...counting, tableStats: Effect.succeed(sizes) }
+        const liveRows = Effect.map(
+          Metric.value(Metrics.storeRows.pipe(Metric.tagged("kind", "live"))),
+          (gauge) => gauge.value
+        )
         const leading = yield* SubscriptionRef.make(true)
         yield* Effect.gen(function* () {
           yield* JobQueue.enqueueMany(
@@ -929,11 +935,13 @@ describe("JobRunner", () => {
             queues: ["depth-leader"]
           }).pipe(Effect.provideService(Leader.Leader, Leader.fromRef("this-node", leading)))
           yield* TestClock.adjust("6 seconds")
-          expect([starts.length, yield* depthGauge("depth-leader", "scheduled")]).toEqual([1, 3])
+          expect([starts.length, yield* depthGauge("depth-leader", "scheduled"), yield* liveRows]).toEqual([
+            1, 3, 7
+          ])
           yield* SubscriptionRef.set(leading, false)
           yield* TestClock.adjust("5 seconds")
           // Another process reports now; a count left here would be summed with (or shadow) its own.
-          expect(yield* depthGauge("depth-leader", "scheduled")).toBe(0)
+          expect([yield* depthGauge("depth-leader", "scheduled"), yield* liveRows]).toEqual([0, 0])
           for (let i = 0; i < 4; i++) yield* TestClock.adjust("5 seconds")
           expect(starts.length).toBe(1)
           yield* SubscriptionRef.set(leading, true)

@@ -53,6 +53,15 @@ export const prunePass = (store: JobStore.Service, retention: Retention) =>
     return total
   })
 
+/** Table sizes of a process that no longer reports them. */
+const noTables: JobStore.TableStats = {
+  liveRows: 0,
+  deadRows: 0,
+  tableBytes: 0,
+  indexBytes: 0,
+  finishedBytes: 0
+}
+
 /** The runner's depth sampler (see `makeSampler`). */
 export interface Sampler {
   /**
@@ -83,12 +92,16 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
   }
   let known = new Map(served)
   const throttledPass = makeThrottledSampler(store)
+  let wroteTables = false
   const sample = (record: boolean) =>
     Effect.gen(function* () {
       const counts = yield* store.depth
       if (record && store.tableStats !== undefined) {
         yield* store.tableStats.pipe(
           Effect.flatMap(Metrics.tables),
+          Effect.tap(() => {
+            wroteTables = true
+          }),
           Effect.catchAll((e) => Effect.logWarning("nightshift: sampling the store's table sizes failed", e))
         )
       }
@@ -129,7 +142,10 @@ export const makeSampler = (store: JobStore.Service, queues: ReadonlyArray<strin
     sample,
     clear: Effect.suspend(() =>
       Effect.forEach(known.values(), ([queue, state]) => Metrics.depth(queue, state, 0), { discard: true })
-    ).pipe(Effect.zipRight(throttledPass.clear))
+    ).pipe(
+      Effect.zipRight(throttledPass.clear),
+      Effect.zipRight(Effect.suspend(() => (wroteTables ? Metrics.tables(noTables) : Effect.void)))
+    )
   }
 }
 
