@@ -77,6 +77,13 @@ const slowClaims = Effect.map(MemoryStore.make, (real) => {
   return { limits, slow }
 })
 
+/** The queue depth gauge's value for (queue, state). */
+const depthGauge = (queue: string, state: string) =>
+  Effect.map(
+    Metric.value(Metrics.queueDepth.pipe(Metric.tagged("queue", queue), Metric.tagged("state", state))),
+    (gauge) => gauge.value
+  )
+
 /** Start a runner in a fresh child scope of the test; returns the scope so a test can shut it down. */
 const startRunner = <R>(handlers: Job.Handlers<R>, options: JobRunner.Options = {}) =>
   Effect.gen(function* () {
@@ -871,11 +878,6 @@ describe("JobRunner", () => {
 
   it.scoped("the queue depth gauge reads 0 once a queue is drained", () =>
     Effect.gen(function* () {
-      const depth = (queue: string, state: string) =>
-        Effect.map(
-          Metric.value(Metrics.queueDepth.pipe(Metric.tagged("queue", queue), Metric.tagged("state", state))),
-          (gauge) => gauge.value
-        )
       const Drained = Job.make("depth_probe", { payload: Schema.Struct({}), queue: "depth-probe" })
       yield* JobQueue.enqueueMany([
         JobQueue.item(Drained, {}, { delay: "30 seconds" }),
@@ -887,24 +889,19 @@ describe("JobRunner", () => {
         retention: { completed: "0 millis", interval: "10 seconds" }
       })
       yield* TestClock.adjust("6 seconds")
-      expect(yield* depth("depth-probe", "scheduled")).toBe(2)
+      expect(yield* depthGauge("depth-probe", "scheduled")).toBe(2)
       yield* TestClock.adjust("30 seconds")
       yield* done.await
       // Prune and sample passes: the finished rows are gone, so counts have nothing for the queue.
       for (let i = 0; i < 4; i++) yield* TestClock.adjust("10 seconds")
       expect(yield* Effect.flatMap(JobQueue.JobQueue, (q) => q.counts)).toEqual([])
-      expect(yield* depth("depth-probe", "scheduled")).toBe(0)
-      expect(yield* depth("depth-probe", "available")).toBe(0)
-      expect(yield* depth("depth-probe", "completed")).toBe(0)
+      expect(yield* depthGauge("depth-probe", "scheduled")).toBe(0)
+      expect(yield* depthGauge("depth-probe", "available")).toBe(0)
+      expect(yield* depthGauge("depth-probe", "completed")).toBe(0)
     }).pipe(Effect.provide(Base))
   )
 
   describe("the depth sampler", () => {
-    const depthGauge = (queue: string, state: string) =>
-      Effect.map(
-        Metric.value(Metrics.queueDepth.pipe(Metric.tagged("queue", queue), Metric.tagged("state", state))),
-        (gauge) => gauge.value
-      )
     /** A memory store whose depth counts take `countTime` of the test clock, recording when each began. */
     const timedDepth = (countTime: Duration.DurationInput) =>
       Effect.map(MemoryStore.make, (real) => {
