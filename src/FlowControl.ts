@@ -38,6 +38,14 @@ export interface Concurrency {
  * the default) or per partition key (`by: "partition"`). A start is a claim:
  * a retry starts again and counts again.
  *
+ * Starts are also paced: at most a tenth of `limit` (rounded up) in any
+ * `per × ceil(limit / 10) / limit`, the share of the window that keeps the
+ * same rate. `limit: 100, per: "1 second"` starts at most 10 in any 100 ms;
+ * `limit: 5, per: "1 second"` at most 1 in any 200 ms. A backlog then starts
+ * spread over the window instead of a whole window's worth at once, and
+ * the handlers' own starts (a few milliseconds after their claims) stay
+ * within about the limit too.
+ *
  * @since 0.2.0
  */
 export interface RateLimit {

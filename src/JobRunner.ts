@@ -36,6 +36,7 @@ import {
 } from "./internal/runner/maintenance.js"
 import { makeSettler } from "./internal/runner/settler.js"
 import { costSpaced, sampleCostFactor } from "./internal/sampling.js"
+import { paceOf } from "./internal/store/flow.js"
 import * as Hints from "./internal/store/hints.js"
 import type * as Job from "./Job.js"
 import * as JobStore from "./JobStore.js"
@@ -215,7 +216,9 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
       leaseMs,
       heartbeatIntervalMs: ms(options.heartbeatInterval, Math.floor(leaseMs / 3)),
       shutdownTimeoutMs: ms(options.shutdownTimeout, 10_000),
-      flowLimited: false
+      flowLimited: false,
+      paceSpanMs: undefined,
+      paceRetries: 0
     }
     const fail = (message: string) => Effect.fail(new InvalidRunnerOptions({ message }))
     if (!(concurrency >= 1 && Number.isInteger(concurrency)))
@@ -255,14 +258,25 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
     ]
     const limited = rules.filter((rule) => !FlowControl.isEmpty(rule))
     // A rate limit's window frees places with time, not with a settle: look that often.
-    const windows = limited.flatMap((rule) => (rule.rateWindowMs === null ? [] : [rule.rateWindowMs]))
+    const rates = limited.flatMap((rule) =>
+      rule.rateLimit === null || rule.rateWindowMs === null
+        ? []
+        : [{ windowMs: rule.rateWindowMs, spanMs: paceOf(rule.rateLimit, rule.rateWindowMs).spanMs }]
+    )
+    const paceSpanMs = rates.length === 0 ? undefined : Math.min(...rates.map((r) => r.spanMs))
     const flow = {
       rules,
       flowLimited: limited.length > 0,
       pollIntervalMs:
-        windows.length === 0
+        rates.length === 0
           ? config.pollIntervalMs
-          : Math.min(config.pollIntervalMs, Math.max(10, Math.min(...windows) / 4))
+          : Math.min(config.pollIntervalMs, Math.max(10, Math.min(...rates.map((r) => r.windowMs)) / 4)),
+      paceSpanMs,
+      // Retries an eighth of a span apart (at least 5 ms), over the longest window.
+      paceRetries:
+        paceSpanMs === undefined
+          ? 0
+          : Math.ceil(Math.max(...rates.map((r) => r.windowMs)) / Math.max(5, paceSpanMs / 8))
     }
     const retention: Retention = {
       completedMs: ms(options.retention?.completed, 86_400_000),
@@ -274,7 +288,13 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
     if (!(settleBatchSize >= 1 && Number.isInteger(settleBatchSize)))
       yield* fail("settleBatchSize must be an integer >= 1")
     return {
-      config: { ...config, flowLimited: flow.flowLimited, pollIntervalMs: flow.pollIntervalMs },
+      config: {
+        ...config,
+        flowLimited: flow.flowLimited,
+        pollIntervalMs: flow.pollIntervalMs,
+        paceSpanMs: flow.paceSpanMs,
+        paceRetries: flow.paceRetries
+      },
       rules: flow.rules,
       retention,
       maxConcurrency: concurrency,

@@ -569,7 +569,8 @@ export interface DueGroup {
 /**
  * Starts counted against a rate limit in its current window: per rule, and
  * per partition key for a rule whose rate is counted `by: "partition"`
- * (`partition` is `null` otherwise).
+ * (`partition` is `null` otherwise); `recent` are those within the rule's
+ * pace span, the last tenth of its window (see `FlowControl.RateLimit`).
  *
  * @since 0.2.0
  */
@@ -578,6 +579,8 @@ export interface RateUsage {
   readonly name: string
   readonly partition: string | null
   readonly starts: number
+  /** @since 0.4.0 */
+  readonly recent: number
 }
 
 /**

@@ -886,7 +886,7 @@ const build = (
           rate: sumBy(
             parts.flatMap((p) => p.rate),
             (r) => `${r.scope}\u0000${r.name}\u0000${r.partition}`,
-            (a, b) => ({ ...a, starts: a.starts + b.starts })
+            (a, b) => ({ ...a, starts: a.starts + b.starts, recent: a.recent + b.recent })
           ),
           due: sumBy(
             parts.flatMap((p) => p.due),

@@ -89,8 +89,8 @@ describe("flow report", () => {
 
   it("a rate limit counts the window's starts; a paused queue holds every due job", () => {
     const s = state({
-      rules: [FlowControl.toRule("kind", "api", { rateLimit: { limit: 10, per: "1 minute" } })],
-      rate: [{ scope: "kind", name: "api", partition: null, starts: 8 }],
+      rules: [FlowControl.toRule("kind", "api", { rateLimit: { limit: 100, per: "1 minute" } })],
+      rate: [{ scope: "kind", name: "api", partition: null, starts: 98, recent: 0 }],
       paused: ["frozen"],
       due: [due("q", "api", null, 5), due("frozen", "other", "t", 4)]
     })
@@ -104,8 +104,18 @@ describe("flow report", () => {
       ["q", false, 3]
     ])
     expect(report.queues[1]!.rules).toEqual([
-      FlowControl.toRule("kind", "api", { rateLimit: { limit: 10, per: "1 minute" } })
+      FlowControl.toRule("kind", "api", { rateLimit: { limit: 100, per: "1 minute" } })
     ])
+  })
+
+  it("a rate limit's pace holds back what its last tenth of the window has no room for", () => {
+    // 100 a minute: at most 10 in any 6 s. 20 started in the window, 9 of them in the last 6 s.
+    const s = state({
+      rules: [FlowControl.toRule("kind", "api", { rateLimit: { limit: 100, per: "1 minute" } })],
+      rate: [{ scope: "kind", name: "api", partition: null, starts: 20, recent: 9 }],
+      due: [due("q", "api", null, 5)]
+    })
+    expect(FlowReport.throttled(s)).toEqual([{ queue: "q", kind: "api", reason: "rate limited", count: 4 }])
   })
 
   it("lists at most `top` keys, busiest first, and queues with only a rule", () => {

@@ -106,7 +106,7 @@ describe("throttled jobs gauge", () => {
         const store = yield* MemoryStore.make
         yield* store.declareLimits([
           FlowControl.toRule("kind", "t9_sync", { concurrency: { perPartition: 1 } }),
-          FlowControl.toRule("kind", "t9_api", { rateLimit: { limit: 2, per: "1 hour" } })
+          FlowControl.toRule("kind", "t9_api", { rateLimit: { limit: 20, per: "1 hour" } })
         ])
         yield* store.enqueue([
           job("t9_sync", "t9q", "acme"),
@@ -120,7 +120,7 @@ describe("throttled jobs gauge", () => {
         ])
         yield* store.pause("t9p")
         const claimed = yield* claimAll(store, "t9q")
-        expect(claimed).toHaveLength(4) // one per key, and two starts of the rate
+        expect(claimed).toHaveLength(4) // one per key, and two starts of the rate (paced at 2 per 6 minutes)
         const sample = makeSampler(store, ["t9q"]).sample(true)
         yield* sample
         expect(yield* samples("t9q")).toBe(

@@ -185,14 +185,15 @@ describe("PgStore migrations", () => {
           [11, "global_shard_room_first"],
           [12, "running_key_indexes_keyed_only"],
           [13, "one_due_index_for_unkeyed_jobs"],
-          [14, "enqueue_shared_batch"]
+          [14, "enqueue_shared_batch"],
+          [15, "paced_rate_limits"]
         ]
       ])
       const rows = yield* sql<{
         migration_id: number
       }>`SELECT migration_id FROM ${sql(`${schema}.migrations`)}`
       expect(rows.map((r) => r.migration_id).sort((a, b) => a - b)).toEqual([
-        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
       ])
       expect(yield* PgStore.migrate({ schema })).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(clientLayer({ maxConnections: 2 })))
@@ -1620,7 +1621,8 @@ describe("PgStore rows a claim cannot take", () => {
         [11, "global_shard_room_first"],
         [12, "running_key_indexes_keyed_only"],
         [13, "one_due_index_for_unkeyed_jobs"],
-        [14, "enqueue_shared_batch"]
+        [14, "enqueue_shared_batch"],
+        [15, "paced_rate_limits"]
       ])
       // This release reads the partition key, which came with migration 6.
       yield* expectFenceDiscard(store, ids[0]!)
@@ -1663,7 +1665,8 @@ describe("PgStore rows a claim cannot take", () => {
           [11, "global_shard_room_first"],
           [12, "running_key_indexes_keyed_only"],
           [13, "one_due_index_for_unkeyed_jobs"],
-          [14, "enqueue_shared_batch"]
+          [14, "enqueue_shared_batch"],
+          [15, "paced_rate_limits"]
         ])
         // An older node claims with `claim`, this one with `claim_flow`: the same rules, each
         // row once, and each discards a row whose fence is at the maximum instead of failing.

@@ -195,7 +195,8 @@ describe("PostgreSQL flow control, migration 6 next to nodes on the previous ver
         [11, "global_shard_room_first"],
         [12, "running_key_indexes_keyed_only"],
         [13, "one_due_index_for_unkeyed_jobs"],
-        [14, "enqueue_shared_batch"]
+        [14, "enqueue_shared_batch"],
+        [15, "paced_rate_limits"]
       ])
       const store = yield* PgStore.make({ schema, migrate: false, listen: false }).pipe(
         Effect.provideService(PgClient.PgClient, client)

@@ -243,8 +243,11 @@ export class Engine {
       if (drop > 0) entry.at.splice(0, drop)
       const starts = entry.at.length - firstAfter(entry.at, from)
       if (entry.at.length === 0) this.starts.delete(key)
-      else if (starts > 0)
-        usage.push({ scope: entry.scope, name: entry.name, partition: entry.partition, starts })
+      else if (starts > 0) {
+        const recent =
+          entry.at.length - firstAfter(entry.at, now - Flow.paceOf(rule.rateLimit, rule.rateWindowMs).spanMs)
+        usage.push({ scope: entry.scope, name: entry.name, partition: entry.partition, starts, recent })
+      }
     }
     return usage
   }

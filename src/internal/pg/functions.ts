@@ -768,7 +768,9 @@ const claimFlow = (
   /** Read a whole scope's running jobs outside its shards once (migration 12; see `claimFlowV12`). */
   outsideOnce = false,
   /** Find due jobs without a key through the partition index only (migration 13; see `claimFlowV13`). */
-  unkeyedApart = false
+  unkeyedApart = false,
+  /** Hold rates to their pace as well as their window (migration 15; see `claimFlowV15`). */
+  paced = false
 ) => {
   const max = 2147483647
   const ok = `j.fence < ${max}`
@@ -869,6 +871,20 @@ const claimFlow = (
     `(SELECT count(*) FROM ${schema}.flow_starts s WHERE s.scope = '${scope}' AND s.name = ${name}
        AND s.partition_key = ${key} AND s.started_at > p_now - ${rule}.rate_window_ms * interval '1 millisecond')::integer`
   /**
+   * The starts a rule's key admits now: the room in its window, and (paced)
+   * in its pace span too, the last `ceil(limit / 10)` starts' worth of the
+   * window (as `paceOf` in src/internal/store/flow.ts), read in one range of
+   * `flow_starts_idx`.
+   */
+  const rateRoom = (rule: string, scope: string, name: string, key: string) =>
+    paced
+      ? `(SELECT least(${rule}.rate_limit - count(*), (${rule}.rate_limit + 9) / 10 - count(*) FILTER (
+           WHERE s.started_at > p_now - ${rule}.rate_window_ms::float8 * ((${rule}.rate_limit + 9) / 10)
+             / ${rule}.rate_limit * interval '1 millisecond'))
+         FROM ${schema}.flow_starts s WHERE s.scope = '${scope}' AND s.name = ${name}
+           AND s.partition_key = ${key} AND s.started_at > p_now - ${rule}.rate_window_ms * interval '1 millisecond')::integer`
+      : `${rule}.rate_limit - ${starts(rule, scope, name, key)}`
+  /**
    * Starts are deleted a minute after their window: a claim whose `p_now`
    * was read before it waited for a lock still counts every start its
    * window holds, even when a claim with a later `p_now` expired starts
@@ -907,8 +923,8 @@ const claimFlow = (
   const byKey = (rule: string) => `coalesce(${rule}.rate_by_partition, false)`
   const wholeRate = (rule: string) => `(${rule}.rate_limit IS NOT NULL AND NOT ${rule}.rate_by_partition)`
   const rates = `
-          CASE WHEN ${wholeRate("v_rq")} THEN v_rq.rate_limit - ${starts("v_rq", "queue", "v_queue", "''")} END,
-          CASE WHEN ${wholeRate("v_rk")} THEN v_rk.rate_limit - ${starts("v_rk", "kind", "v_kind", "''")} END`
+          CASE WHEN ${wholeRate("v_rq")} THEN ${rateRoom("v_rq", "queue", "v_queue", "''")} END,
+          CASE WHEN ${wholeRate("v_rk")} THEN ${rateRoom("v_rk", "kind", "v_kind", "''")} END`
   const outsideQueue = running("c.queue = v_queue AND (c.flow_shard IS NULL OR c.flow_shard >= v_sq)")
   const outsideKind = running("c.kind = v_kind AND (c.flow_shard IS NULL OR c.flow_shard >= v_sk)")
   /** The whole scopes' room and the running jobs outside their shards (migrations 6 to 11). */
@@ -1173,8 +1189,8 @@ ${outsideOnce ? wholeScopeOnce : wholeScope}
 
         -- A new statement, so a snapshot taken after the locks: the room left.
         SELECT least(v_left, CASE WHEN v_shard IS NOT NULL THEN v_room END,
-          CASE WHEN ${wholeRate("v_rq")} THEN v_rq.rate_limit - ${starts("v_rq", "queue", "v_queue", "''")} END,
-          CASE WHEN ${wholeRate("v_rk")} THEN v_rk.rate_limit - ${starts("v_rk", "kind", "v_kind", "''")} END)
+          CASE WHEN ${wholeRate("v_rq")} THEN ${rateRoom("v_rq", "queue", "v_queue", "''")} END,
+          CASE WHEN ${wholeRate("v_rk")} THEN ${rateRoom("v_rk", "kind", "v_kind", "''")} END)
         INTO v_cap;
         IF v_rq.rate_limit IS NOT NULL THEN
           ${expire("v_rq", "queue", "v_queue", `CASE WHEN v_rq.rate_by_partition THEN v_parts ELSE ARRAY[''] END`)}
@@ -1199,8 +1215,8 @@ ${outsideOnce ? wholeScopeOnce : wholeScope}
                   THEN v_rq.per_partition - ${running("c.queue = v_queue AND c.partition_key = pt.p")} END,
                 CASE WHEN v_rk.per_partition IS NOT NULL AND pt.p <> ''
                   THEN v_rk.per_partition - ${running("c.kind = v_kind AND c.partition_key = pt.p")} END,
-                CASE WHEN ${byKey("v_rq")} THEN v_rq.rate_limit - ${starts("v_rq", "queue", "v_queue", "pt.p")} END,
-                CASE WHEN ${byKey("v_rk")} THEN v_rk.rate_limit - ${starts("v_rk", "kind", "v_kind", "pt.p")} END
+                CASE WHEN ${byKey("v_rq")} THEN ${rateRoom("v_rq", "queue", "v_queue", "pt.p")} END,
+                CASE WHEN ${byKey("v_rk")} THEN ${rateRoom("v_rk", "kind", "v_kind", "pt.p")} END
               ) AS room) c
               CROSS JOIN LATERAL (
                 SELECT d.id FROM ${schema}.jobs d
@@ -1281,7 +1297,13 @@ const firstKey = (
  * in key order (see `firstKey`). An `EXISTS` would drop the order, and with
  * it the index.
  */
-export const claimFlowV9 = (schema: string, roomFirst = false, outsideOnce = false, unkeyedApart = false) =>
+export const claimFlowV9 = (
+  schema: string,
+  roomFirst = false,
+  outsideOnce = false,
+  unkeyedApart = false,
+  paced = false
+) =>
   claimFlow(
     schema,
     "CREATE OR REPLACE FUNCTION",
@@ -1290,7 +1312,8 @@ export const claimFlowV9 = (schema: string, roomFirst = false, outsideOnce = fal
     `${firstKey(schema, "v_queue")} IS NOT NULL`,
     roomFirst,
     outsideOnce,
-    unkeyedApart
+    unkeyedApart,
+    paced
   )
 
 /**
@@ -1327,6 +1350,15 @@ export const claimFlowV12 = (schema: string) => claimFlowV9(schema, true, true)
  * only since migration 13).
  */
 export const claimFlowV13 = (schema: string) => claimFlowV9(schema, true, true, true)
+
+/**
+ * Migration 15's `claim_flow`: as migration 13's, but a rate limit admits a
+ * start only when both its window and its pace span have room: at most
+ * `ceil(limit / 10)` starts in any `window × ceil(limit / 10) / limit` (see
+ * `paceOf` in src/internal/store/flow.ts). A rate's starts no longer come a
+ * whole window's worth at once, a window apart.
+ */
+export const claimFlowV15 = (schema: string) => claimFlowV9(schema, true, true, true, true)
 
 /**
  * The insert of a batch without dedupe keys (the rows of `input`, a query

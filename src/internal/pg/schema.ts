@@ -14,6 +14,7 @@ import {
   claimFlowV11,
   claimFlowV12,
   claimFlowV13,
+  claimFlowV15,
   enqueueV14,
   settleV10,
   v2,
@@ -156,7 +157,8 @@ const steps: ReadonlyArray<readonly [name: string, text: (schema: string) => str
   ["11_global_shard_room_first", claimFlowV11],
   ["12_running_key_indexes_keyed_only", v12],
   ["13_one_due_index_for_unkeyed_jobs", v13],
-  ["14_enqueue_shared_batch", enqueueV14]
+  ["14_enqueue_shared_batch", enqueueV14],
+  ["15_paced_rate_limits", claimFlowV15]
 ]
 
 /** The id of the last migration this version knows. */

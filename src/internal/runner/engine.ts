@@ -63,6 +63,18 @@ export interface Config {
    * settle frees, so each settled batch wakes the fetcher.
    */
   readonly flowLimited: boolean
+  /**
+   * The shortest pace span of the rate limits over the runner's kinds and
+   * queues (see `paceOf`), if any: a paced rate admits its next starts a
+   * span after the last ones, which no settle announces. A claim that came
+   * back empty with nothing running is tried again when the span of this
+   * runner's last claim that took jobs ends, or (another runner's starts
+   * holding the room) an eighth of a span later, for the first
+   * `paceRetries` tries, instead of the doubling wait.
+   */
+  readonly paceSpanMs: number | undefined
+  /** How many empty claims in a row the pace's retries hold for: one longest window's worth. */
+  readonly paceRetries: number
   readonly leaseMs: number
   readonly heartbeatIntervalMs: number
   readonly shutdownTimeoutMs: number
@@ -491,6 +503,8 @@ export const makeEngine = <R>(
      * interval (at most 5,120 ms), instead of waiting a whole poll interval.
      */
     let emptyClaims = 0
+    /** When (local clock) the last claim that took jobs was sent: a paced rate's span runs from there. */
+    let lastTookAt: number | undefined
     /** The fetcher's claim is in flight. */
     let fetching = false
     /** A claim sent with a settle (see `rider`) is in flight. */
@@ -552,6 +566,7 @@ export const makeEngine = <R>(
       retarget(Number(clockService.unsafeCurrentTimeNanos() - sentNanos) / 1e6)
       short = jobs.length < limit
       emptyClaims = jobs.length === 0 ? emptyClaims + 1 : 0
+      if (jobs.length > 0) lastTookAt = sentAt
       more = !short || wakeups !== seen
       const now = yield* clock
       if (!health.healthy) yield* Effect.logInfo("nightshift: the job store is reachable again")
@@ -624,7 +639,10 @@ export const makeEngine = <R>(
           retarget(Number(clockService.unsafeCurrentTimeNanos() - sentNanos) / 1e6)
           short = claimed.length < limit
           more = !short || wakeups !== seen
-          if (claimed.length > 0) emptyClaims = 0
+          if (claimed.length > 0) {
+            emptyClaims = 0
+            lastTookAt = sentAt
+          }
           // Nothing claimed and nothing running: no settle of ours will wake the fetcher.
           else if (running.size === 0 && buffered() === 0) more = true
           health = { ...health, healthy: true, lastClaimAt: now }
@@ -653,6 +671,18 @@ export const makeEngine = <R>(
       return macrotask
     })
 
+    /**
+     * The wait before claiming again after `n` empty claims in a row under
+     * flow control: 5 ms doubling up to the poll interval; under a rate
+     * limit, no longer than `paceRetryMs` for the first `paceRetries`.
+     */
+    const retryAfterEmpty = (n: number) => {
+      const backoff = Math.min(config.pollIntervalMs, 5 * 2 ** Math.min(n - 1, 10))
+      if (config.paceSpanMs === undefined || n > config.paceRetries) return backoff
+      const spanEnds = (lastTookAt ?? 0) + config.paceSpanMs - clockService.unsafeCurrentTimeMillis()
+      return spanEnds > 0 ? spanEnds + 1 : Math.min(backoff, Math.max(5, config.paceSpanMs / 8))
+    }
+
     // Back off on store errors: 100 ms doubling up to 5 s, reset on success.
     let failures = 0
     const step: Effect.Effect<void, never, R> = Effect.matchEffect(claimOnce, {
@@ -667,10 +697,7 @@ export const makeEngine = <R>(
           n > 0
             ? Effect.yieldNow() // a full batch: more may be waiting
             : config.flowLimited && emptyClaims > 0 && running.size === 0 && buffered() === 0
-              ? Effect.race(
-                  waitForSignal,
-                  Effect.sleep(Math.min(config.pollIntervalMs, 5 * 2 ** Math.min(emptyClaims - 1, 10)))
-                )
+              ? Effect.race(waitForSignal, Effect.sleep(retryAfterEmpty(emptyClaims)))
               : waitForSignal
         return Effect.zipRight(breathe, next)
       }

@@ -27,7 +27,7 @@ import * as Effect from "effect/Effect"
 import type * as FlowControl from "../../FlowControl.js"
 import * as JobStore from "../../JobStore.js"
 import * as Core from "../store/core.js"
-import { Budget, keepStartsMs, Rules, ratePartition } from "../store/flow.js"
+import { Budget, keepStartsMs, paceOf, Rules, ratePartition } from "../store/flow.js"
 import * as FlowStatements from "../store/flowStatements.js"
 import { claimableFence, fenceExhausted, storableLease } from "../store/leases.js"
 import type { Exec } from "./db.js"
@@ -165,8 +165,8 @@ const runningText = `SELECT queue, kind, partition_key, count(*) FROM nightshift
     AND (queue IN (SELECT value FROM json_each(?)) OR kind IN (SELECT value FROM json_each(?)))
   GROUP BY queue, kind, partition_key`
 
-/** Starts in the window of each rate limit (parameter: `[[scope, name, window start], …]`). */
-const rateText = `SELECT s.scope, s.name, s.partition_key, count(*)
+/** Starts in the window and in the pace span of each rate limit (parameter: `[[scope, name, window start, span start], …]`). */
+const rateText = `SELECT s.scope, s.name, s.partition_key, count(*), sum(s.started_at > r.value ->> 3)
   FROM json_each(?) AS r JOIN nightshift_flow_starts AS s
     ON s.scope = r.value ->> 0 AND s.name = r.value ->> 1 AND s.started_at > r.value ->> 2
   GROUP BY s.scope, s.name, s.partition_key`
@@ -399,13 +399,21 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
         rated.length === 0
           ? []
           : (yield* values(rateText, [
-              JSON.stringify(rated.map((r) => [r.scope, r.name, now - r.rateWindowMs!]))
+              JSON.stringify(
+                rated.map((r) => [
+                  r.scope,
+                  r.name,
+                  now - r.rateWindowMs!,
+                  now - paceOf(r.rateLimit!, r.rateWindowMs!).spanMs
+                ])
+              )
             ])).map(
               (row): JobStore.RateUsage => ({
                 scope: row[0] as "kind" | "queue",
                 name: row[1] as string,
                 partition: row[2] === "" ? null : (row[2] as string),
-                starts: row[3] as number
+                starts: row[3] as number,
+                recent: row[4] as number
               })
             )
       return new Budget(rules, running, rate, true)

@@ -67,6 +67,26 @@ const none: ReadonlyArray<FlowControl.Rule> = []
 const nameFor = (rule: FlowControl.Rule, queue: string, kind: string) =>
   rule.scope === "queue" ? queue : kind
 
+/**
+ * A rate limit's pace: besides at most `rateLimit` starts in any window of
+ * `rateWindowMs`, at most `limit` (a tenth of the rate, rounded up) in any
+ * `spanMs` (the same tenth of the window, stretched to keep the rate: `limit`
+ * starts per `spanMs` is exactly `rateLimit` per window). Without it a claim
+ * could take the whole window's starts at once, and the next window's would
+ * come at once again as soon as those left it: bursts a window apart, whose
+ * handler starts (which lag their claims by a varying few milliseconds)
+ * could put more than the limit into one window. Paced, starts come at most
+ * a tenth at a time, spread over the window. Every engine counts both
+ * (PostgreSQL in `claim_flow`, from migration 15).
+ */
+export const paceOf = (
+  rateLimit: number,
+  rateWindowMs: number
+): { readonly limit: number; readonly spanMs: number } => {
+  const limit = Math.ceil(rateLimit / 10)
+  return { limit, spanMs: (rateWindowMs * limit) / rateLimit }
+}
+
 /** The partition a rate limit counts a start under (`null`: the whole scope). */
 export const ratePartition = (rule: FlowControl.Rule, partition: string | null): string | null =>
   rule.rateByPartition ? partition : null
@@ -91,7 +111,8 @@ export const claimShare = (global: number): number =>
  */
 export class Budget {
   private readonly running = new Map<string, number>()
-  private readonly rate = new Map<string, number>()
+  /** Starts in each rate key's window and in its pace span (see `paceOf`). */
+  private readonly rate = new Map<string, { starts: number; recent: number }>()
   /** Places of each global limit's scope taken through this budget (claims only). */
   private readonly taken: Map<string, number> | undefined
   constructor(
@@ -104,7 +125,11 @@ export class Budget {
     for (const group of running) this.addRunning(group.queue, group.kind, group.partition, group.running)
     for (const usage of rate) {
       const key = partitionKey(usage.scope, usage.name, usage.partition)
-      this.rate.set(key, (this.rate.get(key) ?? 0) + usage.starts)
+      const seen = this.rate.get(key)
+      this.rate.set(key, {
+        starts: (seen?.starts ?? 0) + usage.starts,
+        recent: (seen?.recent ?? 0) + usage.recent
+      })
     }
   }
 
@@ -138,7 +163,7 @@ export class Budget {
     for (const rule of rules) {
       if (rule.rateLimit === null) continue
       const key = partitionKey(rule.scope, nameFor(rule, queue, kind), ratePartition(rule, partition))
-      if ((this.rate.get(key) ?? 0) >= rule.rateLimit) return "rate limited"
+      if (this.rateRoom(rule, key) <= 0) return "rate limited"
     }
     return null
   }
@@ -158,9 +183,8 @@ export class Budget {
         if (this.taken !== undefined)
           room = Math.min(room, claimShare(rule.global) - (this.taken.get(whole) ?? 0))
       }
-      if (rule.rateLimit !== null && !rule.rateByPartition) {
-        room = Math.min(room, rule.rateLimit - (this.rate.get(partitionKey(rule.scope, name, null)) ?? 0))
-      }
+      if (rule.rateLimit !== null && !rule.rateByPartition)
+        room = Math.min(room, this.rateRoom(rule, partitionKey(rule.scope, name, null)))
     }
     return Math.max(0, room)
   }
@@ -175,8 +199,17 @@ export class Budget {
       }
       if (rule.rateLimit === null) continue
       const key = partitionKey(rule.scope, nameFor(rule, queue, kind), ratePartition(rule, partition))
-      this.rate.set(key, (this.rate.get(key) ?? 0) + 1)
+      const seen = this.rate.get(key)
+      this.rate.set(key, { starts: (seen?.starts ?? 0) + 1, recent: (seen?.recent ?? 0) + 1 })
     }
+  }
+
+  /** Starts a rate rule admits now under one key: the room in its window and in its pace span. */
+  private rateRoom(rule: FlowControl.Rule, key: string): number {
+    if (rule.rateLimit === null) return Number.POSITIVE_INFINITY
+    const seen = this.rate.get(key)
+    const pace = paceOf(rule.rateLimit, rule.rateWindowMs ?? 0)
+    return Math.min(rule.rateLimit - (seen?.starts ?? 0), pace.limit - (seen?.recent ?? 0))
   }
 }
 

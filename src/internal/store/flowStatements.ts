@@ -108,6 +108,12 @@ const before = (t: FlowTables, now: Statement.Fragment, msColumn: string) =>
     orElse: () => t.sql`${now} - (${t.sql.literal(msColumn)})`
   })
 
+/**
+ * A rule's pace span in milliseconds, as `paceOf` computes it (a tenth of
+ * the limit, rounded up, over as much of the window), for a rule row `r`.
+ */
+const paceSpanMs = "CAST(r.rate_window_ms AS DOUBLE PRECISION) * ((r.rate_limit + 9) / 10) / r.rate_limit"
+
 interface GroupRow {
   readonly queue: string
   readonly kind: string
@@ -135,8 +141,15 @@ export const flowState = (
         CAST(count(*) AS integer) AS n
       FROM ${t.jobs} WHERE state = 'running' AND lease_expires_at > ${now}
       GROUP BY queue, kind, partition_key`
-    const rate = yield* sql<{ scope: "kind" | "queue"; name: string; partition: string; n: number }>`
-      SELECT s.scope, s.name, s.partition_key AS partition, CAST(count(*) AS integer) AS n
+    const rate = yield* sql<{
+      scope: "kind" | "queue"
+      name: string
+      partition: string
+      n: number
+      recent: number
+    }>`
+      SELECT s.scope, s.name, s.partition_key AS partition, CAST(count(*) AS integer) AS n,
+        CAST(count(*) FILTER (WHERE s.started_at > ${before(t, now, paceSpanMs)}) AS integer) AS recent
       FROM ${t.flowStarts} s JOIN ${t.flowRules} r ON r.scope = s.scope AND r.name = s.name
       WHERE r.rate_limit IS NOT NULL AND s.started_at > ${before(t, now, "r.rate_window_ms")}
       GROUP BY s.scope, s.name, s.partition_key`
@@ -160,7 +173,8 @@ export const flowState = (
         scope: r.scope,
         name: r.name,
         partition: r.partition === "" ? null : r.partition,
-        starts: Number(r.n)
+        starts: Number(r.n),
+        recent: Number(r.recent)
       })),
       due: due.map((g) => ({ queue: g.queue, kind: g.kind, partition: g.partition, due: Number(g.n) }))
     }

@@ -253,20 +253,32 @@ export const flowSuite = (test: StoreTest) =>
         })
       }))
 
-    test("a rate limit allows at most limit starts in any window", ({ advance, store }) =>
+    test("a rate limit allows at most limit starts in any window, and at most a tenth of them in any tenth", ({
+      advance,
+      store
+    }) =>
       Effect.gen(function* () {
+        // 15 per 10 s: paced at 2 (a tenth, rounded up) per 1,333 ms (10 s × 2 / 15).
         const kind = freshKind()
-        yield* store.declareLimits([rule("kind", kind, { rateLimit: { limit: 3, per: "10 seconds" } })])
-        yield* enqueueN(store, 10, { kind })
-        const first = yield* store.claim(request({ kinds: [kind], limit: 10 }))
-        expect(first).toHaveLength(3)
-        // Finished jobs still count: a start is a start.
-        for (const job of first) yield* settleOne(store, job, { _tag: "completed" })
-        expect(yield* store.claim(request({ kinds: [kind], limit: 10 }))).toEqual([])
-        yield* advance(6_000)
-        expect(yield* store.claim(request({ kinds: [kind], limit: 10 }))).toEqual([])
-        yield* advance(4_500)
-        expect(yield* store.claim(request({ kinds: [kind], limit: 10 }))).toHaveLength(3)
+        yield* store.declareLimits([rule("kind", kind, { rateLimit: { limit: 15, per: "10 seconds" } })])
+        yield* enqueueN(store, 100, { kind })
+        const starts: Array<number> = []
+        for (let step = 0; step < 300; step++) {
+          const claimed = yield* store.claim(request({ kinds: [kind], limit: 10 }))
+          for (const job of claimed) {
+            starts.push(job.attemptedAt!)
+            // Finished jobs still count: a start is a start.
+            yield* settleOne(store, job, { _tag: "completed" })
+          }
+          yield* advance(100)
+        }
+        const most = (spanMs: number) =>
+          Math.max(...starts.map((t) => starts.filter((u) => u >= t && u < t + spanMs).length))
+        expect(most(10_000)).toBe(15)
+        expect(most(10_000 * (2 / 15))).toBe(2)
+        // 30 s at 1.5 a second, claimed every 100 ms: the pace loses at most a step per span.
+        expect(starts.length).toBeGreaterThanOrEqual(40)
+        expect(starts.length).toBeLessThanOrEqual(45)
       }))
 
     test("a claim whose clock reads earlier still counts every start in its window", ({
@@ -276,22 +288,29 @@ export const flowSuite = (test: StoreTest) =>
     }) =>
       Effect.gen(function* () {
         // A claim may read "now" and then wait for a lock while a later claim expires old starts.
+        // 3 a second: paced at 1 per 333 ms.
         const kind = freshKind()
         yield* store.declareLimits([rule("kind", kind, { rateLimit: { limit: 3, per: "1 second" } })])
         yield* enqueueN(store, 10, { kind })
-        expect(yield* store.claim(request({ kinds: [kind], limit: 2 }))).toHaveLength(2)
-        yield* advance(1_500)
+        for (let i = 0; i < 2; i++) {
+          expect(yield* store.claim(request({ kinds: [kind], limit: 10 }))).toHaveLength(1)
+          yield* advance(400)
+        }
+        yield* advance(700)
         expect(yield* store.claim(request({ kinds: [kind], limit: 1 }))).toHaveLength(1)
-        // Back to 0.9 s after the first starts: their window holds those 2 and this 1 already.
+        // Back to 0.9 s after the first start: its window holds the 2 before and the 1 after.
         yield* rewind(600)
         expect(yield* store.claim(request({ kinds: [kind], limit: 10 }))).toEqual([])
+        const state = yield* store.flowState({ due: false })
+        expect(state.rate.filter((r) => r.name === kind).map((r) => r.starts)).toEqual([3])
       }))
 
     test("a rate limit by partition counts each key on its own", ({ store }) =>
       Effect.gen(function* () {
+        // 20 a minute per key: paced at 2 per 6 s.
         const kind = freshKind()
         yield* store.declareLimits([
-          rule("kind", kind, { rateLimit: { limit: 2, per: "1 minute", by: "partition" } })
+          rule("kind", kind, { rateLimit: { limit: 20, per: "1 minute", by: "partition" } })
         ])
         yield* enqueueN(store, 4, { kind, partition: "a" })
         yield* enqueueN(store, 4, { kind, partition: "b" })
@@ -302,12 +321,13 @@ export const flowSuite = (test: StoreTest) =>
 
     test("a retry starts again and counts against the rate limit again", ({ advance, store }) =>
       Effect.gen(function* () {
+        // 2 a minute: paced at 1 per 30 s.
         const kind = freshKind()
         yield* store.declareLimits([rule("kind", kind, { rateLimit: { limit: 2, per: "1 minute" } })])
         yield* enqueueN(store, 1, { kind })
         const [job] = yield* store.claim(request({ kinds: [kind] }))
         yield* settleOne(store, job!, { _tag: "retry", delayMs: 0, error: { kind: "failure", message: "x" } })
-        yield* advance(1)
+        yield* advance(30_000)
         const [again] = yield* store.claim(request({ kinds: [kind] }))
         expect(again?.id).toBe(job!.id)
         yield* settleOne(store, again!, {
@@ -315,8 +335,10 @@ export const flowSuite = (test: StoreTest) =>
           delayMs: 0,
           error: { kind: "failure", message: "x" }
         })
-        yield* advance(1)
+        yield* advance(29_000)
         expect(yield* store.claim(request({ kinds: [kind] }))).toEqual([])
+        yield* advance(1_001)
+        expect(yield* store.claim(request({ kinds: [kind] }))).toHaveLength(1)
       }))
 
     test("a cancelled, retried, snoozed or released job frees its place", ({ store }) =>
@@ -472,6 +494,8 @@ export const flowSuite = (test: StoreTest) =>
         for (const g of [...running, ...due]) expect(g.queue).toBe("q")
         const rate = state.rate.filter((r) => r.name === kind)
         expect(rate.reduce((n, r) => n + r.starts, 0)).toBe(2)
+        // Both within the rule's pace span (100 a minute: 10 per 6 s).
+        expect(rate.reduce((n, r) => n + r.recent, 0)).toBe(2)
         for (const r of rate) expect(r.scope).toBe("kind")
       }))
   })
