@@ -72,7 +72,7 @@ export interface Limits {
  * - `queue paused`: its queue is paused.
  * - `partition at limit`: its partition key has `perPartition` jobs running.
  * - `global limit`: its kind or queue has `global` jobs running.
- * - `rate limited`: its kind or queue (or partition) used its starts for the window.
+ * - `rate limited`: its kind or queue (or partition) used its starts for the window, or for its pace.
  *
  * A due job with no reason (`null`) is only waiting its turn.
  *
