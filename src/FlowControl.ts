@@ -38,13 +38,13 @@ export interface Concurrency {
  * the default) or per partition key (`by: "partition"`). A start is a claim:
  * a retry starts again and counts again.
  *
- * Starts are also paced: at most a tenth of `limit` (rounded up) in any
- * `per × ceil(limit / 10) / limit`, the share of the window that keeps the
- * same rate. `limit: 100, per: "1 second"` starts at most 10 in any 100 ms;
- * `limit: 5, per: "1 second"` at most 1 in any 200 ms. A backlog then starts
- * spread over the window instead of a whole window's worth at once, and
- * the handlers' own starts (a few milliseconds after their claims) stay
- * within about the limit too.
+ * Starts are also paced: at most `burst` (default: a tenth of `limit`,
+ * rounded up) in any `per × burst / limit`, the share of the window that
+ * keeps the same rate. `limit: 100, per: "1 second"` starts at most 10 in
+ * any 100 ms; `limit: 5, per: "1 second"` at most 1 in any 200 ms. A
+ * backlog then starts spread over the window instead of a whole window's
+ * worth at once, and the handlers' own starts (a few milliseconds after
+ * their claims) stay within about the limit too.
  *
  * @since 0.2.0
  */
@@ -52,6 +52,15 @@ export interface RateLimit {
   readonly limit: number
   readonly per: Duration.DurationInput
   readonly by?: "all" | "partition" | undefined
+  /**
+   * The most starts at once: at most `burst` in any `per × burst / limit`.
+   * Default: a tenth of `limit`, rounded up. `burst: limit` is the plain
+   * sliding window (a whole window's starts may go at once), for a budget
+   * such as 3 imports an hour that may run together.
+   *
+   * @since 0.4.0
+   */
+  readonly burst?: number | undefined
 }
 
 /**
@@ -141,6 +150,11 @@ export const limitsProblem = (limits: Limits): string | undefined => {
       return `rateLimit.per must be a duration from 1 millisecond to 31 days, got ${JSON.stringify(String(r.per))}`
     if (r.by !== undefined && r.by !== "all" && r.by !== "partition")
       return `rateLimit.by must be "all" or "partition", got ${JSON.stringify(String(r.by))}`
+    if (
+      r.burst !== undefined &&
+      !(typeof r.burst === "number" && Number.isSafeInteger(r.burst) && r.burst >= 1 && r.burst <= r.limit)
+    )
+      return `rateLimit.burst must be an integer from 1 to rateLimit.limit (${r.limit}), got ${String(r.burst)}`
   }
   return undefined
 }
@@ -184,7 +198,9 @@ export const Rule = Schema.Struct({
   perPartition: Schema.NullOr(Schema.Int),
   rateLimit: Schema.NullOr(Schema.Int),
   rateWindowMs: Schema.NullOr(Schema.Int),
-  rateByPartition: Schema.Boolean
+  rateByPartition: Schema.Boolean,
+  /** `rateLimit.burst` as declared; `null`: the default, a tenth of the limit. @since 0.4.0 */
+  rateBurst: Schema.NullOr(Schema.Int)
 })
 
 /** @since 0.2.0 */
@@ -204,7 +220,8 @@ export const toRule = (scope: "kind" | "queue", name: string, limits: Limits | u
   perPartition: limits?.concurrency?.perPartition ?? null,
   rateLimit: limits?.rateLimit?.limit ?? null,
   rateWindowMs: limits?.rateLimit === undefined ? null : (windowMs(limits.rateLimit.per) ?? null),
-  rateByPartition: limits?.rateLimit?.by === "partition"
+  rateByPartition: limits?.rateLimit?.by === "partition",
+  rateBurst: limits?.rateLimit?.burst ?? null
 })
 
 /** Whether a rule limits anything. @since 0.2.0 */

@@ -261,7 +261,12 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
     const rates = limited.flatMap((rule) =>
       rule.rateLimit === null || rule.rateWindowMs === null
         ? []
-        : [{ windowMs: rule.rateWindowMs, spanMs: paceOf(rule.rateLimit, rule.rateWindowMs).spanMs }]
+        : [
+            {
+              windowMs: rule.rateWindowMs,
+              spanMs: paceOf(rule.rateLimit, rule.rateWindowMs, rule.rateBurst).spanMs
+            }
+          ]
     )
     const paceSpanMs = rates.length === 0 ? undefined : Math.min(...rates.map((r) => r.spanMs))
     const flow = {

@@ -570,7 +570,7 @@ export interface DueGroup {
  * Starts counted against a rate limit in its current window: per rule, and
  * per partition key for a rule whose rate is counted `by: "partition"`
  * (`partition` is `null` otherwise); `recent` are those within the rule's
- * pace span, the last tenth of its window (see `FlowControl.RateLimit`).
+ * pace span (`burst` starts' worth of its window; see `FlowControl.RateLimit`).
  *
  * @since 0.2.0
  */

@@ -145,6 +145,11 @@ describe("flow report", () => {
         FlowControl.toRule("queue", "q", { rateLimit: { limit: 5, per: "1500 millis" } })
       )
     ).toBe("queue q: 5 starts per 1500ms")
+    expect(
+      FlowReport.describeRule(
+        FlowControl.toRule("kind", "import", { rateLimit: { limit: 3, per: "1 hour", burst: 3 } })
+      )
+    ).toBe("kind import: 3 starts per 1h in bursts of 3")
   })
 
   it.effect("from the memory store: held jobs of a key at its limit are throttled", () =>

@@ -52,7 +52,10 @@ describe("FlowControl definitions", () => {
       { rateLimit: { limit: 0, per: "1 second" } },
       { rateLimit: { limit: 10, per: "0 seconds" } },
       { rateLimit: { limit: 10, per: "not a duration" as any } },
-      { rateLimit: { limit: 10, per: "1 second", by: "tenant" as any } }
+      { rateLimit: { limit: 10, per: "1 second", by: "tenant" as any } },
+      { rateLimit: { limit: 10, per: "1 second", burst: 0 } },
+      { rateLimit: { limit: 10, per: "1 second", burst: 11 } },
+      { rateLimit: { limit: 10, per: "1 second", burst: 2.5 } }
     ]
     for (const options of bad) {
       const error = (() => {
@@ -78,7 +81,8 @@ describe("FlowControl definitions", () => {
       perPartition: 2,
       rateLimit: 100,
       rateWindowMs: 1000,
-      rateByPartition: true
+      rateByPartition: true,
+      rateBurst: null
     })
   })
 

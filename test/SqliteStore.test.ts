@@ -132,7 +132,7 @@ describe("SqliteStore", () => {
       const filename = tempFile()
       const client = SqliteClient.layer({ filename })
       const first = yield* Effect.provide(SqliteStore.migrate, client)
-      expect(first.map(([id]) => id)).toEqual([1, 2, 3, 4])
+      expect(first.map(([id]) => id)).toEqual([1, 2, 3, 4, 5])
       const [enqueued] = yield* withStore(filename, (store) => store.enqueue([job()]))
       expect(yield* Effect.provide(SqliteStore.migrate, client)).toEqual([])
       const again = yield* withStore(filename, (store) => store.get(enqueued!.id))

@@ -245,7 +245,8 @@ export class Engine {
       if (entry.at.length === 0) this.starts.delete(key)
       else if (starts > 0) {
         const recent =
-          entry.at.length - firstAfter(entry.at, now - Flow.paceOf(rule.rateLimit, rule.rateWindowMs).spanMs)
+          entry.at.length -
+          firstAfter(entry.at, now - Flow.paceOf(rule.rateLimit, rule.rateWindowMs, rule.rateBurst).spanMs)
         usage.push({ scope: entry.scope, name: entry.name, partition: entry.partition, starts, recent })
       }
     }

@@ -872,14 +872,15 @@ const claimFlow = (
        AND s.partition_key = ${key} AND s.started_at > p_now - ${rule}.rate_window_ms * interval '1 millisecond')::integer`
   /**
    * The starts a rule's key admits now: the room in its window, and (paced)
-   * in its pace span too, the last `ceil(limit / 10)` starts' worth of the
-   * window (as `paceOf` in src/internal/store/flow.ts), read in one range of
-   * `flow_starts_idx`.
+   * in its pace span too, `burst` starts' worth of the window (as `paceOf`
+   * in src/internal/store/flow.ts), read in one range of `flow_starts_idx`.
    */
+  /** A rule's burst: as declared, or a tenth of its limit rounded up. */
+  const burst = (rule: string) => `coalesce(${rule}.rate_burst, (${rule}.rate_limit + 9) / 10)`
   const rateRoom = (rule: string, scope: string, name: string, key: string) =>
     paced
-      ? `(SELECT least(${rule}.rate_limit - count(*), (${rule}.rate_limit + 9) / 10 - count(*) FILTER (
-           WHERE s.started_at > p_now - ${rule}.rate_window_ms::float8 * ((${rule}.rate_limit + 9) / 10)
+      ? `(SELECT least(${rule}.rate_limit - count(*), ${burst(rule)} - count(*) FILTER (
+           WHERE s.started_at > p_now - ${rule}.rate_window_ms::float8 * ${burst(rule)}
              / ${rule}.rate_limit * interval '1 millisecond'))
          FROM ${schema}.flow_starts s WHERE s.scope = '${scope}' AND s.name = ${name}
            AND s.partition_key = ${key} AND s.started_at > p_now - ${rule}.rate_window_ms * interval '1 millisecond')::integer`
@@ -1352,13 +1353,17 @@ export const claimFlowV12 = (schema: string) => claimFlowV9(schema, true, true)
 export const claimFlowV13 = (schema: string) => claimFlowV9(schema, true, true, true)
 
 /**
- * Migration 15's `claim_flow`: as migration 13's, but a rate limit admits a
- * start only when both its window and its pace span have room: at most
- * `ceil(limit / 10)` starts in any `window × ceil(limit / 10) / limit` (see
- * `paceOf` in src/internal/store/flow.ts). A rate's starts no longer come a
- * whole window's worth at once, a window apart.
+ * Migration 15: `flow_rules.rate_burst` (a rate's declared `burst`, null for
+ * the default), and a `claim_flow` as migration 13's, but a rate limit
+ * admits a start only when both its window and its pace span have room: at
+ * most `burst` (default `ceil(limit / 10)`) starts in any
+ * `window × burst / limit` (see `paceOf` in src/internal/store/flow.ts). A
+ * rate's starts no longer come a whole window's worth at once, a window
+ * apart, unless its burst is the whole limit.
  */
-export const claimFlowV15 = (schema: string) => claimFlowV9(schema, true, true, true, true)
+export const claimFlowV15 = (schema: string) => `
+  ALTER TABLE ${schema}.flow_rules ADD COLUMN rate_burst integer;
+${claimFlowV9(schema, true, true, true, true)}`
 
 /**
  * The insert of a batch without dedupe keys (the rows of `input`, a query

@@ -404,7 +404,7 @@ export const makeClaim = (tables: FlowStatements.FlowTables, exec: Exec) => {
                   r.scope,
                   r.name,
                   now - r.rateWindowMs!,
-                  now - paceOf(r.rateLimit!, r.rateWindowMs!).spanMs
+                  now - paceOf(r.rateLimit!, r.rateWindowMs!, r.rateBurst).spanMs
                 ])
               )
             ])).map(

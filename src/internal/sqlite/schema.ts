@@ -123,12 +123,19 @@ const retryableIndex = statements(
   `CREATE INDEX nightshift_jobs_retryable ON nightshift_jobs (run_at) WHERE state = 'retryable'`
 )
 
+/**
+ * Migration 5: a rate limit's declared `burst` (null: the default pace, a
+ * tenth of the limit); see `paceOf` in src/internal/store/flow.ts.
+ */
+const rateBurst = statements(`ALTER TABLE nightshift_flow_rules ADD COLUMN rate_burst integer`)
+
 /** Every migration of the engine, in the shape `Migrator.fromRecord` reads. Never edit a released one. */
 export const migrations = Migrator.fromRecord({
   "0001_create_jobs": createJobs,
   "0002_index_unfinalized": indexUnfinalized,
   "0003_flow_control": flowControl,
-  "0004_retryable_index": retryableIndex
+  "0004_retryable_index": retryableIndex,
+  "0005_rate_burst": rateBurst
 })
 
 /**

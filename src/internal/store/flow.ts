@@ -69,8 +69,8 @@ const nameFor = (rule: FlowControl.Rule, queue: string, kind: string) =>
 
 /**
  * A rate limit's pace: besides at most `rateLimit` starts in any window of
- * `rateWindowMs`, at most `limit` (a tenth of the rate, rounded up) in any
- * `spanMs` (the same tenth of the window, stretched to keep the rate: `limit`
+ * `rateWindowMs`, at most `limit` (its `burst`, by default a tenth of the
+ * rate, rounded up) in any `spanMs` (the same share of the window: `limit`
  * starts per `spanMs` is exactly `rateLimit` per window). Without it a claim
  * could take the whole window's starts at once, and the next window's would
  * come at once again as soon as those left it: bursts a window apart, whose
@@ -81,9 +81,10 @@ const nameFor = (rule: FlowControl.Rule, queue: string, kind: string) =>
  */
 export const paceOf = (
   rateLimit: number,
-  rateWindowMs: number
+  rateWindowMs: number,
+  burst: number | null
 ): { readonly limit: number; readonly spanMs: number } => {
-  const limit = Math.ceil(rateLimit / 10)
+  const limit = burst ?? Math.ceil(rateLimit / 10)
   return { limit, spanMs: (rateWindowMs * limit) / rateLimit }
 }
 
@@ -208,7 +209,7 @@ export class Budget {
   private rateRoom(rule: FlowControl.Rule, key: string): number {
     if (rule.rateLimit === null) return Number.POSITIVE_INFINITY
     const seen = this.rate.get(key)
-    const pace = paceOf(rule.rateLimit, rule.rateWindowMs ?? 0)
+    const pace = paceOf(rule.rateLimit, rule.rateWindowMs ?? 0, rule.rateBurst)
     return Math.min(rule.rateLimit - (seen?.starts ?? 0), pace.limit - (seen?.recent ?? 0))
   }
 }

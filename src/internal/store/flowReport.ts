@@ -300,14 +300,14 @@ export const report = (state: JobStore.FlowState, options: { readonly top?: numb
   }
 }
 
-/** A rule in words, e.g. `kind sync: 2 per partition, 10 in all, 100 per 1s by partition`. */
+/** A rule in words, e.g. `kind sync: 2 per partition, 10 in all, 100 starts per 1s per partition`. */
 export const describeRule = (rule: FlowControl.Rule): string => {
   const parts: Array<string> = []
   if (rule.perPartition !== null) parts.push(`${rule.perPartition} per partition`)
   if (rule.global !== null) parts.push(`${rule.global} in all`)
   if (rule.rateLimit !== null)
     parts.push(
-      `${rule.rateLimit} starts per ${formatWindow(rule.rateWindowMs ?? 0)}${rule.rateByPartition ? " per partition" : ""}`
+      `${rule.rateLimit} starts per ${formatWindow(rule.rateWindowMs ?? 0)}${rule.rateByPartition ? " per partition" : ""}${rule.rateBurst === null ? "" : ` in bursts of ${rule.rateBurst}`}`
     )
   return `${rule.scope} ${rule.name}: ${parts.length === 0 ? "no limits" : parts.join(", ")}`
 }

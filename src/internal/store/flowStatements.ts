@@ -8,7 +8,8 @@
  * `partition_key` column):
  *
  * - `flow_rules (scope, name, global_limit, per_partition, rate_limit,
- *   rate_window_ms, rate_by_partition)`, primary key `(scope, name)`.
+ *   rate_window_ms, rate_by_partition, rate_burst)`, primary key
+ *   `(scope, name)`; `rate_burst` is null for the default pace.
  * - `flow_starts (scope, name, partition_key, started_at)`: one row per start
  *   counted against a rate limit; `partition_key` is `''` for a rate counted
  *   over the whole scope (a partition key is never empty). Rows older than
@@ -38,6 +39,7 @@ interface RuleRow {
   readonly rate_limit: number | null
   readonly rate_window_ms: number | null
   readonly rate_by_partition: boolean | number
+  readonly rate_burst: number | null
 }
 
 const toRule = (row: RuleRow): FlowControl.Rule => ({
@@ -47,7 +49,8 @@ const toRule = (row: RuleRow): FlowControl.Rule => ({
   perPartition: row.per_partition === null ? null : Number(row.per_partition),
   rateLimit: row.rate_limit === null ? null : Number(row.rate_limit),
   rateWindowMs: row.rate_window_ms === null ? null : Number(row.rate_window_ms),
-  rateByPartition: row.rate_by_partition === true || row.rate_by_partition === 1
+  rateByPartition: row.rate_by_partition === true || row.rate_by_partition === 1,
+  rateBurst: row.rate_burst === null ? null : Number(row.rate_burst)
 })
 
 /** A flag as the engine stores one: a boolean, or 0/1 on SQLite (whose driver binds no booleans). */
@@ -73,12 +76,13 @@ export const declareLimits = (t: FlowTables, rules: ReadonlyArray<FlowControl.Ru
       rules.filter((rule) => !FlowControl.isEmpty(rule)),
       (rule) =>
         t.sql`INSERT INTO ${t.flowRules}
-            (scope, name, global_limit, per_partition, rate_limit, rate_window_ms, rate_by_partition)
+            (scope, name, global_limit, per_partition, rate_limit, rate_window_ms, rate_by_partition, rate_burst)
           VALUES (${rule.scope}, ${rule.name}, ${rule.global}, ${rule.perPartition}, ${rule.rateLimit},
-            ${rule.rateWindowMs}, ${flag(t, rule.rateByPartition)})
+            ${rule.rateWindowMs}, ${flag(t, rule.rateByPartition)}, ${rule.rateBurst})
           ON CONFLICT (scope, name) DO UPDATE SET global_limit = excluded.global_limit,
             per_partition = excluded.per_partition, rate_limit = excluded.rate_limit,
-            rate_window_ms = excluded.rate_window_ms, rate_by_partition = excluded.rate_by_partition`,
+            rate_window_ms = excluded.rate_window_ms, rate_by_partition = excluded.rate_by_partition,
+            rate_burst = excluded.rate_burst`,
       { discard: true }
     )
   )
@@ -96,7 +100,8 @@ export const declaresInOneStatement = (rules: ReadonlyArray<FlowControl.Rule>) =
 /** Every stored rule. */
 export const rules = (t: FlowTables) =>
   Effect.map(
-    t.sql<RuleRow>`SELECT scope, name, global_limit, per_partition, rate_limit, rate_window_ms, rate_by_partition
+    t.sql<RuleRow>`SELECT scope, name, global_limit, per_partition, rate_limit, rate_window_ms, rate_by_partition,
+        rate_burst
       FROM ${t.flowRules} ORDER BY scope, name`,
     (rows) => rows.map(toRule)
   )
@@ -109,10 +114,12 @@ const before = (t: FlowTables, now: Statement.Fragment, msColumn: string) =>
   })
 
 /**
- * A rule's pace span in milliseconds, as `paceOf` computes it (a tenth of
- * the limit, rounded up, over as much of the window), for a rule row `r`.
+ * A rule's pace span in milliseconds, as `paceOf` computes it (its burst,
+ * by default a tenth of the limit rounded up, over as much of the window),
+ * for a rule row `r`.
  */
-const paceSpanMs = "CAST(r.rate_window_ms AS DOUBLE PRECISION) * ((r.rate_limit + 9) / 10) / r.rate_limit"
+const paceSpanMs =
+  "CAST(r.rate_window_ms AS DOUBLE PRECISION) * coalesce(r.rate_burst, (r.rate_limit + 9) / 10) / r.rate_limit"
 
 interface GroupRow {
   readonly queue: string

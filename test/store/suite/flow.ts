@@ -51,7 +51,7 @@ export const flowSuite = (test: StoreTest) =>
         const kind = freshKind()
         yield* store.declareLimits([
           rule("kind", kind, { concurrency: { global: 5 } }),
-          rule("queue", "q", { rateLimit: { limit: 10, per: "1 second", by: "partition" } })
+          rule("queue", "q", { rateLimit: { limit: 10, per: "1 second", by: "partition", burst: 4 } })
         ])
         let state = yield* store.flowState({ due: false })
         expect([...state.rules].sort((a, b) => a.scope.localeCompare(b.scope))).toEqual([
@@ -62,7 +62,8 @@ export const flowSuite = (test: StoreTest) =>
             perPartition: null,
             rateLimit: null,
             rateWindowMs: null,
-            rateByPartition: false
+            rateByPartition: false,
+            rateBurst: null
           },
           {
             scope: "queue",
@@ -71,7 +72,8 @@ export const flowSuite = (test: StoreTest) =>
             perPartition: null,
             rateLimit: 10,
             rateWindowMs: 1000,
-            rateByPartition: true
+            rateByPartition: true,
+            rateBurst: 4
           }
         ])
         yield* store.declareLimits([
@@ -87,7 +89,8 @@ export const flowSuite = (test: StoreTest) =>
             perPartition: 2,
             rateLimit: null,
             rateWindowMs: null,
-            rateByPartition: false
+            rateByPartition: false,
+            rateBurst: null
           }
         ])
       }))
@@ -279,6 +282,30 @@ export const flowSuite = (test: StoreTest) =>
         // 30 s at 1.5 a second, claimed every 100 ms: the pace loses at most a step per span.
         expect(starts.length).toBeGreaterThanOrEqual(40)
         expect(starts.length).toBeLessThanOrEqual(45)
+      }))
+
+    test("a rate's burst sets its pace: `burst: limit` lets a whole window's starts go at once", ({
+      advance,
+      store
+    }) =>
+      Effect.gen(function* () {
+        const whole = freshKind()
+        const paced = freshKind()
+        yield* store.declareLimits([
+          rule("kind", whole, { rateLimit: { limit: 3, per: "1 hour", burst: 3 } }),
+          // 12 a second in bursts of 4: at most 4 in any 333 ms.
+          rule("kind", paced, { rateLimit: { limit: 12, per: "1 second", burst: 4 } })
+        ])
+        yield* enqueueN(store, 5, { kind: whole })
+        yield* enqueueN(store, 20, { kind: paced })
+        expect(yield* store.claim(request({ kinds: [whole], limit: 10 }))).toHaveLength(3)
+        expect(yield* store.claim(request({ kinds: [paced], limit: 10 }))).toHaveLength(4)
+        yield* advance(300)
+        expect(yield* store.claim(request({ kinds: [paced], limit: 10 }))).toEqual([])
+        yield* advance(40)
+        expect(yield* store.claim(request({ kinds: [paced], limit: 10 }))).toHaveLength(4)
+        yield* advance(30 * 60_000)
+        expect(yield* store.claim(request({ kinds: [whole], limit: 10 }))).toEqual([])
       }))
 
     test("a claim whose clock reads earlier still counts every start in its window", ({

@@ -43,7 +43,7 @@ const ruleText = (r: Rule): string => {
   if (r.global != null) parts.push(`${r.global} in all`)
   if (r.rateLimit != null)
     parts.push(
-      `${r.rateLimit} starts per ${windowText(r.rateWindowMs ?? 0)}${r.rateByPartition ? " per partition" : ""}`
+      `${r.rateLimit} starts per ${windowText(r.rateWindowMs ?? 0)}${r.rateByPartition ? " per partition" : ""}${r.rateBurst == null ? "" : ` in bursts of ${r.rateBurst}`}`
     )
   return `${r.scope} ${r.name}: ${parts.length ? parts.join(", ") : "no limits"}`
 }

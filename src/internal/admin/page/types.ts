@@ -55,6 +55,7 @@ export interface Rule {
   readonly rateLimit: number | null
   readonly rateWindowMs: number | null
   readonly rateByPartition: boolean
+  readonly rateBurst: number | null
 }
 
 export interface PartitionInfo {
