@@ -674,13 +674,16 @@ export const makeEngine = <R>(
     /**
      * The wait before claiming again after `n` empty claims in a row under
      * flow control: 5 ms doubling up to the poll interval; under a rate
-     * limit, no longer than `paceRetryMs` for the first `paceRetries`.
+     * limit, for the first `paceRetries`, until the pace span of this
+     * runner's last claim that took jobs ends, or an eighth of a span.
      */
     const retryAfterEmpty = (n: number) => {
       const backoff = Math.min(config.pollIntervalMs, 5 * 2 ** Math.min(n - 1, 10))
       if (config.paceSpanMs === undefined || n > config.paceRetries) return backoff
       const spanEnds = (lastTookAt ?? 0) + config.paceSpanMs - clockService.unsafeCurrentTimeMillis()
-      return spanEnds > 0 ? spanEnds + 1 : Math.min(backoff, Math.max(5, config.paceSpanMs / 8))
+      return spanEnds > 0
+        ? Math.min(config.pollIntervalMs, spanEnds + 1)
+        : Math.min(backoff, Math.max(5, config.paceSpanMs / 8))
     }
 
     // Back off on store errors: 100 ms doubling up to 5 s, reset on success.
