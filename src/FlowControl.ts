@@ -150,10 +150,7 @@ export const limitsProblem = (limits: Limits): string | undefined => {
       return `rateLimit.per must be a duration from 1 millisecond to 31 days, got ${JSON.stringify(String(r.per))}`
     if (r.by !== undefined && r.by !== "all" && r.by !== "partition")
       return `rateLimit.by must be "all" or "partition", got ${JSON.stringify(String(r.by))}`
-    if (
-      r.burst !== undefined &&
-      !(typeof r.burst === "number" && Number.isSafeInteger(r.burst) && r.burst >= 1 && r.burst <= r.limit)
-    )
+    if (count("rateLimit.burst", r.burst) !== undefined || (r.burst !== undefined && r.burst > r.limit))
       return `rateLimit.burst must be an integer from 1 to rateLimit.limit (${r.limit}), got ${String(r.burst)}`
   }
   return undefined

@@ -26,7 +26,7 @@ import * as Crew from "./Crew.js"
 import type * as CronJob from "./CronJob.js"
 import * as FlowControl from "./FlowControl.js"
 import { isValidName } from "./internal/input.js"
-import { type Config, makeEngine } from "./internal/runner/engine.js"
+import { type Config, makeEngine, paceRetryMs } from "./internal/runner/engine.js"
 import {
   cronLoop,
   makeSampler,
@@ -277,11 +277,11 @@ const resolve = (handlers: Job.Handlers<any>, options: Options) =>
           ? config.pollIntervalMs
           : Math.min(config.pollIntervalMs, Math.max(10, Math.min(...rates.map((r) => r.windowMs)) / 4)),
       paceSpanMs,
-      // Retries an eighth of a span apart (at least 5 ms), over the longest window.
+      // Retries `paceRetryMs` apart, over the longest window.
       paceRetries:
         paceSpanMs === undefined
           ? 0
-          : Math.ceil(Math.max(...rates.map((r) => r.windowMs)) / Math.max(5, paceSpanMs / 8))
+          : Math.ceil(Math.max(...rates.map((r) => r.windowMs)) / paceRetryMs(paceSpanMs))
     }
     const retention: Retention = {
       completedMs: ms(options.retention?.completed, 86_400_000),

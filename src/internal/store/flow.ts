@@ -124,14 +124,13 @@ export class Budget {
   ) {
     this.taken = forClaim ? new Map() : undefined
     for (const group of running) this.addRunning(group.queue, group.kind, group.partition, group.running)
-    for (const usage of rate) {
-      const key = partitionKey(usage.scope, usage.name, usage.partition)
-      const seen = this.rate.get(key)
-      this.rate.set(key, {
-        starts: (seen?.starts ?? 0) + usage.starts,
-        recent: (seen?.recent ?? 0) + usage.recent
-      })
-    }
+    for (const usage of rate)
+      this.addStarts(partitionKey(usage.scope, usage.name, usage.partition), usage.starts, usage.recent)
+  }
+
+  private addStarts(key: string, starts: number, recent: number): void {
+    const seen = this.rate.get(key)
+    this.rate.set(key, { starts: (seen?.starts ?? 0) + starts, recent: (seen?.recent ?? 0) + recent })
   }
 
   private addRunning(queue: string, kind: string, partition: string | null, n: number): void {
@@ -199,9 +198,11 @@ export class Budget {
         this.taken.set(whole, (this.taken.get(whole) ?? 0) + 1)
       }
       if (rule.rateLimit === null) continue
-      const key = partitionKey(rule.scope, nameFor(rule, queue, kind), ratePartition(rule, partition))
-      const seen = this.rate.get(key)
-      this.rate.set(key, { starts: (seen?.starts ?? 0) + 1, recent: (seen?.recent ?? 0) + 1 })
+      this.addStarts(
+        partitionKey(rule.scope, nameFor(rule, queue, kind), ratePartition(rule, partition)),
+        1,
+        1
+      )
     }
   }
 
