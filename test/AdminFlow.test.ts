@@ -10,6 +10,7 @@ import * as FlowControl from "nightshift/FlowControl"
 import type * as JobStore from "nightshift/JobStore"
 import * as MemoryStore from "nightshift/MemoryStore"
 import * as FlowReport from "../src/internal/store/flowReport.js"
+import { ruleWords } from "../src/internal/store/ruleWords.js"
 
 const state = (overrides: Partial<JobStore.FlowState>): JobStore.FlowState => ({
   now: 1_000,
@@ -131,24 +132,20 @@ describe("flow report", () => {
     expect(report.queues[1]).toMatchObject({ running: 0, due: 0, keys: 0, partitions: [] })
   })
 
-  it("describes rules in words", () => {
+  it("describes rules in words, as the CLI and the dashboard show them", () => {
     expect(
-      FlowReport.describeRule(
+      ruleWords(
         FlowControl.toRule("kind", "sync", {
           concurrency: { global: 10, perPartition: 2 },
           rateLimit: { limit: 100, per: "1 second", by: "partition" }
         })
       )
     ).toBe("kind sync: 2 per partition, 10 in all, 100 starts per 1s per partition")
+    expect(ruleWords(FlowControl.toRule("queue", "q", { rateLimit: { limit: 5, per: "1500 millis" } }))).toBe(
+      "queue q: 5 starts per 1500ms"
+    )
     expect(
-      FlowReport.describeRule(
-        FlowControl.toRule("queue", "q", { rateLimit: { limit: 5, per: "1500 millis" } })
-      )
-    ).toBe("queue q: 5 starts per 1500ms")
-    expect(
-      FlowReport.describeRule(
-        FlowControl.toRule("kind", "import", { rateLimit: { limit: 3, per: "1 hour", burst: 3 } })
-      )
+      ruleWords(FlowControl.toRule("kind", "import", { rateLimit: { limit: 3, per: "1 hour", burst: 3 } }))
     ).toBe("kind import: 3 starts per 1h in bursts of 3")
   })
 

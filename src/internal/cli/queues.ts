@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as JobQueue from "../../JobQueue.js"
 import * as JobStore from "../../JobStore.js"
 import * as FlowReport from "../store/flowReport.js"
+import { ruleWords } from "../store/ruleWords.js"
 import { database, json, printJson, usageError, withStore } from "./common.js"
 import { table } from "./format.js"
 
@@ -85,9 +86,7 @@ export const listText = (queues: ReadonlyArray<QueueRow>): string => {
   if (limits.length > 0) {
     out.push(
       `limits\n${limits
-        .map(
-          (q) => `  ${q.queue}\n${q.flow.rules.map((r) => `    ${FlowReport.describeRule(r)}`).join("\n")}`
-        )
+        .map((q) => `  ${q.queue}\n${q.flow.rules.map((r) => `    ${ruleWords(r)}`).join("\n")}`)
         .join("\n")}`
     )
   }

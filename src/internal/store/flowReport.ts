@@ -299,27 +299,3 @@ export const report = (state: JobStore.FlowState, options: { readonly top?: numb
       .map((queue) => queueOf(queue, byQueue.get(queue)!, rules, paused.has(queue), top))
   }
 }
-
-/** A rule in words, e.g. `kind sync: 2 per partition, 10 in all, 100 starts per 1s per partition`. */
-export const describeRule = (rule: FlowControl.Rule): string => {
-  const parts: Array<string> = []
-  if (rule.perPartition !== null) parts.push(`${rule.perPartition} per partition`)
-  if (rule.global !== null) parts.push(`${rule.global} in all`)
-  if (rule.rateLimit !== null)
-    parts.push(
-      `${rule.rateLimit} starts per ${formatWindow(rule.rateWindowMs ?? 0)}${rule.rateByPartition ? " per partition" : ""}${rule.rateBurst === null ? "" : ` in bursts of ${rule.rateBurst}`}`
-    )
-  return `${rule.scope} ${rule.name}: ${parts.length === 0 ? "no limits" : parts.join(", ")}`
-}
-
-const formatWindow = (ms: number): string => {
-  for (const [unit, size] of [
-    ["d", 86_400_000],
-    ["h", 3_600_000],
-    ["m", 60_000],
-    ["s", 1000]
-  ] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`
-  }
-  return `${ms}ms`
-}

@@ -1,7 +1,9 @@
 /** The queues view: jobs per state, pause/resume, flow-control limits and the busiest partitions. */
+
+import { ruleWords } from "../../store/ruleWords.js"
 import { act, api, on, post } from "./api.js"
 import { coalesce, el, STATES, type View } from "./dom.js"
-import type { QueueInfo, QueuesResponse, Rule } from "./types.js"
+import type { QueueInfo, QueuesResponse } from "./types.js"
 
 const head = el("tr", { id: "queue-head" }, el("th", {}, "Queue"))
 const rows = el("tbody", { id: "queues" })
@@ -26,28 +28,6 @@ const noPartitions = el(
   "No partition keys with running or due jobs."
 )
 
-const windowText = (ms: number): string => {
-  const units: ReadonlyArray<readonly [string, number]> = [
-    ["d", 86400000],
-    ["h", 3600000],
-    ["m", 60000],
-    ["s", 1000]
-  ]
-  for (const [u, n] of units) if (ms >= n && ms % n === 0) return `${ms / n}${u}`
-  return `${ms}ms`
-}
-
-const ruleText = (r: Rule): string => {
-  const parts: Array<string> = []
-  if (r.perPartition != null) parts.push(`${r.perPartition} per partition`)
-  if (r.global != null) parts.push(`${r.global} in all`)
-  if (r.rateLimit != null)
-    parts.push(
-      `${r.rateLimit} starts per ${windowText(r.rateWindowMs ?? 0)}${r.rateByPartition ? " per partition" : ""}${r.rateBurst == null ? "" : ` in bursts of ${r.rateBurst}`}`
-    )
-  return `${r.scope} ${r.name}: ${parts.length ? parts.join(", ") : "no limits"}`
-}
-
 const queueRow = (q: QueueInfo) =>
   el(
     "tr",
@@ -59,7 +39,7 @@ const queueRow = (q: QueueInfo) =>
     el(
       "td",
       { class: "muted", "data-testid": "limits" },
-      ...q.flow.rules.map((rule) => el("div", {}, ruleText(rule)))
+      ...q.flow.rules.map((rule) => el("div", {}, ruleWords(rule)))
     ),
     el(
       "td",
