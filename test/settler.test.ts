@@ -1,7 +1,9 @@
 /**
- * The runner's settler and outcomes a store defers (a sharded store whose
- * shard is unreachable): held while deferred, offered again after a pause,
- * and written by the flush at shutdown instead of being left to their lease.
+ * The runner's settler: outcomes of attempts that end in one turn of the
+ * event loop go in one batch under flow control; outcomes a store defers (a
+ * sharded store whose shard is unreachable) are held while deferred, offered
+ * again after a pause, and written by the flush at shutdown instead of being
+ * left to their lease.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
@@ -88,6 +90,47 @@ describe("settler and deferred outcomes", () => {
         expect((yield* memory.get(a.id))?.state).toBe("completed")
         expect((yield* memory.get(b.id))?.state).toBe("completed")
         expect(settler.held()).toEqual([])
+      }).pipe(Effect.provide(MemoryStore.layer))
+  )
+})
+
+describe("settler batches under flow control", () => {
+  it.live(
+    "outcomes of attempts that end in separate timer callbacks of one turn of the event loop go in one batch",
+    () =>
+      Effect.gen(function* () {
+        const memory = yield* JobStore.JobStore
+        const batches: Array<number> = []
+        const store: JobStore.Service = {
+          ...memory,
+          settle: (settlements) =>
+            Effect.suspend(() => {
+              batches.push(settlements.length)
+              return memory.settle(settlements)
+            })
+        }
+        const jobs = [] as Array<JobStore.JobRecord>
+        for (let i = 0; i < 5; i++) jobs.push(yield* started(memory))
+        const settler = yield* makeSettler(store, 100)
+        // A flow-limited runner registers a claim to ride its batches (here: none to send).
+        settler.claimWith(() => undefined)
+        const run = yield* Effect.fork(settler.run)
+        yield* Effect.yieldNow()
+        // Five attempts ending on timers due together, as sleeping handlers do: Node runs the
+        // callbacks one by one, with the microtasks (the settler's own turns) between them.
+        for (const job of jobs)
+          setTimeout(() => settler.unsafeOffer({ job, outcome: { _tag: "completed" }, durationMs: 1 }), 1)
+        yield* Effect.async<void>((resume) => {
+          const poll = setInterval(() => {
+            if (batches.reduce((a, b) => a + b, 0) === 5) {
+              clearInterval(poll)
+              resume(Effect.void)
+            }
+          }, 1)
+        })
+        expect(batches).toEqual([5])
+        for (const job of jobs) expect((yield* memory.get(job.id))?.state).toBe("completed")
+        yield* Fiber.interrupt(run)
       }).pipe(Effect.provide(MemoryStore.layer))
   )
 })

@@ -16,6 +16,7 @@ import type * as JobStore from "../../JobStore.js"
 import * as Metrics from "../../Metrics.js"
 import { internals } from "../fiberInternals.js"
 import * as Hints from "../store/hints.js"
+import { macrotask } from "./eventLoop.js"
 import {
   defectOutcome,
   execute,
@@ -28,16 +29,6 @@ import type { Rider, Settler } from "./settler.js"
 
 /** How often, in wall-clock ms, a busy fetcher lets the event loop run timers and I/O. */
 const breathMs = 20
-
-/** Wait for one turn of the event loop (its timers and I/O), not only for the microtasks. */
-const macrotask: Effect.Effect<void> = Effect.async<void>((resume) => {
-  if (typeof setImmediate === "function") {
-    const handle = setImmediate(() => resume(Effect.void))
-    return Effect.sync(() => clearImmediate(handle))
-  }
-  const handle = setTimeout(() => resume(Effect.void), 0)
-  return Effect.sync(() => clearTimeout(handle))
-})
 
 /** Runner settings with every default filled in. */
 export interface Config {
