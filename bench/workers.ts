@@ -212,11 +212,14 @@ const parent = async () => {
     `workers: ${n} ticking every 1 s; ${seconds} s measured per round after 3 s warm-up; ${rounds} rounds`
   )
   const results: Array<Result> = []
+  /** Each child's figures with its round, for the harness (`bench/lib/workers.ts`): the last line printed. */
+  const perRound: Array<{ round: number; contestant: Contestant; cpu: number; rssMb: number }> = []
   for (let r = 1; r <= rounds; r++) {
     // Every other round in reverse order, so that no contestant always runs first (or last) on a busy machine.
     for (const c of r % 2 === 1 ? contestants : [...contestants].reverse()) {
       const result = await run(c === "base" ? baseCommand : command, c, n, seconds, alloc)
       results.push(result)
+      perRound.push({ round: r, contestant: c, cpu: result.cpu, rssMb: result.rssMedian / 1024 / 1024 })
       const bytes = result.bytesPerTick === null ? "" : `  ${result.bytesPerTick.toFixed(0)} B/tick`
       console.log(
         `round ${r} ${c.padEnd(11)} cpu ${pct(result.cpu).padStart(6)}  rss median ${mb(result.rssMedian)} max ${mb(result.rssMax)}  heap ${mb(result.heapUsed)}  ticks ${result.ticks}  startup ${result.startupMs.toFixed(0)} ms${bytes}`
@@ -237,6 +240,7 @@ const parent = async () => {
       `| ${c} | ${pct(median(rs.map((x) => x.cpu)))} | ${ratio.toFixed(2)}× | ${mb(median(rs.map((x) => x.rssMedian)))} | ${mb(median(rs.map((x) => x.rssMax)))} | ${mb(median(rs.map((x) => x.heapUsed)))} | ${(median(rs.map((x) => x.ticks)) / seconds).toFixed(0)} | ${bytes} |`
     )
   }
+  console.log(JSON.stringify({ rounds: perRound }))
 }
 
 if (process.argv[2] === "child") {

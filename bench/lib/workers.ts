@@ -12,6 +12,26 @@ export interface WorkersOutcome {
   readonly table: string | undefined
   readonly note: string | undefined
   readonly rows: ReadonlyArray<Record<string, string>>
+  /** Each child's figures with its round: CPU as a share of one core, median RSS in MB. */
+  readonly rounds: ReadonlyArray<WorkersRound>
+}
+
+export interface WorkersRound {
+  readonly round: number
+  readonly contestant: string
+  readonly cpu: number
+  readonly rssMb: number
+}
+
+/** The per-round line `bench/workers.ts` prints last, or none. */
+const parseRounds = (lines: ReadonlyArray<string>): ReadonlyArray<WorkersRound> => {
+  const last = [...lines].reverse().find((l) => l.startsWith('{"rounds"'))
+  if (last === undefined) return []
+  try {
+    return (JSON.parse(last) as { rounds: ReadonlyArray<WorkersRound> }).rounds
+  } catch {
+    return []
+  }
 }
 
 const parseTable = (lines: ReadonlyArray<string>) => {
@@ -30,7 +50,12 @@ const parseTable = (lines: ReadonlyArray<string>) => {
 export const runWorkers = (rootDir: string, rounds: number, seconds: number): Promise<WorkersOutcome> => {
   const script = join(rootDir, "bench", "workers.ts")
   if (!existsSync(script)) {
-    return Promise.resolve({ table: undefined, note: "bench/workers.ts does not exist yet", rows: [] })
+    return Promise.resolve({
+      table: undefined,
+      note: "bench/workers.ts does not exist yet",
+      rows: [],
+      rounds: []
+    })
   }
   return new Promise((resolve) => {
     const tsx = join(rootDir, "node_modules", ".bin", "tsx")
@@ -51,10 +76,16 @@ export const runWorkers = (rootDir: string, rounds: number, seconds: number): Pr
         resolve({
           table: undefined,
           note: `bench/workers.ts exited with ${code} without a medians table`,
-          rows: []
+          rows: [],
+          rounds: []
         })
       } else {
-        resolve({ table: tableLines.join("\n"), note: undefined, rows: parseTable(tableLines) })
+        resolve({
+          table: tableLines.join("\n"),
+          note: undefined,
+          rows: parseTable(tableLines),
+          rounds: parseRounds(lines)
+        })
       }
     })
   })
