@@ -5,6 +5,8 @@
  * compile time that every schema's JSON still fits these.
  */
 
+import type { RuleFields } from "../../store/ruleWords.js"
+
 export type JobState =
   | "scheduled"
   | "available"
@@ -47,16 +49,8 @@ export interface TickResponse {
     | { readonly _tag: "skipped"; readonly reason: string }
 }
 
-export interface Rule {
-  readonly scope: string
-  readonly name: string
-  readonly perPartition: number | null
-  readonly global: number | null
-  readonly rateLimit: number | null
-  readonly rateWindowMs: number | null
-  readonly rateByPartition: boolean
-  readonly rateBurst: number | null
-}
+/** A flow rule as the admin API sends it: the fields `ruleWords` (shared with the CLI, import-free) reads. */
+export type Rule = RuleFields
 
 export interface PartitionInfo {
   readonly partition: string
