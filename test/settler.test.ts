@@ -6,6 +6,7 @@
  * left to their lease.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -101,15 +102,21 @@ describe("settler batches under flow control", () => {
       Effect.gen(function* () {
         const memory = yield* JobStore.JobStore
         const batches: Array<number> = []
+        const allWritten = yield* Deferred.make<void>()
         const store: JobStore.Service = {
           ...memory,
           settle: (settlements) =>
             Effect.suspend(() => {
               batches.push(settlements.length)
-              return memory.settle(settlements)
+              return Effect.zipLeft(
+                memory.settle(settlements),
+                batches.reduce((a, b) => a + b, 0) === 5
+                  ? Deferred.succeed(allWritten, undefined)
+                  : Effect.void
+              )
             })
         }
-        const jobs = [] as Array<JobStore.JobRecord>
+        const jobs: Array<JobStore.JobRecord> = []
         for (let i = 0; i < 5; i++) jobs.push(yield* started(memory))
         const settler = yield* makeSettler(store, 100)
         // A flow-limited runner registers a claim to ride its batches (here: none to send).
@@ -120,14 +127,7 @@ describe("settler batches under flow control", () => {
         // callbacks one by one, with the microtasks (the settler's own turns) between them.
         for (const job of jobs)
           setTimeout(() => settler.unsafeOffer({ job, outcome: { _tag: "completed" }, durationMs: 1 }), 1)
-        yield* Effect.async<void>((resume) => {
-          const poll = setInterval(() => {
-            if (batches.reduce((a, b) => a + b, 0) === 5) {
-              clearInterval(poll)
-              resume(Effect.void)
-            }
-          }, 1)
-        })
+        yield* Deferred.await(allWritten)
         expect(batches).toEqual([5])
         for (const job of jobs) expect((yield* memory.get(job.id))?.state).toBe("completed")
         yield* Fiber.interrupt(run)

@@ -85,6 +85,7 @@ const deferRetry = Duration.seconds(1)
 
 /** Scheduler turns a batch waits for more outcomes before it is written. */
 const gatherTurns = 3
+const afterTurns = Effect.repeatN(Effect.yieldNow(), gatherTurns - 1)
 
 export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.Effect<Settler> =>
   Effect.gen(function* () {
@@ -259,6 +260,15 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
       if (inFlight === 0) idle.unsafeOpen()
     }
 
+    /** The outcomes offered since `batch` was taken, added to it (up to `maxBatch`). */
+    const joinInto = (batch: Array<Pending>) =>
+      Effect.suspend(() =>
+        Effect.map(takeUpTo(maxBatch - batch.length), (rest) => {
+          for (const p of rest) batch.push(p)
+          track(rest.length)
+        })
+      )
+
     /**
      * Take a batch with `take` (then, if `gather`, let the attempts finishing
      * in the next few scheduler turns join it) and write it under the lock,
@@ -272,20 +282,13 @@ export const makeSettler = (store: JobStore.Service, maxBatch: number): Effect.E
         Effect.flatMap(restore(take), (batch) => {
           if (batch.length === 0) return Effect.succeed(0)
           track(batch.length)
-          const join = Effect.map(
-            Effect.suspend(() => takeUpTo(maxBatch - batch.length)),
-            (rest) => {
-              for (const p of rest) batch.push(p)
-              track(rest.length)
-            }
-          )
           const more =
             gather && batch.length < maxBatch
               ? Effect.zipRight(
-                  Effect.zipRight(restore(Effect.repeatN(Effect.yieldNow(), gatherTurns - 1)), join),
+                  Effect.zipRight(restore(afterTurns), joinInto(batch)),
                   Effect.suspend(() =>
                     waitOutTimers && batch.length === 1
-                      ? Effect.zipRight(restore(macrotask), join)
+                      ? Effect.zipRight(restore(macrotask), joinInto(batch))
                       : Effect.void
                   )
                 )

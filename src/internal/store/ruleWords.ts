@@ -25,7 +25,7 @@ const units: ReadonlyArray<readonly [string, number]> = [
 ]
 
 /** A window as its largest whole unit: `1s`, `15m`, `1500ms`. */
-export const windowWords = (ms: number): string => {
+const windowWords = (ms: number): string => {
   for (const [unit, size] of units) if (ms >= size && ms % size === 0) return `${ms / size}${unit}`
   return `${ms}ms`
 }
